@@ -1,0 +1,30 @@
+{
+  "targets": [
+    {
+      "target_name": "userfaultfd",
+      "conditions": [
+        ["OS=='linux'", {
+          "sources": [
+            "native/addon.cc",
+            "native/errors.cc",
+            "native/userfaultfd.cc",
+            "native/fault_reader.cc",
+            "native/page_source.cc",
+            "native/region.cc",
+            "native/fdpass.cc"
+          ]
+        }, {
+          # Elsewhere the package installs with an empty addon and runs on the simulator.
+          "sources": ["native/unsupported.cc"]
+        }]
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES" },
+      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
+    }
+  ]
+}

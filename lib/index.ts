@@ -1,0 +1,17 @@
+/**
+ * userfaultfd for Node.js: the real Linux userfaultfd(2), and a simulator with the same API
+ * everywhere else. See README.md.
+ */
+import './kernel';
+import './simulator';
+
+export { Userfaultfd } from './userfaultfd';
+export type { Served } from './userfaultfd';
+export { Region } from './region';
+export { PageSource } from './page-source';
+export type { FileSourceOptions, PageSourceKind } from './page-source';
+export { UffdError } from './errors';
+export type { UffdErrorCode } from './errors';
+export { probe } from './backend';
+export { constants, FEATURE_NAMES, IOCTL_NAMES } from './constants';
+export type * from './types';

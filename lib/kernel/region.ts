@@ -1,0 +1,59 @@
+/** Region over real mapped memory (native/region.cc). */
+import { binding, NativeRegion } from '../native';
+import { Region } from '../region';
+import type { MapOptions, Protection } from '../types';
+
+const PROT = { none: 0, read: 1, readwrite: 3 } as const;
+
+export class KernelRegion extends Region {
+  readonly backend = 'native' as const;
+  readonly address: bigint;
+  readonly length: number;
+  private readonly handle: NativeRegion;
+  private isUnmapped = false;
+
+  static create(length: number, options: MapOptions): KernelRegion {
+    return new KernelRegion(new binding!.Region(length, options.shared === true, options.hugetlb === true), options);
+  }
+
+  private constructor(handle: NativeRegion, options: MapOptions) {
+    super(options);
+    this.handle = handle;
+    this.address = handle.address;
+    this.length = handle.length;
+  }
+
+  get fd(): number {
+    return this.isUnmapped ? -1 : this.handle.fd;
+  }
+  get unmapped(): boolean {
+    return this.isUnmapped;
+  }
+  get buffer(): ArrayBuffer {
+    return this.handle.buffer;
+  }
+
+  protected _read(offset: number, length: number): Promise<Buffer> {
+    return this.handle.read(offset, length);
+  }
+  protected _write(offset: number, data: Uint8Array): Promise<void> {
+    return this.handle.write(offset, data);
+  }
+  protected _dontneed(offset: number, length: number): void {
+    this.handle.dontneed(offset, length);
+  }
+  protected _protect(offset: number, length: number, protection: Protection): void {
+    this.handle.protect(offset, length, PROT[protection]);
+  }
+  protected _alias(): Region {
+    const h = new binding!.Region(this.length, true, this.hugetlb, this.handle.fd);
+    return new KernelRegion(h, { shared: true, hugetlb: this.hugetlb });
+  }
+  protected _residentPages(): number {
+    return this.handle.residentPages();
+  }
+  protected _unmap(): void {
+    this.isUnmapped = true;
+    this.handle.unmap();
+  }
+}

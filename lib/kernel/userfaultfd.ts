@@ -1,0 +1,271 @@
+/** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
+import * as fs from 'fs';
+import type { CheckedRange } from '../args';
+import { constants, FeatureName, featureMask, featureNames, IoctlName, ioctlNames } from '../constants';
+import { invalidArgType, UffdError, uffdError } from '../errors';
+import { binding, NativeUserfaultfd } from '../native';
+import { PageSource } from '../page-source';
+import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
+import { Userfaultfd } from '../userfaultfd';
+import { kernelOffer, openKernelFd } from './probe';
+
+const RECORD = 40; // native/fault_reader.h Delivery
+const RECORDS_PER_CALL = 256;
+const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3 } as const;
+const EV = constants.events;
+const PF = constants.pagefaultFlags;
+const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
+
+/** Every open uffd of this thread, closed at exit: libuv joins its thread pool at exit, and a
+ * pool thread waiting on a fault would hold the process forever. */
+const openUffds = new Set<KernelUserfaultfd>();
+let exitHookInstalled = false;
+function track(u: KernelUserfaultfd): void {
+  openUffds.add(u);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const x of [...openUffds]) x.close();
+    });
+  }
+}
+
+export class KernelUserfaultfd extends Userfaultfd {
+  readonly backend = 'native' as const;
+  /** How the fd was opened: the userfaultfd syscall or /dev/userfaultfd (undefined: adopted). */
+  readonly via: 'syscall' | 'dev-userfaultfd' | undefined;
+  private readonly handle: NativeUserfaultfd;
+  private readonly featureBits: number;
+  private readonly fdNumber: number;
+  private scratch: Uint8Array | null = null;
+  private view: DataView | null = null;
+
+  constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
+              via?: 'syscall' | 'dev-userfaultfd') {
+    super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
+    this.handle = handle;
+    this.featureBits = featureBits;
+    this.fdNumber = handle.fd;
+    this.via = via;
+    track(this);
+  }
+
+  get fd(): number {
+    return this.closed ? -1 : this.fdNumber;
+  }
+
+  /** The bare binding call, for measuring the binding's own overhead. */
+  noop(): void {
+    this.handle.noop();
+  }
+
+  protected _register(start: bigint, length: number, mode: number): bigint {
+    return this.handle.register(start, length, mode);
+  }
+  protected _unregister(start: bigint, length: number): void {
+    this.handle.unregister(start, length);
+  }
+  protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
+    return this.handle.copy(dst, src, mode);
+  }
+  protected _zeropage(start: bigint, length: number, mode: number): number {
+    return this.handle.zeropage(start, length, mode);
+  }
+  protected _wake(start: bigint, length: number): void {
+    this.handle.wake(start, length);
+  }
+  protected _writeProtect(start: bigint, length: number, mode: number): void {
+    this.handle.writeProtect(start, length, mode);
+  }
+  protected _continue(start: bigint, length: number, mode: number): number {
+    return this.handle.continue(start, length, mode);
+  }
+  protected _poison(start: bigint, length: number, mode: number): number {
+    return this.handle.poison(start, length, mode);
+  }
+  protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
+    return this.handle.move(dst, src, length, mode);
+  }
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+    const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
+    const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
+    return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread');
+  }
+  protected _unserve(handle: unknown): void {
+    this.handle.unserve(handle as number);
+  }
+  protected _stats(): Stats {
+    const s = this.handle.stats();
+    return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
+  }
+  protected _startReader(): void {
+    this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
+    this.view = new DataView(this.scratch.buffer);
+    this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
+    this.handle.startReader((count) => this.onBatch(count), this.scratch);
+  }
+  protected _setRef(refed: boolean): void {
+    if (refed) this.handle.ref();
+    else this.handle.unref();
+  }
+  protected _close(): void {
+    openUffds.delete(this);
+    this.handle.close();
+  }
+
+  /** JS thread: `count` deliveries are in the scratch buffer. */
+  private onBatch(count: number): void {
+    const v = this.view!;
+    for (let i = 0; i < count && !this.closed; i++) {
+      const o = i * RECORD;
+      const note = v.getInt32(o + 32, true);
+      const err = v.getInt32(o + 36, true);
+      if (note === NOTE.readerFailed) {
+        this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
+        continue;
+      }
+      const e = this.decode(v, o);
+      if (e === null) continue;
+      if (note === NOTE.selfFault && e.type === 'pagefault') {
+        this.reportError(selfFaultError(e, this.selfFaultPolicy, err));
+        continue;
+      }
+      if (note === NOTE.sourceFailed && e.type === 'pagefault') {
+        this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
+      }
+      if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
+        this.answerByFallback(e);
+        this.reportError(unhandledError(e), e);
+        continue;
+      }
+      this.dispatch(e);
+    }
+  }
+
+  private decode(v: DataView, o: number): UffdEvent | null {
+    const type = v.getUint8(o);
+    switch (type) {
+      case EV.PAGEFAULT: {
+        const flags = Number(v.getBigUint64(o + 8, true));
+        const e: PageFault = {
+          type: 'pagefault',
+          address: v.getBigUint64(o + 16, true),
+          write: (flags & PF.WRITE) !== 0,
+          wp: (flags & PF.WP) !== 0,
+          minor: (flags & PF.MINOR) !== 0,
+          flags,
+        };
+        if (this.featureBits & constants.features.THREAD_ID) e.tid = v.getUint32(o + 24, true);
+        return e;
+      }
+      case EV.FORK: {
+        const fd = v.getUint32(o + 8, true);
+        const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
+          0n, { onSelfFault: this.selfFaultPolicy });
+        return { type: 'fork', uffd: child };
+      }
+      case EV.REMAP:
+        return { type: 'remap', from: v.getBigUint64(o + 8, true), to: v.getBigUint64(o + 16, true), length: Number(v.getBigUint64(o + 24, true)) };
+      case EV.REMOVE:
+        return { type: 'remove', start: v.getBigUint64(o + 8, true), end: v.getBigUint64(o + 16, true) };
+      case EV.UNMAP:
+        return { type: 'unmap', start: v.getBigUint64(o + 8, true), end: v.getBigUint64(o + 16, true) };
+      default:
+        return null;
+    }
+  }
+}
+
+function errnoName(errno: number): string {
+  const os = require('os') as typeof import('os');
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `E${errno}`;
+}
+
+function selfFaultError(e: PageFault, policy: string, err: number): Error {
+  const how = err === 0 ? `answered by onSelfFault '${policy}'` : `onSelfFault '${policy}' failed with ${errnoName(err)}`;
+  const error = new Error(`The JavaScript thread that handles this userfaultfd faulted on ${e.address.toString(16)}: ` +
+    `its own handler could never answer it; ${how}. Touch served memory with region.read/write, a Worker, or serve().`);
+  Object.assign(error, { code: 'ERR_UFFD_SELF_FAULT', fault: e });
+  return error;
+}
+
+function unhandledError(e: PageFault): Error {
+  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
+  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
+  return error;
+}
+
+/** Userfaultfd.open on the kernel. */
+export function openKernel(options: OpenOptions): KernelUserfaultfd {
+  const userModeOnly = options.userModeOnly === true;
+  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
+  }
+  const wanted = checkFeatures(options.features);
+  const offer = kernelOffer();
+  for (const name of wanted) {
+    if ((offer.features & constants.features[name]) === 0) {
+      const e = uffdError('EINVAL', 'UFFDIO_API', undefined, `this kernel does not support the feature ${name}`);
+      e.feature = name;
+      throw e;
+    }
+  }
+  // THREAD_ID costs nothing and lets the reader recognise faults raised by the JS thread itself.
+  let mask = featureMask(wanted);
+  if (offer.features & constants.features.THREAD_ID && !wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  const { fd, via } = openKernelFd(userModeOnly);
+  let reply;
+  try {
+    reply = binding!.apiHandshake(fd, mask);
+  } catch (e) {
+    binding!.closeFd(fd);
+    throw e;
+  }
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask), mask, reply.ioctls, options, via);
+}
+
+function checkFeatures(features: unknown): FeatureName[] {
+  if (features === undefined) return [];
+  if (!Array.isArray(features)) throw invalidArgType('options.features', 'an array of feature names', features);
+  for (const f of features) {
+    if (typeof f !== 'string' || !(f in constants.features)) {
+      throw invalidArgType('options.features', `feature names (${Object.keys(constants.features).join(', ')})`, f);
+    }
+  }
+  return [...new Set(features as FeatureName[])];
+}
+
+/** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
+export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfaultfd {
+  let link: string;
+  try {
+    link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    throw invalidArgType('fd', 'an open file descriptor', fd);
+  }
+  if (link !== 'anon_inode:[userfaultfd]') throw invalidArgType('fd', 'a userfaultfd', link);
+  const dup = binding!.dupFd(fd);
+  let features = options.features ? featureMask(checkFeatures(options.features)) : 0;
+  let ioctls = 0n;
+  try {
+    const info = fs.readFileSync(`/proc/self/fdinfo/${dup}`, 'utf8');
+    const m = /^API:\s*([0-9a-f]+):([0-9a-f]+):([0-9a-f]+)/m.exec(info);
+    if (m) {
+      features = parseInt(m[2], 16) & 0x7fffffff; // bit 31 marks the handshake done
+      ioctls = BigInt('0x' + m[3]);
+    }
+  } catch {
+    // No fdinfo (an old kernel, a sandbox): the caller's features stand.
+  }
+  try {
+    return new KernelUserfaultfd(new binding!.Userfaultfd(dup, features), features, ioctls, options);
+  } catch (e) {
+    binding!.closeFd(dup);
+    throw e;
+  }
+}
+
+export function isUffdError(e: unknown): e is UffdError {
+  return e instanceof UffdError;
+}

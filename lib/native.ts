@@ -1,0 +1,93 @@
+/**
+ * The one loader of the native binding, and its exact shape. Loading never throws: on a
+ * system without the addon, `binding` is null and `loadError` says why.
+ */
+import * as path from 'path';
+
+export interface NativeConstants {
+  features: Record<string, number>;
+  ioctls: Record<string, number>;
+  modes: Record<string, number>;
+  events: Record<string, number>;
+  pagefaultFlags: Record<string, number>;
+  API: number;
+  USER_MODE_ONLY: number;
+  pageSize: number;
+}
+
+export interface NativeStats {
+  faults: number; copies: number; bytes: number; wakeups: number;
+  latencySamples: number; p50: number; p99: number;
+}
+
+export interface NativeUserfaultfd {
+  readonly fd: number;
+  register(start: bigint, length: number, mode: number): bigint;
+  unregister(start: bigint, length: number): void;
+  copy(dst: bigint, src: Uint8Array, mode: number): number;
+  copyFromAddress(dst: bigint, src: bigint, length: number, mode: number): number;
+  zeropage(start: bigint, length: number, mode: number): number;
+  wake(start: bigint, length: number): void;
+  writeProtect(start: bigint, length: number, mode: number): void;
+  continue(start: bigint, length: number, mode: number): number;
+  poison(start: bigint, length: number, mode: number): number;
+  move(dst: bigint, src: bigint, length: number, mode: number): number;
+  close(): void;
+  noop(): void;
+  startReader(onBatch: (count: number) => void, scratch: Uint8Array): void;
+  ref(): void;
+  unref(): void;
+  setSelfFaultPolicy(policy: number): void;
+  /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
+  serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
+        offset: number, readahead: number, pread: boolean): number;
+  unserve(id: number): boolean;
+  stats(): NativeStats;
+}
+
+export interface NativeRegion {
+  readonly address: bigint;
+  readonly length: number;
+  readonly fd: number;
+  readonly buffer: ArrayBuffer;
+  dontneed(offset: number, length: number): void;
+  protect(offset: number, length: number, prot: number): void;
+  unmap(): void;
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  residentPages(): number;
+}
+
+export interface FdPassBinding {
+  sendFd?(socketPath: string, fd: number, payload: Uint8Array): void;
+  [name: string]: unknown;
+}
+
+export interface Binding extends FdPassBinding {
+  supported: true;
+  Userfaultfd: new (fd: number, features: number) => NativeUserfaultfd;
+  Region: new (length: number, shared: boolean, hugetlb: boolean, aliasFd?: number) => NativeRegion;
+  constants: NativeConstants;
+  setErrorClass(cls: Function): void;
+  openSyscall(userModeOnly: boolean): number;
+  openDevice(userModeOnly: boolean): number;
+  apiHandshake(fd: number, features: number): { api: number; features: number; ioctls: bigint };
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
+  gettid(): number;
+}
+
+function load(): { binding: Binding | null; loadError: string | null } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const mod = require('node-gyp-build')(path.join(__dirname, '..'));
+    if (mod && mod.supported === true) return { binding: mod as Binding, loadError: null };
+    return { binding: null, loadError: 'the addon was built without userfaultfd support (not Linux)' };
+  } catch (e) {
+    return { binding: null, loadError: (e as Error).message };
+  }
+}
+
+const loaded = load();
+export const binding: Binding | null = loaded.binding;
+export const loadError: string | null = loaded.loadError;

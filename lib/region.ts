@@ -1,0 +1,122 @@
+/**
+ * Region: memory to register with a userfaultfd. `buffer` views it directly; `read`/`write`
+ * touch it off the JS thread, so a JS fault handler and the memory it serves can share a process.
+ */
+import { checkAligned, checkSpan, toBytes, toLength, toOptions } from './args';
+import { chooseBackend } from './backend';
+import { HUGE_PAGE_SIZE, PAGE_SIZE } from './constants';
+import { closedError, invalidArgType } from './errors';
+import type { BackendName, MapOptions, Protection } from './types';
+
+export abstract class Region {
+  abstract readonly backend: BackendName;
+  /** The first byte's address. */
+  abstract readonly address: bigint;
+  abstract readonly length: number;
+  /** The memfd of a shared region, else -1. */
+  abstract readonly fd: number;
+  readonly shared: boolean;
+  readonly hugetlb: boolean;
+  readonly pageSize: number;
+
+  /** Maps `length` bytes: private anonymous, or memfd-backed with `shared`, or hugetlb. */
+  static map(length: number, options: MapOptions = {}): Region {
+    const o = toOptions<MapOptions>(options, 'options');
+    toLength(length, 'length');
+    if (o.shared !== undefined && typeof o.shared !== 'boolean') throw invalidArgType('options.shared', 'of type boolean', o.shared);
+    if (o.hugetlb !== undefined && typeof o.hugetlb !== 'boolean') throw invalidArgType('options.hugetlb', 'of type boolean', o.hugetlb);
+    checkAligned(length, o.hugetlb ? HUGE_PAGE_SIZE : PAGE_SIZE, 'length');
+    return chooseBackend(o.backend).mapRegion(length, o as MapOptions);
+  }
+
+  protected constructor(options: MapOptions) {
+    this.shared = options.shared === true;
+    this.hugetlb = options.hugetlb === true;
+    this.pageSize = this.hugetlb ? HUGE_PAGE_SIZE : PAGE_SIZE;
+  }
+
+  /** The same as `address`, so that a Region is a Range. */
+  get start(): bigint {
+    return this.address;
+  }
+
+  abstract get unmapped(): boolean;
+
+  /** A view of the memory. After unmap() it is detached (length 0). */
+  abstract get buffer(): ArrayBuffer;
+
+  /** Copies bytes out on another thread (the thread pool): faults there do not stop JS. */
+  read(offset: number, length: number): Promise<Buffer> {
+    this.checkLive();
+    toLength(offset, 'offset', true);
+    toLength(length, 'length');
+    checkSpan(offset, length, this.length, 'offset + length');
+    return this._read(offset, length);
+  }
+
+  /** Copies `data` in on another thread (the thread pool). */
+  write(offset: number, data: Uint8Array): Promise<void> {
+    this.checkLive();
+    toLength(offset, 'offset', true);
+    const bytes = toBytes(data, 'data');
+    if (bytes.byteLength === 0) return Promise.resolve();
+    checkSpan(offset, bytes.byteLength, this.length, 'offset + data.length');
+    return this._write(offset, bytes);
+  }
+
+  /** madvise(MADV_DONTNEED): the pages are dropped; a registered range faults again. */
+  dontneed(offset: number, length: number): void {
+    this.checkLive();
+    this.checkPages(offset, length);
+    this._dontneed(offset, length);
+  }
+
+  /** mprotect: 'none', 'read' or 'readwrite'. */
+  protect(offset: number, length: number, protection: Protection): void {
+    this.checkLive();
+    this.checkPages(offset, length);
+    if (protection !== 'none' && protection !== 'read' && protection !== 'readwrite') {
+      throw invalidArgType('protection', "'none', 'read' or 'readwrite'", protection);
+    }
+    this._protect(offset, length, protection);
+  }
+
+  /** A second mapping of the same pages (shared regions): fill pages here for MINOR faults. */
+  alias(): Region {
+    this.checkLive();
+    if (!this.shared) throw invalidArgType('this', 'a shared region (map with { shared: true })', this);
+    return this._alias();
+  }
+
+  /** How many of the region's pages are in memory. */
+  residentPages(): number {
+    this.checkLive();
+    return this._residentPages();
+  }
+
+  /** Unmaps now, or once the reads and writes in flight end; the buffer is detached. */
+  unmap(): void {
+    if (this.unmapped) return;
+    this._unmap();
+  }
+
+  protected abstract _read(offset: number, length: number): Promise<Buffer>;
+  protected abstract _write(offset: number, data: Uint8Array): Promise<void>;
+  protected abstract _dontneed(offset: number, length: number): void;
+  protected abstract _protect(offset: number, length: number, protection: Protection): void;
+  protected abstract _alias(): Region;
+  protected abstract _residentPages(): number;
+  protected abstract _unmap(): void;
+
+  protected checkLive(): void {
+    if (this.unmapped) throw closedError('region');
+  }
+
+  private checkPages(offset: number, length: number): void {
+    toLength(offset, 'offset', true);
+    toLength(length, 'length');
+    checkAligned(offset, this.pageSize, 'offset');
+    checkAligned(length, this.pageSize, 'length');
+    checkSpan(offset, length, this.length, 'offset + length');
+  }
+}

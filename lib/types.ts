@@ -1,0 +1,78 @@
+/** Public types shared by both backends. */
+import type { FeatureName, IoctlName } from './constants';
+
+export type { FeatureName, IoctlName };
+export type BackendName = 'native' | 'simulator';
+export type BackendChoice = 'auto' | BackendName;
+
+/** A span of memory. A Region is accepted wherever a Range is. */
+export interface Range {
+  start: bigint | number;
+  length: number;
+}
+
+export interface ProbeResult {
+  backend: BackendName;
+  available: boolean;
+  reason?: string;
+  via?: 'syscall' | 'dev-userfaultfd';
+  api: number;
+  features: Array<FeatureName | number>;
+  ioctls: Array<IoctlName | number>;
+  pageSize: number;
+  unprivileged: 'allowed' | 'user-mode-only' | 'denied';
+}
+
+export type SelfFaultPolicy = 'zeropage' | 'sigbus' | 'source';
+
+export interface OpenOptions {
+  /** Features to enable; each must be supported or open() throws naming it. */
+  features?: FeatureName[];
+  nonBlocking?: true;
+  userModeOnly?: boolean;
+  backend?: BackendChoice;
+  /** What answers a fault raised by the thread that runs this uffd's JS handlers. */
+  onSelfFault?: SelfFaultPolicy;
+  /** Answer a fault by the fallback when no handler answered it within this time. */
+  faultTimeoutMs?: number;
+}
+
+export interface RegisterOptions { missing?: boolean; wp?: boolean; minor?: boolean }
+export interface RegisterResult { ioctls: Array<IoctlName | number> }
+export interface CopyOptions { dontWake?: boolean; wp?: boolean }
+export interface WakeOptions { dontWake?: boolean }
+export interface WriteProtectOptions { protect: boolean; dontWake?: boolean }
+export interface ContinueOptions { dontWake?: boolean; wp?: boolean }
+export interface MoveOptions { dontWake?: boolean; allowSrcHoles?: boolean }
+export interface ServeOptions {
+  /** Bytes filled per fault: 'adaptive' (default), 0 or false for one page, or a fixed size. */
+  readahead?: number | 'adaptive' | false;
+}
+
+export interface PageFault {
+  type: 'pagefault';
+  address: bigint;
+  write: boolean;
+  wp: boolean;
+  minor: boolean;
+  /** The faulting thread's id, with THREAD_ID. */
+  tid?: number;
+  /** The raw UFFD_PAGEFAULT_FLAG_* bits. */
+  flags: number;
+}
+export interface ForkEvent { type: 'fork'; uffd: import('./userfaultfd').Userfaultfd }
+export interface RemapEvent { type: 'remap'; from: bigint; to: bigint; length: number }
+export interface RemoveEvent { type: 'remove'; start: bigint; end: bigint }
+export interface UnmapEvent { type: 'unmap'; start: bigint; end: bigint }
+export type UffdEvent = PageFault | ForkEvent | RemapEvent | RemoveEvent | UnmapEvent;
+
+export interface Stats {
+  faults: number;
+  copies: number;
+  bytes: number;
+  wakeups: number;
+  latencyNs: { p50: number; p99: number };
+}
+
+export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }
+export type Protection = 'none' | 'read' | 'readwrite';

@@ -1,0 +1,372 @@
+/**
+ * Userfaultfd: the public class. Argument checks, event delivery, lifetime and policy live
+ * here once; a backend (the kernel, or the simulator) supplies the operations.
+ */
+import { EventEmitter } from 'events';
+import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
+import { chooseBackend } from './backend';
+import { constants, FeatureName, IoctlName, ioctlNames } from './constants';
+import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
+import { EventQueue, isEventType } from './events';
+import { PageSource } from './page-source';
+import { Region } from './region';
+import type {
+  BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
+  RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
+  WakeOptions, WriteProtectOptions,
+} from './types';
+
+const M = constants.modes;
+
+/** A served range; stop() returns its faults to the JS handlers. */
+export interface Served {
+  readonly start: bigint;
+  readonly length: number;
+  stop(): void;
+}
+
+export interface UffdInit {
+  features: Array<FeatureName | number>;
+  ioctls: Array<IoctlName | number>;
+  pageSize: number;
+  options: OpenOptions;
+}
+
+export abstract class Userfaultfd extends EventEmitter {
+  abstract readonly backend: BackendName;
+  abstract readonly fd: number;
+  /** The features negotiated with the kernel (or the simulator). */
+  readonly features: ReadonlyArray<FeatureName | number>;
+  /** The ioctls the fd supports (UFFDIO_API's answer). */
+  readonly ioctls: ReadonlyArray<IoctlName | number>;
+  readonly pageSize: number;
+  protected readonly selfFaultPolicy: SelfFaultPolicy;
+
+  private isClosed = false;
+  private refed = true;
+  private readerStarted = false;
+  private readonly queues = new Set<EventQueue>();
+  private readonly registered: CheckedRange[] = [];
+
+  /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
+  static open(options: OpenOptions = {}): Userfaultfd {
+    const o = toOptions<OpenOptions>(options, 'options');
+    return chooseBackend(o.backend).open(o as OpenOptions);
+  }
+
+  /** Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it. */
+  static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
+    if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
+    const o = toOptions<OpenOptions>(options, 'options');
+    return chooseBackend(o.backend ?? 'native').fromFd(fd, o as OpenOptions);
+  }
+
+  protected constructor(init: UffdInit) {
+    super();
+    this.features = Object.freeze([...init.features]);
+    this.ioctls = Object.freeze([...init.ioctls]);
+    this.pageSize = init.pageSize;
+    const policy = init.options.onSelfFault ?? 'zeropage';
+    if (policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
+      throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
+    }
+    this.selfFaultPolicy = policy;
+    this.on('newListener', (name: string | symbol) => {
+      if (isEventType(name)) this.consumersChanged(1);
+    });
+    this.on('removeListener', (name: string | symbol) => {
+      if (isEventType(name)) this.consumersChanged(0);
+    });
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  // ---- the ioctls ---------------------------------------------------------------------------
+
+  /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
+  register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
+    this.checkOpen();
+    const r = this.range(range);
+    const o = toOptions<RegisterOptions>(options, 'options');
+    const wp = toFlag(o.wp, 'options.wp');
+    const minor = toFlag(o.minor, 'options.minor');
+    const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
+    const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
+    const mask = this._register(r.start, r.length, mode);
+    this.registered.push(r);
+    return { ioctls: ioctlNames(mask) };
+  }
+
+  /** UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. */
+  unregister(range: Range | Region): void {
+    this.checkOpen();
+    const r = this.range(range);
+    this._unregister(r.start, r.length);
+    const end = r.start + BigInt(r.length);
+    for (let i = this.registered.length - 1; i >= 0; i--) {
+      const x = this.registered[i];
+      if (x.start >= r.start && x.start + BigInt(x.length) <= end) this.registered.splice(i, 1);
+    }
+  }
+
+  /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
+  copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
+    this.checkOpen();
+    const d = this.address(dst, 'dst');
+    const bytes = toBytes(src, 'src');
+    if (bytes.byteLength === 0) throw outOfRange('src.byteLength', 'a positive multiple of the page size', 0);
+    checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
+    const o = toOptions<CopyOptions>(options, 'options');
+    const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
+    return this._copy(d, bytes, mode);
+  }
+
+  /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
+  zeropage(range: Range | Region, options: WakeOptions = {}): number {
+    this.checkOpen();
+    const r = this.range(range);
+    const o = toOptions<WakeOptions>(options, 'options');
+    return this._zeropage(r.start, r.length, toFlag(o.dontWake, 'options.dontWake') ? M.ZEROPAGE_DONTWAKE : 0);
+  }
+
+  /** UFFDIO_WAKE: wakes the threads waiting on faults in the range. */
+  wake(range: Range | Region): void {
+    this.checkOpen();
+    const r = this.range(range);
+    this._wake(r.start, r.length);
+  }
+
+  /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
+  writeProtect(range: Range | Region, options: WriteProtectOptions): void {
+    this.checkOpen();
+    const r = this.range(range);
+    const o = toOptions<WriteProtectOptions>(options, 'options');
+    if (typeof o.protect !== 'boolean') throw invalidArgType('options.protect', 'of type boolean', o.protect);
+    const mode = (o.protect ? M.WRITEPROTECT_WP : 0) | (toFlag(o.dontWake, 'options.dontWake') ? M.WRITEPROTECT_DONTWAKE : 0);
+    this._writeProtect(r.start, r.length, mode);
+  }
+
+  /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
+  continue(range: Range | Region, options: ContinueOptions = {}): number {
+    this.checkOpen();
+    const r = this.range(range);
+    const o = toOptions<ContinueOptions>(options, 'options');
+    const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.CONTINUE_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.CONTINUE_WP : 0);
+    return this._continue(r.start, r.length, mode);
+  }
+
+  /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
+  poison(range: Range | Region, options: WakeOptions = {}): number {
+    this.checkOpen();
+    const r = this.range(range);
+    const o = toOptions<WakeOptions>(options, 'options');
+    return this._poison(r.start, r.length, toFlag(o.dontWake, 'options.dontWake') ? M.POISON_DONTWAKE : 0);
+  }
+
+  /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
+  move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
+    this.checkOpen();
+    const d = this.address(dst, 'dst');
+    const s = this.address(src, 'src');
+    toLength(length, 'length');
+    checkAligned(length, this.pageSize, 'length');
+    const o = toOptions<MoveOptions>(options, 'options');
+    const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.MOVE_DONTWAKE : 0) |
+      (toFlag(o.allowSrcHoles, 'options.allowSrcHoles') ? M.MOVE_ALLOW_SRC_HOLES : 0);
+    return this._move(d, s, length, mode);
+  }
+
+  // ---- serving --------------------------------------------------------------------------------
+
+  /**
+   * Answers every missing-page fault in the range from `source`, without JavaScript per fault.
+   * Registers the range for missing faults first if this uffd has not.
+   */
+  serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+    this.checkOpen();
+    const r = this.range(range);
+    if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    const o = toOptions<ServeOptions>(options, 'options');
+    const readahead = this.readahead(o.readahead);
+    if (!this.isRegistered(r)) this.register(r, { missing: true });
+    const handle = this._serve(r, source, readahead);
+    this.startReader();
+    let active = true;
+    return {
+      start: r.start,
+      length: r.length,
+      stop: () => {
+        if (!active || this.isClosed) return;
+        active = false;
+        this._unserve(handle);
+      },
+    };
+  }
+
+  stats(): Stats {
+    this.checkOpen();
+    return this._stats();
+  }
+
+  // ---- events and lifetime ------------------------------------------------------------------
+
+  /** The events as an async iterator (the same stream the listeners see). */
+  events(): AsyncIterableIterator<UffdEvent> {
+    this.checkOpen();
+    const q = new EventQueue((done) => {
+      this.queues.delete(done);
+      this.consumersChanged(0);
+    });
+    this.queues.add(q);
+    this.consumersChanged(0);
+    return q;
+  }
+
+  /** Keep the process alive while this uffd has event consumers (the default). */
+  ref(): this {
+    this.refed = true;
+    this.updateRef(0);
+    return this;
+  }
+
+  /** Let the process exit even though this uffd has event consumers. */
+  unref(): this {
+    this.refed = false;
+    this.updateRef(0);
+    return this;
+  }
+
+  /** Stops the reader, closes the fd; every thread waiting on a fault runs again. Idempotent. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this._close();
+    for (const q of this.queues) q.end();
+    this.queues.clear();
+    process.nextTick(() => this.emit('close'));
+  }
+
+  // ---- for backends -------------------------------------------------------------------------
+
+  /** Delivers one event to the listeners and iterators. */
+  protected dispatch(e: UffdEvent): void {
+    for (const q of this.queues) q.push(e);
+    if (e.type !== 'pagefault') {
+      this.emit(e.type, e);
+      return;
+    }
+    try {
+      this.emit('pagefault', e);
+    } catch (err) {
+      // A handler that throws must not leave the faulting thread waiting forever.
+      this.answerByFallback(e);
+      this.reportError(err as Error, e);
+    }
+  }
+
+  /** An 'error' event; with no 'error' listener it is thrown, as EventEmitter does. */
+  protected reportError(err: Error, fault?: PageFault): void {
+    if (fault) (err as Error & { fault?: PageFault }).fault = fault;
+    this.emit('error', err);
+  }
+
+  /** Answers a fault so that its thread runs again: zero page, un-protect, or continue. */
+  protected answerByFallback(e: PageFault): void {
+    if (this.isClosed) return;
+    const page = e.address - (e.address % BigInt(this.pageSize));
+    try {
+      if (e.wp) this._writeProtect(page, this.pageSize, 0);
+      else if (e.minor) this._continue(page, this.pageSize, 0);
+      else this._zeropage(page, this.pageSize, 0);
+    } catch (err) {
+      if ((err as UffdError).code === 'EEXIST') this._wake(page, this.pageSize);
+      else if ((err as UffdError).code !== 'ENOENT') throw err;
+    }
+  }
+
+  protected get hasPagefaultConsumers(): boolean {
+    return this.listenerCount('pagefault') > 0 || this.queues.size > 0;
+  }
+
+  protected abstract _register(start: bigint, length: number, mode: number): bigint;
+  protected abstract _unregister(start: bigint, length: number): void;
+  protected abstract _copy(dst: bigint, src: Uint8Array, mode: number): number;
+  protected abstract _zeropage(start: bigint, length: number, mode: number): number;
+  protected abstract _wake(start: bigint, length: number): void;
+  protected abstract _writeProtect(start: bigint, length: number, mode: number): void;
+  protected abstract _continue(start: bigint, length: number, mode: number): number;
+  protected abstract _poison(start: bigint, length: number, mode: number): number;
+  protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
+  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number): unknown;
+  protected abstract _unserve(handle: unknown): void;
+  protected abstract _stats(): Stats;
+  /** Starts delivering events through dispatch(). Called once. */
+  protected abstract _startReader(): void;
+  protected abstract _setRef(refed: boolean): void;
+  protected abstract _close(): void;
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  protected checkOpen(): void {
+    if (this.isClosed) throw closedError('userfaultfd');
+  }
+
+  private range(value: unknown): CheckedRange {
+    if (value instanceof Region) {
+      if (value.backend !== this.backend) {
+        throw invalidArgType('range', `a Region of the ${this.backend} backend`, value);
+      }
+      if (value.unmapped) throw closedError('region');
+      return { start: value.address, length: value.length };
+    }
+    return toRange(value, this.pageSize);
+  }
+
+  private address(value: unknown, name: string): bigint {
+    const a = typeof value === 'object' && value !== null ? this.range(value).start : toAddress(value, name);
+    checkAligned(a, this.pageSize, name);
+    return a;
+  }
+
+  /** Bytes per fault for the native side: 0 adaptive, else a fixed page multiple. */
+  private readahead(v: unknown): number {
+    if (v === undefined || v === 'adaptive') return 0;
+    if (v === false || v === 0) return this.pageSize;
+    const n = toLength(v, 'options.readahead');
+    checkAligned(n, this.pageSize, 'options.readahead');
+    return n;
+  }
+
+  private isRegistered(r: CheckedRange): boolean {
+    const end = r.start + BigInt(r.length);
+    return this.registered.some((x) => x.start <= r.start && x.start + BigInt(x.length) >= end);
+  }
+
+  private startReader(): void {
+    if (this.readerStarted || this.isClosed) return;
+    this.readerStarted = true;
+    this._startReader();
+  }
+
+  /** `adding` is 1 while a listener is about to be added (newListener fires before). */
+  private consumersChanged(adding: number): void {
+    if (this.isClosed) return;
+    const n = this.consumerCount() + adding;
+    if (n > 0) this.startReader();
+    this.updateRef(adding);
+  }
+
+  private consumerCount(): number {
+    let n = this.queues.size;
+    for (const t of ['pagefault', 'fork', 'remap', 'remove', 'unmap']) n += this.listenerCount(t);
+    return n;
+  }
+
+  private updateRef(adding: number): void {
+    if (!this.readerStarted || this.isClosed) return;
+    this._setRef(this.refed && this.consumerCount() + adding > 0);
+  }
+}

@@ -1,0 +1,125 @@
+// Module init: the native classes, the constants table and the probe helpers.
+#include <napi.h>
+#include <unistd.h>
+
+#include "addon.h"
+#include "fdpass.h"
+#include "kernel_abi.h"
+#include "region.h"
+#include "userfaultfd.h"
+
+namespace uffd {
+namespace {
+
+// The kernel ABI as this build knows it; lib/constants.ts and the simulator share this table.
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  auto set = [&](Napi::Object o, const char* name, double v) { o.Set(name, Napi::Number::New(env, v)); };
+
+  Napi::Object features = Napi::Object::New(env);
+  set(features, "PAGEFAULT_FLAG_WP", UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+  set(features, "EVENT_FORK", UFFD_FEATURE_EVENT_FORK);
+  set(features, "EVENT_REMAP", UFFD_FEATURE_EVENT_REMAP);
+  set(features, "EVENT_REMOVE", UFFD_FEATURE_EVENT_REMOVE);
+  set(features, "MISSING_HUGETLBFS", UFFD_FEATURE_MISSING_HUGETLBFS);
+  set(features, "MISSING_SHMEM", UFFD_FEATURE_MISSING_SHMEM);
+  set(features, "EVENT_UNMAP", UFFD_FEATURE_EVENT_UNMAP);
+  set(features, "SIGBUS", UFFD_FEATURE_SIGBUS);
+  set(features, "THREAD_ID", UFFD_FEATURE_THREAD_ID);
+  set(features, "MINOR_HUGETLBFS", UFFD_FEATURE_MINOR_HUGETLBFS);
+  set(features, "MINOR_SHMEM", UFFD_FEATURE_MINOR_SHMEM);
+  set(features, "EXACT_ADDRESS", UFFD_FEATURE_EXACT_ADDRESS);
+  set(features, "WP_HUGETLBFS_SHMEM", UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+  set(features, "WP_UNPOPULATED", UFFD_FEATURE_WP_UNPOPULATED);
+  set(features, "POISON", UFFD_FEATURE_POISON);
+  set(features, "WP_ASYNC", UFFD_FEATURE_WP_ASYNC);
+  set(features, "MOVE", UFFD_FEATURE_MOVE);
+  c.Set("features", features);
+
+  Napi::Object ioctls = Napi::Object::New(env);  // bit numbers in the ioctls masks
+  set(ioctls, "register", _UFFDIO_REGISTER);
+  set(ioctls, "unregister", _UFFDIO_UNREGISTER);
+  set(ioctls, "wake", _UFFDIO_WAKE);
+  set(ioctls, "copy", _UFFDIO_COPY);
+  set(ioctls, "zeropage", _UFFDIO_ZEROPAGE);
+  set(ioctls, "move", _UFFDIO_MOVE);
+  set(ioctls, "writeProtect", _UFFDIO_WRITEPROTECT);
+  set(ioctls, "continue", _UFFDIO_CONTINUE);
+  set(ioctls, "poison", _UFFDIO_POISON);
+  set(ioctls, "api", _UFFDIO_API);
+  c.Set("ioctls", ioctls);
+
+  Napi::Object modes = Napi::Object::New(env);
+  set(modes, "REGISTER_MISSING", static_cast<double>(UFFDIO_REGISTER_MODE_MISSING));
+  set(modes, "REGISTER_WP", static_cast<double>(UFFDIO_REGISTER_MODE_WP));
+  set(modes, "REGISTER_MINOR", static_cast<double>(UFFDIO_REGISTER_MODE_MINOR));
+  set(modes, "COPY_DONTWAKE", static_cast<double>(UFFDIO_COPY_MODE_DONTWAKE));
+  set(modes, "COPY_WP", static_cast<double>(UFFDIO_COPY_MODE_WP));
+  set(modes, "ZEROPAGE_DONTWAKE", static_cast<double>(UFFDIO_ZEROPAGE_MODE_DONTWAKE));
+  set(modes, "WRITEPROTECT_WP", static_cast<double>(UFFDIO_WRITEPROTECT_MODE_WP));
+  set(modes, "WRITEPROTECT_DONTWAKE", static_cast<double>(UFFDIO_WRITEPROTECT_MODE_DONTWAKE));
+  set(modes, "CONTINUE_DONTWAKE", static_cast<double>(UFFDIO_CONTINUE_MODE_DONTWAKE));
+  set(modes, "CONTINUE_WP", static_cast<double>(UFFDIO_CONTINUE_MODE_WP));
+  set(modes, "POISON_DONTWAKE", static_cast<double>(kPoisonModeDontwake));
+  set(modes, "MOVE_DONTWAKE", static_cast<double>(kMoveModeDontwake));
+  set(modes, "MOVE_ALLOW_SRC_HOLES", static_cast<double>(kMoveModeAllowSrcHoles));
+  c.Set("modes", modes);
+
+  Napi::Object events = Napi::Object::New(env);
+  set(events, "PAGEFAULT", UFFD_EVENT_PAGEFAULT);
+  set(events, "FORK", UFFD_EVENT_FORK);
+  set(events, "REMAP", UFFD_EVENT_REMAP);
+  set(events, "REMOVE", UFFD_EVENT_REMOVE);
+  set(events, "UNMAP", UFFD_EVENT_UNMAP);
+  c.Set("events", events);
+
+  Napi::Object flags = Napi::Object::New(env);
+  set(flags, "WRITE", UFFD_PAGEFAULT_FLAG_WRITE);
+  set(flags, "WP", UFFD_PAGEFAULT_FLAG_WP);
+  set(flags, "MINOR", UFFD_PAGEFAULT_FLAG_MINOR);
+  c.Set("pagefaultFlags", flags);
+
+  set(c, "API", static_cast<double>(UFFD_API));
+  set(c, "USER_MODE_ONLY", UFFD_USER_MODE_ONLY);
+  set(c, "pageSize", static_cast<double>(sysconf(_SC_PAGESIZE)));
+  return c;
+}
+
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(info.Env(), "setErrorClass(UffdError)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  GetAddonData(info.Env())->errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData(data);
+  Napi::Function uffdClass = Userfaultfd::Init(env);
+  Napi::Function regionClass = Region::Init(env);
+  data->userfaultfdClass = Napi::Persistent(uffdClass);
+  data->regionClass = Napi::Persistent(regionClass);
+
+  exports.Set("supported", Napi::Boolean::New(env, true));
+  exports.Set("Userfaultfd", uffdClass);
+  exports.Set("Region", regionClass);
+  exports.Set("constants", Constants(env));
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass, "setErrorClass"));
+  exports.Set("openSyscall", Napi::Function::New(env, OpenSyscall, "openSyscall"));
+  exports.Set("openDevice", Napi::Function::New(env, OpenDevice, "openDevice"));
+  exports.Set("apiHandshake", Napi::Function::New(env, ApiHandshake, "apiHandshake"));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  InitFdPass(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace uffd
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return uffd::Init(env, exports); }
+
+NODE_API_MODULE(userfaultfd, InitModule)

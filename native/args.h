@@ -1,0 +1,39 @@
+// Reading numbers from JavaScript arguments. lib/ checks arguments first; these keep a direct
+// caller of the binding from crashing the process with junk. JS thread only.
+#pragma once
+#include <napi.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "errors.h"
+
+namespace uffd {
+
+// A bigint or a non-negative safe-integer number.
+inline uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    uint64_t r = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) ThrowRangeError(info.Env(), "address out of range");
+    return r;
+  }
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d) {
+      ThrowRangeError(info.Env(), "expected a non-negative integer");
+    }
+    return static_cast<uint64_t>(d);
+  }
+  ThrowTypeError(info.Env(), "expected a bigint or a number");
+}
+
+inline int ArgInt(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) ThrowTypeError(info.Env(), "expected a number");
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+inline bool ArgBool(const Napi::CallbackInfo& info, size_t i) { return info[i].ToBoolean(); }
+
+}  // namespace uffd

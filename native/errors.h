@@ -1,0 +1,27 @@
+// errno -> JavaScript errors. Every native failure is reported through here, so that the
+// mapping from errno to `code` exists once.
+#pragma once
+#include <napi.h>
+#include <cstdint>
+
+namespace uffd {
+
+constexpr int64_t kNoBytes = -1;
+
+// The symbolic name of an errno ("EEXIST"), or "E<n>" for one we do not name.
+const char* ErrnoCode(int err);
+
+// A UffdError (lib/errors.ts) with code, errno, syscall and, when not kNoBytes, bytes.
+// JS thread only.
+Napi::Error UffdError(Napi::Env env, int err, const char* syscall, int64_t bytes = kNoBytes,
+                      const char* detail = nullptr);
+
+// Throws UffdError. JS thread only.
+[[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall, int64_t bytes = kNoBytes,
+                             const char* detail = nullptr);
+
+// Bad arguments that slipped past the TypeScript checks (a direct caller of the binding).
+[[noreturn]] void ThrowTypeError(Napi::Env env, const char* message);
+[[noreturn]] void ThrowRangeError(Napi::Env env, const char* message);
+
+}  // namespace uffd

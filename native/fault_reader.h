@@ -1,0 +1,96 @@
+// One thread per userfaultfd: poll {uffd, eventfd}, read uffd_msgs in batches, let the
+// native handler answer what it can, and hand the rest to JavaScript in batches through
+// one thread-safe function.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kernel_abi.h"
+
+namespace uffd {
+
+// What JavaScript receives per message: the raw kernel message and a note from the native
+// side. Laid out for lib/events.ts (40 bytes, little-endian).
+struct Delivery {
+  uffd_msg msg;
+  int32_t note;  // Note below
+  int32_t err;   // errno behind the note, 0 if none
+};
+static_assert(sizeof(Delivery) == 40, "Delivery is 40 bytes");
+
+enum Note : int32_t {
+  kNoteKernel = 0,          // a kernel event for the JS handlers
+  kNoteSelfFaultAnswered = 1,  // the JS thread faulted; the guard answered it
+  kNoteSourceFailed = 2,    // a native page source could not answer; err says why
+  kNoteReaderFailed = 3,    // reading the uffd failed; the reader stopped
+};
+
+enum class Disposition { kToJs, kHandled, kRetry };
+
+class FaultHandler {
+ public:
+  virtual ~FaultHandler() = default;
+  // Called on the reader thread for every message. May rewrite *out (note, err) when the
+  // message was handled natively but JS must hear about it (returns kToJs then).
+  virtual Disposition OnMessage(const uffd_msg& msg, Delivery* out) = 0;
+};
+
+class FaultReader {
+ public:
+  static constexpr size_t kBatch = 64;  // messages per read(2)
+
+  // JS thread only. `onBatch(count)` is called with the deliveries copied into `scratch`.
+  FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
+              Napi::Uint8Array scratch);
+  FaultReader(const FaultReader&) = delete;
+  FaultReader& operator=(const FaultReader&) = delete;
+
+  // JS thread only. Stop wakes the thread through the eventfd and joins it; idempotent. The
+  // object then deletes itself once the thread-safe function has finished.
+  void Stop();
+  void Ref(Napi::Env env);
+  void Unref(Napi::Env env);
+
+ private:
+  static void CallJs(Napi::Env env, Napi::Function fn, FaultReader* self, void* unused);
+  using Tsfn = Napi::TypedThreadSafeFunction<FaultReader, void, &FaultReader::CallJs>;
+  ~FaultReader();
+
+  void Run();  // reader thread
+  bool ReadBatch();  // reader thread; false when the reader must stop
+  void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
+  void Post(const Delivery& d);  // reader thread, under mutex_
+  void Flush();  // reader thread: signal JS when deliveries are waiting
+
+  void DeliverToJs(Napi::Env env, Napi::Function fn);  // JS thread
+  static void Finalize(Napi::Env env, void* unused, FaultReader* self);
+  void DropUndelivered(std::vector<Delivery>& batch);
+
+  int fd_;
+  int wakeFd_;
+  FaultHandler* handler_;
+  Napi::ObjectReference scratch_;
+  uint8_t* scratchData_;
+  size_t scratchCapacity_;  // deliveries that fit in scratch
+
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  bool stopped_ = false;
+  Tsfn tsfn_;
+
+  std::mutex mutex_;
+  std::vector<Delivery> pending_;     // filled by the reader, under mutex_
+  std::vector<Delivery> delivering_;  // JS thread's side of the swap
+  bool signalled_ = false;            // under mutex_: a CallJs is queued
+  std::vector<Delivery> toPost_;      // reader thread's batch, posted once per read
+  std::vector<uffd_msg> retry_;       // reader thread: messages to answer after the next read
+  std::vector<uffd_msg> retryNext_;
+  uffd_msg buffer_[kBatch];
+};
+
+}  // namespace uffd

@@ -1,0 +1,7 @@
+#include "fdpass.h"
+
+namespace uffd {
+
+void InitFdPass(Napi::Env, Napi::Object) {}
+
+}  // namespace uffd

@@ -1,0 +1,71 @@
+// Native page sources: memory answered on the reader thread, with no JavaScript per fault.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fault_stats.h"
+
+namespace uffd {
+
+// Where the bytes of a served range come from. Bytes past size() read as zeros.
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+  virtual uint64_t size() const = 0;
+  // Reader thread. The bytes at [offset, offset + len), len <= size() - offset; nullptr on an
+  // I/O error (errno set). The pointer stays valid until the next call.
+  virtual const uint8_t* Read(uint64_t offset, uint64_t len) = 0;
+};
+
+// Zeros only: UFFDIO_ZEROPAGE.
+std::unique_ptr<PageSource> MakeZeroSource();
+// Bytes owned by JavaScript (kept alive by the caller while served).
+std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t length);
+// A file from `offset`: mapped privately read-only (kMapped), or pread(2) into an aligned
+// bounce buffer (kPread). Takes ownership of fd. Returns nullptr with errno set on failure.
+enum class FileMode { kMapped, kPread };
+std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode);
+
+// The served ranges of one userfaultfd and their read-ahead state.
+class ServedRanges {
+ public:
+  static constexpr uint64_t kMaxWindow = 4ull << 20;  // adaptive read-ahead cap
+
+  enum class Outcome { kNotServed, kAnswered, kFailed, kRetry, kOwnerGone };
+
+  explicit ServedRanges(uint64_t pageSize);
+
+  // JS thread. readahead: 0 = adaptive, else a fixed window in bytes (page multiple).
+  uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
+               uint64_t readahead);
+  bool Remove(uint32_t id);
+  void Clear();
+  bool Contains(uint64_t address);
+
+  // Reader thread: answers a fault at `address` when a served range holds it.
+  Outcome Answer(int fd, uint64_t address, FaultStats& stats, int* err);
+  // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
+  void Forget(uint64_t start, uint64_t end);
+
+ private:
+  struct Range {
+    uint32_t id;
+    uint64_t start, length;
+    std::shared_ptr<PageSource> source;
+    uint64_t fixedWindow;   // 0 = adaptive
+    uint64_t window;        // adaptive: current size
+    uint64_t nextExpected;  // adaptive: where a sequential reader faults next
+  };
+  uint64_t WindowFor(Range& r, uint64_t page);
+  Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);
+
+  uint64_t pageSize_;
+  std::mutex mutex_;
+  std::vector<Range> ranges_;
+  uint32_t nextId_ = 1;
+  std::vector<uint8_t> tailPage_;  // the zero-padded last page of a source
+};
+
+}  // namespace uffd

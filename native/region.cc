@@ -1,0 +1,252 @@
+#include "region.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+
+namespace uffd {
+
+void Mapping::Release() {
+  if (refs_.fetch_sub(1) != 1) return;
+  Unmap();
+  delete this;
+}
+
+void Mapping::BeginAccess() {
+  AddRef();
+  accesses_.fetch_add(1);
+}
+
+void Mapping::EndAccess() {
+  if (accesses_.fetch_sub(1) == 1 && unmapRequested_.load()) Unmap();
+  Release();
+}
+
+void Mapping::RequestUnmap() {
+  unmapRequested_.store(true);
+  if (accesses_.load() == 0) Unmap();
+}
+
+void Mapping::Unmap() {
+  if (unmapped_.exchange(true)) return;
+  munmap(addr_, length_);
+  int fd = fd_.exchange(-1);
+  if (fd >= 0) close(fd);
+}
+
+namespace {
+
+// A copy between a mapping and a JS buffer on a libuv thread-pool thread: the access may
+// fault, and the thread then waits in the kernel until the fault is answered.
+class AccessWorker : public Napi::AsyncWorker {
+ public:
+  AccessWorker(Napi::Env env, Mapping* mapping, uint8_t* memory, Napi::Uint8Array data, bool write)
+      : Napi::AsyncWorker(env, "userfaultfd:region-access"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        mapping_(mapping),
+        memory_(memory),
+        bytes_(data.Data()),
+        length_(data.ByteLength()),
+        write_(write) {
+    data_ = Napi::Persistent(data.As<Napi::Object>());
+    mapping_->BeginAccess();
+  }
+  ~AccessWorker() override { mapping_->EndAccess(); }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  // Thread-pool thread.
+  void Execute() override {
+    if (write_) memcpy(memory_, bytes_, length_);
+    else memcpy(bytes_, memory_, length_);
+  }
+  void OnOK() override {
+    deferred_.Resolve(write_ ? Env().Undefined() : data_.Value());
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Mapping* mapping_;
+  uint8_t* memory_;
+  uint8_t* bytes_;
+  size_t length_;
+  bool write_;
+  Napi::ObjectReference data_;
+};
+
+}  // namespace
+
+Napi::Function Region::Init(Napi::Env env) {
+  return DefineClass(env, "Region",
+                     {
+                         InstanceAccessor<&Region::Address>("address"),
+                         InstanceAccessor<&Region::Length>("length"),
+                         InstanceAccessor<&Region::Fd>("fd"),
+                         InstanceAccessor<&Region::Buffer>("buffer"),
+                         InstanceMethod<&Region::Dontneed>("dontneed"),
+                         InstanceMethod<&Region::Protect>("protect"),
+                         InstanceMethod<&Region::Unmap>("unmap"),
+                         InstanceMethod<&Region::Read>("read"),
+                         InstanceMethod<&Region::Write>("write"),
+                         InstanceMethod<&Region::ResidentPages>("residentPages"),
+                     });
+}
+
+Region::Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) {
+  Napi::Env env = info.Env();
+  uint64_t length = ArgU64(info, 0);
+  bool shared = ArgBool(info, 1), hugetlb = ArgBool(info, 2);
+  int aliasFd = info.Length() > 3 ? ArgInt(info, 3) : -1;
+  if (length == 0) ThrowRangeError(env, "length must be > 0");
+
+  int fd = -1;
+  if (aliasFd >= 0) {
+    fd = fcntl(aliasFd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) ThrowErrno(env, errno, "dup");
+  } else if (shared) {
+    fd = memfd_create("userfaultfd-region", MFD_CLOEXEC | (hugetlb ? MFD_HUGETLB : 0));
+    if (fd < 0) ThrowErrno(env, errno, "memfd_create");
+    if (ftruncate(fd, static_cast<off_t>(length)) != 0) {
+      int err = errno;
+      close(fd);
+      ThrowErrno(env, err, "ftruncate");
+    }
+  }
+  int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | (hugetlb ? MAP_HUGETLB : 0));
+  void* addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, fd, 0);
+  if (addr == MAP_FAILED) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    ThrowErrno(env, err, "mmap", kNoBytes,
+               hugetlb && err == ENOMEM ? "no free huge pages: reserve some with sysctl vm.nr_hugepages"
+                                        : nullptr);
+  }
+  mapping_ = new Mapping(static_cast<uint8_t*>(addr), length, fd);
+}
+
+Region::~Region() {
+  if (mapping_ != nullptr) mapping_->Release();
+}
+
+Mapping& Region::Live(Napi::Env env) {
+  if (!mapping_->live()) ThrowRangeError(env, "the region is unmapped");
+  return *mapping_;
+}
+
+void Region::CheckSpan(Napi::Env env, uint64_t offset, uint64_t length) {
+  if (offset > mapping_->length() || length > mapping_->length() - offset) {
+    ThrowRangeError(env, "outside the region");
+  }
+}
+
+Napi::Value Region::Address(const Napi::CallbackInfo& info) {
+  return Napi::BigInt::New(info.Env(), reinterpret_cast<uint64_t>(mapping_->addr()));
+}
+
+Napi::Value Region::Length(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(mapping_->length()));
+}
+
+Napi::Value Region::Fd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), mapping_->fd());
+}
+
+Napi::Value Region::Buffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!mapping_->live()) return Napi::ArrayBuffer::New(env, 0);  // what a detached view shows
+  if (!buffer_.IsEmpty()) {
+    Napi::ArrayBuffer existing = buffer_.Value();
+    if (!existing.IsEmpty()) return existing;
+  }
+  mapping_->AddRef();
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, mapping_->addr(), mapping_->length(),
+      [](Napi::Env, void*, Mapping* m) { m->Release(); }, mapping_);
+  buffer_ = Napi::Weak(ab);
+  return ab;
+}
+
+Napi::Value Region::Dontneed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mapping& m = Live(env);
+  uint64_t offset = ArgU64(info, 0), length = ArgU64(info, 1);
+  CheckSpan(env, offset, length);
+  if (madvise(m.addr() + offset, length, MADV_DONTNEED) != 0) ThrowErrno(env, errno, "madvise");
+  return env.Undefined();
+}
+
+Napi::Value Region::Protect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mapping& m = Live(env);
+  uint64_t offset = ArgU64(info, 0), length = ArgU64(info, 1);
+  CheckSpan(env, offset, length);
+  if (mprotect(m.addr() + offset, length, ArgInt(info, 2)) != 0) ThrowErrno(env, errno, "mprotect");
+  return env.Undefined();
+}
+
+Napi::Value Region::Unmap(const Napi::CallbackInfo& info) {
+  if (!mapping_->live()) return info.Env().Undefined();
+  if (!buffer_.IsEmpty()) {
+    Napi::ArrayBuffer ab = buffer_.Value();
+    if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+    buffer_.Reset();
+  }
+  mapping_->RequestUnmap();
+  return info.Env().Undefined();
+}
+
+// (offset, length) -> Promise<Buffer>
+Napi::Value Region::Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mapping& m = Live(env);
+  uint64_t offset = ArgU64(info, 0), length = ArgU64(info, 1);
+  CheckSpan(env, offset, length);
+  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, length);
+  auto* w = new AccessWorker(env, &m, m.addr() + offset, out, false);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// (offset, data: Uint8Array) -> Promise<void>
+Napi::Value Region::Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mapping& m = Live(env);
+  uint64_t offset = ArgU64(info, 0);
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(env, "data must be a Uint8Array");
+  }
+  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+  CheckSpan(env, offset, data.ByteLength());
+  auto* w = new AccessWorker(env, &m, m.addr() + offset, data, true);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// The pages of the mapping that are in memory (mincore).
+Napi::Value Region::ResidentPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mapping& m = Live(env);
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t pages = (m.length() + page - 1) / page;
+  std::vector<unsigned char> vec(pages);
+  if (mincore(m.addr(), m.length(), vec.data()) != 0) ThrowErrno(env, errno, "mincore");
+  size_t resident = 0;
+  for (unsigned char v : vec) resident += v & 1;
+  return Napi::Number::New(env, static_cast<double>(resident));
+}
+
+}  // namespace uffd

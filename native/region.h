@@ -1,0 +1,67 @@
+// Mapped memory exposed to JavaScript: private anonymous, shared memfd, or hugetlb. The
+// buffer is an external ArrayBuffer over the mapping, detached by unmap().
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace uffd {
+
+// One mmap(2), shared by the Region object, its ArrayBuffer and the thread-pool accesses in
+// flight; munmap happens at unmap() once no access is in flight, or when the last holder goes.
+class Mapping {
+ public:
+  Mapping(uint8_t* addr, size_t length, int fd) : addr_(addr), length_(length), fd_(fd) {}
+  uint8_t* addr() const { return addr_; }
+  size_t length() const { return length_; }
+  int fd() const { return fd_.load(); }
+  bool live() const { return !unmapRequested_.load(); }
+
+  void AddRef() { refs_.fetch_add(1); }
+  void Release();          // any thread
+  void BeginAccess();      // JS thread
+  void EndAccess();        // JS thread
+  void RequestUnmap();     // JS thread: now if idle, else when the last access ends
+
+ private:
+  ~Mapping() = default;
+  void Unmap();
+
+  uint8_t* addr_;
+  size_t length_;
+  std::atomic<int> fd_;
+  std::atomic<int> refs_{1};
+  std::atomic<int> accesses_{0};
+  std::atomic<bool> unmapRequested_{false};
+  std::atomic<bool> unmapped_{false};
+};
+
+class Region : public Napi::ObjectWrap<Region> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  // JS: new Region(length, shared, hugetlb, aliasFd = -1)
+  explicit Region(const Napi::CallbackInfo& info);
+  ~Region() override;
+
+ private:
+  Napi::Value Address(const Napi::CallbackInfo& info);
+  Napi::Value Length(const Napi::CallbackInfo& info);
+  Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value Buffer(const Napi::CallbackInfo& info);
+  Napi::Value Dontneed(const Napi::CallbackInfo& info);
+  Napi::Value Protect(const Napi::CallbackInfo& info);
+  Napi::Value Unmap(const Napi::CallbackInfo& info);
+  Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value ResidentPages(const Napi::CallbackInfo& info);
+
+  Mapping& Live(Napi::Env env);  // throws once unmapped
+  void CheckSpan(Napi::Env env, uint64_t offset, uint64_t length);
+
+  Mapping* mapping_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak: the buffer may be collected and remade
+};
+
+}  // namespace uffd

@@ -1,0 +1,452 @@
+#include "userfaultfd.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "addon.h"
+#include "args.h"
+#include "errors.h"
+#include "uffd_ioctl.h"
+
+namespace uffd {
+
+namespace {
+
+int OpenFlags(bool userModeOnly) {
+  return O_CLOEXEC | O_NONBLOCK | (userModeOnly ? UFFD_USER_MODE_ONLY : 0);
+}
+
+Napi::BigInt U64(Napi::Env env, uint64_t v) { return Napi::BigInt::New(env, v); }
+
+// The range arguments (start, length) of the range ioctls.
+struct RangeArgs {
+  uint64_t start, length, mode;
+};
+RangeArgs ReadRange(const Napi::CallbackInfo& info) {
+  return {ArgU64(info, 0), ArgU64(info, 1), info.Length() > 2 ? ArgU64(info, 2) : 0};
+}
+
+}  // namespace
+
+Napi::Value OpenSyscall(const Napi::CallbackInfo& info) {
+#ifdef __NR_userfaultfd
+  int fd = static_cast<int>(syscall(__NR_userfaultfd, OpenFlags(ArgBool(info, 0))));
+  if (fd < 0) ThrowErrno(info.Env(), errno, "userfaultfd");
+  return Napi::Number::New(info.Env(), fd);
+#else
+  ThrowErrno(info.Env(), ENOSYS, "userfaultfd");
+#endif
+}
+
+Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
+  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev < 0) ThrowErrno(info.Env(), errno, "open", kNoBytes, "/dev/userfaultfd");
+  int fd = ioctl(dev, USERFAULTFD_IOC_NEW, OpenFlags(ArgBool(info, 0)));
+  int err = errno;
+  close(dev);
+  if (fd < 0) ThrowErrno(info.Env(), err, "USERFAULTFD_IOC_NEW");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value ApiHandshake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uffdio_api api{UFFD_API, ArgU64(info, 1), 0};
+  int err = RetryIoctl(ArgInt(info, 0), UFFDIO_API, &api);
+  if (err != 0) ThrowErrno(env, err, "UFFDIO_API");
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("api", Napi::Number::New(env, static_cast<double>(api.api)));
+  r.Set("features", Napi::Number::New(env, static_cast<double>(api.features)));
+  r.Set("ioctls", U64(env, api.ioctls));
+  return r;
+}
+
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  int fd = fcntl(ArgInt(info, 0), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(info.Env(), errno, "dup");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  if (close(ArgInt(info, 0)) != 0) ThrowErrno(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+Napi::Value GetTid(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(gettid()));
+}
+
+Napi::Function Userfaultfd::Init(Napi::Env env) {
+  return DefineClass(
+      env, "Userfaultfd",
+      {
+          InstanceAccessor<&Userfaultfd::Fd>("fd"),
+          InstanceMethod<&Userfaultfd::Register>("register"),
+          InstanceMethod<&Userfaultfd::Unregister>("unregister"),
+          InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
+          InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
+          InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
+          InstanceMethod<&Userfaultfd::Wake>("wake"),
+          InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
+          InstanceMethod<&Userfaultfd::Continue>("continue"),
+          InstanceMethod<&Userfaultfd::Poison>("poison"),
+          InstanceMethod<&Userfaultfd::Move>("move"),
+          InstanceMethod<&Userfaultfd::Close>("close"),
+          InstanceMethod<&Userfaultfd::Noop>("noop"),
+          InstanceMethod<&Userfaultfd::StartReader>("startReader"),
+          InstanceMethod<&Userfaultfd::RefReader>("ref"),
+          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
+          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
+          InstanceMethod<&Userfaultfd::Serve>("serve"),
+          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
+          InstanceMethod<&Userfaultfd::Stats>("stats"),
+      });
+}
+
+Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<Userfaultfd>(info),
+      pageSize_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
+      served_(pageSize_) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0);
+  if (fd < 0) ThrowRangeError(env, "fd must be >= 0");
+  features_ = ArgU64(info, 1);
+  fd_ = fd;
+  env_ = env;
+  hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
+}
+
+Userfaultfd::~Userfaultfd() {
+  // The hook must go with the object it points to, or it runs on freed memory at exit.
+  if (hookInstalled_) napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
+  Shutdown();
+}
+
+void Userfaultfd::OnEnvCleanup(void* arg) {
+  auto* self = static_cast<Userfaultfd*>(arg);
+  self->hookInstalled_ = false;  // node removes a hook once it has run
+  self->Shutdown();
+}
+
+void Userfaultfd::Shutdown() {
+  // Stopping the reader before closing: a poll never wakes on close(2) of its fd.
+  if (reader_ != nullptr) {
+    reader_->Stop();
+    reader_ = nullptr;
+  }
+  served_.Clear();
+  keepAlive_.clear();
+  keepAliveIds_.clear();
+  if (fd_ >= 0) {
+    close(fd_);  // wakes every faulting thread: they retry as ordinary faults
+    fd_ = -1;
+  }
+}
+
+int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
+  if (fd_ < 0) ThrowRangeError(env, "the userfaultfd is closed");
+  return fd_;
+}
+
+Napi::Value Userfaultfd::Fd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fd_);
+}
+
+// (start, length, mode) -> ioctls bigint
+Napi::Value Userfaultfd::Register(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_REGISTER");
+  RangeArgs a = ReadRange(info);
+  uffdio_register reg{{a.start, a.length}, a.mode, 0};
+  int err = RetryIoctl(fd, UFFDIO_REGISTER, &reg);
+  if (err != 0) ThrowErrno(env, err, "UFFDIO_REGISTER");
+  return U64(env, reg.ioctls);
+}
+
+Napi::Value Userfaultfd::Unregister(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_UNREGISTER");
+  RangeArgs a = ReadRange(info);
+  uffdio_range range{a.start, a.length};
+  int err = RetryIoctl(fd, UFFDIO_UNREGISTER, &range);
+  if (err != 0) ThrowErrno(env, err, "UFFDIO_UNREGISTER");
+  return env.Undefined();
+}
+
+// (dst, src: TypedArray | DataView | ArrayBuffer, mode) -> bytes copied
+Napi::Value Userfaultfd::CopyFromBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_COPY");
+  uint64_t dst = ArgU64(info, 0);
+  const uint8_t* src;
+  size_t len;
+  if (info[1].IsTypedArray()) {
+    Napi::TypedArray t = info[1].As<Napi::TypedArray>();
+    src = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    len = t.ByteLength();
+  } else if (info[1].IsArrayBuffer()) {
+    Napi::ArrayBuffer b = info[1].As<Napi::ArrayBuffer>();
+    src = static_cast<const uint8_t*>(b.Data());
+    len = b.ByteLength();
+  } else {
+    ThrowTypeError(env, "src must be a Uint8Array or an ArrayBuffer");
+  }
+  if (src == nullptr || len == 0) ThrowRangeError(env, "src is empty or detached");
+  IoctlResult r = Copy(fd, dst, src, len, ArgU64(info, 2));
+  if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_COPY", r.bytes);
+  stats_.CountResolve(static_cast<uint64_t>(r.bytes));
+  return Napi::Number::New(env, static_cast<double>(r.bytes));
+}
+
+// (dst, srcAddress, length, mode) -> bytes copied. The source is memory of this process
+// (a Region): lib/ checks that it lies inside a live one.
+Napi::Value Userfaultfd::CopyFromAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_COPY");
+  uint64_t dst = ArgU64(info, 0), src = ArgU64(info, 1), len = ArgU64(info, 2);
+  IoctlResult r = Copy(fd, dst, reinterpret_cast<const void*>(src), len, ArgU64(info, 3));
+  if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_COPY", r.bytes);
+  stats_.CountResolve(static_cast<uint64_t>(r.bytes));
+  return Napi::Number::New(env, static_cast<double>(r.bytes));
+}
+
+Napi::Value Userfaultfd::Zeropage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_ZEROPAGE");
+  RangeArgs a = ReadRange(info);
+  IoctlResult r = uffd::Zeropage(fd, a.start, a.length, a.mode);
+  if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_ZEROPAGE", r.bytes);
+  stats_.CountResolve(static_cast<uint64_t>(r.bytes));
+  return Napi::Number::New(env, static_cast<double>(r.bytes));
+}
+
+Napi::Value Userfaultfd::Wake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_WAKE");
+  RangeArgs a = ReadRange(info);
+  int err = uffd::Wake(fd, a.start, a.length);
+  if (err != 0) ThrowErrno(env, err, "UFFDIO_WAKE");
+  stats_.CountWake();
+  return env.Undefined();
+}
+
+Napi::Value Userfaultfd::WriteProtect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_WRITEPROTECT");
+  RangeArgs a = ReadRange(info);
+  int err = uffd::WriteProtect(fd, a.start, a.length, a.mode);
+  if (err != 0) ThrowErrno(env, err, "UFFDIO_WRITEPROTECT");
+  return env.Undefined();
+}
+
+Napi::Value Userfaultfd::Continue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_CONTINUE");
+  RangeArgs a = ReadRange(info);
+  IoctlResult r = uffd::Continue(fd, a.start, a.length, a.mode);
+  if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_CONTINUE", r.bytes);
+  stats_.CountResolve(static_cast<uint64_t>(r.bytes));
+  return Napi::Number::New(env, static_cast<double>(r.bytes));
+}
+
+Napi::Value Userfaultfd::Poison(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_POISON");
+  RangeArgs a = ReadRange(info);
+  IoctlResult r = uffd::Poison(fd, a.start, a.length, a.mode);
+  if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_POISON", r.bytes);
+  return Napi::Number::New(env, static_cast<double>(r.bytes));
+}
+
+// (dst, src, length, mode) -> bytes moved
+Napi::Value Userfaultfd::Move(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "UFFDIO_MOVE");
+  uint64_t dst = ArgU64(info, 0), src = ArgU64(info, 1), len = ArgU64(info, 2);
+  IoctlResult r = uffd::Move(fd, dst, src, len, ArgU64(info, 3));
+  if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_MOVE", r.bytes);
+  stats_.CountResolve(static_cast<uint64_t>(r.bytes));
+  return Napi::Number::New(env, static_cast<double>(r.bytes));
+}
+
+Napi::Value Userfaultfd::Close(const Napi::CallbackInfo& info) {
+  Shutdown();
+  return info.Env().Undefined();
+}
+
+// The cheapest call into the binding: the benchmarks' measure of call overhead.
+Napi::Value Userfaultfd::Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+// (onBatch(count), scratch: Uint8Array). JS thread: its tid is the one the guard protects.
+Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "poll");
+  if (reader_ != nullptr) return env.Undefined();
+  if (!info[0].IsFunction() || !info[1].IsTypedArray()) {
+    ThrowTypeError(env, "startReader(onBatch, scratch)");
+  }
+  jsTid_ = gettid();
+  reader_ = new FaultReader(env, fd, this, info[0].As<Napi::Function>(),
+                            info[1].As<Napi::Uint8Array>());
+  return env.Undefined();
+}
+
+Napi::Value Userfaultfd::RefReader(const Napi::CallbackInfo& info) {
+  if (reader_ != nullptr) reader_->Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Userfaultfd::UnrefReader(const Napi::CallbackInfo& info) {
+  if (reader_ != nullptr) reader_->Unref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
+  int p = ArgInt(info, 0);
+  if (p < 0 || p > 3) ThrowRangeError(info.Env(), "unknown self-fault policy");
+  selfFaultPolicy_.store(p, std::memory_order_relaxed);
+  return info.Env().Undefined();
+}
+
+// (start, length, kind 0 zero | 1 buffer | 2 file fd | 3 file path, source, offset, readahead,
+//  pread) -> id
+Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckedFd(env, "serve");
+  uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1);
+  int kind = ArgInt(info, 2);
+  uint64_t offset = ArgU64(info, 4), readahead = ArgU64(info, 5);
+  FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
+  std::unique_ptr<PageSource> source;
+  Napi::Reference<Napi::Value> keep;
+  switch (kind) {
+    case 0:
+      source = MakeZeroSource();
+      break;
+    case 1: {
+      if (!info[3].IsTypedArray()) ThrowTypeError(env, "buffer source must be a Uint8Array");
+      Napi::TypedArray t = info[3].As<Napi::TypedArray>();
+      const uint8_t* data = static_cast<const uint8_t*>(t.ArrayBuffer().Data());
+      if (data == nullptr && t.ByteLength() > 0) ThrowRangeError(env, "buffer is detached");
+      uint64_t len = t.ByteLength();
+      uint64_t skip = std::min<uint64_t>(offset, len);
+      source = MakeMemorySource(data + t.ByteOffset() + skip, len - skip);
+      keep = Napi::Persistent(info[3]);
+      break;
+    }
+    case 2:
+    case 3: {
+      int fd;
+      if (kind == 2) {
+        fd = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) ThrowErrno(env, errno, "dup");
+      } else {
+        if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
+        std::string path = info[3].As<Napi::String>().Utf8Value();
+        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
+      }
+      source = MakeFileSource(fd, offset, mode);
+      if (!source) ThrowErrno(env, errno, "mmap");
+      break;
+    }
+    default:
+      ThrowRangeError(env, "unknown page source kind");
+  }
+  uint32_t id = served_.Add(start, length, std::move(source), readahead);
+  if (!keep.IsEmpty()) {
+    keepAlive_.push_back(std::move(keep));
+    keepAliveIds_.push_back(id);
+  }
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
+  uint32_t id = static_cast<uint32_t>(ArgInt(info, 0));
+  bool removed = served_.Remove(id);
+  for (size_t i = 0; i < keepAliveIds_.size(); i++) {
+    if (keepAliveIds_[i] == id) {
+      keepAlive_.erase(keepAlive_.begin() + static_cast<long>(i));
+      keepAliveIds_.erase(keepAliveIds_.begin() + static_cast<long>(i));
+      break;
+    }
+  }
+  return Napi::Boolean::New(info.Env(), removed);
+}
+
+Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("faults", Napi::Number::New(env, static_cast<double>(stats_.faults())));
+  r.Set("copies", Napi::Number::New(env, static_cast<double>(stats_.copies())));
+  r.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes())));
+  r.Set("wakeups", Napi::Number::New(env, static_cast<double>(stats_.wakeups())));
+  r.Set("latencySamples", Napi::Number::New(env, static_cast<double>(stats_.latencySamples())));
+  r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
+  r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
+  return r;
+}
+
+// Reader thread.
+Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
+  switch (msg.event) {
+    case UFFD_EVENT_PAGEFAULT: {
+      stats_.CountFault();
+      uint64_t address = msg.arg.pagefault.address;
+      int err = 0;
+      // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
+      bool missing = (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      if (missing) {
+        switch (served_.Answer(fd_, address, stats_, &err)) {
+          case ServedRanges::Outcome::kAnswered:
+          case ServedRanges::Outcome::kOwnerGone:
+            return Disposition::kHandled;
+          case ServedRanges::Outcome::kRetry:
+            return Disposition::kRetry;
+          case ServedRanges::Outcome::kFailed:
+            out->note = kNoteSourceFailed;
+            out->err = err;
+            return Disposition::kToJs;
+          case ServedRanges::Outcome::kNotServed:
+            break;
+        }
+      }
+      if (jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+          selfFaultPolicy_.load(std::memory_order_relaxed) != 0) {
+        AnswerSelfFault(msg, out);
+      }
+      return Disposition::kToJs;
+    }
+    case UFFD_EVENT_REMOVE:
+    case UFFD_EVENT_UNMAP:
+      served_.Forget(msg.arg.remove.start, msg.arg.remove.end);
+      return Disposition::kToJs;
+    default:
+      return Disposition::kToJs;
+  }
+}
+
+// Reader thread. The JS thread is stopped inside the kernel on memory that only JS would
+// answer: answer it by policy so that it runs again, then tell JS what happened.
+void Userfaultfd::AnswerSelfFault(const uffd_msg& msg, Delivery* out) {
+  uint64_t page = msg.arg.pagefault.address & ~(pageSize_ - 1);
+  uint64_t flags = msg.arg.pagefault.flags;
+  int err = 0;
+  if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+    err = uffd::WriteProtect(fd_, page, pageSize_, 0);  // un-protect, and wake
+  } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+    err = uffd::Continue(fd_, page, pageSize_, 0).err;
+  } else if (selfFaultPolicy_.load(std::memory_order_relaxed) ==
+             static_cast<int32_t>(SelfFaultPolicy::kSigbus)) {
+    err = uffd::Poison(fd_, page, pageSize_, 0).err;
+  } else {
+    err = uffd::Zeropage(fd_, page, pageSize_, 0).err;
+  }
+  if (err == EEXIST) err = uffd::Wake(fd_, page, pageSize_);
+  out->note = kNoteSelfFaultAnswered;
+  out->err = err;
+}
+
+}  // namespace uffd

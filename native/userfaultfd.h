@@ -1,0 +1,76 @@
+// The Userfaultfd object: one open userfaultfd, one C++ method per ioctl, its fault reader,
+// its served ranges and its self-fault guard.
+#pragma once
+#include <napi.h>
+#include <sys/types.h>
+
+#include <memory>
+
+#include "fault_reader.h"
+#include "fault_stats.h"
+#include "page_source.h"
+
+namespace uffd {
+
+// Module functions: opening and the API handshake. Policy (fallbacks, features) is in lib/.
+Napi::Value OpenSyscall(const Napi::CallbackInfo& info);  // (userModeOnly) -> fd
+Napi::Value OpenDevice(const Napi::CallbackInfo& info);   // (userModeOnly) -> fd
+Napi::Value ApiHandshake(const Napi::CallbackInfo& info); // (fd, features) -> {api, features, ioctls}
+Napi::Value DupFd(const Napi::CallbackInfo& info);        // (fd) -> fd, close-on-exec
+Napi::Value CloseFd(const Napi::CallbackInfo& info);      // (fd)
+Napi::Value GetTid(const Napi::CallbackInfo& info);       // gettid() of the calling JS thread
+
+enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
+
+class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  // JS: new Userfaultfd(fd, features): adopts an fd that has been through UFFDIO_API.
+  explicit Userfaultfd(const Napi::CallbackInfo& info);
+  ~Userfaultfd() override;
+
+  // Reader thread.
+  Disposition OnMessage(const uffd_msg& msg, Delivery* out) override;
+
+ private:
+  Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value Register(const Napi::CallbackInfo& info);
+  Napi::Value Unregister(const Napi::CallbackInfo& info);
+  Napi::Value CopyFromBuffer(const Napi::CallbackInfo& info);
+  Napi::Value CopyFromAddress(const Napi::CallbackInfo& info);
+  Napi::Value Zeropage(const Napi::CallbackInfo& info);
+  Napi::Value Wake(const Napi::CallbackInfo& info);
+  Napi::Value WriteProtect(const Napi::CallbackInfo& info);
+  Napi::Value Continue(const Napi::CallbackInfo& info);
+  Napi::Value Poison(const Napi::CallbackInfo& info);
+  Napi::Value Move(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Noop(const Napi::CallbackInfo& info);
+  Napi::Value StartReader(const Napi::CallbackInfo& info);
+  Napi::Value RefReader(const Napi::CallbackInfo& info);
+  Napi::Value UnrefReader(const Napi::CallbackInfo& info);
+  Napi::Value SetSelfFaultPolicy(const Napi::CallbackInfo& info);
+  Napi::Value Serve(const Napi::CallbackInfo& info);
+  Napi::Value Unserve(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+
+  int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
+  void Shutdown();  // idempotent: close(), the finalizer and the env cleanup hook all end here
+  void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread
+
+  int fd_ = -1;
+  uint64_t features_ = 0;
+  uint64_t pageSize_;
+  FaultReader* reader_ = nullptr;  // deletes itself after Stop()
+  pid_t jsTid_ = 0;
+  std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};
+  FaultStats stats_;
+  ServedRanges served_;
+  std::vector<Napi::Reference<Napi::Value>> keepAlive_;  // buffers of served memory sources
+  std::vector<uint32_t> keepAliveIds_;
+  static void OnEnvCleanup(void* self);  // JS thread, at environment teardown
+  napi_env env_;
+  bool hookInstalled_ = false;
+};
+
+}  // namespace uffd

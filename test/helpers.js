@@ -1,0 +1,81 @@
+// Shared test helpers: the backend matrix, child processes, byte patterns.
+const { spawn } = require('child_process');
+const path = require('path');
+const { probe } = require('../dist');
+
+const PAGE = 4096;
+const nativeProbe = probe({ backend: 'native' });
+const simulatorProbe = (() => {
+  try { return probe({ backend: 'simulator' }); } catch (e) { return { available: false, reason: e.message }; }
+})();
+
+/** The backends a conformance case runs on: both on Linux, the simulator elsewhere. */
+function backends() {
+  const list = [];
+  if (nativeProbe.available) list.push('native');
+  if (simulatorProbe.available) list.push('simulator');
+  return list;
+}
+
+/**
+ * describe() once per backend: `describeBackends('copy', (backend) => { it(...) })`.
+ * The case body opens its uffd and regions with `{ backend }`.
+ */
+function describeBackends(title, body) {
+  for (const backend of ['native', 'simulator']) {
+    const p = backend === 'native' ? nativeProbe : simulatorProbe;
+    describe(`${title} [${backend}]`, function () {
+      if (!p.available) {
+        it(`skipped: ${backend} backend unavailable (${p.reason})`, function () { this.skip(); });
+        return;
+      }
+      body(backend);
+    });
+  }
+}
+
+/** Skips the current test unless the native kernel reports `feature`; says why. */
+function requireFeature(ctx, backend, feature) {
+  const p = backend === 'simulator' ? simulatorProbe : nativeProbe;
+  if (!p.features.includes(feature)) {
+    console.log(`      skipped: the ${backend} backend lacks ${feature}`);
+    ctx.skip();
+  }
+}
+
+/** A page of bytes that says which page it is: byte i = (seed + page * 31 + i) & 0xff. */
+function pattern(length, seed = 1) {
+  const b = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) b[i] = (seed + Math.floor(i / PAGE) * 31 + i) & 0xff;
+  return b;
+}
+
+/**
+ * Runs `node -e source` (or a file) in a child; resolves { code, signal, stdout, stderr,
+ * timedOut }. The child is killed after `timeoutMs`.
+ */
+function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile = false } = {}) {
+  return new Promise((resolve) => {
+    const argv = isFile ? [sourceOrFile, ...args] : ['-e', sourceOrFile, ...args];
+    const child = spawn(process.execPath, argv, {
+      cwd: path.join(__dirname, '..'),
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
+const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+
+module.exports = { PAGE, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
