@@ -47,6 +47,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private readerStarted = false;
   private readonly queues = new Set<EventQueue>();
   private readonly registered: CheckedRange[] = [];
+  private readonly served = new Set<Served>();
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -191,19 +192,34 @@ export abstract class Userfaultfd extends EventEmitter {
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
     const o = toOptions<ServeOptions>(options, 'options');
     const readahead = this.readahead(o.readahead);
-    if (!this.isRegistered(r)) this.register(r, { missing: true });
-    const handle = this._serve(r, source, readahead);
+    const end = r.start + BigInt(r.length);
+    for (const x of this.served) {
+      if (r.start < x.start + BigInt(x.length) && end > x.start) {
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
+          `0x${r.start.toString(16)}, ${r.length} bytes`);
+      }
+    }
+    const registeredHere = !this.isRegistered(r);
+    if (registeredHere) this.register(r, { missing: true });
+    let handle: unknown;
+    try {
+      handle = this._serve(r, source, readahead);
+    } catch (err) {
+      // A source that cannot be opened fails here, not at the first fault: leave no trace.
+      if (registeredHere) this.unregister(r);
+      throw err;
+    }
     this.startReader();
-    let active = true;
-    return {
+    const served: Served = {
       start: r.start,
       length: r.length,
       stop: () => {
-        if (!active || this.isClosed) return;
-        active = false;
+        if (!this.served.delete(served) || this.isClosed) return;
         this._unserve(handle);
       },
     };
+    this.served.add(served);
+    return served;
   }
 
   stats(): Stats {

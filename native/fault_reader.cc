@@ -72,10 +72,16 @@ void FaultReader::Unref(Napi::Env env) {
 void FaultReader::Run() {
   pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
   while (!stopping_.load(std::memory_order_acquire)) {
-    int n = poll(fds, 2, -1);
+    // A fault waiting for a retry (EAGAIN: the kernel was still finishing a non-cooperative
+    // event when it was answered) must not wait for another message that may never come.
+    int n = poll(fds, 2, retry_.empty() ? -1 : kRetryMs);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
+    }
+    if (n == 0) {
+      Retry();
+      continue;
     }
     if (fds[1].revents != 0) break;
     if (fds[0].revents & (POLLERR | POLLNVAL)) {
@@ -95,7 +101,10 @@ void FaultReader::Run() {
 bool FaultReader::ReadBatch() {
   ssize_t n = read(fd_, buffer_, sizeof buffer_);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return true;
+    if (errno == EAGAIN || errno == EINTR) {
+      Retry();
+      return true;
+    }
     Delivery d{};
     d.note = kNoteReaderFailed;
     d.err = errno;
@@ -110,13 +119,26 @@ bool FaultReader::ReadBatch() {
   Dispatch(buffer_, count);
   Dispatch(retryNext_.data(), retryNext_.size());
   retryNext_.clear();
-  if (!toPost_.empty()) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const Delivery& d : toPost_) Post(d);
-    Flush();
-    toPost_.clear();
-  }
+  PostBatch();
   return true;
+}
+
+// Reader thread: answers again the faults that met EAGAIN, with no new message read.
+void FaultReader::Retry() {
+  if (retry_.empty()) return;
+  retryNext_.swap(retry_);
+  Dispatch(retryNext_.data(), retryNext_.size());
+  retryNext_.clear();
+  PostBatch();
+}
+
+// Reader thread: hands this batch's deliveries to JS.
+void FaultReader::PostBatch() {
+  if (toPost_.empty()) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const Delivery& d : toPost_) Post(d);
+  Flush();
+  toPost_.clear();
 }
 
 // Reader thread.

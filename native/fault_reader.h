@@ -43,6 +43,7 @@ class FaultHandler {
 class FaultReader {
  public:
   static constexpr size_t kBatch = 64;  // messages per read(2)
+  static constexpr int kRetryMs = 1;     // poll timeout while faults wait for a retry
 
   // JS thread only. `onBatch(count)` is called with the deliveries copied into `scratch`.
   FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
@@ -64,6 +65,8 @@ class FaultReader {
   void Run();  // reader thread
   bool ReadBatch();  // reader thread; false when the reader must stop
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
+  void Retry();      // reader thread
+  void PostBatch();  // reader thread
   void Post(const Delivery& d);  // reader thread, under mutex_
   void Flush();  // reader thread: signal JS when deliveries are waiting
 

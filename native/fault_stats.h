@@ -12,9 +12,15 @@ class FaultStats {
   static constexpr int kBuckets = (64 - kSubBits + 1) << kSubBits;
 
   void CountFault() { faults_.fetch_add(1, std::memory_order_relaxed); }
+  void UncountFault() { faults_.fetch_sub(1, std::memory_order_relaxed); }  // to be retried
   void CountResolve(uint64_t bytes) {
     copies_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  // Takes back what CountResolve counted in advance for an ioctl that did less.
+  void Uncount(uint64_t copies, uint64_t bytes) {
+    if (copies != 0) copies_.fetch_sub(copies, std::memory_order_relaxed);
+    if (bytes != 0) bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   }
   void CountWake() { wakeups_.fetch_add(1, std::memory_order_relaxed); }
   void RecordLatency(uint64_t ns) { histogram_[Bucket(ns)].fetch_add(1, std::memory_order_relaxed); }

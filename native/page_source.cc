@@ -15,7 +15,31 @@
 
 namespace uffd {
 
+bool PageSource::CopyOut(uint64_t offset, uint64_t len, uint8_t* out) {
+  const uint8_t* bytes = Read(offset, len);
+  if (bytes == nullptr) return false;
+  memcpy(out, bytes, len);
+  return true;
+}
+
 namespace {
+
+// Reader thread. pread(2) until `len` bytes are in `out`; a file that shrank since serve()
+// reads as zeros past its new end.
+bool PreadFully(int fd, uint64_t at, uint64_t len, uint8_t* out) {
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd, out + done, len - done, static_cast<off_t>(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) {
+      memset(out + done, 0, len - done);
+      break;
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return true;
+}
 
 class ZeroSource : public PageSource {
  public:
@@ -35,19 +59,27 @@ class MemorySource : public PageSource {
 };
 
 // The file mapped once: UFFDIO_COPY then reads the page cache directly, one copy in all.
+// The fd is kept for the partial last page, read with pread(2) (see CopyOut).
 class MappedFileSource : public PageSource {
  public:
-  MappedFileSource(void* map, uint64_t mapLength, uint64_t skew, uint64_t size)
-      : map_(map), mapLength_(mapLength), skew_(skew), size_(size) {}
+  MappedFileSource(int fd, uint64_t offset, void* map, uint64_t mapLength, uint64_t skew,
+                   uint64_t size)
+      : fd_(fd), offset_(offset), map_(map), mapLength_(mapLength), skew_(skew), size_(size) {}
   ~MappedFileSource() override {
     if (map_ != nullptr) munmap(map_, mapLength_);
+    close(fd_);
   }
   uint64_t size() const override { return size_; }
   const uint8_t* Read(uint64_t offset, uint64_t) override {
     return static_cast<const uint8_t*>(map_) + skew_ + offset;
   }
+  bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
+    return PreadFully(fd_, offset_ + offset, len, out);
+  }
 
  private:
+  int fd_;
+  uint64_t offset_;
   void* map_;
   uint64_t mapLength_, skew_, size_;
 };
@@ -63,19 +95,11 @@ class PreadFileSource : public PageSource {
   }
   uint64_t size() const override { return size_; }
   const uint8_t* Read(uint64_t offset, uint64_t len) override {
-    uint64_t done = 0;
     len = std::min(len, ServedRanges::kMaxWindow);
-    while (done < len) {
-      ssize_t n = pread(fd_, bounce_ + done, len - done, static_cast<off_t>(offset_ + offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return nullptr;
-      if (n == 0) {  // the file shrank since serve(): the rest reads as zeros
-        memset(bounce_ + done, 0, len - done);
-        break;
-      }
-      done += static_cast<uint64_t>(n);
-    }
-    return bounce_;
+    return PreadFully(fd_, offset_ + offset, len, bounce_) ? bounce_ : nullptr;
+  }
+  bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
+    return PreadFully(fd_, offset_ + offset, len, out);
   }
 
  private:
@@ -98,17 +122,28 @@ std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t lengt
   return std::make_unique<MemorySource>(data, length);
 }
 
-std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode) {
+std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
+                                           const char** failed) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
     errno = err;
+    *failed = "fstat";
     return nullptr;
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
     errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    *failed = "open";
+    return nullptr;
+  }
+  // A descriptor opened write-only cannot be read: say so now, not at the first fault.
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0 && (flags & O_ACCMODE) == O_WRONLY) {
+    close(fd);
+    errno = EBADF;
+    *failed = "read";
     return nullptr;
   }
   uint64_t fileSize = static_cast<uint64_t>(st.st_size);
@@ -118,6 +153,7 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     if (posix_memalign(&bounce, 4096, ServedRanges::kMaxWindow) != 0) {
       close(fd);
       errno = ENOMEM;
+      *failed = "posix_memalign";
       return nullptr;
     }
     return std::make_unique<PreadFileSource>(fd, offset, size, static_cast<uint8_t*>(bounce));
@@ -134,26 +170,30 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
       int err = errno;
       close(fd);
       errno = err;
+      *failed = "mmap";
       return nullptr;
     }
-    madvise(map, mapLength, MADV_SEQUENTIAL);
   }
-  close(fd);  // the mapping keeps the file
-  return std::make_unique<MappedFileSource>(map, mapLength, skew, size);
+  return std::make_unique<MappedFileSource>(fd, offset, map, mapLength, skew, size);
 }
 
-ServedRanges::ServedRanges(uint64_t pageSize) : pageSize_(pageSize), tailPage_(pageSize) {
+ServedRanges::ServedRanges(uint64_t pageSize)
+    : pageSize_(pageSize), tailPage_(pageSize), residency_(kMaxWindow / pageSize) {
   ranges_.reserve(8);
 }
 
+// JS thread.
 uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
                            uint64_t readahead) {
   std::lock_guard<std::mutex> lock(mutex_);
   uint32_t id = nextId_++;
-  ranges_.push_back({id, start, length, std::move(source), readahead, pageSize_, 0});
+  Range r{id, start, length, std::move(source), readahead, {}};
+  ranges_.push_back(std::move(r));
   return id;
 }
 
+// JS thread. Once it returns, the reader no longer uses the range's source: Answer holds
+// the same lock for the whole fill.
 bool ServedRanges::Remove(uint32_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = std::find_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
@@ -175,31 +215,52 @@ bool ServedRanges::Contains(uint64_t address) {
   return false;
 }
 
+// Reader thread.
 void ServedRanges::Forget(uint64_t start, uint64_t end) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Range& r : ranges_) {
     if (start < r.start + r.length && end > r.start) {
-      r.window = pageSize_;
-      r.nextExpected = 0;
+      for (Stream& s : r.streams) s = Stream{};
     }
   }
 }
 
-// Grows while the faults are sequential, back to one page on a jump.
+// Reader thread, under mutex_. A fault where a tracked sequential reader was expected next
+// doubles that reader's window (up to kMaxWindow); any other fault starts a new reader, in
+// place of the least recently used one, with a one-page window: random access stays at one
+// page, and up to kStreams interleaved sequential readers (threads) each keep their window.
 uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
   if (r.fixedWindow != 0) return r.fixedWindow;
-  r.window = page == r.nextExpected ? std::min(r.window * 2, kMaxWindow) : pageSize_;
-  return r.window;
+  clock_++;
+  Stream* lru = &r.streams[0];
+  for (Stream& s : r.streams) {
+    if (s.window != 0 && s.nextExpected == page) {
+      s.window = std::min(s.window * 2, kMaxWindow);
+      s.lastUse = clock_;
+      return s.window;
+    }
+    if (s.lastUse < lru->lastUse) lru = &s;
+  }
+  lru->window = pageSize_;
+  lru->lastUse = clock_;
+  return pageSize_;
 }
 
+// Reader thread.
 ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats& stats, int* err) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Range& r : ranges_) {
     if (address < r.start || address - r.start >= r.length) continue;
     uint64_t t0 = NowNs();
     uint64_t page = address & ~(pageSize_ - 1);
-    uint64_t end = std::min(page + WindowFor(r, page), r.start + r.length);
-    r.nextExpected = end;
+    // The window never leaves the served range: what lies past it may be another range's,
+    // another source's, or JavaScript's to answer.
+    uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
+    if (r.fixedWindow == 0) {
+      for (Stream& s : r.streams) {
+        if (s.lastUse == clock_) s.nextExpected = end;
+      }
+    }
     Outcome o = Fill(fd, r, page, end - page, stats, err);
     if (o == Outcome::kAnswered) stats.RecordLatency(NowNs() - t0);
     return o;
@@ -207,55 +268,79 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats&
   return Outcome::kNotServed;
 }
 
-// Copies [dst, dst + length) from the source. The first page is the faulting one and must be
-// answered; the rest is read-ahead and is given up quietly on any error. Present pages are
-// skipped (EEXIST), partial copies resumed (EAGAIN with bytes).
-ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_t length,
-                                         FaultStats& stats, int* err) {
+// Reader thread. The first page at or after `from` (below `end`) that is not mapped yet,
+// from one mincore(2) over at most one window; `from` itself if mincore fails (the copy
+// will tell why).
+uint64_t ServedRanges::NextAbsent(uint64_t from, uint64_t end) {
+  uint64_t span = std::min(end - from, kMaxWindow);
+  if (span == 0) return end;
+  if (mincore(reinterpret_cast<void*>(from), span, residency_.data()) != 0) return from;
+  uint64_t pages = span / pageSize_;
+  for (uint64_t i = 0; i < pages; i++) {
+    if ((residency_[i] & 1) == 0) return from + i * pageSize_;
+  }
+  return from + span;
+}
+
+// Reader thread. One UFFDIO_COPY (or ZEROPAGE) of up to one window from the source at dst.
+// The counters are moved before the ioctl and corrected after it: the ioctl wakes the
+// faulting thread, which may read stats() before this thread runs again.
+IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t length,
+                                   FaultStats& stats) {
   PageSource& src = *r.source;
   uint64_t size = src.size();
+  uint64_t so = dst - r.start;  // offset into the source
+  uint64_t n = std::min(length, kMaxWindow);
+  IoctlResult res;
+  if (so >= size) {
+    stats.CountResolve(n);
+    res = Zeropage(fd, dst, n, 0);
+  } else if (size - so >= pageSize_) {
+    n = std::min(n, (size - so) & ~(pageSize_ - 1));
+    const uint8_t* bytes = src.Read(so, n);
+    if (bytes == nullptr) return {0, errno};
+    stats.CountResolve(n);
+    res = Copy(fd, dst, bytes, n, 0);
+  } else {
+    // The source ends inside this page: its bytes, then zeros.
+    uint64_t tail = size - so;
+    if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno};
+    memset(tailPage_.data() + tail, 0, pageSize_ - tail);
+    n = pageSize_;
+    stats.CountResolve(n);
+    res = Copy(fd, dst, tailPage_.data(), n, 0);
+  }
+  stats.Uncount(res.bytes > 0 ? 0 : 1, n - static_cast<uint64_t>(res.bytes));
+  return res;
+}
+
+// Reader thread. Fills [dst, dst + length) from the source. The first page is the faulting
+// one and must be answered; the rest is read-ahead, given up quietly on any error. Pages
+// already present are skipped (EEXIST: answered by an earlier window, another thread's fault,
+// or written by the program), partial copies resumed (EAGAIN with bytes done).
+ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_t length,
+                                         FaultStats& stats, int* err) {
   uint64_t pos = 0;
   while (pos < length) {
-    uint64_t so = dst + pos - r.start;  // offset into the source
-    uint64_t chunk = std::min(length - pos, kMaxWindow);
-    IoctlResult res;
-    if (so >= size) {
-      res = Zeropage(fd, dst + pos, chunk, 0);
-    } else if (size - so >= pageSize_) {
-      uint64_t n = std::min(chunk, (size - so) & ~(pageSize_ - 1));
-      const uint8_t* bytes = src.Read(so, n);
-      if (bytes == nullptr) res = {0, errno};
-      else res = Copy(fd, dst + pos, bytes, n, 0);
-    } else {
-      const uint8_t* bytes = src.Read(so, size - so);
-      if (bytes == nullptr) {
-        res = {0, errno};
-      } else {
-        memcpy(tailPage_.data(), bytes, size - so);
-        memset(tailPage_.data() + (size - so), 0, pageSize_ - (size - so));
-        res = Copy(fd, dst + pos, tailPage_.data(), pageSize_, 0);
-      }
-    }
+    IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, stats);
     if (res.bytes > 0) {
-      stats.CountResolve(static_cast<uint64_t>(res.bytes));
-      stats.CountWake();
       pos += static_cast<uint64_t>(res.bytes);
-      if (res.err == 0 || res.err == EAGAIN) continue;
+      continue;  // done, or partial: what stopped it shows on the next ioctl
     }
-    if (res.err == 0) continue;
     if (res.err == EEXIST) {
-      // Answered already (another thread's fault on the same page): wake, skip the page.
       if (pos == 0) {
+        // The faulting page is there already: its thread only needs waking.
         Wake(fd, dst, pageSize_);
         stats.CountWake();
       }
-      pos += pageSize_;
+      pos = NextAbsent(dst + pos + pageSize_, dst + length) - dst;
       continue;
     }
     if (pos > 0) return Outcome::kAnswered;  // the faulting page is done; read-ahead stops
     if (res.err == EAGAIN) return Outcome::kRetry;  // a non-cooperative event is unread
     if (res.err == ESRCH) return Outcome::kOwnerGone;
-    *err = res.err;
+    if (res.err == ENOENT) Wake(fd, dst, pageSize_);  // unregistered or unmapped: let it retry
+    *err = res.err == 0 ? EIO : res.err;
     return Outcome::kFailed;
   }
   return Outcome::kAnswered;

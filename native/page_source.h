@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fault_stats.h"
+#include "uffd_ioctl.h"
 
 namespace uffd {
 
@@ -17,6 +18,10 @@ class PageSource {
   // Reader thread. The bytes at [offset, offset + len), len <= size() - offset; nullptr on an
   // I/O error (errno set). The pointer stays valid until the next call.
   virtual const uint8_t* Read(uint64_t offset, uint64_t len) = 0;
+  // Reader thread. Copies [offset, offset + len) into `out` (the partial last page of the
+  // source). False on an I/O error (errno set). A mapped file overrides it with pread(2): a
+  // user-space load past the end of a file truncated since serve() would raise SIGBUS.
+  virtual bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out);
 };
 
 // Zeros only: UFFDIO_ZEROPAGE.
@@ -24,9 +29,11 @@ std::unique_ptr<PageSource> MakeZeroSource();
 // Bytes owned by JavaScript (kept alive by the caller while served).
 std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t length);
 // A file from `offset`: mapped privately read-only (kMapped), or pread(2) into an aligned
-// bounce buffer (kPread). Takes ownership of fd. Returns nullptr with errno set on failure.
+// bounce buffer (kPread). Takes ownership of fd. Returns nullptr with errno set and *failed
+// naming the call on failure (a directory: EISDIR; a write-only fd: EBADF).
 enum class FileMode { kMapped, kPread };
-std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode);
+std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
+                                           const char** failed);
 
 // The served ranges of one userfaultfd and their read-ahead state.
 class ServedRanges {
@@ -50,22 +57,32 @@ class ServedRanges {
   void Forget(uint64_t start, uint64_t end);
 
  private:
+  // A sequential reader: where it faults next if it keeps going, and its current window.
+  struct Stream {
+    uint64_t nextExpected = 0;
+    uint64_t window = 0;
+    uint64_t lastUse = 0;
+  };
+  static constexpr int kStreams = 4;  // interleaved sequential readers tracked per range
   struct Range {
     uint32_t id;
     uint64_t start, length;
     std::shared_ptr<PageSource> source;
-    uint64_t fixedWindow;   // 0 = adaptive
-    uint64_t window;        // adaptive: current size
-    uint64_t nextExpected;  // adaptive: where a sequential reader faults next
+    uint64_t fixedWindow;      // 0 = adaptive
+    Stream streams[kStreams];  // adaptive only
   };
   uint64_t WindowFor(Range& r, uint64_t page);
   Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);
+  IoctlResult FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats);
+  uint64_t NextAbsent(uint64_t from, uint64_t end);
 
   uint64_t pageSize_;
   std::mutex mutex_;
   std::vector<Range> ranges_;
   uint32_t nextId_ = 1;
+  uint64_t clock_ = 0;  // orders stream use (LRU)
   std::vector<uint8_t> tailPage_;  // the zero-padded last page of a source
+  std::vector<unsigned char> residency_;  // mincore() vector for one window
 };
 
 }  // namespace uffd

@@ -339,17 +339,19 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     case 2:
     case 3: {
       int fd;
+      std::string path;
       if (kind == 2) {
         fd = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
         if (fd < 0) ThrowErrno(env, errno, "dup");
       } else {
         if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
-        std::string path = info[3].As<Napi::String>().Utf8Value();
+        path = info[3].As<Napi::String>().Utf8Value();
         fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
-      source = MakeFileSource(fd, offset, mode);
-      if (!source) ThrowErrno(env, errno, "mmap");
+      const char* failed = "mmap";
+      source = MakeFileSource(fd, offset, mode, &failed);
+      if (!source) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
       break;
     }
     default:
@@ -404,6 +406,7 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
           case ServedRanges::Outcome::kOwnerGone:
             return Disposition::kHandled;
           case ServedRanges::Outcome::kRetry:
+            stats_.UncountFault();  // counted again when retried
             return Disposition::kRetry;
           case ServedRanges::Outcome::kFailed:
             out->note = kNoteSourceFailed;
