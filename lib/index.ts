@@ -15,3 +15,5 @@ export type { UffdErrorCode } from './errors';
 export { probe } from './backend';
 export { constants, FEATURE_NAMES, IOCTL_NAMES } from './constants';
 export type * from './types';
+export { sendUffd, listenForUffd, UffdListener } from './fdpass';
+export type { ReceivedUffd, PeerCredentials, ListenOptions, SendOptions, FdPassError, FdPassErrorCode } from './fdpass';

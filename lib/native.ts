@@ -40,7 +40,7 @@ export interface NativeUserfaultfd {
   setSelfFaultPolicy(policy: number): void;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
-        offset: number, readahead: number, pread: boolean): number;
+        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean): number;
   unserve(id: number): boolean;
   stats(): NativeStats;
 }
@@ -58,9 +58,27 @@ export interface NativeRegion {
   residentPages(): number;
 }
 
+/** One report of the fd-passing listener thread (native/fdpass.cc). */
+export type NativeListenEvent =
+  | { type: 'accept'; conn: number; pid: number; uid: number; gid: number }
+  | { type: 'data'; conn: number; data: Buffer; fds: number[] }
+  | { type: 'end'; conn: number }
+  | { type: 'error'; conn: number; errno: number; code: string };
+
+export interface NativeFdListener {
+  close(): void;
+  ref(): void;
+  unref(): void;
+  /** Stop reading the connection; only its hang-up is reported from now on. */
+  release(conn: number): void;
+  /** Close the connection now. */
+  drop(conn: number): void;
+}
+
 export interface FdPassBinding {
-  sendFd?(socketPath: string, fd: number, payload: Uint8Array): void;
-  [name: string]: unknown;
+  sendFd(socketPath: string, fd: number, payload: Uint8Array, timeoutMs: number): void;
+  FdListener: new (socketPath: string, backlog: number, readSize: number,
+    onEvents: (events: NativeListenEvent[]) => void) => NativeFdListener;
 }
 
 export interface Binding extends FdPassBinding {

@@ -47,6 +47,13 @@ export interface MoveOptions { dontWake?: boolean; allowSrcHoles?: boolean }
 export interface ServeOptions {
   /** Bytes filled per fault: 'adaptive' (default), 0 or false for one page, or a fixed size. */
   readahead?: number | 'adaptive' | false;
+  /**
+   * What a page reads as when it is touched again after the program dropped it
+   * (UFFD_EVENT_REMOVE: madvise(MADV_DONTNEED/MADV_REMOVE), a balloon): 'source' (default)
+   * fills it from the source again; 'zero' gives a zero page, as the kernel would without a
+   * userfaultfd. Native backend only; needs the EVENT_REMOVE feature on the uffd to matter.
+   */
+  removed?: 'source' | 'zero';
 }
 
 export interface PageFault {

@@ -192,6 +192,8 @@ export abstract class Userfaultfd extends EventEmitter {
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
     const o = toOptions<ServeOptions>(options, 'options');
     const readahead = this.readahead(o.readahead);
+    const removed = o.removed ?? 'source';
+    if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
     const end = r.start + BigInt(r.length);
     for (const x of this.served) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
@@ -203,7 +205,7 @@ export abstract class Userfaultfd extends EventEmitter {
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = this._serve(r, source, readahead);
+      handle = this._serve(r, source, readahead, removed === 'zero');
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -316,7 +318,8 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _continue(start: bigint, length: number, mode: number): number;
   protected abstract _poison(start: bigint, length: number, mode: number): number;
   protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
-  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number): unknown;
+  /** zeroRemoved: pages dropped later (REMOVE events) read as zeros (ServeOptions.removed). */
+  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean): unknown;
   protected abstract _unserve(handle: unknown): void;
   protected abstract _stats(): Stats;
   /** Starts delivering events through dispatch(). Called once. */

@@ -1,7 +1,453 @@
 #include "fdpass.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "args.h"
+#include "errors.h"
+
 namespace uffd {
 
-void InitFdPass(Napi::Env, Napi::Object) {}
+namespace {
+
+constexpr size_t kMaxFdsPerMessage = 16;  // more are closed by the kernel (MSG_CTRUNC)
+
+// Fills a sockaddr_un; false when the path does not fit.
+bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr->sun_path) return false;
+  memcpy(addr->sun_path, path.data(), path.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return true;
+}
+
+std::string ArgPath(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) ThrowTypeError(info.Env(), "socketPath must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+}  // namespace
+
+// ---- sending ----------------------------------------------------------------------------------
+
+Napi::Value SendFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgPath(info, 0);
+  int fd = ArgInt(info, 1);
+  if (!info[2].IsTypedArray()) ThrowTypeError(env, "payload must be a Uint8Array");
+  Napi::TypedArray t = info[2].As<Napi::TypedArray>();
+  const uint8_t* data = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+  size_t length = t.ByteLength();
+  if (length == 0) ThrowRangeError(env, "payload must not be empty (the fd travels with a byte)");
+  int timeoutMs = info.Length() > 3 ? ArgInt(info, 3) : 10000;
+
+  sockaddr_un addr;
+  socklen_t addrLen;
+  if (!UnixAddress(path, &addr, &addrLen)) ThrowErrno(env, ENAMETOOLONG, "connect", kNoBytes, path.c_str());
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) ThrowErrno(env, errno, "socket");
+  timeval tv{timeoutMs / 1000, (timeoutMs % 1000) * 1000};
+  setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(sock, reinterpret_cast<sockaddr*>(&addr), addrLen) != 0) {
+    int err = errno;
+    close(sock);
+    ThrowErrno(env, err, "connect", kNoBytes, path.c_str());
+  }
+  // One sendmsg: the fd rides on the first byte. A stream socket may take less than all; the
+  // rest follows without the fd.
+  size_t sent = 0;
+  bool fdSent = false;
+  while (sent < length) {
+    iovec iov{const_cast<uint8_t*>(data + sent), length - sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (!fdSent) {
+      memset(control, 0, sizeof control);
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(sock);
+      ThrowErrno(env, err == EWOULDBLOCK ? ETIMEDOUT : err, "sendmsg", static_cast<int64_t>(sent), path.c_str());
+    }
+    fdSent = true;
+    sent += static_cast<size_t>(n);
+  }
+  close(sock);
+  return env.Undefined();
+}
+
+// ---- the listener thread ------------------------------------------------------------------
+
+ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents)
+    : listenFd_(listenFd), readSize_(readSize), buffer_(readSize) {
+  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakeFd_ < 0) {
+    int err = errno;
+    close(listenFd_);
+    ThrowErrno(env, err, "eventfd");
+  }
+  tsfn_ = Tsfn::New(env, onEvents, "userfaultfd-listener", 0, 1, this, Finalize,
+                    static_cast<void*>(nullptr));
+  try {
+    thread_ = std::thread([this] { Run(); });
+  } catch (...) {
+    stopped_ = true;
+    tsfn_.Release();  // Finalize deletes this, closing the fds
+    throw;
+  }
+}
+
+ListenCore::~ListenCore() {
+  CloseFds(pending_);
+  for (const Conn& c : conns_) close(c.fd);
+  if (listenFd_ >= 0) close(listenFd_);
+  if (wakeFd_ >= 0) close(wakeFd_);
+}
+
+void ListenCore::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t ignored = write(wakeFd_, &one, sizeof one);
+  (void)ignored;
+  if (thread_.joinable()) thread_.join();
+  // The thread is gone: its fds can go now (the destructor runs later, at Finalize).
+  for (const Conn& c : conns_) close(c.fd);
+  conns_.clear();
+  close(listenFd_);
+  listenFd_ = -1;
+  tsfn_.Release();
+}
+
+void ListenCore::Ref(Napi::Env env) {
+  if (!stopped_) tsfn_.Ref(env);
+}
+
+void ListenCore::Unref(Napi::Env env) {
+  if (!stopped_) tsfn_.Unref(env);
+}
+
+void ListenCore::Release(uint32_t conn) {
+  if (stopped_) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  commands_.push_back({conn, false});
+  uint64_t one = 1;
+  ssize_t ignored = write(wakeFd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void ListenCore::Drop(uint32_t conn) {
+  if (stopped_) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  commands_.push_back({conn, true});
+  uint64_t one = 1;
+  ssize_t ignored = write(wakeFd_, &one, sizeof one);
+  (void)ignored;
+}
+
+// Listener thread.
+void ListenCore::Run() {
+  std::vector<pollfd> fds;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    fds.clear();
+    fds.push_back({wakeFd_, POLLIN, 0});
+    fds.push_back({listenFd_, POLLIN, 0});
+    // A released connection is watched for its hang-up only.
+    for (const Conn& c : conns_) fds.push_back({c.fd, static_cast<short>(c.reading ? POLLIN : POLLRDHUP), 0});
+    int n = poll(fds.data(), fds.size(), -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ListenEvent e{ListenEvent::kError, 0, 0, 0, 0, errno, {}, {}};
+      Post(std::move(e));
+      return;
+    }
+    if (fds[0].revents != 0) {
+      uint64_t v;
+      ssize_t ignored = read(wakeFd_, &v, sizeof v);
+      (void)ignored;
+      if (stopping_.load(std::memory_order_acquire)) return;
+      ApplyCommands();
+      continue;  // the set of connections may have changed
+    }
+    // Connections first (fds[2..] match conns_ as it was when polled), then new ones.
+    std::vector<Conn> keep;
+    keep.reserve(conns_.size());
+    for (size_t i = 0; i < conns_.size(); i++) {
+      Conn& c = conns_[i];
+      short re = fds[i + 2].revents;
+      bool alive = true;
+      if (re != 0) {
+        if (c.reading && (re & (POLLIN | POLLHUP | POLLERR))) {
+          alive = Receive(c);
+        } else if (!c.reading && (re & (POLLRDHUP | POLLHUP | POLLERR))) {
+          Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
+          alive = false;
+        }
+      }
+      if (alive) keep.push_back(c);
+      else close(c.fd);
+    }
+    conns_.swap(keep);
+    if (fds[1].revents & POLLIN) AcceptAll();
+  }
+}
+
+// Listener thread.
+void ListenCore::AcceptAll() {
+  for (;;) {
+    int fd = accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
+        Post({ListenEvent::kError, 0, 0, 0, 0, errno, {}, {}});
+      }
+      return;
+    }
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{0, 0, 0};
+    uint32_t id = nextConn_++;
+    if (id == 0) id = nextConn_++;
+    conns_.push_back({id, fd, true});
+    Post({ListenEvent::kAccept, id, cred.pid, cred.uid, cred.gid, 0, {}, {}});
+  }
+}
+
+// Listener thread. One recvmsg(2): bytes and the fds that came with them.
+bool ListenCore::Receive(Conn& c) {
+  iovec iov{buffer_.data(), buffer_.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = recvmsg(c.fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+    Post({ListenEvent::kError, c.id, 0, 0, 0, errno, {}, {}});
+    return false;
+  }
+  ListenEvent e{ListenEvent::kData, c.id, 0, 0, 0, 0, {}, {}};
+  for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t k = 0; k < count; k++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof fd);
+      e.fds.push_back(fd);
+    }
+  }
+  if (n == 0 && e.fds.empty()) {
+    Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
+    return false;
+  }
+  e.data.assign(buffer_.data(), buffer_.data() + n);
+  Post(std::move(e));
+  return true;
+}
+
+// Listener thread.
+void ListenCore::ApplyCommands() {
+  std::vector<Command> commands;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    commands.swap(commands_);
+  }
+  for (const Command& cmd : commands) {
+    for (size_t i = 0; i < conns_.size(); i++) {
+      if (conns_[i].id != cmd.conn) continue;
+      if (cmd.drop) {
+        close(conns_[i].fd);
+        conns_.erase(conns_.begin() + static_cast<long>(i));
+      } else {
+        conns_[i].reading = false;
+      }
+      break;
+    }
+  }
+}
+
+// Listener thread.
+void ListenCore::Post(ListenEvent&& e) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_.push_back(std::move(e));
+  if (signalled_) return;
+  signalled_ = true;
+  if (tsfn_.NonBlockingCall() != napi_ok) signalled_ = false;  // napi_closing: stop quietly
+}
+
+void ListenCore::CallJs(Napi::Env env, Napi::Function fn, ListenCore* self, void*) {
+  if (self == nullptr) return;
+  if (env == nullptr) {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    CloseFds(self->pending_);
+    return;
+  }
+  self->Deliver(env, fn);
+}
+
+// JS thread.
+void ListenCore::Deliver(Napi::Env env, Napi::Function fn) {
+  std::vector<ListenEvent> events;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events.swap(pending_);
+    signalled_ = false;
+  }
+  if (stopped_) {
+    CloseFds(events);
+    return;
+  }
+  Napi::Array arr = Napi::Array::New(env, events.size());
+  static const char* kKinds[] = {"accept", "data", "end", "error"};
+  for (size_t i = 0; i < events.size(); i++) {
+    ListenEvent& e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("type", kKinds[e.kind]);
+    o.Set("conn", Napi::Number::New(env, e.conn));
+    if (e.kind == ListenEvent::kAccept) {
+      o.Set("pid", Napi::Number::New(env, e.pid));
+      o.Set("uid", Napi::Number::New(env, e.uid));
+      o.Set("gid", Napi::Number::New(env, e.gid));
+    } else if (e.kind == ListenEvent::kData) {
+      o.Set("data", Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size()));
+      Napi::Array fds = Napi::Array::New(env, e.fds.size());
+      for (size_t k = 0; k < e.fds.size(); k++) fds.Set(static_cast<uint32_t>(k), Napi::Number::New(env, e.fds[k]));
+      e.fds.clear();  // JavaScript owns them now
+      o.Set("fds", fds);
+    } else if (e.kind == ListenEvent::kError) {
+      o.Set("errno", Napi::Number::New(env, e.err));
+      o.Set("code", ErrnoCode(e.err));
+    }
+    arr.Set(static_cast<uint32_t>(i), o);
+  }
+  try {
+    fn.Call({arr});
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  }
+}
+
+void ListenCore::CloseFds(std::vector<ListenEvent>& events) {
+  for (ListenEvent& e : events) {
+    for (int fd : e.fds) close(fd);
+    e.fds.clear();
+  }
+  events.clear();
+}
+
+void ListenCore::Finalize(Napi::Env, void*, ListenCore* self) { delete self; }
+
+// ---- the JS object ----------------------------------------------------------------------------
+
+Napi::Function FdListener::Init(Napi::Env env) {
+  return DefineClass(env, "FdListener",
+                     {
+                         InstanceMethod<&FdListener::Close>("close"),
+                         InstanceMethod<&FdListener::Ref>("ref"),
+                         InstanceMethod<&FdListener::Unref>("unref"),
+                         InstanceMethod<&FdListener::Release>("release"),
+                         InstanceMethod<&FdListener::Drop>("drop"),
+                     });
+}
+
+FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdListener>(info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgPath(info, 0);
+  int backlog = ArgInt(info, 1);
+  int readSize = ArgInt(info, 2);
+  if (readSize <= 0) ThrowRangeError(env, "readSize must be > 0");
+  if (!info[3].IsFunction()) ThrowTypeError(env, "onEvents must be a function");
+  sockaddr_un addr;
+  socklen_t addrLen;
+  if (!UnixAddress(path, &addr, &addrLen)) ThrowErrno(env, ENAMETOOLONG, "bind", kNoBytes, path.c_str());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, errno, "socket");
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, err, "bind", kNoBytes, path.c_str());
+  }
+  if (listen(fd, backlog) != 0) {
+    int err = errno;
+    close(fd);
+    unlink(path.c_str());
+    ThrowErrno(env, err, "listen", kNoBytes, path.c_str());
+  }
+  core_ = new ListenCore(env, fd, static_cast<size_t>(readSize), info[3].As<Napi::Function>());
+  env_ = env;
+  hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
+}
+
+FdListener::~FdListener() {
+  if (hookInstalled_) napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
+  Shutdown();
+}
+
+void FdListener::OnEnvCleanup(void* arg) {
+  auto* self = static_cast<FdListener*>(arg);
+  self->hookInstalled_ = false;
+  self->Shutdown();
+}
+
+void FdListener::Shutdown() {
+  if (core_ != nullptr) {
+    core_->Stop();
+    core_ = nullptr;
+  }
+}
+
+Napi::Value FdListener::Close(const Napi::CallbackInfo& info) {
+  Shutdown();
+  return info.Env().Undefined();
+}
+
+Napi::Value FdListener::Ref(const Napi::CallbackInfo& info) {
+  if (core_ != nullptr) core_->Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value FdListener::Unref(const Napi::CallbackInfo& info) {
+  if (core_ != nullptr) core_->Unref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value FdListener::Release(const Napi::CallbackInfo& info) {
+  uint32_t conn = static_cast<uint32_t>(ArgInt(info, 0));
+  if (core_ != nullptr) core_->Release(conn);
+  return info.Env().Undefined();
+}
+
+Napi::Value FdListener::Drop(const Napi::CallbackInfo& info) {
+  uint32_t conn = static_cast<uint32_t>(ArgInt(info, 0));
+  if (core_ != nullptr) core_->Drop(conn);
+  return info.Env().Undefined();
+}
+
+void InitFdPass(Napi::Env env, Napi::Object exports) {
+  exports.Set("sendFd", Napi::Function::New(env, SendFd, "sendFd"));
+  exports.Set("FdListener", FdListener::Init(env));
+}
 
 }  // namespace uffd

@@ -1,10 +1,119 @@
 // SCM_RIGHTS: passing a userfaultfd to another process over a Unix socket.
+//
+// sendFd(path, fd, payload): connect, then one sendmsg(2) of the payload with the fd attached.
+// FdListener: a Unix stream socket listening at a path, and one thread polling {listen socket,
+// eventfd, connections}. The thread accepts, reads SO_PEERCRED, receives bytes and fds
+// (MSG_CMSG_CLOEXEC) and hands them to JavaScript as raw events through one thread-safe
+// function; lib/fdpass.ts does the framing and the checks. No blocking call ever runs on the
+// JS thread or on a libuv thread-pool thread.
 #pragma once
 #include <napi.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace uffd {
 
 // Adds the fd-passing functions to the module's exports. JS thread only.
 void InitFdPass(Napi::Env env, Napi::Object exports);
+
+// (socketPath, fd, payload: Uint8Array, timeoutMs) -> undefined. JS thread: connects and
+// sends synchronously (a local socket; the timeout bounds a full backlog or buffer).
+Napi::Value SendFd(const Napi::CallbackInfo& info);
+
+// What the listener thread reports, per connection.
+struct ListenEvent {
+  enum Kind { kAccept, kData, kEnd, kError } kind;
+  uint32_t conn;
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  int err;                    // kError: errno
+  std::vector<uint8_t> data;  // kData
+  std::vector<int> fds;       // kData: fds received with these bytes (close-on-exec)
+};
+
+// The thread and its state. Deletes itself in the thread-safe function's finalizer, after
+// Stop(), so that no delivery can outlive it.
+class ListenCore {
+ public:
+  // JS thread only. Takes ownership of listenFd.
+  ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents);
+  ListenCore(const ListenCore&) = delete;
+  ListenCore& operator=(const ListenCore&) = delete;
+
+  void Stop();                 // JS thread: wake, join, close every fd; idempotent
+  void Ref(Napi::Env env);     // JS thread
+  void Unref(Napi::Env env);   // JS thread
+  // JS thread. Stop reading a connection: only its hang-up is reported from now on.
+  void Release(uint32_t conn);
+  // JS thread. Close a connection now (after an error on it).
+  void Drop(uint32_t conn);
+
+ private:
+  struct Conn {
+    uint32_t id;
+    int fd;
+    bool reading;
+  };
+  struct Command {
+    uint32_t conn;
+    bool drop;
+  };
+  static void CallJs(Napi::Env env, Napi::Function fn, ListenCore* self, void* unused);
+  using Tsfn = Napi::TypedThreadSafeFunction<ListenCore, void, &ListenCore::CallJs>;
+  static void Finalize(Napi::Env env, void* unused, ListenCore* self);
+  ~ListenCore();
+
+  void Run();                      // listener thread
+  void AcceptAll();                // listener thread
+  bool Receive(Conn& c);           // listener thread; false: the connection is finished
+  void ApplyCommands();            // listener thread
+  void Post(ListenEvent&& e);      // listener thread
+  void Deliver(Napi::Env env, Napi::Function fn);  // JS thread
+  static void CloseFds(std::vector<ListenEvent>& events);
+
+  int listenFd_;
+  int wakeFd_;
+  size_t readSize_;
+  std::vector<uint8_t> buffer_;  // listener thread
+  std::vector<Conn> conns_;      // listener thread
+  uint32_t nextConn_ = 1;        // listener thread
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  bool stopped_ = false;  // JS thread
+  Tsfn tsfn_;
+
+  std::mutex mutex_;
+  std::vector<ListenEvent> pending_;  // under mutex_
+  bool signalled_ = false;            // under mutex_
+  std::vector<Command> commands_;     // under mutex_
+};
+
+class FdListener : public Napi::ObjectWrap<FdListener> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  // JS: new FdListener(socketPath, backlog, readSize, onEvents(events[]))
+  explicit FdListener(const Napi::CallbackInfo& info);
+  ~FdListener() override;
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+  Napi::Value Release(const Napi::CallbackInfo& info);
+  Napi::Value Drop(const Napi::CallbackInfo& info);
+  void Shutdown();  // idempotent: close(), the finalizer and the env cleanup hook end here
+  static void OnEnvCleanup(void* self);
+
+  ListenCore* core_ = nullptr;
+  napi_env env_;
+  bool hookInstalled_ = false;
+};
 
 }  // namespace uffd

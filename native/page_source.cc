@@ -184,10 +184,11 @@ ServedRanges::ServedRanges(uint64_t pageSize)
 
 // JS thread.
 uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
-                           uint64_t readahead) {
+                           uint64_t readahead, bool zeroRemoved) {
   std::lock_guard<std::mutex> lock(mutex_);
   uint32_t id = nextId_++;
   Range r{id, start, length, std::move(source), readahead, {}};
+  r.zeroRemoved = zeroRemoved;
   ranges_.push_back(std::move(r));
   return id;
 }
@@ -216,13 +217,53 @@ bool ServedRanges::Contains(uint64_t address) {
 }
 
 // Reader thread.
-void ServedRanges::Forget(uint64_t start, uint64_t end) {
+void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Range& r : ranges_) {
     if (start < r.start + r.length && end > r.start) {
       for (Stream& s : r.streams) s = Stream{};
+      if (!removed || !r.zeroRemoved) continue;
+      // Merge [a, b) into the sorted, disjoint spans. Here, on the reader thread, before any
+      // later fault is read: a fault in the span can never be filled from the source first.
+      uint64_t a = std::max(start, r.start), b = std::min(end, r.start + r.length);
+      std::vector<std::pair<uint64_t, uint64_t>> merged;
+      merged.reserve(r.removed.size() + 1);
+      bool placed = false;
+      for (const auto& x : r.removed) {
+        if (x.second < a) {
+          merged.push_back(x);
+        } else if (x.first > b) {
+          if (!placed) merged.emplace_back(a, b), placed = true;
+          merged.push_back(x);
+        } else {
+          a = std::min(a, x.first);
+          b = std::max(b, x.second);
+        }
+      }
+      if (!placed) merged.emplace_back(a, b);
+      r.removed.swap(merged);
     }
   }
+}
+
+// Reader thread, under mutex_: a removed page of a zeroRemoved range, one zero page.
+ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, uint64_t page, FaultStats& stats, int* err) {
+  stats.CountResolve(pageSize_);
+  IoctlResult res = Zeropage(fd, page, pageSize_, 0);
+  if (res.bytes > 0) {
+    stats.CountWake();
+    return Outcome::kAnswered;
+  }
+  stats.Uncount(1, pageSize_);
+  if (res.err == EEXIST) {
+    Wake(fd, page, pageSize_);
+    stats.CountWake();
+    return Outcome::kAnswered;
+  }
+  if (res.err == EAGAIN) return Outcome::kRetry;
+  if (res.err == ESRCH) return Outcome::kOwnerGone;
+  *err = res.err == 0 ? EIO : res.err;
+  return Outcome::kFailed;
 }
 
 // Reader thread, under mutex_. A fault where a tracked sequential reader was expected next
@@ -256,6 +297,13 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats&
     // The window never leaves the served range: what lies past it may be another range's,
     // another source's, or JavaScript's to answer.
     uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
+    for (const auto& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
+      if (page >= x.first && page < x.second) return ZeroRemoved(fd, page, stats, err);
+      if (x.first > page) {
+        end = std::min(end, x.first);
+        break;
+      }
+    }
     if (r.fixedWindow == 0) {
       for (Stream& s : r.streams) {
         if (s.lastUse == clock_) s.nextExpected = end;

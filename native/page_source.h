@@ -45,8 +45,10 @@ class ServedRanges {
   explicit ServedRanges(uint64_t pageSize);
 
   // JS thread. readahead: 0 = adaptive, else a fixed window in bytes (page multiple).
+  // zeroRemoved: pages the program drops later (UFFD_EVENT_REMOVE: MADV_DONTNEED, a
+  // balloon) read as zeros when touched again, not as the source's bytes.
   uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
-               uint64_t readahead);
+               uint64_t readahead, bool zeroRemoved = false);
   bool Remove(uint32_t id);
   void Clear();
   bool Contains(uint64_t address);
@@ -54,7 +56,8 @@ class ServedRanges {
   // Reader thread: answers a fault at `address` when a served range holds it.
   Outcome Answer(int fd, uint64_t address, FaultStats& stats, int* err);
   // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
-  void Forget(uint64_t start, uint64_t end);
+  // `removed` (REMOVE): ranges served with zeroRemoved remember the span as zeros.
+  void Forget(uint64_t start, uint64_t end, bool removed = false);
 
  private:
   // A sequential reader: where it faults next if it keeps going, and its current window.
@@ -70,7 +73,10 @@ class ServedRanges {
     std::shared_ptr<PageSource> source;
     uint64_t fixedWindow;      // 0 = adaptive
     Stream streams[kStreams];  // adaptive only
+    bool zeroRemoved = false;
+    std::vector<std::pair<uint64_t, uint64_t>> removed;  // [start, end) spans, sorted, disjoint
   };
+  Outcome ZeroRemoved(int fd, uint64_t page, FaultStats& stats, int* err);
   uint64_t WindowFor(Range& r, uint64_t page);
   Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);
   IoctlResult FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats);

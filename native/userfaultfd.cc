@@ -311,7 +311,7 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
 }
 
 // (start, length, kind 0 zero | 1 buffer | 2 file fd | 3 file path, source, offset, readahead,
-//  pread) -> id
+//  pread, zeroRemoved) -> id
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
@@ -357,7 +357,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     default:
       ThrowRangeError(env, "unknown page source kind");
   }
-  uint32_t id = served_.Add(start, length, std::move(source), readahead);
+  bool zeroRemoved = info.Length() > 7 && ArgBool(info, 7);
+  uint32_t id = served_.Add(start, length, std::move(source), readahead, zeroRemoved);
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);
@@ -424,7 +425,7 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
     }
     case UFFD_EVENT_REMOVE:
     case UFFD_EVENT_UNMAP:
-      served_.Forget(msg.arg.remove.start, msg.arg.remove.end);
+      served_.Forget(msg.arg.remove.start, msg.arg.remove.end, msg.event == UFFD_EVENT_REMOVE);
       return Disposition::kToJs;
     default:
       return Disposition::kToJs;

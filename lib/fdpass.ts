@@ -1,0 +1,418 @@
+/**
+ * Handing a userfaultfd to another process: SCM_RIGHTS over a Unix stream socket.
+ *
+ * `sendUffd(path, uffd, payload)` connects and sends the payload with the fd in one sendmsg.
+ * `listenForUffd(path)` is an async iterator of what arrives, one item per connection. The
+ * blocking accept/recvmsg run on a native thread (native/fdpass.cc); this file frames the
+ * bytes and checks each connection.
+ *
+ * Framing. A payload sent by `sendUffd` starts with an 8-byte header (0x00 'U' 'F' 'D', then
+ * the payload length, u32 little-endian), so that a peer hanging up mid-message is seen as
+ * such. A payload without the header (its first byte is not 0) is "raw": it is exactly the
+ * bytes that arrived with the fd in one recvmsg(2), as Firecracker sends its JSON body and as
+ * its example handlers read it. Either way the fd must come with the payload's bytes.
+ *
+ * Errors. A connection that fails (no fd, payload over `maxPayload`, hang-up mid-message, an
+ * fd that is not a userfaultfd, a socket error) yields nothing: the error goes to
+ * `options.onError` and to the listener's 'connectionError' event, `listener.errors` counts
+ * it, the connection is closed, and the listener keeps serving the others.
+ */
+import { EventEmitter } from 'events';
+import * as fs from 'fs';
+import { toBytes, toOptions } from './args';
+import type { FeatureName } from './constants';
+import { closedError, invalidArgType, outOfRange } from './errors';
+import { binding, NativeFdListener, NativeListenEvent } from './native';
+import type { SelfFaultPolicy } from './types';
+import { Userfaultfd } from './userfaultfd';
+
+const MAGIC = [0x00, 0x55, 0x46, 0x44]; // "\0UFD"
+const HEADER = 8;
+const DEFAULT_MAX_PAYLOAD = 64 * 1024;
+
+/** The sending process, as the kernel saw it at connect(2) (SO_PEERCRED). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface ReceivedUffd {
+  /** The received userfaultfd (the listener closed its own copy of the fd). */
+  uffd: Userfaultfd;
+  payload: Buffer;
+  peer: PeerCredentials;
+  /** Resolves when the peer closes its end of the connection (or the listener closes). */
+  peerClosed: Promise<void>;
+}
+
+export type FdPassErrorCode =
+  | 'ERR_UFFD_NO_FD' | 'ERR_UFFD_PAYLOAD_TOO_LARGE' | 'ERR_UFFD_PEER_HANGUP'
+  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | (string & {});
+
+/** A connection that delivered no userfaultfd. `code` says why; `peer` who it was. */
+export interface FdPassError extends Error {
+  code: FdPassErrorCode;
+  peer?: PeerCredentials;
+  /** Bytes received on the connection before it failed. */
+  received?: number;
+  errno?: number;
+}
+
+export interface SendOptions {
+  /** 'length' (default): the 8-byte header first. 'raw': the payload alone (Firecracker style). */
+  framing?: 'length' | 'raw';
+  /** Bounds connect(2) and sendmsg(2) when the listener's backlog or buffer is full. Default 10000. */
+  timeoutMs?: number;
+}
+
+export interface ListenOptions {
+  /** The largest payload accepted, in bytes. Default 65536. */
+  maxPayload?: number;
+  /** listen(2) backlog. Default 16. */
+  backlog?: number;
+  /** The features of the received uffds, used when /proc/self/fdinfo cannot be read. */
+  features?: FeatureName[];
+  /** onSelfFault of the received uffds. */
+  onSelfFault?: SelfFaultPolicy;
+  /** Called with each connection's error; the listener keeps serving. */
+  onError?: (err: FdPassError) => void;
+  /** Remove a stale socket file at the path first (default true). Nothing else is removed. */
+  unlinkStale?: boolean;
+}
+
+interface Connection {
+  peer: PeerCredentials;
+  chunks: Buffer[];
+  received: number;
+  fds: number[];
+  done: boolean;
+  closed?: () => void;
+}
+
+function requireBinding(): NonNullable<typeof binding> {
+  if (!binding) {
+    const e = new Error('userfaultfd: fd passing needs the native backend (Linux)');
+    Object.assign(e, { code: 'ERR_UFFD_UNAVAILABLE' });
+    throw e;
+  }
+  return binding;
+}
+
+function checkPath(socketPath: unknown): string {
+  if (typeof socketPath !== 'string' || socketPath.length === 0 || socketPath.includes('\0')) {
+    throw invalidArgType('socketPath', 'a non-empty string path', socketPath);
+  }
+  if (Buffer.byteLength(socketPath) > 107) {
+    throw outOfRange('socketPath', 'at most 107 bytes long (sun_path)', socketPath);
+  }
+  return socketPath;
+}
+
+/**
+ * Connects to the Unix socket at `socketPath` and sends `payload` with the userfaultfd's fd
+ * attached (SCM_RIGHTS), in one sendmsg(2); then closes the connection. Synchronous: a local
+ * socket takes the message at once unless its backlog is full (bounded by `timeoutMs`).
+ * The sender's uffd stays open and usable; the receiver gets its own copy of the fd.
+ */
+export function sendUffd(socketPath: string, uffd: Userfaultfd | number, payload: Uint8Array | string = '',
+                         options: SendOptions = {}): void {
+  const b = requireBinding();
+  checkPath(socketPath);
+  let fd: number;
+  if (typeof uffd === 'number') {
+    if (!Number.isInteger(uffd) || uffd < 0) throw outOfRange('uffd', 'a non-negative integer fd', uffd);
+    fd = uffd;
+  } else if (uffd instanceof Userfaultfd) {
+    if (uffd.closed) throw closedError('userfaultfd');
+    if (uffd.backend !== 'native') throw invalidArgType('uffd', 'a Userfaultfd of the native backend', uffd);
+    fd = uffd.fd;
+  } else {
+    throw invalidArgType('uffd', 'a Userfaultfd or a file descriptor', uffd);
+  }
+  const body = typeof payload === 'string' ? Buffer.from(payload) : toBytes(payload, 'payload');
+  const o = toOptions<SendOptions>(options, 'options');
+  const framing = o.framing ?? 'length';
+  if (framing !== 'length' && framing !== 'raw') throw invalidArgType('options.framing', "'length' or 'raw'", framing);
+  const timeoutMs = o.timeoutMs ?? 10000;
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw outOfRange('options.timeoutMs', 'a positive integer', timeoutMs);
+  let message: Uint8Array;
+  if (framing === 'length') {
+    const m = Buffer.alloc(HEADER + body.byteLength);
+    m.set(MAGIC, 0);
+    m.writeUInt32LE(body.byteLength, 4);
+    m.set(body, HEADER);
+    message = m;
+  } else {
+    if (body.byteLength === 0) throw outOfRange('payload', 'non-empty with raw framing (the fd travels with a byte)', 0);
+    if (body[0] === 0) throw outOfRange('payload', 'not starting with a 0 byte with raw framing', 0);
+    message = body;
+  }
+  b.sendFd(socketPath, fd, message, timeoutMs);
+}
+
+/** Starts listening at `socketPath`; iterate the result with `for await`. */
+export function listenForUffd(socketPath: string, options: ListenOptions = {}): UffdListener {
+  return new UffdListener(socketPath, options);
+}
+
+export class UffdListener extends EventEmitter implements AsyncIterableIterator<ReceivedUffd> {
+  readonly path: string;
+  /** Connections that failed (each reported through onError / 'connectionError'). */
+  errors = 0;
+  /** Userfaultfds received so far. */
+  received = 0;
+  private readonly handle: NativeFdListener;
+  private readonly maxPayload: number;
+  private readonly adoptOptions: { features?: FeatureName[]; onSelfFault?: SelfFaultPolicy; backend: 'native' };
+  private readonly onError: ((err: FdPassError) => void) | undefined;
+  private readonly conns = new Map<number, Connection>();
+  private readonly queued: ReceivedUffd[] = [];
+  private readonly waiting: Array<(r: IteratorResult<ReceivedUffd>) => void> = [];
+  private isClosed = false;
+
+  constructor(socketPath: string, options: ListenOptions = {}) {
+    super();
+    const b = requireBinding();
+    this.path = checkPath(socketPath);
+    const o = toOptions<ListenOptions>(options, 'options');
+    this.maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    if (!Number.isInteger(this.maxPayload) || this.maxPayload < 1 || this.maxPayload > 64 * 1024 * 1024) {
+      throw outOfRange('options.maxPayload', 'an integer from 1 to 64 MiB', this.maxPayload);
+    }
+    const backlog = o.backlog ?? 16;
+    if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', 'a positive integer', backlog);
+    if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidArgType('options.onError', 'a function', o.onError);
+    this.onError = o.onError;
+    this.adoptOptions = { backend: 'native' };
+    if (o.features !== undefined) this.adoptOptions.features = o.features;
+    if (o.onSelfFault !== undefined) this.adoptOptions.onSelfFault = o.onSelfFault;
+    if (o.unlinkStale !== false) unlinkStaleSocket(socketPath);
+    // One recvmsg reads up to a whole maximal message and one byte more: a raw payload that
+    // fills it is too large.
+    const readSize = Math.min(this.maxPayload + HEADER + 1, 1 << 20);
+    this.handle = new b.FdListener(socketPath, backlog, readSize, (events) => this.onEvents(events));
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  next(): Promise<IteratorResult<ReceivedUffd>> {
+    const item = this.queued.shift();
+    if (item) return Promise.resolve({ value: item, done: false });
+    if (this.isClosed) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Ends the iteration (a `break` out of `for await`): closes the listener. */
+  return(): Promise<IteratorResult<ReceivedUffd>> {
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Keep the process alive while listening (the default). */
+  ref(): this {
+    if (!this.isClosed) this.handle.ref();
+    return this;
+  }
+
+  /** Let the process exit even though the listener is open. */
+  unref(): this {
+    if (!this.isClosed) this.handle.unref();
+    return this;
+  }
+
+  /**
+   * Stops the thread, closes the socket and every pending connection, removes the socket
+   * file, and ends the iteration. Received uffds not yet taken from the iterator are closed;
+   * the ones already yielded belong to the caller. Idempotent.
+   */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.handle.close();
+    for (const c of this.conns.values()) {
+      closeAll(c.fds);
+      c.closed?.();
+    }
+    this.conns.clear();
+    for (const item of this.queued.splice(0)) item.uffd.close();
+    for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
+    try {
+      fs.unlinkSync(this.path);
+    } catch {
+      // gone already
+    }
+    process.nextTick(() => this.emit('close'));
+  }
+
+  // JS thread: a batch of reports from the listener thread.
+  private onEvents(events: NativeListenEvent[]): void {
+    for (const e of events) {
+      if (this.isClosed) {
+        if (e.type === 'data') closeAll(e.fds);
+        continue;
+      }
+      switch (e.type) {
+        case 'accept':
+          this.conns.set(e.conn, { peer: { pid: e.pid, uid: e.uid, gid: e.gid }, chunks: [], received: 0, fds: [], done: false });
+          break;
+        case 'data':
+          this.onData(e.conn, e.data, e.fds);
+          break;
+        case 'end':
+        case 'error':
+          this.onEnd(e);
+          break;
+      }
+    }
+  }
+
+  private onData(id: number, data: Buffer, fds: number[]): void {
+    const c = this.conns.get(id);
+    if (!c || c.done) {
+      closeAll(fds);
+      return;
+    }
+    c.fds.push(...fds);
+    c.chunks.push(data);
+    c.received += data.length;
+    const buf = c.chunks.length === 1 ? c.chunks[0] : Buffer.concat(c.chunks);
+    c.chunks = [buf];
+    if (buf[0] !== 0) {
+      // Raw: the bytes that came with the first recvmsg are the message.
+      if (buf.length > this.maxPayload) {
+        this.fail(id, c, 'ERR_UFFD_PAYLOAD_TOO_LARGE', `a raw payload over maxPayload (${this.maxPayload} bytes) arrived`);
+        return;
+      }
+      this.complete(id, c, buf);
+      return;
+    }
+    if (buf.length < HEADER) return;
+    if (buf[1] !== MAGIC[1] || buf[2] !== MAGIC[2] || buf[3] !== MAGIC[3]) {
+      this.fail(id, c, 'ERR_UFFD_BAD_HEADER', 'the message starts with a 0 byte but not with the \\0UFD header');
+      return;
+    }
+    const length = buf.readUInt32LE(4);
+    if (length > this.maxPayload) {
+      this.fail(id, c, 'ERR_UFFD_PAYLOAD_TOO_LARGE', `the payload is ${length} bytes, over maxPayload (${this.maxPayload})`);
+      return;
+    }
+    if (buf.length >= HEADER + length) this.complete(id, c, Buffer.from(buf.subarray(HEADER, HEADER + length)));
+  }
+
+  private onEnd(e: NativeListenEvent & { type: 'end' | 'error' }): void {
+    if (e.conn === 0) {
+      // The listening socket itself failed (accept or poll): reported, the thread went on.
+      this.report(Object.assign(new Error(`userfaultfd listener at ${this.path}: ${(e as { code?: string }).code}`),
+        { code: (e as { code?: string }).code ?? 'EIO', errno: (e as { errno?: number }).errno }) as FdPassError);
+      return;
+    }
+    const c = this.conns.get(e.conn);
+    if (!c) return;
+    this.conns.delete(e.conn);
+    if (c.done) {
+      c.closed?.();
+      return;
+    }
+    closeAll(c.fds);
+    c.fds = [];
+    if (e.type === 'error') {
+      this.report(makeError(e.code, `the connection failed before a userfaultfd arrived: ${e.code}`, c, e.errno));
+    } else {
+      const what = c.received === 0 ? 'before sending anything' : `after ${c.received} bytes, mid-message`;
+      this.report(makeError('ERR_UFFD_PEER_HANGUP', `the peer hung up ${what}`, c));
+    }
+  }
+
+  private complete(id: number, c: Connection, payload: Buffer): void {
+    c.done = true;
+    c.chunks = [];
+    const fds = c.fds;
+    c.fds = [];
+    if (fds.length === 0) {
+      this.handle.drop(id);
+      this.conns.delete(id);
+      this.report(makeError('ERR_UFFD_NO_FD', `a ${payload.length}-byte message arrived without a file descriptor`, c));
+      return;
+    }
+    let uffd: Userfaultfd;
+    try {
+      uffd = Userfaultfd.fromFd(fds[0], this.adoptOptions);
+    } catch (err) {
+      closeAll(fds);
+      this.handle.drop(id);
+      this.conns.delete(id);
+      const code = (err as { code?: string }).code === 'ERR_INVALID_ARG_TYPE' ? 'ERR_UFFD_NOT_USERFAULTFD' : (err as { code?: string }).code ?? 'EIO';
+      this.report(makeError(code, `the received fd is not a usable userfaultfd: ${(err as Error).message}`, c));
+      return;
+    }
+    closeAll(fds); // fromFd duplicated the first; extra fds are not ours to keep
+    this.handle.release(id);
+    const peerClosed = new Promise<void>((resolve) => {
+      c.closed = resolve;
+    });
+    this.received++;
+    const item: ReceivedUffd = { uffd, payload, peer: c.peer, peerClosed };
+    const w = this.waiting.shift();
+    if (w) w({ value: item, done: false });
+    else this.queued.push(item);
+  }
+
+  private fail(id: number, c: Connection, code: FdPassErrorCode, message: string): void {
+    c.done = true;
+    closeAll(c.fds);
+    c.fds = [];
+    this.handle.drop(id);
+    this.conns.delete(id);
+    this.report(makeError(code, message, c));
+  }
+
+  private report(err: FdPassError): void {
+    this.errors++;
+    if (this.onError) {
+      try {
+        this.onError(err);
+      } catch (e) {
+        process.nextTick(() => {
+          throw e;
+        });
+      }
+    }
+    this.emit('connectionError', err);
+  }
+}
+
+function makeError(code: string, message: string, c: Connection, errno?: number): FdPassError {
+  const e = new Error(`${message} (peer pid ${c.peer.pid}, uid ${c.peer.uid})`) as FdPassError;
+  e.code = code;
+  e.peer = c.peer;
+  e.received = c.received;
+  if (errno !== undefined) e.errno = errno;
+  return e;
+}
+
+function closeAll(fds: number[]): void {
+  for (const fd of fds) {
+    try {
+      binding!.closeFd(fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function unlinkStaleSocket(socketPath: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch {
+    return;
+  }
+  if (st.isSocket()) fs.unlinkSync(socketPath);
+}
