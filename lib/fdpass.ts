@@ -13,7 +13,8 @@
  * its example handlers read it. Either way the fd must come with the payload's bytes.
  *
  * Errors. A connection that fails (no fd, payload over `maxPayload`, hang-up mid-message, an
- * fd that is not a userfaultfd, a socket error) yields nothing: the error goes to
+ * fd that is not a userfaultfd, no whole message within `messageTimeoutMs`, a socket error)
+ * yields nothing: the error goes to
  * `options.onError` and to the listener's 'connectionError' event, `listener.errors` counts
  * it, the connection is closed, and the listener keeps serving the others.
  */
@@ -48,7 +49,7 @@ export interface ReceivedUffd {
 
 export type FdPassErrorCode =
   | 'ERR_UFFD_NO_FD' | 'ERR_UFFD_PAYLOAD_TOO_LARGE' | 'ERR_UFFD_PEER_HANGUP'
-  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | (string & {});
+  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | 'ERR_UFFD_TIMEOUT' | (string & {});
 
 /** A connection that delivered no userfaultfd. `code` says why; `peer` who it was. */
 export interface FdPassError extends Error {
@@ -79,6 +80,11 @@ export interface ListenOptions {
   onError?: (err: FdPassError) => void;
   /** Remove a stale socket file at the path first (default true). Nothing else is removed. */
   unlinkStale?: boolean;
+  /**
+   * A connection that has not delivered its whole message this long after connecting fails
+   * with ERR_UFFD_TIMEOUT (default 30000; 0: never).
+   */
+  messageTimeoutMs?: number;
 }
 
 interface Connection {
@@ -88,6 +94,7 @@ interface Connection {
   fds: number[];
   done: boolean;
   closed?: () => void;
+  timer?: NodeJS.Timeout;
 }
 
 function requireBinding(): NonNullable<typeof binding> {
@@ -164,6 +171,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   received = 0;
   private readonly handle: NativeFdListener;
   private readonly maxPayload: number;
+  private readonly messageTimeoutMs: number;
   private readonly adoptOptions: { features?: FeatureName[]; onSelfFault?: SelfFaultPolicy; backend: 'native' };
   private readonly onError: ((err: FdPassError) => void) | undefined;
   private readonly conns = new Map<number, Connection>();
@@ -179,6 +187,10 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     this.maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     if (!Number.isInteger(this.maxPayload) || this.maxPayload < 1 || this.maxPayload > 64 * 1024 * 1024) {
       throw outOfRange('options.maxPayload', 'an integer from 1 to 64 MiB', this.maxPayload);
+    }
+    this.messageTimeoutMs = o.messageTimeoutMs ?? 30000;
+    if (!Number.isInteger(this.messageTimeoutMs) || this.messageTimeoutMs < 0) {
+      throw outOfRange('options.messageTimeoutMs', 'a non-negative integer', this.messageTimeoutMs);
     }
     const backlog = o.backlog ?? 16;
     if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', 'a positive integer', backlog);
@@ -237,6 +249,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     this.isClosed = true;
     this.handle.close();
     for (const c of this.conns.values()) {
+      clearTimeout(c.timer);
       closeAll(c.fds);
       c.closed?.();
     }
@@ -259,9 +272,18 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
         continue;
       }
       switch (e.type) {
-        case 'accept':
-          this.conns.set(e.conn, { peer: { pid: e.pid, uid: e.uid, gid: e.gid }, chunks: [], received: 0, fds: [], done: false });
+        case 'accept': {
+          const c: Connection = { peer: { pid: e.pid, uid: e.uid, gid: e.gid }, chunks: [], received: 0, fds: [], done: false };
+          if (this.messageTimeoutMs > 0) {
+            c.timer = setTimeout(() => {
+              if (!c.done && this.conns.get(e.conn) === c) {
+                this.fail(e.conn, c, 'ERR_UFFD_TIMEOUT', `no whole message within ${this.messageTimeoutMs} ms`);
+              }
+            }, this.messageTimeoutMs).unref();
+          }
+          this.conns.set(e.conn, c);
           break;
+        }
         case 'data':
           this.onData(e.conn, e.data, e.fds);
           break;
@@ -316,6 +338,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     const c = this.conns.get(e.conn);
     if (!c) return;
     this.conns.delete(e.conn);
+    clearTimeout(c.timer);
     if (c.done) {
       c.closed?.();
       return;
@@ -332,6 +355,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
 
   private complete(id: number, c: Connection, payload: Buffer): void {
     c.done = true;
+    clearTimeout(c.timer);
     c.chunks = [];
     const fds = c.fds;
     c.fds = [];
@@ -366,6 +390,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
 
   private fail(id: number, c: Connection, code: FdPassErrorCode, message: string): void {
     c.done = true;
+    clearTimeout(c.timer);
     closeAll(c.fds);
     c.fds = [];
     this.handle.drop(id);

@@ -4,7 +4,7 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, Region, sendUffd, listenForUffd } = require('../../dist');
+const { Userfaultfd, Region, PageSource, sendUffd, listenForUffd } = require('../../dist');
 const { nativeProbe, pattern, runChild, delay, PAGE } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
@@ -182,6 +182,19 @@ describe('fdpass: sendUffd / listenForUffd (native-only)', function () {
     }
   });
 
+  it('a connection that never completes its message fails with ERR_UFFD_TIMEOUT', async function () {
+    const listener = listenForUffd(sock, { messageTimeoutMs: 50 });
+    const s = net.connect(sock);
+    try {
+      const e = await nextError(listener);
+      assert.strictEqual(e.code, 'ERR_UFFD_TIMEOUT');
+      await new Promise((resolve) => s.once('close', resolve)); // the listener closed it
+    } finally {
+      s.destroy();
+      listener.close();
+    }
+  });
+
   it('rejects bad arguments before any syscall', function () {
     assert.throws(() => sendUffd(123, 3, 'x'), { code: 'ERR_INVALID_ARG_TYPE' });
     assert.throws(() => sendUffd(sock, 'x', 'x'), { code: 'ERR_INVALID_ARG_TYPE' });
@@ -239,5 +252,80 @@ describe('fdpass: sendUffd / listenForUffd (native-only)', function () {
     assert.strictEqual(exited.timedOut, false);
     assert.deepStrictEqual([exited.code, exited.signal], [0, null], exited.stderr);
     assert.strictEqual(exited.stdout.trim(), 'x');
+  });
+
+  it('lifecycle: a Worker terminated with a listener open (and a connection pending) ends cleanly', async function () {
+    const r = await runChild(`
+      const { Worker } = require('worker_threads');
+      const net = require('net');
+      const w = new Worker(\`
+        const { listenForUffd } = require(${JSON.stringify(DIST)});
+        const { parentPort } = require('worker_threads');
+        const l = listenForUffd(${JSON.stringify(sock + '4')});
+        l.on('connectionError', () => {});
+        parentPort.postMessage('listening');
+      \`, { eval: true });
+      w.on('message', () => {
+        const s = net.connect(${JSON.stringify(sock + '4')}, () => setTimeout(() => w.terminate().then(() => { s.destroy(); console.log('done'); }), 50));
+      });
+    `, { timeoutMs: 10000 });
+    assert.strictEqual(r.timedOut, false, r.stderr);
+    assert.deepStrictEqual([r.code, r.signal], [0, null], r.stderr);
+    assert.strictEqual(r.stdout.trim(), 'done');
+  });
+});
+
+describe('serve({ removed }) after UFFD_EVENT_REMOVE (native-only)', function () {
+  before(function () {
+    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) this.skip();
+  });
+
+  for (const removed of ['zero', 'source']) {
+    it(`removed: '${removed}': a dropped page reads back as ${removed === 'zero' ? 'zeros' : "the source's bytes"}`, async function () {
+      const uffd = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
+      const region = Region.map(16 * PAGE);
+      try {
+        const src = pattern(16 * PAGE, 11);
+        uffd.serve(region, PageSource.buffer(src), { removed });
+        const removes = [];
+        uffd.on('remove', (e) => removes.push(e));
+        assert.deepStrictEqual(await region.read(0, 16 * PAGE), src);
+        region.dontneed(4 * PAGE, 4 * PAGE); // blocks until the reader thread has read REMOVE
+        const after = await region.read(0, 16 * PAGE);
+        const expected = Buffer.from(src);
+        if (removed === 'zero') expected.fill(0, 4 * PAGE, 8 * PAGE);
+        assert.deepStrictEqual(after, expected);
+        // a later fault next to the removed span still comes from the source (read-ahead stops at it)
+        region.dontneed(0, 16 * PAGE);
+        const again = await region.read(0, 16 * PAGE);
+        if (removed === 'zero') assert.deepStrictEqual(again, Buffer.alloc(16 * PAGE));
+        else assert.deepStrictEqual(again, src);
+        await delay(20);
+        assert.ok(removes.length >= 1);
+        assert.strictEqual(removes[0].start, region.address + BigInt(4 * PAGE));
+      } finally {
+        uffd.close();
+        region.unmap();
+      }
+    });
+  }
+
+  it('removed: zero stops read-ahead at a removed span', async function () {
+    const uffd = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
+    const region = Region.map(16 * PAGE);
+    try {
+      const src = pattern(16 * PAGE, 12);
+      uffd.serve(region, PageSource.buffer(src), { removed: 'zero', readahead: 16 * PAGE });
+      assert.deepStrictEqual(await region.read(8 * PAGE, PAGE), src.subarray(8 * PAGE, 9 * PAGE));
+      region.dontneed(8 * PAGE, PAGE); // read-ahead filled 8..15; page 8 removed, 0..7 never touched
+      // A fault at page 0 reads ahead (16 pages) up to page 8, not into it.
+      const b = await region.read(0, 9 * PAGE);
+      const expected = Buffer.from(src.subarray(0, 9 * PAGE));
+      expected.fill(0, 8 * PAGE, 9 * PAGE);
+      assert.deepStrictEqual(b, expected);
+    } finally {
+      uffd.close();
+      region.unmap();
+    }
   });
 });
