@@ -174,6 +174,39 @@ describe('doctor: npx userfaultfd doctor', function () {
       assert.strictEqual(umo.json.usable, true);
     });
 
+    it('the advised setfacl on /dev/userfaultfd lets nobody open a full uffd through the device', function () {
+      if (spawnSync('setfacl', ['--version']).status !== 0) {
+        console.log('      skipped: setfacl (package acl) is not installed');
+        this.skip();
+      }
+      if (!fs.existsSync('/dev/userfaultfd')) {
+        console.log('      skipped: no /dev/userfaultfd (Linux < 6.1)');
+        this.skip();
+      }
+      const hadAcl = spawnSync('getfacl', ['--skip-base', '/dev/userfaultfd'], { encoding: 'utf8' }).stdout.trim() !== '';
+      fs.writeFileSync(SYSCTL, '0');
+      const set = spawnSync('setfacl', ['-m', 'u:nobody:rw', '/dev/userfaultfd'], { encoding: 'utf8' });
+      if (set.status !== 0) {
+        console.log(`      skipped: setfacl failed here (${set.stderr.trim()})`);
+        this.skip();
+      }
+      try {
+        const r = run(['doctor', '--json'], { asNobody: true, cwd: copy });
+        assert.strictEqual(r.code, 0, r.stdout + r.stderr);
+        assert.strictEqual(attempt(r.json, 'syscall', false).code, 'EPERM');
+        assert.strictEqual(attempt(r.json, 'dev-userfaultfd', false).ok, true);
+        assert.strictEqual(r.json.native.via, 'dev-userfaultfd');
+        assert.strictEqual(r.json.access, 'full');
+        // And the library itself falls back to the device.
+        const lib = spawnSync('setpriv', ['--reuid=' + NOBODY, '--regid=' + NOBODY, '--clear-groups', process.execPath, '-e',
+          "const u = require('./dist').Userfaultfd.open(); console.log(u.fd >= 0); u.close()"], { cwd: copy, encoding: 'utf8', timeout: 30000 });
+        assert.strictEqual(lib.status, 0, lib.stderr);
+        assert.strictEqual(lib.stdout.trim(), 'true');
+      } finally {
+        spawnSync('setfacl', hadAcl ? ['-x', 'u:nobody', '/dev/userfaultfd'] : ['-b', '/dev/userfaultfd']);
+      }
+    });
+
     it('vm.unprivileged_userfaultfd=1: the syscall works for nobody; exit 0', function () {
       fs.writeFileSync(SYSCTL, '1');
       const r = run(['doctor', '--json'], { asNobody: true, cwd: copy });
