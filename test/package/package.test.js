@@ -225,7 +225,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
       if (isRoot) assert.strictEqual(r.code, 0, r.stdout);
     });
 
-    it('its types compile for a TypeScript consumer (CommonJS and ESM)', function () {
+    it('its types compile for a TypeScript consumer (CommonJS, ESM, and node10 resolution)', function () {
       const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
       if (!fs.existsSync(tsc)) this.skip();
       fs.writeFileSync(path.join(dir, 'use.ts'),
@@ -239,6 +239,10 @@ describe('package: npm pack, install into an empty project, use it', function ()
       const r = node([tsc, '--noEmit', '--strict', '--target', 'ES2021', '--module', 'node16', '--moduleResolution', 'node16',
         '--types', 'node', 'use.ts', 'use.mts'], { cwd: dir, env });
       assert.strictEqual(r.code, 0, r.stdout + r.stderr);
+      // Older resolution (no "exports"): the top-level "types" field.
+      const old = node([tsc, '--noEmit', '--strict', '--target', 'ES2021', '--module', 'commonjs', '--moduleResolution', 'node10',
+        '--types', 'node', 'use.ts'], { cwd: dir, env });
+      assert.strictEqual(old.code, 0, old.stdout + old.stderr);
     });
   });
 

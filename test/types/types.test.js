@@ -28,6 +28,12 @@ describe('types: a TypeScript consumer of the package', function () {
     assert.strictEqual(r.code, 0, r.output);
   });
 
+  it('the consumers compile for bundlers too (moduleResolution bundler)', function () {
+    const r = tsc(['--noEmit', '--strict', '--target', 'ES2021', '--module', 'esnext', '--moduleResolution', 'bundler',
+      '--types', 'node', path.join(__dirname, 'consumer.ts'), path.join(__dirname, 'consumer.mts')]);
+    assert.strictEqual(r.code, 0, r.output);
+  });
+
   it('a string where a Range is wanted fails to compile (TS2345)', function () {
     const r = tsc([...STRICT, path.join(__dirname, 'bad-range.ts')]);
     assert.notStrictEqual(r.code, 0, 'bad-range.ts compiled');
