@@ -211,7 +211,11 @@ export function diagnose(): DoctorReport {
       }
     }
     else reason = `the kernel path is unavailable: ${native.reason ?? 'unknown'}`;
-    if (a.backend === 'simulator' && !a.available) reason += `; the simulator is unavailable too: ${a.reason ?? 'unknown'}`;
+    if (a.backend === 'simulator' && !a.available) {
+      let simReason = 'unknown';
+      try { simReason = probe({ backend: 'simulator' }).reason ?? simReason; } catch (e) { simReason = (e as Error).message; }
+      reason += `; the simulator is unavailable too: ${simReason}`;
+    }
     auto = { backend: a.backend, reason };
   } catch (e) {
     auto = { backend: 'none', reason: (e as Error).message };
@@ -299,10 +303,13 @@ function problems(r: DoctorReport): Problem[] {
         if (inContainer && r.device.exists === false) fixes.push('or pass the device through and grant it: docker run --device /dev/userfaultfd (Linux >= 6.1), which needs no syscall allowance');
         if (inContainer && r.container.kind === 'kubernetes') fixes.push('Kubernetes: securityContext.seccompProfile { type: Localhost, localhostProfile: <profile allowing userfaultfd> }');
       } else {
-        fixes.push('this kernel was built without CONFIG_USERFAULTFD: use a kernel with it (every major distribution enables it), or the simulator backend');
+        fixes.push('ENOSYS: the kernel was built without CONFIG_USERFAULTFD, or this runs on a kernel emulation that lacks the ' +
+          'syscall (gVisor / runsc sandboxes, qemu-user): run on a Linux kernel with CONFIG_USERFAULTFD=y (every major ' +
+          "distribution enables it) outside such a sandbox, or use the simulator backend (Userfaultfd.open({ backend: 'simulator' }))");
       }
       out.push({
-        problem: `the userfaultfd(2) syscall is refused (${sys.code})${filtered ? ` under a seccomp filter (Seccomp: 2, ${r.seccomp.filters ?? '?'} filter(s))` : ''}${inContainer ? ` in a container (${r.container.kind})` : ''}`,
+        problem: `the userfaultfd(2) syscall is refused (${sys.code})${filtered ? ` under a seccomp filter (Seccomp: 2, ${r.seccomp.filters ?? '?'} filter(s))` : ''}${inContainer ? ` in a container (${r.container.kind})` : ''}` +
+          (devA?.ok ? '; /dev/userfaultfd works, and the library opens through it instead' : ''),
         fixes,
       });
     } else {

@@ -101,6 +101,58 @@ describe('doctor: npx userfaultfd doctor', function () {
     });
   });
 
+  describe('under a seccomp filter that denies userfaultfd(2) (as Docker\'s default profile does)', function () {
+    let deny = null;
+    let dir = null;
+    before(function () {
+      if (process.platform !== 'linux') this.skip();
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-seccomp-'));
+      deny = path.join(dir, 'deny-userfaultfd');
+      const cc = spawnSync('cc', ['-O2', '-o', deny, path.join(__dirname, 'deny-userfaultfd.c')], { encoding: 'utf8' });
+      if (cc.status !== 0) {
+        console.log(`      skipped: cannot compile the seccomp helper (${cc.error ? cc.error.code : cc.stderr.trim()})`);
+        this.skip();
+      }
+    });
+    after(function () {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    function underFilter(errno) {
+      const r = spawnSync(deny, [String(errno), process.execPath, path.join(ROOT, 'bin', 'userfaultfd.js'), 'doctor', '--json'],
+        { cwd: ROOT, encoding: 'utf8', timeout: 30000 });
+      return { code: r.status, json: JSON.parse(r.stdout), out: r.stdout + r.stderr };
+    }
+
+    it('EPERM from the filter: seccomp mode 2 is seen and blamed, not the sysctl; the fix is a seccomp profile', function () {
+      const r = underFilter(1);
+      const j = r.json;
+      assert.strictEqual(j.seccomp.mode, 2);
+      assert.ok(j.seccomp.filters >= 1);
+      assert.strictEqual(attempt(j, 'syscall', false).code, 'EPERM');
+      assert.strictEqual(attempt(j, 'syscall', true).code, 'EPERM');
+      const p = j.problems.find((x) => /syscall is refused/.test(x.problem));
+      assert.ok(p, JSON.stringify(j.problems));
+      assert.match(p.problem, /under a seccomp filter/);
+      assert.match(p.fixes.join('\n'), j.container.detected ? /--security-opt seccomp=/ : /seccomp filter that denies userfaultfd/);
+      assert.doesNotMatch(p.fixes.join('\n'), /sysctl -w/);
+      // The filter leaves /dev/userfaultfd alone: for root the device still gives a full uffd.
+      if (isRoot && j.device.exists) {
+        assert.strictEqual(r.code, 0, r.out);
+        assert.strictEqual(j.native.via, 'dev-userfaultfd');
+        assert.match(p.problem, /\/dev\/userfaultfd works/);
+      }
+    });
+
+    it('ENOSYS from the filter is blamed on the filter too', function () {
+      const j = underFilter(38).json;
+      assert.strictEqual(attempt(j, 'syscall', false).code, 'ENOSYS');
+      const p = j.problems.find((x) => /syscall is refused \(ENOSYS\)/.test(x.problem));
+      assert.ok(p, JSON.stringify(j.problems));
+      assert.match(p.problem, /under a seccomp filter/);
+    });
+  });
+
   describe('as an unprivileged user (setpriv --reuid=65534)', function () {
     let original = null;
     let copy = null;
