@@ -89,6 +89,16 @@ describe('examples: every file in examples/ runs and exits 0', function () {
     assert.ok(examples.some((e) => e.name === 'quick-start.js'), examples.map((e) => e.name).join(', '));
   });
 
+  it("README's Usage example is examples/quick-start.js, 15 lines", function () {
+    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    const usage = readme.slice(readme.indexOf('## Usage'));
+    const block = /```js\n([\s\S]*?)```/.exec(usage)[1].trimEnd();
+    const file = fs.readFileSync(path.join(DIR, 'quick-start.js'), 'utf8').split('\n')
+      .filter((l) => !/^\/\//.test(l)).join('\n').trim();
+    assert.strictEqual(block, file);
+    assert.strictEqual(block.split('\n').length, 15);
+  });
+
   for (const ex of examples) {
     const timeoutMs = ex.spec.timeoutMs || 30000;
     it(`${ex.name}${ex.spec.args && ex.spec.args.length ? ' ' + ex.spec.args.join(' ') : ''}`, async function () {
