@@ -151,7 +151,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
       ['tsconfig.json', 'package-lock.json', '.mocharc.json', 'typedoc.json'].includes(f));
     assert.deepStrictEqual(unwanted, []);
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
-    assert.strictEqual(pkg.scripts.install, 'node-gyp-build');
+    assert.match(pkg.scripts.install, /^node-gyp-build( |$)/);
     assert.deepStrictEqual(Object.keys(pkg.dependencies).sort(), ['node-addon-api', 'node-gyp-build']);
   });
 
