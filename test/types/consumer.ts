@@ -21,6 +21,11 @@ export async function consumer(): Promise<void> {
     const copied: number = uffd.copy(e.address, Buffer.alloc(uffd.pageSize), { dontWake: false });
     void tid; void copied;
   });
+  uffd.once('pagefault', (e) => { const a: bigint = e.address; const w: boolean = e.wp; void a; void w; });
+  uffd.on('fork', (e) => { const child: Userfaultfd = e.uffd; child.close(); });
+  uffd.on('remap', (e) => { const len: number = e.length; void len; });
+  uffd.on('error', (err) => { const code: string | undefined = err.code; void code; });
+  uffd.on('close', () => undefined);
   const zeroed: number = uffd.zeropage(range, { dontWake: true });
   uffd.wake(range);
   uffd.writeProtect(numeric, { protect: true });

@@ -29,6 +29,10 @@ uffd.serve(region, '/path/to/file');
 PageSource.file('/path', { mode: 'read' });
 // @ts-expect-error protection is 'none' | 'read' | 'readwrite'
 region.protect(0, 4096, 'rw');
+// @ts-expect-error a fault's address is a bigint
+uffd.on('pagefault', (e) => { const s: string = e.address; void s; });
+// @ts-expect-error a 'remove' event has start and end, not address
+uffd.on('remove', (e) => e.address);
 // @ts-expect-error read returns a Promise, not a Buffer
 const b: Buffer = region.read(0, 16);
 void b;
