@@ -4,8 +4,10 @@
  */
 import './kernel';
 import './simulator';
+import './typed-events';
 
 export { Userfaultfd } from './userfaultfd';
+export type { UserfaultfdEvents } from './typed-events';
 export type { Served } from './userfaultfd';
 export { Region } from './region';
 export { PageSource } from './page-source';

@@ -1,0 +1,123 @@
+// Runs every example: examples/*.js and examples/<name>/index.js, each in a child with a timeout,
+// expecting exit 0. An example says how it is run with comment lines at its top, or (for a
+// directory) with examples/<name>/test.json — see README "Development":
+//   // test-args: --size 16MiB            arguments (split on spaces; JSON array also accepted)
+//   // test-timeout: 60000                milliseconds before the child is killed (default 30000)
+//   // test-env: KEY=value OTHER=value    extra environment
+//   // test-requires: native root linux   skip (with the reason printed) unless all hold
+//   // test-expect: <regex>               stdout must match
+//   // test-skip: <reason>                never run by the suite
+// test.json: { "args": [...], "timeoutMs": n, "env": {...}, "requires": [...], "expect": "regex",
+//              "skip": "reason", "main": "index.js" }
+const assert = require('assert');
+const fs = require('fs');
+const path = require('path');
+const { probe } = require('../dist');
+const { runChild } = require('./helpers');
+
+const DIR = path.join(__dirname, '..', 'examples');
+const HEADER_LINES = 30;
+
+function splitArgs(s) {
+  const t = s.trim();
+  if (t.startsWith('[')) return JSON.parse(t);
+  return t === '' ? [] : t.split(/\s+/);
+}
+
+function parseEnv(s) {
+  const env = {};
+  for (const kv of s.trim().split(/\s+/)) {
+    if (!kv) continue;
+    const i = kv.indexOf('=');
+    env[i < 0 ? kv : kv.slice(0, i)] = i < 0 ? '1' : kv.slice(i + 1);
+  }
+  return env;
+}
+
+/** The run spec of one example file, from its leading comment lines. */
+function fromComments(file) {
+  const spec = {};
+  const head = fs.readFileSync(file, 'utf8').split('\n').slice(0, HEADER_LINES);
+  for (const line of head) {
+    const m = /^\s*\/\/\s*test-(args|timeout|env|requires|expect|skip):\s?(.*)$/.exec(line);
+    if (!m) continue;
+    const [, key, value] = m;
+    if (key === 'args') spec.args = splitArgs(value);
+    else if (key === 'timeout') spec.timeoutMs = Number(value);
+    else if (key === 'env') spec.env = { ...spec.env, ...parseEnv(value) };
+    else if (key === 'requires') spec.requires = [...(spec.requires || []), ...value.trim().split(/\s+/)];
+    else if (key === 'expect') spec.expect = value.trim();
+    else if (key === 'skip') spec.skip = value.trim() || 'test-skip';
+  }
+  return spec;
+}
+
+function discover() {
+  if (!fs.existsSync(DIR)) return [];
+  const out = [];
+  for (const entry of fs.readdirSync(DIR, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const full = path.join(DIR, entry.name);
+    if (entry.isFile() && /\.(c|m)?js$/.test(entry.name)) {
+      out.push({ name: entry.name, file: full, spec: fromComments(full) });
+    } else if (entry.isDirectory()) {
+      const jsonFile = path.join(full, 'test.json');
+      const json = fs.existsSync(jsonFile) ? JSON.parse(fs.readFileSync(jsonFile, 'utf8')) : {};
+      const main = path.join(full, json.main || 'index.js');
+      if (!fs.existsSync(main)) continue; // a helper directory, not an example
+      out.push({ name: `${entry.name}/`, file: main, spec: { ...fromComments(main), ...json } });
+    }
+  }
+  return out;
+}
+
+const nativeAvailable = probe({ backend: 'native' }).available;
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+function unmet(requires = []) {
+  for (const r of requires) {
+    if (r === 'native' && !nativeAvailable) return 'the native backend is unavailable';
+    if (r === 'root' && !isRoot) return 'not running as root';
+    if (r === 'linux' && process.platform !== 'linux') return 'not Linux';
+    if (!['native', 'root', 'linux'].includes(r)) return `unknown requirement '${r}'`;
+  }
+  return null;
+}
+
+describe('examples: every file in examples/ runs and exits 0', function () {
+  const examples = discover();
+  it('finds the examples, the README quick start among them', function () {
+    assert.ok(examples.some((e) => e.name === 'quick-start.js'), examples.map((e) => e.name).join(', '));
+  });
+
+  it("README's Usage example is examples/quick-start.js, 15 lines", function () {
+    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    const usage = readme.slice(readme.indexOf('## Usage'));
+    const block = /```js\n([\s\S]*?)```/.exec(usage)[1].trimEnd();
+    const file = fs.readFileSync(path.join(DIR, 'quick-start.js'), 'utf8').split('\n')
+      .filter((l) => !/^\/\//.test(l)).join('\n').trim();
+    assert.strictEqual(block, file);
+    assert.strictEqual(block.split('\n').length, 15);
+  });
+
+  for (const ex of examples) {
+    const timeoutMs = ex.spec.timeoutMs || 30000;
+    it(`${ex.name}${ex.spec.args && ex.spec.args.length ? ' ' + ex.spec.args.join(' ') : ''}`, async function () {
+      this.timeout(timeoutMs + 10000);
+      if (ex.spec.skip) {
+        console.log(`      skipped: ${ex.spec.skip}`);
+        this.skip();
+      }
+      const why = unmet(ex.spec.requires);
+      if (why) {
+        console.log(`      skipped: ${why}`);
+        this.skip();
+      }
+      const r = await runChild(ex.file, { isFile: true, args: ex.spec.args || [], env: ex.spec.env || {}, timeoutMs });
+      const output = `\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+      assert.strictEqual(r.timedOut, false, `killed after ${timeoutMs} ms${output}`);
+      assert.strictEqual(r.signal, null, `died of ${r.signal}${output}`);
+      assert.strictEqual(r.code, 0, `exit ${r.code}${output}`);
+      if (ex.spec.expect) assert.match(r.stdout, new RegExp(ex.spec.expect), output);
+    });
+  }
+});

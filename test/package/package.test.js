@@ -1,0 +1,302 @@
+// The package as a new user gets it: `npm pack`, install the tarball into an empty project
+// (offline: the dependencies are in the npm cache after `npm ci`), require() and import it, run
+// the README example and `userfaultfd doctor` — once built from source, once more with only the
+// prebuilds (no compiler, make or python on the PATH: node-gyp-build must pick the prebuild).
+//
+// The tarball is packed from this checkout; a fresh prebuild for this machine's arch is put into
+// it (as CI's prebuild job does before publishing), unless USERFAULTFD_TEST_PACKED_PREBUILDS=1,
+// which tests the prebuilds already in the checkout's prebuilds/ as they are.
+const assert = require('assert');
+const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const ROOT = path.join(__dirname, '..', '..');
+const PKG = require('../../package.json');
+const ARCH_DIR = `${process.platform}-${process.arch}`;
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** npm's own entry script, so that npm can run with a PATH that holds only node and sh. */
+function findNpmCli() {
+  const candidates = [path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')];
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const npm = path.join(dir, 'npm');
+    if (fs.existsSync(npm)) {
+      const real = fs.realpathSync(npm);
+      candidates.unshift(real.endsWith('.js') ? real : path.join(path.dirname(real), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'));
+    }
+  }
+  return candidates.find((c) => fs.existsSync(c)) || null;
+}
+
+/** process.env without npm's lifecycle variables (npm test sets dozens), plus `extra`. */
+function cleanEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^npm_/i.test(k) || k === 'INIT_CWD' || k === 'USERFAULTFD_BACKEND') continue;
+    env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+function sh(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120000, ...opts });
+  return { code: r.status, signal: r.signal, stdout: r.stdout || '', stderr: r.stderr || '', error: r.error };
+}
+
+describe('package: npm pack, install into an empty project, use it', function () {
+  this.timeout(180000);
+  let npmCli = null;
+  let tmp = null;
+  let tarball = null;
+  let packedFiles = [];
+  const consumers = {};
+
+  function npm(args, { cwd, env }) {
+    return sh(process.execPath, [npmCli, ...args], { cwd, env });
+  }
+
+  /** npm install <tarball> offline (the deps are cached), else preferring the cache. */
+  function install(dir, env) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+    const common = ['install', '--no-audit', '--no-fund', '--no-save', '--foreground-scripts', tarball];
+    let r = npm(['--offline', ...common], { cwd: dir, env });
+    if (r.code !== 0 && /ENOTCACHED|offline/i.test(r.stdout + r.stderr)) {
+      r = npm(['--prefer-offline', ...common], { cwd: dir, env });
+    }
+    return r;
+  }
+
+  function node(args, { cwd, env }) {
+    return sh(process.execPath, args, { cwd, env });
+  }
+
+  before(function () {
+    if (process.platform !== 'linux') {
+      console.log(`      skipped: the prebuilds and this test are for Linux (this is ${process.platform})`);
+      this.skip();
+    }
+    npmCli = findNpmCli();
+    if (!npmCli) {
+      console.log('      skipped: npm pack is impossible: npm is not on the PATH');
+      this.skip();
+    }
+    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/doctor.js']) {
+      if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run npm run build:ts first`);
+    }
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-package-'));
+    fs.chmodSync(tmp, 0o755);
+
+    // 1. npm pack of the checkout, as `npm publish` would (dist/ was built by pretest).
+    const packDir = path.join(tmp, 'packed');
+    fs.mkdirSync(packDir);
+    const pack = npm(['pack', '--ignore-scripts', '--json', '--pack-destination', packDir], { cwd: ROOT, env: cleanEnv() });
+    if (pack.code !== 0) {
+      console.log(`      skipped: npm pack is impossible here: ${(pack.stderr || pack.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+      this.skip();
+    }
+    const info = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('[')))[0];
+    packedFiles = info.files.map((f) => f.path);
+    tarball = path.join(packDir, info.filename);
+
+    // 2. The prebuild for this arch, fresh from this checkout's native/ (built in a scratch copy
+    //    so that the checkout's build/ is left alone), put into the tarball.
+    const hasPacked = packedFiles.some((f) => f.startsWith(`prebuilds/${ARCH_DIR}/`));
+    if (process.env.USERFAULTFD_TEST_PACKED_PREBUILDS === '1' && hasPacked) return;
+    const scratch = path.join(tmp, 'prebuild');
+    fs.mkdirSync(scratch);
+    for (const f of ['binding.gyp', 'package.json']) fs.copyFileSync(path.join(ROOT, f), path.join(scratch, f));
+    fs.cpSync(path.join(ROOT, 'native'), path.join(scratch, 'native'), { recursive: true });
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(scratch, 'node_modules'));
+    // Through npm, as `npm run prebuildify` does: npm passes the user's config (e.g. nodedir) to node-gyp.
+    const pb = npm(['exec', '--no', '--offline', '--', 'prebuildify', '--napi', '--strip'],
+      { cwd: scratch, env: cleanEnv({ JOBS: '2' }) });
+    if (pb.code !== 0) {
+      if (!hasPacked) {
+        console.log(`      skipped: no prebuild for ${ARCH_DIR} in the tarball and prebuildify failed: ${pb.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+        this.skip();
+      }
+      console.log(`      note: prebuildify failed; testing the packed prebuild for ${ARCH_DIR} as it is`);
+      return;
+    }
+    const stage = path.join(tmp, 'stage');
+    fs.mkdirSync(stage);
+    const untar = sh('tar', ['-xzf', tarball, '-C', stage]);
+    assert.strictEqual(untar.code, 0, untar.stderr);
+    const dest = path.join(stage, 'package', 'prebuilds', ARCH_DIR);
+    fs.rmSync(dest, { recursive: true, force: true });
+    fs.cpSync(path.join(scratch, 'prebuilds', ARCH_DIR), dest, { recursive: true });
+    const repack = npm(['pack', '--ignore-scripts', '--json', '--pack-destination', packDir], { cwd: path.join(stage, 'package'), env: cleanEnv() });
+    assert.strictEqual(repack.code, 0, repack.stderr);
+    const info2 = JSON.parse(repack.stdout.slice(repack.stdout.indexOf('[')))[0];
+    tarball = path.join(packDir, info2.filename);
+    packedFiles = info2.files.map((f) => f.path);
+  });
+
+  after(function () {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('the tarball holds what users need and nothing else (the files whitelist)', function () {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'bin/userfaultfd.js',
+      'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/doctor.js',
+      'native/addon.cc', 'native/unsupported.cc', `prebuilds/${ARCH_DIR}/userfaultfd.node`]) {
+      assert.ok(packedFiles.includes(f), `${f} is missing from the tarball`);
+    }
+    const unwanted = packedFiles.filter((f) =>
+      /^(lib|test|bench|examples|scripts|build|docs|node_modules|\.ci|\.github)\//.test(f) ||
+      /\.map$/.test(f) || (/\.ts$/.test(f) && !/\.d\.ts$/.test(f)) || /^\.|\/\./.test(f) ||
+      ['tsconfig.json', 'package-lock.json', '.mocharc.json', 'typedoc.json'].includes(f));
+    assert.deepStrictEqual(unwanted, []);
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    assert.match(pkg.scripts.install, /^node-gyp-build( |$)/);
+    assert.deepStrictEqual(Object.keys(pkg.dependencies).sort(), ['node-addon-api', 'node-gyp-build']);
+  });
+
+  describe('installed with a compiler, built from source (npm_config_build_from_source=true)', function () {
+    let dir;
+    let env;
+    before(function () {
+      dir = path.join(tmp, 'consumer-source');
+      env = cleanEnv({ npm_config_build_from_source: 'true', JOBS: '2' });
+      const r = install(dir, env);
+      assert.strictEqual(r.code, 0, `npm install failed:\n${r.stdout}\n${r.stderr}`);
+      env = cleanEnv();
+      consumers.source = dir;
+    });
+
+    it('builds the addon from native/ and loads it from build/Release', function () {
+      const pkgDir = path.join(dir, 'node_modules', PKG.name);
+      assert.ok(fs.existsSync(path.join(pkgDir, 'build', 'Release', 'userfaultfd.node')));
+      const r = node(['-e', "console.log(require('node-gyp-build').path(require('path').dirname(require.resolve('userfaultfd/package.json'))))"], { cwd: dir, env });
+      assert.strictEqual(r.code, 0, r.stderr);
+      assert.match(r.stdout.trim(), /build\/Release\/userfaultfd\.node$/);
+    });
+
+    it("require('userfaultfd') and import 'userfaultfd' give the same classes; deep imports are closed", function () {
+      const cjs = node(['-e', `
+        const u = require('userfaultfd');
+        const p = u.probe();
+        console.log(JSON.stringify({ names: Object.keys(u).sort(), backend: p.backend, available: p.available,
+          open: typeof u.Userfaultfd.open, map: typeof u.Region.map }));
+        try { require('userfaultfd/dist/native'); console.log('deep: open'); } catch (e) { console.log('deep:', e.code); }`], { cwd: dir, env });
+      assert.strictEqual(cjs.code, 0, cjs.stderr);
+      const [json, deep] = cjs.stdout.trim().split('\n');
+      const c = JSON.parse(json);
+      assert.strictEqual(c.open, 'function');
+      assert.strictEqual(c.map, 'function');
+      for (const n of ['Userfaultfd', 'Region', 'PageSource', 'UffdError', 'probe', 'constants']) assert.ok(c.names.includes(n), n);
+      assert.strictEqual(deep, 'deep: ERR_PACKAGE_PATH_NOT_EXPORTED');
+
+      const esm = node(['--input-type=module', '-e', `
+        import def, { Userfaultfd, Region, probe } from 'userfaultfd';
+        import { createRequire } from 'module';
+        const cjs = createRequire(import.meta.url)('userfaultfd');
+        console.log(JSON.stringify({ same: Userfaultfd === cjs.Userfaultfd && Region === cjs.Region && def === cjs,
+          names: Object.keys(await import('userfaultfd')).sort(), backend: probe().backend }));`], { cwd: dir, env });
+      assert.strictEqual(esm.code, 0, esm.stderr);
+      const e = JSON.parse(esm.stdout.trim());
+      assert.strictEqual(e.same, true);
+      assert.deepStrictEqual(e.names.filter((n) => n !== 'default'), c.names);
+      assert.strictEqual(e.backend, c.backend);
+    });
+
+    it("runs the README's quick start (examples/quick-start.js) against the installed package", function () {
+      fs.copyFileSync(path.join(ROOT, 'examples', 'quick-start.js'), path.join(dir, 'quick-start.js'));
+      const r = node(['quick-start.js'], { cwd: dir, env });
+      if (r.code !== 0 && /unavailable/.test(r.stderr)) {
+        console.log(`      skipped: no backend can serve here: ${r.stderr.trim().split('\n')[0]}`);
+        this.skip();
+      }
+      assert.strictEqual(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /<Buffer 2a 2a 2a 2a/);
+    });
+
+    it('npx userfaultfd doctor runs from the installed bin', function () {
+      const bin = path.join(dir, 'node_modules', '.bin', 'userfaultfd');
+      assert.ok(fs.existsSync(bin), 'node_modules/.bin/userfaultfd is missing');
+      const r = sh(bin, ['doctor', '--json'], { cwd: dir, env });
+      const j = JSON.parse(r.stdout);
+      assert.strictEqual(r.code, j.usable ? 0 : 1);
+      assert.strictEqual(j.package.version, PKG.version);
+      assert.match(j.addon.path, /consumer-source\/node_modules\/userfaultfd\/build\/Release\/userfaultfd\.node$/);
+      if (isRoot) assert.strictEqual(r.code, 0, r.stdout);
+    });
+
+    it('its types compile for a TypeScript consumer (CommonJS, ESM, and node10 resolution)', function () {
+      const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+      if (!fs.existsSync(tsc)) this.skip();
+      fs.writeFileSync(path.join(dir, 'use.ts'),
+        "import { Userfaultfd, Region } from 'userfaultfd';\n" +
+        'const u: Userfaultfd = Userfaultfd.open();\nconst r: Region = Region.map(4096);\n' +
+        'u.register({ start: r.address, length: 4096 });\n' +
+        "// @ts-expect-error a string is not a range\nu.register('0x1000');\nu.close();\n");
+      fs.writeFileSync(path.join(dir, 'use.mts'), "import u, { probe } from 'userfaultfd';\nconst b: string = probe().backend;\nvoid u.Userfaultfd; void b;\n");
+      fs.mkdirSync(path.join(dir, 'node_modules', '@types'), { recursive: true });
+      fs.symlinkSync(path.join(ROOT, 'node_modules', '@types', 'node'), path.join(dir, 'node_modules', '@types', 'node'));
+      const r = node([tsc, '--noEmit', '--strict', '--target', 'ES2021', '--module', 'node16', '--moduleResolution', 'node16',
+        '--types', 'node', 'use.ts', 'use.mts'], { cwd: dir, env });
+      assert.strictEqual(r.code, 0, r.stdout + r.stderr);
+      // Older resolution (no "exports"): the top-level "types" field.
+      const old = node([tsc, '--noEmit', '--strict', '--target', 'ES2021', '--module', 'commonjs', '--moduleResolution', 'node10',
+        '--types', 'node', 'use.ts'], { cwd: dir, env });
+      assert.strictEqual(old.code, 0, old.stdout + old.stderr);
+    });
+  });
+
+  describe('installed with only the prebuilds (PATH holds node and sh: no cc, g++, make, python)', function () {
+    let dir;
+    let env;
+    let bin;
+    before(function () {
+      bin = path.join(tmp, 'bin-no-compiler');
+      fs.mkdirSync(bin);
+      fs.symlinkSync(process.execPath, path.join(bin, 'node'));
+      fs.symlinkSync('/bin/sh', path.join(bin, 'sh'));
+      env = { HOME: process.env.HOME || os.homedir(), PATH: bin, LANG: 'C' };
+      dir = path.join(tmp, 'consumer-prebuilt');
+    });
+
+    it('npm install picks the prebuild: nothing is compiled', function () {
+      for (const tool of ['cc', 'gcc', 'g++', 'make', 'python3']) {
+        const w = sh('/bin/sh', ['-c', `command -v ${tool}`], { env });
+        assert.notStrictEqual(w.code, 0, `${tool} is reachable: ${w.stdout}`);
+      }
+      const r = install(dir, env);
+      assert.strictEqual(r.code, 0, `npm install failed:\n${r.stdout}\n${r.stderr}`);
+      const pkgDir = path.join(dir, 'node_modules', PKG.name);
+      assert.ok(!fs.existsSync(path.join(pkgDir, 'build')), 'a build/ directory was made');
+      const p = node(['-e', "console.log(require('node-gyp-build').path(require('path').dirname(require.resolve('userfaultfd/package.json'))))"], { cwd: dir, env });
+      assert.strictEqual(p.code, 0, p.stderr);
+      assert.match(p.stdout.trim(), new RegExp(`prebuilds/${ARCH_DIR}/userfaultfd\\.node$`));
+    });
+
+    it('require, import, the quick start and doctor work on the prebuild', function () {
+      if (!fs.existsSync(path.join(dir, 'node_modules', PKG.name))) this.skip();
+      const cjs = node(['-e', "const u = require('userfaultfd'); const p = u.probe({ backend: 'native' }); console.log(p.available, p.reason || '')"], { cwd: dir, env });
+      assert.strictEqual(cjs.code, 0, cjs.stderr);
+      assert.doesNotMatch(cjs.stdout, /addon failed to load/);
+      const esm = node(['--input-type=module', '-e', "import { Userfaultfd } from 'userfaultfd'; console.log(typeof Userfaultfd.open)"], { cwd: dir, env });
+      assert.strictEqual(esm.code, 0, esm.stderr);
+      assert.strictEqual(esm.stdout.trim(), 'function');
+      fs.copyFileSync(path.join(ROOT, 'examples', 'quick-start.js'), path.join(dir, 'quick-start.js'));
+      const ex = node(['quick-start.js'], { cwd: dir, env });
+      if (!(ex.code !== 0 && /unavailable/.test(ex.stderr))) {
+        assert.strictEqual(ex.code, 0, ex.stdout + ex.stderr);
+        assert.match(ex.stdout, /<Buffer 2a 2a 2a 2a/);
+      }
+      const doc = node([path.join(dir, 'node_modules', PKG.name, 'bin', 'userfaultfd.js'), 'doctor', '--json'], { cwd: dir, env });
+      const j = JSON.parse(doc.stdout);
+      assert.match(j.addon.path, new RegExp(`prebuilds/${ARCH_DIR}/userfaultfd\\.node$`));
+      if (isRoot) assert.strictEqual(doc.code, 0, doc.stdout);
+    });
+
+    it('control: forcing a build from source without a compiler fails (so the prebuild was what loaded)', function () {
+      const r = install(path.join(tmp, 'consumer-forced-build'), { ...env, npm_config_build_from_source: 'true' });
+      assert.notStrictEqual(r.code, 0, 'the build from source succeeded without a compiler on the PATH');
+      assert.match(r.stdout + r.stderr, /gyp ERR!|not found|ENOENT/);
+    });
+  });
+});
