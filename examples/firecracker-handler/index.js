@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// test-skip: it waits for a Firecracker to connect; test/native/firecracker.test.js runs it against test/fixtures/firecracker_peer.c
 // A page-fault handler for Firecracker snapshot restore, a drop-in for Firecracker's example
 // uffd handlers:
 //
@@ -24,7 +25,7 @@
 'use strict';
 
 const fs = require('fs');
-const { listenForUffd, PageSource } = require('../..');
+const { listenForUffd, PageSource } = require('userfaultfd');
 
 const PAGE = 4096;
 

@@ -1,4 +1,8 @@
 #!/usr/bin/env node
+// test-requires: native linux
+// test-args: --size 16
+// test-timeout: 120000
+// test-expect: checksum MATCH
 // Post-copy migration over TCP (loopback), with the userfaultfd package.
 //
 //   node examples/postcopy/index.js [--size MiB] [--json]
@@ -212,7 +216,7 @@ function placeRun(uffd, start, firstPage, data) {
 }
 
 async function runDestination(opts) {
-  const { Userfaultfd } = require('../..');
+  const { Userfaultfd } = require('userfaultfd');
   const t0 = performance.now();
   const sock = net.connect(opts.port, opts.host);
   sock.setNoDelay(true);
@@ -375,7 +379,7 @@ async function runDestination(opts) {
 // ---- the workload (in the Worker) -------------------------------------------------------------
 
 function runWorkload() {
-  const { Region } = require('../..');
+  const { Region } = require('userfaultfd');
   const region = Region.map(workerData.size);
   parentPort.postMessage({ type: 'mapped', address: region.address });
   parentPort.on('message', (m) => {
