@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "args.h"
 #include "errors.h"
@@ -107,12 +108,14 @@ ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Funct
   }
   tsfn_ = Tsfn::New(env, onEvents, "userfaultfd-listener", 0, 1, this, Finalize,
                     static_cast<void*>(nullptr));
+}
+
+void ListenCore::Start(Napi::Env env) {
   try {
     thread_ = std::thread([this] { Run(); });
-  } catch (...) {
-    stopped_ = true;
-    tsfn_.Release();  // Finalize deletes this, closing the fds
-    throw;
+  } catch (const std::system_error& e) {
+    Stop();  // no thread to join; Finalize deletes this
+    ThrowErrno(env, e.code().value() != 0 ? e.code().value() : EAGAIN, "pthread_create");
   }
 }
 
@@ -396,6 +399,10 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
     ThrowErrno(env, err, "listen", kNoBytes, path.c_str());
   }
   core_ = new ListenCore(env, fd, static_cast<size_t>(readSize), info[3].As<Napi::Function>());
+  ListenCore* core = core_;
+  core_ = nullptr;
+  core->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
+  core_ = core;
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
 }

@@ -47,6 +47,8 @@ class ListenCore {
   ListenCore(const ListenCore&) = delete;
   ListenCore& operator=(const ListenCore&) = delete;
 
+  // JS thread. Starts the thread; throws UffdError on failure, having stopped itself.
+  void Start(Napi::Env env);
   void Stop();                 // JS thread: wake, join, close every fd; idempotent
   void Ref(Napi::Env env);     // JS thread
   void Unref(Napi::Env env);   // JS thread

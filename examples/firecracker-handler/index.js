@@ -21,10 +21,12 @@
 // Several VMs may connect; a connection that brings no fd, a body that is not valid mappings,
 // or an fd that is not a userfaultfd is reported on stderr and the handler keeps serving.
 // When every VM it served has gone (its connection closed and its process exited: the pid
-// comes from SO_PEERCRED), it prints a one-line summary and exits 0.
+// comes from SO_PEERCRED), and it has served at least `--peers N` of them (default 1: one
+// handler per VM, as Firecracker runs them), it prints a one-line summary and exits 0.
 'use strict';
 
 const fs = require('fs');
+const { parseArgs } = require('util');
 const { listenForUffd, PageSource } = require('userfaultfd');
 
 const PAGE = 4096;
@@ -107,11 +109,13 @@ function peerGone(peer, peerClosed) {
 }
 
 async function main(argv) {
-  if (argv.length !== 2) {
-    process.stderr.write('usage: node examples/firecracker-handler/index.js <socket path> <memory file path>\n');
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { peers: { type: 'string', default: '1' } } });
+  const wantPeers = Number(values.peers);
+  if (positionals.length !== 2 || !Number.isInteger(wantPeers) || wantPeers < 1) {
+    process.stderr.write('usage: node examples/firecracker-handler/index.js <socket path> <memory file path> [--peers N]\n');
     return 2;
   }
-  const [socketPath, memPath] = argv;
+  const [socketPath, memPath] = positionals;
   const memFd = fs.openSync(memPath, 'r');
   const memSize = fs.fstatSync(memFd).size;
   const totals = { peers: 0, faults: 0, bytes: 0, removed: 0, rejected: 0 };
@@ -170,13 +174,14 @@ async function main(argv) {
     active++;
     log(`peer pid ${peer.pid} uid ${peer.uid}: serving ${mappings.length} mapping(s), ` +
       `${mappings.reduce((n, m) => n + m.size, 0)} bytes`);
-    peerGone(peer, peerClosed).then(() => {
+    // (setImmediate: events the reader read before the peer went are delivered first.)
+    peerGone(peer, peerClosed).then(() => new Promise((r) => setImmediate(r))).then(() => {
       const s = uffd.stats();
       totals.faults += s.faults;
       totals.bytes += s.bytes;
       uffd.close();
       log(`peer pid ${peer.pid} has gone (${s.faults} faults)`);
-      if (--active === 0) finish();
+      if (--active === 0 && totals.peers >= wantPeers) finish();
     });
   }
   return 0;

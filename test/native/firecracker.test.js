@@ -91,7 +91,8 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
 
   it('serves two peers connecting at once (one with the deprecated page_size_kib)', async function () {
     const sock = path.join(dir, 'two.sock');
-    const handler = runChild(HANDLER, { isFile: true, args: [sock, memFile], timeoutMs: 40000 });
+    // --peers 2: one peer may come and go before the other connects; the handler waits for both.
+    const handler = runChild(HANDLER, { isFile: true, args: [sock, memFile, '--peers', '2'], timeoutMs: 40000 });
     const [a, b] = await Promise.all([run(peerBin, [sock, memFile]), run(peerBin, [sock, memFile, '--kib'])]);
     const h = await handler;
     assertPeerOk(a);
