@@ -121,6 +121,7 @@ async function main(argv) {
   const totals = { peers: 0, faults: 0, bytes: 0, removed: 0, rejected: 0 };
   let active = 0;
   let finished = false;
+  const serving = new Set(); // the uffds of peers still here
 
   const listener = listenForUffd(socketPath, {
     onError(err) {
@@ -133,6 +134,13 @@ async function main(argv) {
     if (finished) return;
     finished = true;
     listener.close();
+    for (const u of serving) {
+      const s = u.stats();
+      totals.faults += s.faults;
+      totals.bytes += s.bytes;
+      u.close(); // on a signal: the peers still here are let go (their faults retry as ordinary ones)
+    }
+    serving.clear();
     const mib = (totals.bytes / (1 << 20)).toFixed(1);
     process.stdout.write(`firecracker-handler: ${totals.peers} peer(s), ${totals.faults} faults, ${mib} MiB served, ` +
       `${totals.removed / PAGE} pages removed (zero on refault), ${totals.rejected} connection(s) rejected\n`);
@@ -172,10 +180,12 @@ async function main(argv) {
     });
     totals.peers++;
     active++;
+    serving.add(uffd);
     log(`peer pid ${peer.pid} uid ${peer.uid}: serving ${mappings.length} mapping(s), ` +
       `${mappings.reduce((n, m) => n + m.size, 0)} bytes`);
     // (setImmediate: events the reader read before the peer went are delivered first.)
     peerGone(peer, peerClosed).then(() => new Promise((r) => setImmediate(r))).then(() => {
+      if (!serving.delete(uffd)) return; // finished already
       const s = uffd.stats();
       totals.faults += s.faults;
       totals.bytes += s.bytes;
