@@ -84,8 +84,7 @@ describe('serve: read-ahead, residency, dontneed, stats (native-only)', function
       const region = Region.map(64 * PAGE);
       try {
         uffd.serve(region, PageSource.file(file), { readahead: 64 * PAGE });
-        uffd.register; // (the range is registered by serve)
-        // Write pages 10 and 20 first (each fault fills a window from there: 10..63).
+        // Write page 20 first (its fault fills 20..63), then fault page 0 (window 0..63).
         await region.write(20 * PAGE, Buffer.alloc(PAGE, 0xee));
         const view = new Uint8Array(region.buffer);
         assert.strictEqual(view[0], data[0]); // window 0..63 meets pages 20..63 present
