@@ -174,6 +174,41 @@ describe('serve: page sources, byte for byte (native-only)', function () {
     });
   });
 
+  describe('a file truncated while served', () => {
+    for (const mode of ['pread', 'mmap']) {
+      it(`${mode}: the main thread reads zeros past the new end, never hangs`, async () => {
+        const f = path.join(dir, `trunc-${mode}.bin`);
+        fs.writeFileSync(f, data.subarray(0, 64 * PAGE));
+        const uffd = Userfaultfd.open();
+        const region = Region.map(64 * PAGE);
+        const errors = [];
+        uffd.on('error', (e) => errors.push(e));
+        try {
+          uffd.serve(region, PageSource.file(f, { mode }), { readahead: false });
+          const view = new Uint8Array(region.buffer);
+          assert.strictEqual(view[0], data[0]);
+          fs.truncateSync(f, 10 * PAGE + 100);
+          assert.strictEqual(view[10 * PAGE + 99], data[10 * PAGE + 99]);
+          assert.strictEqual(view[10 * PAGE + 100], 0);
+          assert.strictEqual(view[20 * PAGE], 0); // main thread: answered natively either way
+          assert.deepStrictEqual(await region.read(30 * PAGE, PAGE), Buffer.alloc(PAGE)); // thread pool
+          await new Promise((r) => setImmediate(r));
+          if (mode === 'pread') {
+            assert.deepStrictEqual(errors, []);
+          } else {
+            // The mapping cannot be read past the end (EFAULT): reported, answered by a zero page.
+            assert.ok(errors.length >= 1);
+            assert.strictEqual(errors[0].code, 'EFAULT');
+            assert.strictEqual(errors[0].syscall, 'UFFDIO_COPY');
+          }
+        } finally {
+          uffd.close();
+          region.unmap();
+        }
+      });
+    }
+  });
+
   describe('a source that cannot be read fails at serve() time', () => {
     const cases = {
       'a missing file': () => [PageSource.file(path.join(dir, 'nope.bin')), 'ENOENT', 'open'],
