@@ -190,6 +190,9 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (range instanceof Region && range.hugetlb) {
+      throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
+    }
     const o = toOptions<ServeOptions>(options, 'options');
     const readahead = this.readahead(o.readahead);
     const end = r.start + BigInt(r.length);

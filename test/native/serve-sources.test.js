@@ -111,6 +111,23 @@ describe('serve: page sources, byte for byte (native-only)', function () {
     }
   });
 
+  it('a shared (memfd) region is served too', () => {
+    const uffd = Userfaultfd.open();
+    const region = Region.map(64 * PAGE, { shared: true });
+    const zeros = Region.map(64 * PAGE, { shared: true });
+    try {
+      const buf = pattern(64 * PAGE, 13);
+      uffd.serve(region, PageSource.buffer(buf));
+      uffd.serve(zeros, PageSource.zero(), { readahead: 8 * PAGE });
+      assert.ok(Buffer.from(region.buffer).equals(buf));
+      assert.ok(Buffer.from(zeros.buffer).equals(Buffer.alloc(64 * PAGE)));
+    } finally {
+      uffd.close();
+      region.unmap();
+      zeros.unmap();
+    }
+  });
+
   describe('a source shorter than the region: the tail reads as zeros', () => {
     const LEN = 2 * PAGE + 1808; // ends inside page 2
     for (const mode of ['pread', 'mmap']) {
