@@ -233,17 +233,22 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
   if (r.fixedWindow != 0) return r.fixedWindow;
   clock_++;
   Stream* lru = &r.streams[0];
+  Stream* hit = nullptr;
   for (Stream& s : r.streams) {
     if (s.window != 0 && s.nextExpected == page) {
-      s.window = std::min(s.window * 2, kMaxWindow);
-      s.lastUse = clock_;
-      return s.window;
+      hit = &s;
+      break;
     }
     if (s.lastUse < lru->lastUse) lru = &s;
   }
-  lru->window = pageSize_;
-  lru->lastUse = clock_;
-  return pageSize_;
+  if (hit == nullptr) {
+    hit = lru;
+    hit->window = pageSize_;
+  } else {
+    hit->window = std::min(hit->window * 2, kMaxWindow);
+  }
+  hit->lastUse = clock_;
+  return hit->window;
 }
 
 // Reader thread.
@@ -253,9 +258,11 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats&
     if (address < r.start || address - r.start >= r.length) continue;
     uint64_t t0 = NowNs();
     uint64_t page = address & ~(pageSize_ - 1);
+    uint64_t rangeEnd = r.start + r.length;
     // The window never leaves the served range: what lies past it may be another range's,
     // another source's, or JavaScript's to answer.
-    uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
+    uint64_t window = WindowFor(r, page);
+    uint64_t end = page + std::min(window, rangeEnd - page);
     if (r.fixedWindow == 0) {
       for (Stream& s : r.streams) {
         if (s.lastUse == clock_) s.nextExpected = end;
