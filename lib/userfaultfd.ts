@@ -213,6 +213,7 @@ export abstract class Userfaultfd extends EventEmitter {
       throw err;
     }
     this.startReader();
+    this.updateRef(0); // serving alone does not keep the process alive: only event consumers do
     const served: Served = {
       start: r.start,
       length: r.length,

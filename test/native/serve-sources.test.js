@@ -6,7 +6,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, nativeProbe } = require('../helpers');
+const { PAGE, pattern, nativeProbe, runChild } = require('../helpers');
 
 const SIZE = 4 * 1024 * 1024;
 
@@ -126,6 +126,36 @@ describe('serve: page sources, byte for byte (native-only)', function () {
       region.unmap();
       zeros.unmap();
     }
+  });
+
+  describe('process lifetime', () => {
+    it('serving alone does not keep the process alive (no close needed)', async () => {
+      const r = await runChild(`
+        const { Userfaultfd, Region, PageSource } = require('./dist');
+        const uffd = Userfaultfd.open();
+        const region = Region.map(1 << 20);
+        uffd.serve(region, PageSource.buffer(Buffer.alloc(1 << 20, 7)));
+        console.log(new Uint8Array(region.buffer)[5000]);
+        region.read(8192, 4).then((b) => console.log(b[0]));
+      `, { timeoutMs: 15000 });
+      assert.strictEqual(r.timedOut, false);
+      assert.strictEqual(r.code, 0, r.stderr);
+      assert.strictEqual(r.signal, null);
+      assert.strictEqual(r.stdout, '7\n7\n');
+    });
+
+    it('process.exit() while thread-pool reads of served memory are in flight', async () => {
+      const r = await runChild(`
+        const { Userfaultfd, Region, PageSource } = require('./dist');
+        const uffd = Userfaultfd.open();
+        const region = Region.map(64 << 20);
+        uffd.serve(region, PageSource.zero(), { readahead: false });
+        for (let i = 0; i < 8; i++) region.read(i << 23, 8 << 20);
+        setImmediate(() => process.exit(0));
+      `, { timeoutMs: 15000 });
+      assert.strictEqual(r.timedOut, false);
+      assert.strictEqual(r.code, 0, r.stderr);
+    });
   });
 
   describe('a source shorter than the region: the tail reads as zeros', () => {
