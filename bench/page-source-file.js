@@ -10,7 +10,13 @@ const path = require('path');
 const { parseArgs } = require('util');
 const { Userfaultfd, Region, PageSource } = require('../dist');
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, runs: { type: 'string', default: '5' } } });
+const { execFileSync } = require('child_process');
+
+const { values } = parseArgs({ options: {
+  size: { type: 'string', default: '256MiB' },
+  runs: { type: 'string', default: '5' },
+  cold: { type: 'boolean', default: false },
+} });
 const SIZE = parseSize(values.size);
 const RUNS = Number(values.runs);
 const PAGE = 4096;
@@ -22,6 +28,7 @@ function parseSize(s) {
 }
 
 function once(file, mode, pattern) {
+  if (values.cold) execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
   const uffd = Userfaultfd.open();
   const region = Region.map(SIZE);
   try {
@@ -57,8 +64,9 @@ try {
     for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE(((off + i) * 2654435761) >>> 0, i);
     fs.writeSync(fd, chunk);
   }
+  fs.fsyncSync(fd); // clean pages, so that --cold can evict them
   fs.closeSync(fd);
-  console.log(`file source, ${SIZE >> 20} MiB, median of ${RUNS} runs (page cache warm)`);
+  console.log(`file source, ${SIZE >> 20} MiB, median of ${RUNS} runs (page cache ${values.cold ? 'cold: evicted before each run' : 'warm'})`);
   for (const pattern of ['sequential', 'random']) {
     const res = {};
     for (const mode of ['mmap', 'pread']) res[mode] = [];

@@ -190,6 +190,9 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (range instanceof Region && range.hugetlb) {
+      throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
+    }
     const o = toOptions<ServeOptions>(options, 'options');
     const readahead = this.readahead(o.readahead);
     const removed = o.removed ?? 'source';
@@ -212,6 +215,7 @@ export abstract class Userfaultfd extends EventEmitter {
       throw err;
     }
     this.startReader();
+    this.updateRef(0); // serving alone does not keep the process alive: only event consumers do
     const served: Served = {
       start: r.start,
       length: r.length,

@@ -28,6 +28,8 @@ enum Note : int32_t {
   kNoteSelfFaultAnswered = 1,  // the JS thread faulted; the guard answered it
   kNoteSourceFailed = 2,    // a native page source could not answer; err says why
   kNoteReaderFailed = 3,    // reading the uffd failed; the reader stopped
+  kNoteSourceFailedAnswered = 4,  // a page source failed on the JS thread's own fault; the
+                                  // guard answered it (onSelfFault), err says why it failed
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };

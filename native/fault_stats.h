@@ -17,7 +17,10 @@ class FaultStats {
     copies_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
-  // Takes back what CountResolve counted in advance for an ioctl that did less.
+  void AddBytes(uint64_t bytes) {
+    if (bytes != 0) bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  // Takes back what CountResolve counted in advance for an ioctl that did nothing.
   void Uncount(uint64_t copies, uint64_t bytes) {
     if (copies != 0) copies_.fetch_sub(copies, std::memory_order_relaxed);
     if (bytes != 0) bytes_.fetch_sub(bytes, std::memory_order_relaxed);

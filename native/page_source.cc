@@ -274,17 +274,22 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
   if (r.fixedWindow != 0) return r.fixedWindow;
   clock_++;
   Stream* lru = &r.streams[0];
+  Stream* hit = nullptr;
   for (Stream& s : r.streams) {
     if (s.window != 0 && s.nextExpected == page) {
-      s.window = std::min(s.window * 2, kMaxWindow);
-      s.lastUse = clock_;
-      return s.window;
+      hit = &s;
+      break;
     }
     if (s.lastUse < lru->lastUse) lru = &s;
   }
-  lru->window = pageSize_;
-  lru->lastUse = clock_;
-  return pageSize_;
+  if (hit == nullptr) {
+    hit = lru;
+    hit->window = pageSize_;
+  } else {
+    hit->window = std::min(hit->window * 2, kMaxWindow);
+  }
+  hit->lastUse = clock_;
+  return hit->window;
 }
 
 // Reader thread.
@@ -331,34 +336,40 @@ uint64_t ServedRanges::NextAbsent(uint64_t from, uint64_t end) {
 }
 
 // Reader thread. One UFFDIO_COPY (or ZEROPAGE) of up to one window from the source at dst.
-// The counters are moved before the ioctl and corrected after it: the ioctl wakes the
-// faulting thread, which may read stats() before this thread runs again.
+// When the ioctl answers the faulting page (`answers`), that page is counted before it: the
+// ioctl wakes the faulting thread, which may call stats() before this thread runs again; the
+// rest of the window is counted just after. So a thread that faulted sees its own fault
+// counted, never more than was copied.
 IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t length,
-                                   FaultStats& stats) {
+                                   bool answers, FaultStats& stats) {
   PageSource& src = *r.source;
   uint64_t size = src.size();
   uint64_t so = dst - r.start;  // offset into the source
   uint64_t n = std::min(length, kMaxWindow);
-  IoctlResult res;
-  if (so >= size) {
-    stats.CountResolve(n);
-    res = Zeropage(fd, dst, n, 0);
-  } else if (size - so >= pageSize_) {
+  const uint8_t* bytes = nullptr;
+  bool zero = so >= size;
+  if (!zero && size - so >= pageSize_) {
     n = std::min(n, (size - so) & ~(pageSize_ - 1));
-    const uint8_t* bytes = src.Read(so, n);
+    bytes = src.Read(so, n);
     if (bytes == nullptr) return {0, errno};
-    stats.CountResolve(n);
-    res = Copy(fd, dst, bytes, n, 0);
-  } else {
+  } else if (!zero) {
     // The source ends inside this page: its bytes, then zeros.
     uint64_t tail = size - so;
     if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno};
     memset(tailPage_.data() + tail, 0, pageSize_ - tail);
+    bytes = tailPage_.data();
     n = pageSize_;
-    stats.CountResolve(n);
-    res = Copy(fd, dst, tailPage_.data(), n, 0);
   }
-  stats.Uncount(res.bytes > 0 ? 0 : 1, n - static_cast<uint64_t>(res.bytes));
+  uint64_t counted = answers ? pageSize_ : 0;
+  if (answers) stats.CountResolve(counted);
+  IoctlResult res = zero ? Zeropage(fd, dst, n, 0) : Copy(fd, dst, bytes, n, 0);
+  uint64_t done = static_cast<uint64_t>(res.bytes);
+  if (done > 0) {
+    if (answers) stats.AddBytes(done - counted);
+    else stats.CountResolve(done);
+  } else if (answers) {
+    stats.Uncount(1, counted);
+  }
   return res;
 }
 
@@ -370,7 +381,7 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
                                          FaultStats& stats, int* err) {
   uint64_t pos = 0;
   while (pos < length) {
-    IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, stats);
+    IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, pos == 0, stats);
     if (res.bytes > 0) {
       pos += static_cast<uint64_t>(res.bytes);
       continue;  // done, or partial: what stopped it shows on the next ioctl

@@ -79,7 +79,8 @@ class ServedRanges {
   Outcome ZeroRemoved(int fd, uint64_t page, FaultStats& stats, int* err);
   uint64_t WindowFor(Range& r, uint64_t page);
   Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);
-  IoctlResult FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats);
+  IoctlResult FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, bool answers,
+                       FaultStats& stats);
   uint64_t NextAbsent(uint64_t from, uint64_t end);
 
   uint64_t pageSize_;

@@ -410,7 +410,14 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
             stats_.UncountFault();  // counted again when retried
             return Disposition::kRetry;
           case ServedRanges::Outcome::kFailed:
-            out->note = kNoteSourceFailed;
+            // The JS thread itself cannot wait for JavaScript to answer: the guard does.
+            if (jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+                selfFaultPolicy_.load(std::memory_order_relaxed) != 0) {
+              AnswerSelfFault(msg, out);
+              out->note = kNoteSourceFailedAnswered;
+            } else {
+              out->note = kNoteSourceFailed;
+            }
             out->err = err;
             return Disposition::kToJs;
           case ServedRanges::Outcome::kNotServed:

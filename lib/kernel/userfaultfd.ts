@@ -11,7 +11,7 @@ import { kernelOffer, openKernelFd } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3 } as const;
+const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4 } as const;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
@@ -129,6 +129,13 @@ export class KernelUserfaultfd extends Userfaultfd {
       if (e === null) continue;
       if (note === NOTE.selfFault && e.type === 'pagefault') {
         this.reportError(selfFaultError(e, this.selfFaultPolicy, err));
+        continue;
+      }
+      if (note === NOTE.sourceFailedAnswered && e.type === 'pagefault') {
+        // The JS thread's own fault in a served range whose source failed: the reader answered
+        // it by onSelfFault (it could not wait for JavaScript); only report it.
+        this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0,
+          `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
         continue;
       }
       if (note === NOTE.sourceFailed && e.type === 'pagefault') {
