@@ -174,8 +174,12 @@ void FaultReader::DeliverToJs(Napi::Env env, Napi::Function fn) {
       fn.Call({Napi::Number::New(env, static_cast<double>(n))});
     } catch (const Napi::Error& e) {
       // lib/ catches handler errors itself; what escapes is rethrown as uncaught, as from
-      // any other event source.
-      e.ThrowAsJavaScriptException();
+      // any other event source. During environment teardown JS cannot run and rethrowing
+      // fails too: the deliveries are dropped (the uffd is closed by its cleanup hook).
+      try {
+        e.ThrowAsJavaScriptException();
+      } catch (const Napi::Error&) {
+      }
       break;
     }
   }
