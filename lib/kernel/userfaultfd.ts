@@ -117,31 +117,44 @@ export class KernelUserfaultfd extends Userfaultfd {
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   private onBatch(count: number): void {
-    const v = this.view!;
+    // A listener that throws (or an 'error' nobody listens to) must not cost the rest of the
+    // batch its delivery: other threads wait on those faults. Errors are rethrown on the next
+    // tick, as uncaught exceptions: thrown here, into the native callback, Node would only
+    // print a warning (DEP0168) and drop them.
     for (let i = 0; i < count && !this.closed; i++) {
-      const o = i * RECORD;
-      const note = v.getInt32(o + 32, true);
-      const err = v.getInt32(o + 36, true);
-      if (note === NOTE.readerFailed) {
-        this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
-        continue;
+      try {
+        this.deliver(i * RECORD);
+      } catch (error) {
+        process.nextTick(() => { throw error; });
       }
-      const e = this.decode(v, o);
-      if (e === null) continue;
-      if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
-        this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
-        continue;
-      }
-      if (note === NOTE.sourceFailed && e.type === 'pagefault') {
-        this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
-      }
-      if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
-        this.answerByFallback(e);
-        this.reportError(unhandledError(e), e);
-        continue;
-      }
-      this.dispatch(e);
     }
+  }
+
+  /** JS thread: one delivery record at offset `o` of the scratch buffer. */
+  private deliver(o: number): void {
+    const v = this.view!;
+    const note = v.getInt32(o + 32, true);
+    const err = v.getInt32(o + 36, true);
+    if (note === NOTE.readerFailed) {
+      this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
+      return;
+    }
+    const e = this.decode(v, o);
+    if (e === null) return;
+    if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
+      this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
+      return;
+    }
+    // The fault is answered (by a handler or the fallback) before any error is reported: an
+    // 'error' nobody listens to throws.
+    if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      if (note === NOTE.sourceFailed) this.reportError(sourceError(err), e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
+    if (note === NOTE.sourceFailed && e.type === 'pagefault') this.reportError(sourceError(err), e);
   }
 
   private decode(v: DataView, o: number): UffdEvent | null {
@@ -194,6 +207,10 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
     `its own handler could never answer it; ${how}. Touch served memory with region.read/write, a Worker, or serve().`);
   Object.assign(error, { code: 'ERR_UFFD_SELF_FAULT', fault: e });
   return error;
+}
+
+function sourceError(err: number): Error {
+  return uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
 }
 
 function unhandledError(e: PageFault): Error {

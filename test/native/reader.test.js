@@ -182,6 +182,42 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
   });
 });
 
+describeNative('errors nobody listens to (child processes)', () => {
+  it("a self fault with no 'error' listener: the read still returns, then the error is thrown as uncaught", async () => {
+    const r = await runChild(`
+      const { Userfaultfd, Region } = require('./dist');
+      const uffd = Userfaultfd.open();
+      const region = Region.map(4096);
+      uffd.register(region);
+      uffd.on('pagefault', () => {});
+      console.log('value', new Uint8Array(region.buffer)[0]);
+    `);
+    assert.strictEqual(r.timedOut, false);
+    assert.strictEqual(r.code, 1, r.stderr);
+    assert.match(r.stdout, /value 0/);
+    assert.match(r.stderr, /ERR_UFFD_SELF_FAULT/);
+  });
+  it('a handler that throws with no error listener: every fault of the batch is still answered', async () => {
+    const r = await runChild(`
+      const { Userfaultfd, Region } = require('./dist');
+      const uffd = Userfaultfd.open();
+      const region = Region.map(16 * 4096);
+      uffd.register(region);
+      let uncaught = 0;
+      process.on('uncaughtException', () => { uncaught++; });
+      uffd.on('pagefault', (e) => {
+        if (e.address === region.address) throw new Error('first one fails');
+        uffd.copy(e.address, Buffer.alloc(4096, 7));
+      });
+      const reads = [];
+      for (let i = 0; i < 16; i++) reads.push(region.read(i * 4096, 1));
+      Promise.all(reads).then((b) => { console.log('bytes', b.map((x) => x[0]).join(','), 'uncaught', uncaught); uffd.close(); });
+    `);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /bytes 0(,7){15} uncaught [1-9]/);
+  });
+});
+
 describeNative('a Worker monitor', () => {
   it('a Worker holding Userfaultfd.fromFd(fd) answers the main thread\'s synchronous reads', async () => {
     const uffd = Userfaultfd.open();
