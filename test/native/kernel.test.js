@@ -128,6 +128,15 @@ describeNative('opening and negotiation', () => {
       assert.ok(uffd.ioctls.includes('register') && uffd.ioctls.includes('api'));
     } finally { uffd.close(); }
   });
+  it('userModeOnly: true opens a uffd that handles faults from user-mode accesses', async () => {
+    const uffd = Userfaultfd.open({ backend: 'native', userModeOnly: true });
+    const region = Region.map(PAGE, { backend: 'native' });
+    try {
+      uffd.register(region);
+      uffd.on('pagefault', (e) => uffd.copy(e.address, pattern(PAGE, 17)));
+      assert.deepStrictEqual(await region.read(0, PAGE), pattern(PAGE, 17));
+    } finally { uffd.close(); region.unmap(); }
+  });
   it('the negotiated features are what /proc/self/fdinfo reports', () => {
     const uffd = Userfaultfd.open({ backend: 'native', features: ['EVENT_REMOVE', 'POISON'] });
     try {
