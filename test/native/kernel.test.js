@@ -96,6 +96,10 @@ describeNative('the kernel\'s own errors through the raw binding', () => {
     ];
     for (const call of calls) for (const v of junk) assert.throws(() => call(v), undefined, `${call} with ${String(v)}`);
     assert.strictEqual(raw.unserve(12345), false);
+    // The native object closes its fd when collected: it adopts nothing but a userfaultfd.
+    assert.throws(() => new binding.Userfaultfd(0, 0), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => new binding.Userfaultfd(1, 0), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => new binding.Userfaultfd(99999, 0), { code: 'ERR_OUT_OF_RANGE' });
     // A source buffer can be emptied; the binding refuses it rather than copy from nowhere.
     assert.throws(() => raw.copy(region.address, new Uint8Array(0), 0), { code: 'ERR_OUT_OF_RANGE' });
     // A closed raw uffd refuses everything with a RangeError.
