@@ -132,6 +132,20 @@ describeNative('opening and negotiation', () => {
       assert.ok(uffd.ioctls.includes('register') && uffd.ioctls.includes('api'));
     } finally { uffd.close(); }
   });
+  it('asking for a feature the kernel lacks fails with a UffdError that names it', function () {
+    const lacking = Object.keys(constants.features).filter((f) => !nativeProbe.features.includes(f));
+    if (lacking.length === 0) {
+      console.log('      skipped: this kernel supports every feature');
+      this.skip();
+    }
+    assert.throws(() => Userfaultfd.open({ backend: 'native', features: [lacking[0]] }), (e) => {
+      assert.ok(e instanceof UffdError);
+      assert.strictEqual(e.code, 'EINVAL');
+      assert.strictEqual(e.feature, lacking[0]);
+      assert.ok(e.message.includes(lacking[0]));
+      return true;
+    });
+  });
   it('userModeOnly: true opens a uffd that handles faults from user-mode accesses', async () => {
     const uffd = Userfaultfd.open({ backend: 'native', userModeOnly: true });
     const region = Region.map(PAGE, { backend: 'native' });
