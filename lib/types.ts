@@ -33,6 +33,8 @@ export interface OpenOptions {
   backend?: BackendChoice;
   /** What answers a fault raised by the thread that runs this uffd's JS handlers. */
   onSelfFault?: SelfFaultPolicy;
+  /** Answer a fault by the fallback when no handler answered it within this time. */
+  faultTimeoutMs?: number;
 }
 
 export interface RegisterOptions { missing?: boolean; wp?: boolean; minor?: boolean }
