@@ -11,7 +11,7 @@ import { kernelOffer, openKernelFd } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, selfFaultFallback: 4 } as const;
+const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, selfFaultFallback: 5 } as const;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
