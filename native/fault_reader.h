@@ -30,6 +30,7 @@ enum Note : int32_t {
   kNoteReaderFailed = 3,    // reading the uffd failed; the reader stopped
   kNoteSourceFailedAnswered = 4,  // a page source failed on the JS thread's own fault; the
                                   // guard answered it (onSelfFault), err says why it failed
+  kNoteSelfFaultFallback = 5,  // the JS thread faulted; POISON failed (err), a zero page answered
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };
