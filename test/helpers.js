@@ -51,17 +51,12 @@ function pattern(length, seed = 1) {
 }
 
 /**
- * Runs `node -e source` (or a file) in a child; resolves { code, signal, stdout, stderr,
- * timedOut }. The child is killed after `timeoutMs`.
+ * Runs `file args` in a child; resolves { code, signal, stdout, stderr, timedOut }. The child is
+ * killed after `timeoutMs`.
  */
-function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile = false } = {}) {
+function runProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..') } = {}) {
   return new Promise((resolve) => {
-    const argv = isFile ? [sourceOrFile, ...args] : ['-e', sourceOrFile, ...args];
-    const child = spawn(process.execPath, argv, {
-      cwd: path.join(__dirname, '..'),
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(file, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -75,7 +70,24 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
   });
 }
 
+/** Runs `node -e source` (or a file) in a child, as runProcess does. */
+function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile = false } = {}) {
+  const argv = isFile ? [sourceOrFile, ...args] : ['-e', sourceOrFile, ...args];
+  return runProcess(process.execPath, argv, { timeoutMs, env });
+}
+
+/** describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere. */
+function describeNative(title, body) {
+  describe(`${title} (native-only)`, function () {
+    if (!nativeProbe.available) {
+      it(`skipped: ${nativeProbe.reason}`, function () { this.skip(); });
+      return;
+    }
+    body.call(this);
+  });
+}
+
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { PAGE, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { PAGE, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };

@@ -1,35 +1,20 @@
 // examples/firecracker-handler against test/fixtures/firecracker_peer.c, Firecracker's side of
 // the snapshot-restore handshake (built here with cc).
 const assert = require('assert');
-const { execFileSync, spawn } = require('child_process');
+const { execFileSync } = require('child_process');
 const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, sendUffd } = require('../../dist');
-const { nativeProbe, pattern, runChild, delay } = require('../helpers');
+const { nativeProbe, pattern, runChild, runProcess, delay } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const HANDLER = path.join(ROOT, 'examples', 'firecracker-handler', 'index.js');
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'firecracker_peer.c');
 const MEM_SIZE = 4 << 20;
 
-/** Runs a binary; resolves { code, signal, stdout, stderr, timedOut }; killed after timeoutMs. */
-function run(file, args, timeoutMs = 30000) {
-  return new Promise((resolve) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
-  });
-}
+const run = (file, args, timeoutMs = 30000) => runProcess(file, args, { timeoutMs });
 
 /** Retries `fn` while the socket is not there yet. */
 async function whenListening(fn) {

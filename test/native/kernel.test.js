@@ -5,20 +5,11 @@ const fs = require('fs');
 const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
 const M = constants.modes;
 
-function describeNative(title, body) {
-  describe(`${title} (native-only)`, function () {
-    if (!nativeProbe.available) {
-      it(`skipped: ${nativeProbe.reason}`, function () { this.skip(); });
-      return;
-    }
-    body.call(this);
-  });
-}
 
 /** A bare binding.Userfaultfd after the API handshake, with `features`. */
 function rawUffd(features = 0) {

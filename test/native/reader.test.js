@@ -7,17 +7,8 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative } = require('../helpers');
 
-function describeNative(title, body) {
-  describe(`${title} (native-only)`, function () {
-    if (!nativeProbe.available) {
-      it(`skipped: ${nativeProbe.reason}`, function () { this.skip(); });
-      return;
-    }
-    body.call(this);
-  });
-}
 
 const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
 
