@@ -64,8 +64,9 @@ class FaultReader {
   void Run();  // reader thread
   bool ReadBatch();  // reader thread; false when the reader must stop
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
-  void Post(const Delivery& d);  // reader thread, under mutex_
-  void Flush();  // reader thread: signal JS when deliveries are waiting
+  // Reader thread: queue deliveries for JS and signal it (outside mutex_) unless a signal
+  // is already pending.
+  void PostAndSignal(const Delivery* d, size_t count);
 
   void DeliverToJs(Napi::Env env, Napi::Function fn);  // JS thread
   static void Finalize(Napi::Env env, void* unused, FaultReader* self);

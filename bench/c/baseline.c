@@ -97,7 +97,42 @@ struct handler {
   const uint8_t* source;          // the bytes of [base, base + length)
   pthread_t thread;
   uint64_t faults;
+  // relay: the handler thread only reads, and hands the messages to a second thread that
+  // answers them (through a mutex-guarded queue and an eventfd that thread polls), the shape
+  // of this package's reader thread -> thread-safe function -> JS thread: one more hop.
+  int relay, relayfd;
+  pthread_t relayThread;
+  pthread_mutex_t mu;
+  struct uffd_msg queue[4096];
+  int queued;
 };
+
+static void answer(struct handler* h, const struct uffd_msg* m) {
+  if (m->event != UFFD_EVENT_PAGEFAULT) return;
+  h->faults++;
+  uint64_t page = m->arg.pagefault.address & ~(PAGE - 1);
+  uint64_t end = page + h->window;
+  if (end > h->base + h->length) end = h->base + h->length;
+  copy_or_wake(h->uffd, page, h->source + (page - h->base), end - page, 0);
+}
+
+static void* relay_main(void* arg) {
+  struct handler* h = arg;
+  static struct uffd_msg batch[4096];
+  struct pollfd fds[2] = {{h->relayfd, POLLIN, 0}, {h->stopfd, POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents) return NULL;
+    uint64_t v;
+    if (read(h->relayfd, &v, sizeof v) < 0) continue;
+    pthread_mutex_lock(&h->mu);
+    int n = h->queued;
+    memcpy(batch, h->queue, (size_t)n * sizeof batch[0]);
+    h->queued = 0;
+    pthread_mutex_unlock(&h->mu);
+    for (int i = 0; i < n; i++) answer(h, &batch[i]);
+  }
+}
 
 static void* handler_main(void* arg) {
   struct handler* h = arg;
@@ -114,14 +149,16 @@ static void* handler_main(void* arg) {
       if (errno == EAGAIN) continue;
       die("read");
     }
-    for (ssize_t i = 0; i < n / (ssize_t)sizeof msgs[0]; i++) {
-      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
-      h->faults++;
-      uint64_t page = msgs[i].arg.pagefault.address & ~(PAGE - 1);
-      uint64_t end = page + h->window;
-      if (end > h->base + h->length) end = h->base + h->length;
-      copy_or_wake(h->uffd, page, h->source + (page - h->base), end - page, 0);
+    int count = (int)(n / (ssize_t)sizeof msgs[0]);
+    if (h->relay) {
+      pthread_mutex_lock(&h->mu);
+      for (int i = 0; i < count && h->queued < 4096; i++) h->queue[h->queued++] = msgs[i];
+      pthread_mutex_unlock(&h->mu);
+      uint64_t one = 1;
+      if (write(h->relayfd, &one, sizeof one) < 0) die("write");
+      continue;
     }
+    for (int i = 0; i < count; i++) answer(h, &msgs[i]);
   }
 }
 
@@ -131,6 +168,12 @@ static void handler_start(struct handler* h, int uffd, void* base, uint64_t leng
   h->uffd = uffd;
   h->stopfd = eventfd(0, EFD_CLOEXEC);
   h->base = (uint64_t)base, h->length = length, h->window = window, h->source = source;
+  h->relay = getenv("BASELINE_RELAY") != NULL;
+  if (h->relay) {
+    h->relayfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&h->mu, NULL);
+    if (pthread_create(&h->relayThread, NULL, relay_main, h) != 0) die("pthread_create");
+  }
   if (pthread_create(&h->thread, NULL, handler_main, h) != 0) die("pthread_create");
 }
 
@@ -138,6 +181,10 @@ static void handler_stop(struct handler* h) {
   uint64_t one = 1;
   if (write(h->stopfd, &one, sizeof one) < 0) die("write");
   pthread_join(h->thread, NULL);
+  if (h->relay) {
+    pthread_join(h->relayThread, NULL);
+    close(h->relayfd);
+  }
   close(h->stopfd);
 }
 
@@ -185,7 +232,7 @@ static int seq(int argc, char** argv, const char* kind) {
   uint8_t* src = warm_source();
   uint8_t* region = map_anon(len);
   long rss0 = rss_kib();
-  struct handler h;
+  static struct handler h;
   int uffd = -1;
   if (path != NULL) {
     uffd = open_uffd();
@@ -283,7 +330,7 @@ static int rand_uffd(int argc, char** argv) {
   memset(source, 0x5a, len);
   int uffd = open_uffd();
   uffd_register(uffd, region, len);
-  struct handler h;
+  static struct handler h;
   handler_start(&h, uffd, region, len, PAGE, source);
   struct pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, eventfd(0, EFD_CLOEXEC), NULL, 0, 0};
   if (via_pool) pthread_create(&pool.thread, NULL, pool_main, &pool);
@@ -376,7 +423,7 @@ static int scale(int argc, char** argv) {
   uint8_t* source = map_anon(len);
   memset(source, 0x33, len);
   struct lane lanes[16];
-  struct handler hs[16];
+  static struct handler hs[16];
   int nh = 0;
   for (int t = 0; t < threads; t++) lanes[t] = (struct lane){region + (uint64_t)t * part, part, src};
   if (strcmp(mode, "shared") == 0) {
