@@ -61,8 +61,10 @@ class FaultReader {
   using Tsfn = Napi::TypedThreadSafeFunction<FaultReader, void, &FaultReader::CallJs>;
   ~FaultReader();
 
+  // kNative: every message of the batch was answered on this thread.
+  enum class ReadResult { kStop, kEmpty, kToJs, kNative };
   void Run();  // reader thread
-  bool ReadBatch();  // reader thread; false when the reader must stop
+  ReadResult ReadBatch();  // reader thread
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
   // Reader thread: queue deliveries for JS and signal it (outside mutex_) unless a signal
   // is already pending.
@@ -75,6 +77,7 @@ class FaultReader {
   int fd_;
   int wakeFd_;
   FaultHandler* handler_;
+  uint64_t spinNs_;  // bounded spin after a natively answered batch (USERFAULTFD_SPIN_NS)
   Napi::ObjectReference scratch_;
   uint8_t* scratchData_;
   size_t scratchCapacity_;  // deliveries that fit in scratch

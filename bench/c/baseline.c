@@ -138,7 +138,21 @@ static void* handler_main(void* arg) {
   struct handler* h = arg;
   struct uffd_msg msgs[64];
   struct pollfd fds[2] = {{h->uffd, POLLIN, 0}, {h->stopfd, POLLIN, 0}};
+  // BASELINE_SPIN_NS: after each batch, keep trying read(2) this long before sleeping in poll.
+  uint64_t spin = getenv("BASELINE_SPIN_NS") ? strtoull(getenv("BASELINE_SPIN_NS"), NULL, 0) : 0;
+  int spun = 0;
   for (;;) {
+    if (spin > 0 && spun) {
+      uint64_t until = now_ns() + spin;
+      ssize_t n;
+      while ((n = read(h->uffd, msgs, sizeof msgs)) < 0 && errno == EAGAIN && now_ns() < until) {
+      }
+      if (n > 0) {
+        for (int i = 0; i < (int)(n / (ssize_t)sizeof msgs[0]); i++) answer(h, &msgs[i]);
+        continue;
+      }
+    }
+    spun = 1;
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll");
@@ -512,8 +526,22 @@ static int batch(int argc, char** argv) {
   return 0;
 }
 
+static void* idle_main(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
+  // BASELINE_IDLE_THREADS: start idle threads first. The kernel charges a multi-threaded
+  // process more per ioctl (fdget takes a reference when the fd table is shared), and Node
+  // always is one: this gives the C loop the same footing.
+  int idle = getenv("BASELINE_IDLE_THREADS") ? atoi(getenv("BASELINE_IDLE_THREADS")) : 0;
+  for (int i = 0; i < idle; i++) {
+    pthread_t t;
+    pthread_create(&t, NULL, idle_main, NULL);
+  }
   const char* w = argv[1];
   int rc = 2;
   if (strcmp(w, "seq-uffd") == 0) rc = seq(argc, argv, "uffd");
