@@ -1,0 +1,189 @@
+/**
+ * Userfaultfd over the simulated address space: the same operations, events and errors as
+ * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
+ */
+import type { CheckedRange } from '../args';
+import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
+import { invalidArgType, uffdError } from '../errors';
+import type { PageSource } from '../page-source';
+import type { OpenOptions, PageFault, Stats } from '../types';
+import { Userfaultfd } from '../userfaultfd';
+import { Message, Outcome, Reader, UffdContext } from './context';
+import { allocateFd, releaseFd } from './fds';
+import { openSource, ServedRanges } from './page-sources';
+import { FaultStats } from './stats';
+
+const PF = constants.pagefaultFlags;
+/** UFFDIO_API's answer: REGISTER, UNREGISTER and API. */
+const API_IOCTLS = (1n << 0n) | (1n << 1n) | (1n << 63n);
+
+/** Every open simulated uffd, by its fake fd number (for fromFd). */
+const byFd = new Map<number, SimUserfaultfd>();
+
+export class SimUserfaultfd extends Userfaultfd implements Reader {
+  readonly backend = 'simulator' as const;
+  private readonly ctx: UffdContext;
+  private readonly fdNumber: number;
+  private readonly served: ServedRanges;
+  private readonly counters = new FaultStats();
+  private keepAlive: ReturnType<typeof setInterval> | null = null;
+  private reading = false;
+
+  constructor(ctx: UffdContext, options: OpenOptions) {
+    super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
+    this.ctx = ctx;
+    ctx.attach();
+    this.fdNumber = allocateFd();
+    this.served = new ServedRanges(this.pageSize);
+    byFd.set(this.fdNumber, this);
+  }
+
+  /** A fake fd number (>= 1000), or -1 once closed. */
+  get fd(): number {
+    return this.closed ? -1 : this.fdNumber;
+  }
+
+  protected _register(start: bigint, length: number, mode: number): bigint {
+    const r = this.ctx.register(start, length, mode);
+    if ('err' in r) throw uffdError(r.err, 'UFFDIO_REGISTER');
+    return r.mask;
+  }
+  protected _unregister(start: bigint, length: number): void {
+    const err = this.ctx.unregister(start, length);
+    if (err) throw uffdError(err, 'UFFDIO_UNREGISTER');
+  }
+  protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
+    return this.resolved(this.ctx.copy(dst, src, mode), 'UFFDIO_COPY');
+  }
+  protected _zeropage(start: bigint, length: number, mode: number): number {
+    return this.resolved(this.ctx.zeropage(start, length, mode), 'UFFDIO_ZEROPAGE');
+  }
+  protected _wake(start: bigint, length: number): void {
+    this.ctx.wakeRange(start, length);
+    this.counters.countWake();
+  }
+  protected _writeProtect(start: bigint, length: number, mode: number): void {
+    const err = this.ctx.writeProtect(start, length, mode);
+    if (err) throw uffdError(err, 'UFFDIO_WRITEPROTECT');
+  }
+  protected _continue(start: bigint, length: number, mode: number): number {
+    return this.resolved(this.ctx.continue(start, length, mode), 'UFFDIO_CONTINUE');
+  }
+  protected _poison(start: bigint, length: number, mode: number): number {
+    const r = this.ctx.poison(start, length, mode);
+    if (r.err) throw uffdError(r.err, 'UFFDIO_POISON', r.bytes);
+    return r.bytes;
+  }
+  protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
+    return this.resolved(this.ctx.move(dst, src, length, mode), 'UFFDIO_MOVE');
+  }
+
+  /** Throws the kernel's error for a failed ioctl; counts a successful one (as native stats). */
+  private resolved(r: Outcome, syscall: string): number {
+    if (r.err) throw uffdError(r.err, syscall, r.bytes);
+    this.counters.countResolve(r.bytes);
+    return r.bytes;
+  }
+
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+    return this.served.add(r.start, r.length, openSource(source), readahead);
+  }
+  protected _unserve(handle: unknown): void {
+    this.served.remove(handle as number);
+  }
+  protected _stats(): Stats {
+    return this.counters.snapshot();
+  }
+  protected _startReader(): void {
+    this.reading = true;
+    this.ctx.startReading(this);
+  }
+  protected _setRef(refed: boolean): void {
+    // The native reader's thread-safe function keeps the loop alive while ref'd; a timer does here.
+    if (refed && this.keepAlive === null) {
+      this.keepAlive = setInterval(() => undefined, 0x7fffffff);
+    } else if (!refed && this.keepAlive !== null) {
+      clearInterval(this.keepAlive);
+      this.keepAlive = null;
+    }
+  }
+  protected _close(): void {
+    this._setRef(false);
+    this.served.clear();
+    byFd.delete(this.fdNumber);
+    releaseFd(this.fdNumber);
+    this.ctx.detach(this.reading ? this : null);
+  }
+
+  /** The context's reader delivers one message: what native OnMessage + onBatch do. */
+  onMessage(m: Message): void {
+    if (this.closed) return;
+    if (m.kind === 'event') {
+      const e = m.event;
+      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+      this.dispatch(e);
+      return;
+    }
+    const w = m.waiter;
+    this.counters.countFault();
+    const e: PageFault = {
+      type: 'pagefault', address: w.address,
+      write: (w.flags & PF.WRITE) !== 0, wp: (w.flags & PF.WP) !== 0, minor: (w.flags & PF.MINOR) !== 0,
+      flags: w.flags,
+    };
+    if (this.ctx.has('THREAD_ID')) e.tid = w.tid;
+    if (!e.wp && !e.minor) {
+      const out = this.served.answer(w.address, {
+        copy: (dst, src) => this.ctx.copy(dst, src, 0),
+        zeropage: (dst, length) => this.ctx.zeropage(dst, length, 0),
+        wake: (start, length) => this.ctx.wakeRange(start, length),
+      }, this.counters);
+      if (out.result === 'answered') return;
+      if (out.result === 'failed') {
+        this.reportError(uffdError(out.err!, 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
+        if (this.closed) return;
+      }
+    }
+    if (!this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
+  }
+}
+
+function unhandledError(e: PageFault): Error {
+  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
+  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
+  return error;
+}
+
+function checkFeatures(features: unknown): FeatureName[] {
+  if (features === undefined) return [];
+  if (!Array.isArray(features)) throw invalidArgType('options.features', 'an array of feature names', features);
+  for (const f of features) {
+    if (typeof f !== 'string' || !(f in constants.features)) {
+      throw invalidArgType('options.features', `feature names (${Object.keys(constants.features).join(', ')})`, f);
+    }
+  }
+  return [...new Set(features as FeatureName[])];
+}
+
+/** Userfaultfd.open on the simulator: every feature is offered; THREAD_ID is on by default. */
+export function openSimulated(options: OpenOptions): SimUserfaultfd {
+  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
+  }
+  const wanted = checkFeatures(options.features);
+  let mask = featureMask(wanted);
+  if (!wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  return new SimUserfaultfd(new UffdContext(mask), options);
+}
+
+/** Userfaultfd.fromFd on the simulator: a duplicate of an open simulated uffd of this thread. */
+export function adoptSimulatedFd(fd: number, options: OpenOptions): SimUserfaultfd {
+  const u = byFd.get(fd);
+  if (!u || u.closed) throw invalidArgType('fd', 'an open simulated userfaultfd (of this thread)', fd);
+  return new SimUserfaultfd(u['ctx'], options);
+}
