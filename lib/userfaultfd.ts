@@ -54,12 +54,16 @@ export abstract class Userfaultfd extends EventEmitter {
     return chooseBackend(o.backend).open(o as OpenOptions);
   }
 
-  /** Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it. */
+  /**
+   * Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it.
+   * `backend` defaults to 'auto' as in open(): the kernel where it serves, else the simulator
+   * (whose fake fds can be adopted within the same thread).
+   */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOptions<OpenOptions>(options, 'options');
-    return chooseBackend(o.backend ?? 'native').fromFd(fd, o as OpenOptions);
+    return chooseBackend(o.backend).fromFd(fd, o as OpenOptions);
   }
 
   protected constructor(init: UffdInit) {
