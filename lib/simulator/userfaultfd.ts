@@ -20,6 +20,16 @@ const API_IOCTLS = (1n << 0n) | (1n << 1n) | (1n << 63n);
 /** Every open simulated uffd, by its fake fd number (for fromFd). */
 const byFd = new Map<number, SimUserfaultfd>();
 
+/** Closed at exit, as the kernel backend closes its uffds (lib/kernel/userfaultfd.ts). */
+let exitHookInstalled = false;
+function closeAllAtExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const u of [...byFd.values()]) u.close();
+  });
+}
+
 export class SimUserfaultfd extends Userfaultfd implements Reader {
   readonly backend = 'simulator' as const;
   private readonly ctx: UffdContext;
@@ -36,6 +46,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.fdNumber = allocateFd();
     this.served = new ServedRanges(this.pageSize);
     byFd.set(this.fdNumber, this);
+    closeAllAtExit();
   }
 
   /** A fake fd number (>= 1000), or -1 once closed. */
