@@ -18,6 +18,13 @@ import type {
 
 const M = constants.modes;
 
+/** Checked before a backend opens anything, so that a bad option leaks no fd. */
+function checkSelfFaultPolicy(policy: unknown): void {
+  if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
+    throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
+  }
+}
+
 /** A served range; stop() returns its faults to the JS handlers. */
 export interface Served {
   readonly start: bigint;
@@ -51,6 +58,7 @@ export abstract class Userfaultfd extends EventEmitter {
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
     const o = toOptions<OpenOptions>(options, 'options');
+    checkSelfFaultPolicy(o.onSelfFault);
     return chooseBackend(o.backend).open(o as OpenOptions);
   }
 
@@ -63,6 +71,7 @@ export abstract class Userfaultfd extends EventEmitter {
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOptions<OpenOptions>(options, 'options');
+    checkSelfFaultPolicy(o.onSelfFault);
     return chooseBackend(o.backend).fromFd(fd, o as OpenOptions);
   }
 
@@ -71,11 +80,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.features = Object.freeze([...init.features]);
     this.ioctls = Object.freeze([...init.ioctls]);
     this.pageSize = init.pageSize;
-    const policy = init.options.onSelfFault ?? 'zeropage';
-    if (policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
-      throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
-    }
-    this.selfFaultPolicy = policy;
+    checkSelfFaultPolicy(init.options.onSelfFault);
+    this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.on('newListener', (name: string | symbol) => {
       if (isEventType(name)) this.consumersChanged(1);
     });
