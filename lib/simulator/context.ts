@@ -200,7 +200,8 @@ export class UffdContext {
     const t = this.mfillTarget(dst, src.byteLength, (mode & M.COPY_WP) !== 0);
     if (typeof t === 'string') return fail(t);
     return this.fill(t, dst, src.byteLength, (mode & M.COPY_DONTWAKE) !== 0, (p, offset) => {
-      if (t.present(p) || t.poisoned[p] || (t.shared && t.backing.cached[p])) return 'EEXIST';
+      // COPY takes a poison marker for an empty slot (pte_none_mostly); ZEROPAGE does not.
+      if (t.present(p) || (t.shared && t.backing.cached[p])) return 'EEXIST';
       const bytes = new Uint8Array(t.backing.memory, p * t.pageSize, t.pageSize);
       bytes.set(src.subarray(offset, offset + t.pageSize));
       this.install(t, p, (mode & M.COPY_WP) !== 0);
@@ -225,7 +226,7 @@ export class UffdContext {
     if (typeof t === 'string') return fail(t);
     if (!t.shared) return fail('EINVAL');
     return this.fill(t, start, length, (mode & M.CONTINUE_DONTWAKE) !== 0, (p) => {
-      if (t.present(p) || t.poisoned[p]) return 'EEXIST';
+      if (t.present(p)) return 'EEXIST'; // a poison marker is replaced, as by COPY
       if (!t.backing.cached[p]) return 'EFAULT';
       this.install(t, p, (mode & M.CONTINUE_WP) !== 0);
       return null;
@@ -244,6 +245,7 @@ export class UffdContext {
 
   private install(m: Mapping, p: number, wp: boolean): void {
     m.mapped[p] = 1;
+    m.poisoned[p] = 0;
     m.wp[p] = wp ? 1 : 0;
     if (m.shared) m.backing.cached[p] = 1;
   }
