@@ -102,10 +102,10 @@ export class Mapping {
     return this.mapped[page] === 1;
   }
 
-  /** Drops the page from this mapping (MADV_DONTNEED): private pages lose their bytes. */
+  /** Drops the page from this mapping (MADV_DONTNEED): private pages lose their bytes and bits. */
   zap(page: number): void {
     this.mapped[page] = 0;
-    this.wp[page] = 0;
+    if (!this.shared) this.wp[page] = 0; // shared memory keeps a uffd-wp marker
     this.poisoned[page] = 0;
     if (!this.shared) this.backing.zero(page);
   }

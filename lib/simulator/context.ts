@@ -325,8 +325,9 @@ export class UffdContext {
     }
     const protect = (mode & M.WRITEPROTECT_WP) !== 0;
     for (let p = first; p < last; p++) {
-      // Only present pages carry the bit (anonymous memory, without WP_UNPOPULATED markers).
-      if (m.present(p)) m.wp[p] = protect ? 1 : 0;
+      // Anonymous memory: only present pages carry the bit. Shared memory: a marker is left on
+      // unmapped pages too (file-backed memory always uses uffd-wp markers).
+      if (m.present(p) || m.shared || !protect) m.wp[p] = protect ? 1 : 0;
     }
     if (!protect && (mode & M.WRITEPROTECT_DONTWAKE) === 0) this.wakeRange(start, length);
     return null;
@@ -363,7 +364,6 @@ export function touch(m: Mapping, p: number, write: boolean): Touch {
     }
     m.mapped[p] = 1;
     if (m.shared) m.backing.cached[p] = 1;
-    return OK;
   }
   if (write && m.wp[p]) {
     if (mode & M.REGISTER_WP) return { kind: 'fault', ctx: ctx!, flags: PF.WP | PF.WRITE };

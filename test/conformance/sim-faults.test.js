@@ -159,6 +159,28 @@ describeBackends('faults: raised by read/write, answered by the handler', (backe
     assert.deepStrictEqual(flags, [1]);
   });
 
+  it('shared memory keeps write protection on pages not mapped here, and across dontneed', async function () {
+    requireFeature(this, backend, 'WP_HUGETLBFS_SHMEM');
+    const r = map(2, { shared: true });
+    const alias = r.alias();
+    regions.push(alias);
+    uffd.register(r, { missing: true, wp: true });
+    const flags = [];
+    uffd.on('pagefault', (e) => {
+      flags.push(`${(e.address - r.address) / BigInt(PAGE)}:${e.flags}`);
+      if (e.wp) uffd.writeProtect({ start: e.address, length: PAGE }, { protect: false });
+      else uffd.copy(e.address, pattern(PAGE));
+    });
+    await alias.write(PAGE, Buffer.from([3])); // in the page cache, not mapped in r
+    uffd.copy(r.address, pattern(PAGE, 5));
+    uffd.writeProtect(r, { protect: true });
+    r.dontneed(0, PAGE);
+    await r.write(0, Buffer.from([1]));
+    await r.write(PAGE, Buffer.from([2]));
+    assert.deepStrictEqual(flags, ['0:3', '1:3']);
+    assert.deepStrictEqual([(await alias.read(0, 1))[0], (await alias.read(PAGE, 1))[0]], [1, 2]);
+  });
+
   it('a page in the page cache but not mapped here raises a minor fault; continue maps it', async function () {
     requireFeature(this, backend, 'MINOR_SHMEM');
     const r = map(2, { shared: true });
