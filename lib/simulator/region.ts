@@ -28,11 +28,32 @@ function accessEnded(): void {
   }
 }
 
-/** Fake thread ids for the simulated thread pool: never the process id (the JS thread's). */
-let nextThread = 0;
-function poolThreadId(): number {
-  nextThread = (nextThread + 1) % 4;
-  return process.pid + 1 + nextThread;
+/**
+ * The simulated thread pool: as many accesses run at once as libuv has threads
+ * (UV_THREADPOOL_SIZE, default 4); the others wait their turn, so that a handler that waits for
+ * a fifth fault before answering four hangs here as it does on the kernel backend.
+ */
+const POOL_SIZE = (() => {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+})();
+const freeThreads = Array.from({ length: POOL_SIZE }, (_, i) => i);
+const queuedAccesses: Array<(thread: number) => void> = [];
+
+function takeThread(): Promise<number> {
+  const t = freeThreads.shift();
+  return t !== undefined ? Promise.resolve(t) : new Promise((resolve) => queuedAccesses.push(resolve));
+}
+
+function giveBackThread(t: number): void {
+  const next = queuedAccesses.shift();
+  if (next) next(t);
+  else freeThreads.push(t);
+}
+
+/** A pool thread's fake id: never the process id (the JS thread's). */
+function threadId(thread: number): number {
+  return process.pid + 1 + thread;
 }
 
 export class SimRegion extends Region {
@@ -90,9 +111,10 @@ export class SimRegion extends Region {
     const m = this.mapping;
     m.inFlight++;
     accessStarted();
+    // The access starts on "another thread": after this call returns, when one is free.
+    const thread = await takeThread();
     try {
-      await Promise.resolve(); // the access starts on "another thread": after this call returns
-      const tid = poolThreadId();
+      const tid = threadId(thread);
       const end = offset + length;
       let at = offset;
       while (at < end) {
@@ -108,6 +130,7 @@ export class SimRegion extends Region {
         at = pageEnd;
       }
     } finally {
+      giveBackThread(thread);
       accessEnded();
       if (--m.inFlight === 0 && this.isUnmapped) this.release();
     }

@@ -337,3 +337,29 @@ describeBackends('faults: raised by read/write, answered by the handler', (backe
     assert.strictEqual(answered, 1);
   });
 });
+
+describeBackends('faults: accesses run on the thread pool', (backend) => {
+  it('with UV_THREADPOOL_SIZE=2, a third access waits for a thread: two faults, then the third', async () => {
+    const { runChild } = require('../helpers');
+    const r = await runChild(`
+      const { Userfaultfd, Region } = require('./dist');
+      const backend = ${JSON.stringify(backend)};
+      const uffd = Userfaultfd.open({ backend });
+      const region = Region.map(3 * 4096, { backend });
+      uffd.register(region);
+      const faults = [];
+      uffd.on('pagefault', (e) => faults.push(e));
+      const reads = [0, 1, 2].map((i) => region.read(i * 4096, 1));
+      setTimeout(async () => {
+        const first = faults.length;
+        const tids = new Set(faults.map((f) => f.tid)).size;
+        uffd.zeropage(region);
+        await Promise.all(reads);
+        console.log(JSON.stringify({ first, tids, total: faults.length }));
+        uffd.close();
+        region.unmap();
+      }, 200);`, { env: { UV_THREADPOOL_SIZE: '2' } });
+    assert.deepStrictEqual([r.code, r.signal, r.timedOut], [0, null, false], r.stderr);
+    assert.deepStrictEqual(JSON.parse(r.stdout), { first: 2, tids: 2, total: 2 });
+  });
+});
