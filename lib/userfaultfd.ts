@@ -5,7 +5,7 @@
 import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
-import { constants, FeatureName, IoctlName, ioctlNames } from './constants';
+import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
 import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
@@ -290,10 +290,22 @@ export abstract class Userfaultfd extends EventEmitter {
     try {
       if (e.wp) this._writeProtect(page, this.pageSize, 0);
       else if (e.minor) this._continue(page, this.pageSize, 0);
-      else this._zeropage(page, this.pageSize, 0);
+      else this.zeroFill(e.address);
     } catch (err) {
       if ((err as UffdError).code === 'EEXIST') this._wake(page, this.pageSize);
       else if ((err as UffdError).code !== 'ENOENT') throw err;
+    }
+  }
+
+  /** A zero page at `address`; hugetlb has no UFFDIO_ZEROPAGE, so a huge page of zeros is copied. */
+  private zeroFill(address: bigint): void {
+    const page = address - (address % BigInt(this.pageSize));
+    try {
+      this._zeropage(page, this.pageSize, 0);
+    } catch (err) {
+      if ((err as UffdError).code !== 'EINVAL') throw err;
+      const huge = BigInt(HUGE_PAGE_SIZE);
+      this._copy(address - (address % huge), new Uint8Array(HUGE_PAGE_SIZE), 0);
     }
   }
 

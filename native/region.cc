@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "addon.h"
 #include "args.h"
 #include "errors.h"
 
@@ -124,8 +125,12 @@ class AccessWorker : public Napi::AsyncWorker {
         write_(write) {
     data_ = Napi::Persistent(data.As<Napi::Object>());
     mapping_->BeginAccess();
+    BeginEnvAccess(env);
   }
-  ~AccessWorker() override { mapping_->EndAccess(); }
+  ~AccessWorker() override {
+    EndEnvAccess(Env());
+    mapping_->EndAccess();
+  }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -135,8 +140,13 @@ class AccessWorker : public Napi::AsyncWorker {
                      : GuardedCopy(bytes_, memory_, length_, &faultAddress_);
     if (!ok) SetError("SIGBUS");
   }
+  // JS thread. During environment teardown JS cannot run and settling throws: nobody is
+  // left to see the promise, so that is ignored rather than let it end the process.
   void OnOK() override {
-    deferred_.Resolve(write_ ? Env().Undefined() : data_.Value());
+    try {
+      deferred_.Resolve(write_ ? Env().Undefined() : data_.Value());
+    } catch (const Napi::Error&) {
+    }
   }
   // JS thread.
   void OnError(const Napi::Error&) override {
@@ -146,9 +156,12 @@ class AccessWorker : public Napi::AsyncWorker {
     snprintf(where, sizeof where, "0x%llx", static_cast<unsigned long long>(faultAddress_ & ~static_cast<uintptr_t>(sysconf(_SC_PAGESIZE) - 1)));
     std::string message = std::string("SIGBUS: ") + syscall + " failed: Bus error (the page at " +
                           where + " is poisoned)";
-    Napi::Error e = UffdErrorWithCode(env, "SIGBUS", 135, syscall, message);
-    e.Set("address", Napi::BigInt::New(env, static_cast<uint64_t>(faultAddress_)));
-    deferred_.Reject(e.Value());
+    try {
+      Napi::Error e = UffdErrorWithCode(env, "SIGBUS", 135, syscall, message);
+      e.Set("address", Napi::BigInt::New(env, static_cast<uint64_t>(faultAddress_)));
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
   }
 
  private:
