@@ -126,9 +126,21 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.ctx.detach(this.reading ? this : null);
   }
 
-  /** The context's reader delivers one message: what native OnMessage + onBatch do. */
+  /**
+   * The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's
+   * deliver() do. A listener that throws must not cost later messages their delivery (other
+   * accesses wait on them): its error is rethrown on the next tick, as the kernel backend does.
+   */
   onMessage(m: Message): void {
     if (this.closed) return;
+    try {
+      this.deliver(m);
+    } catch (error) {
+      process.nextTick(() => { throw error; });
+    }
+  }
+
+  private deliver(m: Message): void {
     if (m.kind === 'event') {
       const e = m.event;
       if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
@@ -143,6 +155,8 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       flags: w.flags,
     };
     if (this.ctx.has('THREAD_ID')) e.tid = w.tid;
+    // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
+    let sourceFailed: string | null = null;
     if (!e.wp && !e.minor) {
       const out = this.served.answer(w.address, {
         copy: (dst, src) => this.ctx.copy(dst, src, 0),
@@ -150,18 +164,23 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         wake: (start, length) => this.ctx.wakeRange(start, length),
       }, this.counters);
       if (out.result === 'answered') return;
-      if (out.result === 'failed') {
-        this.reportError(uffdError(out.err!, 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
-        if (this.closed) return;
-      }
+      if (out.result === 'failed') sourceFailed = out.err!;
     }
+    // The fault is answered (by a handler or the fallback) before any error is reported: an
+    // 'error' nobody listens to throws.
     if (!this.hasPagefaultConsumers) {
       this.answerByFallback(e);
+      if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
       this.reportError(unhandledError(e), e);
       return;
     }
     this.dispatch(e);
+    if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
   }
+}
+
+function sourceError(code: string): Error {
+  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
 }
 
 function unhandledError(e: PageFault): Error {
