@@ -24,9 +24,21 @@ export interface Filler {
   copy(dst: bigint, src: Uint8Array): Outcome;
   zeropage(dst: bigint, length: number): Outcome;
   wake(start: bigint, length: number): void;
+  /** mincore: whether the page at `address` is in memory (null when nothing is mapped there). */
+  resident(address: bigint): boolean | null;
 }
 
 export type FillResult = 'answered' | 'failed' | 'not-served';
+
+/** One sequential reader that adaptive read-ahead follows. */
+interface Stream {
+  nextExpected: bigint;
+  window: number; // 0 = unused
+  lastUse: number;
+}
+
+/** Interleaved sequential readers tracked per range (native kStreams). */
+const STREAMS = 4;
 
 interface Range {
   id: number;
@@ -34,9 +46,10 @@ interface Range {
   length: number;
   source: Source;
   fixedWindow: number; // 0 = adaptive
-  window: number;
-  nextExpected: bigint;
+  streams: Stream[];
 }
+
+const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
 
 /** Opens the source now, so that a missing or unreadable file throws at serve(). */
 export function openSource(source: PageSource): Source {
@@ -54,27 +67,39 @@ export function openSource(source: PageSource): Source {
 }
 
 function openFile(file: string | number, offset: number): Source {
+  const path = typeof file === 'string' ? file : undefined;
   let fd: number;
-  let owned = false;
-  if (typeof file === 'string') {
+  if (path !== undefined) {
     try {
-      fd = fs.openSync(file, 'r');
-      owned = true;
+      fd = fs.openSync(path, 'r');
     } catch (e) {
-      throw uffdError((e as NodeJS.ErrnoException).code ?? 'EIO', 'open', undefined, file);
+      throw uffdError((e as NodeJS.ErrnoException).code ?? 'EIO', 'open', undefined, path);
     }
   } else {
-    fd = file;
+    fd = file as number;
   }
+  const owned = path !== undefined;
+  // The same checks, in the same order, as native MakeFileSource: an fd that is no open file
+  // ('dup'), not a regular file ('open'), not readable ('read').
   let size: number;
   try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'mmap' });
+    let st: fs.Stats;
+    try {
+      st = fs.fstatSync(fd);
+    } catch (e) {
+      throw Object.assign(e as Error, { syscall: 'dup' });
+    }
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'open' });
+    try {
+      fs.readSync(fd, new Uint8Array(1), 0, 1, 0);
+    } catch (e) {
+      throw Object.assign(e as Error, { syscall: 'read' });
+    }
     size = offset < st.size ? st.size - offset : 0;
   } catch (e) {
     if (owned) fs.closeSync(fd);
     const err = e as NodeJS.ErrnoException;
-    throw uffdError(err.code ?? 'EIO', err.syscall === 'mmap' ? 'mmap' : 'dup');
+    throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, path);
   }
   return {
     size,
@@ -98,12 +123,13 @@ function openFile(file: string | number, offset: number): Source {
 export class ServedRanges {
   private readonly ranges: Range[] = [];
   private nextId = 1;
+  private clock = 0;
 
   constructor(private readonly pageSize: number) {}
 
   add(start: bigint, length: number, source: Source, readahead: number): number {
     const id = this.nextId++;
-    this.ranges.push({ id, start, length, source, fixedWindow: readahead, window: this.pageSize, nextExpected: -1n });
+    this.ranges.push({ id, start, length, source, fixedWindow: readahead, streams: Array.from({ length: STREAMS }, newStream) });
     return id;
   }
 
@@ -122,10 +148,7 @@ export class ServedRanges {
   /** Pages in [start, end) were dropped (REMOVE/UNMAP): read-ahead starts over. */
   forget(start: bigint, end: bigint): void {
     for (const r of this.ranges) {
-      if (start < r.start + BigInt(r.length) && end > r.start) {
-        r.window = this.pageSize;
-        r.nextExpected = -1n;
-      }
+      if (start < r.start + BigInt(r.length) && end > r.start) r.streams = r.streams.map(newStream);
     }
   }
 
@@ -135,65 +158,108 @@ export class ServedRanges {
     if (!r) return { result: 'not-served' };
     const t0 = process.hrtime.bigint();
     const page = address - (address % BigInt(this.pageSize));
-    const end = minBig(page + BigInt(this.windowFor(r, page)), r.start + BigInt(r.length));
-    r.nextExpected = end;
+    const rangeEnd = r.start + BigInt(r.length);
+    // The window never leaves the served range.
+    const end = minBig(page + BigInt(this.windowFor(r, page)), rangeEnd);
+    if (r.fixedWindow === 0) {
+      for (const s of r.streams) if (s.lastUse === this.clock) s.nextExpected = end;
+    }
     const out = this.fill(r, page, Number(end - page), f, stats);
     if (out.result === 'answered') stats.recordLatency(Number(process.hrtime.bigint() - t0));
     return out;
   }
 
-  /** Grows while the faults are sequential, back to one page on a jump. */
+  /**
+   * A fault where a tracked sequential reader was expected next doubles that reader's window
+   * (up to MAX_WINDOW); any other fault starts a new reader, in place of the least recently
+   * used one, with a one-page window (native ServedRanges::WindowFor).
+   */
   private windowFor(r: Range, page: bigint): number {
     if (r.fixedWindow !== 0) return r.fixedWindow;
-    r.window = page === r.nextExpected ? Math.min(r.window * 2, MAX_WINDOW) : this.pageSize;
-    return r.window;
+    this.clock++;
+    let lru = r.streams[0];
+    let hit: Stream | null = null;
+    for (const s of r.streams) {
+      if (s.window !== 0 && s.nextExpected === page) {
+        hit = s;
+        break;
+      }
+      if (s.lastUse < lru.lastUse) lru = s;
+    }
+    if (hit === null) {
+      hit = lru;
+      hit.window = this.pageSize;
+    } else {
+      hit.window = Math.min(hit.window * 2, MAX_WINDOW);
+    }
+    hit.lastUse = this.clock;
+    return hit.window;
+  }
+
+  /** One COPY (or ZEROPAGE) of up to one window from the source at dst. */
+  private fillOnce(r: Range, dst: bigint, length: number, f: Filler, stats: FaultStats): Outcome {
+    const size = r.source.size;
+    const so = Number(dst - r.start);
+    let n = Math.min(length, MAX_WINDOW);
+    let res: Outcome;
+    try {
+      if (so >= size) {
+        res = f.zeropage(dst, n);
+      } else if (size - so >= this.pageSize) {
+        n = Math.min(n, Math.floor((size - so) / this.pageSize) * this.pageSize);
+        res = f.copy(dst, r.source.read(so, n));
+      } else {
+        // The source ends inside this page: its bytes, then zeros.
+        const tail = new Uint8Array(this.pageSize);
+        tail.set(r.source.read(so, size - so));
+        res = f.copy(dst, tail);
+      }
+    } catch (e) {
+      return { bytes: 0, err: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+    }
+    if (res.bytes > 0) stats.countResolve(res.bytes);
+    return res;
   }
 
   /**
-   * Copies [dst, dst + length) from the source, as native ServedRanges::Fill: the first page is
+   * Fills [dst, dst + length) from the source, as native ServedRanges::Fill: the first page is
    * the faulting one and must be answered; the rest is read-ahead, given up quietly on error.
+   * Present pages are skipped (EEXIST), partial copies resumed (EAGAIN with bytes done).
    */
   private fill(r: Range, dst: bigint, length: number, f: Filler, stats: FaultStats): { result: FillResult; err?: string } {
-    const size = r.source.size;
     let pos = 0;
     while (pos < length) {
-      const so = Number(dst - r.start) + pos;
-      const chunk = Math.min(length - pos, MAX_WINDOW);
-      let res: Outcome;
-      try {
-        if (so >= size) {
-          res = f.zeropage(dst + BigInt(pos), chunk);
-        } else if (size - so >= this.pageSize) {
-          const n = Math.min(chunk, Math.floor((size - so) / this.pageSize) * this.pageSize);
-          res = f.copy(dst + BigInt(pos), r.source.read(so, n));
-        } else {
-          const tail = new Uint8Array(this.pageSize);
-          tail.set(r.source.read(so, size - so));
-          res = f.copy(dst + BigInt(pos), tail);
-        }
-      } catch (e) {
-        res = { bytes: 0, err: (e as NodeJS.ErrnoException).code ?? 'EIO' };
-      }
+      const res = this.fillOnce(r, dst + BigInt(pos), length - pos, f, stats);
       if (res.bytes > 0) {
-        stats.countResolve(res.bytes);
-        stats.countWake();
         pos += res.bytes;
-        if (res.err === null || res.err === 'EAGAIN') continue;
+        continue; // done, or partial: what stopped it shows on the next ioctl
       }
-      if (res.err === null) continue;
       if (res.err === 'EEXIST') {
-        // Answered already (another thread's fault on the same page): wake, skip the page.
         if (pos === 0) {
+          // The faulting page is there already: its thread only needs waking.
           f.wake(dst, this.pageSize);
           stats.countWake();
         }
-        pos += this.pageSize;
+        pos = Number(this.nextAbsent(dst + BigInt(pos + this.pageSize), dst + BigInt(length), f) - dst);
         continue;
       }
       if (pos > 0) return { result: 'answered' };
-      return { result: 'failed', err: res.err };
+      if (res.err === 'ENOENT') f.wake(dst, this.pageSize); // unregistered or unmapped: let it retry
+      return { result: 'failed', err: res.err ?? 'EIO' };
     }
     return { result: 'answered' };
+  }
+
+  /** The first page at or after `from` (below `end`) not in memory, looking one window ahead. */
+  private nextAbsent(from: bigint, end: bigint, f: Filler): bigint {
+    const span = minBig(end - from, BigInt(MAX_WINDOW));
+    if (span <= 0n) return end;
+    for (let a = from; a < from + span; a += BigInt(this.pageSize)) {
+      const resident = f.resident(a);
+      if (resident === null) return from; // mincore fails: the copy will tell why
+      if (!resident) return a;
+    }
+    return from + span;
   }
 }
 

@@ -8,6 +8,7 @@ import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats } from '../types';
 import { Userfaultfd } from '../userfaultfd';
+import { addressSpace } from './address-space';
 import { Message, Outcome, Reader, UffdContext } from './context';
 import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges } from './page-sources';
@@ -162,6 +163,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         copy: (dst, src) => this.ctx.copy(dst, src, 0),
         zeropage: (dst, length) => this.ctx.zeropage(dst, length, 0),
         wake: (start, length) => this.ctx.wakeRange(start, length),
+        resident,
       }, this.counters);
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;
@@ -177,6 +179,14 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.dispatch(e);
     if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
   }
+}
+
+/** mincore(2) of one page: a shared mapping reports its page cache, a private one its page table. */
+function resident(address: bigint): boolean | null {
+  const m = addressSpace.find(address);
+  if (m === null) return null;
+  const p = m.pageOf(address);
+  return (m.shared ? m.backing.cached[p] : m.mapped[p]) === 1;
 }
 
 function sourceError(code: string): Error {
