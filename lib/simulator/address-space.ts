@@ -49,6 +49,17 @@ export function detachBuffer(buffer: ArrayBuffer): ArrayBuffer {
   return structuredClone(buffer, { transfer: [buffer] });
 }
 
+/**
+ * A served range's bytes for one page, written into the page while it is missing: the kernel
+ * backend answers a JS-thread touch of served memory on its reader thread, and a JS read of
+ * `region.buffer` cannot fault here, so the simulator shows the bytes the answer would bring.
+ */
+export interface Stager {
+  readonly first: number;
+  readonly last: number;
+  fill(page: number): void;
+}
+
 /** One mapped region and its page table. */
 export class Mapping {
   readonly end: bigint;
@@ -63,6 +74,8 @@ export class Mapping {
   /** The userfaultfd context that registered each page, and its UFFDIO_REGISTER mode. */
   readonly owner: Array<UffdContext | null>;
   readonly mode: Uint8Array;
+  /** Served ranges staging their bytes into missing pages. */
+  readonly stagers: Stager[] = [];
   /** Pages being filled by an access in flight; unmap waits for them. */
   inFlight = 0;
   removed = false;
@@ -107,7 +120,9 @@ export class Mapping {
     this.mapped[page] = 0;
     if (!this.shared) this.wp[page] = 0; // shared memory keeps a uffd-wp marker
     this.poisoned[page] = 0;
-    if (!this.shared) this.backing.zero(page);
+    if (this.shared) return;
+    this.backing.zero(page);
+    for (const s of this.stagers) if (page >= s.first && page < s.last) s.fill(page);
   }
 }
 

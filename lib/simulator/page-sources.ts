@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import { uffdError } from '../errors';
 import type { PageSource } from '../page-source';
+import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
 import type { FaultStats } from './stats';
 
@@ -12,7 +13,7 @@ import type { FaultStats } from './stats';
 export const MAX_WINDOW = 4 * 1024 * 1024;
 
 /** Where a served range's bytes come from; bytes past size() read as zeros. */
-interface Source {
+export interface Source {
   readonly size: number;
   /** The bytes at [offset, offset + length); throws (an fs error) when the file cannot be read. */
   read(offset: number, length: number): Uint8Array;
@@ -29,6 +30,34 @@ export interface Filler {
 }
 
 export type FillResult = 'answered' | 'failed' | 'not-served';
+
+/** Writes the source's bytes into the missing pages of [start, start + length) of `m`, now and after each dontneed. */
+export function stage(m: Mapping, start: bigint, length: number, source: Source): Stager {
+  const first = m.pageOf(start);
+  const stager: Stager = {
+    first,
+    last: first + length / m.pageSize,
+    fill(p) {
+      if (m.removed || m.mapped[p] || m.poisoned[p] || (m.shared && m.backing.cached[p])) return;
+      const offset = Number(m.addressOf(p) - start);
+      if (offset >= source.size) return; // zeros already
+      try {
+        const bytes = source.read(offset, Math.min(m.pageSize, source.size - offset));
+        new Uint8Array(m.backing.memory, p * m.pageSize, m.pageSize).set(bytes);
+      } catch {
+        // Unreadable now: the fault will say so; the page stays zero until then.
+      }
+    },
+  };
+  for (let p = stager.first; p < stager.last; p++) stager.fill(p);
+  m.stagers.push(stager);
+  return stager;
+}
+
+export function unstage(m: Mapping, stager: Stager): void {
+  const i = m.stagers.indexOf(stager);
+  if (i >= 0) m.stagers.splice(i, 1);
+}
 
 /** One sequential reader that adaptive read-ahead follows. */
 interface Stream {

@@ -8,10 +8,10 @@ import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats } from '../types';
 import { Userfaultfd } from '../userfaultfd';
-import { addressSpace } from './address-space';
+import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext } from './context';
 import { allocateFd, releaseFd } from './fds';
-import { openSource, ServedRanges } from './page-sources';
+import { openSource, ServedRanges, stage, unstage } from './page-sources';
 import { FaultStats } from './stats';
 
 const PF = constants.pagefaultFlags;
@@ -39,6 +39,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   private readonly counters = new FaultStats();
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   private reading = false;
+  private readonly stagers = new Map<number, { m: Mapping; stager: Stager }>();
 
   constructor(ctx: UffdContext, options: OpenOptions) {
     super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
@@ -98,10 +99,18 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   }
 
   protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
-    return this.served.add(r.start, r.length, openSource(source), readahead);
+    const src = openSource(source);
+    const id = this.served.add(r.start, r.length, src, readahead);
+    const m = addressSpace.findRange(r.start, r.length);
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src) });
+    return id;
   }
   protected _unserve(handle: unknown): void {
-    this.served.remove(handle as number);
+    const id = handle as number;
+    const s = this.stagers.get(id);
+    if (s) unstage(s.m, s.stager);
+    this.stagers.delete(id);
+    this.served.remove(id);
   }
   protected _stats(): Stats {
     return this.counters.snapshot();
@@ -121,6 +130,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   }
   protected _close(): void {
     this._setRef(false);
+    for (const id of [...this.stagers.keys()]) this._unserve(id);
     this.served.clear();
     byFd.delete(this.fdNumber);
     releaseFd(this.fdNumber);

@@ -156,3 +156,26 @@ describe('simulator: protections and hugetlb', () => {
     }
   });
 });
+
+describe('simulator: served memory through region.buffer', () => {
+  it('a JS read of the buffer sees the source, as the kernel backend answers it on the reader thread', async () => {
+    const { PageSource } = require('../../dist');
+    const uffd = Userfaultfd.open({ backend });
+    const r = Region.map(4 * PAGE, { backend });
+    try {
+      const src = pattern(3 * PAGE + 10, 6);
+      uffd.serve(r, PageSource.buffer(src));
+      const view = new Uint8Array(r.buffer);
+      assert.deepStrictEqual(Buffer.from(view.subarray(0, src.length)), src);
+      assert.strictEqual(view[3 * PAGE + 10], 0);
+      // dontneed drops the page; the buffer shows what the next fault would bring again.
+      r.dontneed(0, PAGE);
+      assert.deepStrictEqual(Buffer.from(view.subarray(0, PAGE)), src.subarray(0, PAGE));
+      assert.deepStrictEqual(await r.read(0, PAGE), src.subarray(0, PAGE));
+      assert.strictEqual(uffd.stats().faults, 1);
+    } finally {
+      uffd.close();
+      r.unmap();
+    }
+  });
+});
