@@ -224,12 +224,14 @@ void FaultReader::DeliverToJs(Napi::Env env, Napi::Function fn) {
     size_t n = std::min(scratchCapacity_, delivering_.size() - done);
     memcpy(scratchData_, &delivering_[done], n * sizeof(Delivery));
     done += n;
-    try {
-      fn.Call({Napi::Number::New(env, static_cast<double>(n))});
-    } catch (const Napi::Error& e) {
-      // lib/ catches handler errors itself; what escapes is rethrown as uncaught, as from
-      // any other event source.
-      e.ThrowAsJavaScriptException();
+    // Raw napi: node-addon-api's Call() would build a Napi::Error on failure, and building
+    // one aborts the process while a Worker is being torn down (JS cannot run then).
+    napi_value arg = Napi::Number::New(env, static_cast<double>(n));
+    napi_value result;
+    if (napi_call_function(env, env.Undefined(), fn, 1, &arg, &result) != napi_ok) {
+      // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any
+      // exception left pending here is reported by Node) or JS cannot run any more
+      // (environment teardown: the uffd is closed by its cleanup hook). Stop either way.
       break;
     }
   }
