@@ -326,7 +326,17 @@ async function sim([countArg]) {
   const readNs = Number(now() - t1) / reads;
   uffd.close();
   region.unmap();
-  out({ count, ns, faultsPerSec: Math.round(count / (ns / 1e9)), presentReadNs: readNs });
+  // serve() on the simulator: PageSource.buffer, one page per fault.
+  const u2 = Userfaultfd.open({ backend: 'simulator' });
+  const r2 = Region.map(count * PAGE, { backend: 'simulator' });
+  u2.serve(r2, PageSource.buffer(Buffer.alloc(count * PAGE, 3)), { readahead: false });
+  const t2 = now();
+  await r2.read(0, count * PAGE);
+  const serveNs = Number(now() - t2);
+  u2.close();
+  r2.unmap();
+  out({ count, ns, faultsPerSec: Math.round(count / (ns / 1e9)), presentReadNs: readNs,
+    serveNs, serveFaultsPerSec: Math.round(count / (serveNs / 1e9)) });
 }
 
 const [cmd, ...args] = process.argv.slice(2);
