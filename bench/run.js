@@ -232,6 +232,8 @@ function ioctlGroup() {
     ['uffd.copy(addr, src, { dontWake: true })', f1(pub), f2(pub / c)],
     ['the binding alone (handle.copy, no lib/ checks)', f1(m('bindingNs')), f2(m('bindingNs') / c)],
     ['the C loop in a process with one more (idle) thread', f1(cmt), f2(cmt / c)],
+    ['kernel CPU time per copy: C loop / binding loop (getrusage, process.cpuUsage)', `${f1(median(s.c.map((x) => x.sysNs)))} / ${f1(m('bindingSysNs'))}`, '—'],
+    ['user CPU time per copy: C loop / binding loop (JS loop included)', `${f1(median(s.c.map((x) => x.userNs)))} / ${f1(m('bindingUserNs'))}`, '—'],
     ['C loop: UFFDIO_WAKE of one page, nobody waiting', f1(cw), '1.00'],
     ['the C wake loop with one more (idle) thread', f1(cwmt), f2(cwmt / cw)],
     ['uffd.wake({ start, length: 4096 })', f1(m('wakeNs')), f2(m('wakeNs') / cw)],
