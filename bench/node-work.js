@@ -161,20 +161,15 @@ function ioctl([countArg]) {
   let publicTotal = 0;
   let bindingTotal = 0;
   let t0;
-  const cpu = { user: 0, system: 0 }; // process CPU time of the binding loops: user vs kernel
   for (let done = 0; done < count; done += block) {
     let a = addrs(block);
     t0 = now();
     for (let i = 0; i < block; i++) uffd.copy(a[i], src, opts);
     publicTotal += Number(now() - t0);
     a = addrs(block);
-    const c0 = process.cpuUsage();
     t0 = now();
     for (let i = 0; i < block; i++) handle.copy(a[i], src, 1);
     bindingTotal += Number(now() - t0);
-    const c1 = process.cpuUsage(c0);
-    cpu.user += c1.user;
-    cpu.system += c1.system;
   }
   const calls = Math.ceil(count / block) * block;
   const publicNs = publicTotal / calls;
@@ -204,8 +199,7 @@ function ioctl([countArg]) {
   }
   uffd.close();
   region.unmap();
-  out({ count, publicNs, bindingNs, noopNs, bareNoopNs, wakeNs: wakeTotal / calls, bareWakeNs: bareWakeTotal / calls,
-    bindingUserNs: (cpu.user * 1000) / calls, bindingSysNs: (cpu.system * 1000) / calls });
+  out({ count, publicNs, bindingNs, noopNs, bareNoopNs, wakeNs: wakeTotal / calls, bareWakeNs: bareWakeTotal / calls });
 }
 
 async function scale([threadsArg, mode, lengthArg]) {

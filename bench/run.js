@@ -36,6 +36,10 @@ for (const g of only) {
   }
 }
 const RUNS = opts.runs ? Number(opts.runs) : opts.quick ? 3 : 5;
+if (!Number.isInteger(RUNS) || RUNS < 1) {
+  console.error(`--runs: expected a positive integer, got ${opts.runs}`);
+  process.exit(2);
+}
 const write = opts['no-write'] ? false : opts.write ?? (!opts.quick && !opts.only);
 const MiB = 1 << 20;
 const SIZES = opts.quick
@@ -232,8 +236,6 @@ function ioctlGroup() {
     ['uffd.copy(addr, src, { dontWake: true })', f1(pub), f2(pub / c)],
     ['the binding alone (handle.copy, no lib/ checks)', f1(m('bindingNs')), f2(m('bindingNs') / c)],
     ['the C loop in a process with one more (idle) thread', f1(cmt), f2(cmt / c)],
-    ['kernel CPU time per copy: C loop / binding loop (getrusage, process.cpuUsage)', `${f1(median(s.c.map((x) => x.sysNs)))} / ${f1(m('bindingSysNs'))}`, '—'],
-    ['user CPU time per copy: C loop / binding loop (JS loop included)', `${f1(median(s.c.map((x) => x.userNs)))} / ${f1(m('bindingUserNs'))}`, '—'],
     ['C loop: UFFDIO_WAKE of one page, nobody waiting', f1(cw), '1.00'],
     ['the C wake loop with one more (idle) thread', f1(cwmt), f2(cwmt / cw)],
     ['uffd.wake({ start, length: 4096 })', f1(m('wakeNs')), f2(m('wakeNs') / cw)],
@@ -248,8 +250,7 @@ function ioctlGroup() {
     publicOverheadToMtNs: m('wakeNs') - cwmt };
   emit('3. One UFFDIO_COPY (4 KiB, DONTWAKE, fresh page) per call', table(['call', 'ns per call (median)', '× C'], rows),
     `A JS copy() costs ${f1(pub - c)} ns more than the C ioctl (public API), ${f1(m('bindingNs') - c)} ns ` +
-    '(binding alone); most of that difference is kernel time (the same ioctl costs more in a process the size ' +
-    `of Node's: see README). The binding's own cost is clearer on UFFDIO_WAKE, where the kernel does almost nothing: ` +
+    '(binding alone). The binding\'s own cost is clearer on UFFDIO_WAKE, where the kernel does almost nothing: ' +
     `${f1(m('bareWakeNs') - cw)} ns per call over C for the binding, ${f1(m('wakeNs') - cw)} ns with lib/'s argument ` +
     `checks; a no-op N-API method call costs ${f1(m('bareNoopNs'))} ns of that.`);
 }
@@ -268,7 +269,7 @@ function scaleGroup() {
         variants.push({ id: `node-${mode}-${t}`, kind: 'node', args: ['scale', String(t), mode, L] });
       }
     }
-    const s = alternate(`scale ${SIZES.scale / MiB} MiB`, variants, pin);
+    const s = alternate(`scale ${SIZES.scale / MiB} MiB`, variants, pin, RUNS + 2); // the noisiest group
     const fps = (id) => median(s[id].map((x) => x.faultsPerSec));
     const rows = [];
     for (const [who, label] of [['c', 'C'], ['node', 'Node']]) {

@@ -20,9 +20,9 @@ constexpr size_t kReserve = 256;  // deliveries kept allocated, so steady state 
 
 // How long the reader keeps trying read(2) after a batch it answered natively, before it
 // sleeps in poll(2): USERFAULTFD_SPIN_NS, read once per reader; 0 (never spin) by default.
-// Measured (bench/, README "Performance"): in a C handler a 20 us spin halves the random-fault
-// latency across CPUs, but in Node the thread pool and the JS thread need those CPU cycles
-// between faults: with one CPU it made served faults 1.6x slower, with two it did not pay.
+// Measured (bench/, README.md "Performance"): in the C baseline handler a 20 us spin cut the
+// random-fault latency (0.45-0.96x across runs), but here it made served random faults 1.5x
+// slower, on one CPU and on two: the thread pool and the JS thread need those cycles.
 constexpr uint64_t kDefaultSpinNs = 0;
 
 uint64_t SpinNsFromEnv() {
@@ -186,7 +186,7 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
 // Reader thread. The thread-safe function is called after mutex_ is released: its call wakes
 // the JS thread, and a reader preempted while still holding mutex_ (one CPU, or a busy
 // machine) made the JS thread block on it and switch back and forth twice more per batch
-// (measured: 6.9 -> 4.9 context switches per fault, bench/README "Performance").
+// (measured with perf stat: 6.9 -> 5.7 context switches per fault; README.md "Performance").
 void FaultReader::PostAndSignal(const Delivery* d, size_t count) {
   bool signal = false;
   {
