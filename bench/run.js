@@ -200,17 +200,23 @@ function randGroup() {
     const s = alternate(`rand ${N} faults`, variants, pin);
     const m = (id, k) => median(s[id].map((x) => x[k]));
     const base = m('c-pool', 'p50');
-    const rows = variants.map((v) => [v.label, us(m(v.id, 'p50')), us(m(v.id, 'p99')), us(m(v.id, 'floorP50')),
+    const range = (id) => {
+      const xs = s[id].map((x) => x.p50);
+      return `${us(Math.min(...xs))}–${us(Math.max(...xs))}`;
+    };
+    const rows = variants.map((v) => [v.label, us(m(v.id, 'p50')), range(v.id), us(m(v.id, 'p99')), us(m(v.id, 'floorP50')),
       us(m(v.id, 'netP50')), v.id === 'c' ? '—' : f2(m(v.id, 'p50') / base)]);
     out[pin] = { samples: s, ratios: { serveToC: m('serve', 'p50') / base, jsToC: m('js', 'p50') / base, jsToCRelay: m('js', 'p50') / m('c-relay', 'p50'),
       serveToCp99: m('serve', 'p99') / m('c-pool', 'p99'), jsToCp99: m('js', 'p99') / m('c-pool', 'p99'),
       serveNetToC: m('serve', 'netP50') / m('c-pool', 'netP50'), jsNetToC: m('js', 'netP50') / m('c-pool', 'netP50'),
       serveSpinToServe: m('serve-spin', 'p50') / m('serve', 'p50'), cSpinToC: m('c-spin', 'p50') / base } };
     emit(`2. Random 4 KiB faults, latency per fault (µs) — ${PIN_LABEL[pin]}`,
-      table(['path', 'p50', 'p99', 'same read, page present (p50)', 'p50 − present', 'p50 × C (pool)'], rows),
+      table(['path', 'p50', 'p50 of each run (min–max)', 'p99', 'same read, page present (p50)', 'p50 − present', 'p50 × C (pool)'], rows),
       'Node times each `await region.read(page, 4096)`: a thread-pool hop there and back around the fault. ' +
       'The C "pool" row does the same read through a worker thread (condition variable there, eventfd + ' +
-      'poll back), which is the like-for-like baseline; the direct C row is the bare fault.');
+      'poll back), which is the like-for-like baseline; the direct C row is the bare fault. Unpinned, a run is ' +
+      'fast or slow as a whole depending on whether the scheduler keeps the threads on one CPU (a wake-up ' +
+      'costs a few µs) or spreads them (tens of µs on this VM): see the min–max column.');
   }
   results.groups.rand = out;
 }
