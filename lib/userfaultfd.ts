@@ -54,7 +54,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private readerStarted = false;
   private readonly queues = new Set<EventQueue>();
   private readonly registered: CheckedRange[] = [];
-  private readonly served = new Set<Served>();
+  private readonly servedHandles = new Set<Served>();
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -63,13 +63,17 @@ export abstract class Userfaultfd extends EventEmitter {
     return chooseBackend(o.backend).open(o as OpenOptions);
   }
 
-  /** Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it. */
+  /**
+   * Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it.
+   * `backend` defaults to 'auto' as in open(): the kernel where it serves, else the simulator
+   * (whose fake fds can be adopted within the same thread).
+   */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOptions<OpenOptions>(options, 'options');
     checkSelfFaultPolicy(o.onSelfFault);
-    return chooseBackend(o.backend ?? 'native').fromFd(fd, o as OpenOptions);
+    return chooseBackend(o.backend).fromFd(fd, o as OpenOptions);
   }
 
   protected constructor(init: UffdInit) {
@@ -204,7 +208,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
     const end = r.start + BigInt(r.length);
-    for (const x of this.served) {
+    for (const x of this.servedHandles) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
         throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
           `0x${r.start.toString(16)}, ${r.length} bytes`);
@@ -226,11 +230,11 @@ export abstract class Userfaultfd extends EventEmitter {
       start: r.start,
       length: r.length,
       stop: () => {
-        if (!this.served.delete(served) || this.isClosed) return;
+        if (!this.servedHandles.delete(served) || this.isClosed) return;
         this._unserve(handle);
       },
     };
-    this.served.add(served);
+    this.servedHandles.add(served);
     return served;
   }
 

@@ -88,9 +88,7 @@ void FaultReader::Run() {
       Delivery d{};
       d.note = kNoteReaderFailed;
       d.err = (fds[0].revents & POLLNVAL) ? EBADF : EINVAL;
-      std::lock_guard<std::mutex> lock(mutex_);
-      Post(d);
-      Flush();
+      PostAndSignal(&d, 1);
       break;
     }
     if ((fds[0].revents & (POLLIN | POLLHUP)) && !ReadBatch()) break;
@@ -108,9 +106,7 @@ bool FaultReader::ReadBatch() {
     Delivery d{};
     d.note = kNoteReaderFailed;
     d.err = errno;
-    std::lock_guard<std::mutex> lock(mutex_);
-    Post(d);
-    Flush();
+    PostAndSignal(&d, 1);
     return false;
   }
   size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
@@ -135,9 +131,7 @@ void FaultReader::Retry() {
 // Reader thread: hands this batch's deliveries to JS.
 void FaultReader::PostBatch() {
   if (toPost_.empty()) return;
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (const Delivery& d : toPost_) Post(d);
-  Flush();
+  PostAndSignal(toPost_.data(), toPost_.size());
   toPost_.clear();
 }
 
@@ -161,14 +155,24 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
   }
 }
 
-void FaultReader::Post(const Delivery& d) { pending_.push_back(d); }
-
-void FaultReader::Flush() {
-  if (signalled_ || pending_.empty()) return;
-  signalled_ = true;
+// Reader thread. The thread-safe function is called after mutex_ is released: its call wakes
+// the JS thread, and a reader preempted while still holding mutex_ (one CPU, or a busy
+// machine) made the JS thread block on it and switch back and forth twice more per batch
+// (measured with perf stat: 6.9 -> 5.7 context switches per fault; README.md "Performance").
+void FaultReader::PostAndSignal(const Delivery* d, size_t count) {
+  bool signal = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.insert(pending_.end(), d, d + count);
+    if (!signalled_) signalled_ = signal = true;
+  }
   // NonBlockingCall on an unbounded queue never waits for JS: the reader keeps reading
-  // (non-cooperative events block their callers until read) even while JS is busy.
-  if (tsfn_.NonBlockingCall() != napi_ok) signalled_ = false;
+  // (non-cooperative events block their callers until read) even while JS is busy. A call
+  // that finds the deliveries already taken by an earlier one delivers nothing.
+  if (signal && tsfn_.NonBlockingCall() != napi_ok) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    signalled_ = false;
+  }
 }
 
 void FaultReader::CallJs(Napi::Env env, Napi::Function fn, FaultReader* self, void*) {

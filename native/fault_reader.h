@@ -70,8 +70,9 @@ class FaultReader {
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
   void Retry();      // reader thread
   void PostBatch();  // reader thread
-  void Post(const Delivery& d);  // reader thread, under mutex_
-  void Flush();  // reader thread: signal JS when deliveries are waiting
+  // Reader thread: queue deliveries for JS and signal it (outside mutex_) unless a signal
+  // is already pending.
+  void PostAndSignal(const Delivery* d, size_t count);
 
   void DeliverToJs(Napi::Env env, Napi::Function fn);  // JS thread
   static void Finalize(Napi::Env env, void* unused, FaultReader* self);
