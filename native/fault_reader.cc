@@ -1,7 +1,6 @@
 #include "fault_reader.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,15 +17,11 @@ constexpr size_t kReserve = 256;  // deliveries kept allocated, so steady state 
 FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
                          Napi::Uint8Array scratch)
     : fd_(fd), handler_(handler) {
-  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wakeFd_ < 0) ThrowErrno(env, errno, "eventfd");
+  if (thread_.initError() != 0) ThrowErrno(env, thread_.initError(), "eventfd");
   scratch_ = Napi::Persistent(scratch.As<Napi::Object>());
   scratchData_ = scratch.Data();
   scratchCapacity_ = scratch.ByteLength() / sizeof(Delivery);
-  if (scratchCapacity_ == 0) {
-    close(wakeFd_);
-    ThrowRangeError(env, "scratch buffer too small");
-  }
+  if (scratchCapacity_ == 0) ThrowRangeError(env, "scratch buffer too small");
   pending_.reserve(kReserve);
   delivering_.reserve(kReserve);
   toPost_.reserve(kBatch);
@@ -34,44 +29,39 @@ FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Fun
   retryNext_.reserve(kReserve);
   tsfn_ = Tsfn::New(env, onBatch, "userfaultfd-reader", 0, 1, this, Finalize,
                     static_cast<void*>(nullptr));
-  try {
-    thread_ = std::thread([this] { Run(); });
-  } catch (...) {
-    close(wakeFd_);
-    tsfn_.Release();
-    throw;
-  }
+}
+
+// Not in the constructor: once the thread-safe function exists, its finalizer owns this object,
+// and a constructor that threw would free it a second time.
+void FaultReader::Start(Napi::Env env) {
+  int err = thread_.Start([this] { Run(); });
+  if (err == 0) return;
+  Stop();
+  ThrowErrno(env, err, "pthread_create");
 }
 
 FaultReader::~FaultReader() {
   DropUndelivered(pending_);
   DropUndelivered(delivering_);
-  if (wakeFd_ >= 0) close(wakeFd_);
 }
 
 void FaultReader::Stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  stopping_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  ssize_t ignored = write(wakeFd_, &one, sizeof one);
-  (void)ignored;
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.Stop()) return;
   tsfn_.Release();  // Finalize deletes this once the queue has drained
 }
 
 void FaultReader::Ref(Napi::Env env) {
-  if (!stopped_) tsfn_.Ref(env);
+  if (!thread_.stopped()) tsfn_.Ref(env);
 }
 
 void FaultReader::Unref(Napi::Env env) {
-  if (!stopped_) tsfn_.Unref(env);
+  if (!thread_.stopped()) tsfn_.Unref(env);
 }
 
 // Reader thread.
 void FaultReader::Run() {
-  pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
-  while (!stopping_.load(std::memory_order_acquire)) {
+  pollfd fds[2] = {{fd_, POLLIN, 0}, {thread_.wakeFd(), POLLIN, 0}};
+  while (!thread_.stopping()) {
     // A fault waiting for a retry (EAGAIN: the kernel was still finishing a non-cooperative
     // event when it was answered) must not wait for another message that may never come.
     int n = poll(fds, 2, retry_.empty() ? -1 : kRetryMs);
@@ -187,7 +177,7 @@ void FaultReader::DeliverToJs(Napi::Env env, Napi::Function fn) {
     delivering_.swap(pending_);
     signalled_ = false;
   }
-  if (stopped_) {
+  if (thread_.stopped()) {
     DropUndelivered(delivering_);
     return;
   }

@@ -7,10 +7,10 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "kernel_abi.h"
+#include "wakeable_thread.h"
 
 namespace uffd {
 
@@ -54,6 +54,9 @@ class FaultReader {
   FaultReader(const FaultReader&) = delete;
   FaultReader& operator=(const FaultReader&) = delete;
 
+  // JS thread only. Starts the reader thread; on failure the reader has stopped itself (and is
+  // deleted by its finalizer) and a UffdError is thrown.
+  void Start(Napi::Env env);
   // JS thread only. Stop wakes the thread through the eventfd and joins it; idempotent. The
   // object then deletes itself once the thread-safe function has finished.
   void Stop();
@@ -79,15 +82,12 @@ class FaultReader {
   void DropUndelivered(std::vector<Delivery>& batch);
 
   int fd_;
-  int wakeFd_;
   FaultHandler* handler_;
   Napi::ObjectReference scratch_;
   uint8_t* scratchData_;
   size_t scratchCapacity_;  // deliveries that fit in scratch
 
-  std::thread thread_;
-  std::atomic<bool> stopping_{false};
-  bool stopped_ = false;
+  WakeableThread thread_;
   Tsfn tsfn_;
 
   std::mutex mutex_;

@@ -2,14 +2,12 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <system_error>
 
 #include "args.h"
 #include "errors.h"
@@ -100,40 +98,29 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
 
 ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents)
     : listenFd_(listenFd), readSize_(readSize), buffer_(readSize) {
-  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wakeFd_ < 0) {
-    int err = errno;
+  if (thread_.initError() != 0) {
     close(listenFd_);
-    ThrowErrno(env, err, "eventfd");
+    ThrowErrno(env, thread_.initError(), "eventfd");
   }
   tsfn_ = Tsfn::New(env, onEvents, "userfaultfd-listener", 0, 1, this, Finalize,
                     static_cast<void*>(nullptr));
 }
 
 void ListenCore::Start(Napi::Env env) {
-  try {
-    thread_ = std::thread([this] { Run(); });
-  } catch (const std::system_error& e) {
-    Stop();  // no thread to join; Finalize deletes this
-    ThrowErrno(env, e.code().value() != 0 ? e.code().value() : EAGAIN, "pthread_create");
-  }
+  int err = thread_.Start([this] { Run(); });
+  if (err == 0) return;
+  Stop();  // no thread to join; Finalize deletes this
+  ThrowErrno(env, err, "pthread_create");
 }
 
 ListenCore::~ListenCore() {
   CloseFds(pending_);
   for (const Conn& c : conns_) close(c.fd);
   if (listenFd_ >= 0) close(listenFd_);
-  if (wakeFd_ >= 0) close(wakeFd_);
 }
 
 void ListenCore::Stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  stopping_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  ssize_t ignored = write(wakeFd_, &one, sizeof one);
-  (void)ignored;
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.Stop()) return;
   // The thread is gone: its fds can go now (the destructor runs later, at Finalize).
   for (const Conn& c : conns_) close(c.fd);
   conns_.clear();
@@ -143,37 +130,33 @@ void ListenCore::Stop() {
 }
 
 void ListenCore::Ref(Napi::Env env) {
-  if (!stopped_) tsfn_.Ref(env);
+  if (!thread_.stopped()) tsfn_.Ref(env);
 }
 
 void ListenCore::Unref(Napi::Env env) {
-  if (!stopped_) tsfn_.Unref(env);
+  if (!thread_.stopped()) tsfn_.Unref(env);
 }
 
 void ListenCore::Release(uint32_t conn) {
-  if (stopped_) return;
+  if (thread_.stopped()) return;
   std::lock_guard<std::mutex> lock(mutex_);
   commands_.push_back({conn, false});
-  uint64_t one = 1;
-  ssize_t ignored = write(wakeFd_, &one, sizeof one);
-  (void)ignored;
+  thread_.Wake();
 }
 
 void ListenCore::Drop(uint32_t conn) {
-  if (stopped_) return;
+  if (thread_.stopped()) return;
   std::lock_guard<std::mutex> lock(mutex_);
   commands_.push_back({conn, true});
-  uint64_t one = 1;
-  ssize_t ignored = write(wakeFd_, &one, sizeof one);
-  (void)ignored;
+  thread_.Wake();
 }
 
 // Listener thread.
 void ListenCore::Run() {
   std::vector<pollfd> fds;
-  while (!stopping_.load(std::memory_order_acquire)) {
+  while (!thread_.stopping()) {
     fds.clear();
-    fds.push_back({wakeFd_, POLLIN, 0});
+    fds.push_back({thread_.wakeFd(), POLLIN, 0});
     fds.push_back({listenFd_, POLLIN, 0});
     // A released connection is watched for its hang-up only.
     for (const Conn& c : conns_) fds.push_back({c.fd, static_cast<short>(c.reading ? POLLIN : POLLRDHUP), 0});
@@ -185,10 +168,8 @@ void ListenCore::Run() {
       return;
     }
     if (fds[0].revents != 0) {
-      uint64_t v;
-      ssize_t ignored = read(wakeFd_, &v, sizeof v);
-      (void)ignored;
-      if (stopping_.load(std::memory_order_acquire)) return;
+      thread_.Drain();
+      if (thread_.stopping()) return;
       ApplyCommands();
       continue;  // the set of connections may have changed
     }
@@ -318,7 +299,7 @@ void ListenCore::Deliver(Napi::Env env, Napi::Function fn) {
     events.swap(pending_);
     signalled_ = false;
   }
-  if (stopped_) {
+  if (thread_.stopped()) {
     CloseFds(events);
     return;
   }

@@ -14,8 +14,9 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "wakeable_thread.h"
 
 namespace uffd {
 
@@ -81,14 +82,11 @@ class ListenCore {
   static void CloseFds(std::vector<ListenEvent>& events);
 
   int listenFd_;
-  int wakeFd_;
   size_t readSize_;
   std::vector<uint8_t> buffer_;  // listener thread
   std::vector<Conn> conns_;      // listener thread
   uint32_t nextConn_ = 1;        // listener thread
-  std::thread thread_;
-  std::atomic<bool> stopping_{false};
-  bool stopped_ = false;  // JS thread
+  WakeableThread thread_;
   Tsfn tsfn_;
 
   std::mutex mutex_;

@@ -307,8 +307,10 @@ Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "startReader(onBatch, scratch)");
   }
   jsTid_ = gettid();
-  reader_ = new FaultReader(env, fd, this, info[0].As<Napi::Function>(),
-                            info[1].As<Napi::Uint8Array>());
+  auto* reader = new FaultReader(env, fd, this, info[0].As<Napi::Function>(),
+                                 info[1].As<Napi::Uint8Array>());
+  reader->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
+  reader_ = reader;
   return env.Undefined();
 }
 
