@@ -5,7 +5,7 @@
 import { checkAligned, checkSpan, toBytes, toLength, toOptions } from './args';
 import { chooseBackend } from './backend';
 import { HUGE_PAGE_SIZE, PAGE_SIZE } from './constants';
-import { closedError, invalidArgType } from './errors';
+import { closedError, invalidArgType, uffdError } from './errors';
 import type { BackendName, MapOptions, Protection } from './types';
 
 export abstract class Region {
@@ -18,6 +18,9 @@ export abstract class Region {
   readonly shared: boolean;
   readonly hugetlb: boolean;
   readonly pageSize: number;
+  /** Spans made 'none' (0) or 'read' (1) by protect(): a read or write there from the thread
+   * pool would kill the process with SIGSEGV, so it is refused with EFAULT instead. */
+  private readonly guards: Array<[number, number, 0 | 1]> = [];
 
   /** Maps `length` bytes: private anonymous, or memfd-backed with `shared`, or hugetlb. */
   static map(length: number, options: MapOptions = {}): Region {
@@ -51,6 +54,7 @@ export abstract class Region {
     toLength(offset, 'offset', true);
     toLength(length, 'length');
     checkSpan(offset, length, this.length, 'offset + length');
+    this.checkAccess(offset, length, false);
     return this._read(offset, length);
   }
 
@@ -61,6 +65,7 @@ export abstract class Region {
     const bytes = toBytes(data, 'data');
     if (bytes.byteLength === 0) return Promise.resolve();
     checkSpan(offset, bytes.byteLength, this.length, 'offset + data.length');
+    this.checkAccess(offset, bytes.byteLength, true);
     return this._write(offset, bytes);
   }
 
@@ -79,6 +84,7 @@ export abstract class Region {
       throw invalidArgType('protection', "'none', 'read' or 'readwrite'", protection);
     }
     this._protect(offset, length, protection);
+    this.setGuard(offset, offset + length, protection === 'none' ? 0 : protection === 'read' ? 1 : 2);
   }
 
   /** A second mapping of the same pages (shared regions): fill pages here for MINOR faults. */
@@ -110,6 +116,28 @@ export abstract class Region {
 
   protected checkLive(): void {
     if (this.unmapped) throw closedError('region');
+  }
+
+  private setGuard(start: number, end: number, level: 0 | 1 | 2): void {
+    const kept: Array<[number, number, 0 | 1]> = [];
+    for (const [s, e, l] of this.guards) {
+      if (e <= start || s >= end) kept.push([s, e, l]);
+      else {
+        if (s < start) kept.push([s, start, l]);
+        if (e > end) kept.push([end, e, l]);
+      }
+    }
+    if (level !== 2) kept.push([start, end, level]);
+    this.guards.splice(0, this.guards.length, ...kept);
+  }
+
+  private checkAccess(offset: number, length: number, write: boolean): void {
+    for (const [s, e, l] of this.guards) {
+      if (s < offset + length && e > offset && (write || l === 0)) {
+        throw uffdError('EFAULT', write ? 'region.write' : 'region.read', undefined,
+          `bytes ${s}..${e} of the region are protected '${l === 0 ? 'none' : 'read'}'`);
+      }
+    }
   }
 
   private checkPages(offset: number, length: number): void {

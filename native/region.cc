@@ -192,7 +192,13 @@ Napi::Value Region::Protect(const Napi::CallbackInfo& info) {
   Mapping& m = Live(env);
   uint64_t offset = ArgU64(info, 0), length = ArgU64(info, 1);
   CheckSpan(env, offset, length);
-  if (mprotect(m.addr() + offset, length, ArgInt(info, 2)) != 0) ThrowErrno(env, errno, "mprotect");
+  int prot = ArgInt(info, 2);
+  // A thread-pool copy in flight (or waiting on a fault) would die of SIGSEGV on the pages
+  // taken away under it: refuse until the reads and writes have ended.
+  if (prot != (PROT_READ | PROT_WRITE) && m.accessing()) {
+    ThrowErrno(env, EBUSY, "mprotect", kNoBytes, "region.read/write in flight");
+  }
+  if (mprotect(m.addr() + offset, length, prot) != 0) ThrowErrno(env, errno, "mprotect");
   return env.Undefined();
 }
 

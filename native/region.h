@@ -18,6 +18,8 @@ class Mapping {
   size_t length() const { return length_; }
   int fd() const { return fd_.load(); }
   bool live() const { return !unmapRequested_.load(); }
+  // JS thread: reads or writes are running (or waiting on a fault) on the thread pool.
+  bool accessing() const { return accesses_.load() > 0; }
 
   void AddRef() { refs_.fetch_add(1); }
   void Release();          // any thread
