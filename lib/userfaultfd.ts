@@ -418,6 +418,8 @@ export abstract class Userfaultfd extends EventEmitter {
     if (this.readerStarted || this.isClosed) return;
     this.readerStarted = true;
     this._startReader();
+    // The reader starts ref'd: a serve() alone (no event consumer) must not hold the process.
+    this.updateRef(0);
   }
 
   /** `adding` is 1 while a listener is about to be added (newListener fires before). */

@@ -170,12 +170,15 @@ void FaultReader::DeliverToJs(Napi::Env env, Napi::Function fn) {
     size_t n = std::min(scratchCapacity_, delivering_.size() - done);
     memcpy(scratchData_, &delivering_[done], n * sizeof(Delivery));
     done += n;
-    try {
-      fn.Call({Napi::Number::New(env, static_cast<double>(n))});
-    } catch (const Napi::Error& e) {
-      // lib/ catches handler errors itself; what escapes is rethrown as uncaught, as from
-      // any other event source.
-      e.ThrowAsJavaScriptException();
+    // Raw N-API on purpose: while a Worker is being terminated JS cannot run, and
+    // node-addon-api's Call would then build a C++ Napi::Error, which itself needs JS and
+    // aborts the process (napi_define_properties). A failed status just stops delivery; an
+    // exception a handler let escape stays pending, and Node reports it as uncaught, as from
+    // any other event source.
+    napi_value argv[1];
+    napi_value result;
+    if (napi_create_double(env, static_cast<double>(n), &argv[0]) != napi_ok ||
+        napi_call_function(env, env.Undefined(), fn, 1, argv, &result) != napi_ok) {
       break;
     }
   }
