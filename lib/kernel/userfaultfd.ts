@@ -115,31 +115,46 @@ export class KernelUserfaultfd extends Userfaultfd {
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   private onBatch(count: number): void {
-    const v = this.view!;
     for (let i = 0; i < count && !this.closed; i++) {
-      const o = i * RECORD;
-      const note = v.getInt32(o + 32, true);
-      const err = v.getInt32(o + 36, true);
-      if (note === NOTE.readerFailed) {
-        this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
-        continue;
+      try {
+        this.deliver(i * RECORD);
+      } catch (e) {
+        // An 'error' event with no listener, or a listener that throws: uncaught, as from any
+        // event source (an exception left pending in a native callback is only a deprecation
+        // warning in Node 20) — and the rest of the batch is still delivered, or its faulting
+        // threads would wait forever.
+        process.nextTick(() => { throw e; });
       }
-      const e = this.decode(v, o);
-      if (e === null) continue;
-      if (note === NOTE.selfFault && e.type === 'pagefault') {
-        this.reportError(selfFaultError(e, this.selfFaultPolicy, err));
-        continue;
-      }
-      if (note === NOTE.sourceFailed && e.type === 'pagefault') {
-        this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
-      }
-      if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
-        this.answerByFallback(e);
-        this.reportError(unhandledError(e), e);
-        continue;
-      }
-      this.dispatch(e);
     }
+  }
+
+  private deliver(o: number): void {
+    const v = this.view!;
+    const note = v.getInt32(o + 32, true);
+    const err = v.getInt32(o + 36, true);
+    if (note === NOTE.readerFailed) {
+      this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
+      return;
+    }
+    const e = this.decode(v, o);
+    if (e === null) return;
+    if (note === NOTE.selfFault && e.type === 'pagefault') {
+      this.reportError(selfFaultError(e, this.selfFaultPolicy, err));
+      return;
+    }
+    if (note === NOTE.sourceFailed && e.type === 'pagefault') {
+      try {
+        this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
+      } catch (x) {
+        process.nextTick(() => { throw x; }); // the fault itself must still reach a handler below
+      }
+    }
+    if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
   }
 
   private decode(v: DataView, o: number): UffdEvent | null {

@@ -27,7 +27,7 @@ describe('reliability: API fuzzing (native-only: the guarded self-fault path nee
     const line = r.stdout.split('\n').find((l) => l.startsWith('FUZZ OK'));
     assert.ok(line, where);
     const counts = JSON.parse(line.slice(line.indexOf('{')));
-    assert.strictEqual(counts.calls, calls);
+    assert.ok(counts.calls >= calls, `${counts.calls} calls`); // plus those made from inside handlers
     // The run reached the interesting paths, not only argument checks.
     assert.ok(counts.UffdError > 0 && counts.TypeError > 0 && counts.RangeError > 0, line);
     assert.ok(counts.faults > 0 && counts.guardedAccesses > 0, line);
