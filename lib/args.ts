@@ -53,7 +53,7 @@ export function toBytes(value: unknown, name: string): Uint8Array {
   if (value instanceof Uint8Array) return value;
   try {
     if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    if (value instanceof ArrayBuffer) return new Uint8Array(value);
+    if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return new Uint8Array(value);
   } catch {
     return new Uint8Array(0); // a detached buffer: V8 refuses a view of it; it holds no bytes
   }

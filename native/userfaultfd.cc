@@ -183,9 +183,7 @@ Napi::Value Userfaultfd::CopyFromBuffer(const Napi::CallbackInfo& info) {
   const uint8_t* src;
   size_t len;
   if (info[1].IsTypedArray()) {
-    Napi::TypedArray t = info[1].As<Napi::TypedArray>();
-    src = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-    len = t.ByteLength();
+    ViewBytes(info[1], &src, &len);
   } else if (info[1].IsArrayBuffer()) {
     Napi::ArrayBuffer b = info[1].As<Napi::ArrayBuffer>();
     src = static_cast<const uint8_t*>(b.Data());
@@ -327,12 +325,12 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       break;
     case 1: {
       if (!info[3].IsTypedArray()) ThrowTypeError(env, "buffer source must be a Uint8Array");
-      Napi::TypedArray t = info[3].As<Napi::TypedArray>();
-      const uint8_t* data = static_cast<const uint8_t*>(t.ArrayBuffer().Data());
-      if (data == nullptr && t.ByteLength() > 0) ThrowRangeError(env, "buffer is detached");
-      uint64_t len = t.ByteLength();
+      const uint8_t* data;
+      size_t bytes;
+      ViewBytes(info[3], &data, &bytes);
+      uint64_t len = bytes;
       uint64_t skip = std::min<uint64_t>(offset, len);
-      source = MakeMemorySource(data + t.ByteOffset() + skip, len - skip);
+      source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
       keep = Napi::Persistent(info[3]);
       break;
     }

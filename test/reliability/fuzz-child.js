@@ -162,7 +162,7 @@ function bytes() {
   const r = int(8);
   if (r < 4) return Buffer.alloc((1 + int(4)) * PAGE, int(256));
   if (r === 4) return new Uint8Array(new ArrayBuffer((1 + int(2)) * PAGE));
-  if (r === 5) return new ArrayBuffer(PAGE);
+  if (r === 5) return chance(0.5) ? new ArrayBuffer(PAGE) : chance(0.5) ? new SharedArrayBuffer(PAGE) : new Uint8Array(new SharedArrayBuffer(3 * PAGE), PAGE, PAGE);
   if (r === 6) return Buffer.alloc(pick([0, 1, 4095, 4097]));
   if (chance(0.5) && !GR.unmapped) return new Uint8Array(GR.buffer, int(8) * PAGE, PAGE); // guarded memory
   return junk();
@@ -332,7 +332,7 @@ const OPS = [
     u.move(chance(0.2) ? range() : address(), chance(0.2) ? range() : address(), length(), opts(['dontWake', 'allowSrcHoles']));
   }],
   ['serve', 4, () => {
-    const src = pick([PageSource.zero(), PageSource.buffer(Buffer.alloc(3 * PAGE, 9)),
+    const src = pick([PageSource.zero(), PageSource.buffer(Buffer.alloc(3 * PAGE, 9)), PageSource.buffer(new SharedArrayBuffer(2 * PAGE)),
       PageSource.file(tmpFile), PageSource.file(tmpFd, { offset: PAGE, mode: 'pread' }), junk()]);
     const u = anyUffd();
     const r = range();
