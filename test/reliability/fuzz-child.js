@@ -17,8 +17,9 @@
 // - a uffd with a non-cooperative event feature (REMOVE, UNMAP, REMAP, FORK) always has a
 //   listener, since madvise/munmap block until the event is read;
 // - a range registered by a uffd with the SIGBUS feature is treated as poisoned;
-// - raw ranges are built only from live regions, never from freed address space that the
-//   allocator may hand to V8 next;
+// - raw ranges lie inside one live region, never past its end nor in freed address space: the
+//   neighbouring mapping may be V8's heap, and a V8 thread stopped on a fault nobody answers
+//   stops the main thread too (at the next GC);
 // - copy and PageSource.buffer sources are plain buffers, never views of registered memory.
 'use strict';
 const fs = require('fs');
@@ -136,7 +137,7 @@ function address() {
   const live = liveRegions();
   if (live.length && chance(0.75)) {
     const r = pick(live);
-    let off = int(r.length / PAGE + 2) * PAGE;
+    let off = int(r.length / PAGE) * PAGE;
     if (chance(0.1)) off += pick([1, 7, 2048, 4095]);
     const a = r.address + BigInt(off);
     return chance(0.5) ? a : Number(a);
@@ -149,13 +150,31 @@ function length() {
   return pick([0, -PAGE, 1, 4095, 4097, 1.5, 2 ** 53, 2 ** 64, NaN, Infinity, '4096', 4096n, null, undefined]);
 }
 
+/**
+ * A range: a Region, junk, or { start, length } inside ONE live region. A valid range never
+ * reaches past its region: the next mapping may be V8's heap, and registering it (or moving
+ * pages out of it) would stop V8's own threads on faults nobody answers.
+ */
 function range() {
   const r = int(10);
   const live = liveRegions();
   if (r < 3 && regions.length) return pick(regions);        // a Region (possibly unmapped)
-  if (r < 8 && live.length) return { start: address(), length: length() };
-  if (r === 8) return { start: address(), length: length(), extra: 1 };
+  if (r < 9 && live.length) {
+    const x = inRegion(pick(live));
+    if (r === 8) x.extra = 1;
+    return x;
+  }
   return junk();
+}
+
+function inRegion(reg) {
+  const pages = reg.length / PAGE;
+  const k = int(pages);
+  let start = reg.address + BigInt(k * PAGE);
+  let len = (1 + int(pages - k)) * PAGE;
+  if (chance(0.1)) start += BigInt(pick([1, 7, 2048]));         // misaligned: refused before any syscall
+  if (chance(0.1)) len = pick([0, -PAGE, 1, 4095, 4097, 1.5, 2 ** 53, 2 ** 64, NaN, Infinity, '4096', 4096n, null, undefined]);
+  return { start: chance(0.5) ? start : Number(start), length: len };
 }
 
 function bytes() {
@@ -203,6 +222,7 @@ function onError(u) {
       fail("unexpected 'error' event", e);
     }
     counts.errorEvents[code] = (counts.errorEvents[code] || 0) + 1;
+    if (process.env.FUZZ_SHOW_ERRORS && e instanceof UffdError) fs.writeSync(2, `error event: ${e.message}\n`);
   });
 }
 
@@ -328,8 +348,21 @@ const OPS = [
     u.poison(r, opts(['dontWake']));
   }],
   ['move', 4, () => {
+    // Both ends inside live regions, and the length fits both: MOVE takes the source's pages.
     const u = anyUffd();
-    u.move(chance(0.2) ? range() : address(), chance(0.2) ? range() : address(), length(), opts(['dontWake', 'allowSrcHoles']));
+    const live = liveRegions();
+    if (!live.length || chance(0.1)) { u.move(junk(), junk(), length(), junk()); return; }
+    const d = inRegion(pick(live));
+    const sr = inRegion(pick(live));
+    const room = (x, reg) => { try { return Number(reg.address + BigInt(reg.length) - BigInt(x.start)); } catch { return 0; } };
+    const owner = (x) => live.find((reg) => { try { const a = BigInt(x.start); return a >= reg.address && a < reg.address + BigInt(reg.length); } catch { return false; } });
+    const dr = owner(d);
+    const srr = owner(sr);
+    let len = typeof d.length === 'number' ? d.length : PAGE;
+    if (dr && srr) len = Math.min(len, room(d, dr), room(sr, srr));
+    if (chance(0.1)) len = pick([0, -PAGE, 4097, 1.5, 2 ** 53, NaN, '4096', 4096n]);
+    if (srr && srr.guarded) return; // G's pages stay put (a hole would be answered, but keep G simple)
+    u.move(chance(0.1) ? dr || d.start : d.start, chance(0.1) ? srr || sr.start : sr.start, len, opts(['dontWake', 'allowSrcHoles']));
   }],
   ['serve', 4, () => {
     const src = pick([PageSource.zero(), PageSource.buffer(Buffer.alloc(3 * PAGE, 9)), PageSource.buffer(new SharedArrayBuffer(2 * PAGE)),
