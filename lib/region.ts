@@ -8,6 +8,9 @@ import { HUGE_PAGE_SIZE, PAGE_SIZE } from './constants';
 import { closedError, invalidArgType, uffdError } from './errors';
 import type { BackendName, MapOptions, Protection } from './types';
 
+/** Region buffers, to find the region behind a view passed as `data` (see write()). */
+const regionOfBuffer = new WeakMap<ArrayBuffer, Region>();
+
 export abstract class Region {
   abstract readonly backend: BackendName;
   /** The first byte's address. */
@@ -66,6 +69,9 @@ export abstract class Region {
     if (bytes.byteLength === 0) return Promise.resolve();
     checkSpan(offset, bytes.byteLength, this.length, 'offset + data.length');
     this.checkAccess(offset, bytes.byteLength, true);
+    // `data` may view another region: its protected pages would kill the copy as well.
+    const from = regionOfBuffer.get(bytes.buffer as ArrayBuffer);
+    if (from !== undefined && !from.unmapped) from.checkAccess(bytes.byteOffset, bytes.byteLength, false);
     return this._write(offset, bytes);
   }
 
@@ -113,6 +119,12 @@ export abstract class Region {
   protected abstract _alias(): Region;
   protected abstract _residentPages(): number;
   protected abstract _unmap(): void;
+
+  /** Backends call this with each buffer they hand out. */
+  protected noteBuffer(buffer: ArrayBuffer): ArrayBuffer {
+    if (buffer.byteLength > 0) regionOfBuffer.set(buffer, this);
+    return buffer;
+  }
 
   protected checkLive(): void {
     if (this.unmapped) throw closedError('region');

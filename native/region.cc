@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <vector>
 
 #include "args.h"
@@ -38,8 +40,35 @@ void Mapping::RequestUnmap() {
   if (accesses_.load() == 0) Unmap();
 }
 
+namespace {
+std::mutex gMappingsMutex;
+std::set<Mapping*> gMappings;  // every mapped Mapping of the process (Workers included)
+}  // namespace
+
+void Mapping::Track(Mapping* m) {
+  std::lock_guard<std::mutex> lock(gMappingsMutex);
+  gMappings.insert(m);
+}
+
+Mapping* Mapping::AcquireContaining(const void* p, size_t length) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  if (b == nullptr || length == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(gMappingsMutex);
+  for (Mapping* m : gMappings) {
+    if (b >= m->addr_ && b < m->addr_ + m->length_ && m->live()) {
+      m->BeginAccess();
+      return m;
+    }
+  }
+  return nullptr;
+}
+
 void Mapping::Unmap() {
   if (unmapped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(gMappingsMutex);
+    gMappings.erase(this);
+  }
   munmap(addr_, length_);
   int fd = fd_.exchange(-1);
   if (fd >= 0) close(fd);
@@ -61,8 +90,13 @@ class AccessWorker : public Napi::AsyncWorker {
         write_(write) {
     data_ = Napi::Persistent(data.As<Napi::Object>());
     mapping_->BeginAccess();
+    // `data` may be a view of another Region: keep that one mapped until the copy is done.
+    dataMapping_ = Mapping::AcquireContaining(bytes_, length_);
   }
-  ~AccessWorker() override { mapping_->EndAccess(); }
+  ~AccessWorker() override {
+    mapping_->EndAccess();
+    if (dataMapping_ != nullptr) dataMapping_->EndAccess();
+  }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -79,6 +113,7 @@ class AccessWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   Mapping* mapping_;
+  Mapping* dataMapping_ = nullptr;
   uint8_t* memory_;
   uint8_t* bytes_;
   size_t length_;
@@ -134,6 +169,7 @@ Region::Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) 
                                         : nullptr);
   }
   mapping_ = new Mapping(static_cast<uint8_t*>(addr), length, fd);
+  Mapping::Track(mapping_);
 }
 
 Region::~Region() {

@@ -27,6 +27,12 @@ class Mapping {
   void EndAccess();        // JS thread
   void RequestUnmap();     // JS thread: now if idle, else when the last access ends
 
+  // The live mapping that holds [p, p + length), with an access begun on it (end it with
+  // EndAccess), or null: a JS buffer may be a view of another Region, whose unmap() must then
+  // wait for the copy that reads it. Any thread.
+  static Mapping* AcquireContaining(const void* p, size_t length);
+  static void Track(Mapping* m);  // any thread: findable by AcquireContaining until unmapped
+
  private:
   ~Mapping() = default;
   void Unmap();

@@ -9,6 +9,7 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "region.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -139,6 +140,10 @@ void Userfaultfd::Shutdown() {
   served_.Clear();
   keepAlive_.clear();
   keepAliveIds_.clear();
+  for (Mapping* m : keepMapped_) {
+    if (m != nullptr) m->EndAccess();
+  }
+  keepMapped_.clear();
   if (fd_ >= 0) {
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
@@ -319,6 +324,7 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
   Napi::Reference<Napi::Value> keep;
+  Mapping* keepMapping = nullptr;
   switch (kind) {
     case 0:
       source = MakeZeroSource();
@@ -332,6 +338,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       uint64_t skip = std::min<uint64_t>(offset, len);
       source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
       keep = Napi::Persistent(info[3]);
+      // A view of a Region: that Region's unmap() must wait until this source is gone.
+      keepMapping = Mapping::AcquireContaining(data, bytes);
       break;
     }
     case 2:
@@ -357,6 +365,7 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);
+    keepMapped_.push_back(keepMapping);
   }
   return Napi::Number::New(env, id);
 }
@@ -368,6 +377,8 @@ Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
     if (keepAliveIds_[i] == id) {
       keepAlive_.erase(keepAlive_.begin() + static_cast<long>(i));
       keepAliveIds_.erase(keepAliveIds_.begin() + static_cast<long>(i));
+      if (keepMapped_[i] != nullptr) keepMapped_[i]->EndAccess();
+      keepMapped_.erase(keepMapped_.begin() + static_cast<long>(i));
       break;
     }
   }

@@ -149,6 +149,37 @@ describe('reliability: fault injection, native-only', function () {
     assert.strictEqual((await region.read(5 * PAGE, 1))[0], 9);
   });
 
+  it('a Region unmapped while a write from a view of it waits on a fault stays mapped until the copy ends', async () => {
+    uffd = Userfaultfd.open({ backend: 'native' });
+    region = Region.map(4 * PAGE, { backend: 'native' });
+    const other = Region.map(4 * PAGE, { backend: 'native' });
+    new Uint8Array(other.buffer).fill(7);
+    uffd.register(region);
+    const faulted = new Promise((resolve) => uffd.on('pagefault', resolve)); // answered below
+    const write = region.write(0, new Uint8Array(other.buffer));
+    const e = await faulted;
+    other.unmap(); // the thread-pool copy still reads it: the munmap waits for the copy
+    assert.strictEqual(other.buffer.byteLength, 0);
+    uffd.zeropage({ start: e.address, length: 4 * PAGE });
+    await write;
+    assert.ok((await region.read(0, 4 * PAGE)).equals(Buffer.alloc(4 * PAGE, 7)));
+  });
+
+  it('a write from a view of a protected Region fails with EFAULT instead of killing the process', async () => {
+    region = Region.map(2 * PAGE, { backend: 'native' });
+    const other = Region.map(2 * PAGE, { backend: 'native' });
+    try {
+      other.protect(0, PAGE, 'none');
+      assert.throws(() => region.write(0, new Uint8Array(other.buffer)), { code: 'EFAULT' });
+      assert.throws(() => other.read(0, 8), { code: 'EFAULT', syscall: 'region.read' });
+      await region.write(0, new Uint8Array(other.buffer, PAGE, PAGE)); // the readable page is fine
+      other.protect(0, PAGE, 'readwrite');
+      await region.write(0, new Uint8Array(other.buffer));
+    } finally {
+      other.unmap();
+    }
+  });
+
   it('a copy racing an unread REMOVE event fails with EAGAIN, and works once the event is read', async () => {
     uffd = Userfaultfd.open({ backend: 'native', features: ['EVENT_REMOVE'] });
     // The madvise that raises REMOVE blocks until the event is read, so it must come from
@@ -183,8 +214,9 @@ describe('reliability: fault injection, native-only', function () {
       assert.strictEqual(eagain.error.syscall, 'UFFDIO_COPY');
       const removes = [];
       const dropped = new Promise((resolve) => worker.once('message', resolve));
-      uffd.on('remove', (e) => removes.push(e)); // starts the reader: the event is read
+      const removed = new Promise((resolve) => uffd.on('remove', (e) => { removes.push(e); resolve(); })); // starts the reader
       assert.strictEqual(await dropped, 'dropped');
+      await removed;
       assert.strictEqual(uffd.copy(range.start + BigInt(eagain.page * PAGE), pattern(PAGE, 1)), PAGE);
       assert.strictEqual(removes.length, 1);
       assert.strictEqual(removes[0].start, range.start);

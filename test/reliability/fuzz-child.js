@@ -412,8 +412,13 @@ const OPS = [
   ['write', 8, () => {
     const r = anyRegion(true, false);
     if (!r) return;
-    const data = chance(0.8) ? Buffer.alloc(1 + int(2 * PAGE), int(256)) : pick([junk(), detachedView(), new Uint16Array(4), 'str']);
-    track(r, r.write(chance(0.8) ? int(r.length / PAGE) * PAGE : pick([-1, 1.5, 2 ** 53, r.length, null]), data));
+    let data = chance(0.8) ? Buffer.alloc(1 + int(2 * PAGE), int(256)) : pick([junk(), detachedView(), new Uint16Array(4), 'str']);
+    // A view of another region (unmapped meanwhile, perhaps): it must stay mapped for the copy.
+    const other = chance(0.1) ? anyRegion(false, false) : null;
+    if (other && !other.unmapped) data = new Uint8Array(other.buffer, 0, Math.min(other.length, 2 * PAGE));
+    const p = r.write(chance(0.8) ? int(r.length / PAGE) * PAGE : pick([-1, 1.5, 2 ** 53, r.length, null]), data);
+    track(r, p);
+    if (other && !other.unmapped) track(other, p); // no poison under a copy that reads it
   }],
   ['dontneed', 3, () => { const r = anyRegion(true); if (r) r.dontneed(chance(0.8) ? int(r.length / PAGE) * PAGE : junk(), chance(0.8) ? PAGE : length()); }],
   ['protect', 2, () => {
