@@ -467,11 +467,6 @@ function step() {
   } finally {
     current = prev;
   }
-  if (process.env.FUZZ_PROBE_G === '1' && !GR.unmapped) {
-    fs.writeSync(2, `probe after ${calls}\n`);
-    const v = new Uint8Array(GR.buffer);
-    for (let i = 0; i < GR.length; i += PAGE) void v[i];
-  }
 }
 
 async function main() {
