@@ -3,6 +3,7 @@ import type { Region } from './region';
 import type { BackendChoice, BackendName, MapOptions, OpenOptions, ProbeResult } from './types';
 import type { Userfaultfd } from './userfaultfd';
 import { invalidArgType } from './errors';
+import { binding } from './native';
 
 export interface Backend {
   readonly name: BackendName;
@@ -38,7 +39,25 @@ export function chooseBackend(choice: unknown = 'auto'): Backend {
   if (choice !== 'auto') return get(choice);
   const f = forced();
   if (f) return get(f);
-  return get('native').probe().available ? get('native') : get('simulator');
+  const native = get('native').probe();
+  if (native.available) return get('native');
+  warnFallback(native);
+  return get('simulator');
+}
+
+let warned = false;
+
+/**
+ * On Linux the kernel is expected: falling back because the addon did not load is never
+ * silent (a broken install would otherwise pass every test on the simulator).
+ */
+function warnFallback(native: ProbeResult): void {
+  if (warned || process.platform !== 'linux' || binding !== null) return;
+  warned = true;
+  process.emitWarning(`userfaultfd: using the simulator backend because ${native.reason}`, {
+    code: 'USERFAULTFD_NATIVE_UNAVAILABLE',
+    detail: 'Rebuild the addon (npm rebuild userfaultfd), or set USERFAULTFD_BACKEND=simulator to choose the simulator on purpose.',
+  });
 }
 
 /** What `backend: 'auto'` would use here, and why. */
@@ -48,6 +67,7 @@ export function probe(options: { backend?: BackendChoice } = {}): ProbeResult {
   const f = forced();
   const native = get('native').probe();
   if (f === 'simulator' || (f === null && !native.available)) {
+    if (f === null) warnFallback(native);
     const sim = get('simulator').probe();
     const reason = f === 'simulator' ? 'USERFAULTFD_BACKEND=simulator' : native.reason;
     return { ...sim, reason, unprivileged: native.unprivileged };

@@ -29,8 +29,8 @@ export class UffdError extends Error {
 /** Linux errno values, for errors raised in JavaScript (the simulator, policy checks). */
 export const ERRNO: Record<string, number> = {
   EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12,
-  EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, EINVAL: 22, ENOTTY: 25,
-  ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, SIGBUS: 135,
+  EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22,
+  EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, SIGBUS: 135, SIGSEGV: 139,
 };
 
 const MESSAGES: Record<string, string> = {
@@ -38,7 +38,8 @@ const MESSAGES: Record<string, string> = {
   EAGAIN: 'Resource temporarily unavailable', ENOMEM: 'Cannot allocate memory',
   EFAULT: 'Bad address', EBUSY: 'Device or resource busy', EEXIST: 'File exists',
   EINVAL: 'Invalid argument', ENOSYS: 'Function not implemented', EBADF: 'Bad file descriptor',
-  SIGBUS: 'Bus error (the page is poisoned)',
+  SIGBUS: 'Bus error (the page is poisoned)', SIGSEGV: 'Segmentation fault (the page is protected)',
+  EISDIR: 'Is a directory',
 };
 
 /** A UffdError made in JavaScript, worded as the native ones are. */

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
-import { constants, FeatureName, IoctlName, ioctlNames } from './constants';
+import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
 import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
@@ -17,6 +17,13 @@ import type {
 } from './types';
 
 const M = constants.modes;
+
+/** Checked before a backend opens anything, so that a bad option leaks no fd. */
+function checkSelfFaultPolicy(policy: unknown): void {
+  if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
+    throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
+  }
+}
 
 /** A served range; stop() returns its faults to the JS handlers. */
 export interface Served {
@@ -57,12 +64,16 @@ export abstract class Userfaultfd extends EventEmitter {
     return chooseBackend(o.backend).open(o as OpenOptions);
   }
 
-  /** Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it. */
+  /**
+   * Adopts a userfaultfd fd (received from another process, or a Worker's copy). Duplicates it.
+   * `backend` defaults to 'auto' as in open(): the kernel where it serves, else the simulator
+   * (whose fake fds can be adopted within the same thread).
+   */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = checkOpenOptions(options);
-    return chooseBackend(o.backend ?? 'native').fromFd(fd, o as OpenOptions);
+    return chooseBackend(o.backend).fromFd(fd, o as OpenOptions);
   }
 
   protected constructor(init: UffdInit) {
@@ -70,11 +81,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.features = Object.freeze([...init.features]);
     this.ioctls = Object.freeze([...init.ioctls]);
     this.pageSize = init.pageSize;
-    const policy = init.options.onSelfFault ?? 'zeropage';
-    if (policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
-      throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
-    }
-    this.selfFaultPolicy = policy;
+    checkSelfFaultPolicy(init.options.onSelfFault);
+    this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.faultTimeoutMs = init.options.faultTimeoutMs;
     this.on('newListener', (name: string | symbol) => {
       if (isEventType(name)) this.consumersChanged(1);
@@ -349,10 +357,22 @@ export abstract class Userfaultfd extends EventEmitter {
     try {
       if (e.wp) this._writeProtect(page, this.pageSize, 0);
       else if (e.minor) this._continue(page, this.pageSize, 0);
-      else this._zeropage(page, this.pageSize, 0);
+      else this.zeroFill(e.address);
     } catch (err) {
       if ((err as UffdError).code === 'EEXIST') this._wake(page, this.pageSize);
       else if ((err as UffdError).code !== 'ENOENT') throw err;
+    }
+  }
+
+  /** A zero page at `address`; hugetlb has no UFFDIO_ZEROPAGE, so a huge page of zeros is copied. */
+  private zeroFill(address: bigint): void {
+    const page = address - (address % BigInt(this.pageSize));
+    try {
+      this._zeropage(page, this.pageSize, 0);
+    } catch (err) {
+      if ((err as UffdError).code !== 'EINVAL') throw err;
+      const huge = BigInt(HUGE_PAGE_SIZE);
+      this._copy(address - (address % huge), new Uint8Array(HUGE_PAGE_SIZE), 0);
     }
   }
 
@@ -449,10 +469,7 @@ function pageOf(address: bigint, pageSize: number): bigint {
 /** Open options checked before any fd is opened, so that a bad option cannot leak one. */
 function checkOpenOptions(options: unknown): Partial<OpenOptions> {
   const o = toOptions<OpenOptions>(options, 'options');
-  const policy = o.onSelfFault;
-  if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
-    throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
-  }
+  checkSelfFaultPolicy(o.onSelfFault);
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);

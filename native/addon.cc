@@ -85,6 +85,77 @@ Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
+}  // namespace
+
+namespace {
+// JS thread, before each poll of the loop while accesses are in flight.
+void OnPrepare(uv_prepare_t* handle) {
+  auto* data = static_cast<AddonData*>(handle->data);
+  napi_env env = data->canary.Env();
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value undefined, canary;
+  napi_get_undefined(env, &undefined);
+  bool alive = napi_get_reference_value(env, data->canary, &canary) == napi_ok &&
+               napi_set_named_property(env, canary, "alive", undefined) == napi_ok;
+  napi_close_handle_scope(env, scope);
+  if (alive) return;
+  // The environment is being torn down (a terminated Worker, an exiting thread).
+  std::vector<Userfaultfd*> open = data->uffds;
+  for (Userfaultfd* u : open) u->Shutdown();
+  uv_prepare_stop(handle);
+}
+
+void OnPrepareCleanup(napi_async_cleanup_hook_handle, void* arg) {
+  auto* data = static_cast<AddonData*>(arg);
+  uv_close(reinterpret_cast<uv_handle_t*>(data->prepare), [](uv_handle_t* h) {
+    auto* d = static_cast<AddonData*>(h->data);
+    napi_async_cleanup_hook_handle hook = d->prepareCleanup;
+    d->prepareCleanup = nullptr;
+    delete reinterpret_cast<uv_prepare_t*>(h);
+    d->prepare = nullptr;
+    napi_remove_async_cleanup_hook(hook);
+  });
+}
+
+}  // namespace
+
+void TrackUffd(Napi::Env env, Userfaultfd* u) { GetAddonData(env)->uffds.push_back(u); }
+
+void UntrackUffd(Napi::Env env, Userfaultfd* u) {
+  std::vector<Userfaultfd*>& v = GetAddonData(env)->uffds;
+  for (size_t i = 0; i < v.size(); i++) {
+    if (v[i] == u) {
+      v.erase(v.begin() + static_cast<long>(i));
+      return;
+    }
+  }
+}
+
+void BeginEnvAccess(Napi::Env env) {
+  AddonData* data = GetAddonData(env);
+  if (data->prepare == nullptr) {
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;
+    auto* p = new uv_prepare_t;
+    uv_prepare_init(loop, p);
+    p->data = data;
+    uv_unref(reinterpret_cast<uv_handle_t*>(p));
+    data->prepare = p;
+    data->canary = Napi::Persistent(Napi::Object::New(env));
+    napi_add_async_cleanup_hook(env, OnPrepareCleanup, data, &data->prepareCleanup);
+  }
+  if (data->accesses++ == 0) uv_prepare_start(data->prepare, OnPrepare);
+}
+
+void EndEnvAccess(Napi::Env env) {
+  AddonData* data = GetAddonData(env);
+  if (data->prepare == nullptr || data->accesses == 0) return;
+  if (--data->accesses == 0) uv_prepare_stop(data->prepare);
+}
+
+namespace {
+
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) {
     Napi::TypeError::New(info.Env(), "setErrorClass(UffdError)").ThrowAsJavaScriptException();

@@ -29,9 +29,14 @@ inline uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i) {
   ThrowTypeError(info.Env(), "expected a bigint or a number");
 }
 
+// An integer number in the int32 range: NaN or 1.5 would otherwise become fd 0 or 1.
 inline int ArgInt(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsNumber()) ThrowTypeError(info.Env(), "expected a number");
-  return info[i].As<Napi::Number>().Int32Value();
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= -2147483648.0 && d <= 2147483647.0) || std::floor(d) != d) {
+    ThrowRangeError(info.Env(), "expected an integer");
+  }
+  return static_cast<int>(d);
 }
 
 // The bytes of any TypedArray or DataView, over an ArrayBuffer or a SharedArrayBuffer (going

@@ -51,6 +51,29 @@ const char* ErrnoCode(int err) {
   }
 }
 
+namespace {
+
+Napi::Error MakeError(Napi::Env env, const std::string& message, const char* code, int errnum,
+                      const char* syscall, Napi::Value bytesValue) {
+  AddonData* data = GetAddonData(env);
+  if (data != nullptr && !data->errorClass.IsEmpty()) {
+    Napi::Object e = data->errorClass.New({Napi::String::New(env, message),
+                                           Napi::String::New(env, code),
+                                           Napi::Number::New(env, errnum),
+                                           Napi::String::New(env, syscall), bytesValue});
+    return Napi::Error(env, e);
+  }
+  // The loader has not installed UffdError (a direct user of the binding): same fields.
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", code);
+  e.Set("errno", Napi::Number::New(env, errnum));
+  e.Set("syscall", syscall);
+  e.Set("bytes", bytesValue);
+  return e;
+}
+
+}  // namespace
+
 Napi::Error UffdError(Napi::Env env, int err, const char* syscall, int64_t bytes,
                       const char* detail) {
   std::string message = std::string(ErrnoCode(err)) + ": " + syscall + " failed: " + strerror(err);
@@ -59,21 +82,12 @@ Napi::Error UffdError(Napi::Env env, int err, const char* syscall, int64_t bytes
 
   Napi::Value bytesValue = bytes == kNoBytes ? env.Undefined()
                                              : Napi::Number::New(env, static_cast<double>(bytes));
-  AddonData* data = GetAddonData(env);
-  if (data != nullptr && !data->errorClass.IsEmpty()) {
-    Napi::Object e = data->errorClass.New({Napi::String::New(env, message),
-                                           Napi::String::New(env, ErrnoCode(err)),
-                                           Napi::Number::New(env, err),
-                                           Napi::String::New(env, syscall), bytesValue});
-    return Napi::Error(env, e);
-  }
-  // The loader has not installed UffdError (a direct user of the binding): same fields.
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("code", ErrnoCode(err));
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", syscall);
-  e.Set("bytes", bytesValue);
-  return e;
+  return MakeError(env, message, ErrnoCode(err), err, syscall, bytesValue);
+}
+
+Napi::Error UffdErrorWithCode(Napi::Env env, const char* code, int errnum, const char* syscall,
+                              const std::string& message) {
+  return MakeError(env, message, code, errnum, syscall, env.Undefined());
 }
 
 void ThrowErrno(Napi::Env env, int err, const char* syscall, int64_t bytes, const char* detail) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 #include <cstdint>
+#include <string>
 
 namespace uffd {
 
@@ -15,6 +16,11 @@ const char* ErrnoCode(int err);
 // JS thread only.
 Napi::Error UffdError(Napi::Env env, int err, const char* syscall, int64_t bytes = kNoBytes,
                       const char* detail = nullptr);
+
+// A UffdError whose code is not an errno name: a signal caught during a memory access
+// ('SIGBUS', errno 135 as in lib/errors.ts ERRNO). JS thread only.
+Napi::Error UffdErrorWithCode(Napi::Env env, const char* code, int errnum, const char* syscall,
+                              const std::string& message);
 
 // Throws UffdError. JS thread only.
 [[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall, int64_t bytes = kNoBytes,

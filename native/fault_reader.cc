@@ -170,15 +170,14 @@ void FaultReader::DeliverToJs(Napi::Env env, Napi::Function fn) {
     size_t n = std::min(scratchCapacity_, delivering_.size() - done);
     memcpy(scratchData_, &delivering_[done], n * sizeof(Delivery));
     done += n;
-    // Raw N-API on purpose: while a Worker is being terminated JS cannot run, and
-    // node-addon-api's Call would then build a C++ Napi::Error, which itself needs JS and
-    // aborts the process (napi_define_properties). A failed status just stops delivery; an
-    // exception a handler let escape stays pending, and Node reports it as uncaught, as from
-    // any other event source.
-    napi_value argv[1];
+    // Raw napi: node-addon-api's Call() would build a Napi::Error on failure, and building
+    // one aborts the process while a Worker is being torn down (JS cannot run then).
+    napi_value arg = Napi::Number::New(env, static_cast<double>(n));
     napi_value result;
-    if (napi_create_double(env, static_cast<double>(n), &argv[0]) != napi_ok ||
-        napi_call_function(env, env.Undefined(), fn, 1, argv, &result) != napi_ok) {
+    if (napi_call_function(env, env.Undefined(), fn, 1, &arg, &result) != napi_ok) {
+      // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any
+      // exception left pending here is reported by Node) or JS cannot run any more
+      // (environment teardown: the uffd is closed by its cleanup hook). Stop either way.
       break;
     }
   }

@@ -28,6 +28,7 @@ enum Note : int32_t {
   kNoteSelfFaultAnswered = 1,  // the JS thread faulted; the guard answered it
   kNoteSourceFailed = 2,    // a native page source could not answer; err says why
   kNoteReaderFailed = 3,    // reading the uffd failed; the reader stopped
+  kNoteSelfFaultFallback = 4,  // the JS thread faulted; POISON failed (err), a zero page answered
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };

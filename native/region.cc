@@ -1,15 +1,21 @@
 #include "region.h"
 
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "addon.h"
 #include "args.h"
 #include "errors.h"
 
@@ -76,6 +82,63 @@ void Mapping::Unmap() {
 
 namespace {
 
+// A poisoned page (UFFDIO_POISON) raises SIGBUS on access. On a thread-pool thread that would
+// kill the process, so the copy runs under a guard: a SIGBUS raised inside it jumps back out
+// and the access rejects with code 'SIGBUS'. Any other SIGBUS goes to the handler that was
+// installed before ours, or gets the default action (the process dies of SIGBUS, as it would
+// without us: the JS thread's own access to a poisoned page through `buffer` is one).
+// volatile, and fenced below: memcpy touches neither, so the compiler may otherwise drop the
+// store before it as dead.
+thread_local sigjmp_buf* volatile tlGuard = nullptr;
+thread_local volatile uintptr_t tlFaultAddress = 0;
+struct sigaction previousSigbus;
+std::once_flag sigbusInstalled;
+
+void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
+  if (tlGuard != nullptr) {
+    tlFaultAddress = reinterpret_cast<uintptr_t>(info->si_addr);
+    siglongjmp(*tlGuard, 1);
+  }
+  if (previousSigbus.sa_flags & SA_SIGINFO) {
+    previousSigbus.sa_sigaction(sig, info, ucontext);
+    return;
+  }
+  if (previousSigbus.sa_handler != SIG_DFL && previousSigbus.sa_handler != SIG_IGN) {
+    previousSigbus.sa_handler(sig);
+    return;
+  }
+  // Default action: uninstall and return; the faulting instruction runs again and the kernel
+  // kills the process with SIGBUS (an ignored synchronous SIGBUS would loop forever).
+  signal(SIGBUS, SIG_DFL);
+  if (info->si_code <= 0) raise(SIGBUS);  // sent by kill(2), not by a fault: deliver it again
+}
+
+void InstallSigbusGuard() {
+  std::call_once(sigbusInstalled, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = OnSigbus;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &previousSigbus);
+  });
+}
+
+// Thread-pool thread: memcpy that returns false (and where) instead of dying of SIGBUS.
+bool GuardedCopy(void* to, const void* from, size_t length, uintptr_t* faultAddress) {
+  sigjmp_buf jump;
+  if (sigsetjmp(jump, 1) != 0) {
+    tlGuard = nullptr;
+    *faultAddress = tlFaultAddress;
+    return false;
+  }
+  tlGuard = &jump;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  memcpy(to, from, length);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  tlGuard = nullptr;
+  return true;
+}
+
 // A copy between a mapping and a JS buffer on a libuv thread-pool thread: the access may
 // fault, and the thread then waits in the kernel until the fault is answered.
 class AccessWorker : public Napi::AsyncWorker {
@@ -90,10 +153,12 @@ class AccessWorker : public Napi::AsyncWorker {
         write_(write) {
     data_ = Napi::Persistent(data.As<Napi::Object>());
     mapping_->BeginAccess();
+    BeginEnvAccess(env);
     // `data` may be a view of another Region: keep that one mapped until the copy is done.
     dataMapping_ = Mapping::AcquireContaining(bytes_, length_);
   }
   ~AccessWorker() override {
+    EndEnvAccess(Env());
     mapping_->EndAccess();
     if (dataMapping_ != nullptr) dataMapping_->EndAccess();
   }
@@ -102,13 +167,33 @@ class AccessWorker : public Napi::AsyncWorker {
 
   // Thread-pool thread.
   void Execute() override {
-    if (write_) memcpy(memory_, bytes_, length_);
-    else memcpy(bytes_, memory_, length_);
+    bool ok = write_ ? GuardedCopy(memory_, bytes_, length_, &faultAddress_)
+                     : GuardedCopy(bytes_, memory_, length_, &faultAddress_);
+    if (!ok) SetError("SIGBUS");
   }
+  // JS thread. During environment teardown JS cannot run and settling throws: nobody is
+  // left to see the promise, so that is ignored rather than let it end the process.
   void OnOK() override {
-    deferred_.Resolve(write_ ? Env().Undefined() : data_.Value());
+    try {
+      deferred_.Resolve(write_ ? Env().Undefined() : data_.Value());
+    } catch (const Napi::Error&) {
+    }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  // JS thread.
+  void OnError(const Napi::Error&) override {
+    Napi::Env env = Env();
+    const char* syscall = write_ ? "write" : "read";
+    char where[64];
+    snprintf(where, sizeof where, "0x%llx", static_cast<unsigned long long>(faultAddress_ & ~static_cast<uintptr_t>(sysconf(_SC_PAGESIZE) - 1)));
+    std::string message = std::string("SIGBUS: ") + syscall + " failed: Bus error (the page at " +
+                          where + " is poisoned)";
+    try {
+      Napi::Error e = UffdErrorWithCode(env, "SIGBUS", 135, syscall, message);
+      e.Set("address", Napi::BigInt::New(env, static_cast<uint64_t>(faultAddress_)));
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -118,6 +203,7 @@ class AccessWorker : public Napi::AsyncWorker {
   uint8_t* bytes_;
   size_t length_;
   bool write_;
+  uintptr_t faultAddress_ = 0;
   Napi::ObjectReference data_;
 };
 
@@ -141,6 +227,7 @@ Napi::Function Region::Init(Napi::Env env) {
 
 Region::Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) {
   Napi::Env env = info.Env();
+  InstallSigbusGuard();
   uint64_t length = ArgU64(info, 0);
   bool shared = ArgBool(info, 1), hugetlb = ArgBool(info, 2);
   int aliasFd = info.Length() > 3 ? ArgInt(info, 3) : -1;

@@ -1,6 +1,7 @@
 #include "userfaultfd.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -117,6 +118,8 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   fd_ = fd;
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
+  TrackUffd(env, this);
+  tracked_ = true;
 }
 
 Userfaultfd::~Userfaultfd() {
@@ -132,6 +135,10 @@ void Userfaultfd::OnEnvCleanup(void* arg) {
 }
 
 void Userfaultfd::Shutdown() {
+  if (tracked_) {
+    tracked_ = false;
+    UntrackUffd(Napi::Env(env_), this);
+  }
   // Stopping the reader before closing: a poll never wakes on close(2) of its fd.
   if (reader_ != nullptr) {
     reader_->Stop();
@@ -443,19 +450,48 @@ void Userfaultfd::AnswerSelfFault(const uffd_msg& msg, Delivery* out) {
   uint64_t page = msg.arg.pagefault.address & ~(pageSize_ - 1);
   uint64_t flags = msg.arg.pagefault.flags;
   int err = 0;
+  out->note = kNoteSelfFaultAnswered;
   if (flags & UFFD_PAGEFAULT_FLAG_WP) {
     err = uffd::WriteProtect(fd_, page, pageSize_, 0);  // un-protect, and wake
   } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
     err = uffd::Continue(fd_, page, pageSize_, 0).err;
-  } else if (selfFaultPolicy_.load(std::memory_order_relaxed) ==
-             static_cast<int32_t>(SelfFaultPolicy::kSigbus)) {
-    err = uffd::Poison(fd_, page, pageSize_, 0).err;
   } else {
-    err = uffd::Zeropage(fd_, page, pageSize_, 0).err;
+    int poisonErr = -1;  // -1: not tried
+    if (selfFaultPolicy_.load(std::memory_order_relaxed) ==
+        static_cast<int32_t>(SelfFaultPolicy::kSigbus)) {
+      poisonErr = uffd::Poison(fd_, page, pageSize_, 0).err;
+    }
+    if (poisonErr == 0 || poisonErr == EEXIST) {
+      err = poisonErr;  // the thread dies of SIGBUS when it runs again
+    } else {
+      err = ZeroFill(msg.arg.pagefault.address);
+      // A kernel without UFFDIO_POISON (before 6.6), or memory it cannot poison: the zero
+      // page still lets the thread run, and JS hears that the policy could not be applied.
+      if (poisonErr > 0 && (err == 0 || err == EEXIST)) {
+        if (err == EEXIST) uffd::Wake(fd_, page, pageSize_);
+        out->note = kNoteSelfFaultFallback;
+        out->err = poisonErr;
+        return;
+      }
+    }
   }
   if (err == EEXIST) err = uffd::Wake(fd_, page, pageSize_);
-  out->note = kNoteSelfFaultAnswered;
   out->err = err;
+}
+
+// Reader thread: a zero page at `address`; hugetlb has no UFFDIO_ZEROPAGE, so a huge page of
+// zeros is copied there instead.
+int Userfaultfd::ZeroFill(uint64_t address) {
+  uint64_t page = address & ~(pageSize_ - 1);
+  int err = uffd::Zeropage(fd_, page, pageSize_, 0).err;
+  if (err != EINVAL) return err;
+  constexpr uint64_t kHuge = 2u << 20;
+  static const void* zeros = [] {
+    void* p = mmap(nullptr, kHuge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }();
+  if (zeros == nullptr) return err;
+  return uffd::Copy(fd_, address & ~(kHuge - 1), zeros, kHuge, 0).err;
 }
 
 }  // namespace uffd

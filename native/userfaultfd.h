@@ -32,6 +32,10 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // Reader thread.
   Disposition OnMessage(const uffd_msg& msg, Delivery* out) override;
 
+  // JS thread. Idempotent: close(), the finalizer, the env cleanup hook and the teardown
+  // watch (addon.h) all end here.
+  void Shutdown();
+
  private:
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value Register(const Napi::CallbackInfo& info);
@@ -55,8 +59,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Stats(const Napi::CallbackInfo& info);
 
   int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
-  void Shutdown();  // idempotent: close(), the finalizer and the env cleanup hook all end here
   void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread
+  int ZeroFill(uint64_t address);  // reader thread
 
   int fd_ = -1;
   uint64_t features_ = 0;
@@ -72,6 +76,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   static void OnEnvCleanup(void* self);  // JS thread, at environment teardown
   napi_env env_;
   bool hookInstalled_ = false;
+  bool tracked_ = false;  // in AddonData::uffds
 };
 
 }  // namespace uffd

@@ -11,7 +11,7 @@ import { kernelOffer, openKernelFd } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3 } as const;
+const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, selfFaultFallback: 4 } as const;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
@@ -36,6 +36,7 @@ export class KernelUserfaultfd extends Userfaultfd {
   readonly via: 'syscall' | 'dev-userfaultfd' | undefined;
   private readonly handle: NativeUserfaultfd;
   private readonly featureBits: number;
+  private readonly ioctlBits: bigint;
   private readonly fdNumber: number;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
@@ -45,6 +46,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
+    this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
     track(this);
@@ -115,19 +117,20 @@ export class KernelUserfaultfd extends Userfaultfd {
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   private onBatch(count: number): void {
+    // A listener that throws (or an 'error' nobody listens to) must not cost the rest of the
+    // batch its delivery: other threads wait on those faults. Errors are rethrown on the next
+    // tick, as uncaught exceptions: thrown here, into the native callback, Node would only
+    // print a warning (DEP0168) and drop them.
     for (let i = 0; i < count && !this.closed; i++) {
       try {
         this.deliver(i * RECORD);
-      } catch (e) {
-        // An 'error' event with no listener, or a listener that throws: uncaught, as from any
-        // event source (an exception left pending in a native callback is only a deprecation
-        // warning in Node 20) — and the rest of the batch is still delivered, or its faulting
-        // threads would wait forever.
-        process.nextTick(() => { throw e; });
+      } catch (error) {
+        process.nextTick(() => { throw error; });
       }
     }
   }
 
+  /** JS thread: one delivery record at offset `o` of the scratch buffer. */
   private deliver(o: number): void {
     const v = this.view!;
     const note = v.getInt32(o + 32, true);
@@ -138,23 +141,20 @@ export class KernelUserfaultfd extends Userfaultfd {
     }
     const e = this.decode(v, o);
     if (e === null) return;
-    if (note === NOTE.selfFault && e.type === 'pagefault') {
-      this.reportError(selfFaultError(e, this.selfFaultPolicy, err));
+    if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
+      this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
       return;
     }
-    if (note === NOTE.sourceFailed && e.type === 'pagefault') {
-      try {
-        this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault'), e);
-      } catch (x) {
-        process.nextTick(() => { throw x; }); // the fault itself must still reach a handler below
-      }
-    }
+    // The fault is answered (by a handler or the fallback) before any error is reported: an
+    // 'error' nobody listens to throws.
     if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
       this.answerByFallback(e);
+      if (note === NOTE.sourceFailed) this.reportError(sourceError(err), e);
       this.reportError(unhandledError(e), e);
       return;
     }
     this.dispatch(e);
+    if (note === NOTE.sourceFailed && e.type === 'pagefault') this.reportError(sourceError(err), e);
   }
 
   private decode(v: DataView, o: number): UffdEvent | null {
@@ -175,8 +175,10 @@ export class KernelUserfaultfd extends Userfaultfd {
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
+        // The kernel copies the parent's context (features and all) into the child's fd, so
+        // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          0n, { onSelfFault: this.selfFaultPolicy });
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy });
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -197,12 +199,18 @@ function errnoName(errno: number): string {
   return `E${errno}`;
 }
 
-function selfFaultError(e: PageFault, policy: string, err: number): Error {
-  const how = err === 0 ? `answered by onSelfFault '${policy}'` : `onSelfFault '${policy}' failed with ${errnoName(err)}`;
+function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
+  const how = fellBack
+    ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
+    : err === 0 ? `answered by onSelfFault '${policy}'` : `onSelfFault '${policy}' failed with ${errnoName(err)}`;
   const error = new Error(`The JavaScript thread that handles this userfaultfd faulted on ${e.address.toString(16)}: ` +
     `its own handler could never answer it; ${how}. Touch served memory with region.read/write, a Worker, or serve().`);
   Object.assign(error, { code: 'ERR_UFFD_SELF_FAULT', fault: e });
   return error;
+}
+
+function sourceError(err: number): Error {
+  return uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
 }
 
 function unhandledError(e: PageFault): Error {

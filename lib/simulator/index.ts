@@ -1,18 +1,23 @@
-/** The simulator backend (in progress): registered so that backend choice works. */
+/** The simulator backend: the same API over JavaScript memory, available on every platform. */
 import { registerBackend } from '../backend';
-import { constants } from '../constants';
-
-function unavailable(): never {
-  throw new Error('userfaultfd: the simulator backend is not built yet');
-}
+import { constants, FEATURE_NAMES, ioctlNames } from '../constants';
+import { SimRegion } from './region';
+import { adoptSimulatedFd, openSimulated, SimUserfaultfd } from './userfaultfd';
 
 registerBackend({
   name: 'simulator',
   probe: () => ({
-    backend: 'simulator', available: false, reason: 'not built yet', api: 0xaa, features: [], ioctls: [],
-    pageSize: constants.pageSize, unprivileged: 'allowed',
+    backend: 'simulator',
+    available: true,
+    api: constants.API,
+    features: [...FEATURE_NAMES],
+    ioctls: ioctlNames((1n << 0n) | (1n << 1n) | (1n << 63n)),
+    pageSize: constants.pageSize,
+    unprivileged: 'allowed',
   }),
-  open: unavailable,
-  fromFd: unavailable,
-  mapRegion: unavailable,
+  open: openSimulated,
+  fromFd: adoptSimulatedFd,
+  mapRegion: SimRegion.create,
 });
+
+export { SimRegion, SimUserfaultfd };

@@ -1,0 +1,297 @@
+/**
+ * Served ranges for the simulator: the same page sources and read-ahead as
+ * native/page_source.cc, answering faults without a 'pagefault' event. JS thread only.
+ */
+import * as fs from 'fs';
+import { uffdError } from '../errors';
+import type { PageSource } from '../page-source';
+import type { Mapping, Stager } from './address-space';
+import type { Outcome } from './context';
+import type { FaultStats } from './stats';
+
+/** Adaptive read-ahead cap, as native ServedRanges::kMaxWindow. */
+export const MAX_WINDOW = 4 * 1024 * 1024;
+
+/** Where a served range's bytes come from; bytes past size() read as zeros. */
+export interface Source {
+  readonly size: number;
+  /** The bytes at [offset, offset + length); throws (an fs error) when the file cannot be read. */
+  read(offset: number, length: number): Uint8Array;
+  close(): void;
+}
+
+/** The range ioctls a served range answers with (the SimUserfaultfd's context). */
+export interface Filler {
+  copy(dst: bigint, src: Uint8Array): Outcome;
+  zeropage(dst: bigint, length: number): Outcome;
+  wake(start: bigint, length: number): void;
+  /** mincore: whether the page at `address` is in memory (null when nothing is mapped there). */
+  resident(address: bigint): boolean | null;
+}
+
+export type FillResult = 'answered' | 'failed' | 'not-served';
+
+/** Writes the source's bytes into the missing pages of [start, start + length) of `m`, now and after each dontneed. */
+export function stage(m: Mapping, start: bigint, length: number, source: Source): Stager {
+  const first = m.pageOf(start);
+  const stager: Stager = {
+    first,
+    last: first + length / m.pageSize,
+    fill(p) {
+      if (m.removed || m.mapped[p] || m.poisoned[p] || (m.shared && m.backing.cached[p])) return;
+      const offset = Number(m.addressOf(p) - start);
+      if (offset >= source.size) return; // zeros already
+      try {
+        const bytes = source.read(offset, Math.min(m.pageSize, source.size - offset));
+        new Uint8Array(m.backing.memory, p * m.pageSize, m.pageSize).set(bytes);
+      } catch {
+        // Unreadable now: the fault will say so; the page stays zero until then.
+      }
+    },
+  };
+  for (let p = stager.first; p < stager.last; p++) stager.fill(p);
+  m.stagers.push(stager);
+  return stager;
+}
+
+export function unstage(m: Mapping, stager: Stager): void {
+  const i = m.stagers.indexOf(stager);
+  if (i >= 0) m.stagers.splice(i, 1);
+}
+
+/** One sequential reader that adaptive read-ahead follows. */
+interface Stream {
+  nextExpected: bigint;
+  window: number; // 0 = unused
+  lastUse: number;
+}
+
+/** Interleaved sequential readers tracked per range (native kStreams). */
+const STREAMS = 4;
+
+interface Range {
+  id: number;
+  start: bigint;
+  length: number;
+  source: Source;
+  fixedWindow: number; // 0 = adaptive
+  streams: Stream[];
+}
+
+const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
+
+/** Opens the source now, so that a missing or unreadable file throws at serve(). */
+export function openSource(source: PageSource): Source {
+  if (source.kind === 'zero') return { size: 0, read: () => new Uint8Array(0), close: () => undefined };
+  if (source.kind === 'buffer') {
+    const bytes = source.bytes!;
+    const skip = Math.min(source.offset, bytes.byteLength);
+    return {
+      size: bytes.byteLength - skip,
+      read: (offset, length) => bytes.subarray(skip + offset, skip + offset + length),
+      close: () => undefined,
+    };
+  }
+  return openFile(source.file!, source.offset);
+}
+
+function openFile(file: string | number, offset: number): Source {
+  const path = typeof file === 'string' ? file : undefined;
+  let fd: number;
+  if (path !== undefined) {
+    try {
+      fd = fs.openSync(path, 'r');
+    } catch (e) {
+      throw uffdError((e as NodeJS.ErrnoException).code ?? 'EIO', 'open', undefined, path);
+    }
+  } else {
+    fd = file as number;
+  }
+  const owned = path !== undefined;
+  // The same checks, in the same order, as native MakeFileSource: an fd that is no open file
+  // ('dup'), not a regular file ('open'), not readable ('read').
+  let size: number;
+  try {
+    let st: fs.Stats;
+    try {
+      st = fs.fstatSync(fd);
+    } catch (e) {
+      throw Object.assign(e as Error, { syscall: 'dup' });
+    }
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'open' });
+    try {
+      fs.readSync(fd, new Uint8Array(1), 0, 1, 0);
+    } catch (e) {
+      throw Object.assign(e as Error, { syscall: 'read' });
+    }
+    size = offset < st.size ? st.size - offset : 0;
+  } catch (e) {
+    if (owned) fs.closeSync(fd);
+    const err = e as NodeJS.ErrnoException;
+    throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, path);
+  }
+  return {
+    size,
+    read(at, length) {
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const n = fs.readSync(fd, out, done, length - done, offset + at + done);
+        if (n === 0) break; // the file shrank since serve(): the rest reads as zeros
+        done += n;
+      }
+      return out;
+    },
+    close() {
+      if (owned) fs.closeSync(fd);
+    },
+  };
+}
+
+/** The served ranges of one SimUserfaultfd and their read-ahead state. */
+export class ServedRanges {
+  private readonly ranges: Range[] = [];
+  private nextId = 1;
+  private clock = 0;
+
+  constructor(private readonly pageSize: number) {}
+
+  add(start: bigint, length: number, source: Source, readahead: number): number {
+    const id = this.nextId++;
+    this.ranges.push({ id, start, length, source, fixedWindow: readahead, streams: Array.from({ length: STREAMS }, newStream) });
+    return id;
+  }
+
+  remove(id: number): void {
+    const i = this.ranges.findIndex((r) => r.id === id);
+    if (i < 0) return;
+    this.ranges[i].source.close();
+    this.ranges.splice(i, 1);
+  }
+
+  clear(): void {
+    for (const r of this.ranges) r.source.close();
+    this.ranges.length = 0;
+  }
+
+  /** Pages in [start, end) were dropped (REMOVE/UNMAP): read-ahead starts over. */
+  forget(start: bigint, end: bigint): void {
+    for (const r of this.ranges) {
+      if (start < r.start + BigInt(r.length) && end > r.start) r.streams = r.streams.map(newStream);
+    }
+  }
+
+  /** Answers a missing-page fault at `address` when a served range holds it. */
+  answer(address: bigint, f: Filler, stats: FaultStats): { result: FillResult; err?: string } {
+    const r = this.ranges.find((x) => address >= x.start && address < x.start + BigInt(x.length));
+    if (!r) return { result: 'not-served' };
+    const t0 = process.hrtime.bigint();
+    const page = address - (address % BigInt(this.pageSize));
+    const rangeEnd = r.start + BigInt(r.length);
+    // The window never leaves the served range.
+    const end = minBig(page + BigInt(this.windowFor(r, page)), rangeEnd);
+    if (r.fixedWindow === 0) {
+      for (const s of r.streams) if (s.lastUse === this.clock) s.nextExpected = end;
+    }
+    const out = this.fill(r, page, Number(end - page), f, stats);
+    if (out.result === 'answered') stats.recordLatency(Number(process.hrtime.bigint() - t0));
+    return out;
+  }
+
+  /**
+   * A fault where a tracked sequential reader was expected next doubles that reader's window
+   * (up to MAX_WINDOW); any other fault starts a new reader, in place of the least recently
+   * used one, with a one-page window (native ServedRanges::WindowFor).
+   */
+  private windowFor(r: Range, page: bigint): number {
+    if (r.fixedWindow !== 0) return r.fixedWindow;
+    this.clock++;
+    let lru = r.streams[0];
+    let hit: Stream | null = null;
+    for (const s of r.streams) {
+      if (s.window !== 0 && s.nextExpected === page) {
+        hit = s;
+        break;
+      }
+      if (s.lastUse < lru.lastUse) lru = s;
+    }
+    if (hit === null) {
+      hit = lru;
+      hit.window = this.pageSize;
+    } else {
+      hit.window = Math.min(hit.window * 2, MAX_WINDOW);
+    }
+    hit.lastUse = this.clock;
+    return hit.window;
+  }
+
+  /** One COPY (or ZEROPAGE) of up to one window from the source at dst. */
+  private fillOnce(r: Range, dst: bigint, length: number, f: Filler, stats: FaultStats): Outcome {
+    const size = r.source.size;
+    const so = Number(dst - r.start);
+    let n = Math.min(length, MAX_WINDOW);
+    let res: Outcome;
+    try {
+      if (so >= size) {
+        res = f.zeropage(dst, n);
+      } else if (size - so >= this.pageSize) {
+        n = Math.min(n, Math.floor((size - so) / this.pageSize) * this.pageSize);
+        res = f.copy(dst, r.source.read(so, n));
+      } else {
+        // The source ends inside this page: its bytes, then zeros.
+        const tail = new Uint8Array(this.pageSize);
+        tail.set(r.source.read(so, size - so));
+        res = f.copy(dst, tail);
+      }
+    } catch (e) {
+      return { bytes: 0, err: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+    }
+    if (res.bytes > 0) stats.countResolve(res.bytes);
+    return res;
+  }
+
+  /**
+   * Fills [dst, dst + length) from the source, as native ServedRanges::Fill: the first page is
+   * the faulting one and must be answered; the rest is read-ahead, given up quietly on error.
+   * Present pages are skipped (EEXIST), partial copies resumed (EAGAIN with bytes done).
+   */
+  private fill(r: Range, dst: bigint, length: number, f: Filler, stats: FaultStats): { result: FillResult; err?: string } {
+    let pos = 0;
+    while (pos < length) {
+      const res = this.fillOnce(r, dst + BigInt(pos), length - pos, f, stats);
+      if (res.bytes > 0) {
+        pos += res.bytes;
+        continue; // done, or partial: what stopped it shows on the next ioctl
+      }
+      if (res.err === 'EEXIST') {
+        if (pos === 0) {
+          // The faulting page is there already: its thread only needs waking.
+          f.wake(dst, this.pageSize);
+          stats.countWake();
+        }
+        pos = Number(this.nextAbsent(dst + BigInt(pos + this.pageSize), dst + BigInt(length), f) - dst);
+        continue;
+      }
+      if (pos > 0) return { result: 'answered' };
+      if (res.err === 'ENOENT') f.wake(dst, this.pageSize); // unregistered or unmapped: let it retry
+      return { result: 'failed', err: res.err ?? 'EIO' };
+    }
+    return { result: 'answered' };
+  }
+
+  /** The first page at or after `from` (below `end`) not in memory, looking one window ahead. */
+  private nextAbsent(from: bigint, end: bigint, f: Filler): bigint {
+    const span = minBig(end - from, BigInt(MAX_WINDOW));
+    if (span <= 0n) return end;
+    for (let a = from; a < from + span; a += BigInt(this.pageSize)) {
+      const resident = f.resident(a);
+      if (resident === null) return from; // mincore fails: the copy will tell why
+      if (!resident) return a;
+    }
+    return from + span;
+  }
+}
+
+function minBig(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}

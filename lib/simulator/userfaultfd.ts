@@ -1,0 +1,239 @@
+/**
+ * Userfaultfd over the simulated address space: the same operations, events and errors as
+ * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
+ */
+import type { CheckedRange } from '../args';
+import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
+import { invalidArgType, uffdError } from '../errors';
+import type { PageSource } from '../page-source';
+import type { OpenOptions, PageFault, Stats } from '../types';
+import { Userfaultfd } from '../userfaultfd';
+import { addressSpace, Mapping, Stager } from './address-space';
+import { Message, Outcome, Reader, UffdContext } from './context';
+import { allocateFd, releaseFd } from './fds';
+import { openSource, ServedRanges, stage, unstage } from './page-sources';
+import { FaultStats } from './stats';
+
+const PF = constants.pagefaultFlags;
+/** UFFDIO_API's answer: REGISTER, UNREGISTER and API. */
+const API_IOCTLS = (1n << 0n) | (1n << 1n) | (1n << 63n);
+
+/** Every open simulated uffd, by its fake fd number (for fromFd). */
+const byFd = new Map<number, SimUserfaultfd>();
+
+/** Closed at exit, as the kernel backend closes its uffds (lib/kernel/userfaultfd.ts). */
+let exitHookInstalled = false;
+function closeAllAtExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const u of [...byFd.values()]) u.close();
+  });
+}
+
+export class SimUserfaultfd extends Userfaultfd implements Reader {
+  readonly backend = 'simulator' as const;
+  private readonly ctx: UffdContext;
+  private readonly fdNumber: number;
+  private readonly served: ServedRanges;
+  private readonly counters = new FaultStats();
+  private keepAlive: ReturnType<typeof setInterval> | null = null;
+  private reading = false;
+  private readonly stagers = new Map<number, { m: Mapping; stager: Stager }>();
+
+  constructor(ctx: UffdContext, options: OpenOptions) {
+    super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
+    this.ctx = ctx;
+    ctx.attach();
+    this.fdNumber = allocateFd();
+    this.served = new ServedRanges(this.pageSize);
+    byFd.set(this.fdNumber, this);
+    closeAllAtExit();
+  }
+
+  /** A fake fd number (>= 1000), or -1 once closed. */
+  get fd(): number {
+    return this.closed ? -1 : this.fdNumber;
+  }
+
+  protected _register(start: bigint, length: number, mode: number): bigint {
+    const r = this.ctx.register(start, length, mode);
+    if ('err' in r) throw uffdError(r.err, 'UFFDIO_REGISTER');
+    return r.mask;
+  }
+  protected _unregister(start: bigint, length: number): void {
+    const err = this.ctx.unregister(start, length);
+    if (err) throw uffdError(err, 'UFFDIO_UNREGISTER');
+  }
+  protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
+    return this.resolved(this.ctx.copy(dst, src, mode), 'UFFDIO_COPY');
+  }
+  protected _zeropage(start: bigint, length: number, mode: number): number {
+    return this.resolved(this.ctx.zeropage(start, length, mode), 'UFFDIO_ZEROPAGE');
+  }
+  protected _wake(start: bigint, length: number): void {
+    this.ctx.wakeRange(start, length);
+    this.counters.countWake();
+  }
+  protected _writeProtect(start: bigint, length: number, mode: number): void {
+    const err = this.ctx.writeProtect(start, length, mode);
+    if (err) throw uffdError(err, 'UFFDIO_WRITEPROTECT');
+  }
+  protected _continue(start: bigint, length: number, mode: number): number {
+    return this.resolved(this.ctx.continue(start, length, mode), 'UFFDIO_CONTINUE');
+  }
+  protected _poison(start: bigint, length: number, mode: number): number {
+    const r = this.ctx.poison(start, length, mode);
+    if (r.err) throw uffdError(r.err, 'UFFDIO_POISON', r.bytes);
+    return r.bytes;
+  }
+  protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
+    return this.resolved(this.ctx.move(dst, src, length, mode), 'UFFDIO_MOVE');
+  }
+
+  /** Throws the kernel's error for a failed ioctl; counts a successful one (as native stats). */
+  private resolved(r: Outcome, syscall: string): number {
+    if (r.err) throw uffdError(r.err, syscall, r.bytes);
+    this.counters.countResolve(r.bytes);
+    return r.bytes;
+  }
+
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+    const src = openSource(source);
+    const id = this.served.add(r.start, r.length, src, readahead);
+    const m = addressSpace.findRange(r.start, r.length);
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src) });
+    return id;
+  }
+  protected _unserve(handle: unknown): void {
+    const id = handle as number;
+    const s = this.stagers.get(id);
+    if (s) unstage(s.m, s.stager);
+    this.stagers.delete(id);
+    this.served.remove(id);
+  }
+  protected _stats(): Stats {
+    return this.counters.snapshot();
+  }
+  protected _startReader(): void {
+    this.reading = true;
+    this.ctx.startReading(this);
+  }
+  protected _setRef(refed: boolean): void {
+    // The native reader's thread-safe function keeps the loop alive while ref'd; a timer does here.
+    if (refed && this.keepAlive === null) {
+      this.keepAlive = setInterval(() => undefined, 0x7fffffff);
+    } else if (!refed && this.keepAlive !== null) {
+      clearInterval(this.keepAlive);
+      this.keepAlive = null;
+    }
+  }
+  protected _close(): void {
+    this._setRef(false);
+    for (const id of [...this.stagers.keys()]) this._unserve(id);
+    this.served.clear();
+    byFd.delete(this.fdNumber);
+    releaseFd(this.fdNumber);
+    this.ctx.detach(this.reading ? this : null);
+  }
+
+  /**
+   * The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's
+   * deliver() do. A listener that throws must not cost later messages their delivery (other
+   * accesses wait on them): its error is rethrown on the next tick, as the kernel backend does.
+   */
+  onMessage(m: Message): void {
+    if (this.closed) return;
+    try {
+      this.deliver(m);
+    } catch (error) {
+      process.nextTick(() => { throw error; });
+    }
+  }
+
+  private deliver(m: Message): void {
+    if (m.kind === 'event') {
+      const e = m.event;
+      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+      this.dispatch(e);
+      return;
+    }
+    const w = m.waiter;
+    this.counters.countFault();
+    const e: PageFault = {
+      type: 'pagefault', address: w.address,
+      write: (w.flags & PF.WRITE) !== 0, wp: (w.flags & PF.WP) !== 0, minor: (w.flags & PF.MINOR) !== 0,
+      flags: w.flags,
+    };
+    if (this.ctx.has('THREAD_ID')) e.tid = w.tid;
+    // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
+    let sourceFailed: string | null = null;
+    if (!e.wp && !e.minor) {
+      const out = this.served.answer(w.address, {
+        copy: (dst, src) => this.ctx.copy(dst, src, 0),
+        zeropage: (dst, length) => this.ctx.zeropage(dst, length, 0),
+        wake: (start, length) => this.ctx.wakeRange(start, length),
+        resident,
+      }, this.counters);
+      if (out.result === 'answered') return;
+      if (out.result === 'failed') sourceFailed = out.err!;
+    }
+    // The fault is answered (by a handler or the fallback) before any error is reported: an
+    // 'error' nobody listens to throws.
+    if (!this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
+    if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
+  }
+}
+
+/** mincore(2) of one page: a shared mapping reports its page cache, a private one its page table. */
+function resident(address: bigint): boolean | null {
+  const m = addressSpace.find(address);
+  if (m === null) return null;
+  const p = m.pageOf(address);
+  return (m.shared ? m.backing.cached[p] : m.mapped[p]) === 1;
+}
+
+function sourceError(code: string): Error {
+  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
+}
+
+function unhandledError(e: PageFault): Error {
+  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
+  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
+  return error;
+}
+
+function checkFeatures(features: unknown): FeatureName[] {
+  if (features === undefined) return [];
+  if (!Array.isArray(features)) throw invalidArgType('options.features', 'an array of feature names', features);
+  for (const f of features) {
+    if (typeof f !== 'string' || !(f in constants.features)) {
+      throw invalidArgType('options.features', `feature names (${Object.keys(constants.features).join(', ')})`, f);
+    }
+  }
+  return [...new Set(features as FeatureName[])];
+}
+
+/** Userfaultfd.open on the simulator: every feature is offered; THREAD_ID is on by default. */
+export function openSimulated(options: OpenOptions): SimUserfaultfd {
+  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
+  }
+  const wanted = checkFeatures(options.features);
+  let mask = featureMask(wanted);
+  if (!wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  return new SimUserfaultfd(new UffdContext(mask), options);
+}
+
+/** Userfaultfd.fromFd on the simulator: a duplicate of an open simulated uffd of this thread. */
+export function adoptSimulatedFd(fd: number, options: OpenOptions): SimUserfaultfd {
+  const u = byFd.get(fd);
+  if (!u || u.closed) throw invalidArgType('fd', 'an open simulated userfaultfd (of this thread)', fd);
+  return new SimUserfaultfd(u['ctx'], options);
+}

@@ -1,0 +1,104 @@
+// UFFDIO_REGISTER / UNREGISTER: modes, the ioctls each range allows, EBUSY across two uffds.
+const assert = require('assert');
+const { Userfaultfd, Region } = require('../../dist');
+const { describeBackends, PAGE } = require('../helpers');
+
+const at = (region, page) => region.address + BigInt(page * PAGE);
+const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
+
+describeBackends('register: modes and allowed ioctls', (backend) => {
+  let uffd;
+  let regions;
+  beforeEach(() => {
+    uffd = Userfaultfd.open({ backend });
+    regions = [];
+  });
+  afterEach(() => {
+    uffd.close();
+    for (const r of regions) r.unmap();
+  });
+  const map = (n, o = {}) => {
+    const r = Region.map(n * PAGE, { backend, ...o });
+    regions.push(r);
+    return r;
+  };
+
+  it('anonymous MISSING allows wake, copy, zeropage, move, poison', () => {
+    const r = map(2);
+    assert.deepStrictEqual(uffd.register(r).ioctls, ['wake', 'copy', 'zeropage', 'move', 'poison']);
+  });
+
+  it('MISSING|WP adds writeProtect; WP alone allows the same', () => {
+    const r = map(2);
+    assert.deepStrictEqual(uffd.register(pages(r, 0, 1), { missing: true, wp: true }).ioctls,
+      ['wake', 'copy', 'zeropage', 'move', 'writeProtect', 'poison']);
+    assert.deepStrictEqual(uffd.register(pages(r, 1, 1), { wp: true }).ioctls,
+      ['wake', 'copy', 'zeropage', 'move', 'writeProtect', 'poison']);
+  });
+
+  it('MINOR on shared memory adds continue', () => {
+    const r = map(2, { shared: true });
+    assert.deepStrictEqual(uffd.register(pages(r, 0, 1), { minor: true }).ioctls,
+      ['wake', 'copy', 'zeropage', 'move', 'continue', 'poison']);
+    assert.deepStrictEqual(uffd.register(pages(r, 1, 1), { minor: true, missing: true, wp: true }).ioctls,
+      ['wake', 'copy', 'zeropage', 'move', 'writeProtect', 'continue', 'poison']);
+  });
+
+  it('MINOR on anonymous memory is EINVAL', () => {
+    const r = map(1);
+    assert.throws(() => uffd.register(r, { minor: true }), { code: 'EINVAL', errno: 22, syscall: 'UFFDIO_REGISTER', bytes: undefined });
+  });
+
+  it('mode 0 is EINVAL', () => {
+    const r = map(1);
+    assert.throws(() => uffd.register(r, { missing: false }), { code: 'EINVAL', syscall: 'UFFDIO_REGISTER' });
+  });
+
+  it('a range with no mapping is EINVAL', () => {
+    assert.throws(() => uffd.register({ start: 0x1000n, length: PAGE }), { code: 'EINVAL', syscall: 'UFFDIO_REGISTER' });
+  });
+
+  it('a range another uffd registered is EBUSY; the rest of the region is free', () => {
+    const r = map(2);
+    const other = Userfaultfd.open({ backend });
+    try {
+      uffd.register(pages(r, 0, 1));
+      assert.throws(() => other.register(r), { code: 'EBUSY', errno: 16, syscall: 'UFFDIO_REGISTER' });
+      assert.deepStrictEqual(other.register(pages(r, 1, 1)).ioctls, ['wake', 'copy', 'zeropage', 'move', 'poison']);
+      // Unregistering through the wrong uffd is refused.
+      assert.throws(() => other.unregister(pages(r, 0, 1)), { code: 'EINVAL', syscall: 'UFFDIO_UNREGISTER' });
+    } finally {
+      other.close();
+    }
+  });
+
+  it('after close, another uffd can register the range', () => {
+    const r = map(1);
+    const other = Userfaultfd.open({ backend });
+    other.register(r);
+    other.close();
+    assert.deepStrictEqual(uffd.register(r).ioctls, ['wake', 'copy', 'zeropage', 'move', 'poison']);
+  });
+
+  it('re-registering with a subset of the modes keeps the range as it was', () => {
+    const r = map(1);
+    uffd.register(r, { missing: true, wp: true });
+    assert.deepStrictEqual(uffd.register(r).ioctls, ['wake', 'copy', 'zeropage', 'move', 'poison']);
+    // Still registered for WP: a WP copy is accepted.
+    assert.strictEqual(uffd.copy(r.address, Buffer.alloc(PAGE, 1), { wp: true }), PAGE);
+  });
+
+  it('unregister of a mapped, unregistered range succeeds; of no mapping is EINVAL', () => {
+    const r = map(1);
+    uffd.unregister(r);
+    assert.throws(() => uffd.unregister({ start: 0x1000n, length: PAGE }), { code: 'EINVAL', syscall: 'UFFDIO_UNREGISTER' });
+  });
+
+  it('after unregister, the range behaves as ordinary memory and ioctls on it are ENOENT', async () => {
+    const r = map(2);
+    uffd.register(r);
+    uffd.unregister(r);
+    assert.deepStrictEqual([...await r.read(0, 4)], [0, 0, 0, 0]);
+    assert.throws(() => uffd.copy(at(r, 1), Buffer.alloc(PAGE)), { code: 'ENOENT', syscall: 'UFFDIO_COPY', bytes: 0 });
+  });
+});

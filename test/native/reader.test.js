@@ -1,0 +1,360 @@
+// Issue 3, what only the kernel shows: FORK events, the self-fault guard (a fault raised by
+// the JS thread itself), a Worker monitor answering the main thread's synchronous access, and
+// the process lifetime rule, each in a child process with a timeout.
+const assert = require('assert');
+const path = require('path');
+const { spawnSync } = require('child_process');
+const { Worker } = require('worker_threads');
+const { Userfaultfd, Region, PageSource } = require('../../dist');
+const { binding } = require('../../dist/native');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE } = require('../helpers');
+
+function describeNative(title, body) {
+  describe(`${title} (native-only)`, function () {
+    if (!nativeProbe.available) {
+      it(`skipped: ${nativeProbe.reason}`, function () { this.skip(); });
+      return;
+    }
+    body.call(this);
+  });
+}
+
+const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
+
+describeNative('FORK events', () => {
+  it('spawnSync(\'true\') with EVENT_FORK delivers a fork event with a Userfaultfd, and does not hang', async function () {
+    requireFeature(this, 'native', 'EVENT_FORK');
+    const uffd = Userfaultfd.open({ features: ['EVENT_FORK'] });
+    const region = Region.map(2 * PAGE);
+    let child;
+    try {
+      uffd.register(region);
+      uffd.copy(region.address, pattern(PAGE, 1));
+      const forked = next(uffd, 'fork');
+      const r = spawnSync('true');
+      assert.strictEqual(r.status, 0);
+      const e = await forked;
+      child = e.uffd;
+      assert.strictEqual(e.type, 'fork');
+      assert.ok(child instanceof Userfaultfd);
+      assert.strictEqual(child.backend, 'native');
+      assert.ok(child.fd >= 0 && child.fd !== uffd.fd);
+      assert.deepStrictEqual([...child.features].sort(), [...uffd.features].sort());
+      assert.ok(child.ioctls.includes('register') && child.ioctls.includes('api'), `ioctls ${child.ioctls}`);
+      // The parent's uffd still works after the fork.
+      assert.strictEqual(uffd.copy(region.address + BigInt(PAGE), pattern(PAGE, 2)), PAGE);
+      assert.deepStrictEqual(await region.read(0, 2 * PAGE), Buffer.concat([pattern(PAGE, 1), pattern(PAGE, 2)]));
+    } finally {
+      if (child) child.close();
+      uffd.close();
+      region.unmap();
+    }
+  });
+
+  it('a fork event nobody listens to for is read anyway: spawnSync does not hang', async function () {
+    requireFeature(this, 'native', 'EVENT_FORK');
+    const uffd = Userfaultfd.open({ features: ['EVENT_FORK'] });
+    const region = Region.map(PAGE);
+    try {
+      uffd.register(region);
+      uffd.on('pagefault', () => {}); // reader running; no 'fork' listener
+      assert.strictEqual(spawnSync('true').status, 0);
+      assert.strictEqual(spawnSync('true').status, 0);
+    } finally { uffd.close(); region.unmap(); }
+  });
+});
+
+describeNative('self-fault guard: the JS thread touches registered memory itself', () => {
+  it("'zeropage' (default): the read returns 0 and an ERR_UFFD_SELF_FAULT error event follows", async () => {
+    const uffd = Userfaultfd.open();
+    const region = Region.map(2 * PAGE);
+    try {
+      uffd.register(region);
+      const handled = [];
+      uffd.on('pagefault', (e) => handled.push(e));
+      const error = next(uffd, 'error');
+      const view = new Uint8Array(region.buffer);
+      assert.strictEqual(view[PAGE + 5], 0); // the JS thread sleeps in the kernel until the guard answers
+      const err = await error;
+      assert.strictEqual(err.code, 'ERR_UFFD_SELF_FAULT');
+      assert.strictEqual(err.fault.address, region.address + BigInt(PAGE));
+      assert.strictEqual(err.fault.tid, process.pid, 'the main thread\'s tid is the pid');
+      assert.deepStrictEqual(handled, [], 'the handler never sees a fault it cannot answer');
+      // A write to the guard's zero page lands: it is an ordinary page now.
+      view[PAGE + 5] = 42;
+      assert.strictEqual((await region.read(PAGE + 5, 1))[0], 42);
+    } finally { uffd.close(); region.unmap(); }
+  });
+
+  it("'zeropage': a synchronous write-protect fault is un-protected by the guard", async function () {
+    requireFeature(this, 'native', 'PAGEFAULT_FLAG_WP');
+    const uffd = Userfaultfd.open();
+    const region = Region.map(PAGE);
+    try {
+      uffd.register(region, { missing: true, wp: true });
+      uffd.copy(region.address, pattern(PAGE, 4), { wp: true });
+      uffd.on('pagefault', () => {});
+      const error = next(uffd, 'error');
+      new Uint8Array(region.buffer)[3] = 99;
+      const err = await error;
+      assert.strictEqual(err.code, 'ERR_UFFD_SELF_FAULT');
+      assert.strictEqual(err.fault.wp, true);
+      const expected = pattern(PAGE, 4);
+      expected[3] = 99;
+      assert.deepStrictEqual(await region.read(0, PAGE), expected);
+    } finally { uffd.close(); region.unmap(); }
+  });
+
+  it("'source': a served range answers the JS thread's read from its source, with no error", async () => {
+    const uffd = Userfaultfd.open({ onSelfFault: 'source' });
+    const region = Region.map(4 * PAGE);
+    try {
+      const errors = [];
+      uffd.on('error', (e) => errors.push(e));
+      uffd.serve(region, PageSource.buffer(pattern(4 * PAGE, 90)));
+      const view = new Uint8Array(region.buffer);
+      assert.strictEqual(view[3 * PAGE + 1], pattern(4 * PAGE, 90)[3 * PAGE + 1]);
+      assert.deepStrictEqual(Buffer.from(view.subarray(0, PAGE)), pattern(4 * PAGE, 90).subarray(0, PAGE));
+      await new Promise((r) => setImmediate(r));
+      assert.deepStrictEqual(errors, []);
+    } finally { uffd.close(); region.unmap(); }
+  });
+
+  it("'source': outside any served range it falls back to a zero page and reports it", async () => {
+    const uffd = Userfaultfd.open({ onSelfFault: 'source' });
+    const region = Region.map(PAGE);
+    try {
+      uffd.register(region);
+      uffd.on('pagefault', () => {});
+      const error = next(uffd, 'error');
+      assert.strictEqual(new Uint8Array(region.buffer)[0], 0);
+      assert.strictEqual((await error).code, 'ERR_UFFD_SELF_FAULT');
+    } finally { uffd.close(); region.unmap(); }
+  });
+
+  it("'sigbus': the child that reads a missing page on its JS thread is killed by SIGBUS", async function () {
+    requireFeature(this, 'native', 'POISON');
+    const r = await runChild(`
+      const { Userfaultfd, Region } = require('./dist');
+      const uffd = Userfaultfd.open({ onSelfFault: 'sigbus' });
+      const region = Region.map(4096);
+      uffd.register(region);
+      uffd.on('pagefault', () => {});
+      console.log('reading');
+      const v = new Uint8Array(region.buffer)[0];
+      console.log('survived', v);
+    `);
+    assert.strictEqual(r.timedOut, false, 'the guard answered: no hang');
+    assert.strictEqual(r.signal, 'SIGBUS', JSON.stringify(r));
+    assert.match(r.stdout, /reading/);
+    assert.doesNotMatch(r.stdout, /survived/);
+  });
+
+  it("'sigbus' on a kernel without POISON falls back to a zero page and reports it", async function () {
+    if (nativeProbe.features.includes('POISON')) {
+      console.log('      skipped: this kernel has POISON (the fallback is for kernels before 6.6)');
+      this.skip();
+    }
+    const uffd = Userfaultfd.open({ onSelfFault: 'sigbus' });
+    const region = Region.map(PAGE);
+    try {
+      uffd.register(region);
+      uffd.on('pagefault', () => {});
+      const error = next(uffd, 'error');
+      assert.strictEqual(new Uint8Array(region.buffer)[0], 0);
+      const err = await error;
+      assert.strictEqual(err.code, 'ERR_UFFD_SELF_FAULT');
+      assert.match(err.message, /zero page/);
+    } finally { uffd.close(); region.unmap(); }
+  });
+
+  it('the guard answers faults of this thread only: a thread-pool fault still goes to the handler', async () => {
+    const uffd = Userfaultfd.open();
+    const region = Region.map(PAGE);
+    try {
+      uffd.register(region);
+      const seen = [];
+      uffd.on('pagefault', (e) => { seen.push(e); uffd.copy(e.address, pattern(PAGE, 3)); });
+      assert.deepStrictEqual(await region.read(0, PAGE), pattern(PAGE, 3));
+      assert.strictEqual(seen.length, 1);
+      assert.notStrictEqual(seen[0].tid, binding.gettid());
+    } finally { uffd.close(); region.unmap(); }
+  });
+});
+
+describeNative('errors nobody listens to (child processes)', () => {
+  it("a self fault with no 'error' listener: the read still returns, then the error is thrown as uncaught", async () => {
+    const r = await runChild(`
+      const { Userfaultfd, Region } = require('./dist');
+      const uffd = Userfaultfd.open();
+      const region = Region.map(4096);
+      uffd.register(region);
+      uffd.on('pagefault', () => {});
+      console.log('value', new Uint8Array(region.buffer)[0]);
+    `);
+    assert.strictEqual(r.timedOut, false);
+    assert.strictEqual(r.code, 1, r.stderr);
+    assert.match(r.stdout, /value 0/);
+    assert.match(r.stderr, /ERR_UFFD_SELF_FAULT/);
+  });
+  it('a handler that throws with no error listener: every fault of the batch is still answered', async () => {
+    const r = await runChild(`
+      const { Userfaultfd, Region } = require('./dist');
+      const uffd = Userfaultfd.open();
+      const region = Region.map(16 * 4096);
+      uffd.register(region);
+      let uncaught = 0;
+      process.on('uncaughtException', () => { uncaught++; });
+      uffd.on('pagefault', (e) => {
+        if (e.address === region.address) throw new Error('first one fails');
+        uffd.copy(e.address, Buffer.alloc(4096, 7));
+      });
+      const reads = [];
+      for (let i = 0; i < 16; i++) reads.push(region.read(i * 4096, 1));
+      Promise.all(reads).then((b) => { console.log('bytes', b.map((x) => x[0]).join(','), 'uncaught', uncaught); uffd.close(); });
+    `);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /bytes 0(,7){15} uncaught [1-9]/);
+  });
+});
+
+describeNative('a Worker monitor', () => {
+  it('a Worker holding Userfaultfd.fromFd(fd) answers the main thread\'s synchronous reads', async () => {
+    const uffd = Userfaultfd.open();
+    const region = Region.map(4 * PAGE);
+    const worker = new Worker(`
+      const { parentPort, workerData } = require('worker_threads');
+      const { Userfaultfd } = require(workerData.dist);
+      const uffd = Userfaultfd.fromFd(workerData.fd);
+      let answered = 0;
+      uffd.on('pagefault', (e) => {
+        const page = Buffer.alloc(4096, Number((e.address / 4096n) % 251n));
+        uffd.copy(e.address, page);
+        answered++;
+        parentPort.postMessage({ answered, tid: e.tid });
+      });
+      parentPort.on('message', (m) => { if (m === 'stop') { uffd.close(); parentPort.close(); } });
+      parentPort.postMessage('ready');
+    `, { eval: true, workerData: { fd: uffd.fd, dist: path.join(__dirname, '../../dist') } });
+    const messages = [];
+    worker.on('message', (m) => messages.push(m));
+    try {
+      await next(worker, 'message'); // 'ready'
+      uffd.register(region); // the main uffd has no listener: its reader never starts
+      const view = new Uint8Array(region.buffer);
+      for (let i = 0; i < 4; i++) {
+        const expected = Number(((region.address + BigInt(i * PAGE)) / 4096n) % 251n);
+        assert.strictEqual(view[i * PAGE + 100], expected, `page ${i}`); // blocks until the worker answers
+      }
+      assert.strictEqual(uffd.listenerCount('pagefault'), 0);
+      await new Promise((r) => setImmediate(r));
+      while (messages.filter((m) => m !== 'ready').length < 4) await next(worker, 'message');
+      const answers = messages.filter((m) => m !== 'ready');
+      assert.strictEqual(answers.length, 4);
+      for (const a of answers) assert.strictEqual(a.tid, process.pid, 'the faults came from the main thread');
+    } finally {
+      worker.postMessage('stop');
+      await next(worker, 'exit');
+      uffd.close();
+      region.unmap();
+    }
+  });
+});
+
+describeNative('process lifetime (child processes, with a timeout)', () => {
+  const prelude = `
+    const { Userfaultfd, Region } = require('./dist');
+    const uffd = Userfaultfd.open();
+    const region = Region.map(4 * 4096);
+    uffd.register(region);
+    setInterval(() => console.log('alive'), 50).unref();
+  `;
+  it('exits by itself with no listener', async () => {
+    const r = await runChild(`${prelude} console.log('done');`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /done/);
+  });
+  it('exits by itself after close()', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 1)));
+      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.close(); });`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /read 1/);
+  });
+  it('exits by itself after unref(), with the listener still on', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 2)));
+      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.unref(); });`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /read 2/);
+  });
+  it('a read left waiting on an unanswered fault keeps the process alive after unref(), like a pending fs.read', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', () => { console.log('fault'); uffd.unref(); });
+      region.read(0, 1).then((b) => console.log('released', b[0]));`, { timeoutMs: 1500 });
+    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
+    assert.match(r.stdout, /fault/);
+    assert.doesNotMatch(r.stdout, /released/);
+  });
+  it('... and close() from a timer releases that read, and the process exits', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', () => { console.log('fault'); setTimeout(() => uffd.close(), 100); });
+      region.read(0, 1).then((b) => console.log('released', b[0]));`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /fault\n(alive\n)*released 0/);
+  });
+  it('exits after removing its last listener', async () => {
+    const r = await runChild(`${prelude}
+      const h = (e) => { uffd.copy(e.address, Buffer.alloc(4096, 3)); };
+      uffd.on('pagefault', h);
+      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.off('pagefault', h); });`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+  });
+  it('exits after an events() iteration ends with break', async () => {
+    const r = await runChild(`${prelude}
+      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(4096, 4)); break; } console.log('loop done'); })();
+      region.read(0, 1).then((b) => console.log('read', b[0]));`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /read 4/);
+  });
+  it('stays alive while a ref\'d uffd has a listener (killed by the timeout, heartbeats printed)', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 5)));
+      region.read(0, 1).then((b) => console.log('read', b[0]));`, { timeoutMs: 1500 });
+    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
+    assert.strictEqual(r.signal, 'SIGKILL');
+    assert.match(r.stdout, /read 5/);
+    assert.ok(r.stdout.split('\n').filter((l) => l === 'alive').length >= 2, r.stdout);
+  });
+  it('ref() after unref() keeps it alive again', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', () => {});
+      uffd.unref().ref();`, { timeoutMs: 1500 });
+    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
+    assert.ok(r.stdout.includes('alive'));
+  });
+  it('process.exit() with a pool thread waiting on a fault exits (the exit hook closes the uffd)', async () => {
+    const r = await runChild(`${prelude}
+      uffd.on('pagefault', () => { console.log('fault'); process.exit(7); });
+      region.read(0, 1);`);
+    assert.strictEqual(r.timedOut, false, `hung: ${r.stdout}`);
+    assert.strictEqual(r.code, 7, r.stderr);
+  });
+  for (const pending of [false, true]) {
+    it(`a Worker with an open uffd, a running reader${pending ? ' and a read waiting on a fault' : ''} is terminated cleanly`, async () => {
+      const r = await runChild(`
+        const { Worker } = require('worker_threads');
+        const w = new Worker(\`
+          const { parentPort } = require('worker_threads');
+          const { Userfaultfd, Region } = require(process.cwd() + '/dist');
+          const u = Userfaultfd.open(); const r = Region.map(4096); u.register(r);
+          u.on('pagefault', () => parentPort.postMessage('fault'));
+          ${pending ? "r.read(0, 1);" : "parentPort.postMessage('fault');"}
+        \`, { eval: true });
+        w.once('message', () => w.terminate().then((c) => console.log('terminated', c)));
+      `);
+      assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr + r.stdout);
+      assert.match(r.stdout, /terminated 1/);
+    });
+  }
+});
