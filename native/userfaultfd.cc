@@ -414,6 +414,8 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       int err = 0;
       // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
       bool missing = (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      bool self = jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+                  selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
         switch (served_.Answer(fd_, address, stats_, &err)) {
           case ServedRanges::Outcome::kAnswered:
@@ -424,15 +426,14 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
           case ServedRanges::Outcome::kFailed:
             out->note = kNoteSourceFailed;
             out->err = err;
+            // The JS thread itself faulted: it cannot wait for a JS handler. Answer by policy.
+            if (self) AnswerSelfFault(msg, out);
             return Disposition::kToJs;
           case ServedRanges::Outcome::kNotServed:
             break;
         }
       }
-      if (jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
-          selfFaultPolicy_.load(std::memory_order_relaxed) != 0) {
-        AnswerSelfFault(msg, out);
-      }
+      if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
     case UFFD_EVENT_REMOVE:
