@@ -17,7 +17,8 @@
 // - a uffd with a non-cooperative event feature (REMOVE, UNMAP, REMAP, FORK) always has a
 //   listener, since madvise/munmap block until the event is read;
 // - a range registered by a uffd with the SIGBUS feature is treated as poisoned;
-// - raw ranges lie inside one live region, never past its end nor in freed address space: the
+// - raw ranges given to a uffd lie inside one live region OF ITS BACKEND (the simulator's fake
+//   addresses may be real memory of this process), never, never past its end nor in freed address space: the
 //   neighbouring mapping may be V8's heap, and a V8 thread stopped on a fault nobody answers
 //   stops the main thread too (at the next GC);
 // - copy and PageSource.buffer sources are plain buffers, never views of registered memory.
@@ -114,7 +115,7 @@ GR.guarded = true;
 listen(G);
 
 function liveUffds(allowG) { return uffds.filter((u) => !u.closed && (allowG || u !== G)); }
-function liveRegions() { return regions.filter((r) => !r.unmapped); }
+function liveRegions(backend) { return regions.filter((r) => !r.unmapped && (!backend || r.backend === backend)); }
 
 // ---- values ---------------------------------------------------------------------------------
 const JUNK = [undefined, null, true, false, 0, -0, 1, -1, 0.5, -4096, 4095, 4096, 4097, 8192, 65536,
@@ -135,8 +136,8 @@ function junk() {
 }
 
 /** An address: mostly inside a live region (bigint or number, aligned or not), else junk. */
-function address() {
-  const live = liveRegions();
+function address(backend = 'native') {
+  const live = liveRegions(backend);
   if (live.length && chance(0.75)) {
     const r = pick(live);
     let off = int(r.length / PAGE) * PAGE;
@@ -157,9 +158,9 @@ function length() {
  * reaches past its region: the next mapping may be V8's heap, and registering it (or moving
  * pages out of it) would stop V8's own threads on faults nobody answers.
  */
-function range() {
+function range(backend = 'native') {
   const r = int(10);
-  const live = liveRegions();
+  const live = liveRegions(backend);
   if (r < 3 && regions.length) return pick(regions);        // a Region (possibly unmapped)
   if (r < 9 && live.length) {
     const x = inRegion(pick(live));
@@ -328,31 +329,32 @@ const OPS = [
   }],
   ['register', 8, () => {
     const u = anyUffd();
-    const r = range();
+    const r = range(u.backend);
     if (sigbusFeature(u) && !taint(r)) return;
     u.register(r, opts(['missing', 'wp', 'minor']));
   }],
-  ['unregister', 4, () => { const u = notG(); if (u) u.unregister(range()); }],
-  ['copy', 10, () => { anyUffd().copy(chance(0.3) ? range() : address(), bytes(), opts(['dontWake', 'wp'])); }],
-  ['zeropage', 6, () => { anyUffd().zeropage(range(), opts(['dontWake'])); }],
-  ['wake', 5, () => { anyUffd().wake(range()); }],
+  ['unregister', 4, () => { const u = notG(); if (u) u.unregister(range(u.backend)); }],
+  ['copy', 10, () => { const u = anyUffd(); u.copy(chance(0.3) ? range(u.backend) : address(u.backend), bytes(), opts(['dontWake', 'wp'])); }],
+  ['zeropage', 6, () => { const u = anyUffd(); u.zeropage(range(u.backend), opts(['dontWake'])); }],
+  ['wake', 5, () => { const u = anyUffd(); u.wake(range(u.backend)); }],
   ['writeProtect', 5, () => {
     const o = chance(0.9) ? { protect: flag(), dontWake: chance(0.2) ? flag() : undefined } : junk();
-    anyUffd().writeProtect(range(), o);
+    const u = anyUffd();
+    u.writeProtect(range(u.backend), o);
   }],
-  ['continue', 3, () => { anyUffd().continue(range(), opts(['dontWake', 'wp'])); }],
+  ['continue', 3, () => { const u = anyUffd(); u.continue(range(u.backend), opts(['dontWake', 'wp'])); }],
   ['poison', 3, () => {
     // A poisoned page kills whatever touches it (SIGBUS, by design): the region is no longer read.
     const u = notG();
     if (!u) return;
-    const r = range();
+    const r = range(u.backend);
     if (!taint(r)) return; // a read or write in flight there would wake into the poison
     u.poison(r, opts(['dontWake']));
   }],
   ['move', 4, () => {
     // Both ends inside live regions, and the length fits both: MOVE takes the source's pages.
     const u = anyUffd();
-    const live = liveRegions();
+    const live = liveRegions(u.backend);
     if (!live.length || chance(0.1)) { u.move(junk(), junk(), length(), junk()); return; }
     const d = inRegion(pick(live));
     const sr = inRegion(pick(live));
@@ -370,7 +372,7 @@ const OPS = [
     const src = pick([PageSource.zero(), PageSource.buffer(Buffer.alloc(3 * PAGE, 9)), PageSource.buffer(new SharedArrayBuffer(2 * PAGE)),
       PageSource.file(tmpFile), PageSource.file(tmpFd, { offset: PAGE, mode: 'pread' }), junk()]);
     const u = anyUffd();
-    const r = range();
+    const r = range(u.backend);
     if (sigbusFeature(u) && !taint(r)) return;
     const s = u.serve(r, src, chance(0.8) ? { readahead: pick([undefined, 'adaptive', false, 0, PAGE, 4 * PAGE, 3, -1, 'x']) } : junk());
     served.push(s);
