@@ -17,10 +17,10 @@
 // - a uffd with a non-cooperative event feature (REMOVE, UNMAP, REMAP, FORK) always has a
 //   listener, since madvise/munmap block until the event is read;
 // - a range registered by a uffd with the SIGBUS feature is treated as poisoned;
-// - raw ranges given to a uffd lie inside one live region OF ITS BACKEND (the simulator's fake
-//   addresses may be real memory of this process), never, never past its end nor in freed address space: the
-//   neighbouring mapping may be V8's heap, and a V8 thread stopped on a fault nobody answers
-//   stops the main thread too (at the next GC);
+// - raw ranges given to a uffd lie inside one live region of the uffd's own backend (the
+//   simulator's fake addresses may be real memory of this process), never past its end nor in
+//   freed address space: the neighbouring mapping may be V8's heap, and a V8 thread stopped on
+//   a fault nobody answers stops the main thread too (at the next GC);
 // - copy and PageSource.buffer sources are plain buffers, never views of registered memory.
 'use strict';
 const fs = require('fs');
