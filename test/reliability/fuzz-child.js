@@ -418,7 +418,10 @@ const OPS = [
     if (!r) return;
     let data = chance(0.8) ? Buffer.alloc(1 + int(2 * PAGE), int(256)) : pick([junk(), detachedView(), new Uint16Array(4), 'str']);
     // A view of another region (unmapped meanwhile, perhaps): it must stay mapped for the copy.
-    const other = chance(0.1) ? anyRegion(false, false) : null;
+    // Same backend only: the simulator copies on the main thread, which must not touch native
+    // registered memory.
+    let other = chance(0.1) ? anyRegion(false, false) : null;
+    if (other && other.backend !== r.backend) other = null;
     if (other && !other.unmapped) data = new Uint8Array(other.buffer, 0, Math.min(other.length, 2 * PAGE));
     const p = r.write(chance(0.8) ? int(r.length / PAGE) * PAGE : pick([-1, 1.5, 2 ** 53, r.length, null]), data);
     track(r, p);
