@@ -64,8 +64,12 @@ export function toRange(value: unknown, pageSize: number, name = 'range'): Check
 
 export function toBytes(value: unknown, name: string): Uint8Array {
   if (value instanceof Uint8Array) return value;
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  try {
+    if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return new Uint8Array(value);
+  } catch {
+    return new Uint8Array(0); // a detached buffer: V8 refuses a view of it; it holds no bytes
+  }
   throw invalidArgType(name, 'a Uint8Array, Buffer or ArrayBuffer', value);
 }
 

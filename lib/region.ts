@@ -5,8 +5,11 @@
 import { checkAligned, checkSpan, toBytes, toLength, toOptions } from './args';
 import { chooseBackend } from './backend';
 import { HUGE_PAGE_SIZE, PAGE_SIZE } from './constants';
-import { closedError, invalidArgType } from './errors';
+import { closedError, invalidArgType, uffdError } from './errors';
 import type { BackendName, MapOptions, Protection } from './types';
+
+/** Region buffers, to find the region behind a view passed as `data` (see write()). */
+const regionOfBuffer = new WeakMap<ArrayBuffer, Region>();
 
 export abstract class Region {
   abstract readonly backend: BackendName;
@@ -18,6 +21,9 @@ export abstract class Region {
   readonly shared: boolean;
   readonly hugetlb: boolean;
   readonly pageSize: number;
+  /** Spans made 'none' (0) or 'read' (1) by protect(): a read or write there from the thread
+   * pool would kill the process with SIGSEGV, so it is refused with EFAULT instead. */
+  private readonly guards: Array<[number, number, 0 | 1]> = [];
 
   /** Maps `length` bytes: private anonymous, or memfd-backed with `shared`, or hugetlb. */
   static map(length: number, options: MapOptions = {}): Region {
@@ -51,6 +57,7 @@ export abstract class Region {
     toLength(offset, 'offset', true);
     toLength(length, 'length');
     checkSpan(offset, length, this.length, 'offset + length');
+    this.checkAccess(offset, length, false);
     return this._read(offset, length);
   }
 
@@ -61,6 +68,10 @@ export abstract class Region {
     const bytes = toBytes(data, 'data');
     if (bytes.byteLength === 0) return Promise.resolve();
     checkSpan(offset, bytes.byteLength, this.length, 'offset + data.length');
+    this.checkAccess(offset, bytes.byteLength, true);
+    // `data` may view another region: its protected pages would kill the copy as well.
+    const from = regionOfBuffer.get(bytes.buffer as ArrayBuffer);
+    if (from !== undefined && !from.unmapped) from.checkAccess(bytes.byteOffset, bytes.byteLength, false);
     return this._write(offset, bytes);
   }
 
@@ -79,6 +90,7 @@ export abstract class Region {
       throw invalidArgType('protection', "'none', 'read' or 'readwrite'", protection);
     }
     this._protect(offset, length, protection);
+    this.setGuard(offset, offset + length, protection === 'none' ? 0 : protection === 'read' ? 1 : 2);
   }
 
   /** A second mapping of the same pages (shared regions): fill pages here for MINOR faults. */
@@ -108,8 +120,36 @@ export abstract class Region {
   protected abstract _residentPages(): number;
   protected abstract _unmap(): void;
 
+  /** Backends call this with each buffer they hand out. */
+  protected noteBuffer(buffer: ArrayBuffer): ArrayBuffer {
+    if (buffer.byteLength > 0) regionOfBuffer.set(buffer, this);
+    return buffer;
+  }
+
   protected checkLive(): void {
     if (this.unmapped) throw closedError('region');
+  }
+
+  private setGuard(start: number, end: number, level: 0 | 1 | 2): void {
+    const kept: Array<[number, number, 0 | 1]> = [];
+    for (const [s, e, l] of this.guards) {
+      if (e <= start || s >= end) kept.push([s, e, l]);
+      else {
+        if (s < start) kept.push([s, start, l]);
+        if (e > end) kept.push([end, e, l]);
+      }
+    }
+    if (level !== 2) kept.push([start, end, level]);
+    this.guards.splice(0, this.guards.length, ...kept);
+  }
+
+  private checkAccess(offset: number, length: number, write: boolean): void {
+    for (const [s, e, l] of this.guards) {
+      if (s < offset + length && e > offset && (write || l === 0)) {
+        throw uffdError('EFAULT', write ? 'region.write' : 'region.read', undefined,
+          `bytes ${s}..${e} of the region are protected '${l === 0 ? 'none' : 'read'}'`);
+      }
+    }
   }
 
   private checkPages(offset: number, length: number): void {

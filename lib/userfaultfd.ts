@@ -55,11 +55,13 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly queues = new Set<EventQueue>();
   private readonly registered: CheckedRange[] = [];
   private readonly servedHandles = new Set<Served>();
+  private readonly faultTimeoutMs: number | undefined;
+  /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
+  private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
-    const o = toOptions<OpenOptions>(options, 'options');
-    checkSelfFaultPolicy(o.onSelfFault);
+    const o = checkOpenOptions(options);
     return chooseBackend(o.backend).open(o as OpenOptions);
   }
 
@@ -71,8 +73,7 @@ export abstract class Userfaultfd extends EventEmitter {
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
-    const o = toOptions<OpenOptions>(options, 'options');
-    checkSelfFaultPolicy(o.onSelfFault);
+    const o = checkOpenOptions(options);
     return chooseBackend(o.backend).fromFd(fd, o as OpenOptions);
   }
 
@@ -83,6 +84,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.pageSize = init.pageSize;
     checkSelfFaultPolicy(init.options.onSelfFault);
     this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
+    this.faultTimeoutMs = init.options.faultTimeoutMs;
     this.on('newListener', (name: string | symbol) => {
       if (isEventType(name)) this.consumersChanged(1);
     });
@@ -116,6 +118,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     this._unregister(r.start, r.length);
+    this.answered(r.start, r.length); // unregistering wakes the waiting threads
     const end = r.start + BigInt(r.length);
     for (let i = this.registered.length - 1; i >= 0; i--) {
       const x = this.registered[i];
@@ -132,7 +135,7 @@ export abstract class Userfaultfd extends EventEmitter {
     checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
     const o = toOptions<CopyOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
-    return this._copy(d, bytes, mode);
+    return this.answering(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0, () => this._copy(d, bytes, mode));
   }
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
@@ -140,7 +143,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
-    return this._zeropage(r.start, r.length, toFlag(o.dontWake, 'options.dontWake') ? M.ZEROPAGE_DONTWAKE : 0);
+    const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    return this.answering(r.start, r.length, !dontWake, () => this._zeropage(r.start, r.length, dontWake ? M.ZEROPAGE_DONTWAKE : 0));
   }
 
   /** UFFDIO_WAKE: wakes the threads waiting on faults in the range. */
@@ -148,6 +152,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     this._wake(r.start, r.length);
+    this.answered(r.start, r.length);
   }
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
@@ -158,6 +163,7 @@ export abstract class Userfaultfd extends EventEmitter {
     if (typeof o.protect !== 'boolean') throw invalidArgType('options.protect', 'of type boolean', o.protect);
     const mode = (o.protect ? M.WRITEPROTECT_WP : 0) | (toFlag(o.dontWake, 'options.dontWake') ? M.WRITEPROTECT_DONTWAKE : 0);
     this._writeProtect(r.start, r.length, mode);
+    if (!o.protect && !o.dontWake) this.answered(r.start, r.length);
   }
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
@@ -166,7 +172,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.CONTINUE_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.CONTINUE_WP : 0);
-    return this._continue(r.start, r.length, mode);
+    return this.answering(r.start, r.length, (mode & M.CONTINUE_DONTWAKE) === 0, () => this._continue(r.start, r.length, mode));
   }
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
@@ -174,7 +180,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
-    return this._poison(r.start, r.length, toFlag(o.dontWake, 'options.dontWake') ? M.POISON_DONTWAKE : 0);
+    const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    return this.answering(r.start, r.length, !dontWake, () => this._poison(r.start, r.length, dontWake ? M.POISON_DONTWAKE : 0));
   }
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
@@ -187,7 +194,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const o = toOptions<MoveOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.MOVE_DONTWAKE : 0) |
       (toFlag(o.allowSrcHoles, 'options.allowSrcHoles') ? M.MOVE_ALLOW_SRC_HOLES : 0);
-    return this._move(d, s, length, mode);
+    return this.answering(d, length, (mode & M.MOVE_DONTWAKE) === 0, () => this._move(d, s, length, mode));
   }
 
   // ---- serving --------------------------------------------------------------------------------
@@ -275,6 +282,8 @@ export abstract class Userfaultfd extends EventEmitter {
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    for (const w of this.unanswered.values()) clearTimeout(w.timer);
+    this.unanswered.clear();
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -285,6 +294,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** Delivers one event to the listeners and iterators. */
   protected dispatch(e: UffdEvent): void {
+    if (e.type === 'pagefault' && this.faultTimeoutMs !== undefined) this.watch(e);
     for (const q of this.queues) q.push(e);
     if (e.type !== 'pagefault') {
       this.emit(e.type, e);
@@ -295,8 +305,65 @@ export abstract class Userfaultfd extends EventEmitter {
     } catch (err) {
       // A handler that throws must not leave the faulting thread waiting forever.
       this.answerByFallback(e);
+      this.answered(pageOf(e.address, this.pageSize), this.pageSize);
       this.reportError(err as Error, e);
     }
+  }
+
+  /** faultTimeoutMs: answer the fault by the fallback if nothing answers its page in time. */
+  private watch(e: PageFault): void {
+    const page = pageOf(e.address, this.pageSize);
+    if (this.unanswered.has(page)) return; // one answer wakes every thread waiting on the page
+    const timer = setTimeout(() => {
+      this.unanswered.delete(page);
+      if (this.isClosed) return;
+      let failure: Error | undefined;
+      try {
+        this.answerByFallback(e);
+      } catch (err) {
+        failure = err as Error;
+      }
+      const error = new Error(`No answer to the page fault at 0x${page.toString(16)} within faultTimeoutMs ` +
+        `(${this.faultTimeoutMs} ms); ` + (failure ? `the fallback answer failed: ${failure.message}` :
+          `answered by the fallback (${e.wp ? 'un-protect' : e.minor ? 'continue' : 'zero page'})`));
+      Object.assign(error, { code: 'ERR_UFFD_FAULT_TIMEOUT', cause: failure });
+      this.reportError(error, e);
+    }, this.faultTimeoutMs);
+    timer.unref();
+    this.unanswered.set(page, { fault: e, timer });
+  }
+
+  /** Runs an answering ioctl; the pages it did (all, or `bytes` of a partial failure) are answered. */
+  private answering(start: bigint, length: number, wakes: boolean, op: () => number): number {
+    if (this.unanswered.size === 0 || !wakes) return op();
+    try {
+      const done = op();
+      this.answered(start, length);
+      return done;
+    } catch (err) {
+      const bytes = (err as UffdError).bytes;
+      // EEXIST wakes nobody: the fault stays watched until a wake (or the timeout) answers it.
+      if (typeof bytes === 'number' && bytes > 0) this.answered(start, bytes);
+      throw err;
+    }
+  }
+
+  /** The faults in [start, start + length) were answered: stop their timers. */
+  private answered(start: bigint, length: number): void {
+    if (this.unanswered.size === 0) return;
+    const end = start + BigInt(length);
+    if (length / this.pageSize <= this.unanswered.size) {
+      for (let p = start; p < end; p += BigInt(this.pageSize)) this.clearWatch(p);
+    } else {
+      for (const p of [...this.unanswered.keys()]) if (p >= start && p < end) this.clearWatch(p);
+    }
+  }
+
+  private clearWatch(page: bigint): void {
+    const w = this.unanswered.get(page);
+    if (w === undefined) return;
+    clearTimeout(w.timer);
+    this.unanswered.delete(page);
   }
 
   /** An 'error' event; with no 'error' listener it is thrown, as EventEmitter does. */
@@ -394,6 +461,8 @@ export abstract class Userfaultfd extends EventEmitter {
     if (this.readerStarted || this.isClosed) return;
     this.readerStarted = true;
     this._startReader();
+    // The reader starts ref'd: a serve() alone (no event consumer) must not hold the process.
+    this.updateRef(0);
   }
 
   /** `adding` is 1 while a listener is about to be added (newListener fires before). */
@@ -414,4 +483,20 @@ export abstract class Userfaultfd extends EventEmitter {
     if (!this.readerStarted || this.isClosed) return;
     this._setRef(this.refed && this.consumerCount() + adding > 0);
   }
+}
+
+function pageOf(address: bigint, pageSize: number): bigint {
+  return address - (address % BigInt(pageSize));
+}
+
+/** Open options checked before any fd is opened, so that a bad option cannot leak one. */
+function checkOpenOptions(options: unknown): Partial<OpenOptions> {
+  const o = toOptions<OpenOptions>(options, 'options');
+  checkSelfFaultPolicy(o.onSelfFault);
+  const t = o.faultTimeoutMs;
+  if (t !== undefined) {
+    if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);
+    if (!(t > 0) || t > 2 ** 31 - 1) throw outOfRange('options.faultTimeoutMs', '> 0 and <= 2 ** 31 - 1', t);
+  }
+  return o;
 }

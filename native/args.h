@@ -39,6 +39,25 @@ inline int ArgInt(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<int>(d);
 }
 
+// The bytes of any TypedArray or DataView, over an ArrayBuffer or a SharedArrayBuffer (going
+// through .ArrayBuffer() fails on a SharedArrayBuffer). Data is null when detached.
+inline void ViewBytes(const Napi::Value& v, const uint8_t** data, size_t* length) {
+  void* p = nullptr;
+  size_t bytes = 0;
+  if (v.IsTypedArray()) {
+    Napi::TypedArray t = v.As<Napi::TypedArray>();
+    napi_typedarray_type type;
+    size_t count;
+    if (napi_get_typedarray_info(v.Env(), t, &type, &count, &p, nullptr, nullptr) == napi_ok) {
+      bytes = t.ByteLength();
+    }
+  } else if (v.IsDataView()) {
+    napi_get_dataview_info(v.Env(), v, &bytes, &p, nullptr, nullptr);
+  }
+  *data = static_cast<const uint8_t*>(p);
+  *length = p == nullptr ? 0 : bytes;
+}
+
 inline bool ArgBool(const Napi::CallbackInfo& info, size_t i) { return info[i].ToBoolean(); }
 
 }  // namespace uffd

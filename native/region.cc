@@ -11,6 +11,7 @@
 #include <cstring>
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,8 +46,35 @@ void Mapping::RequestUnmap() {
   if (accesses_.load() == 0) Unmap();
 }
 
+namespace {
+std::mutex gMappingsMutex;
+std::set<Mapping*> gMappings;  // every mapped Mapping of the process (Workers included)
+}  // namespace
+
+void Mapping::Track(Mapping* m) {
+  std::lock_guard<std::mutex> lock(gMappingsMutex);
+  gMappings.insert(m);
+}
+
+Mapping* Mapping::AcquireContaining(const void* p, size_t length) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  if (b == nullptr || length == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(gMappingsMutex);
+  for (Mapping* m : gMappings) {
+    if (b >= m->addr_ && b < m->addr_ + m->length_ && m->live()) {
+      m->BeginAccess();
+      return m;
+    }
+  }
+  return nullptr;
+}
+
 void Mapping::Unmap() {
   if (unmapped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(gMappingsMutex);
+    gMappings.erase(this);
+  }
   munmap(addr_, length_);
   int fd = fd_.exchange(-1);
   if (fd >= 0) close(fd);
@@ -126,10 +154,13 @@ class AccessWorker : public Napi::AsyncWorker {
     data_ = Napi::Persistent(data.As<Napi::Object>());
     mapping_->BeginAccess();
     BeginEnvAccess(env);
+    // `data` may be a view of another Region: keep that one mapped until the copy is done.
+    dataMapping_ = Mapping::AcquireContaining(bytes_, length_);
   }
   ~AccessWorker() override {
     EndEnvAccess(Env());
     mapping_->EndAccess();
+    if (dataMapping_ != nullptr) dataMapping_->EndAccess();
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -167,6 +198,7 @@ class AccessWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   Mapping* mapping_;
+  Mapping* dataMapping_ = nullptr;
   uint8_t* memory_;
   uint8_t* bytes_;
   size_t length_;
@@ -224,6 +256,7 @@ Region::Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) 
                                         : nullptr);
   }
   mapping_ = new Mapping(static_cast<uint8_t*>(addr), length, fd);
+  Mapping::Track(mapping_);
 }
 
 Region::~Region() {
@@ -282,7 +315,13 @@ Napi::Value Region::Protect(const Napi::CallbackInfo& info) {
   Mapping& m = Live(env);
   uint64_t offset = ArgU64(info, 0), length = ArgU64(info, 1);
   CheckSpan(env, offset, length);
-  if (mprotect(m.addr() + offset, length, ArgInt(info, 2)) != 0) ThrowErrno(env, errno, "mprotect");
+  int prot = ArgInt(info, 2);
+  // A thread-pool copy in flight (or waiting on a fault) would die of SIGSEGV on the pages
+  // taken away under it: refuse until the reads and writes have ended.
+  if (prot != (PROT_READ | PROT_WRITE) && m.accessing()) {
+    ThrowErrno(env, EBUSY, "mprotect", kNoBytes, "region.read/write in flight");
+  }
+  if (mprotect(m.addr() + offset, length, prot) != 0) ThrowErrno(env, errno, "mprotect");
   return env.Undefined();
 }
 

@@ -18,12 +18,20 @@ class Mapping {
   size_t length() const { return length_; }
   int fd() const { return fd_.load(); }
   bool live() const { return !unmapRequested_.load(); }
+  // JS thread: reads or writes are running (or waiting on a fault) on the thread pool.
+  bool accessing() const { return accesses_.load() > 0; }
 
   void AddRef() { refs_.fetch_add(1); }
   void Release();          // any thread
   void BeginAccess();      // JS thread
   void EndAccess();        // JS thread
   void RequestUnmap();     // JS thread: now if idle, else when the last access ends
+
+  // The live mapping that holds [p, p + length), with an access begun on it (end it with
+  // EndAccess), or null: a JS buffer may be a view of another Region, whose unmap() must then
+  // wait for the copy that reads it. Any thread.
+  static Mapping* AcquireContaining(const void* p, size_t length);
+  static void Track(Mapping* m);  // any thread: findable by AcquireContaining until unmapped
 
  private:
   ~Mapping() = default;

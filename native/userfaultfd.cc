@@ -12,6 +12,7 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "region.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -158,6 +159,10 @@ void Userfaultfd::Shutdown() {
   served_.Clear();
   keepAlive_.clear();
   keepAliveIds_.clear();
+  for (Mapping* m : keepMapped_) {
+    if (m != nullptr) m->EndAccess();
+  }
+  keepMapped_.clear();
   if (fd_ >= 0) {
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
@@ -202,9 +207,7 @@ Napi::Value Userfaultfd::CopyFromBuffer(const Napi::CallbackInfo& info) {
   const uint8_t* src;
   size_t len;
   if (info[1].IsTypedArray()) {
-    Napi::TypedArray t = info[1].As<Napi::TypedArray>();
-    src = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-    len = t.ByteLength();
+    ViewBytes(info[1], &src, &len);
   } else if (info[1].IsArrayBuffer()) {
     Napi::ArrayBuffer b = info[1].As<Napi::ArrayBuffer>();
     src = static_cast<const uint8_t*>(b.Data());
@@ -342,19 +345,22 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
   Napi::Reference<Napi::Value> keep;
+  Mapping* keepMapping = nullptr;
   switch (kind) {
     case 0:
       source = MakeZeroSource();
       break;
     case 1: {
       if (!info[3].IsTypedArray()) ThrowTypeError(env, "buffer source must be a Uint8Array");
-      Napi::TypedArray t = info[3].As<Napi::TypedArray>();
-      const uint8_t* data = static_cast<const uint8_t*>(t.ArrayBuffer().Data());
-      if (data == nullptr && t.ByteLength() > 0) ThrowRangeError(env, "buffer is detached");
-      uint64_t len = t.ByteLength();
+      const uint8_t* data;
+      size_t bytes;
+      ViewBytes(info[3], &data, &bytes);
+      uint64_t len = bytes;
       uint64_t skip = std::min<uint64_t>(offset, len);
-      source = MakeMemorySource(data + t.ByteOffset() + skip, len - skip);
+      source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
       keep = Napi::Persistent(info[3]);
+      // A view of a Region: that Region's unmap() must wait until this source is gone.
+      keepMapping = Mapping::AcquireContaining(data, bytes);
       break;
     }
     case 2:
@@ -383,6 +389,7 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);
+    keepMapped_.push_back(keepMapping);
   }
   return Napi::Number::New(env, id);
 }
@@ -394,6 +401,8 @@ Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
     if (keepAliveIds_[i] == id) {
       keepAlive_.erase(keepAlive_.begin() + static_cast<long>(i));
       keepAliveIds_.erase(keepAliveIds_.begin() + static_cast<long>(i));
+      if (keepMapped_[i] != nullptr) keepMapped_[i]->EndAccess();
+      keepMapped_.erase(keepMapped_.begin() + static_cast<long>(i));
       break;
     }
   }
@@ -422,6 +431,8 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       int err = 0;
       // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
       bool missing = (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      bool self = jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+                  selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
         switch (served_.Answer(fd_, address, stats_, &err)) {
           case ServedRanges::Outcome::kAnswered:
@@ -440,15 +451,14 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
               out->note = kNoteSourceFailed;
             }
             out->err = err;
+            // The JS thread itself faulted: it cannot wait for a JS handler. Answer by policy.
+            if (self) AnswerSelfFault(msg, out);
             return Disposition::kToJs;
           case ServedRanges::Outcome::kNotServed:
             break;
         }
       }
-      if (jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
-          selfFaultPolicy_.load(std::memory_order_relaxed) != 0) {
-        AnswerSelfFault(msg, out);
-      }
+      if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
     case UFFD_EVENT_REMOVE:

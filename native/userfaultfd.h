@@ -72,6 +72,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   ServedRanges served_;
   std::vector<Napi::Reference<Napi::Value>> keepAlive_;  // buffers of served memory sources
   std::vector<uint32_t> keepAliveIds_;
+  std::vector<class Mapping*> keepMapped_;  // per keepAlive_ entry: the Region it views, or null
   static void OnEnvCleanup(void* self);  // JS thread, at environment teardown
   napi_env env_;
   bool hookInstalled_ = false;

@@ -10,6 +10,8 @@ export interface KernelOffer {
   api: number;
   features: number;
   ioctls: bigint;
+  /** Only a UFFD_USER_MODE_ONLY fd could be opened (no CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=0). */
+  userModeOnly: boolean;
 }
 
 /** Opens a uffd by the syscall, or by /dev/userfaultfd when the syscall is refused. */
@@ -36,6 +38,7 @@ function fixHint(code: string): string {
 }
 
 let cachedOffer: KernelOffer | Error | null = null;
+let userModeOnlyReason = '';
 
 /** The kernel's full offer: a throwaway fd asked with features 0 (the kernel lists all it supports). */
 export function kernelOffer(): KernelOffer {
@@ -44,7 +47,7 @@ export function kernelOffer(): KernelOffer {
       const { fd, via } = openKernelFd(false);
       try {
         const r = binding!.apiHandshake(fd, 0);
-        cachedOffer = { via, api: r.api, features: r.features, ioctls: r.ioctls };
+        cachedOffer = { via, api: r.api, features: r.features, ioctls: r.ioctls, userModeOnly: false };
       } finally {
         binding!.closeFd(fd);
       }
@@ -55,7 +58,8 @@ export function kernelOffer(): KernelOffer {
           const { fd, via } = openKernelFd(true);
           try {
             const r = binding.apiHandshake(fd, 0);
-            cachedOffer = { via, api: r.api, features: r.features, ioctls: r.ioctls };
+            cachedOffer = { via, api: r.api, features: r.features, ioctls: r.ioctls, userModeOnly: true };
+            userModeOnlyReason = (e as Error).message;
           } finally {
             binding.closeFd(fd);
           }
@@ -92,6 +96,16 @@ export function probeKernel(): ProbeResult {
   }
   try {
     const o = kernelOffer();
+    if (o.userModeOnly) {
+      // Only faults raised in user mode can be handled here: a default open() would fail, so
+      // 'auto' chooses the simulator (for open() and Region.map() alike, so that they match);
+      // { backend: 'native', userModeOnly: true } still reaches the kernel.
+      return {
+        ...base, available: false, via: o.via, api: o.api,
+        features: featureNames(o.features), ioctls: ioctlNames(o.ioctls), unprivileged: unprivileged(),
+        reason: `userfaultfd refused: ${userModeOnlyReason}; only { userModeOnly: true } userfaultfds can be opened here`,
+      };
+    }
     return {
       ...base, available: true, via: o.via, api: o.api,
       features: featureNames(o.features), ioctls: ioctlNames(o.ioctls), unprivileged: unprivileged(),

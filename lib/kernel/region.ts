@@ -30,7 +30,7 @@ export class KernelRegion extends Region {
     return this.isUnmapped;
   }
   get buffer(): ArrayBuffer {
-    return this.handle.buffer;
+    return this.noteBuffer(this.handle.buffer);
   }
 
   protected _read(offset: number, length: number): Promise<Buffer> {

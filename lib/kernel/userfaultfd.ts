@@ -286,8 +286,13 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
     throw invalidArgType('fd', 'an open file descriptor', fd);
   }
   if (link !== 'anon_inode:[userfaultfd]') throw invalidArgType('fd', 'a userfaultfd', link);
-  const dup = binding!.dupFd(fd);
+  // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
+  // whose faulting threads would then wait forever).
   let features = options.features ? featureMask(checkFeatures(options.features)) : 0;
+  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
+  }
+  const dup = binding!.dupFd(fd);
   let ioctls = 0n;
   try {
     const info = fs.readFileSync(`/proc/self/fdinfo/${dup}`, 'utf8');

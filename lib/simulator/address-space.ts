@@ -7,6 +7,7 @@
  * whose per-page `cached` flags are the page cache that MINOR faults and CONTINUE work on.
  */
 import type { UffdContext } from './context';
+import { uffdError } from '../errors';
 
 /** Page protections, as mprotect would set them. */
 export const PROT_NONE = 0;
@@ -22,7 +23,12 @@ export class Backing {
   private users = 0;
 
   constructor(readonly length: number, readonly shared: boolean, readonly pageSize: number) {
-    this.memory = new ArrayBuffer(length);
+    try {
+      this.memory = new ArrayBuffer(length);
+    } catch {
+      // V8's "Array buffer allocation failed" (a RangeError with no code): what mmap says.
+      throw uffdError('ENOMEM', 'mmap', undefined, `cannot allocate ${length} bytes of simulated memory`);
+    }
     this.cached = new Uint8Array(shared ? length / pageSize : 0);
   }
 

@@ -1,0 +1,43 @@
+// Stress in the manner of the kernel's uffd-stress (see stress-child.js): 20 MiB, 16 bounces
+// alternating sequential and random order, racing faults on the same pages, every page's
+// counter checked after each bounce. Once with a JS handler (main thread, and in a Worker),
+// once with a native source. Each run is a child bounded to a minute.
+const assert = require('assert');
+const path = require('path');
+const { runChild, nativeProbe } = require('../helpers');
+
+const MODES = {
+  js: 'a JS handler on the main thread; the thread pool faults',
+  worker: 'a JS handler in a Worker (fromFd); the main thread and the thread pool fault',
+  native: 'a native source (serve); the main thread and the thread pool fault',
+};
+
+describe('reliability: uffd-stress, native-only (20 MiB, 16 bounces, counters checked)', function () {
+  this.timeout(70000);
+  before(function () {
+    if (!nativeProbe.available) {
+      console.log(`      skipped: native backend unavailable (${nativeProbe.reason})`);
+      this.skip();
+    }
+  });
+
+  for (const [mode, what] of Object.entries(MODES)) {
+    it(`${mode}: ${what}`, async () => {
+      const r = await runChild(path.join(__dirname, 'stress-child.js'), {
+        isFile: true, args: [mode], timeoutMs: 60000, env: { UV_THREADPOOL_SIZE: '6' },
+      });
+      const info = `code ${r.code} signal ${r.signal} timedOut ${r.timedOut}\n${r.stdout}\n${r.stderr}`;
+      assert.strictEqual(r.timedOut, false, `hung or too slow: ${info}`);
+      assert.strictEqual(r.signal, null, info);
+      assert.strictEqual(r.code, 0, info);
+      const line = r.stdout.split('\n').find((l) => l.startsWith('STRESS OK'));
+      assert.ok(line, info);
+      const f = JSON.parse(line.slice(line.indexOf('{')));
+      // Every page faulted in every bounce (more with racing faults), and was filled once.
+      assert.ok(f.faults >= f.pages * f.bounces, line);
+      assert.ok(f.copies >= f.pages * f.bounces, line);
+      console.log(`      ${f.mib} MiB x ${f.bounces} bounces: ${f.faults} faults (${f.faults - f.pages * f.bounces} ` +
+        `racing), ${f.eexist} EEXIST answered by wake, ${f.seconds.toFixed(1)} s`);
+    });
+  }
+});
