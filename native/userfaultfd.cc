@@ -443,16 +443,13 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
             return Disposition::kRetry;
           case ServedRanges::Outcome::kFailed:
             // The JS thread itself cannot wait for JavaScript to answer: the guard does.
-            if (jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
-                selfFaultPolicy_.load(std::memory_order_relaxed) != 0) {
+            if (self) {
               AnswerSelfFault(msg, out);
               out->note = kNoteSourceFailedAnswered;
             } else {
               out->note = kNoteSourceFailed;
             }
             out->err = err;
-            // The JS thread itself faulted: it cannot wait for a JS handler. Answer by policy.
-            if (self) AnswerSelfFault(msg, out);
             return Disposition::kToJs;
           case ServedRanges::Outcome::kNotServed:
             break;
