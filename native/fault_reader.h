@@ -28,7 +28,8 @@ enum Note : int32_t {
   kNoteSelfFaultAnswered = 1,  // the JS thread faulted; the guard answered it
   kNoteSourceFailed = 2,    // a native page source could not answer; err says why
   kNoteReaderFailed = 3,    // reading the uffd failed; the reader stopped
-  kNoteSelfFaultFallback = 4,  // the JS thread faulted; POISON failed (err), a zero page answered
+  kNoteSelfFaultFallback = 5,  // the JS thread faulted; POISON failed (err), a zero page answered
+                               // (5, not 4: the serve branch uses 4 for kNoteSourceFailedAnswered)
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };

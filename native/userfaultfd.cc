@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "addon.h"
 #include "args.h"
@@ -113,6 +115,16 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0);
   if (fd < 0) ThrowRangeError(env, "fd must be >= 0");
+  // The object closes its fd when it goes: adopt nothing but a userfaultfd.
+  // (Without /proc, only openness can be checked.)
+  if (fcntl(fd, F_GETFD) < 0) ThrowRangeError(env, "fd is not open");
+  char path[32], link[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n >= 0) {
+    link[n] = '\0';
+    if (strcmp(link, "anon_inode:[userfaultfd]") != 0) ThrowTypeError(env, "fd is not a userfaultfd");
+  }
   features_ = ArgU64(info, 1);
   fd_ = fd;
   env_ = env;

@@ -11,23 +11,32 @@ import { kernelOffer, openKernelFd } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, selfFaultFallback: 4 } as const;
+const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, selfFaultFallback: 5 } as const;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
 
 /** Every open uffd of this thread, closed at exit: libuv joins its thread pool at exit, and a
- * pool thread waiting on a fault would hold the process forever. */
-const openUffds = new Set<KernelUserfaultfd>();
+ * pool thread waiting on a fault would hold the process forever. Held weakly: a uffd dropped
+ * without close() is still collected, and its native finalizer closes the fd. */
+const openUffds = new Set<WeakRef<KernelUserfaultfd>>();
+const collected = new FinalizationRegistry<WeakRef<KernelUserfaultfd>>((ref) => openUffds.delete(ref));
 let exitHookInstalled = false;
-function track(u: KernelUserfaultfd): void {
-  openUffds.add(u);
+function track(u: KernelUserfaultfd): WeakRef<KernelUserfaultfd> {
+  const ref = new WeakRef(u);
+  openUffds.add(ref);
+  collected.register(u, ref, ref);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', () => {
-      for (const x of [...openUffds]) x.close();
+      for (const r of [...openUffds]) r.deref()?.close();
     });
   }
+  return ref;
+}
+function untrack(ref: WeakRef<KernelUserfaultfd>): void {
+  openUffds.delete(ref);
+  collected.unregister(ref);
 }
 
 export class KernelUserfaultfd extends Userfaultfd {
@@ -38,6 +47,7 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly featureBits: number;
   private readonly ioctlBits: bigint;
   private readonly fdNumber: number;
+  private readonly tracking: WeakRef<KernelUserfaultfd>;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
 
@@ -49,7 +59,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
-    track(this);
+    this.tracking = track(this);
   }
 
   get fd(): number {
@@ -111,7 +121,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     else this.handle.unref();
   }
   protected _close(): void {
-    openUffds.delete(this);
+    untrack(this.tracking);
     this.handle.close();
   }
 

@@ -184,7 +184,10 @@ describeBackends('bad arguments: Userfaultfd', (backend) => {
   it('a Range given as a Region of the other backend is refused', function () {
     const otherBackend = backend === 'native' ? 'simulator' : 'native';
     let foreign;
-    try { foreign = Region.map(PAGE, { backend: otherBackend }); } catch { this.skip(); }
+    try { foreign = Region.map(PAGE, { backend: otherBackend }); } catch (e) {
+      console.log(`      skipped: the ${otherBackend} backend is unavailable (${e.message})`);
+      this.skip();
+    }
     try {
       assert.throws(() => uffd.register(foreign), TYPE);
     } finally { foreign.unmap(); }

@@ -75,6 +75,23 @@ describeBackends('events: a JS handler answers thread-pool faults', (backend) =>
     } finally { s.close(); }
   });
 
+  it('with EXACT_ADDRESS the event carries the faulting byte\'s address', async function () {
+    requireFeature(this, backend, 'EXACT_ADDRESS');
+    const s = scope(backend);
+    try {
+      const uffd = s.uffd({ features: ['EXACT_ADDRESS'] });
+      const region = s.region(2 * PAGE);
+      uffd.register(region);
+      const seen = [];
+      uffd.on('pagefault', (e) => {
+        seen.push(e.address);
+        uffd.copy(e.address - (e.address % BigInt(PAGE)), pattern(PAGE, 9));
+      });
+      assert.deepStrictEqual(await region.read(PAGE + 123, 1), pattern(PAGE, 9).subarray(123, 124));
+      assert.deepStrictEqual(seen, [region.address + BigInt(PAGE + 123)]);
+    } finally { s.close(); }
+  });
+
   it('16 concurrent reads of distinct pages: 16 distinct events, each answered once', async () => {
     const s = scope(backend);
     try {

@@ -96,6 +96,10 @@ describeNative('the kernel\'s own errors through the raw binding', () => {
     ];
     for (const call of calls) for (const v of junk) assert.throws(() => call(v), undefined, `${call} with ${String(v)}`);
     assert.strictEqual(raw.unserve(12345), false);
+    // The native object closes its fd when collected: it adopts nothing but a userfaultfd.
+    assert.throws(() => new binding.Userfaultfd(0, 0), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => new binding.Userfaultfd(1, 0), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => new binding.Userfaultfd(99999, 0), { code: 'ERR_OUT_OF_RANGE' });
     // A source buffer can be emptied; the binding refuses it rather than copy from nowhere.
     assert.throws(() => raw.copy(region.address, new Uint8Array(0), 0), { code: 'ERR_OUT_OF_RANGE' });
     // A closed raw uffd refuses everything with a RangeError.
@@ -127,6 +131,29 @@ describeNative('opening and negotiation', () => {
       assert.ok(uffd.features.includes('THREAD_ID'));
       assert.ok(uffd.ioctls.includes('register') && uffd.ioctls.includes('api'));
     } finally { uffd.close(); }
+  });
+  it('asking for a feature the kernel lacks fails with a UffdError that names it', function () {
+    const lacking = Object.keys(constants.features).filter((f) => !nativeProbe.features.includes(f));
+    if (lacking.length === 0) {
+      console.log('      skipped: this kernel supports every feature');
+      this.skip();
+    }
+    assert.throws(() => Userfaultfd.open({ backend: 'native', features: [lacking[0]] }), (e) => {
+      assert.ok(e instanceof UffdError);
+      assert.strictEqual(e.code, 'EINVAL');
+      assert.strictEqual(e.feature, lacking[0]);
+      assert.ok(e.message.includes(lacking[0]));
+      return true;
+    });
+  });
+  it('userModeOnly: true opens a uffd that handles faults from user-mode accesses', async () => {
+    const uffd = Userfaultfd.open({ backend: 'native', userModeOnly: true });
+    const region = Region.map(PAGE, { backend: 'native' });
+    try {
+      uffd.register(region);
+      uffd.on('pagefault', (e) => uffd.copy(e.address, pattern(PAGE, 17)));
+      assert.deepStrictEqual(await region.read(0, PAGE), pattern(PAGE, 17));
+    } finally { uffd.close(); region.unmap(); }
   });
   it('the negotiated features are what /proc/self/fdinfo reports', () => {
     const uffd = Userfaultfd.open({ backend: 'native', features: ['EVENT_REMOVE', 'POISON'] });

@@ -358,3 +358,60 @@ describeNative('process lifetime (child processes, with a timeout)', () => {
     });
   }
 });
+
+describeNative('cleanup leaves no thread or fd behind (child processes)', () => {
+  it('a uffd and a region dropped without close()/unmap() are closed by their finalizers', async () => {
+    const r = await runChild(`
+      const fs = require('fs');
+      const { Userfaultfd, Region } = require('./dist');
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      (async () => {
+        const warm = Userfaultfd.open(); warm.close(); Region.map(4096, { shared: true }).unmap();
+        const base = fds();
+        // In a function of its own: a suspended async function keeps its registers alive.
+        (function openAndDrop() {
+          for (let i = 0; i < 40; i++) { const u = Userfaultfd.open(); const r = Region.map(4096, { shared: true }); u.register(r); }
+        })();
+        const opened = fds();
+        for (let i = 0; i < 10 && fds() > base; i++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+        console.log(JSON.stringify({ base, opened, after: fds() }));
+      })();
+    `, { env: { NODE_OPTIONS: '--expose-gc' } });
+    assert.deepStrictEqual([r.timedOut, r.code], [false, 0], r.stderr);
+    const { base, opened, after } = JSON.parse(r.stdout);
+    assert.ok(opened >= base + 80, r.stdout);
+    assert.strictEqual(after, base, r.stdout);
+  });
+
+  it('terminated Workers with running readers and pending faults leave no thread or fd behind', async () => {
+    const r = await runChild(`
+      const fs = require('fs');
+      const { Worker } = require('worker_threads');
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      const threads = () => fs.readdirSync('/proc/self/task').length;
+      const source = \`
+        const { parentPort } = require('worker_threads');
+        const { Userfaultfd, Region } = require(process.cwd() + '/dist');
+        const u = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
+        const r = Region.map(4 * 4096); u.register(r);
+        u.on('pagefault', () => parentPort.postMessage('fault'));
+        r.read(0, 1);
+      \`;
+      const once = () => new Promise((resolve) => {
+        const w = new Worker(source, { eval: true });
+        w.once('message', () => w.terminate().then(resolve));
+      });
+      (async () => {
+        await once(); // warms the thread pool and the platform threads
+        const before = { fds: fds(), threads: threads() };
+        for (let i = 0; i < 8; i++) await once();
+        await new Promise((r) => setTimeout(r, 100));
+        console.log(JSON.stringify({ before, after: { fds: fds(), threads: threads() } }));
+      })();
+    `, { timeoutMs: 30000 });
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    const { before, after } = JSON.parse(r.stdout);
+    assert.strictEqual(after.fds, before.fds, r.stdout);
+    assert.strictEqual(after.threads, before.threads, r.stdout);
+  });
+});
