@@ -107,7 +107,7 @@ function openFile(file: string | number, offset: number): Source {
   } else {
     fd = file as number;
   }
-  const owned = path !== undefined;
+  let owned = path !== undefined;
   // The same checks, in the same order, as native MakeFileSource: an fd that is no open file
   // ('dup'), not a regular file ('open'), not readable ('read').
   let size: number;
@@ -130,6 +130,14 @@ function openFile(file: string | number, offset: number): Source {
     const err = e as NodeJS.ErrnoException;
     throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, path);
   }
+  if (!owned) {
+    // The kernel backend serves a duplicate of the caller's fd, which may then close its own.
+    const copy = reopen(fd);
+    if (copy !== null) {
+      fd = copy;
+      owned = true;
+    }
+  }
   return {
     size,
     read(at, length) {
@@ -146,6 +154,18 @@ function openFile(file: string | number, offset: number): Source {
       if (owned) fs.closeSync(fd);
     },
   };
+}
+
+/** A second fd on the file `fd` has open (Node cannot dup): null where the OS offers no way. */
+function reopen(fd: number): number | null {
+  for (const dir of ['/proc/self/fd/', '/dev/fd/']) {
+    try {
+      return fs.openSync(dir + fd, 'r');
+    } catch {
+      // try the next way
+    }
+  }
+  return null;
 }
 
 /** The served ranges of one SimUserfaultfd and their read-ahead state. */

@@ -124,7 +124,9 @@ export class SimRegion extends Region {
           const t = touch(m, p, write);
           if (t.kind === 'ok') break;
           if (t.kind === 'signal') throw signalError(t.signal, m.addressOf(p), write);
-          await waitFor(t.ctx, m.addressOf(p), t.flags, tid);
+          // The page's address, or with EXACT_ADDRESS the first byte this access touches in it.
+          const address = t.ctx.has('EXACT_ADDRESS') ? m.start + BigInt(at) : m.addressOf(p);
+          await waitFor(t.ctx, address, t.flags, tid);
         }
         move(at, m.backing.memory, at - offset, pageEnd - at);
         at = pageEnd;

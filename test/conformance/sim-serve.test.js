@@ -71,6 +71,26 @@ describeBackends('serve: page sources and read-ahead', (backend) => {
     });
   }
 
+  it('PageSource.file(fd): the caller may close its fd once serve() returns', async () => {
+    const file = path.join(dir, 'by-fd');
+    fs.writeFileSync(file, pattern(2 * PAGE, 12));
+    const r = map(2);
+    const fd = fs.openSync(file, 'r');
+    try {
+      uffd.serve(r, PageSource.file(fd), { readahead: false });
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.deepStrictEqual(await r.read(0, 2 * PAGE), pattern(2 * PAGE, 12));
+  });
+
+  it('a closed fd throws at serve(): EBADF', () => {
+    const r = map(1);
+    const fd = fs.openSync(__filename, 'r');
+    fs.closeSync(fd);
+    assert.throws(() => uffd.serve(r, PageSource.file(fd)), { name: 'UffdError', code: 'EBADF', errno: 9 });
+  });
+
   it('a missing file throws at serve(): ENOENT from open', () => {
     const r = map(1);
     assert.throws(() => uffd.serve(r, PageSource.file(path.join(dir, 'nope'))), { name: 'UffdError', code: 'ENOENT', errno: 2, syscall: 'open' });
