@@ -1,4 +1,5 @@
 /** Argument checks shared by both backends: every bad argument fails here, before any syscall. */
+import { constants, FeatureName } from './constants';
 import { invalidArgType, outOfRange } from './errors';
 import type { Range } from './types';
 
@@ -88,4 +89,16 @@ export function toFlag(value: unknown, name: string): boolean {
 /** [offset, offset + length) inside [0, size). */
 export function checkSpan(offset: number, length: number, size: number, what: string): void {
   if (offset + length > size) throw outOfRange(what, `inside the region (length ${size})`, `${offset}+${length}`);
+}
+
+/** options.features: known feature names, each once. */
+export function toFeatureNames(features: unknown): FeatureName[] {
+  if (features === undefined) return [];
+  if (!Array.isArray(features)) throw invalidArgType('options.features', 'an array of feature names', features);
+  for (const f of features) {
+    if (typeof f !== 'string' || !(f in constants.features)) {
+      throw invalidArgType('options.features', `feature names (${Object.keys(constants.features).join(', ')})`, f);
+    }
+  }
+  return [...new Set(features as FeatureName[])];
 }

@@ -34,6 +34,33 @@ function describeBackends(title, body) {
   }
 }
 
+/**
+ * A fresh uffd of `backend` for each test (handed to `use`), closed after it, with the regions
+ * mapped through the returned `map(pages, options)` (or kept with `map.keep(region)`) unmapped
+ * after it.
+ */
+function perTestUffd(backend, use) {
+  const { Userfaultfd, Region } = require('../dist');
+  let uffd;
+  let regions = [];
+  beforeEach(() => {
+    uffd = Userfaultfd.open({ backend });
+    regions = [];
+    use(uffd);
+  });
+  afterEach(() => {
+    uffd.close();
+    for (const r of regions) r.unmap();
+  });
+  const map = (pages, options = {}) => map.keep(Region.map(pages * PAGE, { backend, ...options }));
+  /** Unmaps `region` (an alias, say) after the test too. */
+  map.keep = (region) => {
+    regions.push(region);
+    return region;
+  };
+  return map;
+}
+
 /** Skips the current test unless the native kernel reports `feature`; says why. */
 function requireFeature(ctx, backend, feature) {
   const p = backend === 'simulator' ? simulatorProbe : nativeProbe;
@@ -51,12 +78,14 @@ function pattern(length, seed = 1) {
 }
 
 /**
- * Runs `file args` in a child; resolves { code, signal, stdout, stderr, timedOut }. The child is
+ * Runs `file args` in a child (with this process's environment plus `env`, or `env` alone when
+ * `inheritEnv` is false); resolves { code, signal, stdout, stderr, timedOut }. The child is
  * killed after `timeoutMs`.
  */
-function runProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..') } = {}) {
+function runProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(file, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const childEnv = inheritEnv ? { ...process.env, ...env } : env;
+    const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -90,4 +119,4 @@ function describeNative(title, body) {
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { PAGE, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { PAGE, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };

@@ -1,6 +1,6 @@
 /** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
 import * as fs from 'fs';
-import type { CheckedRange } from '../args';
+import { CheckedRange, toFeatureNames } from '../args';
 import { constants, FeatureName, featureMask, featureNames, IoctlName, ioctlNames } from '../constants';
 import { invalidArgType, UffdError, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
@@ -243,7 +243,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
   if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
     throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
   }
-  const wanted = checkFeatures(options.features);
+  const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
     if ((offer.features & constants.features[name]) === 0) {
@@ -266,17 +266,6 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
   return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask), mask, reply.ioctls, options, via);
 }
 
-function checkFeatures(features: unknown): FeatureName[] {
-  if (features === undefined) return [];
-  if (!Array.isArray(features)) throw invalidArgType('options.features', 'an array of feature names', features);
-  for (const f of features) {
-    if (typeof f !== 'string' || !(f in constants.features)) {
-      throw invalidArgType('options.features', `feature names (${Object.keys(constants.features).join(', ')})`, f);
-    }
-  }
-  return [...new Set(features as FeatureName[])];
-}
-
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
 export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfaultfd {
   let link: string;
@@ -288,7 +277,7 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   if (link !== 'anon_inode:[userfaultfd]') throw invalidArgType('fd', 'a userfaultfd', link);
   // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
   // whose faulting threads would then wait forever).
-  let features = options.features ? featureMask(checkFeatures(options.features)) : 0;
+  let features = options.features ? featureMask(toFeatureNames(options.features)) : 0;
   if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
     throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
   }

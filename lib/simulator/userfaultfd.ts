@@ -2,7 +2,7 @@
  * Userfaultfd over the simulated address space: the same operations, events and errors as
  * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
  */
-import type { CheckedRange } from '../args';
+import { CheckedRange, toFeatureNames } from '../args';
 import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
@@ -209,23 +209,12 @@ function unhandledError(e: PageFault): Error {
   return error;
 }
 
-function checkFeatures(features: unknown): FeatureName[] {
-  if (features === undefined) return [];
-  if (!Array.isArray(features)) throw invalidArgType('options.features', 'an array of feature names', features);
-  for (const f of features) {
-    if (typeof f !== 'string' || !(f in constants.features)) {
-      throw invalidArgType('options.features', `feature names (${Object.keys(constants.features).join(', ')})`, f);
-    }
-  }
-  return [...new Set(features as FeatureName[])];
-}
-
 /** Userfaultfd.open on the simulator: every feature is offered; THREAD_ID is on by default. */
 export function openSimulated(options: OpenOptions): SimUserfaultfd {
   if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
     throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
   }
-  const wanted = checkFeatures(options.features);
+  const wanted = toFeatureNames(options.features);
   let mask = featureMask(wanted);
   if (!wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
   return new SimUserfaultfd(new UffdContext(mask), options);

@@ -1,7 +1,7 @@
 // Faults raised by region.read/write (off the JS thread) and how each answer lets them go on.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, requireFeature, pattern, delay, PAGE } = require('../helpers');
+const { describeBackends, requireFeature, pattern, delay, PAGE, perTestUffd } = require('../helpers');
 
 const at = (region, page) => region.address + BigInt(page * PAGE);
 const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
@@ -18,20 +18,7 @@ function track(p) {
 
 describeBackends('faults: raised by read/write, answered by the handler', (backend) => {
   let uffd;
-  let regions;
-  beforeEach(() => {
-    uffd = Userfaultfd.open({ backend });
-    regions = [];
-  });
-  afterEach(() => {
-    uffd.close();
-    for (const r of regions) r.unmap();
-  });
-  const map = (n, o = {}) => {
-    const r = Region.map(n * PAGE, { backend, ...o });
-    regions.push(r);
-    return r;
-  };
+  const map = perTestUffd(backend, (u) => { uffd = u; });
 
   it('a read of a missing page raises a read fault at the page address, from another thread', async () => {
     const r = map(2);
@@ -163,7 +150,7 @@ describeBackends('faults: raised by read/write, answered by the handler', (backe
     requireFeature(this, backend, 'WP_HUGETLBFS_SHMEM');
     const r = map(2, { shared: true });
     const alias = r.alias();
-    regions.push(alias);
+    map.keep(alias);
     uffd.register(r, { missing: true, wp: true });
     const flags = [];
     uffd.on('pagefault', (e) => {
@@ -185,7 +172,7 @@ describeBackends('faults: raised by read/write, answered by the handler', (backe
     requireFeature(this, backend, 'MINOR_SHMEM');
     const r = map(2, { shared: true });
     const alias = r.alias();
-    regions.push(alias);
+    map.keep(alias);
     uffd.register(r, { minor: true });
     await alias.write(0, pattern(PAGE, 7));
     const fault = nextFault(uffd);

@@ -1,27 +1,14 @@
 // UFFDIO_REGISTER / UNREGISTER: modes, the ioctls each range allows, EBUSY across two uffds.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, PAGE } = require('../helpers');
+const { describeBackends, PAGE, perTestUffd } = require('../helpers');
 
 const at = (region, page) => region.address + BigInt(page * PAGE);
 const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
 
 describeBackends('register: modes and allowed ioctls', (backend) => {
   let uffd;
-  let regions;
-  beforeEach(() => {
-    uffd = Userfaultfd.open({ backend });
-    regions = [];
-  });
-  afterEach(() => {
-    uffd.close();
-    for (const r of regions) r.unmap();
-  });
-  const map = (n, o = {}) => {
-    const r = Region.map(n * PAGE, { backend, ...o });
-    regions.push(r);
-    return r;
-  };
+  const map = perTestUffd(backend, (u) => { uffd = u; });
 
   it('anonymous MISSING allows wake, copy, zeropage, move, poison', () => {
     const r = map(2);

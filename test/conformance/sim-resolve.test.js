@@ -1,27 +1,14 @@
 // The resolving ioctls on their own: bytes done, EEXIST, partial EAGAIN, ENOENT, EINVAL, EFAULT.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, requireFeature, pattern, PAGE } = require('../helpers');
+const { describeBackends, requireFeature, pattern, PAGE, perTestUffd } = require('../helpers');
 
 const at = (region, page) => region.address + BigInt(page * PAGE);
 const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
 
 describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) => {
   let uffd;
-  let regions;
-  beforeEach(() => {
-    uffd = Userfaultfd.open({ backend });
-    regions = [];
-  });
-  afterEach(() => {
-    uffd.close();
-    for (const r of regions) r.unmap();
-  });
-  const map = (n, o = {}) => {
-    const r = Region.map(n * PAGE, { backend, ...o });
-    regions.push(r);
-    return r;
-  };
+  const map = perTestUffd(backend, (u) => { uffd = u; });
 
   it('copy fills missing pages and returns the bytes copied', async () => {
     const r = map(4);
@@ -119,7 +106,7 @@ describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) =>
       requireFeature(this, backend, 'MINOR_SHMEM');
       const r = map(2, { shared: true });
       const alias = r.alias();
-      regions.push(alias);
+      map.keep(alias);
       uffd.register(r, { minor: true });
       await alias.write(0, pattern(2 * PAGE, 4));
       assert.strictEqual(uffd.continue(r), 2 * PAGE);
@@ -131,7 +118,7 @@ describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) =>
       requireFeature(this, backend, 'MINOR_SHMEM');
       const r = map(3, { shared: true });
       const alias = r.alias();
-      regions.push(alias);
+      map.keep(alias);
       uffd.register(r, { minor: true });
       await alias.write(0, pattern(PAGE, 4));
       assert.throws(() => uffd.continue(pages(r, 2, 1)), { code: 'EFAULT', syscall: 'UFFDIO_CONTINUE', bytes: 0 });
@@ -147,7 +134,7 @@ describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) =>
     it('copy into a shared page already in the page cache is EEXIST', async () => {
       const r = map(1, { shared: true });
       const alias = r.alias();
-      regions.push(alias);
+      map.keep(alias);
       uffd.register(r, { minor: true });
       await alias.write(0, pattern(PAGE, 4));
       assert.throws(() => uffd.copy(r.address, pattern(PAGE)), { code: 'EEXIST', syscall: 'UFFDIO_COPY', bytes: 0 });
@@ -156,7 +143,7 @@ describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) =>
     it('copy into a shared range fills the page cache that the alias sees', async () => {
       const r = map(1, { shared: true });
       const alias = r.alias();
-      regions.push(alias);
+      map.keep(alias);
       uffd.register(r);
       uffd.copy(r.address, pattern(PAGE, 8));
       assert.deepStrictEqual(await alias.read(0, PAGE), pattern(PAGE, 8));

@@ -4,7 +4,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { describeBackends, pattern, delay, PAGE } = require('../helpers');
+const { describeBackends, pattern, delay, PAGE, perTestUffd } = require('../helpers');
 
 /**
  * stats() once the reader has counted its last answer: the kernel backend's reader thread wakes
@@ -18,23 +18,10 @@ async function settledStats(uffd, expectedBytes) {
 
 describeBackends('serve: page sources and read-ahead', (backend) => {
   let uffd;
-  let regions;
   let dir;
   before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-serve-')); });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  beforeEach(() => {
-    uffd = Userfaultfd.open({ backend });
-    regions = [];
-  });
-  afterEach(() => {
-    uffd.close();
-    for (const r of regions) r.unmap();
-  });
-  const map = (n) => {
-    const r = Region.map(n * PAGE, { backend });
-    regions.push(r);
-    return r;
-  };
+  const map = perTestUffd(backend, (u) => { uffd = u; });
 
   it('PageSource.buffer: bytes as given, zeros past its end, no pagefault event', async () => {
     const r = map(4);

@@ -6,24 +6,15 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { spawn, execFileSync } = require('child_process');
-const { nativeProbe, simulatorProbe } = require('../helpers');
+const { execFileSync } = require('child_process');
+const { nativeProbe, simulatorProbe, runProcess } = require('../helpers');
 
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
 const ROOT = path.resolve(__dirname, '../..');
 
 function runAsNobody(dir, source, timeoutMs = 15000) {
-  return new Promise((resolve) => {
-    const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', source], {
-      cwd: dir, env: { PATH: process.env.PATH, HOME: '/tmp', PKG: dir }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr, timedOut }); });
+  return runProcess('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', source], {
+    cwd: dir, env: { PATH: process.env.PATH, HOME: '/tmp', PKG: dir }, inheritEnv: false, timeoutMs,
   });
 }
 
