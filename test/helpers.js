@@ -41,18 +41,24 @@ function describeBackends(title, body) {
  */
 function perTestUffd(backend, use) {
   const { Userfaultfd, Region } = require('../dist');
-  let uffd;
+  let uffds = [];
   let regions = [];
   beforeEach(() => {
-    uffd = Userfaultfd.open({ backend });
+    const uffd = Userfaultfd.open({ backend });
+    uffds = [uffd];
     regions = [];
     use(uffd);
   });
   afterEach(() => {
-    uffd.close();
+    for (const u of uffds) u.close();
     for (const r of regions) r.unmap();
   });
   const map = (pages, options = {}) => map.keep(Region.map(pages * PAGE, { backend, ...options }));
+  /** Closes `uffd` (one a test opened itself) after the test too. */
+  map.closeAfter = (uffd) => {
+    uffds.push(uffd);
+    return uffd;
+  };
   /** Unmaps `region` (an alias, say) after the test too. */
   map.keep = (region) => {
     regions.push(region);
@@ -85,13 +91,17 @@ function pattern(length, seed = 1) {
 function runProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true } = {}) {
   return new Promise((resolve) => {
     const childEnv = inheritEnv ? { ...process.env, ...env } : env;
-    const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so that a timeout also kills what the child spawned.
+    const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
+    }, timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, timedOut });

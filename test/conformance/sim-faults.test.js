@@ -268,7 +268,7 @@ describeBackends('faults: raised by read/write, answered by the handler', (backe
   it('with no pagefault consumer, a fault read by the reader is answered with zeros plus an error event', async function () {
     requireFeature(this, backend, 'EVENT_REMOVE');
     uffd.close();
-    uffd = Userfaultfd.open({ backend, features: ['EVENT_REMOVE'] });
+    uffd = map.closeAfter(Userfaultfd.open({ backend, features: ['EVENT_REMOVE'] }));
     const r = map(1);
     uffd.register(r);
     const errors = [];

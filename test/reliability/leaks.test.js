@@ -32,7 +32,9 @@ describe('reliability: leaks, native-only', function () {
     const { before, after } = await leakRun('faults', 1000);
     assert.strictEqual(after.fds, before.fds, 'fds');
     assert.strictEqual(after.threads, before.threads, 'threads');
-    assert.strictEqual(after.mmapArea, before.mmapArea, 'mappings');
+    // glibc keeps the stacks of joined threads for reuse (up to 40 MiB: four or five 8 MiB
+    // reader stacks); a leak would grow with the 1,000 cycles, not stay within that cache.
+    assert.ok(after.mmapArea - before.mmapArea <= 8, `mappings ${before.mmapArea} -> ${after.mmapArea}`);
   });
 
   it('1,000 Regions mapped and unmapped, or dropped for GC, leave no fd or mapping behind', async () => {
