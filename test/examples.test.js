@@ -13,7 +13,7 @@ const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
 const { probe } = require('../dist');
-const { runChild } = require('./helpers');
+const { runChild, skipWithReason } = require('./helpers');
 
 const DIR = path.join(__dirname, '..', 'examples');
 const HEADER_LINES = 30;
@@ -104,13 +104,11 @@ describe('examples: every file in examples/ runs and exits 0', function () {
     it(`${ex.name}${ex.spec.args && ex.spec.args.length ? ' ' + ex.spec.args.join(' ') : ''}`, async function () {
       this.timeout(timeoutMs + 10000);
       if (ex.spec.skip) {
-        console.log(`      skipped: ${ex.spec.skip}`);
-        this.skip();
+        skipWithReason(this, `${ex.spec.skip}`);
       }
       const why = unmet(ex.spec.requires);
       if (why) {
-        console.log(`      skipped: ${why}`);
-        this.skip();
+        skipWithReason(this, `${why}`);
       }
       const r = await runChild(ex.file, { isFile: true, args: ex.spec.args || [], env: ex.spec.env || {}, timeoutMs });
       const output = `\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;

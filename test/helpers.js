@@ -26,7 +26,7 @@ function describeBackends(title, body) {
     const p = backend === 'native' ? nativeProbe : simulatorProbe;
     describe(`${title} [${backend}]`, function () {
       if (!p.available) {
-        it(`skipped: ${backend} backend unavailable (${p.reason})`, function () { this.skip(); });
+        it(`skipped: ${backend} backend unavailable (${p.reason})`, function () { skipWithReason(this, `${backend} backend unavailable (${p.reason})`); });
         return;
       }
       body(backend);
@@ -67,12 +67,17 @@ function perTestUffd(backend, use) {
   return map;
 }
 
+/** Skips the current test (or hook's tests), printing why: no test is skipped silently. */
+function skipWithReason(ctx, reason) {
+  console.log(`      skipped: ${reason}`);
+  ctx.skip();
+}
+
 /** Skips the current test unless the native kernel reports `feature`; says why. */
 function requireFeature(ctx, backend, feature) {
   const p = backend === 'simulator' ? simulatorProbe : nativeProbe;
   if (!p.features.includes(feature)) {
-    console.log(`      skipped: the ${backend} backend lacks ${feature}`);
-    ctx.skip();
+    skipWithReason(ctx, `the ${backend} backend lacks ${feature}`);
   }
 }
 
@@ -119,7 +124,7 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
 function describeNative(title, body) {
   describe(`${title} (native-only)`, function () {
     if (!nativeProbe.available) {
-      it(`skipped: ${nativeProbe.reason}`, function () { this.skip(); });
+      it(`skipped: ${nativeProbe.reason}`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
       return;
     }
     body.call(this);
@@ -129,4 +134,4 @@ function describeNative(title, body) {
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { PAGE, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { PAGE, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };

@@ -3,7 +3,7 @@
 // crashes the process: every case below runs in this one process, which must survive them all.
 const assert = require('assert');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { describeBackends, pattern, PAGE } = require('../helpers');
+const { describeBackends, pattern, PAGE, skipWithReason } = require('../helpers');
 
 const TYPE = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
 const RANGE = { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' };
@@ -185,8 +185,7 @@ describeBackends('bad arguments: Userfaultfd', (backend) => {
     const otherBackend = backend === 'native' ? 'simulator' : 'native';
     let foreign;
     try { foreign = Region.map(PAGE, { backend: otherBackend }); } catch (e) {
-      console.log(`      skipped: the ${otherBackend} backend is unavailable (${e.message})`);
-      this.skip();
+      skipWithReason(this, `the ${otherBackend} backend is unavailable (${e.message})`);
     }
     try {
       assert.throws(() => uffd.register(foreign), TYPE);

@@ -6,6 +6,7 @@ const { spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { skipWithReason } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
@@ -47,7 +48,7 @@ describe('doctor: npx userfaultfd doctor', function () {
   });
 
   it('reports the system, the kernel offer and the auto backend (JSON and text agree)', function () {
-    if (process.platform !== 'linux') this.skip();
+    if (process.platform !== 'linux') skipWithReason(this, `userfaultfd is Linux-only (this is ${process.platform})`);
     const r = run(['doctor', '--json']);
     assert.ok(r.json, `not JSON: ${r.stdout}${r.stderr}`);
     const j = r.json;
@@ -70,7 +71,7 @@ describe('doctor: npx userfaultfd doctor', function () {
 
   describe('as root', function () {
     before(function () {
-      if (!isRoot) { console.log('      skipped: not running as root'); this.skip(); }
+      if (!isRoot) skipWithReason(this, 'not running as root');
     });
 
     it('every way of opening works, CAP_SYS_PTRACE is seen, exit 0', function () {
@@ -105,13 +106,12 @@ describe('doctor: npx userfaultfd doctor', function () {
     let deny = null;
     let dir = null;
     before(function () {
-      if (process.platform !== 'linux') this.skip();
+      if (process.platform !== 'linux') skipWithReason(this, `userfaultfd is Linux-only (this is ${process.platform})`);
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-seccomp-'));
       deny = path.join(dir, 'deny-userfaultfd');
       const cc = spawnSync('cc', ['-O2', '-o', deny, path.join(__dirname, 'deny-userfaultfd.c')], { encoding: 'utf8' });
       if (cc.status !== 0) {
-        console.log(`      skipped: cannot compile the seccomp helper (${cc.error ? cc.error.code : cc.stderr.trim()})`);
-        this.skip();
+        skipWithReason(this, `cannot compile the seccomp helper (${cc.error ? cc.error.code : cc.stderr.trim()})`);
       }
     });
     after(function () {
@@ -159,20 +159,17 @@ describe('doctor: npx userfaultfd doctor', function () {
 
     before(function () {
       if (process.platform !== 'linux' || !isRoot) {
-        console.log('      skipped: needs root (to switch user and set the sysctl) on Linux');
-        this.skip();
+        skipWithReason(this, 'needs root (to switch user and set the sysctl) on Linux');
       }
       if (spawnSync('setpriv', ['--version']).status !== 0) {
-        console.log('      skipped: setpriv (util-linux) is not installed');
-        this.skip();
+        skipWithReason(this, 'setpriv (util-linux) is not installed');
       }
       try {
         original = fs.readFileSync(SYSCTL, 'utf8').trim();
         fs.writeFileSync(SYSCTL, original);
       } catch (e) {
-        console.log(`      skipped: cannot write ${SYSCTL} (${e.code})`);
         original = null;
-        this.skip();
+        skipWithReason(this, `cannot write ${SYSCTL} (${e.code})`);
       }
       // A copy nobody can read: dist/, bin/, package.json, the addon, node-gyp-build.
       copy = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-doctor-'));
@@ -228,19 +225,16 @@ describe('doctor: npx userfaultfd doctor', function () {
 
     it('the advised setfacl on /dev/userfaultfd lets nobody open a full uffd through the device', function () {
       if (spawnSync('setfacl', ['--version']).status !== 0) {
-        console.log('      skipped: setfacl (package acl) is not installed');
-        this.skip();
+        skipWithReason(this, 'setfacl (package acl) is not installed');
       }
       if (!fs.existsSync('/dev/userfaultfd')) {
-        console.log('      skipped: no /dev/userfaultfd (Linux < 6.1)');
-        this.skip();
+        skipWithReason(this, 'no /dev/userfaultfd (Linux < 6.1)');
       }
       const hadAcl = spawnSync('getfacl', ['--skip-base', '/dev/userfaultfd'], { encoding: 'utf8' }).stdout.trim() !== '';
       fs.writeFileSync(SYSCTL, '0');
       const set = spawnSync('setfacl', ['-m', 'u:nobody:rw', '/dev/userfaultfd'], { encoding: 'utf8' });
       if (set.status !== 0) {
-        console.log(`      skipped: setfacl failed here (${set.stderr.trim()})`);
-        this.skip();
+        skipWithReason(this, `setfacl failed here (${set.stderr.trim()})`);
       }
       try {
         const r = run(['doctor', '--json'], { asNobody: true, cwd: copy });

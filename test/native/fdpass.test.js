@@ -5,7 +5,7 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource, sendUffd, listenForUffd } = require('../../dist');
-const { nativeProbe, pattern, runChild, delay, PAGE } = require('../helpers');
+const { nativeProbe, pattern, runChild, delay, PAGE, skipWithReason } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
@@ -26,7 +26,7 @@ describe('fdpass: sendUffd / listenForUffd (native-only)', function () {
   let dir;
   let sock;
   before(function () {
-    if (!nativeProbe.available) this.skip();
+    if (!nativeProbe.available) skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fdpass-'));
   });
   beforeEach(function () {
@@ -277,7 +277,7 @@ describe('fdpass: sendUffd / listenForUffd (native-only)', function () {
 
 describe('serve({ removed }) after UFFD_EVENT_REMOVE (native-only)', function () {
   before(function () {
-    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) this.skip();
+    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
   });
 
   for (const removed of ['zero', 'source']) {

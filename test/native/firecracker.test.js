@@ -7,7 +7,7 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, sendUffd } = require('../../dist');
-const { nativeProbe, pattern, runChild, runProcess, delay } = require('../helpers');
+const { nativeProbe, pattern, runChild, runProcess, delay, skipWithReason } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const HANDLER = path.join(ROOT, 'examples', 'firecracker-handler', 'index.js');
@@ -46,14 +46,13 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
   let peerBin;
   let memFile;
   before(function () {
-    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) this.skip();
+    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fc-'));
     peerBin = path.join(dir, 'firecracker_peer');
     try {
       execFileSync('cc', ['-O2', '-Wall', '-o', peerBin, FIXTURE], { stdio: 'pipe' });
     } catch (e) {
-      console.log(`      skipped: cannot build the fixture with cc (${e.message.split('\n')[0]})`);
-      this.skip();
+      skipWithReason(this, `cannot build the fixture with cc (${e.message.split('\n')[0]})`);
     }
     memFile = path.join(dir, 'mem.img');
     fs.writeFileSync(memFile, pattern(MEM_SIZE, 3));

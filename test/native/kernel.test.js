@@ -5,7 +5,7 @@ const fs = require('fs');
 const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
 const M = constants.modes;
@@ -126,8 +126,7 @@ describeNative('opening and negotiation', () => {
   it('asking for a feature the kernel lacks fails with a UffdError that names it', function () {
     const lacking = Object.keys(constants.features).filter((f) => !nativeProbe.features.includes(f));
     if (lacking.length === 0) {
-      console.log('      skipped: this kernel supports every feature');
-      this.skip();
+      skipWithReason(this, 'this kernel supports every feature');
     }
     assert.throws(() => Userfaultfd.open({ backend: 'native', features: [lacking[0]] }), (e) => {
       assert.ok(e instanceof UffdError);
@@ -213,7 +212,7 @@ describeNative('hugetlb regions', function () {
   });
 
   it('with no huge pages reserved, map() fails with a clear error', function () {
-    if (!isRoot && original !== '0') this.skip();
+    if (!isRoot && original !== '0') skipWithReason(this, `huge pages are reserved (vm.nr_hugepages=${original}) and only root can release them`);
     if (isRoot) execFileSync('sysctl', ['-w', 'vm.nr_hugepages=0']);
     assert.throws(() => Region.map(HUGE, { backend: 'native', hugetlb: true }), (e) => {
       assert.ok(e instanceof UffdError, String(e));
@@ -226,9 +225,9 @@ describeNative('hugetlb regions', function () {
 
   it('with huge pages reserved (sysctl, root): register MISSING, copy a huge page, read it back', async function () {
     requireFeature(this, 'native', 'MISSING_HUGETLBFS');
-    if (!isRoot) { console.log('      skipped: reserving huge pages needs root'); this.skip(); }
+    if (!isRoot) skipWithReason(this, 'reserving huge pages needs root');
     execFileSync('sysctl', ['-w', 'vm.nr_hugepages=4']);
-    if (fs.readFileSync(sysctl, 'utf8').trim() === '0') { console.log('      skipped: the kernel reserved no huge pages'); this.skip(); }
+    if (fs.readFileSync(sysctl, 'utf8').trim() === '0') skipWithReason(this, 'the kernel reserved no huge pages');
     const uffd = Userfaultfd.open({ backend: 'native' });
     const region = Region.map(2 * HUGE, { backend: 'native', hugetlb: true });
     try {
@@ -251,7 +250,7 @@ describeNative('hugetlb regions', function () {
 
   it('a shared hugetlb region (memfd) takes MINOR faults answered by continue', async function () {
     requireFeature(this, 'native', 'MINOR_HUGETLBFS');
-    if (!isRoot) this.skip();
+    if (!isRoot) skipWithReason(this, 'reserving huge pages (sysctl vm.nr_hugepages) needs root');
     execFileSync('sysctl', ['-w', 'vm.nr_hugepages=4']);
     const uffd = Userfaultfd.open({ backend: 'native', features: ['MINOR_HUGETLBFS'] });
     const region = Region.map(HUGE, { backend: 'native', hugetlb: true, shared: true });

@@ -2,14 +2,14 @@
 // spawned by the example itself.
 const assert = require('assert');
 const path = require('path');
-const { nativeProbe, runChild } = require('../helpers');
+const { nativeProbe, runChild, skipWithReason } = require('../helpers');
 
 const EXAMPLE = path.join(__dirname, '..', '..', 'examples', 'postcopy', 'index.js');
 
 describe('examples/postcopy over TCP loopback (native-only)', function () {
   this.timeout(180000);
   before(function () {
-    if (!nativeProbe.available) this.skip();
+    if (!nativeProbe.available) skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
   });
 
   it('a 64 MiB image arrives whole: destination checksum == source checksum', async function () {

@@ -7,7 +7,7 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason } = require('../helpers');
 
 
 const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
@@ -143,8 +143,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
 
   it("'sigbus' on a kernel without POISON falls back to a zero page and reports it", async function () {
     if (nativeProbe.features.includes('POISON')) {
-      console.log('      skipped: this kernel has POISON (the fallback is for kernels before 6.6)');
-      this.skip();
+      skipWithReason(this, 'this kernel has POISON (the fallback is for kernels before 6.6)');
     }
     const uffd = Userfaultfd.open({ onSelfFault: 'sigbus' });
     const region = Region.map(PAGE);

@@ -3,13 +3,13 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { runChild, nativeProbe } = require('../helpers');
+const { runChild, nativeProbe, skipWithReason } = require('../helpers');
 
 const DEMO = path.join(__dirname, '..', '..', 'examples', 'lazy-file-demo.js');
 
 describe('the lazy-file demo (native-only)', function () {
   if (!nativeProbe.available) {
-    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { this.skip(); });
+    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
     return;
   }
 

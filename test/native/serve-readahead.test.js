@@ -4,7 +4,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, delay, nativeProbe } = require('../helpers');
+const { PAGE, pattern, delay, nativeProbe, skipWithReason } = require('../helpers');
 
 const MiB = 1 << 20;
 const MAX_WINDOW = 4 * MiB; // native/page_source.h kMaxWindow
@@ -20,7 +20,7 @@ async function eventually(check, what) {
 
 describe('serve: read-ahead, residency, dontneed, stats (native-only)', function () {
   if (!nativeProbe.available) {
-    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { this.skip(); });
+    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
     return;
   }
   let dir;

@@ -14,6 +14,7 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..', '..');
 const PKG = require('../../package.json');
+const { skipWithReason } = require('../helpers');
 const ARCH_DIR = `${process.platform}-${process.arch}`;
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -75,13 +76,11 @@ describe('package: npm pack, install into an empty project, use it', function ()
 
   before(function () {
     if (process.platform !== 'linux') {
-      console.log(`      skipped: the prebuilds and this test are for Linux (this is ${process.platform})`);
-      this.skip();
+      skipWithReason(this, `the prebuilds and this test are for Linux (this is ${process.platform})`);
     }
     npmCli = findNpmCli();
     if (!npmCli) {
-      console.log('      skipped: npm pack is impossible: npm is not on the PATH');
-      this.skip();
+      skipWithReason(this, 'npm pack is impossible: npm is not on the PATH');
     }
     for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/doctor.js']) {
       if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run npm run build:ts first`);
@@ -94,8 +93,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     fs.mkdirSync(packDir);
     const pack = npm(['pack', '--ignore-scripts', '--json', '--pack-destination', packDir], { cwd: ROOT, env: cleanEnv() });
     if (pack.code !== 0) {
-      console.log(`      skipped: npm pack is impossible here: ${(pack.stderr || pack.stdout).trim().split('\n').slice(-3).join(' | ')}`);
-      this.skip();
+      skipWithReason(this, `npm pack is impossible here: ${(pack.stderr || pack.stdout).trim().split('\n').slice(-3).join(' | ')}`);
     }
     const info = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('[')))[0];
     packedFiles = info.files.map((f) => f.path);
@@ -115,8 +113,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
       { cwd: scratch, env: cleanEnv({ JOBS: '2' }) });
     if (pb.code !== 0) {
       if (!hasPacked) {
-        console.log(`      skipped: no prebuild for ${ARCH_DIR} in the tarball and prebuildify failed: ${pb.stderr.trim().split('\n').slice(-2).join(' | ')}`);
-        this.skip();
+        skipWithReason(this, `no prebuild for ${ARCH_DIR} in the tarball and prebuildify failed: ${pb.stderr.trim().split('\n').slice(-2).join(' | ')}`);
       }
       console.log(`      note: prebuildify failed; testing the packed prebuild for ${ARCH_DIR} as it is`);
       return;
@@ -207,8 +204,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
       fs.copyFileSync(path.join(ROOT, 'examples', 'quick-start.js'), path.join(dir, 'quick-start.js'));
       const r = node(['quick-start.js'], { cwd: dir, env });
       if (r.code !== 0 && /unavailable/.test(r.stderr)) {
-        console.log(`      skipped: no backend can serve here: ${r.stderr.trim().split('\n')[0]}`);
-        this.skip();
+        skipWithReason(this, `no backend can serve here: ${r.stderr.trim().split('\n')[0]}`);
       }
       assert.strictEqual(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stdout, /<Buffer 2a 2a 2a 2a/);
@@ -227,7 +223,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
 
     it('its types compile for a TypeScript consumer (CommonJS, ESM, and node10 resolution)', function () {
       const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-      if (!fs.existsSync(tsc)) this.skip();
+      if (!fs.existsSync(tsc)) skipWithReason(this, 'typescript is not installed (npm ci installs it)');
       fs.writeFileSync(path.join(dir, 'use.ts'),
         "import { Userfaultfd, Region } from 'userfaultfd';\n" +
         'const u: Userfaultfd = Userfaultfd.open();\nconst r: Region = Region.map(4096);\n' +
@@ -274,7 +270,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     });
 
     it('require, import, the quick start and doctor work on the prebuild', function () {
-      if (!fs.existsSync(path.join(dir, 'node_modules', PKG.name))) this.skip();
+      if (!fs.existsSync(path.join(dir, 'node_modules', PKG.name))) skipWithReason(this, 'the prebuild-only install above did not complete');
       const cjs = node(['-e', "const u = require('userfaultfd'); const p = u.probe({ backend: 'native' }); console.log(p.available, p.reason || '')"], { cwd: dir, env });
       assert.strictEqual(cjs.code, 0, cjs.stderr);
       assert.doesNotMatch(cjs.stdout, /addon failed to load/);

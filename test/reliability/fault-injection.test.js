@@ -6,7 +6,7 @@ const { Worker } = require('worker_threads');
 const { spawn } = require('child_process');
 const path = require('path');
 const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { PAGE, pattern, delay, runChild, nativeProbe } = require('../helpers');
+const { PAGE, pattern, delay, runChild, nativeProbe, skipWithReason } = require('../helpers');
 
 const DIST = path.resolve(__dirname, '../../dist');
 
@@ -16,8 +16,7 @@ describe('reliability: fault injection, native-only', function () {
   let region;
   before(function () {
     if (!nativeProbe.available) {
-      console.log(`      skipped: native backend unavailable (${nativeProbe.reason})`);
-      this.skip();
+      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     }
   });
   afterEach(() => {

@@ -3,7 +3,7 @@
 // (leak-child.js, with --expose-gc) after a warm-up (libuv's pool threads start lazily).
 const assert = require('assert');
 const path = require('path');
-const { runChild, nativeProbe } = require('../helpers');
+const { runChild, nativeProbe, skipWithReason } = require('../helpers');
 
 async function leakRun(kind, cycles) {
   const r = await runChild(path.join(__dirname, 'leak-child.js'), {
@@ -23,8 +23,7 @@ describe('reliability: leaks, native-only', function () {
   this.timeout(90000);
   before(function () {
     if (!nativeProbe.available) {
-      console.log(`      skipped: native backend unavailable (${nativeProbe.reason})`);
-      this.skip();
+      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     }
   });
 

@@ -1,7 +1,7 @@
 // Lifecycle: a child process stopped at each stage of a uffd's life exits by itself, with the
 // expected status, within a bound (runChild kills it at the bound: a hang fails the case).
 const assert = require('assert');
-const { runChild, nativeProbe } = require('../helpers');
+const { runChild, nativeProbe, skipWithReason } = require('../helpers');
 
 const PRELUDE = `
 const { Userfaultfd, Region, PageSource } = require('./dist');
@@ -22,8 +22,7 @@ describe('reliability: lifecycle, native-only (each stage exits by itself)', fun
   this.timeout(60000);
   before(function () {
     if (!nativeProbe.available) {
-      console.log(`      skipped: native backend unavailable (${nativeProbe.reason})`);
-      this.skip();
+      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     }
   });
 

@@ -7,7 +7,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { nativeProbe, simulatorProbe, runProcess } = require('../helpers');
+const { nativeProbe, simulatorProbe, runProcess, skipWithReason } = require('../helpers');
 
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
 const ROOT = path.resolve(__dirname, '../..');
@@ -63,8 +63,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     let setpriv = true;
     try { execFileSync('setpriv', ['--version'], { stdio: 'ignore' }); } catch { setpriv = false; }
     if (why || !setpriv) {
-      console.log(`      skipped: ${why || 'setpriv (util-linux) is not installed'}`);
-      this.skip();
+      skipWithReason(this, `${why || 'setpriv (util-linux) is not installed'}`);
     }
     saved = fs.readFileSync(SYSCTL, 'utf8').trim();
     if (saved !== '0') fs.writeFileSync(SYSCTL, '0');
@@ -125,8 +124,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     assert.strictEqual(r.autoProbe.backend, 'simulator');
     assert.match(r.autoProbe.reason, /EPERM.*vm\.unprivileged_userfaultfd=1/);
     if (!simulatorProbe.available) {
-      console.log(`      partly skipped: the simulator is not available here (${simulatorProbe.reason}), so 'auto' cannot open one`);
-      this.skip();
+      skipWithReason(this, `the simulator is not available here (${simulatorProbe.reason}), so 'auto' cannot open one`);
     }
     assert.strictEqual(r.autoOpen, 'simulator');
   });

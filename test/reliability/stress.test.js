@@ -4,7 +4,7 @@
 // once with a native source. Each run is a child bounded to a minute.
 const assert = require('assert');
 const path = require('path');
-const { runChild, nativeProbe } = require('../helpers');
+const { runChild, nativeProbe, skipWithReason } = require('../helpers');
 
 const MODES = {
   js: 'a JS handler on the main thread; the thread pool faults',
@@ -16,8 +16,7 @@ describe('reliability: uffd-stress, native-only (20 MiB, 16 bounces, counters ch
   this.timeout(70000);
   before(function () {
     if (!nativeProbe.available) {
-      console.log(`      skipped: native backend unavailable (${nativeProbe.reason})`);
-      this.skip();
+      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     }
   });
 

@@ -4,7 +4,7 @@ const assert = require('assert');
 const { probe, constants, FEATURE_NAMES } = require('../../dist');
 const { FALLBACK_CONSTANTS } = require('../../dist/constants');
 const { binding } = require('../../dist/native');
-const { runChild } = require('../helpers');
+const { runChild, skipWithReason } = require('../helpers');
 
 /** Runs `body` in a child after `setup`, printing JSON on stdout; returns { out, stderr, code }. */
 async function child(body, { env = {}, setup = '' } = {}) {
@@ -50,13 +50,13 @@ describe('simulator: probe and constants', () => {
   });
 
   it('FALLBACK_CONSTANTS equal the table the addon was built with', function () {
-    if (!binding) this.skip();
+    if (!binding) skipWithReason(this, 'the native addon is not loaded here');
     assert.deepStrictEqual(FALLBACK_CONSTANTS, binding.constants);
   });
 
   it("the simulator's ioctls answer matches the kernel's", function () {
     const native = probe({ backend: 'native' });
-    if (!native.available) this.skip();
+    if (!native.available) skipWithReason(this, `native backend unavailable (${native.reason})`);
     assert.deepStrictEqual(probe({ backend: 'simulator' }).ioctls, native.ioctls);
   });
 });
@@ -65,7 +65,7 @@ describe('simulator: backend choice', function () {
   this.timeout(60000);
 
   it("'auto' uses the kernel on this Linux machine", async function () {
-    if (!probe({ backend: 'native' }).available) this.skip();
+    if (!probe({ backend: 'native' }).available) skipWithReason(this, `native backend unavailable (${probe({ backend: 'native' }).reason})`);
     const { out, stderr } = await child(report);
     assert.deepStrictEqual([out.backend, out.available, out.opened, out.mapped], ['native', true, 'native', 'native']);
     assert.strictEqual(stderr, '');
@@ -86,7 +86,7 @@ describe('simulator: backend choice', function () {
   });
 
   it('an addon that fails to load on Linux: auto falls back to the simulator with a warning', async function () {
-    if (process.platform !== 'linux') this.skip();
+    if (process.platform !== 'linux') skipWithReason(this, `userfaultfd is Linux-only (this is ${process.platform})`);
     const { out, stderr } = await child(`${report}
       out.native = u.probe({ backend: 'native' });
       try { u.Userfaultfd.open({ backend: 'native' }); } catch (e) { out.nativeError = { code: e.code, message: e.message }; }`,
@@ -109,7 +109,7 @@ describe('simulator: backend choice', function () {
   });
 
   it('syscall and /dev/userfaultfd both refused: the simulator, and the errno in the reason', async function () {
-    if (!binding) this.skip();
+    if (!binding) skipWithReason(this, 'the native addon is not loaded here');
     const setup = `
       const { binding } = require('./dist/native');
       const { UffdError } = require('./dist/errors');

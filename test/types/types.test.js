@@ -5,6 +5,7 @@ const assert = require('assert');
 const { spawnSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
+const { skipWithReason } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -19,7 +20,7 @@ describe('types: a TypeScript consumer of the package', function () {
   this.timeout(120000);
 
   before(function () {
-    if (!fs.existsSync(TSC)) { console.log('      skipped: typescript is not installed'); this.skip(); }
+    if (!fs.existsSync(TSC)) skipWithReason(this, 'typescript is not installed');
     if (!fs.existsSync(path.join(ROOT, 'dist', 'index.d.mts'))) throw new Error('dist/ is not built: npm run build:ts');
   });
 
