@@ -83,7 +83,8 @@ export interface FdPassBinding {
 
 export interface Binding extends FdPassBinding {
   supported: true;
-  Userfaultfd: new (fd: number, features: number) => NativeUserfaultfd;
+  /** localMemory: the uffd was opened here, for this process's own memory (not received or forked). */
+  Userfaultfd: new (fd: number, features: number, localMemory?: boolean) => NativeUserfaultfd;
   Region: new (length: number, shared: boolean, hugetlb: boolean, aliasFd?: number) => NativeRegion;
   constants: NativeConstants;
   setErrorClass(cls: Function): void;

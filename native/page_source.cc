@@ -392,7 +392,7 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
         Wake(fd, dst, pageSize_);
         stats.CountWake();
       }
-      pos = NextAbsent(dst + pos + pageSize_, dst + length) - dst;
+      pos = localMemory_ ? NextAbsent(dst + pos + pageSize_, dst + length) - dst : pos + pageSize_;
       continue;
     }
     if (pos > 0) return Outcome::kAnswered;  // the faulting page is done; read-ahead stops

@@ -53,6 +53,11 @@ class ServedRanges {
   void Clear();
   bool Contains(uint64_t address);
 
+  // JS thread, before any serve: whether the uffd's memory is mapped in this process. Only then
+  // can mincore(2) here tell which pages of a window are present; a uffd received from another
+  // process (or a fork child's) skips present pages one EEXIST at a time instead.
+  void SetLocalMemory(bool local) { localMemory_ = local; }
+
   // Reader thread: answers a fault at `address` when a served range holds it.
   Outcome Answer(int fd, uint64_t address, FaultStats& stats, int* err);
   // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
@@ -84,6 +89,7 @@ class ServedRanges {
   uint64_t NextAbsent(uint64_t from, uint64_t end);
 
   uint64_t pageSize_;
+  bool localMemory_ = false;
   std::mutex mutex_;
   std::vector<Range> ranges_;
   uint32_t nextId_ = 1;

@@ -127,6 +127,8 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
     if (strcmp(link, "anon_inode:[userfaultfd]") != 0) ThrowTypeError(env, "fd is not a userfaultfd");
   }
   features_ = ArgU64(info, 1);
+  // (fd, features, localMemory): true when this process opened the uffd for its own memory.
+  served_.SetLocalMemory(info.Length() > 2 && ArgBool(info, 2));
   fd_ = fd;
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;

@@ -263,7 +263,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     binding!.closeFd(fd);
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask), mask, reply.ioctls, options, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
