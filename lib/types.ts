@@ -79,6 +79,8 @@ export interface Stats {
   bytes: number;
   wakeups: number;
   latencyNs: { p50: number; p99: number };
+  /** Custom and http sources (PageSource.custom/http) served by this uffd, once one is. */
+  source?: import('./custom-source').SourceStats;
 }
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }

@@ -9,6 +9,7 @@ import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from '.
 import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
+import { CustomServer, SourceCounters } from './custom-source';
 import { Region } from './region';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
@@ -58,6 +59,9 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
+  /** Ranges served by PageSource.custom/http, answered in JavaScript (lib/custom-source.ts). */
+  private readonly customServers = new Set<CustomServer>();
+  private sourceCounters: SourceCounters | null = null;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -214,6 +218,9 @@ export abstract class Userfaultfd extends EventEmitter {
     const readahead = this.readahead(o.readahead);
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
+    if (source.custom !== null && removed !== 'source') {
+      throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
+    }
     const end = r.start + BigInt(r.length);
     for (const x of this.servedHandles) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
@@ -225,7 +232,7 @@ export abstract class Userfaultfd extends EventEmitter {
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = this._serve(r, source, readahead, removed === 'zero');
+      handle = source.custom !== null ? this.serveCustom(r, source, readahead) : this._serve(r, source, readahead, removed === 'zero');
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -238,7 +245,8 @@ export abstract class Userfaultfd extends EventEmitter {
       length: r.length,
       stop: () => {
         if (!this.servedHandles.delete(served) || this.isClosed) return;
-        this._unserve(handle);
+        if (handle instanceof CustomServer) this.unserveCustom(handle);
+        else this._unserve(handle);
       },
     };
     this.servedHandles.add(served);
@@ -247,7 +255,44 @@ export abstract class Userfaultfd extends EventEmitter {
 
   stats(): Stats {
     this.checkOpen();
-    return this._stats();
+    const s = this._stats();
+    if (this.sourceCounters !== null) s.source = this.sourceCounters.snapshot();
+    return s;
+  }
+
+  /** A custom source's range: its faults reach claimFault() instead of the listeners. */
+  private serveCustom(r: CheckedRange, source: PageSource, readahead: number): CustomServer {
+    this.sourceCounters ??= new SourceCounters();
+    // readahead 'adaptive' (0): a fetched window is copied whole, the fewest faults per read;
+    // a smaller readahead copies that much per fault and keeps the rest of the window cached.
+    const server = new CustomServer(this, r.start, r.length, source.custom!, readahead, this.sourceCounters,
+      (err, fault) => this.reportError(err, fault));
+    this.customServers.add(server);
+    return server;
+  }
+
+  /** Faults still waiting on a stopped custom source go to the handlers, or the fallback. */
+  private unserveCustom(server: CustomServer): void {
+    this.customServers.delete(server);
+    for (const e of server.stop()) {
+      if (this.hasPagefaultConsumers) this.dispatch(e);
+      else this.answerByFallback(e);
+    }
+  }
+
+  /**
+   * Backends call this for a missing-page fault no native source answered: true when a custom
+   * source's range holds it (that source answers it, asynchronously).
+   */
+  protected claimFault(e: PageFault): boolean {
+    if (this.customServers.size === 0 || e.wp || e.minor) return false;
+    for (const server of this.customServers) {
+      if (!server.covers(e.address)) continue;
+      if (this.faultTimeoutMs !== undefined) this.watch(e);
+      server.fault(e);
+      return true;
+    }
+    return false;
   }
 
   // ---- events and lifetime ------------------------------------------------------------------
@@ -284,6 +329,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.isClosed = true;
     for (const w of this.unanswered.values()) clearTimeout(w.timer);
     this.unanswered.clear();
+    for (const server of this.customServers) server.stop(); // closing wakes their faults
+    this.customServers.clear();
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();

@@ -163,6 +163,7 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
+    if (e.type === 'pagefault' && note === NOTE.kernel && this.claimFault(e)) return;
     // The fault is answered (by a handler or the fallback) before any error is reported: an
     // 'error' nobody listens to throws.
     if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {

@@ -176,6 +176,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         resident,
       }, this.counters);
       if (out.result === 'answered') return;
+      if (out.result === 'not-served' && this.claimFault(e)) return;
       if (out.result === 'failed') sourceFailed = out.err!;
     }
     // The fault is answered (by a handler or the fallback) before any error is reported: an
