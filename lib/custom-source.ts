@@ -318,7 +318,7 @@ export class CustomServer {
   /** Learns the size (and pins what the source pins) once, before any window is read. */
   private async open(): Promise<void> {
     try {
-      const info = await this.attempts((signal) => this.spec.open!(signal));
+      const info = await this.attempts((signal) => this.spec.open!(signal), false);
       this.size = info.size;
     } catch (err) {
       if (this.stopped) return;
@@ -331,7 +331,7 @@ export class CustomServer {
   }
 
   /** `op` with a per-attempt timeout, up to `retries` more attempts after exponential backoff. */
-  private async attempts<T>(op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async attempts<T>(op: (signal: AbortSignal) => Promise<T>, isRead = true): Promise<T> {
     let last: Error | undefined;
     for (let attempt = 0; attempt <= this.spec.retries; attempt++) {
       if (attempt > 0) {
@@ -340,7 +340,7 @@ export class CustomServer {
       }
       if (this.stopped) throw last ?? new Error('stopped');
       try {
-        return await this.once(op);
+        return await this.once(op, isRead);
       } catch (err) {
         last = err as Error;
         if ((err as { retryable?: boolean }).retryable === false) break;
@@ -350,7 +350,7 @@ export class CustomServer {
   }
 
   /** One attempt: aborted (and failed) after timeoutMs even if `op` never settles. */
-  private async once<T>(op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async once<T>(op: (signal: AbortSignal) => Promise<T>, isRead: boolean): Promise<T> {
     const ac = new AbortController();
     const onStop = (): void => ac.abort(this.stopping.signal.reason);
     this.stopping.signal.addEventListener('abort', onStop, { once: true });
@@ -363,7 +363,7 @@ export class CustomServer {
         reject(e);
       }, this.spec.timeoutMs);
     });
-    this.counters.reads++;
+    if (isRead) this.counters.reads++;
     this.counters.inFlight++;
     this.counters.maxInFlight = Math.max(this.counters.maxInFlight, this.counters.inFlight);
     try {
