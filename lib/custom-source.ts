@@ -349,25 +349,26 @@ export class CustomServer {
     throw last!;
   }
 
-  /** One attempt: aborted (and failed) after timeoutMs even if `op` never settles. */
+  /**
+   * One attempt: failed when it times out or the server stops, even if `op` never settles
+   * (its signal is aborted then, and no timer is left behind).
+   */
   private async once<T>(op: (signal: AbortSignal) => Promise<T>, isRead: boolean): Promise<T> {
     const ac = new AbortController();
-    const onStop = (): void => ac.abort(this.stopping.signal.reason);
+    const onStop = (): void => ac.abort(sourceError('ERR_UFFD_SOURCE_STOPPED', `${this.spec.label}: serving stopped`, false));
     this.stopping.signal.addEventListener('abort', onStop, { once: true });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.counters.timeouts++;
-        const e = sourceError('ERR_UFFD_SOURCE_TIMEOUT', `${this.spec.label}: no answer within ${this.spec.timeoutMs} ms`, true);
-        ac.abort(e);
-        reject(e);
-      }, this.spec.timeoutMs);
+    const timer = setTimeout(() => {
+      this.counters.timeouts++;
+      ac.abort(sourceError('ERR_UFFD_SOURCE_TIMEOUT', `${this.spec.label}: no answer within ${this.spec.timeoutMs} ms`, true));
+    }, this.spec.timeoutMs);
+    const aborted = new Promise<never>((_, reject) => {
+      ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true });
     });
     if (isRead) this.counters.reads++;
     this.counters.inFlight++;
     this.counters.maxInFlight = Math.max(this.counters.maxInFlight, this.counters.inFlight);
     try {
-      return await Promise.race([Promise.resolve().then(() => op(ac.signal)), timeout]);
+      return await Promise.race([Promise.resolve().then(() => op(ac.signal)), aborted]);
     } finally {
       clearTimeout(timer);
       this.counters.inFlight--;
