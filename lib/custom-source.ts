@@ -183,6 +183,12 @@ export class CustomServer {
   private readonly stopping = new AbortController();
   private stopped = false;
   private readonly page: number;
+  /** Per window: 1 once fetched and copied whole (read-ahead skips it). */
+  private readonly done: Uint8Array;
+  /** The window of the last fault that started a read: the next one means a sequential reader. */
+  private lastDemand = -2;
+  /** Pages of copied windows whose fault was answered by a wake alone (see route()). */
+  private readonly woken = new Set<bigint>();
 
   /** `span`: bytes copied per fault from a fetched window (0: the whole window). */
   constructor(
@@ -196,6 +202,7 @@ export class CustomServer {
   ) {
     this.size = spec.size;
     this.page = uffd.pageSize;
+    this.done = new Uint8Array(Math.ceil(length / spec.chunkSize));
   }
 
   covers(address: bigint): boolean {
@@ -238,6 +245,14 @@ export class CustomServer {
       return;
     }
     const index = Math.floor(offset / this.spec.chunkSize);
+    if (this.done[index] && !this.woken.delete(w.page)) {
+      // Most faults on a window copied whole were raised before its copy and read after it:
+      // a wake answers them. A page really dropped since faults again, and is read again then.
+      this.woken.add(w.page);
+      this.uffd.wake({ start: w.page, length: this.page });
+      this.answered(w);
+      return;
+    }
     const cached = this.cache.get(index);
     if (cached) {
       this.counters.cacheHits++;
@@ -256,7 +271,23 @@ export class CustomServer {
     win.waiters.push(w);
     this.windows.set(index, win);
     this.queue.push(win);
+    if (index === this.lastDemand + 1) this.readAhead(index);
+    this.lastDemand = index;
     this.pump();
+  }
+
+  /**
+   * A sequential reader: the windows after `index` are read too, as many as leave one read slot
+   * free, so that the reader finds them copied instead of waiting a round trip per window.
+   */
+  private readAhead(index: number): void {
+    const end = Math.min(this.done.length, Math.ceil(this.size! / this.spec.chunkSize));
+    for (let i = index + 1; i < end && i < index + this.spec.concurrency; i++) {
+      if (this.done[i] || this.windows.has(i) || this.cache.has(i)) continue;
+      const win = this.newWindow(i);
+      this.windows.set(i, win);
+      this.queue.push(win);
+    }
   }
 
   private newWindow(index: number): Window {
@@ -293,7 +324,10 @@ export class CustomServer {
     if (this.stopped) return;
     this.windows.delete(win.index);
     win.bytes = bytes;
-    this.answerFrom(win, win.waiters.splice(0));
+    const waiters = win.waiters.splice(0);
+    if (waiters.length === 0 && this.span === 0) this.copySpan(win, 0, win.copyLength, -1); // read ahead
+    this.answerFrom(win, waiters);
+    if (win.missing === 0) this.done[win.index] = 1;
     if (win.missing > 0) this.keep(win);
   }
 
@@ -395,34 +429,42 @@ export class CustomServer {
   }
 
   /**
-   * UFFDIO_COPY of [from, to) of the window; pages already present are skipped (EEXIST) and
-   * partial copies resumed (EAGAIN with bytes done). The faulting page `at` is woken if it was
-   * present already (another answer raced this one).
+   * UFFDIO_COPY of [from, to) of the window, skipping the pages known present (a window shared by
+   * several faults is copied once), except the faulting page `at`, always tried: it may have
+   * been dropped since. Pages found present (EEXIST) are skipped, partial copies resumed (EAGAIN
+   * with bytes done); the faulting page is woken if it was present already (another answer
+   * raced this one).
    */
   private copySpan(win: Window, from: number, to: number, at: number): CopyOutcome {
     const base = this.start + BigInt(win.offset);
-    let pos = from;
+    const wanted = (pos: number): boolean => pos === at || win.present[pos / this.page] === 0;
     let wakeFault = false;
+    let pos = from;
     while (pos < to) {
-      try {
-        const n = this.uffd.copy(base + BigInt(pos), win.bytes!.subarray(pos, to));
-        this.mark(win, pos, n);
-        pos += n;
-      } catch (err) {
-        const e = err as UffdError;
-        if (e.code === 'EAGAIN' && typeof e.bytes === 'number' && e.bytes > 0) {
-          this.mark(win, pos, e.bytes);
-          pos += e.bytes;
-        } else if (e.code === 'EEXIST') {
-          this.mark(win, pos, this.page);
-          if (pos === at) wakeFault = true;
-          pos += this.page;
-        } else if (e.code === 'EAGAIN') {
-          return pos <= at ? 'busy' : 'done';
-        } else if (e.code === 'ENOENT' || e.code === 'ESRCH' || this.uffd.closed) {
-          return 'gone'; // unregistered, unmapped, or its owner exited: nobody waits any more
-        } else {
-          throw err;
+      while (pos < to && !wanted(pos)) pos += this.page;
+      let end = pos;
+      while (end < to && wanted(end)) end += this.page;
+      while (pos < end) {
+        try {
+          const n = this.uffd.copy(base + BigInt(pos), win.bytes!.subarray(pos, end));
+          this.mark(win, pos, n);
+          pos += n;
+        } catch (err) {
+          const e = err as UffdError;
+          if (e.code === 'EAGAIN' && typeof e.bytes === 'number' && e.bytes > 0) {
+            this.mark(win, pos, e.bytes);
+            pos += e.bytes;
+          } else if (e.code === 'EEXIST') {
+            this.mark(win, pos, this.page);
+            if (pos === at) wakeFault = true;
+            pos += this.page;
+          } else if (e.code === 'EAGAIN') {
+            return pos <= at ? 'busy' : 'done';
+          } else if (e.code === 'ENOENT' || e.code === 'ESRCH' || this.uffd.closed) {
+            return 'gone'; // unregistered, unmapped, or its owner exited: nobody waits any more
+          } else {
+            throw err;
+          }
         }
       }
     }
