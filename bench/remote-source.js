@@ -21,7 +21,7 @@ const { parseArgs } = require('util');
 const PAGE = 4096;
 const PIECE = 256 * 1024;
 const READERS = 4;
-const RANDOM_FAULTS = 200;
+const RANDOM_FAULTS = 64;
 
 const { values } = parseArgs({ options: {
   size: { type: 'string', default: '32MiB' },

@@ -16,6 +16,7 @@
  *   raises SIGBUS when touched, region.read rejects with code 'SIGBUS'; 'zeropage') and an
  *   'error' event names the bytes and the cause.
  */
+import { setMaxListeners } from 'events';
 import { checkAligned, toLength, toOptions } from './args';
 import { invalidArgType, outOfRange, UffdError } from './errors';
 import { FaultStats } from './simulator/stats';
@@ -203,6 +204,8 @@ export class CustomServer {
     this.size = spec.size;
     this.page = uffd.pageSize;
     this.done = new Uint8Array(Math.ceil(length / spec.chunkSize));
+    // One listener per attempt in flight or backing off, each removed when it ends: not a leak.
+    setMaxListeners(0, this.stopping.signal);
   }
 
   covers(address: bigint): boolean {

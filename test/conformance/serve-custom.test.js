@@ -162,6 +162,36 @@ describeBackends('serve: PageSource.custom', (backend) => {
     assert.strictEqual(s.faults, 8);
   });
 
+  it('a sequential reader: the next windows are read ahead while it waits, none twice', async () => {
+    const r = map(16);
+    const data = pattern(16 * PAGE, 17);
+    const calls = [];
+    uffd.serve(r, PageSource.custom(async (offset, length) => {
+      calls.push(offset / (2 * PAGE));
+      if (offset === 2 * PAGE) await until(() => calls.length >= 5); // window 1 waits for the read-ahead
+      return data.subarray(offset, offset + length);
+    }, { size: data.length, chunkSize: 2 * PAGE, concurrency: 4 }));
+    await r.read(0, PAGE);
+    await r.read(2 * PAGE, PAGE); // the window after the last one: sequential
+    assert.deepStrictEqual([...calls].sort(), [0, 1, 2, 3, 4]);
+    assert.deepStrictEqual(await r.read(0, 16 * PAGE), data);
+    assert.strictEqual(new Set(calls).size, calls.length, `no window read twice: ${calls}`);
+  });
+
+  it('a page dropped after its window was copied is read from the source again, not zeros', async () => {
+    const r = map(4);
+    const data = pattern(4 * PAGE, 19);
+    let calls = 0;
+    uffd.serve(r, PageSource.custom(async (offset, length) => {
+      calls++;
+      return data.subarray(offset, offset + length);
+    }, { size: data.length, chunkSize: 4 * PAGE }));
+    assert.deepStrictEqual(await r.read(0, 4 * PAGE), data);
+    r.dontneed(PAGE, PAGE);
+    assert.deepStrictEqual(await r.read(PAGE, PAGE), data.subarray(PAGE, 2 * PAGE));
+    assert.strictEqual(calls, 2);
+  });
+
   it('stop() hands the faults still waiting to the pagefault handlers', async () => {
     const r = map(1);
     const served = uffd.serve(r, PageSource.custom(() => new Promise(() => {}), { size: PAGE }));
