@@ -6,7 +6,7 @@ import { CheckedRange, toFeatureNames } from '../args';
 import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
-import type { OpenOptions, PageFault, Stats } from '../types';
+import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { Userfaultfd } from '../userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext } from './context';
@@ -98,11 +98,11 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return r.bytes;
   }
 
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean): unknown {
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead);
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
     const m = addressSpace.findRange(r.start, r.length);
-    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src) });
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     return id;
   }
   protected _unserve(handle: unknown): void {
@@ -151,10 +151,19 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     }
   }
 
+  /**
+   * A REMOVE was posted: the kernel's caller waits until the reader has read it, so the reader
+   * knows the span before any later access; the simulator's dontneed does not wait, so the span
+   * is recorded here, as it is posted.
+   */
+  eventPosted(e: UffdEvent): void {
+    if (e.type === 'remove' && !this.closed) this.served.forget(e.start, e.end, true);
+  }
+
   private deliver(m: Message): void {
     if (m.kind === 'event') {
       const e = m.event;
-      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
       this.dispatch(e);
       return;
     }
