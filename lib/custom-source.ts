@@ -321,7 +321,8 @@ export class CustomServer {
     } catch (err) {
       if (this.stopped) return;
       this.windows.delete(win.index);
-      this.fail(win.waiters.splice(0), err as Error, win.offset, win.readLength);
+      // A read-ahead nobody waits for fails quietly: a fault on the window reads it again.
+      if (win.waiters.length > 0) this.fail(win.waiters.splice(0), err as Error, win.offset, win.readLength);
       return;
     }
     if (this.stopped) return;

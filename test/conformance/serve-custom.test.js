@@ -178,6 +178,29 @@ describeBackends('serve: PageSource.custom', (backend) => {
     assert.strictEqual(new Set(calls).size, calls.length, `no window read twice: ${calls}`);
   });
 
+  it('a read-ahead that fails is dropped quietly; a fault on its window reads it again', async () => {
+    const r = map(8);
+    const data = pattern(8 * PAGE, 23);
+    const calls = [];
+    const errors = [];
+    let failed = false;
+    uffd.on('error', (e) => errors.push(e));
+    uffd.serve(r, PageSource.custom(async (offset, length) => {
+      calls.push(offset / (2 * PAGE));
+      if (offset === 4 * PAGE && !failed) {
+        failed = true;
+        throw new Error('flaky');
+      }
+      return data.subarray(offset, offset + length);
+    }, { size: data.length, chunkSize: 2 * PAGE, concurrency: 2, retries: 0 }));
+    await r.read(0, PAGE);
+    await r.read(2 * PAGE, PAGE); // sequential: window 2 is read ahead, and fails
+    await until(() => failed && uffd.stats().source.inFlight === 0);
+    assert.deepStrictEqual(await r.read(0, 8 * PAGE), data);
+    assert.deepStrictEqual(errors, []);
+    assert.strictEqual(calls.filter((c) => c === 2).length, 2, `window 2 read twice: ${calls}`);
+  });
+
   it('a page dropped after its window was copied is read from the source again, not zeros', async () => {
     const r = map(4);
     const data = pattern(4 * PAGE, 19);
