@@ -129,6 +129,29 @@ describeBackends('serve: PageSource.http', (backend) => {
     assert.deepStrictEqual(await r.read(0, 4 * PAGE), expected(data, 4));
   });
 
+  it('HEAD refused (405): the size comes from the Content-Range of a one-byte GET', async () => {
+    const data = pattern(5 * PAGE + 7, 14);
+    const p = await peer(data);
+    p.noHead = true;
+    const source = PageSource.http(p.url);
+    assert.strictEqual((await source.ready()).size, data.length);
+    const r = map(6);
+    uffd.serve(r, source);
+    assert.deepStrictEqual(await r.read(0, 6 * PAGE), expected(data, 6));
+    assert.strictEqual(p.headers[1].range, 'bytes=0-0');
+  });
+
+  it('options.etag pins a version: another object is refused (412), never served', async () => {
+    const p = await peer(pattern(2 * PAGE, 15));
+    const r = map(2);
+    uffd.serve(r, PageSource.http(p.url, { size: 2 * PAGE, etag: '"a-version-long-gone"', onError: 'zeropage' }));
+    const error = nextError(uffd);
+    assert.deepStrictEqual(await r.read(0, PAGE), Buffer.alloc(PAGE));
+    const e = await error;
+    assert.strictEqual(e.code, 'ERR_UFFD_SOURCE_CHANGED');
+    assert.strictEqual(p.headers[0]['if-match'], '"a-version-long-gone"');
+  });
+
   it('a missing object: 404, not retried, a coded error', async () => {
     const url = (await s3.put('present.bin', pattern(PAGE))).replace('present.bin', 'absent.bin');
     const r = map(1);
