@@ -174,7 +174,9 @@ type CopyOutcome = 'done' | 'gone' | 'busy';
 export class CustomServer {
   private size: number | undefined;
   private readonly windows = new Map<number, Window>();
+  /** Windows waiting for a read slot: those a fault waits on first, then read-ahead. */
   private readonly queue: Window[] = [];
+  private readonly ahead: Window[] = [];
   /** Cached windows, least recently used first (Map keeps insertion order). */
   private readonly cache = new Map<number, Window>();
   private cachedBytes = 0;
@@ -236,6 +238,7 @@ export class CustomServer {
     for (const win of this.windows.values()) for (const w of win.waiters.splice(0)) waiting.push(w.fault);
     this.windows.clear();
     this.queue.length = 0;
+    this.ahead.length = 0;
     this.cache.clear();
     this.cachedBytes = 0;
     return waiting;
@@ -268,6 +271,8 @@ export class CustomServer {
     if (win) {
       this.counters.deduplicated++;
       win.waiters.push(w);
+      const i = this.ahead.indexOf(win);
+      if (i >= 0) this.queue.push(...this.ahead.splice(i, 1)); // a fault waits on it now
       return;
     }
     win = this.newWindow(index);
@@ -289,7 +294,7 @@ export class CustomServer {
       if (this.done[i] || this.windows.has(i) || this.cache.has(i)) continue;
       const win = this.newWindow(i);
       this.windows.set(i, win);
-      this.queue.push(win);
+      this.ahead.push(win);
     }
   }
 
@@ -304,8 +309,8 @@ export class CustomServer {
 
   /** Starts queued reads while fewer than `concurrency` are in flight. */
   private pump(): void {
-    while (!this.stopped && this.active < this.spec.concurrency && this.queue.length > 0) {
-      const win = this.queue.shift()!;
+    while (!this.stopped && this.active < this.spec.concurrency && this.queue.length + this.ahead.length > 0) {
+      const win = this.queue.length > 0 ? this.queue.shift()! : this.ahead.shift()!;
       this.active++;
       void this.fetch(win).finally(() => {
         this.active--;

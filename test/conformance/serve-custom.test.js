@@ -178,6 +178,37 @@ describeBackends('serve: PageSource.custom', (backend) => {
     assert.strictEqual(new Set(calls).size, calls.length, `no window read twice: ${calls}`);
   });
 
+  it('a window a fault waits on is read before windows only read ahead', async () => {
+    const r = map(24);
+    const data = pattern(24 * PAGE, 29);
+    const calls = [];
+    const gates = new Map();
+    const gate = (i) => {
+      if (!gates.has(i)) gates.set(i, deferred());
+      return gates.get(i);
+    };
+    uffd.serve(r, PageSource.custom(async (offset, length) => {
+      const i = offset / (2 * PAGE);
+      calls.push(i);
+      await gate(i).promise;
+      return data.subarray(offset, offset + length);
+    }, { size: data.length, chunkSize: 2 * PAGE, concurrency: 3 }));
+    const held = r.read(10 * PAGE, 1); // window 5: holds a slot
+    await until(() => calls.includes(5));
+    gate(0).resolve();
+    await r.read(0, 1);
+    const seq = r.read(2 * PAGE, 1); // window 1 after window 0: windows 2 and 3 read ahead
+    await until(() => calls.includes(2)); // slots: 5, 1, 2; window 3 waits
+    const far = [r.read(18 * PAGE, 1), r.read(19 * PAGE, 1)]; // two faults on window 9
+    await until(() => uffd.stats().source.deduplicated >= 1);
+    gate(5).resolve();
+    await until(() => calls.includes(9) || calls.includes(3));
+    assert.ok(calls.includes(9) && !calls.includes(3), `window 9 before read-ahead window 3: ${calls}`);
+    for (let i = 0; i < 12; i++) gate(i).resolve();
+    await Promise.all([held, seq, ...far]);
+    assert.deepStrictEqual(await r.read(0, 24 * PAGE), data);
+  });
+
   it('a read-ahead that fails is dropped quietly; a fault on its window reads it again', async () => {
     const r = map(8);
     const data = pattern(8 * PAGE, 23);
