@@ -7,7 +7,7 @@ import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { Userfaultfd } from '../userfaultfd';
-import { kernelOffer, openKernelFd } from './probe';
+import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
 const RECORDS_PER_CALL = 256;
@@ -239,7 +239,6 @@ function unhandledError(e: PageFault): Error {
 
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
-  const userModeOnly = options.userModeOnly === true;
   if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
     throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
   }
@@ -255,6 +254,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
   // THREAD_ID costs nothing and lets the reader recognise faults raised by the JS thread itself.
   let mask = featureMask(wanted);
   if (offer.features & constants.features.THREAD_ID && !wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  const userModeOnly = userModeOnlyFor(options.userModeOnly);
   const { fd, via } = openKernelFd(userModeOnly);
   let reply;
   try {
@@ -263,7 +263,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     binding!.closeFd(fd);
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
