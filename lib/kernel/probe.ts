@@ -6,7 +6,7 @@ import type { ProbeResult } from '../types';
 import { UffdError } from '../errors';
 import { OPEN_ORDER, OpenAttempt, tryOpen } from './attempts';
 import { kernelAtLeast } from './environment';
-import { explainRefusal, explainUserModeOnly, refusalText } from './refusal';
+import { explainRefusal, explainUserModeOnly, Refusal, refusalText } from './refusal';
 
 export interface KernelOffer {
   via: 'syscall' | 'dev-userfaultfd';
@@ -42,6 +42,13 @@ function fixHint(code: string): string {
 
 let cachedOffer: KernelOffer | Error | null = null;
 let offerAttempts: OpenAttempt[] = [];
+/** Why only UFFD_USER_MODE_ONLY, worked out once: 'auto' probes on every open() and Region.map(). */
+let userModeOnlyWhy: Refusal | null = null;
+
+function userModeOnlyRefusal(): Refusal {
+  userModeOnlyWhy ??= explainUserModeOnly(offerAttempts);
+  return userModeOnlyWhy;
+}
 
 /**
  * The kernel's full offer, learned on throwaway fds in the order 'auto' opens: a full uffd
@@ -82,7 +89,7 @@ export function userModeOnlyFor(asked: boolean | undefined): boolean {
   if (!offer.userModeOnly) return false;
   if (!warnedUserModeOnly) {
     warnedUserModeOnly = true;
-    const r = explainUserModeOnly(offerAttempts);
+    const r = userModeOnlyRefusal();
     process.emitWarning(`userfaultfd: ${r.reason}`, {
       code: 'USERFAULTFD_USER_MODE_ONLY',
       detail: `For a full userfaultfd: ${r.fix}. Pass { userModeOnly: true } to choose this on purpose (no warning), or { userModeOnly: false } to fail instead.`,
@@ -117,7 +124,7 @@ export function probeKernel(): ProbeResult {
     };
     // Only faults raised in user mode reach this process's uffds: open() falls back to
     // UFFD_USER_MODE_ONLY (with a warning), and the reason says what that costs.
-    return o.userModeOnly ? { ...offer, reason: refusalText(explainUserModeOnly(offerAttempts)) } : offer;
+    return o.userModeOnly ? { ...offer, reason: refusalText(userModeOnlyRefusal()) } : offer;
   } catch (e) {
     return { ...base, available: false, reason: `userfaultfd refused: ${(e as Error).message}`, unprivileged: unprivileged() };
   }
