@@ -9,12 +9,14 @@ import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { Userfaultfd } from '../userfaultfd';
 import { kernelOffer, openKernelFd } from './probe';
 
-const RECORD = 40; // native/fault_reader.h Delivery
+const RECORD = constants.delivery.size;
+const MSG = constants.delivery.msg;
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5 } as const;
+const NOTE = constants.notes;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
-const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
+const POLICY = constants.selfFaultPolicies;
+const KIND = constants.sourceKinds;
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -74,7 +76,8 @@ export class KernelUserfaultfd extends Userfaultfd {
     return this.handle.move(dst, src, length, mode);
   }
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false): unknown {
-    const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
+    const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
+      : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
       zeroRemoved);
@@ -108,13 +111,13 @@ export class KernelUserfaultfd extends Userfaultfd {
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
   private deliver(o: number): void {
     const v = this.view!;
-    const note = v.getInt32(o + 32, true);
-    const err = v.getInt32(o + 36, true);
+    const note = v.getInt32(o + constants.delivery.note, true);
+    const err = v.getInt32(o + constants.delivery.err, true);
     if (note === NOTE.readerFailed) {
       this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
-    const e = this.decode(v, o);
+    const e = this.decode(v, o + MSG);
     if (e === null) return;
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
       this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
