@@ -131,6 +131,10 @@ function describeNative(title, body) {
   });
 }
 
+/** The address of page `page` of a region, and a range of `count` pages from page `first`. */
+const at = (region, page) => region.address + BigInt(page * PAGE);
+const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
+
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -164,4 +168,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
