@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { errnoName, invalidArgType, uffdError } from '../errors';
+import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
@@ -201,6 +201,9 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     reply = binding!.apiHandshake(fd, mask);
   } catch (e) {
     binding!.closeFd(fd);
+    if ((e as UffdError).code === 'EPERM' && wanted.includes('EVENT_FORK')) {
+      (e as Error).message += ' (EVENT_FORK needs CAP_SYS_PTRACE: run with it, or do without fork events)';
+    }
     throw e;
   }
   return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via);

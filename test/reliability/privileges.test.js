@@ -111,19 +111,23 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     assert.match(w.detail, /userModeOnly: true/);
   });
 
-  it("{ userModeOnly: true } with 'auto' uses the kernel without a warning; { userModeOnly: false } throws EPERM naming the fixes", async () => {
+  it("{ userModeOnly: true } with 'auto' uses the kernel without a warning; { userModeOnly: false } throws EPERM naming the fixes, EVENT_FORK too", async () => {
     const r = await unprivileged(`
       const u = Userfaultfd.open({ userModeOnly: true });
       Object.assign(out, { backend: u.backend, userModeOnly: u.userModeOnly, fd: u.fd >= 0 });
       u.close();
       try { Userfaultfd.open({ userModeOnly: false }); out.full = 'opened'; }
       catch (e) { out.full = { name: e.name, code: e.code, syscall: e.syscall, message: e.message }; }
+      try { Userfaultfd.open({ features: ['EVENT_FORK'], userModeOnly: true }); out.fork = 'opened'; }
+      catch (e) { out.fork = { code: e.code, syscall: e.syscall, message: e.message }; }
       done();`);
     assert.deepStrictEqual([r.backend, r.userModeOnly, r.fd], ['native', true, true]);
     assert.deepStrictEqual(r.warnings, []);
     assert.deepStrictEqual([r.full.name, r.full.code, r.full.syscall], ['UffdError', 'EPERM', 'userfaultfd']);
     assert.match(r.full.message, /vm\.unprivileged_userfaultfd=1/);
     assert.match(r.full.message, /CAP_SYS_PTRACE/);
+    assert.deepStrictEqual([r.fork.code, r.fork.syscall], ['EPERM', 'UFFDIO_API']);
+    assert.match(r.fork.message, /EVENT_FORK needs CAP_SYS_PTRACE/);
   });
 
   it("probe() says what 'auto' does: the kernel, user-mode only, with the reason and the fix", async () => {
