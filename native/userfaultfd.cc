@@ -507,12 +507,14 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       bool self = jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
+        // Counted and recorded before the answer wakes the faulting thread: a program that
+        // saves its working set right after its last touch must find that touch in it.
+        bool served = served_.Contains(address);
+        if (served) workingSets_.OnFault(address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
         workingSets_.gate().Begin();
         ServedRanges::Outcome outcome = served_.Answer(fd_, address, stats_, &err);
         workingSets_.gate().End();
-        if (outcome != ServedRanges::Outcome::kNotServed && outcome != ServedRanges::Outcome::kRetry) {
-          workingSets_.OnFault(address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
-        }
+        if (served && outcome == ServedRanges::Outcome::kRetry) workingSets_.UncountDemand();
         switch (outcome) {
           case ServedRanges::Outcome::kAnswered:
           case ServedRanges::Outcome::kOwnerGone:

@@ -106,8 +106,10 @@ class WorkingSets {
   // (installed, or found present); -1 when the range has no prefetch.
   int64_t PrefetchCursor(uint32_t id);
 
-  // Reader thread: a missing-page fault on a served range.
+  // Reader thread: a missing-page fault on a served range, before it is answered.
   void OnFault(uint64_t address, bool write);
+  // Reader thread: the fault waits for a retry; it is counted again then (recorded once).
+  void UncountDemand() { stats_.demandFaults.fetch_sub(1, std::memory_order_relaxed); }
   // Reader thread: the layout changed under [start, end) (REMOVE, UNMAP, REMAP): prefetch there
   // stops, so that a page the program dropped is never filled again from the set.
   void OnLayoutChange(uint64_t start, uint64_t end);
