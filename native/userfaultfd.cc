@@ -350,6 +350,7 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
   std::shared_ptr<PageSource> prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
+  int adviseFd = -1;                           // a file source's fd for the prefetch thread's read-ahead hints
   bool prefetch = info.Length() > 9 && info[9].IsTypedArray();
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
@@ -393,7 +394,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       }
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
+        adviseFd = fcntl(fd2, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
         prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
+        if (!prefetchSource && adviseFd >= 0) close(adviseFd);
         if (!prefetchSource) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
       }
       break;
@@ -411,15 +414,23 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     keepAliveIds_.push_back(id);
     keepMapped_.push_back(keepMapping);
   }
-  AddWorkingSet(info, id, start, length, std::move(prefetchSource));
+  AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
 }
 
 // (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null). JS thread.
 // Throws (with the range left unserved) when the prefetch thread cannot start.
 void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start,
-                                uint64_t length, std::shared_ptr<PageSource> prefetchSource) {
+                                uint64_t length, std::shared_ptr<PageSource> prefetchSource, int adviseFd,
+                                uint64_t fileOffset) {
   Napi::Env env = info.Env();
+  // Closed on every path that does not hand it to a prefetcher.
+  struct FdGuard {
+    int fd;
+    ~FdGuard() {
+      if (fd >= 0) close(fd);
+    }
+  } guard{adviseFd};
   bool record = info.Length() > 8 && ArgBool(info, 8);
   std::vector<PageRun> loaded;
   if (info.Length() > 9 && info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
@@ -428,13 +439,17 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
     loaded.reserve(a.ElementLength() / 2);
     for (size_t i = 0; i + 1 < a.ElementLength(); i += 2) {
       uint64_t first = a[i], count = a[i + 1];
-      if (count == 0 || first >= pages || count > pages - first) ThrowRangeError(env, "prefetch run outside the range");
+      if (count == 0 || first >= pages || count > pages - first) {
+        RemoveServed(id);
+        ThrowRangeError(env, "prefetch run outside the range");
+      }
       loaded.push_back(PageRun{a[i], a[i + 1], 0});
     }
   }
   if (!record && loaded.empty()) return;
   auto set = std::make_unique<WorkingSet>(id, start, length, pageSize_, record, loaded);
-  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded));
+  guard.fd = -1;
+  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded), adviseFd, fileOffset);
   if (err != 0) {
     RemoveServed(id);
     ThrowErrno(env, err, "pthread_create");

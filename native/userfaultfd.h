@@ -63,7 +63,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value PrefetchCursor(const Napi::CallbackInfo& info);
   // JS thread: the working set of a range just served (record, prefetch: args 8 and 9).
   void AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start, uint64_t length,
-                     std::shared_ptr<PageSource> prefetchSource);
+                     std::shared_ptr<PageSource> prefetchSource, int adviseFd, uint64_t fileOffset);
 
   int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
   void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread

@@ -1,6 +1,7 @@
 #include "working_set.h"
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -82,12 +83,15 @@ std::vector<PageRun> WorkingSet::Recorded() {
 }
 
 int WorkingSets::Add(std::unique_ptr<WorkingSet> set, int fd, std::shared_ptr<PageSource> source,
-                     std::vector<PageRun> loaded) {
+                     std::vector<PageRun> loaded, int adviseFd, uint64_t fileOffset) {
   Prefetcher* prefetcher = nullptr;
   if (!loaded.empty()) {
     set->prefetcher = std::make_unique<Prefetcher>(fd, set->start(), set->pageSize(), std::move(source),
                                                    std::move(loaded), gate_, stats_);
     prefetcher = set->prefetcher.get();
+    if (adviseFd >= 0) prefetcher->AdviseFile(adviseFd, fileOffset);
+  } else if (adviseFd >= 0) {
+    close(adviseFd);
   }
   uint32_t id = set->id();
   {

@@ -94,10 +94,11 @@ class WorkingSets {
  public:
   WorkingSets() = default;
   ~WorkingSets() { Clear(); }  // the prefetch threads use gate_ and stats_: joined first
-  // JS thread. `source` is the prefetch thread's own source (never used by the reader).
+  // JS thread. `source` is the prefetch thread's own source (never used by the reader);
+  // `adviseFd` (owned; -1 if none) the file behind it, whose range starts at `fileOffset`.
   // Returns 0, or the errno of starting the prefetch thread.
   int Add(std::unique_ptr<WorkingSet> set, int fd, std::shared_ptr<PageSource> source,
-          std::vector<PageRun> loaded);
+          std::vector<PageRun> loaded, int adviseFd = -1, uint64_t fileOffset = 0);
   // JS thread. Stops and joins the range's prefetch thread; false if there was no such set.
   bool Remove(uint32_t id);
   void Clear();
