@@ -6,7 +6,7 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { closedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
+import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
@@ -233,6 +233,10 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (this.features.includes('SIGBUS')) {
+      throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
+        'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
+    }
     if (range instanceof Region && range.hugetlb) {
       throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
     }
@@ -596,6 +600,9 @@ function pageOf(address: bigint, pageSize: number): bigint {
 function checkOpenOptions(options: unknown): Partial<OpenOptions> {
   const o = toOptions<OpenOptions>(options, 'options');
   checkSelfFaultPolicy(o.onSelfFault);
+  // The fd is always non-blocking (the reader polls it; readers never block the event loop):
+  // the option exists to say so, and asking for a blocking fd is refused, not ignored.
+  if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);

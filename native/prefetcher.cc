@@ -10,10 +10,17 @@
 
 namespace uffd {
 
-Prefetcher::Prefetcher(int fd, uint64_t start, uint64_t pageSize, std::shared_ptr<PageSource> source,
-                       std::vector<PageRun> runs, DemandGate& gate, WorkingSetStats& stats)
-    : fd_(fd), start_(start), pageSize_(pageSize), source_(std::move(source)), runs_(std::move(runs)),
-      gate_(gate), stats_(stats), tailPage_(pageSize) {}
+Prefetcher::Prefetcher(int fd, uint64_t start, uint64_t pageSize,
+                       std::shared_ptr<PageSource> source, std::vector<PageRun> runs,
+                       DemandGate& gate, WorkingSetStats& stats)
+    : fd_(fd),
+      start_(start),
+      pageSize_(pageSize),
+      source_(std::move(source)),
+      runs_(std::move(runs)),
+      gate_(gate),
+      stats_(stats),
+      tailPage_(pageSize) {}
 
 Prefetcher::~Prefetcher() {
   Stop();
@@ -58,8 +65,8 @@ void Prefetcher::AdviseAhead(size_t run) {
   while (advisedRuns_ < runs_.size() && advisedBytes_ < doneBytes_ + kAdviseBytes) {
     const PageRun& r = runs_[advisedRuns_++];
     uint64_t len = static_cast<uint64_t>(r.count) * pageSize_;
-    posix_fadvise(adviseFd_, static_cast<off_t>(adviseOffset_ + r.first * pageSize_), static_cast<off_t>(len),
-                  POSIX_FADV_WILLNEED);
+    posix_fadvise(adviseFd_, static_cast<off_t>(adviseOffset_ + r.first * pageSize_),
+                  static_cast<off_t>(len), POSIX_FADV_WILLNEED);
     advisedBytes_ += len;
   }
 }

@@ -16,9 +16,11 @@ namespace uffd {
 
 class Prefetcher {
  public:
-  static constexpr uint64_t kBatchBytes = 512 << 10;  // per UFFDIO_COPY; the gate is checked between
-  static constexpr int kRetryMs = 1;                   // EAGAIN: wait for the reader to read events
-  static constexpr uint64_t kAdviseBytes = 16 << 20;   // file sources: read-ahead asked this far ahead
+  static constexpr uint64_t kBatchBytes = 512
+                                          << 10;  // per UFFDIO_COPY; the gate is checked between
+  static constexpr int kRetryMs = 1;              // EAGAIN: wait for the reader to read events
+  static constexpr uint64_t kAdviseBytes = 16
+                                           << 20;  // file sources: read-ahead asked this far ahead
 
   // JS thread. `runs` are page indexes of the range at `start`; they lie inside it (checked
   // in lib/working-set.ts).

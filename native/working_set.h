@@ -66,7 +66,9 @@ class WorkingSet {
   uint64_t start() const { return start_; }
   uint64_t pageSize() const { return pageSize_; }
   bool Contains(uint64_t address) const { return address >= start_ && address - start_ < length_; }
-  bool Overlaps(uint64_t start, uint64_t end) const { return start < start_ + length_ && end > start_; }
+  bool Overlaps(uint64_t start, uint64_t end) const {
+    return start < start_ + length_ && end > start_;
+  }
 
   // Reader thread: a missing-page fault at `address`, inside this range. Records its first
   // touch; returns whether the page belongs to the loaded set.
@@ -77,7 +79,9 @@ class WorkingSet {
   std::unique_ptr<Prefetcher> prefetcher;
 
  private:
-  static bool Test(const std::vector<uint64_t>& bits, uint64_t i) { return (bits[i >> 6] >> (i & 63)) & 1; }
+  static bool Test(const std::vector<uint64_t>& bits, uint64_t i) {
+    return (bits[i >> 6] >> (i & 63)) & 1;
+  }
   static void Set(std::vector<uint64_t>& bits, uint64_t i) { bits[i >> 6] |= 1ull << (i & 63); }
 
   uint32_t id_;
@@ -107,8 +111,12 @@ class WorkingSets {
   // (installed, or found present); -1 when the range has no prefetch.
   int64_t PrefetchCursor(uint32_t id);
 
-  // Reader thread: a missing-page fault on a served range, before it is answered.
-  void OnFault(uint64_t address, bool write);
+  // Reader thread: a missing-page fault, before it is answered. In a range with a working set,
+  // records it and counts it as a demand fault (and a prefetch miss if the set holds it);
+  // returns whether it did.
+  bool OnFault(uint64_t address, bool write);
+  // Reader thread: a demand fault on a served range without a working set, once answered.
+  void CountDemand() { stats_.demandFaults.fetch_add(1, std::memory_order_relaxed); }
   // Reader thread: the fault waits for a retry; it is counted again then (recorded once).
   void UncountDemand() { stats_.demandFaults.fetch_sub(1, std::memory_order_relaxed); }
   // Reader thread: the layout changed under [start, end) (REMOVE, UNMAP, REMAP): prefetch there

@@ -6,7 +6,7 @@ import { CheckedRange, toFeatureNames } from '../args';
 import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
-import type { OpenOptions, PageFault, Stats } from '../types';
+import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { ServeSets, Userfaultfd } from '../userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext } from './context';
@@ -102,9 +102,9 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
 
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets): unknown {
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead);
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
     const m = addressSpace.findRange(r.start, r.length);
-    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src) });
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     if (sets.record || sets.prefetch !== null) {
       this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, sets.record, sets.prefetch, src, {
         copy: (dst, bytes, mode) => this.ctx.copy(dst, bytes, mode),
@@ -170,10 +170,19 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     }
   }
 
+  /**
+   * A REMOVE was posted: the kernel's caller waits until the reader has read it, so the reader
+   * knows the span before any later access; the simulator's dontneed does not wait, so the span
+   * is recorded here, as it is posted.
+   */
+  eventPosted(e: UffdEvent): void {
+    if (e.type === 'remove' && !this.closed) this.served.forget(e.start, e.end, true);
+  }
+
   private deliver(m: Message): void {
     if (m.kind === 'event') {
       const e = m.event;
-      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
       for (const ws of this.workingSets.values()) {
         if (e.type === 'remove' || e.type === 'unmap') ws.layoutChanged(e.start, e.end);
         else if (e.type === 'remap') ws.layoutChanged(e.from, e.from + BigInt(e.length));
