@@ -11,7 +11,9 @@
             "native/fault_reader.cc",
             "native/page_source.cc",
             "native/region.cc",
-            "native/fdpass.cc"
+            "native/fdpass.cc",
+            "native/dirty_tracker.cc",
+            "native/snapshot_writer.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "addon.h"
+#include "dirty_tracker.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
 #include "region.h"
@@ -185,6 +186,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   InitFdPass(env, exports);
+  InitDirtyTracker(env, exports);
   return exports;
 }
 

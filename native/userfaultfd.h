@@ -5,10 +5,13 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "fault_reader.h"
 #include "fault_stats.h"
 #include "page_source.h"
+#include "snapshot_writer.h"
 
 namespace uffd {
 
@@ -57,6 +60,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Serve(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value Snapshot(const Napi::CallbackInfo& info);
+  Napi::Value SnapshotEnd(const Napi::CallbackInfo& info);
 
   int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
   void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread
@@ -77,6 +82,10 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   napi_env env_;
   bool hookInstalled_ = false;
   bool tracked_ = false;  // in AddonData::uffds
+  // Live snapshots in progress (native/snapshot_writer.h): the reader hands them WP faults.
+  std::mutex snapshotsMutex_;
+  std::vector<std::shared_ptr<SnapshotWriter>> snapshots_;
+  bool SaveBeforeWrite(uint64_t address);  // reader thread
 };
 
 }  // namespace uffd

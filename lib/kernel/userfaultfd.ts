@@ -2,6 +2,8 @@
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, FeatureName, featureMask, featureNames, IoctlName, ioctlNames } from '../constants';
+import { DirtyRun, foreignMemoryError } from '../dirty';
+import type { RawSnapshotResult } from '../snapshot';
 import { invalidArgType, UffdError, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
@@ -51,14 +53,18 @@ export class KernelUserfaultfd extends Userfaultfd {
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
 
+  /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
+  private readonly localMemory: boolean;
+
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd') {
+              via?: 'syscall' | 'dev-userfaultfd', localMemory = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
+    this.localMemory = localMemory;
     this.tracking = track(this);
   }
 
@@ -110,6 +116,19 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _stats(): Stats {
     const s = this.handle.stats();
     return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
+  }
+  protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
+    if (!this.localMemory) throw foreignMemoryError();
+    return scanWritten(start, start + BigInt(length), reset);
+  }
+  protected _snapshot(start: bigint, length: number, pageSize: number, fd: number, populate: boolean): Promise<RawSnapshotResult> {
+    return new Promise((resolve, reject) => {
+      this.handle.snapshot(start, length, pageSize, fd, populate, (err, result) => {
+        if (!this.closed) this.handle.snapshotEnd(start);
+        if (err) reject(err);
+        else resolve(result!);
+      });
+    });
   }
   protected _startReader(): void {
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
@@ -211,6 +230,23 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 }
 
+/** Runs per PAGEMAP_SCAN call; a walk that fills them goes on from where it stopped. */
+const SCAN_RUNS = 512;
+let scanBuffer: BigUint64Array | null = null;
+
+/** Every written run of [start, end), in as many PAGEMAP_SCAN calls as it takes. */
+function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
+  const out = (scanBuffer ??= new BigUint64Array(SCAN_RUNS * 3));
+  const runs: DirtyRun[] = [];
+  for (let at = start; at < end;) {
+    const { count, walkEnd } = binding!.pagemapScan(at, end, reset, out);
+    for (let i = 0; i < count; i++) runs.push({ start: out[i * 3], length: Number(out[i * 3 + 1] - out[i * 3]) });
+    if (walkEnd <= at) break; // no progress: nothing more to read
+    at = walkEnd;
+  }
+  return runs;
+}
+
 function errnoName(errno: number): string {
   const os = require('os') as typeof import('os');
   for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
@@ -263,7 +299,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     binding!.closeFd(fd);
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */

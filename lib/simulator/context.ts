@@ -27,6 +27,8 @@ export interface Waiter {
   readonly flags: number;
   readonly tid: number;
   readonly wake: () => void;
+  /** When the access stopped on the fault (process.hrtime.bigint()). */
+  readonly at: bigint;
 }
 
 /** A message waiting to be read: a fault (with its waiter) or a non-cooperative event. */
@@ -90,7 +92,7 @@ export class UffdContext {
 
   /** Queues a fault message for `address`; `wake` is called when a wake covers it. */
   addWaiter(address: bigint, flags: number, tid: number, wake: () => void): void {
-    const w: Waiter = { ctx: this, address, flags, tid, wake };
+    const w: Waiter = { ctx: this, address, flags, tid, wake, at: process.hrtime.bigint() };
     this.waiters.add(w);
     this.post({ kind: 'fault', waiter: w });
   }
@@ -327,7 +329,8 @@ export class UffdContext {
     for (let p = first; p < last; p++) {
       // Anonymous memory: only present pages carry the bit. Shared memory: a marker is left on
       // unmapped pages too (file-backed memory always uses uffd-wp markers).
-      if (m.present(p) || m.shared || !protect) m.wp[p] = protect ? 1 : 0;
+      // WP_UNPOPULATED: anonymous pages never touched get a marker too.
+      if (m.present(p) || m.shared || !protect || this.has('WP_UNPOPULATED')) m.wp[p] = protect ? 1 : 0;
     }
     if (!protect && (mode & M.WRITEPROTECT_DONTWAKE) === 0) this.wakeRange(start, length);
     return null;
@@ -366,7 +369,8 @@ export function touch(m: Mapping, p: number, write: boolean): Touch {
     if (m.shared) m.backing.cached[p] = 1;
   }
   if (write && m.wp[p]) {
-    if (mode & M.REGISTER_WP) return { kind: 'fault', ctx: ctx!, flags: PF.WP | PF.WRITE };
+    // WP_ASYNC: the kernel resolves the fault itself, clearing the bit (the page reads as written).
+    if ((mode & M.REGISTER_WP) && !ctx!.has('WP_ASYNC')) return { kind: 'fault', ctx: ctx!, flags: PF.WP | PF.WRITE };
     m.wp[p] = 0;
   }
   return OK;
