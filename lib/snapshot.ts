@@ -5,7 +5,7 @@
  * share: the destination, and registering the range for WP and restoring it afterwards.
  */
 import * as fs from 'fs';
-import { invalidArgType, outOfRange } from './errors';
+import { invalidArgType, outOfRange, uffdError } from './errors';
 
 export interface SnapshotResult {
   /** Bytes of image written (the range's length). */
@@ -32,6 +32,16 @@ export async function openDestination(dest: unknown): Promise<{ fd: number; clos
   }
   if (typeof dest === 'number') {
     if (!Number.isInteger(dest) || dest < 0) throw outOfRange('dest', 'a non-negative integer fd', dest);
+    let st: fs.Stats;
+    try {
+      st = fs.fstatSync(dest);
+    } catch {
+      throw uffdError('EBADF', 'fstat', undefined, `the snapshot destination fd ${dest} is not open`);
+    }
+    // Pages are written at their offsets, out of order: a pipe or a socket cannot take that.
+    if (st.isFIFO() || st.isSocket()) {
+      throw uffdError('ESPIPE', 'lseek', undefined, 'the snapshot destination must be a seekable file');
+    }
     return { fd: dest, close: async () => undefined };
   }
   throw invalidArgType('dest', 'a file path (string) or an fd (number)', dest);

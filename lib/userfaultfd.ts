@@ -284,11 +284,12 @@ export abstract class Userfaultfd extends EventEmitter {
     if (this.features.includes('WP_ASYNC')) throw wpAsyncError();
     const end = r.start + BigInt(r.length);
     for (const x of this.snapshotting) if (r.start < x.start + BigInt(x.length) && end > x.start) throw busyError(r.start);
-    const out = await openDestination(dest);
-    this.checkOpen();
     this.snapshotting.add(r);
     let restore: (() => void) | null = null;
+    let out: { fd: number; close: () => Promise<void> } | null = null;
     try {
+      out = await openDestination(dest);
+      this.checkOpen();
       restore = this.registerForSnapshot(r);
       this.startReader(); // the reader thread saves pages before their writes
       const populate = !this.features.includes('WP_UNPOPULATED');
@@ -296,7 +297,7 @@ export abstract class Userfaultfd extends EventEmitter {
     } finally {
       this.snapshotting.delete(r);
       if (restore && !this.isClosed) restore();
-      await out.close();
+      await out?.close();
     }
   }
 
