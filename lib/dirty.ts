@@ -42,16 +42,6 @@ export function checkDirtyTracking(features: ReadonlyArray<string | number>, r: 
   }
 }
 
-/** Appends [start, end) to `runs`, merging it with the last run when they touch. */
-export function addRun(runs: DirtyRun[], start: bigint, end: bigint): void {
-  const last = runs[runs.length - 1];
-  if (last !== undefined && last.start + BigInt(last.length) === start) {
-    last.length += Number(end - start);
-  } else {
-    runs.push({ start, length: Number(end - start) });
-  }
-}
-
 /**
  * The error for dirtyPages() on a uffd whose memory is not this process's: /proc/self/pagemap
  * describes only our own address space.

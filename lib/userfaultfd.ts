@@ -6,7 +6,7 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { addRun, checkDirtyTracking, DirtyRun, toDirtyOptions } from './dirty';
+import { checkDirtyTracking, DirtyRun, toDirtyOptions } from './dirty';
 import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
@@ -264,9 +264,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const r = this.range(range);
     const { reset } = toDirtyOptions(options);
     checkDirtyTracking(this.features, r, this.registeredMode(r));
-    const runs: DirtyRun[] = [];
-    for (const run of this._dirtyPages(r.start, r.length, reset)) addRun(runs, run.start, run.start + BigInt(run.length));
-    return runs;
+    return this._dirtyPages(r.start, r.length, reset);
   }
 
   /**
@@ -494,7 +492,7 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean): unknown;
   protected abstract _unserve(handle: unknown): void;
   protected abstract _stats(): Stats;
-  /** The written runs of [start, start + length); `reset` re-protects them. */
+  /** The written runs of [start, start + length), adjacent runs merged; `reset` re-protects them. */
   protected abstract _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
   /** Protects, streams and releases the range; the range is registered for WP already. */
   protected abstract _snapshot(start: bigint, length: number, pageSize: number, fd: number,

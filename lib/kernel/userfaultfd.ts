@@ -233,14 +233,27 @@ export class KernelUserfaultfd extends Userfaultfd {
 /** Runs per PAGEMAP_SCAN call; a walk that fills them goes on from where it stopped. */
 const SCAN_RUNS = 512;
 let scanBuffer: BigUint64Array | null = null;
+let scanWords: Uint32Array | null = null;
 
-/** Every written run of [start, end), in as many PAGEMAP_SCAN calls as it takes. */
+/**
+ * Every written run of [start, end), merged, in as many PAGEMAP_SCAN calls as it takes. The
+ * addresses are read as numbers (user-space addresses are below 2^53): BigInt arithmetic per run
+ * cost 30x the scan itself.
+ */
 function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
   const out = (scanBuffer ??= new BigUint64Array(SCAN_RUNS * 3));
+  const words = (scanWords ??= new Uint32Array(out.buffer));
   const runs: DirtyRun[] = [];
+  let lastEnd = -1;
   for (let at = start; at < end;) {
     const { count, walkEnd } = binding!.pagemapScan(at, end, reset, out);
-    for (let i = 0; i < count; i++) runs.push({ start: out[i * 3], length: Number(out[i * 3 + 1] - out[i * 3]) });
+    for (let i = 0; i < count; i++) {
+      const s = words[i * 6] + words[i * 6 + 1] * 0x100000000;
+      const e = words[i * 6 + 2] + words[i * 6 + 3] * 0x100000000;
+      if (s === lastEnd) runs[runs.length - 1].length += e - s; // split only by the vector's end
+      else runs.push({ start: BigInt(s), length: e - s });
+      lastEnd = e;
+    }
     if (walkEnd <= at) break; // no progress: nothing more to read
     at = walkEnd;
   }
