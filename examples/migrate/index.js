@@ -24,7 +24,9 @@
 // Prints rounds, bytes per round, downtime (writer stopped -> destination running) and total time.
 //
 // The source reads its own memory through /proc/self/mem, by address: no thread of this
-// process faults, since WP_ASYNC resolves write faults in the kernel.
+// process faults, since WP_ASYNC resolves write faults in the kernel. Every fault here is
+// raised in user mode (Worker stores, thread-pool copies), so both sides open user-mode-only
+// userfaultfds, which need no privilege (vm.unprivileged_userfaultfd does not gate them).
 //
 // Wire format, source -> destination: frames of a 16-byte header (u8 type, 3 zero bytes,
 // u32 count, u64 offset; little-endian) and a payload:
@@ -46,6 +48,8 @@ const { Worker, isMainThread, parentPort, workerData } = require('worker_threads
 const PAGE = 4096;
 const T = { PAGES: 1, ROUND: 2, FINISH: 3, SWITCH: 4, CHECKSUM: 5 };
 const CHUNK = 1 << 20; // bytes per PAGES frame
+const KERNEL = { backend: 'native' };
+const UFFD = { backend: 'native', userModeOnly: true };
 const USAGE = `usage: node examples/migrate/index.js [options]
   --mode hybrid|postcopy|stopcopy  how the last dirty set moves (default hybrid)
   --size MiB                       region size (default 64)
@@ -140,7 +144,7 @@ class Reader {
 function runWriter() {
   const { Region } = uffdModule();
   const { size, writeSet, control } = workerData;
-  const region = Region.map(size);
+  const region = Region.map(size, KERNEL);
   const mem = new Uint32Array(region.buffer);
   const flags = new Int32Array(control); // [0] 1: stop asked; [1] 1: stopped
   const pages = size / PAGE;
@@ -159,8 +163,9 @@ function runWriter() {
   }
   Atomics.store(flags, 1, 1);
   Atomics.notify(flags, 1);
-  // Stay (the region with us) until the source has read it and terminates this Worker.
-  parentPort.on('message', () => undefined);
+  // Stay, and keep the region referenced (its finalizer would unmap it), until the source has
+  // read it and terminates this Worker.
+  parentPort.on('message', () => region.length);
 }
 
 // ---- source ---------------------------------------------------------------------------------
@@ -215,7 +220,7 @@ async function runSource(opts) {
 
   const t0 = process.hrtime.bigint();
   const rounds = [];
-  const uffd = Userfaultfd.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED'] });
+  const uffd = Userfaultfd.open({ ...UFFD, features: ['WP_ASYNC', 'WP_UNPOPULATED'] });
   uffd.register(range, { wp: true });
   if (opts.mode !== 'stopcopy') {
     uffd.writeProtect(range, { protect: true }); // armed: from here on, writes are tracked
@@ -306,7 +311,7 @@ async function servePostcopy(incoming, send, readMem) {
 
 async function runDestination(opts) {
   const { Userfaultfd, Region } = uffdModule();
-  const region = Region.map(opts.size);
+  const region = Region.map(opts.size, KERNEL);
   const view = Buffer.from(region.buffer);
   const server = net.createServer();
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -351,7 +356,7 @@ async function runDestination(opts) {
       } else if (type === T.SWITCH) {
         const list = await incoming.read(16 * count);
         // The last dirty set goes missing here and comes back on demand or by push.
-        uffd = Userfaultfd.open();
+        uffd = Userfaultfd.open(UFFD);
         for (let i = 0; i < count; i++) {
           const off = Number(list.readBigUInt64LE(16 * i));
           const len = Number(list.readBigUInt64LE(16 * i + 8));

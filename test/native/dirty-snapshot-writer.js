@@ -13,7 +13,8 @@ const { check, strideFor } = require('./pattern-check');
 
 const PAGE = 4096;
 const WORDS = PAGE / 4;
-const region = Region.map(workerData.length, workerData.hugetlb ? { hugetlb: true } : {});
+// The kernel's memory, always: the main thread registers it by address.
+const region = Region.map(workerData.length, { backend: 'native', hugetlb: workerData.hugetlb === true });
 const words = new Uint32Array(region.buffer);
 const pageCount = workerData.length / PAGE;
 let stop = false;
