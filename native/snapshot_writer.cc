@@ -169,7 +169,8 @@ int SnapshotWriter::Stream() {
       if (err != 0) return Fail(err, "write"), 0;
       for (uint64_t i = run; i < run + count; i++) state_[i].store(kSaved, std::memory_order_release);
       err = Protect(run, count, false);
-      if (err != 0) return err == ECANCELED ? 0 : (Fail(err, "UFFDIO_WRITEPROTECT"), 0);
+      // ECANCELED: the uffd is closing; the image is incomplete and the promise says so.
+      if (err != 0) return Fail(err, err == ECANCELED ? "snapshot" : "UFFDIO_WRITEPROTECT"), 0;
       count = 0;
     }
   }

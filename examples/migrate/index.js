@@ -16,8 +16,9 @@
 //   2. each pre-copy round sends what dirtyPages({ reset: true }) says was written meanwhile,
 //      until the dirty set stops shrinking or falls under --threshold;
 //   3. it stops the writer. hybrid: sends the last dirty set, and the destination resumes once
-//      it has it. postcopy: sends only the list of dirty pages; the destination resumes at once,
-//      and those pages arrive on demand (userfaultfd MISSING faults) or by background push.
+//      it has it. postcopy: sends only the list of dirty pages; the destination registers its
+//      (still empty) region for missing faults and resumes at once: clean pages are placed from
+//      its pre-copied image, dirty ones fetched on demand or pushed by the source.
 //      stopcopy (for comparison): no pre-copy; stop, send everything, resume.
 //   4. the destination reads its whole memory (thread pool: faults there are answered by its
 //      JS thread) and compares the sha256 with the source's.
@@ -56,6 +57,8 @@ const USAGE = `usage: node examples/migrate/index.js [options]
   --write-set PERCENT              share of pages the writer keeps rewriting (default 5)
   --threshold KiB                  stop pre-copy once a round's dirty set is this small (default 256)
   --max-rounds N                   at most this many pre-copy rounds (default 10)
+  --push-delay MS                  postcopy: wait this long before pushing the last dirty set,
+                                   so that the destination fetches more of it on demand (default 0)
   --json                           print one JSON line
   --help                           this text
 roles (spawned by the above): destination --port N --size MiB --mode M`;
@@ -77,6 +80,7 @@ function options() {
       'write-set': { type: 'string', default: '5' },
       threshold: { type: 'string', default: '256' },
       'max-rounds': { type: 'string', default: '10' },
+      'push-delay': { type: 'string', default: '0' },
       port: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -95,6 +99,7 @@ function options() {
     writeSet: num('write-set', 0, 100) / 100,
     threshold: num('threshold', 0, 1 << 30) * 1024,
     maxRounds: Math.round(num('max-rounds', 0, 1000)),
+    pushDelay: num('push-delay', 0, 60000),
     port: values.port === undefined ? undefined : Number(values.port),
     json: values.json,
     help: values.help,
@@ -131,11 +136,28 @@ class Reader {
       if (this.ended) { this.waiting = null; w.reject(new Error('connection closed')); }
       return;
     }
-    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    this.chunks = all.length > w.n ? [all.subarray(w.n)] : [];
+    // Only the chunks that hold the n bytes are joined: joining the whole backlog on every
+    // read made a fast sender's stream quadratic.
+    let out;
+    if (this.chunks[0].length >= w.n) {
+      out = this.chunks[0].subarray(0, w.n);
+      if (this.chunks[0].length === w.n) this.chunks.shift();
+      else this.chunks[0] = this.chunks[0].subarray(w.n);
+    } else {
+      out = Buffer.allocUnsafe(w.n);
+      let filled = 0;
+      while (filled < w.n) {
+        const c = this.chunks[0];
+        const take = Math.min(c.length, w.n - filled);
+        c.copy(out, filled, 0, take);
+        filled += take;
+        if (take === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(take);
+      }
+    }
     this.have -= w.n;
     this.waiting = null;
-    w.resolve(all.subarray(0, w.n));
+    w.resolve(out);
   }
 }
 
@@ -257,6 +279,7 @@ async function runSource(opts) {
     await send(list);
     // Demand requests are answered as they come; what nobody asked for is pushed meanwhile.
     pushed = servePostcopy(incoming, send, readMem);
+    if (opts.pushDelay > 0) await new Promise((r) => setTimeout(r, opts.pushDelay));
   }
   await sendRuns(last);
   if (opts.mode !== 'postcopy') await send(header(T.FINISH, 0, 0));
@@ -312,7 +335,11 @@ async function servePostcopy(incoming, send, readMem) {
 async function runDestination(opts) {
   const { Userfaultfd, Region } = uffdModule();
   const region = Region.map(opts.size, KERNEL);
-  const view = Buffer.from(region.buffer);
+  // Post-copy keeps the pre-copied pages aside: at the switch the region is registered whole
+  // and empty, so that nothing has to be dropped from it (one MADV_DONTNEED per dirty run, each
+  // with its TLB shootdown, made the stop longer than a hybrid one). Its faults are answered
+  // from here for clean pages and from the source for dirty ones; a background pass fills the rest.
+  const staging = opts.mode === 'postcopy' ? Buffer.alloc(opts.size) : Buffer.from(region.buffer);
   const server = net.createServer();
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   console.log(`listening ${server.address().port}`);
@@ -324,7 +351,70 @@ async function runDestination(opts) {
   let demandFaults = 0;
   let resumedAtNs;
   let expected;
-  const arrived = new Uint8Array(opts.size / PAGE); // post-copy: pages placed
+  const pages = opts.size / PAGE;
+  const arrived = new Uint8Array(pages); // post-copy: placed in the region
+  const dirty = new Uint8Array(pages); // post-copy: still to come from the source
+  let missing = pages;
+  let verifying = null;
+
+  const finished = () => missing === 0 && expected !== undefined;
+
+  // Post-copy: places `count` pages from `src` at page `first`, skipping pages already there.
+  function place(first, count, src) {
+    try {
+      uffd.copy(region.address + BigInt(first * PAGE), src.subarray(0, count * PAGE));
+      for (let p = first; p < first + count; p++) if (!arrived[p]) { arrived[p] = 1; missing--; }
+      return;
+    } catch (e) {
+      if (e.code !== 'EEXIST' && e.code !== 'EAGAIN') throw e;
+    }
+    for (let p = first; p < first + count; p++) { // a fault placed some of them first
+      if (arrived[p]) continue;
+      try {
+        uffd.copy(region.address + BigInt(p * PAGE), src.subarray((p - first) * PAGE, (p - first + 1) * PAGE));
+      } catch (e) {
+        if (e.code !== 'EEXIST') throw e;
+      }
+      arrived[p] = 1;
+      missing--;
+    }
+  }
+
+  function switchToPostcopy(list, count) {
+    for (let i = 0; i < count; i++) {
+      const first = Number(list.readBigUInt64LE(16 * i)) / PAGE;
+      dirty.fill(1, first, first + Number(list.readBigUInt64LE(16 * i + 8)) / PAGE);
+    }
+    uffd = Userfaultfd.open(UFFD);
+    uffd.register(region, { missing: true });
+    uffd.on('pagefault', (e) => {
+      const page = Number(e.address - region.address) / PAGE;
+      if (arrived[page]) return void uffd.wake({ start: region.address + BigInt(page * PAGE), length: PAGE });
+      if (!dirty[page]) return void place(page, 1, staging.subarray(page * PAGE));
+      demandFaults++;
+      const req = Buffer.alloc(13);
+      req.write('R', 0);
+      req.writeUInt32LE(1, 1);
+      req.writeBigUInt64LE(BigInt(page * PAGE), 5);
+      sock.write(req);
+    });
+    resumedAtNs = process.hrtime.bigint();
+    verifying = verify();
+    fillClean();
+  }
+
+  // Post-copy: the clean pages go in behind the workload, a run at a time between faults.
+  async function fillClean() {
+    for (let p = 0; p < pages;) {
+      while (p < pages && (dirty[p] || arrived[p])) p++;
+      let end = p;
+      while (end < pages && end - p < 256 && !dirty[end] && !arrived[end]) end++;
+      if (end > p) place(p, end - p, staging.subarray(p * PAGE));
+      p = end;
+      await new Promise((r) => setImmediate(r));
+    }
+    if (finished()) sock.end();
+  }
 
   // Frames until the last one; in post-copy, pages arrive after the switch too.
   const frames = (async () => {
@@ -341,9 +431,11 @@ async function runDestination(opts) {
       if (type === T.PAGES) {
         const data = await incoming.read(count * PAGE);
         if (uffd === null) {
-          data.copy(view, offset); // before the switch nothing is registered: a plain copy
+          data.copy(staging, offset); // before any switch nothing is registered: a plain copy
         } else {
-          placePages(offset, data);
+          for (let p = 0; p < count; p++) dirty[offset / PAGE + p] = 0; // now it is here
+          place(offset / PAGE, count, data);
+          if (finished()) sock.end();
         }
       } else if (type === T.ROUND) {
         sock.write('A');
@@ -352,51 +444,13 @@ async function runDestination(opts) {
         verifying = verify();
       } else if (type === T.CHECKSUM) {
         expected = (await incoming.read(32)).toString('hex');
-        if (uffd === null || arrived.every((x) => x === 1)) return;
+        if (uffd === null) return;
+        if (finished()) sock.end();
       } else if (type === T.SWITCH) {
-        const list = await incoming.read(16 * count);
-        // The last dirty set goes missing here and comes back on demand or by push.
-        uffd = Userfaultfd.open(UFFD);
-        for (let i = 0; i < count; i++) {
-          const off = Number(list.readBigUInt64LE(16 * i));
-          const len = Number(list.readBigUInt64LE(16 * i + 8));
-          region.dontneed(off, len);
-        }
-        arrived.fill(1);
-        for (let i = 0; i < count; i++) {
-          const off = Number(list.readBigUInt64LE(16 * i));
-          arrived.fill(0, off / PAGE, (off + Number(list.readBigUInt64LE(16 * i + 8))) / PAGE);
-        }
-        uffd.register(region, { missing: true });
-        uffd.on('pagefault', (e) => {
-          const page = Number(e.address - region.address) / PAGE;
-          if (arrived[page]) return void uffd.wake({ start: e.address - (e.address % BigInt(PAGE)), length: PAGE });
-          demandFaults++;
-          const req = Buffer.alloc(13);
-          req.write('R', 0);
-          req.writeUInt32LE(1, 1);
-          req.writeBigUInt64LE(BigInt(page * PAGE), 5);
-          sock.write(req);
-        });
-        resumedAtNs = process.hrtime.bigint();
-        verifying = verify();
+        switchToPostcopy(await incoming.read(16 * count), count);
       }
     }
   })();
-
-  function placePages(offset, data) {
-    for (let p = 0; p < data.length / PAGE; p++) {
-      const page = offset / PAGE + p;
-      if (arrived[page]) continue;
-      try {
-        uffd.copy(region.address + BigInt(page * PAGE), data.subarray(p * PAGE, (p + 1) * PAGE));
-      } catch (e) {
-        if (e.code !== 'EEXIST') throw e;
-      }
-      arrived[page] = 1;
-    }
-    if (expected !== undefined && arrived.every((x) => x === 1)) sock.end();
-  }
 
   // The workload resumes: here it reads everything back (on the thread pool) and checksums it.
   async function verify() {
@@ -404,7 +458,6 @@ async function runDestination(opts) {
     for (let off = 0; off < opts.size; off += CHUNK) hash.update(await region.read(off, Math.min(CHUNK, opts.size - off)));
     return hash.digest('hex');
   }
-  let verifying = null;
   await frames;
   const checksum = await (verifying ?? verify());
   if (uffd) uffd.close();

@@ -231,3 +231,26 @@ describeNative('snapshot under writers', function () {
     assert.match(r.stdout, /settled (resolved|rejected ECANCELED)/);
   });
 });
+
+describeNative('snapshot of lazily served memory', function () {
+  it('pages still missing in a served range are faulted in by the snapshot and come from the source', async () => {
+    const { PageSource } = require('../../dist');
+    const uffd = Userfaultfd.open();
+    const region = Region.map(64 * PAGE);
+    const source = Buffer.alloc(64 * PAGE);
+    for (let p = 0; p < 64; p++) source.fill(p + 1, p * PAGE, (p + 1) * PAGE);
+    const f = tmp('served');
+    try {
+      uffd.serve(region, PageSource.buffer(source));
+      await region.read(10 * PAGE, PAGE); // one page present already, the others missing
+      const res = await uffd.snapshot(region, f);
+      assert.strictEqual(res.bytes, 64 * PAGE);
+      assert.ok(fs.readFileSync(f).equals(source));
+      assert.throws(() => uffd.writeProtect(region, { protect: true }), { code: 'ENOENT' }, 'WP taken back');
+    } finally {
+      uffd.close();
+      region.unmap();
+      fs.rmSync(f, { force: true });
+    }
+  });
+});
