@@ -192,6 +192,9 @@ export class CustomServer {
   private lastDemand = -2;
   /** Pages of copied windows whose fault was answered by a wake alone (see route()). */
   private readonly woken = new Set<bigint>();
+  /** serve's `record`: per page, touched yet; and the first touches in order, [page, write] pairs. */
+  private touched: Uint8Array | null = null;
+  private readonly touches: number[] = [];
 
   /** `span`: bytes copied per fault from a fetched window (0: the whole window). */
   constructor(
@@ -214,10 +217,34 @@ export class CustomServer {
     return address >= this.start && address < this.start + BigInt(this.length);
   }
 
+  /** Records first touches from now on (serve's `record`): each fault, before it is answered. */
+  record(): void {
+    this.touched ??= new Uint8Array(this.length / this.page);
+  }
+
+  /** The first touches, as [firstPage, pageCount, write] triples in touch order (lib/working-set.ts). */
+  recorded(): Uint32Array {
+    const out: number[] = [];
+    for (let i = 0; i < this.touches.length; i += 2) {
+      const [p, write] = [this.touches[i], this.touches[i + 1]];
+      const n = out.length;
+      if (n > 0 && out[n - 3] + out[n - 2] === p && out[n - 1] === write) out[n - 2]++;
+      else out.push(p, 1, write);
+    }
+    return Uint32Array.from(out);
+  }
+
   /** A missing-page fault in this range. */
   fault(fault: PageFault): void {
     const page = fault.address - (fault.address % BigInt(this.page));
     const w: Waiter = { fault, page, t0: process.hrtime.bigint() };
+    if (this.touched !== null) {
+      const p = Number(page - this.start) / this.page;
+      if (this.touched[p] === 0) {
+        this.touched[p] = 1;
+        this.touches.push(p, fault.write ? 1 : 0);
+      }
+    }
     if (this.size === undefined) {
       this.beforeOpen.push(w);
       this.opening ??= this.open();

@@ -21,3 +21,7 @@ export { sendUffd, listenForUffd, UffdListener } from './fdpass';
 export type { ReceivedUffd, PeerCredentials, ListenOptions, SendOptions, FdPassError, FdPassErrorCode } from './fdpass';
 export type { CustomRead, CustomSourceOptions, SourceInfo, SourceStats } from './custom-source';
 export type { HttpSourceOptions } from './http-source';
+export { readWorkingSet } from './working-set';
+export type { WorkingSetFile, WorkingSetRun, RefineOptions, WorkingSetErrorCode } from './working-set';
+export type { DirtyRun, DirtyPagesOptions } from './dirty';
+export type { SnapshotResult } from './snapshot';

@@ -1,7 +1,10 @@
 // PageSource.custom: faults answered from an async read, on both backends. Faults are raised
 // with region.read (the thread pool), never by the JS thread that runs read().
 const assert = require('assert');
-const { PageSource } = require('../../dist');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { PageSource, readWorkingSet } = require('../../dist');
 const { describeBackends, pattern, delay, PAGE, perTestUffd, requireFeature } = require('../helpers');
 
 /** A promise with its resolve/reject outside. */
@@ -254,6 +257,29 @@ describeBackends('serve: PageSource.custom', (backend) => {
     await until(() => uffd.stats().source.inFlight === 1);
     served.stop();
     assert.deepStrictEqual(await read, Buffer.alloc(PAGE, 0x5a));
+  });
+
+  it('serve({ record }): the first touches are recorded as with native sources; prefetch is refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-custom-ws-'));
+    try {
+      const r = map(16);
+      const data = pattern(16 * PAGE, 31);
+      const file = path.join(dir, 'set.bin');
+      const source = PageSource.custom(async (offset, length) => data.subarray(offset, offset + length),
+        { size: data.length, chunkSize: 8 * PAGE });
+      const served = uffd.serve(r, source, { record: file });
+      assert.deepStrictEqual(await r.read(9 * PAGE, 2 * PAGE), data.subarray(9 * PAGE, 11 * PAGE));
+      await r.write(3 * PAGE, Buffer.alloc(PAGE, 1));
+      assert.deepStrictEqual(await r.read(4 * PAGE, PAGE), data.subarray(4 * PAGE, 5 * PAGE));
+      served.stop(); // saves the set
+      const set = readWorkingSet(file);
+      assert.deepStrictEqual(set.runs.map((x) => [x.first, x.count, x.write]), [[9, 2, false], [3, 1, true], [4, 1, false]]);
+      assert.strictEqual(uffd.stats().source.reads, 2, 'one page per fault is copied; the windows stay cached');
+      const r2 = map(16);
+      assert.throws(() => uffd.serve(r2, source, { prefetch: file }), { code: 'ERR_UFFD_PREFETCH_UNSUPPORTED' });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('bad arguments throw before anything is served', () => {
