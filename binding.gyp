@@ -11,7 +11,11 @@
             "native/fault_reader.cc",
             "native/page_source.cc",
             "native/region.cc",
-            "native/fdpass.cc"
+            "native/fdpass.cc",
+            "native/working_set.cc",
+            "native/prefetcher.cc",
+            "native/dirty_tracker.cc",
+            "native/snapshot_writer.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.
