@@ -83,31 +83,34 @@ Napi::Value GetTid(const Napi::CallbackInfo& info) {
 }
 
 Napi::Function Userfaultfd::Init(Napi::Env env) {
-  return DefineClass(env, "Userfaultfd",
-                     {
-                         InstanceAccessor<&Userfaultfd::Fd>("fd"),
-                         InstanceMethod<&Userfaultfd::Register>("register"),
-                         InstanceMethod<&Userfaultfd::Unregister>("unregister"),
-                         InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
-                         InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
-                         InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
-                         InstanceMethod<&Userfaultfd::Wake>("wake"),
-                         InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
-                         InstanceMethod<&Userfaultfd::Continue>("continue"),
-                         InstanceMethod<&Userfaultfd::Poison>("poison"),
-                         InstanceMethod<&Userfaultfd::Move>("move"),
-                         InstanceMethod<&Userfaultfd::Close>("close"),
-                         InstanceMethod<&Userfaultfd::Noop>("noop"),
-                         InstanceMethod<&Userfaultfd::StartReader>("startReader"),
-                         InstanceMethod<&Userfaultfd::RefReader>("ref"),
-                         InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
-                         InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
-                         InstanceMethod<&Userfaultfd::Serve>("serve"),
-                         InstanceMethod<&Userfaultfd::Unserve>("unserve"),
-                         InstanceMethod<&Userfaultfd::Stats>("stats"),
-                         InstanceMethod<&Userfaultfd::Recorded>("recorded"),
-                         InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
-                     });
+  return DefineClass(
+      env, "Userfaultfd",
+      {
+          InstanceAccessor<&Userfaultfd::Fd>("fd"),
+          InstanceMethod<&Userfaultfd::Register>("register"),
+          InstanceMethod<&Userfaultfd::Unregister>("unregister"),
+          InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
+          InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
+          InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
+          InstanceMethod<&Userfaultfd::Wake>("wake"),
+          InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
+          InstanceMethod<&Userfaultfd::Continue>("continue"),
+          InstanceMethod<&Userfaultfd::Poison>("poison"),
+          InstanceMethod<&Userfaultfd::Move>("move"),
+          InstanceMethod<&Userfaultfd::Close>("close"),
+          InstanceMethod<&Userfaultfd::Noop>("noop"),
+          InstanceMethod<&Userfaultfd::StartReader>("startReader"),
+          InstanceMethod<&Userfaultfd::RefReader>("ref"),
+          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
+          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
+          InstanceMethod<&Userfaultfd::Serve>("serve"),
+          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
+          InstanceMethod<&Userfaultfd::Stats>("stats"),
+          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
+          InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
+          InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
+          InstanceMethod<&Userfaultfd::SnapshotEnd>("snapshotEnd"),
+      });
 }
 
 Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
@@ -160,6 +163,12 @@ void Userfaultfd::Shutdown() {
     reader_ = nullptr;
   }
   workingSets_.Clear();  // joins the prefetch threads: they use the fd and the sources
+  std::vector<std::shared_ptr<SnapshotWriter>> snapshots;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots.swap(snapshots_);
+  }
+  for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
   served_.Clear();
   keepAlive_.clear();
   keepAliveIds_.clear();
@@ -171,6 +180,7 @@ void Userfaultfd::Shutdown() {
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
+  for (auto& s : snapshots) s->Join();  // a read it waited on was released by the close
 }
 
 int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
@@ -562,6 +572,9 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
             break;
         }
       }
+      if ((msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) && SaveBeforeWrite(address)) {
+        return Disposition::kHandled;
+      }
       if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
@@ -576,6 +589,71 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
     default:
       return Disposition::kToJs;
   }
+}
+
+// Reader thread: a write to a page of a live snapshot; false when no snapshot holds it.
+bool Userfaultfd::SaveBeforeWrite(uint64_t address) {
+  std::shared_ptr<SnapshotWriter> writer;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    for (auto& s : snapshots_) {
+      if (s->Contains(address)) writer = s;
+    }
+  }
+  if (!writer) return false;
+  writer->OnWriteFault(address);
+  return true;
+}
+
+// (start, length, pageSize, destFd, populate, onDone(err, result)). JS thread. The range is
+// registered for WP by lib/snapshot.ts; the writer protects it, streams it and un-protects it.
+Napi::Value Userfaultfd::Snapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "snapshot");
+  uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1), pageSize = ArgU64(info, 2);
+  if (pageSize == 0 || length == 0 || length % pageSize != 0 || start % pageSize != 0) {
+    ThrowRangeError(env, "snapshot range must be a non-empty page multiple");
+  }
+  if (!info[5].IsFunction()) ThrowTypeError(env, "onDone must be a function");
+  // A duplicate: the caller may close its fd while the image is written.
+  int dest = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
+  if (dest < 0) ThrowErrno(env, errno, "dup");
+  off_t at = lseek(dest, 0, SEEK_CUR);
+  if (at < 0) {
+    int err = errno;  // ESPIPE: pages are written out of order, at their offsets
+    close(dest);
+    ThrowErrno(env, err, "lseek", kNoBytes, "the snapshot destination must be a seekable file");
+  }
+  SnapshotWriter::Options o{fd, start, length, pageSize, dest, static_cast<uint64_t>(at), ArgBool(info, 4)};
+  auto writer = std::make_shared<SnapshotWriter>(o);
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots_.push_back(writer);
+  }
+  int err = writer->Start(env, info[5].As<Napi::Function>());
+  if (err != 0) {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots_.pop_back();
+    ThrowErrno(env, err, "pthread_create");
+  }
+  return env.Undefined();
+}
+
+// (start). JS thread, once the snapshot at `start` has called back: forget it.
+Napi::Value Userfaultfd::SnapshotEnd(const Napi::CallbackInfo& info) {
+  uint64_t start = ArgU64(info, 0);
+  std::shared_ptr<SnapshotWriter> gone;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    for (size_t i = 0; i < snapshots_.size(); i++) {
+      if (snapshots_[i]->Contains(start)) {
+        gone = snapshots_[i];
+        snapshots_.erase(snapshots_.begin() + static_cast<long>(i));
+        break;
+      }
+    }
+  }
+  return info.Env().Undefined();  // `gone` joins its finished thread here
 }
 
 // Reader thread. The JS thread is stopped inside the kernel on memory that only JS would
