@@ -91,8 +91,8 @@ namespace {
 // store before it as dead.
 thread_local sigjmp_buf* volatile tlGuard = nullptr;
 thread_local volatile uintptr_t tlFaultAddress = 0;
-struct sigaction previousSigbus;
-std::once_flag sigbusInstalled;
+struct sigaction previousSigbus;  // written under gSigbusMutex; read by OnSigbus
+std::mutex gSigbusMutex;
 
 void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
   if (tlGuard != nullptr) {
@@ -113,18 +113,28 @@ void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
   if (info->si_code <= 0) raise(SIGBUS);  // sent by kill(2), not by a fault: deliver it again
 }
 
+// Any thread. Installs the guard, or installs it again when someone replaced it: a JS
+// process.on('SIGBUS') makes libuv install its own handler, which only records the signal and
+// returns, so a poisoned page would fault again forever. The replaced handler becomes the
+// one chained to for every SIGBUS outside a guarded copy (the JS listener still hears kill -BUS).
 void InstallSigbusGuard() {
-  std::call_once(sigbusInstalled, [] {
-    struct sigaction sa {};
-    sa.sa_sigaction = OnSigbus;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &previousSigbus);
-  });
+  struct sigaction current {};
+  sigaction(SIGBUS, nullptr, &current);
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnSigbus) return;
+  std::lock_guard<std::mutex> lock(gSigbusMutex);
+  sigaction(SIGBUS, nullptr, &current);
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnSigbus) return;
+  struct sigaction sa {};
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  previousSigbus = current;
+  sigaction(SIGBUS, &sa, nullptr);
 }
 
 // Thread-pool thread: memcpy that returns false (and where) instead of dying of SIGBUS.
 bool GuardedCopy(void* to, const void* from, size_t length, uintptr_t* faultAddress) {
+  InstallSigbusGuard();  // one sigaction(2) read when nothing replaced it
   sigjmp_buf jump;
   if (sigsetjmp(jump, 1) != 0) {
     tlGuard = nullptr;
