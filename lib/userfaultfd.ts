@@ -10,6 +10,7 @@ import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
+import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
   RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
@@ -221,6 +222,7 @@ export abstract class Userfaultfd extends EventEmitter {
           `0x${r.start.toString(16)}, ${r.length} bytes`);
       }
     }
+    checkSourceOverlap(source, [r, ...this.registered]);
     const registeredHere = !this.isRegistered(r);
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
