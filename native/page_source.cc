@@ -1,6 +1,8 @@
 #include "page_source.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -132,10 +134,20 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     *failed = "fstat";
     return nullptr;
   }
-  if (!S_ISREG(st.st_mode)) {
+  // A FIFO, socket or character device has no pages to serve (and reading one can block
+  // the reader forever): only regular files and block devices.
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
     close(fd);
     errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
     *failed = "open";
+    return nullptr;
+  }
+  uint64_t fileSize = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &fileSize) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    *failed = "ioctl";
     return nullptr;
   }
   // A descriptor opened write-only cannot be read: say so now, not at the first fault.
@@ -146,7 +158,6 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     *failed = "read";
     return nullptr;
   }
-  uint64_t fileSize = static_cast<uint64_t>(st.st_size);
   uint64_t size = offset < fileSize ? fileSize - offset : 0;
   if (mode == FileMode::kPread) {
     void* bounce = nullptr;

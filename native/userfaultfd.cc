@@ -375,12 +375,19 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       } else {
         if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
         path = info[3].As<Napi::String>().Utf8Value();
-        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait on the JS thread for
+        // a writer, forever; what is not a file is refused just below.
+        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
       const char* failed = "mmap";
       source = MakeFileSource(fd, offset, mode, &failed);
-      if (!source) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+      if (!source) {
+        int err = errno;
+        std::string detail = path.empty() ? std::string("fd") : path;
+        if (err == EINVAL && strcmp(failed, "open") == 0) detail += " is not a regular file or a block device";
+        ThrowErrno(env, err, failed, kNoBytes, path.empty() && err != EINVAL ? nullptr : detail.c_str());
+      }
       break;
     }
     default:
