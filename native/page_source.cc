@@ -60,6 +60,22 @@ class MemorySource : public PageSource {
   uint64_t length_;
 };
 
+// A copy of bytes JavaScript could free while they are served (a detached ArrayBuffer), in
+// memory of its own, mapped so that a large copy goes back to the system when unserved.
+class OwnedMemorySource : public PageSource {
+ public:
+  OwnedMemorySource(uint8_t* data, uint64_t length) : data_(data), length_(length) {}
+  ~OwnedMemorySource() override {
+    if (data_ != nullptr) munmap(data_, length_);
+  }
+  uint64_t size() const override { return length_; }
+  const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+
+ private:
+  uint8_t* data_;
+  uint64_t length_;
+};
+
 // The file mapped once: UFFDIO_COPY then reads the page cache directly, one copy in all.
 // The fd is kept for the partial last page, read with pread(2) (see CopyOut).
 class MappedFileSource : public PageSource {
@@ -122,6 +138,14 @@ std::unique_ptr<PageSource> MakeZeroSource() { return std::make_unique<ZeroSourc
 
 std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t length) {
   return std::make_unique<MemorySource>(data, length);
+}
+
+std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t length) {
+  if (length == 0) return std::make_unique<MemorySource>(nullptr, 0);
+  void* copy = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (copy == MAP_FAILED) return nullptr;
+  memcpy(copy, data, length);
+  return std::make_unique<OwnedMemorySource>(static_cast<uint8_t*>(copy), length);
 }
 
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,

@@ -33,6 +33,14 @@ RangeArgs ReadRange(const Napi::CallbackInfo& info) {
   return {ArgU64(info, 0), ArgU64(info, 1), info.Length() > 2 ? ArgU64(info, 2) : 0};
 }
 
+// Whether a view's memory belongs to an ArrayBuffer (detachable), not a SharedArrayBuffer.
+bool Detachable(Napi::Value view) {
+  napi_value buffer = nullptr;
+  napi_status st = napi_get_typedarray_info(view.Env(), view, nullptr, nullptr, nullptr, &buffer, nullptr);
+  bool isArrayBuffer = false;
+  return st != napi_ok || napi_is_arraybuffer(view.Env(), buffer, &isArrayBuffer) != napi_ok || isArrayBuffer;
+}
+
 }  // namespace
 
 Napi::Value OpenSyscall(const Napi::CallbackInfo& info) {
@@ -359,10 +367,18 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ViewBytes(info[3], &data, &bytes);
       uint64_t len = bytes;
       uint64_t skip = std::min<uint64_t>(offset, len);
-      source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
-      keep = Napi::Persistent(info[3]);
+      const uint8_t* from = data == nullptr ? nullptr : data + skip;
       // A view of a Region: that Region's unmap() must wait until this source is gone.
       keepMapping = Mapping::AcquireContaining(data, bytes);
+      if (keepMapping != nullptr || !Detachable(info[3])) {
+        source = MakeMemorySource(from, len - skip);
+        keep = Napi::Persistent(info[3]);
+      } else {
+        // An ArrayBuffer can be detached (transferred) and its memory freed while served: the
+        // reader would then copy freed heap bytes into the region. Serve a copy instead.
+        source = MakeCopiedMemorySource(from, len - skip);
+        if (!source) ThrowErrno(env, errno, "mmap", kNoBytes, "a copy of the buffer source");
+      }
       break;
     }
     case 2:

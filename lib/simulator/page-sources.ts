@@ -4,6 +4,7 @@
  */
 import * as fs from 'fs';
 import { uffdError } from '../errors';
+import { regionSpanOf } from '../region';
 import type { PageSource } from '../page-source';
 import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
@@ -84,7 +85,7 @@ const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
 export function openSource(source: PageSource): Source {
   if (source.kind === 'zero') return { size: 0, read: () => new Uint8Array(0), close: () => undefined };
   if (source.kind === 'buffer') {
-    const bytes = source.bytes!;
+    const bytes = servedBytes(source.bytes!);
     const skip = Math.min(source.offset, bytes.byteLength);
     return {
       size: bytes.byteLength - skip,
@@ -93,6 +94,15 @@ export function openSource(source: PageSource): Source {
     };
   }
   return openFile(source.file!, source.offset);
+}
+
+/**
+ * The bytes a buffer source serves: an ArrayBuffer can be detached (transferred) while served,
+ * so it is copied, as native does; a SharedArrayBuffer cannot, and a Region's memory stays its.
+ */
+function servedBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof ArrayBuffer && regionSpanOf(bytes) === null) return bytes.slice();
+  return bytes;
 }
 
 function openFile(file: string | number, offset: number): Source {
