@@ -400,6 +400,11 @@ export abstract class Userfaultfd extends EventEmitter {
     }
   }
 
+  /** Whether an event of `type` has anyone to go to (a listener or an events() iterator). */
+  protected hasConsumers(type: UffdEvent['type']): boolean {
+    return this.listenerCount(type) > 0 || this.queues.size > 0;
+  }
+
   protected get hasPagefaultConsumers(): boolean {
     return this.listenerCount('pagefault') > 0 || this.queues.size > 0;
   }

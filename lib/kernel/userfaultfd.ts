@@ -15,6 +15,23 @@ const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, source
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
+/** Features whose events stop the thread that caused them until the message is read. */
+const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_REMAP |
+  constants.features.EVENT_REMOVE | constants.features.EVENT_UNMAP;
+
+/**
+ * What the reader thread's callback reaches the uffd through: strongly while it keeps the
+ * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
+ * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
+ * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ */
+interface ReaderLink {
+  strong: KernelUserfaultfd | null;
+  readonly weak: WeakRef<KernelUserfaultfd>;
+}
+function batchCallback(link: ReaderLink): (count: number) => void {
+  return (count) => (link.strong ?? link.weak.deref())?.onBatch(count);
+}
 
 /** Every open uffd of this thread, closed at exit: libuv joins its thread pool at exit, and a
  * pool thread waiting on a fault would hold the process forever. Held weakly: a uffd dropped
@@ -50,9 +67,18 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly tracking: WeakRef<KernelUserfaultfd>;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
+  private readonly link: ReaderLink = { strong: null, weak: new WeakRef(this) };
+  private nativeReader = false;
+  /** A consumer (listener, events(), serve()) started the reader, not only WAITING_EVENTS. */
+  private consumerReader = false;
+  /** Pages whose faults the event-only reader read with nobody to give them to: woken (and so
+   * raised again) once a consumer comes, or released by close(). */
+  private readonly held = new Set<bigint>();
 
+  /** `readsEvents`: this object opened the uffd (open(), a fork event), so it reads the events
+   * that block their callers (WAITING_EVENTS) from now on, listener or not. */
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd') {
+              via?: 'syscall' | 'dev-userfaultfd', readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
@@ -60,6 +86,10 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.fdNumber = handle.fd;
     this.via = via;
     this.tracking = track(this);
+    if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
+      this.runReader();
+      this.handle.unref(); // reading events alone does not hold the process
+    }
   }
 
   get fd(): number {
@@ -112,12 +142,22 @@ export class KernelUserfaultfd extends Userfaultfd {
     return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
   }
   protected _startReader(): void {
+    this.consumerReader = true;
+    this.runReader();
+    // Faults held while nobody consumed them run again, to be served or delivered now.
+    for (const page of this.held) this.handle.wake(page, this.pageSize);
+    this.held.clear();
+  }
+  private runReader(): void {
+    if (this.nativeReader) return;
+    this.nativeReader = true;
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
     this.view = new DataView(this.scratch.buffer);
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
-    this.handle.startReader((count) => this.onBatch(count), this.scratch);
+    this.handle.startReader(batchCallback(this.link), this.scratch);
   }
   protected _setRef(refed: boolean): void {
+    this.link.strong = refed ? this : null;
     if (refed) this.handle.ref();
     else this.handle.unref();
   }
@@ -127,7 +167,7 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
-  private onBatch(count: number): void {
+  onBatch(count: number): void {
     // A listener that throws (or an 'error' nobody listens to) must not cost the rest of the
     // batch its delivery: other threads wait on those faults. Errors are rethrown on the next
     // tick, as uncaught exceptions: thrown here, into the native callback, Node would only
@@ -165,6 +205,12 @@ export class KernelUserfaultfd extends Userfaultfd {
     }
     // The fault is answered (by a handler or the fallback) before any error is reported: an
     // 'error' nobody listens to throws.
+    if (e.type === 'pagefault' && !this.consumerReader) {
+      // Read only so that non-cooperative events cannot block their callers: the fault waits,
+      // as it would with no reader, for a consumer (or close()).
+      this.held.add(e.address - (e.address % BigInt(this.pageSize)));
+      return;
+    }
     if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
       this.answerByFallback(e);
       if (note === NOTE.sourceFailed) this.reportError(sourceError(err), e);
@@ -193,10 +239,14 @@ export class KernelUserfaultfd extends Userfaultfd {
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
+        if (!this.hasConsumers('fork')) {
+          binding!.closeFd(fd); // nobody takes the child's uffd: close it now, not at GC
+          return null;
+        }
         // The kernel copies the parent's context (features and all) into the child's fd, so
         // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy });
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, true);
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -263,7 +313,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     binding!.closeFd(fd);
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
