@@ -94,6 +94,10 @@ export interface Binding extends FdPassBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /** The calling thread's worker_threads.threadId, for releaseThreads. */
+  setThreadId(threadId: number): void;
+  /** Unregisters the ranges of the uffds of thread `threadId` (every thread but `except` when < 0). */
+  releaseThreads(threadId: number, except: number): number;
 }
 
 function load(): { binding: Binding | null; loadError: string | null } {

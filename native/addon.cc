@@ -6,6 +6,7 @@
 #include "fdpass.h"
 #include "kernel_abi.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "userfaultfd.h"
 
 namespace uffd {
@@ -185,6 +186,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   InitFdPass(env, exports);
+  InitTeardown(env, exports);
   return exports;
 }
 

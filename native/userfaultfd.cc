@@ -13,6 +13,7 @@
 #include "args.h"
 #include "errors.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -142,6 +143,7 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
   TrackUffd(env, this);
   tracked_ = true;
+  TrackForTeardown(env, this, fd);
 }
 
 Userfaultfd::~Userfaultfd() {
@@ -174,6 +176,7 @@ void Userfaultfd::Shutdown() {
   }
   keepMapped_.clear();
   if (fd_ >= 0) {
+    ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
@@ -196,6 +199,7 @@ Napi::Value Userfaultfd::Register(const Napi::CallbackInfo& info) {
   uffdio_register reg{{a.start, a.length}, a.mode, 0};
   int err = RetryIoctl(fd, UFFDIO_REGISTER, &reg);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_REGISTER");
+  NoteRegistered(this, a.start, a.length);
   return U64(env, reg.ioctls);
 }
 
@@ -206,6 +210,7 @@ Napi::Value Userfaultfd::Unregister(const Napi::CallbackInfo& info) {
   uffdio_range range{a.start, a.length};
   int err = RetryIoctl(fd, UFFDIO_UNREGISTER, &range);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_UNREGISTER");
+  NoteUnregistered(this, a.start, a.length);
   return env.Undefined();
 }
 

@@ -51,6 +51,31 @@ function track(u: KernelUserfaultfd): WeakRef<KernelUserfaultfd> {
   }
   return ref;
 }
+/**
+ * A Worker whose own JS thread waits on a fault of its own uffd cannot run its cleanup when it
+ * is terminated (the thread is stopped in the kernel), and Node then waits for it forever, in
+ * terminate() and in process.exit(). The thread that made the Worker (or the main thread, at
+ * exit) unregisters that Worker's ranges, which wakes it; its own teardown then closes its uffds.
+ * Only Workers made by a thread that has loaded this package are seen.
+ */
+function watchWorkerTeardown(): void {
+  if (!binding) return;
+  const native = binding;
+  const { threadId, isMainThread } = require('worker_threads') as typeof import('worker_threads');
+  native.setThreadId(threadId);
+  process.on('worker', (worker: import('worker_threads').Worker) => {
+    const terminate = worker.terminate;
+    const id = worker.threadId;
+    worker.terminate = function (this: typeof worker, ...args: Parameters<typeof terminate>) {
+      const done = terminate.apply(this, args);
+      native.releaseThreads(id, -1);
+      return done;
+    };
+  });
+  if (isMainThread) process.on('exit', () => native.releaseThreads(-1, threadId));
+}
+watchWorkerTeardown();
+
 function untrack(ref: WeakRef<KernelUserfaultfd>): void {
   openUffds.delete(ref);
   collected.unregister(ref);
