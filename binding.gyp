@@ -15,7 +15,8 @@
             "native/working_set.cc",
             "native/prefetcher.cc",
             "native/dirty_tracker.cc",
-            "native/snapshot_writer.cc"
+            "native/snapshot_writer.cc",
+            "native/teardown_registry.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

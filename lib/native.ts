@@ -114,6 +114,10 @@ export interface Binding extends FdPassBinding {
   gettid(): number;
   /** One PAGEMAP_SCAN of the written pages (native/dirty_tracker.h); out holds 3 words per run. */
   pagemapScan(start: bigint, end: bigint, reset: boolean, out: BigUint64Array): { count: number; walkEnd: bigint };
+  /** The calling thread's worker_threads.threadId, for releaseThreads. */
+  setThreadId(threadId: number): void;
+  /** Unregisters the ranges of the uffds of thread `threadId` (every thread but `except` when < 0). */
+  releaseThreads(threadId: number, except: number): number;
 }
 
 function load(): { binding: Binding | null; loadError: string | null } {

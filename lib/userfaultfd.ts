@@ -17,6 +17,7 @@ import {
   WorkingSetShape, writeWorkingSet,
 } from './working-set';
 import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult, wpAsyncError } from './snapshot';
+import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
   RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
@@ -304,6 +305,7 @@ export abstract class Userfaultfd extends EventEmitter {
           `0x${r.start.toString(16)}, ${r.length} bytes`);
       }
     }
+    checkSourceOverlap(source, [r, ...this.registered]);
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
       const shape = { pageSize: this.pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
@@ -687,6 +689,11 @@ export abstract class Userfaultfd extends EventEmitter {
       const huge = BigInt(HUGE_PAGE_SIZE);
       this._copy(address - (address % huge), new Uint8Array(HUGE_PAGE_SIZE), 0);
     }
+  }
+
+  /** Whether an event of `type` has anyone to go to (a listener or an events() iterator). */
+  protected hasConsumers(type: UffdEvent['type']): boolean {
+    return this.listenerCount(type) > 0 || this.queues.size > 0;
   }
 
   protected get hasPagefaultConsumers(): boolean {

@@ -10,6 +10,7 @@
 #include "fdpass.h"
 #include "kernel_abi.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "userfaultfd.h"
 
 namespace uffd {
@@ -221,6 +222,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   InitFdPass(env, exports);
   InitDirtyTracker(env, exports);
+  InitTeardown(env, exports);
   return exports;
 }
 

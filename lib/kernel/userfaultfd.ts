@@ -19,6 +19,48 @@ const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = constants.selfFaultPolicies;
 const KIND = constants.sourceKinds;
+/** Features whose events stop the thread that caused them until the message is read. */
+const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_REMAP |
+  constants.features.EVENT_REMOVE | constants.features.EVENT_UNMAP;
+
+/**
+ * What the reader thread's callback reaches the uffd through: strongly while it keeps the
+ * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
+ * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
+ * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ */
+interface ReaderLink {
+  strong: KernelUserfaultfd | null;
+  readonly weak: WeakRef<KernelUserfaultfd>;
+}
+function batchCallback(link: ReaderLink): (count: number) => void {
+  return (count) => (link.strong ?? link.weak.deref())?.onBatch(count);
+}
+
+/**
+ * A Worker whose own JS thread waits on a fault of its own uffd cannot run its cleanup when it
+ * is terminated (the thread is stopped in the kernel), and Node then waits for it forever, in
+ * terminate() and in process.exit(). The thread that made the Worker (or the main thread, at
+ * exit) unregisters that Worker's ranges, which wakes it; its own teardown then closes its uffds.
+ * Only Workers made by a thread that has loaded this package are seen.
+ */
+function watchWorkerTeardown(): void {
+  if (!binding) return;
+  const native = binding;
+  const { threadId, isMainThread } = require('worker_threads') as typeof import('worker_threads');
+  native.setThreadId(threadId);
+  process.on('worker', (worker: import('worker_threads').Worker) => {
+    const terminate = worker.terminate;
+    const id = worker.threadId;
+    worker.terminate = function (this: typeof worker, ...args: Parameters<typeof terminate>) {
+      const done = terminate.apply(this, args);
+      native.releaseThreads(id, -1);
+      return done;
+    };
+  });
+  if (isMainThread) process.on('exit', () => native.releaseThreads(-1, threadId));
+}
+watchWorkerTeardown();
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -30,12 +72,21 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly fdNumber: number;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
+  private readonly link: ReaderLink = { strong: null, weak: new WeakRef(this) };
+  private nativeReader = false;
+  /** A consumer (listener, events(), serve()) started the reader, not only WAITING_EVENTS. */
+  private consumerReader = false;
+  /** Pages whose faults the event-only reader read with nobody to give them to: woken (and so
+   * raised again) once a consumer comes, or released by close(). */
+  private readonly held = new Set<bigint>();
 
   /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
   private readonly localMemory: boolean;
 
+  /** `readsEvents`: this object opened the uffd (open(), a fork event), so it reads the events
+   * that block their callers (WAITING_EVENTS) from now on, listener or not. */
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd', localMemory = false) {
+              via?: 'syscall' | 'dev-userfaultfd', localMemory = false, readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
@@ -43,6 +94,10 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.fdNumber = handle.fd;
     this.via = via;
     this.localMemory = localMemory;
+    if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
+      this.runReader();
+      this.handle.unref(); // reading events alone does not hold the process
+    }
   }
 
   get fd(): number {
@@ -118,12 +173,22 @@ export class KernelUserfaultfd extends Userfaultfd {
     });
   }
   protected _startReader(): void {
+    this.consumerReader = true;
+    this.runReader();
+    // Faults held while nobody consumed them run again, to be served or delivered now.
+    for (const page of this.held) this.handle.wake(page, this.pageSize);
+    this.held.clear();
+  }
+  private runReader(): void {
+    if (this.nativeReader) return;
+    this.nativeReader = true;
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
     this.view = new DataView(this.scratch.buffer);
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
-    this.handle.startReader((count) => this.onBatch(count), this.scratch);
+    this.handle.startReader(batchCallback(this.link), this.scratch);
   }
   protected _setRef(refed: boolean): void {
+    this.link.strong = refed ? this : null;
     if (refed) this.handle.ref();
     else this.handle.unref();
   }
@@ -132,7 +197,7 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
-  private onBatch(count: number): void {
+  onBatch(count: number): void {
     for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
   }
 
@@ -158,6 +223,12 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
+    if (e.type === 'pagefault' && !this.consumerReader) {
+      // Read only so that non-cooperative events cannot block their callers: the fault waits,
+      // as it would with no reader, for a consumer (or close()).
+      this.held.add(e.address - (e.address % BigInt(this.pageSize)));
+      return;
+    }
     if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
     else this.dispatch(e);
   }
@@ -180,10 +251,14 @@ export class KernelUserfaultfd extends Userfaultfd {
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
+        if (!this.hasConsumers('fork')) {
+          binding!.closeFd(fd); // nobody takes the child's uffd: close it now, not at GC
+          return null;
+        }
         // The kernel copies the parent's context (features and all) into the child's fd, so
         // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy });
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, false, true);
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -264,7 +339,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     }
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
