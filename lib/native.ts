@@ -43,6 +43,8 @@ export interface NativeUserfaultfd {
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean): number;
   unserve(id: number): boolean;
   stats(): NativeStats;
+  /** Blocks the calling thread; reads at most `max` uffd_msg (32 bytes each) into scratch; returns the count. */
+  readSync(scratch: Uint8Array, max: number, timeoutMs: number): number;
 }
 
 export interface NativeRegion {

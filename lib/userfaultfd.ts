@@ -12,7 +12,7 @@ import { PageSource } from './page-source';
 import { Region } from './region';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
-  RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
+  ReadSyncOptions, RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
   WakeOptions, WriteProtectOptions,
 } from './types';
 
@@ -250,6 +250,30 @@ export abstract class Userfaultfd extends EventEmitter {
     return this._stats();
   }
 
+  // ---- reading events on the calling thread --------------------------------------------------
+
+  /**
+   * Blocks the calling thread until events are queued (or `timeoutMs` passes: then []), and
+   * returns up to `max` of them, decoded. For a thread that owns this uffd and answers its
+   * faults itself, usually a Worker (docs/fast-handlers.md). Throws ERR_UFFD_READER_ACTIVE while
+   * the reader thread runs (a listener, events() or serve() started it): both would race for
+   * the same messages. The simulator never blocks: it returns the events already queued.
+   */
+  readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    this.checkOpen();
+    const o = toOptions<ReadSyncOptions>(options, 'options');
+    const max = o.max === undefined ? 64 : o.max;
+    const timeoutMs = o.timeoutMs === undefined ? -1 : o.timeoutMs;
+    if (typeof max !== 'number') throw invalidArgType('options.max', 'of type number', max);
+    if (!Number.isInteger(max) || max < 1 || max > 1024) throw outOfRange('options.max', 'an integer from 1 to 1024', max);
+    if (typeof timeoutMs !== 'number') throw invalidArgType('options.timeoutMs', 'of type number', timeoutMs);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < -1 || timeoutMs > 2 ** 31 - 1) {
+      throw outOfRange('options.timeoutMs', '-1 or an integer from 0 to 2 ** 31 - 1', timeoutMs);
+    }
+    if (this.readerStarted) throw readerActiveError();
+    return this._readSync(max, timeoutMs);
+  }
+
   // ---- events and lifetime ------------------------------------------------------------------
 
   /** The events as an async iterator (the same stream the listeners see). */
@@ -415,6 +439,7 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean): unknown;
   protected abstract _unserve(handle: unknown): void;
   protected abstract _stats(): Stats;
+  protected abstract _readSync(max: number, timeoutMs: number): UffdEvent[];
   /** Starts delivering events through dispatch(). Called once. */
   protected abstract _startReader(): void;
   protected abstract _setRef(refed: boolean): void;
@@ -483,6 +508,13 @@ export abstract class Userfaultfd extends EventEmitter {
     if (!this.readerStarted || this.isClosed) return;
     this._setRef(this.refed && this.consumerCount() + adding > 0);
   }
+}
+
+function readerActiveError(): Error {
+  const e = new Error('readSync() cannot read this userfaultfd while its reader thread runs ' +
+    "(a 'pagefault' or other event listener, events() or serve() started it): both would take the same messages");
+  Object.assign(e, { code: 'ERR_UFFD_READER_ACTIVE' });
+  return e;
 }
 
 function pageOf(address: bigint, pageSize: number): bigint {

@@ -11,6 +11,7 @@ import { kernelOffer, openKernelFd } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
 const RECORDS_PER_CALL = 256;
+const MSG = 32; // struct uffd_msg
 const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5 } as const;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
@@ -50,6 +51,9 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly tracking: WeakRef<KernelUserfaultfd>;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
+  /** readSync's buffer of raw uffd_msg, kept between calls (grown to the largest `max`). */
+  private syncScratch: Uint8Array | null = null;
+  private syncView: DataView | null = null;
 
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
               via?: 'syscall' | 'dev-userfaultfd') {
@@ -117,6 +121,19 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
     this.handle.startReader((count) => this.onBatch(count), this.scratch);
   }
+  protected _readSync(max: number, timeoutMs: number): UffdEvent[] {
+    if (this.syncScratch === null || this.syncScratch.byteLength < max * MSG) {
+      this.syncScratch = new Uint8Array(max * MSG);
+      this.syncView = new DataView(this.syncScratch.buffer);
+    }
+    const n = this.handle.readSync(this.syncScratch, max, timeoutMs);
+    const events: UffdEvent[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = this.decode(this.syncView!, i * MSG);
+      if (e !== null) events.push(e);
+    }
+    return events;
+  }
   protected _setRef(refed: boolean): void {
     if (refed) this.handle.ref();
     else this.handle.unref();
@@ -179,7 +196,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     const type = v.getUint8(o);
     switch (type) {
       case EV.PAGEFAULT: {
-        const flags = Number(v.getBigUint64(o + 8, true));
+        const flags = v.getUint32(o + 8, true); // the defined bits are all in the low word
         const e: PageFault = {
           type: 'pagefault',
           address: v.getBigUint64(o + 16, true),
