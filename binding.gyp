@@ -12,7 +12,8 @@
             "native/page_source.cc",
             "native/region.cc",
             "native/fdpass.cc",
-            "native/sync_reader.cc"
+            "native/sync_reader.cc",
+            "native/fast_ioctl.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

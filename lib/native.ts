@@ -45,6 +45,9 @@ export interface NativeUserfaultfd {
   stats(): NativeStats;
   /** Blocks the calling thread; reads at most `max` uffd_msg (32 bytes each) into scratch; returns the count. */
   readSync(scratch: Uint8Array, max: number, timeoutMs: number): number;
+  /** copy() and wake() as plain Node-API methods (native/fast_ioctl.cc): the per-fault calls. */
+  copyFast(dst: bigint, src: Uint8Array, mode: number): number;
+  wakeFast(start: bigint, length: number): void;
 }
 
 export interface NativeRegion {
@@ -96,6 +99,8 @@ export interface Binding extends FdPassBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /** bench/: `count` UFFDIO_COPY (op 0) or UFFDIO_WAKE (op 1) in a C loop in this process; ns. */
+  benchIoctlLoop(fd: number, op: number, start: bigint, count: number, src?: Uint8Array): number;
 }
 
 function load(): { binding: Binding | null; loadError: string | null } {

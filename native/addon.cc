@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "addon.h"
+#include "fast_ioctl.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
 #include "region.h"
@@ -169,6 +170,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData(data);
   Napi::Function uffdClass = Userfaultfd::Init(env);
+  AddFastMethods(env, uffdClass);
   Napi::Function regionClass = Region::Init(env);
   data->userfaultfdClass = Napi::Persistent(uffdClass);
   data->regionClass = Napi::Persistent(regionClass);
@@ -184,6 +186,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));
   InitFdPass(env, exports);
   return exports;
 }

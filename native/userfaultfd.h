@@ -36,6 +36,10 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // watch (addon.h) all end here.
   void Shutdown();
 
+  // For the plain Node-API methods of fast_ioctl.cc. JS thread.
+  int fd() const { return fd_; }
+  FaultStats& stats() { return stats_; }
+
  private:
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value Register(const Napi::CallbackInfo& info);

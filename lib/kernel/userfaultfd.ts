@@ -82,13 +82,13 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.unregister(start, length);
   }
   protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
-    return this.handle.copy(dst, src, mode);
+    return this.handle.copyFast(dst, src, mode);
   }
   protected _zeropage(start: bigint, length: number, mode: number): number {
     return this.handle.zeropage(start, length, mode);
   }
   protected _wake(start: bigint, length: number): void {
-    this.handle.wake(start, length);
+    this.handle.wakeFast(start, length);
   }
   protected _writeProtect(start: bigint, length: number, mode: number): void {
     this.handle.writeProtect(start, length, mode);
