@@ -204,11 +204,17 @@ function faultGroup() {
 
 // ---- 2. one ioctl ------------------------------------------------------------------------------
 
+const TOUCHED = [0, 128, 512];
+
 function ioctlGroup() {
-  const v = [{ id: 'node', kind: 'node', args: ['ioctl2', String(SIZES.ioctl)] }];
+  const v = [{ id: 'node', kind: 'node', args: ['ioctl2', String(SIZES.ioctl)] },
+    ...TOUCHED.map((k) => ({ id: `touch-${k}`, kind: 'c', args: ['wake-touch', String(SIZES.ioctl), String(k)] }))];
   const out = {};
   for (const pin of PINS) {
-    const s = rounds(`ioctl ${SIZES.ioctl} calls per kind`, v, pin).node;
+    const all = rounds(`ioctl ${SIZES.ioctl} calls per kind`, v, pin);
+    const s = all.node;
+    // What touching k pages between two system calls adds to one (beyond the touches themselves).
+    const touchCost = (k) => median(all[`touch-${k}`].map((x) => x.wakeTouchNs - x.touchNs));
     const copy = s.map((x) => x.copy / x.cCopy);
     const wake = s.map((x) => x.wake - x.cWake);
     const m = (k) => median(s.map((x) => x[k]));
@@ -220,9 +226,16 @@ function ioctlGroup() {
         ['C loop: UFFDIO_WAKE of one page, nobody waiting', f1(m('cWake')), '—', '—'],
         ['uffd.wake({ start, length: 4096 })', f1(m('wake')), `+${f1(median(wake))} ns`, `+${f1(Math.min(...wake))} ns`],
         ['uffd.noop() (a binding call that does nothing)', f1(m('noop')), '—', '—'],
+        ['uffd.wake() with the binding call replaced by an empty JS function (lib/ alone)', f1(m('wakeNoSyscall')), '—', '—'],
+        ...TOUCHED.map((k) => [`C process: UFFDIO_WAKE, then ${k} other pages touched (time of the touches alone taken out)`,
+          f1(touchCost(k)), '—', '—']),
       ]),
       'The C loop is the addon\'s benchIoctlLoop: the same ioctls in C, inside the Node process (same fd table, same ' +
-      'threads, same address space), in blocks of 2000 calls whose order is shuffled each round.');
+      'threads, same address space), in blocks of 2000 calls whose order is shuffled each round. The last rows are ' +
+      'the reason for most of what remains where the kernel isolates page tables without PCID (see the header): ' +
+      'each system call flushes the TLB, so a call costs more the more pages the caller touches before the next ' +
+      'one, and JavaScript (V8\'s code, stack and heap, the binding) touches many more than a C loop.');
+    out[pin].touchCostNs = Object.fromEntries(TOUCHED.map((k) => [k, touchCost(k)]));
     target(`copy() ≤ 1.15× the C ioctl loop — ${PIN_LABEL[pin]}`, rr({ median: median(copy), min: Math.min(...copy) }), median(copy) <= 1.15);
     target(`binding overhead per wake() ≤ 100 ns over C — ${PIN_LABEL[pin]}`, `${f1(median(wake))} ns (min ${f1(Math.min(...wake))} ns)`, median(wake) <= 100);
   }
