@@ -62,6 +62,11 @@ export function outOfRange(name: string, expected: string, actual: unknown): Ran
   return e;
 }
 
+/** An error of this package's own (not an errno), with a stable `code` (ERR_UFFD_...). */
+export function codedError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
+}
+
 /** The error for any use of a closed userfaultfd or an unmapped region. */
 export function closedError(what: 'userfaultfd' | 'region'): RangeError {
   const e = new RangeError(what === 'userfaultfd' ? 'The userfaultfd is closed' : 'The region is unmapped');

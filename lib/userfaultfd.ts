@@ -6,7 +6,7 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
+import { closedError, codedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
@@ -208,6 +208,10 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (this.features.includes('SIGBUS')) {
+      throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
+        'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
+    }
     if (range instanceof Region && range.hugetlb) {
       throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
     }

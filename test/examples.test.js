@@ -1,6 +1,6 @@
 // Runs every example: examples/*.js and examples/<name>/index.js, each in a child with a timeout,
 // expecting exit 0. An example says how it is run with comment lines at its top, or (for a
-// directory) with examples/<name>/test.json — see README "Development":
+// directory) with examples/<name>/test.json — see docs/development.md:
 //   // test-args: --size 16MiB            arguments (split on spaces; JSON array also accepted)
 //   // test-timeout: 60000                milliseconds before the child is killed (default 30000)
 //   // test-env: KEY=value OTHER=value    extra environment

@@ -317,7 +317,3 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
     throw e;
   }
 }
-
-export function isUffdError(e: unknown): e is UffdError {
-  return e instanceof UffdError;
-}

@@ -98,11 +98,11 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return r.bytes;
   }
 
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean): unknown {
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead);
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
     const m = addressSpace.findRange(r.start, r.length);
-    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src) });
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     return id;
   }
   protected _unserve(handle: unknown): void {
@@ -124,7 +124,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return this.ctx.take(max).map((m) => {
       if (m.kind === 'event') {
         const e = m.event;
-        if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+        if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
         return e;
       }
       this.counters.countFault();
@@ -177,10 +177,19 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return e;
   }
 
+  /**
+   * A REMOVE was posted: the kernel's caller waits until the reader has read it, so the reader
+   * knows the span before any later access; the simulator's dontneed does not wait, so the span
+   * is recorded here, as it is posted.
+   */
+  eventPosted(e: UffdEvent): void {
+    if (e.type === 'remove' && !this.closed) this.served.forget(e.start, e.end, true);
+  }
+
   private deliver(m: Message): void {
     if (m.kind === 'event') {
       const e = m.event;
-      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
       this.dispatch(e);
       return;
     }
