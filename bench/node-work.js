@@ -152,7 +152,6 @@ function ioctl([countArg]) {
   const src = new Uint8Array(Region.map(PAGE).buffer);
   src.fill(1);
   const base = region.address;
-  const P = BigInt(PAGE);
   const opts = { dontWake: true };
   // Destination addresses computed before the timed loops, as the C loop's are free.
   let page = 0;
@@ -344,7 +343,7 @@ const v8 = require('v8');
 const ctx = () => { const r = process.resourceUsage(); return r.voluntaryContextSwitches + r.involuntaryContextSwitches; };
 
 /** Worker side of `fault`: the readSync + copy handler, or the thread whose loads fault. */
-function faultWorker({ role, fd, base, count, stop }) {
+function faultWorker({ role, fd, count, stop }) {
   if (role === 'handler') {
     const uffd = Userfaultfd.fromFd(fd);
     const src = new Uint8Array(PAGE).fill(0x5a);

@@ -52,7 +52,8 @@ bool Address(napi_env env, napi_value v, uint64_t* out) {
     *out = static_cast<uint64_t>(d);
     return true;
   }
-  Fail(env, [&] { ThrowTypeError(Napi::Env(env), "expected a bigint or a non-negative safe integer"); });
+  Fail(env,
+       [&] { ThrowTypeError(Napi::Env(env), "expected a bigint or a non-negative safe integer"); });
   return false;
 }
 
@@ -70,11 +71,13 @@ napi_value CopyFast(napi_env env, napi_callback_info cbinfo) {
       type != napi_uint8_array) {
     return Fail(env, [&] { ThrowTypeError(Napi::Env(env), "src must be a Uint8Array"); });
   }
-  if (data == nullptr || count == 0) return Fail(env, [&] { ThrowRangeError(Napi::Env(env), "src is empty or detached"); });
+  if (data == nullptr || count == 0)
+    return Fail(env, [&] { ThrowRangeError(Napi::Env(env), "src is empty or detached"); });
   uint32_t mode = 0;
   napi_get_value_uint32(env, argv[2], &mode);
   IoctlResult r = Copy(u->fd(), dst, data, count, mode);
-  if (r.err != 0) return Fail(env, [&] { ThrowErrno(Napi::Env(env), r.err, "UFFDIO_COPY", r.bytes); });
+  if (r.err != 0)
+    return Fail(env, [&] { ThrowErrno(Napi::Env(env), r.err, "UFFDIO_COPY", r.bytes); });
   u->stats().CountResolve(static_cast<uint64_t>(r.bytes));
   napi_value result;
   napi_create_double(env, static_cast<double>(r.bytes), &result);

@@ -37,7 +37,9 @@ long ReadMessagesSync(napi_env env, int fd, uffd_msg* out, size_t max, int timeo
   const int64_t deadline = timeoutMs < 0 ? -1 : NowMs() + timeoutMs;
   for (;;) {
     int wait = kSliceMs;
-    if (deadline >= 0) wait = static_cast<int>(std::min<int64_t>(kSliceMs, std::max<int64_t>(0, deadline - NowMs())));
+    if (deadline >= 0)
+      wait =
+          static_cast<int>(std::min<int64_t>(kSliceMs, std::max<int64_t>(0, deadline - NowMs())));
     pollfd p{fd, POLLIN, 0};
     int n = poll(&p, 1, wait);
     if (n < 0 && errno != EINTR) return -errno;
