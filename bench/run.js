@@ -429,7 +429,7 @@ function memGroup() {
   emit('7. Memory per fault', table(['measure', 'value (median)', 'how'], [
     ['malloc-family calls per fault, native serve', f2(per), `LD_PRELOAD counter, ${samples[0].faults} faults, minus the same writes over present pages`],
     ['V8 heap bytes per fault, Worker readSync() + copy()', f1(worker), `${heap[0].heapFaults} of ${heap[0].faults} faults (spans with a scavenge left out)`],
-    ['V8 heap bytes per copy() call (precomputed bigint addresses)', f1(copy), 'used heap before and after 20000 calls'],
+    ['V8 heap bytes per copy() call (precomputed bigint addresses)', f1(copy), 'used heap around spans of 1000 calls (spans with a scavenge left out)'],
   ]), 'readSync() returns an array of event objects with bigint addresses (the contract), which is what a fault costs on ' +
     'the V8 heap there; copy() itself allocates nothing.');
   target('no malloc per fault on the native serve path', f2(per), per < 0.05);
