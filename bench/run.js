@@ -47,7 +47,7 @@ const MiB = 1 << 20;
 const PAGE = 4096;
 const SIZES = opts.quick
   ? { faults: 2000, seq: 16 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 1000, ioctl: 10000, scale: 16 * MiB, batchRounds: 20, allocs: 16 * MiB, heap: 20000, sim: 1000, strace: [500, 1500] }
-  : { faults: 5000, seq: 32 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 2000, ioctl: 20000, scale: 32 * MiB, batchRounds: 40, allocs: 32 * MiB, heap: 100000, sim: 2048, strace: [1000, 3000] };
+  : { faults: 3000, seq: 16 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 1000, ioctl: 10000, scale: 16 * MiB, batchRounds: 20, allocs: 32 * MiB, heap: 100000, sim: 2048, strace: [500, 1500] };
 const BATCH_K = 16;
 
 const here = __dirname;
