@@ -1,4 +1,5 @@
 /** Errors: one class for what the kernel refused, Node's own codes for bad arguments. */
+import { constants as osConstants } from 'os';
 
 export type UffdErrorCode =
   | 'EEXIST' | 'EAGAIN' | 'EINVAL' | 'ENOENT' | 'ESRCH' | 'EBUSY' | 'EPERM' | 'EFAULT' | 'ENOMEM'
@@ -32,6 +33,13 @@ export const ERRNO: Record<string, number> = {
   EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22,
   EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, SIGBUS: 135, SIGSEGV: 139,
 };
+
+/** The name of a Linux errno number (this table first, then the platform's own). */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(ERRNO)) if (value === errno) return name;
+  for (const [name, value] of Object.entries(osConstants.errno)) if (value === errno) return name;
+  return `E${errno}`;
+}
 
 const MESSAGES: Record<string, string> = {
   EPERM: 'Operation not permitted', ENOENT: 'No such file or directory', ESRCH: 'No such process',

@@ -6,7 +6,7 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { closedError, codedError, invalidArgType, outOfRange, UffdError } from './errors';
+import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
@@ -23,6 +23,33 @@ function checkSelfFaultPolicy(policy: unknown): void {
   if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
     throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
   }
+}
+
+/**
+ * Every open uffd of this thread, both backends, closed at exit: libuv joins its thread pool
+ * at exit, and a pool thread waiting on a fault would hold the process forever. Held weakly:
+ * a uffd dropped without close() is still collected (its native finalizer closes the fd).
+ */
+const openUffds = new Set<WeakRef<Userfaultfd>>();
+const collected = new FinalizationRegistry<WeakRef<Userfaultfd>>((ref) => openUffds.delete(ref));
+let exitHookInstalled = false;
+
+function track(u: Userfaultfd): WeakRef<Userfaultfd> {
+  const ref = new WeakRef(u);
+  openUffds.add(ref);
+  collected.register(u, ref, ref);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const r of [...openUffds]) r.deref()?.close();
+    });
+  }
+  return ref;
+}
+
+function untrack(ref: WeakRef<Userfaultfd>): void {
+  openUffds.delete(ref);
+  collected.unregister(ref);
 }
 
 /** A served range; stop() returns its faults to the JS handlers. */
@@ -58,6 +85,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
+  private readonly tracking: WeakRef<Userfaultfd>;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -85,6 +113,7 @@ export abstract class Userfaultfd extends EventEmitter {
     checkSelfFaultPolicy(init.options.onSelfFault);
     this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.faultTimeoutMs = init.options.faultTimeoutMs;
+    this.tracking = track(this);
     this.on('newListener', (name: string | symbol) => {
       if (isEventType(name)) this.consumersChanged(1);
     });
@@ -318,6 +347,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.isClosed = true;
     for (const w of this.unanswered.values()) clearTimeout(w.timer);
     this.unanswered.clear();
+    untrack(this.tracking);
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -325,6 +355,37 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   // ---- for backends -------------------------------------------------------------------------
+
+  /**
+   * A page fault a backend read (not answered natively). `sourceFailure` is the errno name when
+   * a served range's source could not answer it. With no 'pagefault' consumer the fallback
+   * answers it; either way it is answered before any error is reported, since an 'error'
+   * nobody listens to throws.
+   */
+  protected deliverFault(e: PageFault, sourceFailure?: string): void {
+    if (!this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
+    if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
+  }
+
+  /**
+   * Runs one delivery of a batch. A listener that throws (or an 'error' nobody listens to) must
+   * not cost the rest of the batch its delivery: other threads wait on those faults. The error
+   * is rethrown on the next tick, as an uncaught exception (thrown into a native callback, Node
+   * would only print a warning, DEP0168, and drop it).
+   */
+  protected isolated(deliver: () => void): void {
+    try {
+      deliver();
+    } catch (error) {
+      process.nextTick(() => { throw error; });
+    }
+  }
 
   /** Delivers one event to the listeners and iterators. */
   protected dispatch(e: UffdEvent): void {
@@ -521,10 +582,17 @@ export abstract class Userfaultfd extends EventEmitter {
 }
 
 function readerActiveError(): Error {
-  const e = new Error('readSync() cannot read this userfaultfd while its reader thread runs ' +
+  return codedError('ERR_UFFD_READER_ACTIVE', 'readSync() cannot read this userfaultfd while its reader thread runs ' +
     "(a 'pagefault' or other event listener, events() or serve() started it): both would take the same messages");
-  Object.assign(e, { code: 'ERR_UFFD_READER_ACTIVE' });
-  return e;
+}
+
+function sourceError(code: string): Error {
+  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
+}
+
+function unhandledError(e: PageFault): Error {
+  return codedError('ERR_UFFD_UNHANDLED_FAULT',
+    `A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
 }
 
 function pageOf(address: bigint, pageSize: number): bigint {
@@ -535,6 +603,12 @@ function pageOf(address: bigint, pageSize: number): bigint {
 function checkOpenOptions(options: unknown): Partial<OpenOptions> {
   const o = toOptions<OpenOptions>(options, 'options');
   checkSelfFaultPolicy(o.onSelfFault);
+  if (o.userModeOnly !== undefined && typeof o.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', o.userModeOnly);
+  }
+  // The fd is always non-blocking (the reader polls it; readers never block the event loop):
+  // the option exists to say so, and asking for a blocking fd is refused, not ignored.
+  if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);

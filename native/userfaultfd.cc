@@ -174,7 +174,7 @@ void Userfaultfd::Shutdown() {
 }
 
 int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
-  if (fd_ < 0) ThrowRangeError(env, "the userfaultfd is closed");
+  if (fd_ < 0) ThrowRangeError(env, "The userfaultfd is closed");
   return fd_;
 }
 

@@ -119,3 +119,16 @@ describe('examples: every file in examples/ runs and exits 0', function () {
     });
   }
 });
+
+describe('examples: command lines a person types', function () {
+  it('postcopy --help prints its usage and exits 0; an unknown option prints usage, exit 2, no stack', async function () {
+    const file = path.join(DIR, 'postcopy', 'index.js');
+    const help = await runChild(file, { isFile: true, args: ['--help'], timeoutMs: 10000 });
+    assert.deepStrictEqual([help.code, help.signal], [0, null], help.stderr);
+    assert.match(help.stdout, /^usage: node examples\/postcopy\/index\.js/);
+    const bad = await runChild(file, { isFile: true, args: ['--bogus'], timeoutMs: 10000 });
+    assert.strictEqual(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /Unknown option '--bogus'[\s\S]*usage:/);
+    assert.doesNotMatch(bad.stderr, /\n\s+at /, 'a stack trace was printed');
+  });
+});

@@ -1,44 +1,23 @@
 /** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
-import { constants, FeatureName, featureMask, featureNames, IoctlName, ioctlNames } from '../constants';
-import { invalidArgType, UffdError, uffdError } from '../errors';
+import { constants, featureMask, featureNames, ioctlNames } from '../constants';
+import { errnoName, invalidArgType, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { Userfaultfd } from '../userfaultfd';
 import { kernelOffer, openKernelFd } from './probe';
 
-const RECORD = 40; // native/fault_reader.h Delivery
+const RECORD = constants.delivery.size;
+const MSG = constants.delivery.msg;
 const RECORDS_PER_CALL = 256;
-const MSG = 32; // struct uffd_msg
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5 } as const;
+const UFFD_MSG_SIZE = 32; // struct uffd_msg: readSync's records
+const NOTE = constants.notes;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
-const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
-
-/** Every open uffd of this thread, closed at exit: libuv joins its thread pool at exit, and a
- * pool thread waiting on a fault would hold the process forever. Held weakly: a uffd dropped
- * without close() is still collected, and its native finalizer closes the fd. */
-const openUffds = new Set<WeakRef<KernelUserfaultfd>>();
-const collected = new FinalizationRegistry<WeakRef<KernelUserfaultfd>>((ref) => openUffds.delete(ref));
-let exitHookInstalled = false;
-function track(u: KernelUserfaultfd): WeakRef<KernelUserfaultfd> {
-  const ref = new WeakRef(u);
-  openUffds.add(ref);
-  collected.register(u, ref, ref);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const r of [...openUffds]) r.deref()?.close();
-    });
-  }
-  return ref;
-}
-function untrack(ref: WeakRef<KernelUserfaultfd>): void {
-  openUffds.delete(ref);
-  collected.unregister(ref);
-}
+const POLICY = constants.selfFaultPolicies;
+const KIND = constants.sourceKinds;
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -48,7 +27,6 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly featureBits: number;
   private readonly ioctlBits: bigint;
   private readonly fdNumber: number;
-  private readonly tracking: WeakRef<KernelUserfaultfd>;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
   /** readSync's buffer of raw uffd_msg, kept between calls (grown to the largest `max`). */
@@ -63,7 +41,6 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
-    this.tracking = track(this);
   }
 
   get fd(): number {
@@ -103,7 +80,8 @@ export class KernelUserfaultfd extends Userfaultfd {
     return this.handle.move(dst, src, length, mode);
   }
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false): unknown {
-    const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
+    const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
+      : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
       zeroRemoved);
@@ -122,8 +100,8 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.startReader((count) => this.onBatch(count), this.scratch);
   }
   protected _readSync(max: number, timeoutMs: number): UffdEvent[] {
-    if (this.syncScratch === null || this.syncScratch.byteLength < max * MSG) {
-      this.syncScratch = new Uint8Array(max * MSG);
+    if (this.syncScratch === null || this.syncScratch.byteLength < max * UFFD_MSG_SIZE) {
+      this.syncScratch = new Uint8Array(max * UFFD_MSG_SIZE);
       this.syncView = new DataView(this.syncScratch.buffer);
     }
     const n = this.handle.readSync(this.syncScratch, max, timeoutMs);
@@ -131,7 +109,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     const events = new Array<UffdEvent>(n);
     let kept = 0;
     for (let i = 0; i < n; i++) {
-      const e = this.decode(this.syncView!, i * MSG);
+      const e = this.decode(this.syncView!, i * UFFD_MSG_SIZE);
       if (e !== null) events[kept++] = e;
     }
     events.length = kept;
@@ -142,35 +120,24 @@ export class KernelUserfaultfd extends Userfaultfd {
     else this.handle.unref();
   }
   protected _close(): void {
-    untrack(this.tracking);
     this.handle.close();
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   private onBatch(count: number): void {
-    // A listener that throws (or an 'error' nobody listens to) must not cost the rest of the
-    // batch its delivery: other threads wait on those faults. Errors are rethrown on the next
-    // tick, as uncaught exceptions: thrown here, into the native callback, Node would only
-    // print a warning (DEP0168) and drop them.
-    for (let i = 0; i < count && !this.closed; i++) {
-      try {
-        this.deliver(i * RECORD);
-      } catch (error) {
-        process.nextTick(() => { throw error; });
-      }
-    }
+    for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
   }
 
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
   private deliver(o: number): void {
     const v = this.view!;
-    const note = v.getInt32(o + 32, true);
-    const err = v.getInt32(o + 36, true);
+    const note = v.getInt32(o + constants.delivery.note, true);
+    const err = v.getInt32(o + constants.delivery.err, true);
     if (note === NOTE.readerFailed) {
       this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
-    const e = this.decode(v, o);
+    const e = this.decode(v, o + MSG);
     if (e === null) return;
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
       this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
@@ -183,16 +150,8 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
-    // The fault is answered (by a handler or the fallback) before any error is reported: an
-    // 'error' nobody listens to throws.
-    if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
-      this.answerByFallback(e);
-      if (note === NOTE.sourceFailed) this.reportError(sourceError(err), e);
-      this.reportError(unhandledError(e), e);
-      return;
-    }
-    this.dispatch(e);
-    if (note === NOTE.sourceFailed && e.type === 'pagefault') this.reportError(sourceError(err), e);
+    if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
+    else this.dispatch(e);
   }
 
   private decode(v: DataView, o: number): UffdEvent | null {
@@ -228,12 +187,6 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 }
 
-function errnoName(errno: number): string {
-  const os = require('os') as typeof import('os');
-  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
-  return `E${errno}`;
-}
-
 function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
   const how = fellBack
     ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
@@ -244,22 +197,9 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
   return error;
 }
 
-function sourceError(err: number): Error {
-  return uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
-}
-
-function unhandledError(e: PageFault): Error {
-  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
-  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
-  return error;
-}
-
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
   const userModeOnly = options.userModeOnly === true;
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
@@ -295,9 +235,6 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
   // whose faulting threads would then wait forever).
   let features = options.features ? featureMask(toFeatureNames(options.features)) : 0;
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const dup = binding!.dupFd(fd);
   let ioctls = 0n;
   try {

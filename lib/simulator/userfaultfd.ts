@@ -3,7 +3,7 @@
  * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
  */
 import { CheckedRange, toFeatureNames } from '../args';
-import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
+import { constants, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
@@ -20,16 +20,6 @@ const API_IOCTLS = (1n << 0n) | (1n << 1n) | (1n << 63n);
 
 /** Every open simulated uffd, by its fake fd number (for fromFd). */
 const byFd = new Map<number, SimUserfaultfd>();
-
-/** Closed at exit, as the kernel backend closes its uffds (lib/kernel/userfaultfd.ts). */
-let exitHookInstalled = false;
-function closeAllAtExit(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const u of [...byFd.values()]) u.close();
-  });
-}
 
 export class SimUserfaultfd extends Userfaultfd implements Reader {
   readonly backend = 'simulator' as const;
@@ -48,7 +38,6 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.fdNumber = allocateFd();
     this.served = new ServedRanges(this.pageSize);
     byFd.set(this.fdNumber, this);
-    closeAllAtExit();
   }
 
   /** A fake fd number (>= 1000), or -1 once closed. */
@@ -153,18 +142,9 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.ctx.detach(this.reading ? this : null);
   }
 
-  /**
-   * The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's
-   * deliver() do. A listener that throws must not cost later messages their delivery (other
-   * accesses wait on them): its error is rethrown on the next tick, as the kernel backend does.
-   */
+  /** The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's deliver() do. */
   onMessage(m: Message): void {
-    if (this.closed) return;
-    try {
-      this.deliver(m);
-    } catch (error) {
-      process.nextTick(() => { throw error; });
-    }
+    if (!this.closed) this.isolated(() => this.deliver(m));
   }
 
   private faultEvent(w: Waiter): PageFault {
@@ -208,16 +188,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;
     }
-    // The fault is answered (by a handler or the fallback) before any error is reported: an
-    // 'error' nobody listens to throws.
-    if (!this.hasPagefaultConsumers) {
-      this.answerByFallback(e);
-      if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
-      this.reportError(unhandledError(e), e);
-      return;
-    }
-    this.dispatch(e);
-    if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
+    this.deliverFault(e, sourceFailed ?? undefined);
   }
 }
 
@@ -229,21 +200,8 @@ function resident(address: bigint): boolean | null {
   return (m.shared ? m.backing.cached[p] : m.mapped[p]) === 1;
 }
 
-function sourceError(code: string): Error {
-  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
-}
-
-function unhandledError(e: PageFault): Error {
-  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
-  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
-  return error;
-}
-
 /** Userfaultfd.open on the simulator: every feature is offered; THREAD_ID is on by default. */
 export function openSimulated(options: OpenOptions): SimUserfaultfd {
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const wanted = toFeatureNames(options.features);
   let mask = featureMask(wanted);
   if (!wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
