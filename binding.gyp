@@ -13,7 +13,11 @@
             "native/region.cc",
             "native/fdpass.cc",
             "native/sync_reader.cc",
-            "native/fast_ioctl.cc"
+            "native/fast_ioctl.cc",
+            "native/working_set.cc",
+            "native/prefetcher.cc",
+            "native/dirty_tracker.cc",
+            "native/snapshot_writer.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

@@ -26,6 +26,7 @@ export interface NativeConstants {
 export interface NativeStats {
   faults: number; copies: number; bytes: number; wakeups: number;
   p50: number; p99: number;
+  prefetched: number; demandFaults: number; prefetchMisses: number;
 }
 
 export interface NativeUserfaultfd {
@@ -48,14 +49,23 @@ export interface NativeUserfaultfd {
   setSelfFaultPolicy(policy: number): void;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
-        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean): number;
+        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
+        record?: boolean, prefetch?: Uint32Array | null): number;
   unserve(id: number): boolean;
+  /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
+  recorded(id: number): Uint32Array;
+  /** Pages of the prefetched set gone past, in set order; -1 without prefetch. */
+  prefetchCursor(id: number): number;
   stats(): NativeStats;
   /** Blocks the calling thread; reads at most `max` uffd_msg (32 bytes each) into scratch; returns the count. */
   readSync(scratch: Uint8Array, max: number, timeoutMs: number): number;
   /** copy() and wake() as plain Node-API methods (native/fast_ioctl.cc): the per-fault calls. */
   copyFast(dst: bigint, src: Uint8Array, mode: number): number;
   wakeFast(start: bigint, length: number): void;
+  /** A live snapshot (native/snapshot_writer.h); onDone is called once, on the JS thread. */
+  snapshot(start: bigint, length: number, pageSize: number, destFd: number, populate: boolean,
+           onDone: (err: Error | null, result?: { bytes: number; savedBeforeWrite: number; p50: number; p99: number }) => void): void;
+  snapshotEnd(start: bigint): void;
 }
 
 export interface NativeRegion {
@@ -109,6 +119,8 @@ export interface Binding extends FdPassBinding {
   gettid(): number;
   /** bench/: `count` UFFDIO_COPY (op 0) or UFFDIO_WAKE (op 1) in a C loop in this process; ns. */
   benchIoctlLoop(fd: number, op: number, start: bigint, count: number, src?: Uint8Array): number;
+  /** One PAGEMAP_SCAN of the written pages (native/dirty_tracker.h); out holds 3 words per run. */
+  pagemapScan(start: bigint, end: bigint, reset: boolean, out: BigUint64Array): { count: number; walkEnd: bigint };
 }
 
 function load(): { binding: Binding | null; loadError: string | null } {

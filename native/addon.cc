@@ -6,6 +6,7 @@
 
 #include "addon.h"
 #include "fast_ioctl.h"
+#include "dirty_tracker.h"
 #include "fault_reader.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
@@ -222,6 +223,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));
   InitFdPass(env, exports);
+  InitDirtyTracker(env, exports);
   return exports;
 }
 
