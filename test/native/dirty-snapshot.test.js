@@ -12,7 +12,9 @@ const { verifyImage, check, strideFor } = require('./pattern-check');
 
 const DIST = path.join(__dirname, '../../dist');
 const TRACK = { features: ['WP_ASYNC', 'WP_UNPOPULATED'] };
-const tmp = (name) => path.join(os.tmpdir(), `uffd-ds-${process.pid}-${name}`);
+// Images in memory where there is a tmpfs: a loaded disk would make the writers' stall about it.
+const TMP = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+const tmp = (name) => path.join(TMP, `uffd-ds-${process.pid}-${name}`);
 
 /** A Worker that maps `length` bytes (dirty-snapshot-writer.js); resolves once it has. */
 async function startWriter(length, opts = {}) {
@@ -143,7 +145,7 @@ function ensureHugePages(ctx, n) {
 }
 
 describeNative('snapshot under writers', function () {
-  this.timeout(60000);
+  this.timeout(120000);
   const files = [];
   after(() => { for (const f of files) fs.rmSync(f, { force: true }); });
 
