@@ -3,13 +3,13 @@ import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
 import { DirtyRun, foreignMemoryError } from '../dirty';
-import { errnoName, invalidArgType, uffdError } from '../errors';
+import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
 import type { RawSnapshotResult } from '../snapshot';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
-import { Userfaultfd } from '../userfaultfd';
-import { kernelOffer, openKernelFd } from './probe';
+import { ServeSets, Userfaultfd } from '../userfaultfd';
+import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
 const RECORD = constants.delivery.size;
 const MSG = constants.delivery.msg;
@@ -81,19 +81,28 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
     return this.handle.move(dst, src, length, mode);
   }
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets): unknown {
     const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
       : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
-      zeroRemoved);
+      zeroRemoved, sets.record, sets.prefetch);
+  }
+  protected _recorded(handle: unknown): Uint32Array {
+    return this.handle.recorded(handle as number);
+  }
+  protected _prefetchCursor(handle: unknown): number {
+    return this.handle.prefetchCursor(handle as number);
   }
   protected _unserve(handle: unknown): void {
     this.handle.unserve(handle as number);
   }
   protected _stats(): Stats {
     const s = this.handle.stats();
-    return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
+    return {
+      faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 },
+      prefetched: s.prefetched, demandFaults: s.demandFaults, prefetchMisses: s.prefetchMisses,
+    };
   }
   protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
     if (!this.localMemory) throw foreignMemoryError();
@@ -231,7 +240,6 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
 
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
-  const userModeOnly = options.userModeOnly === true;
   const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
@@ -244,15 +252,19 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
   // THREAD_ID costs nothing and lets the reader recognise faults raised by the JS thread itself.
   let mask = featureMask(wanted);
   if (offer.features & constants.features.THREAD_ID && !wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  const userModeOnly = userModeOnlyFor(options.userModeOnly);
   const { fd, via } = openKernelFd(userModeOnly);
   let reply;
   try {
     reply = binding!.apiHandshake(fd, mask);
   } catch (e) {
     binding!.closeFd(fd);
+    if ((e as UffdError).code === 'EPERM' && wanted.includes('EVENT_FORK')) {
+      (e as Error).message += ' (EVENT_FORK needs CAP_SYS_PTRACE: run with it, or do without fork events)';
+    }
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via, true);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
