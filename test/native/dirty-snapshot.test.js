@@ -222,9 +222,17 @@ describeNative('snapshot under writers', function () {
       w.once('message', async (m) => {
         const uffd = Userfaultfd.open();
         w.postMessage({ cmd: 'pattern' });
-        const p = uffd.snapshot({ start: m.address, length: m.length }, '/dev/null');
-        setTimeout(() => uffd.close(), 5);
+        // Closed once the stream has begun: the image file has grown.
+        const file = ${JSON.stringify(tmp('closed'))};
+        const p = uffd.snapshot({ start: m.address, length: m.length }, file);
+        const poll = setInterval(() => {
+          let size = 0;
+          try { size = require('fs').statSync(file).size; } catch {}
+          if (size > 0) { clearInterval(poll); uffd.close(); }
+        }, 1);
         const outcome = await p.then(() => 'resolved', (e) => 'rejected ' + e.code);
+        clearInterval(poll);
+        require('fs').rmSync(file, { force: true });
         w.postMessage({ cmd: 'stop' });
         w.once('message', () => { console.log('settled', outcome); w.postMessage({ cmd: 'exit' }); });
       });
