@@ -40,7 +40,7 @@ export interface NativeUserfaultfd {
   setSelfFaultPolicy(policy: number): void;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
-        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean): number;
+        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean, unit?: number): number;
   unserve(id: number): boolean;
   stats(): NativeStats;
 }

@@ -54,6 +54,13 @@ export interface ServeOptions {
    * userfaultfd. Native backend only; needs the EVENT_REMOVE feature on the uffd to matter.
    */
   removed?: 'source' | 'zero';
+  /**
+   * The page size of the served mapping: the base page (default), or 2 MiB for a hugetlbfs
+   * mapping (a hugetlb Region sets it itself; a range of another process's memory, such as
+   * Firecracker's, says it here). Faults are then answered with whole huge pages. Native
+   * backend only, with MISSING_HUGETLBFS; the simulator refuses it (ERR_UFFD_UNSUPPORTED).
+   */
+  pageSize?: number;
 }
 
 export interface PageFault {

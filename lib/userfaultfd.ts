@@ -207,11 +207,10 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
-    if (range instanceof Region && range.hugetlb) {
-      throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
-    }
     const o = toOptions<ServeOptions>(options, 'options');
-    const readahead = this.readahead(o.readahead);
+    const unit = this.servedPageSize(range, r, o.pageSize);
+    let readahead = this.readahead(o.readahead);
+    if (readahead !== 0 && readahead % unit !== 0) readahead = Math.ceil(readahead / unit) * unit;
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
     const end = r.start + BigInt(r.length);
@@ -225,7 +224,8 @@ export abstract class Userfaultfd extends EventEmitter {
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = this._serve(r, source, readahead, removed === 'zero');
+      handle = unit === this.pageSize ? this._serve(r, source, readahead, removed === 'zero')
+        : this._serve(r, source, readahead, removed === 'zero', unit);
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -412,7 +412,9 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _poison(start: bigint, length: number, mode: number): number;
   protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
   /** zeroRemoved: pages dropped later (REMOVE events) read as zeros (ServeOptions.removed). */
-  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean): unknown;
+  /** unit: the mapping's page size when it is not the base page (a hugetlb mapping). */
+  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean,
+                            unit?: number): unknown;
   protected abstract _unserve(handle: unknown): void;
   protected abstract _stats(): Stats;
   /** Starts delivering events through dispatch(). Called once. */
@@ -450,6 +452,23 @@ export abstract class Userfaultfd extends EventEmitter {
     const n = toLength(v, 'options.readahead');
     checkAligned(n, this.pageSize, 'options.readahead');
     return n;
+  }
+
+  /** serve()'s page size: a hugetlb Region's, or options.pageSize (base or 2 MiB). */
+  private servedPageSize(range: unknown, r: CheckedRange, pageSize: unknown): number {
+    const huge = range instanceof Region && range.hugetlb;
+    if (pageSize !== undefined && pageSize !== this.pageSize && pageSize !== HUGE_PAGE_SIZE) {
+      throw outOfRange('options.pageSize', `${this.pageSize} or ${HUGE_PAGE_SIZE}`, pageSize);
+    }
+    if (huge && pageSize === this.pageSize) {
+      throw outOfRange('options.pageSize', `${HUGE_PAGE_SIZE} for a hugetlb Region`, pageSize);
+    }
+    const unit = huge ? HUGE_PAGE_SIZE : (pageSize as number | undefined) ?? this.pageSize;
+    if (unit !== this.pageSize) {
+      checkAligned(r.start, unit, 'range.start');
+      checkAligned(r.length, unit, 'range.length');
+    }
+    return unit;
   }
 
   private isRegistered(r: CheckedRange): boolean {

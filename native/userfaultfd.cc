@@ -337,7 +337,7 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
 }
 
 // (start, length, kind 0 zero | 1 buffer | 2 file fd | 3 file path, source, offset, readahead,
-//  pread, zeroRemoved) -> id
+//  pread, zeroRemoved, unit) -> id. unit: the mapping's page size (lib/ checks it), 0: base pages.
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
@@ -387,7 +387,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ThrowRangeError(env, "unknown page source kind");
   }
   bool zeroRemoved = info.Length() > 7 && ArgBool(info, 7);
-  uint32_t id = served_.Add(start, length, std::move(source), readahead, zeroRemoved);
+  uint64_t unit = info.Length() > 8 ? ArgU64(info, 8) : 0;
+  if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0)) ThrowRangeError(env, "unit must be a page size");
+  uint32_t id = served_.Add(start, length, std::move(source), readahead, zeroRemoved, unit);
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);

@@ -98,11 +98,11 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
     return this.handle.move(dst, src, length, mode);
   }
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false, unit = 0): unknown {
     const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
-      zeroRemoved);
+      zeroRemoved, unit);
   }
   protected _unserve(handle: unknown): void {
     this.handle.unserve(handle as number);

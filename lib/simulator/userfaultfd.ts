@@ -98,7 +98,11 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return r.bytes;
   }
 
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, _zeroRemoved?: boolean, unit?: number): unknown {
+    if (unit !== undefined && unit !== this.pageSize) {
+      const e = new Error(`the simulator serves base pages only (${this.pageSize} bytes), not ${unit}-byte pages`);
+      throw Object.assign(e, { code: 'ERR_UFFD_UNSUPPORTED' });
+    }
     const src = openSource(source);
     const id = this.served.add(r.start, r.length, src, readahead);
     const m = addressSpace.findRange(r.start, r.length);
