@@ -85,6 +85,13 @@ export interface ListenOptions {
    * with ERR_UFFD_TIMEOUT (default 30000; 0: never).
    */
   messageTimeoutMs?: number;
+  /**
+   * Raw framing only: bytes that arrive without a file descriptor are kept, and the connection
+   * waits (up to messageTimeoutMs) for the fd to follow in a later message; the payload is then
+   * every byte received up to and with the fd. Firecracker's own handlers retry for the fd in
+   * this way. Default false: a raw message without an fd fails with ERR_UFFD_NO_FD.
+   */
+  awaitFd?: boolean;
 }
 
 interface Connection {
@@ -174,6 +181,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private readonly messageTimeoutMs: number;
   private readonly adoptOptions: { features?: FeatureName[]; onSelfFault?: SelfFaultPolicy; backend: 'native' };
   private readonly onError: ((err: FdPassError) => void) | undefined;
+  private readonly awaitFd: boolean;
   private readonly conns = new Map<number, Connection>();
   private readonly queued: ReceivedUffd[] = [];
   private readonly waiting: Array<(r: IteratorResult<ReceivedUffd>) => void> = [];
@@ -196,6 +204,8 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', 'a positive integer', backlog);
     if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidArgType('options.onError', 'a function', o.onError);
     this.onError = o.onError;
+    if (o.awaitFd !== undefined && typeof o.awaitFd !== 'boolean') throw invalidArgType('options.awaitFd', 'of type boolean', o.awaitFd);
+    this.awaitFd = o.awaitFd === true;
     this.adoptOptions = { backend: 'native' };
     if (o.features !== undefined) this.adoptOptions.features = o.features;
     if (o.onSelfFault !== undefined) this.adoptOptions.onSelfFault = o.onSelfFault;
@@ -312,6 +322,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
         this.fail(id, c, 'ERR_UFFD_PAYLOAD_TOO_LARGE', `a raw payload over maxPayload (${this.maxPayload} bytes) arrived`);
         return;
       }
+      if (this.awaitFd && c.fds.length === 0) return;
       this.complete(id, c, buf);
       return;
     }
