@@ -236,6 +236,13 @@ class Vm {
     try {
       this.serve(payload);
     } catch (e) {
+      const { code, syscall } = e as { code?: string; syscall?: string };
+      if (syscall === 'UFFDIO_REGISTER' && (code === 'ENOMEM' || code === 'ESRCH') && !this.alive()) {
+        // Its memory is gone (the kernel answers ENOMEM once the mm has no users): it left.
+        this.handler.log(`vm pid ${this.peer.pid} went before it could be served`);
+        this.finish();
+        return;
+      }
       this.fail(e instanceof VmError ? e : classifyServeError(e as Error, this.handler.memoryFile));
       return;
     }
@@ -298,6 +305,10 @@ class Vm {
     }
   }
 
+  private alive(): boolean {
+    return this.peer.pid > 0 ? isAlive(this.peer.pid) : this.connectionOpen;
+  }
+
   private removed(e: RemoveEvent): void {
     const unit = BigInt(this.summary.pageSize ?? 4096);
     this.summary.removedPages += Number((e.end - e.start + unit - 1n) / unit);
@@ -344,9 +355,8 @@ class Vm {
    * up and go on running); without one (another pid namespace), until its connection closes.
    */
   private watchUntilGone(peerClosed: Promise<void>): void {
-    const pid = this.peer.pid;
     const check = (): void => {
-      if (this.done || (pid > 0 ? isAlive(pid) : this.connectionOpen)) return;
+      if (this.done || this.alive()) return;
       clearInterval(timer);
       // setImmediate: events the reader read before the peer went are delivered first.
       setImmediate(() => this.finish());
