@@ -187,6 +187,11 @@ export function parseMappings(body: unknown, memSize: number, servable: number[]
   return mappings;
 }
 
+/** `CODE message`, without saying the code twice (UffdError messages start with it). */
+function describeError(e: Error & { code?: string }): string {
+  return e.code === undefined || e.message.startsWith(e.code) ? e.message : `${e.code} ${e.message}`;
+}
+
 /** false once the process is gone (or a zombie). */
 function isAlive(pid: number): boolean {
   try {
@@ -202,9 +207,9 @@ function isAlive(pid: number): boolean {
 function classifyServeError(e: Error & { code?: string; syscall?: string }, memoryFile: string): VmError {
   if (e.code === 'ENOENT' && e.syscall === 'open') return new VmError('missing-file', `the memory file ${memoryFile} is missing`);
   if (e.syscall === 'UFFDIO_REGISTER' || e.code === 'ERR_OUT_OF_RANGE' || e.code === 'ERR_INVALID_ARG_TYPE') {
-    return new VmError('bad-mapping', `its mappings cannot be served: ${e.code ?? ''} ${e.message}`.trim());
+    return new VmError('bad-mapping', `its mappings cannot be served: ${describeError(e)}`);
   }
-  return new VmError('source', `the memory file cannot be served: ${e.code ?? ''} ${e.message}`.trim());
+  return new VmError('source', `the memory file cannot be served: ${describeError(e)}`);
 }
 
 /** One VM: its uffd, the mappings served, and how it ends. */
@@ -301,7 +306,7 @@ class Vm {
       const code = (e as { code?: string }).code;
       if (code === 'EEXIST') this.uffd.wake({ start: page, length: m.pageSize });
       else if (code === 'EAGAIN') setImmediate(() => this.answerFromFile(f));
-      else if (code !== 'ESRCH') this.fail(new VmError('source', `a fault at 0x${page.toString(16)} could not be answered: ${code} ${(e as Error).message}`));
+      else if (code !== 'ESRCH') this.fail(new VmError('source', `a fault at 0x${page.toString(16)} could not be answered: ${describeError(e as Error)}`));
     }
   }
 
@@ -318,7 +323,7 @@ class Vm {
   private onUffdError(e: Error & { code?: string; fault?: PageFault }): void {
     if (this.done) return;
     const where = e.fault ? ` at 0x${e.fault.address.toString(16)}` : '';
-    this.fail(new VmError('source', `a fault${where} could not be answered: ${e.code ?? ''} ${e.message}`.trim()));
+    this.fail(new VmError('source', `a fault${where} could not be answered: ${describeError(e)}`));
   }
 
   /** Stops serving the VM and, by --on-error, kills it. Logs one line. */

@@ -407,10 +407,20 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
   while (pos < length) {
     IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, pos == 0, stats);
     if (res.bytes > 0) {
+      if (pos == 0) r.eexistRepeats = 0;
       pos += static_cast<uint64_t>(res.bytes);
       continue;  // done, or partial: what stopped it shows on the next ioctl
     }
     if (res.err == EEXIST) {
+      if (pos == 0 && r.unit != pageSize_) {
+        r.eexistRepeats = dst == r.eexistPage ? r.eexistRepeats + 1 : 1;
+        r.eexistPage = dst;
+        if (r.eexistRepeats >= kMaxHugeEexist) {
+          r.eexistRepeats = 0;
+          *err = ENOMEM;
+          return Outcome::kFailed;
+        }
+      }
       if (pos == 0) {
         // The faulting page is there already: its thread only needs waking.
         Wake(fd, dst, r.unit);

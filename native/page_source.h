@@ -83,7 +83,15 @@ class ServedRanges {
     bool zeroRemoved = false;
     std::vector<std::pair<uint64_t, uint64_t>> removed;  // [start, end) spans, sorted, disjoint
     uint64_t unit = 0;  // the mapping's page size (pageSize_, or a huge page)
+    // Huge pages: the kernel answers EEXIST, not ENOMEM, to a UFFDIO_COPY that finds no free
+    // huge page (the page table entry exists, empty). The faulting page woken on EEXIST then
+    // faults again at once, forever. The last page so woken, and how many times in a row.
+    uint64_t eexistPage = ~0ull;
+    uint32_t eexistRepeats = 0;
   };
+  // Consecutive EEXIST answers to faults on one huge page taken as "no huge page to copy into"
+  // (as many threads faulting one page at once would give far fewer).
+  static constexpr uint32_t kMaxHugeEexist = 256;
   Outcome ZeroRemoved(int fd, const Range& r, uint64_t page, FaultStats& stats, int* err);
   uint64_t WindowFor(Range& r, uint64_t page);
   Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);

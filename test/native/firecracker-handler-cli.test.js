@@ -9,7 +9,7 @@ const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
 const { nativeProbe, pattern, runProcess, skipWithReason } = require('../helpers');
-const { buildPeer, assertPeerOk, raiseHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
+const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
 const MEM_SIZE = 4 << 20;
@@ -202,6 +202,20 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
     it('kills a VM when the memory file cannot be read as a source (a directory)', async function () {
       const res = await failsNextToAGoodOne([], { mem: dir, handlerArgs: ['--peers', '1'] });
       assertKilled(res, 'ERR_FC_SOURCE', /is not a regular file/);
+    });
+
+    it('kills a VM whose 2 MiB copy fails at fault time (no free huge page: the kernel answers EEXIST, not ENOMEM)', async function () {
+      const { free, size } = readHugepages();
+      const overcommit = Number(fs.readFileSync('/proc/sys/vm/nr_overcommit_hugepages', 'utf8'));
+      if (size !== HUGE || free >= 6 || overcommit > 0) skipWithReason(this, `huge pages can be found (${free} free, overcommit ${overcommit}): the copy would not fail`);
+      const huge = path.join(dir, 'huge-nomem.img');
+      fs.writeFileSync(huge, pattern(6 * HUGE, 13));
+      const sock = sockPath();
+      const h = startHandler([sock, huge, '--json']);
+      // MAP_NORESERVE: the peer's mmap succeeds with no huge page to back it.
+      const bad = await peer(sock, ['--huge', '--noreserve', '--watchdog', '20'], huge);
+      const r = await h.done;
+      assertKilled({ bad, r, vms: parseJson(r.stdout).vms }, 'ERR_FC_SOURCE', /could not be answered: ENOMEM: UFFDIO_COPY failed/);
     });
 
     it('--on-error keep: logs one line and leaves the VM running', async function () {
