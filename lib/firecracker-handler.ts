@@ -16,7 +16,7 @@
 import * as fs from 'fs';
 import { parseArgs } from 'util';
 import { probe } from './backend';
-import { HUGE_PAGE_SIZE } from './constants';
+import { constants, HUGE_PAGE_SIZE } from './constants';
 import { listenForUffd } from './fdpass';
 import type { FdPassError, PeerCredentials, ReceivedUffd } from './fdpass';
 import { PageSource } from './page-source';
@@ -407,7 +407,7 @@ export class FirecrackerHandler {
     this.record = o.record;
     this.prefetch = o.prefetch;
     this.logLine = o.log ?? ((line) => process.stderr.write(`firecracker-handler: ${line}\n`));
-    this.servable = servablePageSizes(4096);
+    this.servable = servablePageSizes(constants.pageSize);
   }
 
   log(line: string): void {
