@@ -276,12 +276,28 @@ class Vm {
     this.uffd.on('pagefault', (f: PageFault) => this.answerFromFile(f));
     this.uffd.on('remove', (e: RemoveEvent) => this.removed(e));
     this.uffd.on('error', (e: Error & { code?: string; fault?: PageFault }) => this.onUffdError(e));
-    this.mappings.forEach((m, i) => {
-      const opts: ServeOptions & { record?: string; prefetch?: string } = { removed: 'zero', pageSize: m.pageSize };
-      if (h.record !== undefined) opts.record = i === 0 ? h.record : `${h.record}.${i}`;
-      if (h.prefetch !== undefined) opts.prefetch = i === 0 ? h.prefetch : `${h.prefetch}.${i}`;
-      this.uffd.serve({ start: m.base, length: m.size }, PageSource.file(h.memoryFile, { offset: m.offset }), opts);
-    });
+    this.mappings.forEach((m, i) => this.serveMapping(m, i));
+  }
+
+  private serveMapping(m: Mapping, i: number): void {
+    const h = this.handler;
+    const range = { start: m.base, length: m.size };
+    const source = (): PageSource => PageSource.file(h.memoryFile, { offset: m.offset });
+    const opts: ServeOptions & { record?: string; prefetch?: string } = { removed: 'zero', pageSize: m.pageSize };
+    if (h.record !== undefined) opts.record = i === 0 ? h.record : `${h.record}.${i}`;
+    if (h.prefetch === undefined) {
+      this.uffd.serve(range, source(), opts);
+      return;
+    }
+    const prefetch = i === 0 ? h.prefetch : `${h.prefetch}.${i}`;
+    try {
+      this.uffd.serve(range, source(), { ...opts, prefetch });
+    } catch (e) {
+      // A working set is a hint: one that is missing or recorded for another image costs the
+      // VM its prefetch, not its life.
+      this.handler.log(`vm pid ${this.peer.pid}: mapping ${i}: working set ${prefetch} not used (${describeError(e as Error)}); served on demand`);
+      this.uffd.serve(range, source(), opts);
+    }
   }
 
   /** JS thread: a fault read before its mapping was served, answered from the file. */
