@@ -283,7 +283,9 @@ class Vm {
     const h = this.handler;
     const range = { start: m.base, length: m.size };
     const source = (): PageSource => PageSource.file(h.memoryFile, { offset: m.offset });
-    const opts: ServeOptions & { record?: string; prefetch?: string } = { removed: 'zero', pageSize: m.pageSize };
+    // (record/prefetch: ServeOptions of the working-set feature; hasWorkingSets() checked it is here)
+    type Options = ServeOptions & { record?: string; prefetch?: string };
+    const opts: Options = { removed: 'zero', pageSize: m.pageSize };
     if (h.record !== undefined) opts.record = i === 0 ? h.record : `${h.record}.${i}`;
     if (h.prefetch === undefined) {
       this.uffd.serve(range, source(), opts);
@@ -291,7 +293,8 @@ class Vm {
     }
     const prefetch = i === 0 ? h.prefetch : `${h.prefetch}.${i}`;
     try {
-      this.uffd.serve(range, source(), { ...opts, prefetch });
+      const withPrefetch: Options = { ...opts, prefetch };
+      this.uffd.serve(range, source(), withPrefetch);
     } catch (e) {
       // A working set is a hint: one that is missing or recorded for another image costs the
       // VM its prefetch, not its life.
