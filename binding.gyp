@@ -11,7 +11,9 @@
             "native/fault_reader.cc",
             "native/page_source.cc",
             "native/region.cc",
-            "native/fdpass.cc"
+            "native/fdpass.cc",
+            "native/working_set.cc",
+            "native/prefetcher.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

@@ -72,6 +72,10 @@ export interface VmSummary {
   bytes: number;
   latencyNs: { p50: number; p99: number };
   removedPages: number;
+  /** With --prefetch: pages the prefetch thread installed (not in `bytes`). */
+  prefetchedPages?: number;
+  /** With --record or --prefetch: faults on served pages that had to be answered on demand. */
+  demandFaults?: number;
 }
 
 export interface Mapping {
@@ -286,6 +290,13 @@ class Vm {
     // (record/prefetch: ServeOptions of the working-set feature; hasWorkingSets() checked it is here)
     type Options = ServeOptions & { record?: string; prefetch?: string };
     const opts: Options = { removed: 'zero', pageSize: m.pageSize };
+    const sets = h.record !== undefined || h.prefetch !== undefined;
+    if (sets && m.pageSize !== constants.pageSize) {
+      // Working sets are kept in base pages.
+      this.handler.log(`vm pid ${this.peer.pid}: mapping ${i}: ${m.pageSize}-byte pages: no working set recorded or prefetched`);
+      this.uffd.serve(range, source(), opts);
+      return;
+    }
     if (h.record !== undefined) opts.record = i === 0 ? h.record : `${h.record}.${i}`;
     if (h.prefetch === undefined) {
       this.uffd.serve(range, source(), opts);
@@ -396,8 +407,12 @@ class Vm {
     this.done = true;
     clearInterval(this.timer);
     if (!this.uffd.closed) {
-      const s = this.uffd.stats();
+      const s = this.uffd.stats() as ReturnType<Userfaultfd['stats']> & { prefetched?: number; demandFaults?: number };
       Object.assign(this.summary, { faults: s.faults, bytes: s.bytes, latencyNs: { ...s.latencyNs } });
+      if (this.handler.record !== undefined || this.handler.prefetch !== undefined) {
+        if (s.prefetched !== undefined) this.summary.prefetchedPages = s.prefetched;
+        if (s.demandFaults !== undefined) this.summary.demandFaults = s.demandFaults;
+      }
       this.uffd.close();
     }
     this.ended();

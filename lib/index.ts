@@ -19,3 +19,5 @@ export { constants, FEATURE_NAMES, IOCTL_NAMES } from './constants';
 export type * from './types';
 export { sendUffd, listenForUffd, UffdListener } from './fdpass';
 export type { ReceivedUffd, PeerCredentials, ListenOptions, SendOptions, FdPassError, FdPassErrorCode } from './fdpass';
+export { readWorkingSet } from './working-set';
+export type { WorkingSetFile, WorkingSetRun, RefineOptions, WorkingSetErrorCode } from './working-set';

@@ -18,6 +18,7 @@ export interface NativeConstants {
 export interface NativeStats {
   faults: number; copies: number; bytes: number; wakeups: number;
   latencySamples: number; p50: number; p99: number;
+  prefetched: number; demandFaults: number; prefetchMisses: number;
 }
 
 export interface NativeUserfaultfd {
@@ -40,8 +41,13 @@ export interface NativeUserfaultfd {
   setSelfFaultPolicy(policy: number): void;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
-        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean, unit?: number): number;
+        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
+        record?: boolean, prefetch?: Uint32Array | null, unit?: number): number;
   unserve(id: number): boolean;
+  /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
+  recorded(id: number): Uint32Array;
+  /** Pages of the prefetched set gone past, in set order; -1 without prefetch. */
+  prefetchCursor(id: number): number;
   stats(): NativeStats;
 }
 

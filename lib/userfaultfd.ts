@@ -6,10 +6,14 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
+import { closedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
+import {
+  CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
+  WorkingSetShape, writeWorkingSet,
+} from './working-set';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
   RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
@@ -30,6 +34,23 @@ export interface Served {
   readonly start: bigint;
   readonly length: number;
   stop(): void;
+}
+
+/** What a backend's serve takes besides the source: record first touches; prefetch these runs. */
+export interface ServeSets {
+  record: boolean;
+  /** [firstPage, pageCount] pairs of the range, in order; null: no prefetch. */
+  prefetch: Uint32Array | null;
+}
+
+/** A served range's working set: where it is saved and what it refines. */
+interface ServedSet {
+  handle: unknown;
+  range: CheckedRange;
+  record: string | undefined;
+  loaded: WorkingSetFile | null;
+  shape: WorkingSetShape;
+  refine: CheckedRefine;
 }
 
 export interface UffdInit {
@@ -55,6 +76,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly queues = new Set<EventQueue>();
   private readonly registered: CheckedRange[] = [];
   private readonly servedHandles = new Set<Served>();
+  private readonly servedSets = new Map<Served, ServedSet>();
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
@@ -119,6 +141,10 @@ export abstract class Userfaultfd extends EventEmitter {
     const r = this.range(range);
     this._unregister(r.start, r.length);
     this.answered(r.start, r.length); // unregistering wakes the waiting threads
+    const rEnd = r.start + BigInt(r.length);
+    for (const ws of this.servedSets.values()) {
+      if (ws.range.start < rEnd && ws.range.start + BigInt(ws.range.length) > r.start) this.autoSave(ws);
+    }
     const end = r.start + BigInt(r.length);
     for (let i = this.registered.length - 1; i >= 0; i--) {
       const x = this.registered[i];
@@ -209,7 +235,15 @@ export abstract class Userfaultfd extends EventEmitter {
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
     const o = toOptions<ServeOptions>(options, 'options');
     const unit = this.servedPageSize(range, r, o.pageSize);
-    let readahead = this.readahead(o.readahead);
+    const record = toSetPath(o.record, 'options.record');
+    const prefetch = toSetPath(o.prefetch, 'options.prefetch');
+    if (unit !== this.pageSize && (record !== undefined || prefetch !== undefined)) {
+      const e = new Error(`working sets (record, prefetch) are kept in ${this.pageSize}-byte pages, not ${unit}-byte ones`);
+      throw Object.assign(e, { code: 'ERR_UFFD_UNSUPPORTED' });
+    }
+    const refineOptions = toRefineOptions(o.workingSet, this.pageSize);
+    // A recording is exact only one page per fault: pages read-ahead fills are never recorded.
+    let readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
     if (readahead !== 0 && readahead % unit !== 0) readahead = Math.ceil(readahead / unit) * unit;
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
@@ -220,12 +254,25 @@ export abstract class Userfaultfd extends EventEmitter {
           `0x${r.start.toString(16)}, ${r.length} bytes`);
       }
     }
+    let set: ServedSet | null = null;
+    if (record !== undefined || prefetch !== undefined) {
+      const shape = { pageSize: this.pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
+      const loaded = prefetch === undefined ? null : readWorkingSet(prefetch, shape);
+      if (prefetch !== undefined && loaded === null && prefetch !== record) {
+        throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
+      }
+      set = { handle: null, range: r, record, loaded, shape, refine: refineOptions };
+    }
+    const sets: ServeSets = {
+      record: record !== undefined,
+      prefetch: set?.loaded && set.loaded.runs.length > 0 ? toPrefetchRuns(set.loaded.runs) : null,
+    };
     const registeredHere = !this.isRegistered(r);
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = unit === this.pageSize ? this._serve(r, source, readahead, removed === 'zero')
-        : this._serve(r, source, readahead, removed === 'zero', unit);
+      handle = unit === this.pageSize ? this._serve(r, source, readahead, removed === 'zero', sets)
+        : this._serve(r, source, readahead, removed === 'zero', sets, unit);
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -238,11 +285,54 @@ export abstract class Userfaultfd extends EventEmitter {
       length: r.length,
       stop: () => {
         if (!this.servedHandles.delete(served) || this.isClosed) return;
+        const ws = this.servedSets.get(served);
+        if (ws) this.autoSave(ws);
+        this.servedSets.delete(served);
         this._unserve(handle);
       },
     };
     this.servedHandles.add(served);
+    if (set) {
+      set.handle = handle;
+      this.servedSets.set(served, set);
+    }
     return served;
+  }
+
+  /**
+   * Writes the working set recorded so far on a range served with `record` (refined with the
+   * set it prefetched, if any) to `path`. docs/working-sets.md.
+   */
+  saveWorkingSet(range: Range | Region, path: string): void {
+    this.checkOpen();
+    const r = this.range(range);
+    const file = toSetPath(path, 'path')!;
+    for (const ws of this.servedSets.values()) {
+      if (ws.record !== undefined && ws.range.start === r.start && ws.range.length === r.length) {
+        this.writeSet(ws, file);
+        return;
+      }
+    }
+    const e = new Error(`No range served with { record } at 0x${r.start.toString(16)} (${r.length} bytes)`);
+    Object.assign(e, { code: 'ERR_UFFD_NOT_RECORDING' });
+    throw e;
+  }
+
+  private writeSet(ws: ServedSet, path: string): void {
+    const recorded = this._recorded(ws.handle);
+    const cursor = Math.max(0, this._prefetchCursor(ws.handle));
+    const runs = refine(ws.loaded?.runs ?? null, cursor, recorded, ws.range.length / this.pageSize, ws.refine);
+    writeWorkingSet(path, { ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
+  }
+
+  /** The automatic saves (unregister, stop, close) report a failure as an 'error' event. */
+  private autoSave(ws: ServedSet): void {
+    if (ws.record === undefined) return;
+    try {
+      this.writeSet(ws, ws.record);
+    } catch (err) {
+      process.nextTick(() => this.emit('error', err));
+    }
   }
 
   stats(): Stats {
@@ -284,6 +374,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.isClosed = true;
     for (const w of this.unanswered.values()) clearTimeout(w.timer);
     this.unanswered.clear();
+    for (const ws of this.servedSets.values()) this.autoSave(ws);
+    this.servedSets.clear();
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -413,9 +505,13 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
   /** zeroRemoved: pages dropped later (REMOVE events) read as zeros (ServeOptions.removed). */
   /** unit: the mapping's page size when it is not the base page (a hugetlb mapping). */
-  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean,
-                            unit?: number): unknown;
+  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean,
+                            sets: ServeSets, unit?: number): unknown;
   protected abstract _unserve(handle: unknown): void;
+  /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
+  protected abstract _recorded(handle: unknown): Uint32Array;
+  /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
+  protected abstract _prefetchCursor(handle: unknown): number;
   protected abstract _stats(): Stats;
   /** Starts delivering events through dispatch(). Called once. */
   protected abstract _startReader(): void;
@@ -501,6 +597,16 @@ export abstract class Userfaultfd extends EventEmitter {
   private updateRef(adding: number): void {
     if (!this.readerStarted || this.isClosed) return;
     this._setRef(this.refed && this.consumerCount() + adding > 0);
+  }
+}
+
+/** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
+function sizeOf(source: PageSource): number {
+  try {
+    return sourceSize(source);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
   }
 }
 

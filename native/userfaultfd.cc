@@ -106,6 +106,8 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
           InstanceMethod<&Userfaultfd::Serve>("serve"),
           InstanceMethod<&Userfaultfd::Unserve>("unserve"),
           InstanceMethod<&Userfaultfd::Stats>("stats"),
+          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
+          InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
       });
 }
 
@@ -158,6 +160,7 @@ void Userfaultfd::Shutdown() {
     reader_->Stop();
     reader_ = nullptr;
   }
+  workingSets_.Clear();  // joins the prefetch threads: they use the fd and the sources
   served_.Clear();
   keepAlive_.clear();
   keepAliveIds_.clear();
@@ -337,7 +340,8 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
 }
 
 // (start, length, kind 0 zero | 1 buffer | 2 file fd | 3 file path, source, offset, readahead,
-//  pread, zeroRemoved, unit) -> id. unit: the mapping's page size (lib/ checks it), 0: base pages.
+//  pread, zeroRemoved, record, prefetch, unit) -> id. record, prefetch: see AddWorkingSet.
+//  unit: the mapping's page size (lib/ checks it), 0: base pages.
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
@@ -346,6 +350,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   uint64_t offset = ArgU64(info, 4), readahead = ArgU64(info, 5);
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
+  std::shared_ptr<PageSource> prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
+  bool prefetch = info.Length() > 9 && info[9].IsTypedArray();
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
   switch (kind) {
@@ -378,28 +384,90 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
         fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
+      int fd2 = prefetch ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
       const char* failed = "mmap";
       source = MakeFileSource(fd, offset, mode, &failed);
-      if (!source) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+      if (!source) {
+        int err = errno;
+        if (fd2 >= 0) close(fd2);
+        ThrowErrno(env, err, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+      }
+      if (prefetch) {
+        if (fd2 < 0) ThrowErrno(env, errno, "dup");
+        prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
+        if (!prefetchSource) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+      }
       break;
     }
     default:
       ThrowRangeError(env, "unknown page source kind");
   }
   bool zeroRemoved = info.Length() > 7 && ArgBool(info, 7);
-  uint64_t unit = info.Length() > 8 ? ArgU64(info, 8) : 0;
+  std::shared_ptr<PageSource> shared = std::move(source);
+  // Zero and memory sources keep no per-call state: the prefetch thread can share them.
+  if (!prefetchSource) prefetchSource = shared;
+  uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
   if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0)) ThrowRangeError(env, "unit must be a page size");
-  uint32_t id = served_.Add(start, length, std::move(source), readahead, zeroRemoved, unit);
+  uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);
     keepMapped_.push_back(keepMapping);
   }
+  AddWorkingSet(info, id, start, length, std::move(prefetchSource));
   return Napi::Number::New(env, id);
 }
 
+// (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null). JS thread.
+// Throws (with the range left unserved) when the prefetch thread cannot start.
+void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start,
+                                uint64_t length, std::shared_ptr<PageSource> prefetchSource) {
+  Napi::Env env = info.Env();
+  bool record = info.Length() > 8 && ArgBool(info, 8);
+  std::vector<PageRun> loaded;
+  if (info.Length() > 9 && info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+    Napi::Uint32Array a = info[9].As<Napi::Uint32Array>();
+    uint64_t pages = length / pageSize_;
+    loaded.reserve(a.ElementLength() / 2);
+    for (size_t i = 0; i + 1 < a.ElementLength(); i += 2) {
+      uint64_t first = a[i], count = a[i + 1];
+      if (count == 0 || first >= pages || count > pages - first) ThrowRangeError(env, "prefetch run outside the range");
+      loaded.push_back(PageRun{a[i], a[i + 1], 0});
+    }
+  }
+  if (!record && loaded.empty()) return;
+  auto set = std::make_unique<WorkingSet>(id, start, length, pageSize_, record, loaded);
+  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded));
+  if (err != 0) {
+    RemoveServed(id);
+    ThrowErrno(env, err, "pthread_create");
+  }
+}
+
+// (id) -> Uint32Array of [firstPage, pageCount, write] triples, in first-touch order.
+Napi::Value Userfaultfd::Recorded(const Napi::CallbackInfo& info) {
+  std::vector<PageRun> runs = workingSets_.Recorded(static_cast<uint32_t>(ArgInt(info, 0)));
+  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), runs.size() * 3);
+  for (size_t i = 0; i < runs.size(); i++) {
+    out[i * 3] = runs[i].first;
+    out[i * 3 + 1] = runs[i].count;
+    out[i * 3 + 2] = runs[i].write;
+  }
+  return out;
+}
+
+// (id) -> pages of the loaded set the prefetch thread went past, in set order; -1 without one.
+Napi::Value Userfaultfd::PrefetchCursor(const Napi::CallbackInfo& info) {
+  int64_t c = workingSets_.PrefetchCursor(static_cast<uint32_t>(ArgInt(info, 0)));
+  return Napi::Number::New(info.Env(), static_cast<double>(c));
+}
+
 Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
-  uint32_t id = static_cast<uint32_t>(ArgInt(info, 0));
+  return Napi::Boolean::New(info.Env(), RemoveServed(static_cast<uint32_t>(ArgInt(info, 0))));
+}
+
+bool Userfaultfd::RemoveServed(uint32_t id) {
+  workingSets_.Remove(id);  // joins its prefetch thread before the source goes
   bool removed = served_.Remove(id);
   for (size_t i = 0; i < keepAliveIds_.size(); i++) {
     if (keepAliveIds_[i] == id) {
@@ -410,7 +478,7 @@ Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
       break;
     }
   }
-  return Napi::Boolean::New(info.Env(), removed);
+  return removed;
 }
 
 Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
@@ -423,6 +491,10 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
   r.Set("latencySamples", Napi::Number::New(env, static_cast<double>(stats_.latencySamples())));
   r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
   r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
+  WorkingSetStats& ws = workingSets_.stats();
+  r.Set("demandFaults", Napi::Number::New(env, static_cast<double>(ws.demandFaults.load(std::memory_order_relaxed))));
+  r.Set("prefetched", Napi::Number::New(env, static_cast<double>(ws.prefetched.load(std::memory_order_relaxed))));
+  r.Set("prefetchMisses", Napi::Number::New(env, static_cast<double>(ws.prefetchMisses.load(std::memory_order_relaxed))));
   return r;
 }
 
@@ -438,7 +510,15 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       bool self = jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
-        switch (served_.Answer(fd_, address, stats_, &err)) {
+        // Counted and recorded before the answer wakes the faulting thread: a program that
+        // saves its working set right after its last touch must find that touch in it.
+        bool served = served_.Contains(address);
+        if (served) workingSets_.OnFault(address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+        workingSets_.gate().Begin();
+        ServedRanges::Outcome outcome = served_.Answer(fd_, address, stats_, &err);
+        workingSets_.gate().End();
+        if (served && outcome == ServedRanges::Outcome::kRetry) workingSets_.UncountDemand();
+        switch (outcome) {
           case ServedRanges::Outcome::kAnswered:
           case ServedRanges::Outcome::kOwnerGone:
             return Disposition::kHandled;
@@ -462,8 +542,12 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
+    case UFFD_EVENT_REMAP:
+      workingSets_.OnLayoutChange(msg.arg.remap.from, msg.arg.remap.from + msg.arg.remap.len);
+      return Disposition::kToJs;
     case UFFD_EVENT_REMOVE:
     case UFFD_EVENT_UNMAP:
+      workingSets_.OnLayoutChange(msg.arg.remove.start, msg.arg.remove.end);
       served_.Forget(msg.arg.remove.start, msg.arg.remove.end, msg.event == UFFD_EVENT_REMOVE);
       return Disposition::kToJs;
     default:

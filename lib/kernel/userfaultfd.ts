@@ -6,7 +6,7 @@ import { invalidArgType, UffdError, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
-import { Userfaultfd } from '../userfaultfd';
+import { ServeSets, Userfaultfd } from '../userfaultfd';
 import { kernelOffer, openKernelFd } from './probe';
 
 const RECORD = 40; // native/fault_reader.h Delivery
@@ -98,18 +98,28 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
     return this.handle.move(dst, src, length, mode);
   }
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false, unit = 0): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
+                   unit = 0): unknown {
     const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
-      zeroRemoved, unit);
+      zeroRemoved, sets.record, sets.prefetch, unit);
+  }
+  protected _recorded(handle: unknown): Uint32Array {
+    return this.handle.recorded(handle as number);
+  }
+  protected _prefetchCursor(handle: unknown): number {
+    return this.handle.prefetchCursor(handle as number);
   }
   protected _unserve(handle: unknown): void {
     this.handle.unserve(handle as number);
   }
   protected _stats(): Stats {
     const s = this.handle.stats();
-    return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
+    return {
+      faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 },
+      prefetched: s.prefetched, demandFaults: s.demandFaults, prefetchMisses: s.prefetchMisses,
+    };
   }
   protected _startReader(): void {
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
