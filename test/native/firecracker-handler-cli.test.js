@@ -349,5 +349,18 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
         assert.doesNotMatch(r.stderr, /not used/);
       }
     });
+
+    it('--prefetch of a working set that is not there: the VM is served on demand, and the line says why', async function () {
+      if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--prefetch', path.join(dir, 'no-such-set')]);
+      const { removed } = assertPeerOk(await peer(sock));
+      const r = await h.done;
+      assertExited(r, 0);
+      const vm = parseJson(r.stdout).vms[0];
+      assertServed(vm, { removed });
+      assert.strictEqual(vm.prefetchedPages, 0);
+      assert.match(r.stderr, /mapping 0: working set .*no-such-set not used \(ENOENT.*\); served on demand/);
+    });
   });
 });

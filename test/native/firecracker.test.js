@@ -123,6 +123,18 @@ describe('serve() of 2 MiB hugetlb pages (native-only)', function () {
     }
   });
 
+  it('refuses a working set (record, prefetch) on 2 MiB pages with ERR_UFFD_UNSUPPORTED: sets are kept in base pages', function () {
+    if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
+    const uffd = Userfaultfd.open({ backend: 'native' });
+    const region = Region.map(HUGE, { hugetlb: true, backend: 'native' });
+    try {
+      assert.throws(() => uffd.serve(region, PageSource.zero(), { record: path.join(os.tmpdir(), 'never-written') }), { code: 'ERR_UFFD_UNSUPPORTED' });
+    } finally {
+      uffd.close();
+      region.unmap();
+    }
+  });
+
   it('refuses a page size that is neither the base page nor 2 MiB, and a misaligned huge range, before any syscall', function () {
     const uffd = Userfaultfd.open({ backend: 'native' });
     try {
