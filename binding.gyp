@@ -11,7 +11,8 @@
             "native/fault_reader.cc",
             "native/page_source.cc",
             "native/region.cc",
-            "native/fdpass.cc"
+            "native/fdpass.cc",
+            "native/local_uffds.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.
