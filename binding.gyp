@@ -13,7 +13,8 @@
             "native/region.cc",
             "native/fdpass.cc",
             "native/working_set.cc",
-            "native/prefetcher.cc"
+            "native/prefetcher.cc",
+            "native/local_uffds.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

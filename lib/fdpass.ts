@@ -12,9 +12,16 @@
  * bytes that arrived with the fd in one recvmsg(2), as Firecracker sends its JSON body and as
  * its example handlers read it. Either way the fd must come with the payload's bytes.
  *
+ * Access. The socket file is created with `mode` (0o600: only our uid can connect), and a peer
+ * whose uid (SO_PEERCRED) is neither ours nor in `allowUids` is refused (ERR_UFFD_PEER_UID).
+ *
+ * Bounds. A connection holds at most one fd (the native thread closes any other as it arrives)
+ * and at most `maxPayload` + 8 bytes; accept(2) failing (EMFILE) pauses accepting, reported once.
+ * See docs/fd-passing-security.md.
+ *
  * Errors. A connection that fails (no fd, payload over `maxPayload`, hang-up mid-message, an
- * fd that is not a userfaultfd, no whole message within `messageTimeoutMs`, a socket error)
- * yields nothing: the error goes to
+ * fd that is not a userfaultfd, no whole message within `messageTimeoutMs`, a refused uid, a
+ * socket error) yields nothing: the error goes to
  * `options.onError` and to the listener's 'connectionError' event, `listener.errors` counts
  * it, the connection is closed, and the listener keeps serving the others.
  */
@@ -49,7 +56,8 @@ export interface ReceivedUffd {
 
 export type FdPassErrorCode =
   | 'ERR_UFFD_NO_FD' | 'ERR_UFFD_PAYLOAD_TOO_LARGE' | 'ERR_UFFD_PEER_HANGUP'
-  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | 'ERR_UFFD_TIMEOUT' | (string & {});
+  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | 'ERR_UFFD_TIMEOUT' | 'ERR_UFFD_PEER_UID'
+  | 'EMFILE' | (string & {});
 
 /** A connection that delivered no userfaultfd. `code` says why; `peer` who it was. */
 export interface FdPassError extends Error {
@@ -92,6 +100,16 @@ export interface ListenOptions {
    * this way. Default false: a raw message without an fd fails with ERR_UFFD_NO_FD.
    */
   awaitFd?: boolean;
+  /**
+   * The socket file's permission bits, set before the socket accepts anyone (default 0o600:
+   * only this uid, and root, can connect; the umask does not apply).
+   */
+  mode?: number;
+  /**
+   * Uids allowed besides our own effective uid (SO_PEERCRED, at connect). Any other peer is
+   * refused with ERR_UFFD_PEER_UID and closed before its fd is used. Default: none.
+   */
+  allowUids?: number[];
 }
 
 interface Connection {
@@ -148,6 +166,11 @@ export function sendUffd(socketPath: string, uffd: Userfaultfd | number, payload
   const o = toOptions<SendOptions>(options, 'options');
   const framing = o.framing ?? 'length';
   if (framing !== 'length' && framing !== 'raw') throw invalidArgType('options.framing', "'length' or 'raw'", framing);
+  // Raw bytes go to sendmsg(2) as they are, and shared memory could change under it: the
+  // length framing copies, raw does not.
+  if (framing === 'raw' && body.buffer instanceof SharedArrayBuffer) {
+    throw invalidArgType('payload', 'a Uint8Array over an ArrayBuffer with raw framing (not a SharedArrayBuffer)', payload);
+  }
   const timeoutMs = o.timeoutMs ?? 10000;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw outOfRange('options.timeoutMs', 'a positive integer', timeoutMs);
   let message: Uint8Array;
@@ -182,6 +205,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private readonly adoptOptions: { features?: FeatureName[]; onSelfFault?: SelfFaultPolicy; backend: 'native' };
   private readonly onError: ((err: FdPassError) => void) | undefined;
   private readonly awaitFd: boolean;
+  private readonly allowUids: ReadonlySet<number>;
   private readonly conns = new Map<number, Connection>();
   private readonly queued: ReceivedUffd[] = [];
   private readonly waiting: Array<(r: IteratorResult<ReceivedUffd>) => void> = [];
@@ -209,11 +233,14 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     this.adoptOptions = { backend: 'native' };
     if (o.features !== undefined) this.adoptOptions.features = o.features;
     if (o.onSelfFault !== undefined) this.adoptOptions.onSelfFault = o.onSelfFault;
+    const mode = o.mode ?? 0o600;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw outOfRange('options.mode', 'an integer from 0 to 0o777', mode);
+    this.allowUids = checkUids(o.allowUids);
     if (o.unlinkStale !== false) unlinkStaleSocket(socketPath);
     // One recvmsg reads up to a whole maximal message and one byte more: a raw payload that
     // fills it is too large.
     const readSize = Math.min(this.maxPayload + HEADER + 1, 1 << 20);
-    this.handle = new b.FdListener(socketPath, backlog, readSize, (events) => this.onEvents(events));
+    this.handle = new b.FdListener(socketPath, backlog, readSize, (events) => this.onEvents(events), mode);
   }
 
   get closed(): boolean {
@@ -292,6 +319,9 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
             }, this.messageTimeoutMs).unref();
           }
           this.conns.set(e.conn, c);
+          if (!this.peerAllowed(c.peer.uid)) {
+            this.fail(e.conn, c, 'ERR_UFFD_PEER_UID', `uid ${c.peer.uid} is neither ours nor in allowUids`);
+          }
           break;
         }
         case 'data':
@@ -311,7 +341,9 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
       closeAll(fds);
       return;
     }
-    c.fds.push(...fds);
+    // One fd a connection (the native thread already closes the rest; this is the backstop).
+    if (c.fds.length > 0) closeAll(fds);
+    else c.fds.push(...fds);
     c.chunks.push(data);
     c.received += data.length;
     const buf = c.chunks.length === 1 ? c.chunks[0] : Buffer.concat(c.chunks);
@@ -339,11 +371,17 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     if (buf.length >= HEADER + length) this.complete(id, c, Buffer.from(buf.subarray(HEADER, HEADER + length)));
   }
 
+  private peerAllowed(uid: number): boolean {
+    return uid === process.geteuid?.() || this.allowUids.has(uid);
+  }
+
   private onEnd(e: NativeListenEvent & { type: 'end' | 'error' }): void {
     if (e.conn === 0) {
-      // The listening socket itself failed (accept or poll): reported, the thread went on.
-      this.report(Object.assign(new Error(`userfaultfd listener at ${this.path}: ${(e as { code?: string }).code}`),
-        { code: (e as { code?: string }).code ?? 'EIO', errno: (e as { errno?: number }).errno }) as FdPassError);
+      // The listening socket itself failed (accept or poll): reported once, the thread went on
+      // (after accept fails it pauses accepting and retries as fds free up).
+      const code = (e as { code?: string }).code ?? 'EIO';
+      this.report(Object.assign(new Error(`userfaultfd listener at ${this.path}: accepting paused by ${code}; ` +
+        'it resumes when a connection closes or after a back-off'), { code, errno: (e as { errno?: number }).errno }) as FdPassError);
       return;
     }
     const c = this.conns.get(e.conn);
@@ -431,6 +469,15 @@ function makeError(code: string, message: string, c: Connection, errno?: number)
   e.received = c.received;
   if (errno !== undefined) e.errno = errno;
   return e;
+}
+
+function checkUids(uids: unknown): ReadonlySet<number> {
+  if (uids === undefined) return new Set();
+  if (!Array.isArray(uids)) throw invalidArgType('options.allowUids', 'an array of uids', uids);
+  for (const u of uids) {
+    if (!Number.isInteger(u) || u < 0 || u > 0xffffffff) throw outOfRange('options.allowUids', 'uids (integers from 0 to 2^32 - 1)', u);
+  }
+  return new Set(uids as number[]);
 }
 
 function closeAll(fds: number[]): void {

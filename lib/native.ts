@@ -84,7 +84,7 @@ export interface NativeFdListener {
 export interface FdPassBinding {
   sendFd(socketPath: string, fd: number, payload: Uint8Array, timeoutMs: number): void;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
-    onEvents: (events: NativeListenEvent[]) => void) => NativeFdListener;
+    onEvents: (events: NativeListenEvent[]) => void, mode?: number) => NativeFdListener;
 }
 
 export interface Binding extends FdPassBinding {

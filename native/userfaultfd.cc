@@ -12,6 +12,7 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "local_uffds.h"
 #include "region.h"
 #include "uffd_ioctl.h"
 
@@ -129,8 +130,11 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
     if (strcmp(link, "anon_inode:[userfaultfd]") != 0) ThrowTypeError(env, "fd is not a userfaultfd");
   }
   features_ = ArgU64(info, 1);
-  // (fd, features, localMemory): true when this process opened the uffd for its own memory.
-  served_.SetLocalMemory(info.Length() > 2 && ArgBool(info, 2));
+  // (fd, features, opened): true when this process opened the uffd for its own memory.
+  bool opened = info.Length() > 2 && ArgBool(info, 2);
+  localClaim_ = ClaimLocalUffd(fd, opened);
+  localMemory_ = localClaim_ != 0 || opened;
+  served_.SetLocalMemory(localMemory_);
   fd_ = fd;
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
@@ -172,6 +176,8 @@ void Userfaultfd::Shutdown() {
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
+  ReleaseLocalUffd(localClaim_);
+  localClaim_ = 0;
 }
 
 int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
@@ -507,7 +513,9 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       int err = 0;
       // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
       bool missing = (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
-      bool self = jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+      // Only this process's threads can be the JS thread; a tid from another pid namespace can
+      // equal its tid (local_uffds.h).
+      bool self = localMemory_ && jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
         // Counted and recorded before the answer wakes the faulting thread: a program that
