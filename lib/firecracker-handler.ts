@@ -30,6 +30,8 @@ export const USAGE = `usage: userfaultfd firecracker-handler <socket> <memory-fi
   --on-error kill|keep  a VM that cannot be served is killed (default) or left running
   --record FILE         record each mapping's working set (mapping i > 0: FILE.i)
   --prefetch FILE       prefetch a recorded working set (mapping i > 0: FILE.i)
+  --allow-uid UID       also accept VMs run as this uid (repeatable; the jailer's uid):
+                        the socket is then created 0666, and other uids are refused
   --json                print one JSON line per VM and a JSON summary on stdout
 `;
 
@@ -42,6 +44,8 @@ export interface HandlerOptions {
   onError?: OnError;
   record?: string;
   prefetch?: string;
+  /** Uids accepted besides ours (the jailer runs Firecracker as its own uid). */
+  allowUids?: number[];
   /** One line per event of note (default: stderr, prefixed). */
   log?: (line: string) => void;
 }
@@ -430,6 +434,7 @@ export class FirecrackerHandler {
   rejected = 0;
   private readonly socket: string;
   private readonly peers: number;
+  private readonly allowUids: number[];
   private readonly logLine: (line: string) => void;
   private listener: ReturnType<typeof listenForUffd> | null = null;
 
@@ -440,6 +445,7 @@ export class FirecrackerHandler {
     this.onError = o.onError ?? 'kill';
     this.record = o.record;
     this.prefetch = o.prefetch;
+    this.allowUids = o.allowUids ?? [];
     this.logLine = o.log ?? ((line) => process.stderr.write(`firecracker-handler: ${line}\n`));
     this.servable = servablePageSizes(constants.pageSize);
   }
@@ -452,6 +458,8 @@ export class FirecrackerHandler {
   async run(onVm?: (s: VmSummary) => void): Promise<VmSummary[]> {
     this.listener = listenForUffd(this.socket, {
       awaitFd: true,
+      // Other uids must be able to connect(2) to reach the uid check at all.
+      ...(this.allowUids.length > 0 ? { allowUids: this.allowUids, mode: 0o666 } : {}),
       onError: (err: FdPassError) => {
         this.rejected++;
         this.log(`connection rejected: ${err.code}: ${err.message}`);
@@ -514,6 +522,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         'on-error': { type: 'string', default: 'kill' },
         record: { type: 'string' },
         prefetch: { type: 'string' },
+        'allow-uid': { type: 'string', multiple: true, default: [] },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -536,6 +545,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   if (positionals.length !== 2) return usage('expected <socket> and <memory-file>');
   if (!Number.isInteger(peers) || peers < 1) return usage(`--peers must be a positive integer (got ${values.peers})`);
   if (onError !== 'kill' && onError !== 'keep') return usage(`--on-error must be kill or keep (got ${onError})`);
+  const allowUids = (values['allow-uid'] as string[]).map(Number);
+  if (!allowUids.every((u) => Number.isInteger(u) && u >= 0)) return usage(`--allow-uid must be a uid (got ${values['allow-uid']})`);
   if ((values.record !== undefined || values.prefetch !== undefined) && !hasWorkingSets()) {
     err.write('userfaultfd firecracker-handler: ERR_UFFD_UNSUPPORTED: --record and --prefetch need working sets ' +
       '(serve({ record, prefetch })), which this build of userfaultfd does not have\n');
@@ -548,7 +559,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return 1;
   }
   const [socket, memoryFile] = positionals;
-  const handler = new FirecrackerHandler({ socket, memoryFile, peers, onError, record: values.record, prefetch: values.prefetch,
+  const handler = new FirecrackerHandler({ socket, memoryFile, peers, onError, record: values.record, prefetch: values.prefetch, allowUids,
     log: (line) => err.write(`firecracker-handler: ${line}\n`) });
   if (!fs.existsSync(memoryFile)) handler.log(`warning: the memory file ${memoryFile} does not exist (yet)`);
   const stop = (): void => handler.close();

@@ -305,6 +305,43 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
       assertServed(vms.find((v) => v.status === 'served'), { removed: 8 });
     });
 
+    it("a VM run as the jailer's uid: served with --allow-uid, unable to connect without it (the socket is 0600)", async function () {
+      if (process.getuid() !== 0) skipWithReason(this, 'running as another uid needs root');
+      // Everything the other uid touches is world-readable; the socket's directory too.
+      const open = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fcuid-'));
+      try {
+        fs.chmodSync(open, 0o755);
+        const mem = path.join(open, 'mem.img');
+        fs.copyFileSync(memFile, mem);
+        fs.chmodSync(mem, 0o644);
+        const bin = path.join(open, 'peer');
+        fs.copyFileSync(peerBin, bin);
+        fs.chmodSync(bin, 0o755);
+        const asNobody = (sock) => runProcess('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, sock, mem,
+          '--user-mode-only', '--watchdog', '20'], { timeoutMs: 30000 });
+        const sock = path.join(open, 'allowed.sock');
+        const h = startHandler([sock, mem, '--json', '--allow-uid', '65534']);
+        const { removed } = assertPeerOk(await asNobody(sock));
+        const r = await h.done;
+        assertExited(r, 0);
+        const vm = parseJson(r.stdout).vms[0];
+        assert.strictEqual(vm.uid, 65534);
+        assertServed(vm, { removed });
+
+        const closed = path.join(open, 'closed.sock');
+        const h2 = startHandler([closed, mem, '--json']);
+        const refused = await asNobody(closed);
+        assert.strictEqual(refused.code, 7, `${refused.code} ${refused.stderr}`); // connect: EACCES
+        assert.match(refused.stderr, /connect: Permission denied/);
+        process.kill(h2.pid, 'SIGTERM');
+        const r2 = await h2.done;
+        assertExited(r2, 0);
+        assert.strictEqual(parseJson(r2.stdout).summary.vms, 0);
+      } finally {
+        fs.rmSync(open, { recursive: true, force: true });
+      }
+    });
+
     it("a jailed VM faulting from a thread whose namespace tid equals the handler's own tid gets the file's bytes", async function () {
       // The self-fault guard must fire only for this process's own threads (issue 12, item 2):
       // a uffd received from another process is never faulted by the handler's thread.
