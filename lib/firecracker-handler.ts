@@ -291,9 +291,7 @@ class Vm {
     const h = this.handler;
     const range = { start: m.base, length: m.size };
     const source = (): PageSource => PageSource.file(h.memoryFile, { offset: m.offset });
-    // (record/prefetch: ServeOptions of the working-set feature; hasWorkingSets() checked it is here)
-    type Options = ServeOptions & { record?: string; prefetch?: string };
-    const opts: Options = { removed: 'zero', pageSize: m.pageSize };
+    const opts: ServeOptions = { removed: 'zero', pageSize: m.pageSize };
     const sets = h.record !== undefined || h.prefetch !== undefined;
     if (sets && m.pageSize !== constants.pageSize) {
       // Working sets are kept in base pages.
@@ -308,8 +306,7 @@ class Vm {
     }
     const prefetch = i === 0 ? h.prefetch : `${h.prefetch}.${i}`;
     try {
-      const withPrefetch: Options = { ...opts, prefetch };
-      this.uffd.serve(range, source(), withPrefetch);
+      this.uffd.serve(range, source(), { ...opts, prefetch });
     } catch (e) {
       // A working set is a hint: one that is missing or recorded for another image costs the
       // VM its prefetch, not its life.
@@ -411,7 +408,7 @@ class Vm {
     this.done = true;
     clearInterval(this.timer);
     if (!this.uffd.closed) {
-      const s = this.uffd.stats() as ReturnType<Userfaultfd['stats']> & { prefetched?: number; demandFaults?: number };
+      const s = this.uffd.stats();
       Object.assign(this.summary, { faults: s.faults, bytes: s.bytes, latencyNs: { ...s.latencyNs } });
       if (this.handler.record !== undefined || this.handler.prefetch !== undefined) {
         if (s.prefetched !== undefined) this.summary.prefetchedPages = s.prefetched;
