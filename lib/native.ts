@@ -17,7 +17,7 @@ export interface NativeConstants {
 
 export interface NativeStats {
   faults: number; copies: number; bytes: number; wakeups: number;
-  latencySamples: number; p50: number; p99: number;
+  p50: number; p99: number;
   prefetched: number; demandFaults: number; prefetchMisses: number;
 }
 

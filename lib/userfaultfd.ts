@@ -6,7 +6,7 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { closedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
+import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
@@ -27,6 +27,33 @@ function checkSelfFaultPolicy(policy: unknown): void {
   if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
     throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
   }
+}
+
+/**
+ * Every open uffd of this thread, both backends, closed at exit: libuv joins its thread pool
+ * at exit, and a pool thread waiting on a fault would hold the process forever. Held weakly:
+ * a uffd dropped without close() is still collected (its native finalizer closes the fd).
+ */
+const openUffds = new Set<WeakRef<Userfaultfd>>();
+const collected = new FinalizationRegistry<WeakRef<Userfaultfd>>((ref) => openUffds.delete(ref));
+let exitHookInstalled = false;
+
+function track(u: Userfaultfd): WeakRef<Userfaultfd> {
+  const ref = new WeakRef(u);
+  openUffds.add(ref);
+  collected.register(u, ref, ref);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const r of [...openUffds]) r.deref()?.close();
+    });
+  }
+  return ref;
+}
+
+function untrack(ref: WeakRef<Userfaultfd>): void {
+  openUffds.delete(ref);
+  collected.unregister(ref);
 }
 
 /** A served range; stop() returns its faults to the JS handlers. */
@@ -80,6 +107,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
+  private readonly tracking: WeakRef<Userfaultfd>;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -107,6 +135,7 @@ export abstract class Userfaultfd extends EventEmitter {
     checkSelfFaultPolicy(init.options.onSelfFault);
     this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.faultTimeoutMs = init.options.faultTimeoutMs;
+    this.tracking = track(this);
     this.on('newListener', (name: string | symbol) => {
       if (isEventType(name)) this.consumersChanged(1);
     });
@@ -233,13 +262,16 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (this.features.includes('SIGBUS')) {
+      throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
+        'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
+    }
     const o = toOptions<ServeOptions>(options, 'options');
     const unit = this.servedPageSize(range, r, o.pageSize);
     const record = toSetPath(o.record, 'options.record');
     const prefetch = toSetPath(o.prefetch, 'options.prefetch');
     if (unit !== this.pageSize && (record !== undefined || prefetch !== undefined)) {
-      const e = new Error(`working sets (record, prefetch) are kept in ${this.pageSize}-byte pages, not ${unit}-byte ones`);
-      throw Object.assign(e, { code: 'ERR_UFFD_UNSUPPORTED' });
+      throw codedError('ERR_UFFD_UNSUPPORTED', `working sets (record, prefetch) are kept in ${this.pageSize}-byte pages, not ${unit}-byte ones`);
     }
     const refineOptions = toRefineOptions(o.workingSet, this.pageSize);
     // A recording is exact only one page per fault: pages read-ahead fills are never recorded.
@@ -376,6 +408,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.unanswered.clear();
     for (const ws of this.servedSets.values()) this.autoSave(ws);
     this.servedSets.clear();
+    untrack(this.tracking);
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -383,6 +416,37 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   // ---- for backends -------------------------------------------------------------------------
+
+  /**
+   * A page fault a backend read (not answered natively). `sourceFailure` is the errno name when
+   * a served range's source could not answer it. With no 'pagefault' consumer the fallback
+   * answers it; either way it is answered before any error is reported, since an 'error'
+   * nobody listens to throws.
+   */
+  protected deliverFault(e: PageFault, sourceFailure?: string): void {
+    if (!this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
+    if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
+  }
+
+  /**
+   * Runs one delivery of a batch. A listener that throws (or an 'error' nobody listens to) must
+   * not cost the rest of the batch its delivery: other threads wait on those faults. The error
+   * is rethrown on the next tick, as an uncaught exception (thrown into a native callback, Node
+   * would only print a warning, DEP0168, and drop it).
+   */
+  protected isolated(deliver: () => void): void {
+    try {
+      deliver();
+    } catch (error) {
+      process.nextTick(() => { throw error; });
+    }
+  }
 
   /** Delivers one event to the listeners and iterators. */
   protected dispatch(e: UffdEvent): void {
@@ -610,6 +674,15 @@ function sizeOf(source: PageSource): number {
   }
 }
 
+function sourceError(code: string): Error {
+  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
+}
+
+function unhandledError(e: PageFault): Error {
+  return codedError('ERR_UFFD_UNHANDLED_FAULT',
+    `A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
+}
+
 function pageOf(address: bigint, pageSize: number): bigint {
   return address - (address % BigInt(pageSize));
 }
@@ -618,6 +691,12 @@ function pageOf(address: bigint, pageSize: number): bigint {
 function checkOpenOptions(options: unknown): Partial<OpenOptions> {
   const o = toOptions<OpenOptions>(options, 'options');
   checkSelfFaultPolicy(o.onSelfFault);
+  if (o.userModeOnly !== undefined && typeof o.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', o.userModeOnly);
+  }
+  // The fd is always non-blocking (the reader polls it; readers never block the event loop):
+  // the option exists to say so, and asking for a blocking fd is refused, not ignored.
+  if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);

@@ -494,7 +494,6 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
   r.Set("copies", Napi::Number::New(env, static_cast<double>(stats_.copies())));
   r.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes())));
   r.Set("wakeups", Napi::Number::New(env, static_cast<double>(stats_.wakeups())));
-  r.Set("latencySamples", Napi::Number::New(env, static_cast<double>(stats_.latencySamples())));
   r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
   r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
   WorkingSetStats& ws = workingSets_.stats();

@@ -1,8 +1,8 @@
 /** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
-import { constants, FeatureName, featureMask, featureNames, IoctlName, ioctlNames } from '../constants';
-import { invalidArgType, UffdError, uffdError } from '../errors';
+import { constants, featureMask, featureNames, ioctlNames } from '../constants';
+import { errnoName, invalidArgType, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
@@ -16,29 +16,6 @@ const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
 
-/** Every open uffd of this thread, closed at exit: libuv joins its thread pool at exit, and a
- * pool thread waiting on a fault would hold the process forever. Held weakly: a uffd dropped
- * without close() is still collected, and its native finalizer closes the fd. */
-const openUffds = new Set<WeakRef<KernelUserfaultfd>>();
-const collected = new FinalizationRegistry<WeakRef<KernelUserfaultfd>>((ref) => openUffds.delete(ref));
-let exitHookInstalled = false;
-function track(u: KernelUserfaultfd): WeakRef<KernelUserfaultfd> {
-  const ref = new WeakRef(u);
-  openUffds.add(ref);
-  collected.register(u, ref, ref);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const r of [...openUffds]) r.deref()?.close();
-    });
-  }
-  return ref;
-}
-function untrack(ref: WeakRef<KernelUserfaultfd>): void {
-  openUffds.delete(ref);
-  collected.unregister(ref);
-}
-
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
   /** How the fd was opened: the userfaultfd syscall or /dev/userfaultfd (undefined: adopted). */
@@ -47,7 +24,6 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly featureBits: number;
   private readonly ioctlBits: bigint;
   private readonly fdNumber: number;
-  private readonly tracking: WeakRef<KernelUserfaultfd>;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
 
@@ -59,7 +35,6 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
-    this.tracking = track(this);
   }
 
   get fd(): number {
@@ -132,23 +107,12 @@ export class KernelUserfaultfd extends Userfaultfd {
     else this.handle.unref();
   }
   protected _close(): void {
-    untrack(this.tracking);
     this.handle.close();
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   private onBatch(count: number): void {
-    // A listener that throws (or an 'error' nobody listens to) must not cost the rest of the
-    // batch its delivery: other threads wait on those faults. Errors are rethrown on the next
-    // tick, as uncaught exceptions: thrown here, into the native callback, Node would only
-    // print a warning (DEP0168) and drop them.
-    for (let i = 0; i < count && !this.closed; i++) {
-      try {
-        this.deliver(i * RECORD);
-      } catch (error) {
-        process.nextTick(() => { throw error; });
-      }
-    }
+    for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
   }
 
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
@@ -173,16 +137,8 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
-    // The fault is answered (by a handler or the fallback) before any error is reported: an
-    // 'error' nobody listens to throws.
-    if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
-      this.answerByFallback(e);
-      if (note === NOTE.sourceFailed) this.reportError(sourceError(err), e);
-      this.reportError(unhandledError(e), e);
-      return;
-    }
-    this.dispatch(e);
-    if (note === NOTE.sourceFailed && e.type === 'pagefault') this.reportError(sourceError(err), e);
+    if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
+    else this.dispatch(e);
   }
 
   private decode(v: DataView, o: number): UffdEvent | null {
@@ -221,12 +177,6 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 }
 
-function errnoName(errno: number): string {
-  const os = require('os') as typeof import('os');
-  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
-  return `E${errno}`;
-}
-
 function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
   const how = fellBack
     ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
@@ -237,22 +187,9 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
   return error;
 }
 
-function sourceError(err: number): Error {
-  return uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
-}
-
-function unhandledError(e: PageFault): Error {
-  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
-  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
-  return error;
-}
-
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
   const userModeOnly = options.userModeOnly === true;
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
@@ -288,9 +225,6 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
   // whose faulting threads would then wait forever).
   let features = options.features ? featureMask(toFeatureNames(options.features)) : 0;
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const dup = binding!.dupFd(fd);
   let ioctls = 0n;
   try {
@@ -309,8 +243,4 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
     binding!.closeFd(dup);
     throw e;
   }
-}
-
-export function isUffdError(e: unknown): e is UffdError {
-  return e instanceof UffdError;
 }
