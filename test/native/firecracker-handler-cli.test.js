@@ -91,7 +91,7 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
       assertPeerOk(await peer(sock));
       const r = await h.done;
       assertExited(r, 0);
-      assert.match(r.stdout, /^firecracker-handler: 1 peer\(s\), \d+ faults, [\d.]+ MiB served, 8 pages removed \(zero on refault\), 0 failed, 0 connection\(s\) rejected\n  vm pid \d+: served,/);
+      assert.match(r.stdout, /^firecracker-handler: 1 peer\(s\), \d+ faults, [\d.]+ MiB served, 8 pages removed \(zero on refault\), 0 failed, 0 connection\(s\) rejected\n {2}vm pid \d+: served,/);
     });
 
     it('reads page_size_kib as bytes (Firecracker filled it with bytes; the old handler hung the VM)', async function () {
