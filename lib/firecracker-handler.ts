@@ -51,13 +51,14 @@ export interface HandlerOptions {
 }
 
 /** Why a VM could not be served. */
-export type FailureKind = 'bad-mapping' | 'missing-file' | 'page-size' | 'source';
+export type FailureKind = 'bad-mapping' | 'missing-file' | 'page-size' | 'source' | 'shutdown';
 
 const FAILURE_CODES: Record<FailureKind, string> = {
   'bad-mapping': 'ERR_FC_BAD_MAPPING',
   'missing-file': 'ERR_FC_MISSING_FILE',
   'page-size': 'ERR_FC_PAGE_SIZE',
   source: 'ERR_FC_SOURCE',
+  shutdown: 'ERR_FC_SHUTDOWN',
 };
 
 export interface VmSummary {
@@ -357,6 +358,11 @@ class Vm {
     this.fail(new VmError('source', `a fault${where} could not be answered: ${describeError(e)}`));
   }
 
+  /** The handler is going (SIGINT, SIGTERM): a VM still here would hang on its next fault. */
+  abandon(): void {
+    this.fail(new VmError('shutdown', 'the handler is exiting, and nothing would answer its next fault'));
+  }
+
   /** Stops serving the VM and, by --on-error, kills it. Logs one line. */
   fail(err: VmError): void {
     if (this.done) return;
@@ -480,10 +486,13 @@ export class FirecrackerHandler {
     return this.vms.map((v) => v.summary);
   }
 
-  /** Stops listening and lets every VM still here go (its faults retry as ordinary ones). */
+  /**
+   * Stops listening. A VM still here is failed as ERR_FC_SHUTDOWN: killed (or kept, by
+   * --on-error), since no one would answer its next fault.
+   */
   close(): void {
     this.listener?.close();
-    for (const vm of this.vms) vm.finish();
+    for (const vm of this.vms) vm.abandon();
   }
 }
 

@@ -248,6 +248,21 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
       assertServed(vms[1], { removed: 8 });
     });
 
+    it('SIGTERM with a VM still running: the VM is killed (nothing would answer its next fault), the summary printed', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const running = peer(sock, ['--linger', '30']);
+      while (!/serving 2 mapping/.test(h.output().stderr)) await new Promise((r) => setTimeout(r, 20));
+      process.kill(h.pid, 'SIGTERM');
+      const r = await h.done;
+      const p = await running;
+      assert.strictEqual(p.signal, 'SIGKILL', p.stderr);
+      assertExited(r, 1);
+      const { vms } = parseJson(r.stdout);
+      assert.deepStrictEqual([vms.length, vms[0].status, vms[0].error.code], [1, 'killed', 'ERR_FC_SHUTDOWN']);
+      assert.match(r.stderr, /ERR_FC_SHUTDOWN: the handler is exiting.*; killed \(SIGKILL\)/);
+    });
+
     it('reports a body that is not JSON and a message without an fd, and keeps serving', async function () {
       const sock = sockPath();
       const h = startHandler([sock, memFile, '--json', '--peers', '2']);
