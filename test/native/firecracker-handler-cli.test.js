@@ -119,7 +119,7 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
       const p = await peer(sock, ['--remove-storm']);
       const r = await h.done;
       const { removed, madvises } = assertPeerOk(p);
-      assert.ok(madvises > 10, `the storm made only ${madvises} madvise calls`);
+      assert.ok(madvises >= 255, `the storm made only ${madvises} madvise calls`); // one per 4 pages checked, at least
       assertExited(r, 0);
       assertServed(parseJson(r.stdout).vms[0], { removed });
     });
