@@ -54,7 +54,7 @@ async function main([socketPath, memPath]) {
     return 2;
   }
   const listener = listenForUffd(socketPath, { awaitFd: true });
-  for await (const { uffd, payload, peer } of listener) {
+  for await (const { uffd, payload, peer, peerClosed } of listener) {
     listener.close(); // one VM per handler, as Firecracker runs them
     try {
       const mappings = mappingsOf(payload, fs.statSync(memPath).size);
@@ -71,8 +71,9 @@ async function main([socketPath, memPath]) {
       return 1;
     }
     uffd.on('error', (e) => process.stderr.write(`firecracker-handler: ${e.code}: ${e.message}\n`));
-    // Served until Firecracker has gone: its process ended (it keeps the socket open till then).
-    await new Promise((resolve) => {
+    // Served until Firecracker has gone: its process ended (it keeps the socket open till then;
+    // a peer in a pid namespace we cannot see has pid 0: its connection closing says it).
+    await (peer.pid <= 0 ? peerClosed : new Promise((resolve) => {
       const timer = setInterval(() => {
         try {
           process.kill(peer.pid, 0);
@@ -83,7 +84,7 @@ async function main([socketPath, memPath]) {
         clearInterval(timer);
         resolve();
       }, 100);
-    });
+    }));
     const s = uffd.stats();
     uffd.close();
     process.stdout.write(`firecracker-handler: vm pid ${peer.pid} served: ${s.faults} faults, ${s.bytes} bytes\n`);
