@@ -10,6 +10,14 @@ export interface NativeConstants {
   modes: Record<string, number>;
   events: Record<string, number>;
   pagefaultFlags: Record<string, number>;
+  /** The reader's 40-byte record (native/fault_reader.h Delivery): its size and field offsets. */
+  delivery: { size: number; msg: number; note: number; err: number };
+  /** What the native side says about a record (native/fault_reader.h Note). */
+  notes: { kernel: number; selfFault: number; sourceFailed: number; readerFailed: number;
+    sourceFailedAnswered: number; selfFaultFallback: number };
+  /** Serve()'s source kinds and setSelfFaultPolicy()'s values (native/userfaultfd.h). */
+  sourceKinds: { zero: number; buffer: number; fd: number; path: number };
+  selfFaultPolicies: { zeropage: number; sigbus: number; source: number };
   API: number;
   USER_MODE_ONLY: number;
   pageSize: number;

@@ -21,6 +21,12 @@ export interface ProbeResult {
   ioctls: Array<IoctlName | number>;
   pageSize: number;
   unprivileged: 'allowed' | 'user-mode-only' | 'denied';
+  /**
+   * Native: true when only UFFD_USER_MODE_ONLY fds can be opened here (no CAP_SYS_PTRACE,
+   * vm.unprivileged_userfaultfd=0, no access to /dev/userfaultfd); open() then falls back to one,
+   * and `reason` says why and how to lift it.
+   */
+  userModeOnly?: boolean;
 }
 
 export type SelfFaultPolicy = 'zeropage' | 'sigbus' | 'source';

@@ -95,6 +95,11 @@ export abstract class Userfaultfd extends EventEmitter {
   /** The ioctls the fd supports (UFFDIO_API's answer). */
   readonly ioctls: ReadonlyArray<IoctlName | number>;
   readonly pageSize: number;
+  /**
+   * True when the fd is UFFD_USER_MODE_ONLY (asked for, or the fallback where the kernel refuses
+   * a full uffd): a missing page touched inside a system call then fails with EFAULT.
+   */
+  readonly userModeOnly: boolean;
   protected readonly selfFaultPolicy: SelfFaultPolicy;
 
   private isClosed = false;
@@ -132,6 +137,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.features = Object.freeze([...init.features]);
     this.ioctls = Object.freeze([...init.ioctls]);
     this.pageSize = init.pageSize;
+    this.userModeOnly = init.options.userModeOnly === true;
     checkSelfFaultPolicy(init.options.onSelfFault);
     this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.faultTimeoutMs = init.options.faultTimeoutMs;

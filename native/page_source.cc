@@ -222,14 +222,6 @@ void ServedRanges::Clear() {
   ranges_.clear();
 }
 
-bool ServedRanges::Contains(uint64_t address) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (const Range& r : ranges_) {
-    if (address >= r.start && address - r.start < r.length) return true;
-  }
-  return false;
-}
-
 // Reader thread.
 void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -53,8 +53,6 @@ class ServedRanges {
                uint64_t readahead, bool zeroRemoved = false, uint64_t unit = 0);
   bool Remove(uint32_t id);
   void Clear();
-  // Reader thread: whether a served range holds `address` (the working sets count its faults).
-  bool Contains(uint64_t address);
 
   // JS thread, before any serve: whether the uffd's memory is mapped in this process. Only then
   // can mincore(2) here tell which pages of a window are present; a uffd received from another

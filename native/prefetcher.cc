@@ -1,5 +1,8 @@
 #include "prefetcher.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -7,12 +10,22 @@
 
 namespace uffd {
 
-Prefetcher::Prefetcher(int fd, uint64_t start, uint64_t pageSize, std::shared_ptr<PageSource> source,
-                       std::vector<PageRun> runs, DemandGate& gate, WorkingSetStats& stats)
-    : fd_(fd), start_(start), pageSize_(pageSize), source_(std::move(source)), runs_(std::move(runs)),
-      gate_(gate), stats_(stats), tailPage_(pageSize) {}
+Prefetcher::Prefetcher(int fd, uint64_t start, uint64_t pageSize,
+                       std::shared_ptr<PageSource> source, std::vector<PageRun> runs,
+                       DemandGate& gate, WorkingSetStats& stats)
+    : fd_(fd),
+      start_(start),
+      pageSize_(pageSize),
+      source_(std::move(source)),
+      runs_(std::move(runs)),
+      gate_(gate),
+      stats_(stats),
+      tailPage_(pageSize) {}
 
-Prefetcher::~Prefetcher() { Stop(); }
+Prefetcher::~Prefetcher() {
+  Stop();
+  if (adviseFd_ >= 0) close(adviseFd_);
+}
 
 int Prefetcher::Start() {
   try {
@@ -34,9 +47,27 @@ void Prefetcher::Sleep(int ms) { std::this_thread::sleep_for(std::chrono::millis
 
 // Prefetch thread.
 void Prefetcher::Run() {
-  for (const PageRun& r : runs_) {
+  for (size_t i = 0; i < runs_.size(); i++) {
     if (stop_.load(std::memory_order_acquire)) return;
-    if (!FillRun(start_ + r.first * pageSize_, static_cast<uint64_t>(r.count) * pageSize_)) return;
+    AdviseAhead(i);
+    const PageRun& r = runs_[i];
+    uint64_t len = static_cast<uint64_t>(r.count) * pageSize_;
+    if (!FillRun(start_ + r.first * pageSize_, len)) return;
+    doneBytes_ += len;
+  }
+}
+
+// Prefetch thread. WILLNEED starts asynchronous reads of the page cache and returns; past the
+// end of the file it does nothing.
+void Prefetcher::AdviseAhead(size_t run) {
+  if (adviseFd_ < 0) return;
+  if (advisedRuns_ < run) advisedRuns_ = run;
+  while (advisedRuns_ < runs_.size() && advisedBytes_ < doneBytes_ + kAdviseBytes) {
+    const PageRun& r = runs_[advisedRuns_++];
+    uint64_t len = static_cast<uint64_t>(r.count) * pageSize_;
+    posix_fadvise(adviseFd_, static_cast<off_t>(adviseOffset_ + r.first * pageSize_),
+                  static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+    advisedBytes_ += len;
   }
 }
 

@@ -264,7 +264,7 @@ Region::~Region() {
 }
 
 Mapping& Region::Live(Napi::Env env) {
-  if (!mapping_->live()) ThrowRangeError(env, "the region is unmapped");
+  if (!mapping_->live()) ThrowRangeError(env, "The region is unmapped");
   return *mapping_;
 }
 

@@ -84,32 +84,31 @@ Napi::Value GetTid(const Napi::CallbackInfo& info) {
 }
 
 Napi::Function Userfaultfd::Init(Napi::Env env) {
-  return DefineClass(
-      env, "Userfaultfd",
-      {
-          InstanceAccessor<&Userfaultfd::Fd>("fd"),
-          InstanceMethod<&Userfaultfd::Register>("register"),
-          InstanceMethod<&Userfaultfd::Unregister>("unregister"),
-          InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
-          InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
-          InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
-          InstanceMethod<&Userfaultfd::Wake>("wake"),
-          InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
-          InstanceMethod<&Userfaultfd::Continue>("continue"),
-          InstanceMethod<&Userfaultfd::Poison>("poison"),
-          InstanceMethod<&Userfaultfd::Move>("move"),
-          InstanceMethod<&Userfaultfd::Close>("close"),
-          InstanceMethod<&Userfaultfd::Noop>("noop"),
-          InstanceMethod<&Userfaultfd::StartReader>("startReader"),
-          InstanceMethod<&Userfaultfd::RefReader>("ref"),
-          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
-          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
-          InstanceMethod<&Userfaultfd::Serve>("serve"),
-          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
-          InstanceMethod<&Userfaultfd::Stats>("stats"),
-          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
-          InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
-      });
+  return DefineClass(env, "Userfaultfd",
+                     {
+                         InstanceAccessor<&Userfaultfd::Fd>("fd"),
+                         InstanceMethod<&Userfaultfd::Register>("register"),
+                         InstanceMethod<&Userfaultfd::Unregister>("unregister"),
+                         InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
+                         InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
+                         InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
+                         InstanceMethod<&Userfaultfd::Wake>("wake"),
+                         InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
+                         InstanceMethod<&Userfaultfd::Continue>("continue"),
+                         InstanceMethod<&Userfaultfd::Poison>("poison"),
+                         InstanceMethod<&Userfaultfd::Move>("move"),
+                         InstanceMethod<&Userfaultfd::Close>("close"),
+                         InstanceMethod<&Userfaultfd::Noop>("noop"),
+                         InstanceMethod<&Userfaultfd::StartReader>("startReader"),
+                         InstanceMethod<&Userfaultfd::RefReader>("ref"),
+                         InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
+                         InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
+                         InstanceMethod<&Userfaultfd::Serve>("serve"),
+                         InstanceMethod<&Userfaultfd::Unserve>("unserve"),
+                         InstanceMethod<&Userfaultfd::Stats>("stats"),
+                         InstanceMethod<&Userfaultfd::Recorded>("recorded"),
+                         InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
+                     });
 }
 
 Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
@@ -181,7 +180,7 @@ void Userfaultfd::Shutdown() {
 }
 
 int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
-  if (fd_ < 0) ThrowRangeError(env, "the userfaultfd is closed");
+  if (fd_ < 0) ThrowRangeError(env, "The userfaultfd is closed");
   return fd_;
 }
 
@@ -356,7 +355,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   uint64_t offset = ArgU64(info, 4), readahead = ArgU64(info, 5);
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
-  std::shared_ptr<PageSource> prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
+  std::shared_ptr<PageSource>
+      prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
+  int adviseFd = -1;   // a file source's fd for the prefetch thread's read-ahead hints
   bool prefetch = info.Length() > 9 && info[9].IsTypedArray();
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
@@ -400,8 +401,11 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       }
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
+        adviseFd = fcntl(fd2, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
         prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
-        if (!prefetchSource) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+        if (!prefetchSource && adviseFd >= 0) close(adviseFd);
+        if (!prefetchSource)
+          ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
       }
       break;
     }
@@ -420,30 +424,44 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     keepAliveIds_.push_back(id);
     keepMapped_.push_back(keepMapping);
   }
-  AddWorkingSet(info, id, start, length, std::move(prefetchSource));
+  AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
 }
 
 // (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null). JS thread.
 // Throws (with the range left unserved) when the prefetch thread cannot start.
 void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start,
-                                uint64_t length, std::shared_ptr<PageSource> prefetchSource) {
+                                uint64_t length, std::shared_ptr<PageSource> prefetchSource,
+                                int adviseFd, uint64_t fileOffset) {
   Napi::Env env = info.Env();
+  // Closed on every path that does not hand it to a prefetcher.
+  struct FdGuard {
+    int fd;
+    ~FdGuard() {
+      if (fd >= 0) close(fd);
+    }
+  } guard{adviseFd};
   bool record = info.Length() > 8 && ArgBool(info, 8);
   std::vector<PageRun> loaded;
-  if (info.Length() > 9 && info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+  if (info.Length() > 9 && info[9].IsTypedArray() &&
+      info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
     Napi::Uint32Array a = info[9].As<Napi::Uint32Array>();
     uint64_t pages = length / pageSize_;
     loaded.reserve(a.ElementLength() / 2);
     for (size_t i = 0; i + 1 < a.ElementLength(); i += 2) {
       uint64_t first = a[i], count = a[i + 1];
-      if (count == 0 || first >= pages || count > pages - first) ThrowRangeError(env, "prefetch run outside the range");
+      if (count == 0 || first >= pages || count > pages - first) {
+        RemoveServed(id);
+        ThrowRangeError(env, "prefetch run outside the range");
+      }
       loaded.push_back(PageRun{a[i], a[i + 1], 0});
     }
   }
   if (!record && loaded.empty()) return;
   auto set = std::make_unique<WorkingSet>(id, start, length, pageSize_, record, loaded);
-  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded));
+  guard.fd = -1;
+  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded),
+                             adviseFd, fileOffset);
   if (err != 0) {
     RemoveServed(id);
     ThrowErrno(env, err, "pthread_create");
@@ -497,9 +515,14 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
   r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
   r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
   WorkingSetStats& ws = workingSets_.stats();
-  r.Set("demandFaults", Napi::Number::New(env, static_cast<double>(ws.demandFaults.load(std::memory_order_relaxed))));
-  r.Set("prefetched", Napi::Number::New(env, static_cast<double>(ws.prefetched.load(std::memory_order_relaxed))));
-  r.Set("prefetchMisses", Napi::Number::New(env, static_cast<double>(ws.prefetchMisses.load(std::memory_order_relaxed))));
+  r.Set(
+      "demandFaults",
+      Napi::Number::New(env, static_cast<double>(ws.demandFaults.load(std::memory_order_relaxed))));
+  r.Set("prefetched",
+        Napi::Number::New(env, static_cast<double>(ws.prefetched.load(std::memory_order_relaxed))));
+  r.Set("prefetchMisses",
+        Napi::Number::New(env,
+                          static_cast<double>(ws.prefetchMisses.load(std::memory_order_relaxed))));
   return r;
 }
 
@@ -517,14 +540,18 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       bool self = localMemory_ && jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
-        // Counted and recorded before the answer wakes the faulting thread: a program that
-        // saves its working set right after its last touch must find that touch in it.
-        bool served = served_.Contains(address);
-        if (served) workingSets_.OnFault(address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+        // In a range with a working set, counted and recorded before the answer wakes the
+        // faulting thread: a program that saves its set right after its last touch finds it.
+        bool counted = workingSets_.OnFault(
+            address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
         workingSets_.gate().Begin();
         ServedRanges::Outcome outcome = served_.Answer(fd_, address, stats_, &err);
         workingSets_.gate().End();
-        if (served && outcome == ServedRanges::Outcome::kRetry) workingSets_.UncountDemand();
+        if (outcome == ServedRanges::Outcome::kRetry) {
+          if (counted) workingSets_.UncountDemand();
+        } else if (!counted && outcome != ServedRanges::Outcome::kNotServed) {
+          workingSets_.CountDemand();
+        }
         switch (outcome) {
           case ServedRanges::Outcome::kAnswered:
           case ServedRanges::Outcome::kOwnerGone:

@@ -22,6 +22,8 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info);      // (fd)
 Napi::Value GetTid(const Napi::CallbackInfo& info);       // gettid() of the calling JS thread
 
 enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
+// Serve()'s source argument: what its `source` value is.
+enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3 };
 
 class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
  public:
@@ -63,7 +65,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value PrefetchCursor(const Napi::CallbackInfo& info);
   // JS thread: the working set of a range just served (record, prefetch: args 8 and 9).
   void AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start, uint64_t length,
-                     std::shared_ptr<PageSource> prefetchSource);
+                     std::shared_ptr<PageSource> prefetchSource, int adviseFd, uint64_t fileOffset);
 
   int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
   void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread

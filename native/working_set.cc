@@ -1,6 +1,7 @@
 #include "working_set.h"
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -50,7 +51,8 @@ WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pa
   if (!loaded.empty()) {
     loaded_.assign(words, 0);
     for (const PageRun& r : loaded) {
-      for (uint64_t p = r.first; p < static_cast<uint64_t>(r.first) + r.count && p < pages; p++) Set(loaded_, p);
+      for (uint64_t p = r.first; p < static_cast<uint64_t>(r.first) + r.count && p < pages; p++)
+        Set(loaded_, p);
     }
   }
 }
@@ -66,7 +68,8 @@ bool WorkingSet::OnFault(uint64_t address, bool write) {
       Set(touched_, page);
       uint32_t w = write ? 1 : 0;
       PageRun* last = runs_.empty() ? nullptr : &runs_.back();
-      if (last != nullptr && last->write == w && static_cast<uint64_t>(last->first) + last->count == page) {
+      if (last != nullptr && last->write == w &&
+          static_cast<uint64_t>(last->first) + last->count == page) {
         last->count++;
       } else {
         runs_.push_back(PageRun{static_cast<uint32_t>(page), 1, w});
@@ -82,12 +85,15 @@ std::vector<PageRun> WorkingSet::Recorded() {
 }
 
 int WorkingSets::Add(std::unique_ptr<WorkingSet> set, int fd, std::shared_ptr<PageSource> source,
-                     std::vector<PageRun> loaded) {
+                     std::vector<PageRun> loaded, int adviseFd, uint64_t fileOffset) {
   Prefetcher* prefetcher = nullptr;
   if (!loaded.empty()) {
-    set->prefetcher = std::make_unique<Prefetcher>(fd, set->start(), set->pageSize(), std::move(source),
-                                                   std::move(loaded), gate_, stats_);
+    set->prefetcher = std::make_unique<Prefetcher>(
+        fd, set->start(), set->pageSize(), std::move(source), std::move(loaded), gate_, stats_);
     prefetcher = set->prefetcher.get();
+    if (adviseFd >= 0) prefetcher->AdviseFile(adviseFd, fileOffset);
+  } else if (adviseFd >= 0) {
+    close(adviseFd);
   }
   uint32_t id = set->id();
   {
@@ -156,15 +162,16 @@ int64_t WorkingSets::PrefetchCursor(uint32_t id) {
 }
 
 // Reader thread.
-void WorkingSets::OnFault(uint64_t address, bool write) {
-  stats_.demandFaults.fetch_add(1, std::memory_order_relaxed);
-  if (count_.load(std::memory_order_relaxed) == 0) return;
+bool WorkingSets::OnFault(uint64_t address, bool write) {
+  if (count_.load(std::memory_order_relaxed) == 0) return false;
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& s : sets_) {
     if (!s->Contains(address)) continue;
+    stats_.demandFaults.fetch_add(1, std::memory_order_relaxed);
     if (s->OnFault(address, write)) stats_.prefetchMisses.fetch_add(1, std::memory_order_relaxed);
-    return;
+    return true;
   }
+  return false;
 }
 
 // Reader thread.

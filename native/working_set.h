@@ -66,7 +66,9 @@ class WorkingSet {
   uint64_t start() const { return start_; }
   uint64_t pageSize() const { return pageSize_; }
   bool Contains(uint64_t address) const { return address >= start_ && address - start_ < length_; }
-  bool Overlaps(uint64_t start, uint64_t end) const { return start < start_ + length_ && end > start_; }
+  bool Overlaps(uint64_t start, uint64_t end) const {
+    return start < start_ + length_ && end > start_;
+  }
 
   // Reader thread: a missing-page fault at `address`, inside this range. Records its first
   // touch; returns whether the page belongs to the loaded set.
@@ -77,7 +79,9 @@ class WorkingSet {
   std::unique_ptr<Prefetcher> prefetcher;
 
  private:
-  static bool Test(const std::vector<uint64_t>& bits, uint64_t i) { return (bits[i >> 6] >> (i & 63)) & 1; }
+  static bool Test(const std::vector<uint64_t>& bits, uint64_t i) {
+    return (bits[i >> 6] >> (i & 63)) & 1;
+  }
   static void Set(std::vector<uint64_t>& bits, uint64_t i) { bits[i >> 6] |= 1ull << (i & 63); }
 
   uint32_t id_;
@@ -94,10 +98,11 @@ class WorkingSets {
  public:
   WorkingSets() = default;
   ~WorkingSets() { Clear(); }  // the prefetch threads use gate_ and stats_: joined first
-  // JS thread. `source` is the prefetch thread's own source (never used by the reader).
+  // JS thread. `source` is the prefetch thread's own source (never used by the reader);
+  // `adviseFd` (owned; -1 if none) the file behind it, whose range starts at `fileOffset`.
   // Returns 0, or the errno of starting the prefetch thread.
   int Add(std::unique_ptr<WorkingSet> set, int fd, std::shared_ptr<PageSource> source,
-          std::vector<PageRun> loaded);
+          std::vector<PageRun> loaded, int adviseFd = -1, uint64_t fileOffset = 0);
   // JS thread. Stops and joins the range's prefetch thread; false if there was no such set.
   bool Remove(uint32_t id);
   void Clear();
@@ -106,8 +111,12 @@ class WorkingSets {
   // (installed, or found present); -1 when the range has no prefetch.
   int64_t PrefetchCursor(uint32_t id);
 
-  // Reader thread: a missing-page fault on a served range, before it is answered.
-  void OnFault(uint64_t address, bool write);
+  // Reader thread: a missing-page fault, before it is answered. In a range with a working set,
+  // records it and counts it as a demand fault (and a prefetch miss if the set holds it);
+  // returns whether it did.
+  bool OnFault(uint64_t address, bool write);
+  // Reader thread: a demand fault on a served range without a working set, once answered.
+  void CountDemand() { stats_.demandFaults.fetch_add(1, std::memory_order_relaxed); }
   // Reader thread: the fault waits for a retry; it is counted again then (recorded once).
   void UncountDemand() { stats_.demandFaults.fetch_sub(1, std::memory_order_relaxed); }
   // Reader thread: the layout changed under [start, end) (REMOVE, UNMAP, REMAP): prefetch there

@@ -1,12 +1,12 @@
 // The workload of bench/working-set.js: a program restoring from an image, touching the pages
-// of a fixed scattered order (ORDER: little-endian u32 page indexes) and reading each whole
-// page. Built by the benchmark with `cc -O2`. Prints one JSON line with CLOCK_MONOTONIC
+// of a fixed scattered order (ORDER: little-endian u32 page indexes) and reading the first
+// BYTES of each (default 64: one cache line; 4096: the whole page). Built by the benchmark with `cc -O2`. Prints one JSON line with CLOCK_MONOTONIC
 // timestamps (ns), which Node's process.hrtime.bigint() shares.
 //
-//   ws-touch uffd SOCK LENGTH ORDER    maps LENGTH bytes, registers them with a userfaultfd,
+//   ws-touch uffd SOCK LENGTH ORDER [BYTES]    maps LENGTH bytes, registers them with a userfaultfd,
 //                                      sends it to SOCK (SCM_RIGHTS, payload: the address),
 //                                      waits for a byte on stdin, then touches ORDER
-//   ws-touch memory IMAGE LENGTH ORDER the baseline: IMAGE read into populated memory first
+//   ws-touch memory IMAGE LENGTH ORDER [BYTES] the baseline: IMAGE read into populated memory first
 //                                      (not timed), then the same touches
 #define _GNU_SOURCE
 #include <errno.h>
@@ -69,12 +69,13 @@ static void send_uffd(const char* sock, int uffd, uint64_t addr) {
   // The socket stays open (as Firecracker's does) until the process exits.
 }
 
-// Reads every byte of each page in ORDER: the data is used, not only mapped.
-static void touch(const uint8_t* mem, const uint32_t* order, size_t count, uint64_t* first, uint64_t* end) {
+// Reads the first `bytes` of each page in ORDER: the data is used, not only mapped.
+static void touch(const uint8_t* mem, const uint32_t* order, size_t count, size_t bytes, uint64_t* first,
+                  uint64_t* end) {
   uint64_t sum = 0;
   for (size_t i = 0; i < count; i++) {
     const uint64_t* p = (const uint64_t*)(mem + (uint64_t)order[i] * PAGE);
-    for (size_t k = 0; k < PAGE / 8; k++) sum += p[k];
+    for (size_t k = 0; k < bytes / 8; k++) sum += p[k];
     if (i == 0) *first = now_ns();
   }
   *end = now_ns();
@@ -82,10 +83,12 @@ static void touch(const uint8_t* mem, const uint32_t* order, size_t count, uint6
 }
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: ws-touch uffd SOCK LENGTH ORDER | memory IMAGE LENGTH ORDER\n");
+  if (argc != 5 && argc != 6) {
+    fprintf(stderr, "usage: ws-touch uffd SOCK LENGTH ORDER [BYTES] | memory IMAGE LENGTH ORDER [BYTES]\n");
     return 2;
   }
+  size_t bytes = argc == 6 ? (size_t)strtoul(argv[5], NULL, 10) : 64;
+  if (bytes < 8 || bytes > PAGE) bytes = 64;
   uint64_t length = strtoull(argv[3], NULL, 10);
   size_t count;
   uint32_t* order = read_order(argv[4], &count);
@@ -102,7 +105,7 @@ int main(int argc, char** argv) {
     }
     close(fd);
     start = now_ns();
-    touch(mem, order, count, &first, &end);
+    touch(mem, order, count, bytes, &first, &end);
   } else {
     int uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (uffd < 0) die("userfaultfd");
@@ -114,7 +117,7 @@ int main(int argc, char** argv) {
     char go;
     if (read(0, &go, 1) != 1) die("read go");
     start = now_ns();
-    touch(mem, order, count, &first, &end);
+    touch(mem, order, count, bytes, &first, &end);
   }
   printf("{\"start\":%llu,\"first\":%llu,\"end\":%llu,\"pages\":%zu}\n", (unsigned long long)start,
          (unsigned long long)first, (unsigned long long)end, count);

@@ -2,19 +2,21 @@
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { errnoName, invalidArgType, uffdError } from '../errors';
+import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { ServeSets, Userfaultfd } from '../userfaultfd';
-import { kernelOffer, openKernelFd } from './probe';
+import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
-const RECORD = 40; // native/fault_reader.h Delivery
+const RECORD = constants.delivery.size;
+const MSG = constants.delivery.msg;
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5 } as const;
+const NOTE = constants.notes;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
-const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
+const POLICY = constants.selfFaultPolicies;
+const KIND = constants.sourceKinds;
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -75,7 +77,8 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
                    unit = 0): unknown {
-    const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
+    const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
+      : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
       zeroRemoved, sets.record, sets.prefetch, unit);
@@ -118,13 +121,13 @@ export class KernelUserfaultfd extends Userfaultfd {
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
   private deliver(o: number): void {
     const v = this.view!;
-    const note = v.getInt32(o + 32, true);
-    const err = v.getInt32(o + 36, true);
+    const note = v.getInt32(o + constants.delivery.note, true);
+    const err = v.getInt32(o + constants.delivery.err, true);
     if (note === NOTE.readerFailed) {
       this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
-    const e = this.decode(v, o);
+    const e = this.decode(v, o + MSG);
     if (e === null) return;
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
       this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
@@ -189,7 +192,6 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
 
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
-  const userModeOnly = options.userModeOnly === true;
   const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
@@ -202,15 +204,19 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
   // THREAD_ID costs nothing and lets the reader recognise faults raised by the JS thread itself.
   let mask = featureMask(wanted);
   if (offer.features & constants.features.THREAD_ID && !wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  const userModeOnly = userModeOnlyFor(options.userModeOnly);
   const { fd, via } = openKernelFd(userModeOnly);
   let reply;
   try {
     reply = binding!.apiHandshake(fd, mask);
   } catch (e) {
     binding!.closeFd(fd);
+    if ((e as UffdError).code === 'EPERM' && wanted.includes('EVENT_FORK')) {
+      (e as Error).message += ' (EVENT_FORK needs CAP_SYS_PTRACE: run with it, or do without fork events)';
+    }
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */

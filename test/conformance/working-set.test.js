@@ -194,7 +194,7 @@ describeBackends('working sets', (backend) => {
       'a flipped checksum': [(b) => { b[b.length - 1] ^= 1; return b; }, 'ERR_UFFD_WORKING_SET_CORRUPT'],
       'truncated': [(b) => b.subarray(0, b.length - 5), 'ERR_UFFD_WORKING_SET_CORRUPT'],
       'empty': [() => Buffer.alloc(0), 'ERR_UFFD_WORKING_SET_CORRUPT'],
-      'not a set': [(b) => Buffer.from('hello world, this is not a working set at all'), 'ERR_UFFD_WORKING_SET_CORRUPT'],
+      'not a set': [() => Buffer.from('hello world, this is not a working set at all'), 'ERR_UFFD_WORKING_SET_CORRUPT'],
       'a newer version': [(b) => { b[4] = 9; return b; }, 'ERR_UFFD_WORKING_SET_VERSION'],
     };
     for (const [name, [damage, code]] of Object.entries(cases)) {

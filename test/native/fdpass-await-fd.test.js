@@ -6,7 +6,7 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { listenForUffd } = require('../../dist');
-const { nativeProbe, runProcess, skipWithReason, delay } = require('../helpers');
+const { nativeProbe, runProcess, skipWithReason, delay, requirePrivileged } = require('../helpers');
 const { buildPeer } = require('../fixtures/firecracker-peer');
 
 /** Connects (retrying until the listener is up), writes `bytes` without an fd, and stays. */
@@ -36,6 +36,7 @@ describe('listenForUffd awaitFd (native-only)', function () {
   });
 
   it('yields the uffd that follows the body, with every byte received as the payload', async function () {
+    requirePrivileged(this, "the Firecracker peer's userfaultfd");
     let peerBin;
     try {
       peerBin = buildPeer(dir);

@@ -8,7 +8,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { nativeProbe, pattern, runProcess, skipWithReason } = require('../helpers');
+const { nativeProbe, pattern, runProcess, skipWithReason, requirePrivileged } = require('../helpers');
 const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
@@ -57,6 +57,7 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
 
   before(function () {
     if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
+    requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fccli-'));
     try {
       peerBin = buildPeer(dir);
@@ -297,6 +298,7 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
 
   describe('the jailer: Firecracker in a new pid namespace', function () {
     before(function () {
+      requirePrivileged(this, 'a new pid namespace (unshare --pid)', 'root');
       try {
         execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'pipe' });
       } catch (e) {
@@ -321,7 +323,7 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
     });
 
     it("a VM run as the jailer's uid: served with --allow-uid, unable to connect without it (the socket is 0600)", async function () {
-      if (process.getuid() !== 0) skipWithReason(this, 'running as another uid needs root');
+      requirePrivileged(this, 'running a VM as another uid', 'root');
       // Everything the other uid touches is world-readable; the socket's directory too.
       const open = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fcuid-'));
       try {

@@ -7,7 +7,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { nativeProbe, pattern, runChild, runProcess, skipWithReason } = require('../helpers');
+const { nativeProbe, pattern, runChild, runProcess, skipWithReason, requirePrivileged } = require('../helpers');
 const { buildPeer, assertPeerOk, raiseHugepages } = require('../fixtures/firecracker-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -24,6 +24,7 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
   let memFile;
   before(function () {
     if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
+    requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fc-'));
     try {
       peerBin = buildPeer(dir);

@@ -155,6 +155,20 @@ describeNative('working sets: prefetch thread', function () {
     assert.match(r.stdout, /^ok /);
   });
 
+  it('a process that exits without close() still writes the set it recorded (the exit hook closes the uffd)', async function () {
+    this.timeout(30000);
+    const set = path.join(dir, 'exit.uffdws');
+    const r = await runChild(`
+      const { Userfaultfd, Region, PageSource } = require(${JSON.stringify(DIST)});
+      const region = Region.map(${16 * PAGE});
+      const uffd = Userfaultfd.open();
+      uffd.serve(region, PageSource.zero(), { record: ${JSON.stringify(set)} });
+      region.read(${3 * PAGE}, 1).then(() => region.read(${9 * PAGE}, 1)).then(() => process.exit(0));
+    `, { timeoutMs: 20000 });
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.deepStrictEqual(readWorkingSet(set).runs.map((x) => [x.first, x.count]), [[3, 1], [9, 1]]);
+  });
+
   it('a Worker that serves with prefetch and is terminated mid-prefetch leaves the process clean', async function () {
     this.timeout(30000);
     const set = path.join(dir, 'worker.uffdws');

@@ -1,5 +1,5 @@
 // The working-set file format and the refinement across runs (lib/working-set.ts): pure
-// functions, the same for both backends.
+// functions: the one format and policy both backends use, so not run per backend.
 const assert = require('assert');
 const { encodeWorkingSet, decodeWorkingSet, refine } = require('../../dist/working-set');
 
