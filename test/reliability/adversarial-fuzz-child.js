@@ -222,15 +222,22 @@ const scenarios = {
 
   // A JS SIGBUS listener replaces the addon's guard; a poisoned page must still reject.
   async sigbusListener() {
-    process.on('SIGBUS', () => { notes.sigbusCallbacks = (notes.sigbusCallbacks || 0) + 1; });
+    const listen = () => process.on('SIGBUS', () => { notes.sigbusCallbacks = (notes.sigbusCallbacks || 0) + 1; });
+    // Before any read, or after one (the addon's own guard is in place by then).
+    const when = pick(['before', 'after-a-read']);
+    notes.when = when;
+    if (when === 'before') listen();
     const withFeature = chance(0.5);
     const u = uffd(withFeature ? { features: ['SIGBUS'] } : {});
     const r = region(2);
-    u.register(r);
+    u.register({ start: r.address, length: PAGE });
+    u.serve({ start: r.address + BigInt(PAGE), length: PAGE }, PageSource.zero());
+    await attemptAsync('read', r.read(PAGE, PAGE));
+    if (when !== 'before') listen();
     if (!withFeature) attempt('poison', () => u.poison({ start: r.address, length: PAGE }));
     notes.feature = withFeature;
     const got = await attemptAsync('read', Promise.race([r.read(0, PAGE), delay(3000).then(() => 'late')]));
-    if (got === 'late') throw new Finding('hang', 'a read of a poisoned page with a SIGBUS listener never settled');
+    if (got === 'late') throw new Finding('hang', `a read of a poisoned page with a SIGBUS listener never settled (${notes.sigbusCallbacks} callbacks)`);
     if (got !== undefined) throw new Finding('wrong-result', 'a read of a poisoned page resolved');
   },
 
