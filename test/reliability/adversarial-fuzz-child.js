@@ -40,6 +40,12 @@ const int = (n) => Math.floor(rnd() * n);
 const pick = (a) => a[int(a.length)];
 const chance = (p) => rnd() < p;
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+/** `promise`, or `late` after `ms`; the timer goes with the race, so it never holds the exit. */
+function within(promise, ms, late) {
+  let timer;
+  const timeout = new Promise((r) => { timer = setTimeout(r, ms, late); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 // ---- outcomes ---------------------------------------------------------------------------------
 let scenario = 'start';
@@ -156,7 +162,7 @@ const scenarios = {
       notes[action] = (notes[action] || 0) + 1;
       if (action === 'dontneed') attempt('dontneed', () => r.dontneed(0, pages * PAGE));
       else if (action === 'spawn') spawnSync('true');
-      else if (action === 'read' && !u.closed) await attemptAsync('read', Promise.race([r.read(0, PAGE), delay(50)]));
+      else if (action === 'read' && !u.closed) await attemptAsync('read', within(r.read(0, PAGE), 50));
       else if (action === 'unmap') {
         attempt('unmap', () => r.unmap());
         break;
@@ -181,7 +187,7 @@ const scenarios = {
       u.register(r);
       u.on('pagefault', (f) => attempt('copy', () => u.copy(f.address, new Uint8Array(other.buffer, 0, PAGE))));
     }
-    const got = await attemptAsync('read', Promise.race([r.read(0, PAGE * (1 + int(pages))), delay(1000).then(() => 'late')]));
+    const got = await attemptAsync('read', within(r.read(0, PAGE * (1 + int(pages))), 1000, 'late'));
     if (got === 'late') notes.late = true;
   },
 
@@ -236,7 +242,7 @@ const scenarios = {
     if (when !== 'before') listen();
     if (!withFeature) attempt('poison', () => u.poison({ start: r.address, length: PAGE }));
     notes.feature = withFeature;
-    const got = await attemptAsync('read', Promise.race([r.read(0, PAGE), delay(3000).then(() => 'late')]));
+    const got = await attemptAsync('read', within(r.read(0, PAGE), 3000, 'late'));
     if (got === 'late') throw new Finding('hang', `a read of a poisoned page with a SIGBUS listener never settled (${notes.sigbusCallbacks} callbacks)`);
     if (got !== undefined) throw new Finding('wrong-result', 'a read of a poisoned page resolved');
   },
@@ -285,7 +291,7 @@ const scenarios = {
     const u = uffd();
     const r = region(2);
     const s = attempt('serve', () => u.serve(r, PageSource.file(fifo)));
-    if (s !== undefined) await attemptAsync('read', Promise.race([r.read(0, PAGE), delay(500)]));
+    if (s !== undefined) await attemptAsync('read', within(r.read(0, PAGE), 500));
   },
 
   // Uffds dropped without close(): collected, their fds and threads gone.
@@ -377,7 +383,7 @@ const scenarios = {
       return false;
     })();
     if (!sent) throw new Finding('not-served', 'a legitimate peer could not connect after the hostile ones');
-    const item = await Promise.race([l.next(), delay(5000).then(() => null)]);
+    const item = await within(l.next(), 5000, null);
     if (!item || item.done || item.value.payload.toString() !== 'legit') {
       throw new Finding('not-served', `a legitimate peer was not served after ${kinds.join('+')} (errors ${errors.join()})`);
     }
