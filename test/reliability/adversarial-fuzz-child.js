@@ -49,7 +49,14 @@ function within(promise, ms, late) {
 
 // ---- outcomes ---------------------------------------------------------------------------------
 let scenario = 'start';
-const notes = {};
+// What the step did, printed as it happens: a step that hangs says how far it got.
+const notes = new Proxy({}, {
+  set(target, key, value) {
+    target[key] = value;
+    process.stdout.write(`ADV NOTE ${String(key)}=${JSON.stringify(value)}\n`);
+    return true;
+  },
+});
 class Finding extends Error {
   constructor(kind, what) {
     super(what);

@@ -45,7 +45,10 @@ function step(seed, hostile) {
       let finding = null;
       if (found) finding = `${found[2]}: ${found[3]}`;
       else if (unkillable) finding = 'hang: still there after SIGKILL (a thread in D state)';
-      else if (timedOut) finding = `hang: no exit within ${DEADLINE_MS} ms${ok ? ' (after the step itself finished)' : ''}`;
+      else if (timedOut) {
+        const noted = [...out.matchAll(/^ADV NOTE (.*)$/mg)].map((m) => m[1]).slice(-4).join(' ');
+        finding = `hang: no exit within ${DEADLINE_MS} ms${ok ? ' (after the step itself finished)' : ''} [${noted}]`;
+      }
       else if (signal) finding = `crash: ${signal} ${err.trim().split('\n').slice(-2).join(' | ')}`;
       else if (code !== 0 || !ok) finding = `exit ${code}: ${(err || out).trim().split('\n').slice(-3).join(' | ')}`;
       resolve({ seed, scenario, finding, notes: ok ? ok[2] : '' });
