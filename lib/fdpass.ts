@@ -82,7 +82,11 @@ export interface ListenOptions {
   backlog?: number;
   /** The features of the received uffds, used when /proc/self/fdinfo cannot be read. */
   features?: FeatureName[];
-  /** onSelfFault of the received uffds. */
+  /**
+   * onSelfFault of the received uffds. It matters only for a uffd of this process's own memory
+   * sent back to it: the threads faulting on another process's memory are never ours, so the
+   * self-fault guard is off for those (docs/fd-passing-security.md).
+   */
   onSelfFault?: SelfFaultPolicy;
   /** Called with each connection's error; the listener keeps serving. */
   onError?: (err: FdPassError) => void;

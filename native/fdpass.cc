@@ -20,7 +20,7 @@ namespace {
 
 // A connection carries one userfaultfd. recvmsg(2) installs at most what the control buffer
 // holds and the kernel closes the rest (MSG_CTRUNC), so a peer sending 16 fds a message never
-// puts more than this many in our table at once; any past a connection's first is closed at once.
+// puts more than this many in our table; after a connection's first, none (no control buffer).
 constexpr size_t kMaxFdsPerMessage = 1;
 
 // After accept(2) fails (EMFILE and the like), the listening socket stays readable: polling it
@@ -285,8 +285,12 @@ bool ListenCore::Receive(Conn& c) {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  // Once a connection has its fd, no control buffer: the kernel then drops any further fds
+  // without ever installing them in our table (MSG_CTRUNC).
+  if (!c.hasFd) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
   // The reserve slot is for this connection's userfaultfd: free it for the receive.
   bool reserved = !c.hasFd && spareFd_ >= 0;
   if (reserved) {
