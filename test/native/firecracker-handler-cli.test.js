@@ -272,11 +272,19 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
         const net = require('net');
         const { Userfaultfd, sendUffd } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist'))});
         (async () => {
-          for (let i = 0; i < 100; i++) {
-            try { sendUffd(${JSON.stringify(sock)}, Userfaultfd.open(), '[{"base_host_virt_addr": 4096, "size": ', { framing: 'raw' }); break; }
-            catch (e) { await new Promise((r) => setTimeout(r, 50)); }
+          for (let i = 0; ; i++) {
+            try {
+              await new Promise((resolve, reject) => {
+                const s = net.connect(${JSON.stringify(sock)}, () => s.end('x', resolve));
+                s.on('error', reject);
+              });
+              break;
+            } catch (e) {
+              if (i > 100) throw e;
+              await new Promise((r) => setTimeout(r, 50));
+            }
           }
-          await new Promise((resolve) => { const s = net.connect(${JSON.stringify(sock)}, () => s.end('x', resolve)); });
+          sendUffd(${JSON.stringify(sock)}, Userfaultfd.open(), '[{"base_host_virt_addr": 4096, "size": ', { framing: 'raw' });
           setTimeout(() => {}, 5000);
         })();`], { timeoutMs: 20000 });
       const c = await client;
