@@ -64,8 +64,9 @@ export interface ServeOptions {
   /**
    * The page size of the served mapping: the base page (default), or 2 MiB for a hugetlbfs
    * mapping (a hugetlb Region sets it itself; a range of another process's memory, such as
-   * Firecracker's, says it here). Faults are then answered with whole huge pages. Native
-   * backend only, with MISSING_HUGETLBFS; the simulator refuses it (ERR_UFFD_UNSUPPORTED).
+   * Firecracker's, says it here). Faults are then answered with whole huge pages (both
+   * backends; the kernel needs MISSING_HUGETLBFS). Working sets (record, prefetch) are kept in
+   * base pages: with 2 MiB pages they are refused (ERR_UFFD_UNSUPPORTED).
    */
   pageSize?: number;
   /**

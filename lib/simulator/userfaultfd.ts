@@ -4,7 +4,7 @@
  */
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { codedError, invalidArgType, uffdError } from '../errors';
+import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { ServeSets, Userfaultfd } from '../userfaultfd';
@@ -91,11 +91,8 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
 
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
                    unit?: number): unknown {
-    if (unit !== undefined && unit !== this.pageSize) {
-      throw codedError('ERR_UFFD_UNSUPPORTED', `the simulator serves base pages only (${this.pageSize} bytes), not ${unit}-byte pages`);
-    }
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit ?? this.pageSize);
     const m = addressSpace.findRange(r.start, r.length);
     if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     if (sets.record || sets.prefetch !== null) {
