@@ -14,7 +14,10 @@
             "native/fdpass.cc",
             "native/working_set.cc",
             "native/prefetcher.cc",
-            "native/local_uffds.cc"
+            "native/local_uffds.cc",
+            "native/dirty_tracker.cc",
+            "native/snapshot_writer.cc",
+            "native/teardown_registry.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

@@ -21,3 +21,5 @@ export { sendUffd, listenForUffd, UffdListener } from './fdpass';
 export type { ReceivedUffd, PeerCredentials, ListenOptions, SendOptions, FdPassError, FdPassErrorCode } from './fdpass';
 export { readWorkingSet } from './working-set';
 export type { WorkingSetFile, WorkingSetRun, RefineOptions, WorkingSetErrorCode } from './working-set';
+export type { DirtyRun, DirtyPagesOptions } from './dirty';
+export type { SnapshotResult } from './snapshot';

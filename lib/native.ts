@@ -57,6 +57,10 @@ export interface NativeUserfaultfd {
   /** Pages of the prefetched set gone past, in set order; -1 without prefetch. */
   prefetchCursor(id: number): number;
   stats(): NativeStats;
+  /** A live snapshot (native/snapshot_writer.h); onDone is called once, on the JS thread. */
+  snapshot(start: bigint, length: number, pageSize: number, destFd: number, populate: boolean,
+           onDone: (err: Error | null, result?: { bytes: number; savedBeforeWrite: number; p50: number; p99: number }) => void): void;
+  snapshotEnd(start: bigint): void;
 }
 
 export interface NativeRegion {
@@ -108,6 +112,12 @@ export interface Binding extends FdPassBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /** One PAGEMAP_SCAN of the written pages (native/dirty_tracker.h); out holds 3 words per run. */
+  pagemapScan(start: bigint, end: bigint, reset: boolean, out: BigUint64Array): { count: number; walkEnd: bigint };
+  /** The calling thread's worker_threads.threadId, for releaseThreads. */
+  setThreadId(threadId: number): void;
+  /** Unregisters the ranges of the uffds of thread `threadId` (every thread but `except` when < 0). */
+  releaseThreads(threadId: number, except: number): number;
 }
 
 function load(): { binding: Binding | null; loadError: string | null } {

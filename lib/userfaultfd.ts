@@ -6,6 +6,7 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
+import { checkDirtyTracking, DirtyRun, toDirtyOptions } from './dirty';
 import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
@@ -14,6 +15,8 @@ import {
   CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
   WorkingSetShape, writeWorkingSet,
 } from './working-set';
+import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult, wpAsyncError } from './snapshot';
+import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
   RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
@@ -106,7 +109,8 @@ export abstract class Userfaultfd extends EventEmitter {
   private refed = true;
   private readerStarted = false;
   private readonly queues = new Set<EventQueue>();
-  private readonly registered: CheckedRange[] = [];
+  private readonly registered: Array<CheckedRange & { mode: number }> = [];
+  private readonly snapshotting = new Set<CheckedRange>();
   private readonly servedHandles = new Set<Served>();
   private readonly servedSets = new Map<Served, ServedSet>();
   private readonly faultTimeoutMs: number | undefined;
@@ -166,7 +170,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
     const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
     const mask = this._register(r.start, r.length, mode);
-    this.registered.push(r);
+    this.registered.push({ ...r, mode });
     return { ioctls: ioctlNames(mask) };
   }
 
@@ -292,6 +296,7 @@ export abstract class Userfaultfd extends EventEmitter {
           `0x${r.start.toString(16)}, ${r.length} bytes`);
       }
     }
+    checkSourceOverlap(source, [r, ...this.registered]);
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
       const shape = { pageSize: this.pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
@@ -376,6 +381,80 @@ export abstract class Userfaultfd extends EventEmitter {
   stats(): Stats {
     this.checkOpen();
     return this._stats();
+  }
+
+  // ---- dirty tracking and live snapshots (lib/dirty.ts, lib/snapshot.ts) ---------------------
+
+  /**
+   * The runs of pages written since the last reset (or since writeProtect armed the range), in
+   * address order, adjacent runs merged. Needs WP_ASYNC and a { wp: true } registration.
+   */
+  dirtyPages(range: Range | Region, options: { reset?: boolean } = {}): DirtyRun[] {
+    this.checkOpen();
+    const r = this.range(range);
+    const { reset } = toDirtyOptions(options);
+    checkDirtyTracking(this.features, r, this.registeredMode(r));
+    return this._dirtyPages(r.start, r.length, reset);
+  }
+
+  /**
+   * Writes a point-in-time image of the range to `dest` (a path, or a seekable fd written from
+   * its current offset) while other threads keep writing. Registers the range for WP if it is
+   * not, and leaves registration and protection as they were when the promise settles.
+   */
+  async snapshot(range: Range | Region, dest: string | number): Promise<SnapshotResult> {
+    this.checkOpen();
+    const r = this.range(range);
+    const pageSize = range instanceof Region ? range.pageSize : this.pageSize;
+    checkAligned(r.start, pageSize, 'range.start');
+    checkAligned(r.length, pageSize, 'range.length');
+    if (typeof dest !== 'string' && typeof dest !== 'number') throw invalidArgType('dest', 'a file path (string) or an fd (number)', dest);
+    if (this.features.includes('WP_ASYNC')) throw wpAsyncError();
+    const end = r.start + BigInt(r.length);
+    for (const x of this.snapshotting) if (r.start < x.start + BigInt(x.length) && end > x.start) throw busyError(r.start);
+    this.snapshotting.add(r);
+    let restore: (() => void) | null = null;
+    let out: { fd: number; close: () => Promise<void> } | null = null;
+    try {
+      out = await openDestination(dest);
+      this.checkOpen();
+      restore = this.registerForSnapshot(r);
+      this.startReader(); // the reader thread saves pages before their writes
+      const populate = !this.features.includes('WP_UNPOPULATED');
+      return toResult(await this._snapshot(r.start, r.length, pageSize, out.fd, populate));
+    } finally {
+      this.snapshotting.delete(r);
+      if (restore && !this.isClosed) restore();
+      await out?.close();
+    }
+  }
+
+  /** Registers `r` for WP unless it is; returns how to put the registration back. */
+  private registerForSnapshot(r: CheckedRange): () => void {
+    const mode = this.registeredMode(r);
+    if (mode === undefined) {
+      this.register(r, { wp: true });
+      return () => this.unregister(r);
+    }
+    if (mode & M.REGISTER_WP) return () => undefined;
+    // Modes can be added to a registration but never dropped: the way back is unregister.
+    const flags = (m: number) => ({ missing: (m & M.REGISTER_MISSING) !== 0, minor: (m & M.REGISTER_MINOR) !== 0 });
+    this.unregister(r);
+    this.register(r, { ...flags(mode), wp: true });
+    return () => {
+      this.unregister(r);
+      this.register(r, flags(mode));
+    };
+  }
+
+  /** The UFFDIO_REGISTER mode of a registration of this uffd holding all of `r`. */
+  protected registeredMode(r: CheckedRange): number | undefined {
+    const end = r.start + BigInt(r.length);
+    for (let i = this.registered.length - 1; i >= 0; i--) {
+      const x = this.registered[i];
+      if (x.start <= r.start && x.start + BigInt(x.length) >= end) return x.mode;
+    }
+    return undefined;
   }
 
   // ---- events and lifetime ------------------------------------------------------------------
@@ -560,6 +639,11 @@ export abstract class Userfaultfd extends EventEmitter {
     }
   }
 
+  /** Whether an event of `type` has anyone to go to (a listener or an events() iterator). */
+  protected hasConsumers(type: UffdEvent['type']): boolean {
+    return this.listenerCount(type) > 0 || this.queues.size > 0;
+  }
+
   protected get hasPagefaultConsumers(): boolean {
     return this.listenerCount('pagefault') > 0 || this.queues.size > 0;
   }
@@ -583,6 +667,11 @@ export abstract class Userfaultfd extends EventEmitter {
   /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
   protected abstract _prefetchCursor(handle: unknown): number;
   protected abstract _stats(): Stats;
+  /** The written runs of [start, start + length), adjacent runs merged; `reset` re-protects them. */
+  protected abstract _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
+  /** Protects, streams and releases the range; the range is registered for WP already. */
+  protected abstract _snapshot(start: bigint, length: number, pageSize: number, fd: number,
+                               populate: boolean): Promise<RawSnapshotResult>;
   /** Starts delivering events through dispatch(). Called once. */
   protected abstract _startReader(): void;
   protected abstract _setRef(refed: boolean): void;
@@ -642,7 +731,7 @@ export abstract class Userfaultfd extends EventEmitter {
     return this.registered.some((x) => x.start <= r.start && x.start + BigInt(x.length) >= end);
   }
 
-  private startReader(): void {
+  protected startReader(): void {
     if (this.readerStarted || this.isClosed) return;
     this.readerStarted = true;
     this._startReader();

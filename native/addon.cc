@@ -5,10 +5,12 @@
 #include <cstddef>
 
 #include "addon.h"
+#include "dirty_tracker.h"
 #include "fault_reader.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "userfaultfd.h"
 
 namespace uffd {
@@ -219,6 +221,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   InitFdPass(env, exports);
+  InitDirtyTracker(env, exports);
+  InitTeardown(env, exports);
   return exports;
 }
 

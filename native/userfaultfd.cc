@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "local_uffds.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -32,6 +33,14 @@ struct RangeArgs {
 };
 RangeArgs ReadRange(const Napi::CallbackInfo& info) {
   return {ArgU64(info, 0), ArgU64(info, 1), info.Length() > 2 ? ArgU64(info, 2) : 0};
+}
+
+// Whether a view's memory belongs to an ArrayBuffer (detachable), not a SharedArrayBuffer.
+bool Detachable(Napi::Value view) {
+  napi_value buffer = nullptr;
+  napi_status st = napi_get_typedarray_info(view.Env(), view, nullptr, nullptr, nullptr, &buffer, nullptr);
+  bool isArrayBuffer = false;
+  return st != napi_ok || napi_is_arraybuffer(view.Env(), buffer, &isArrayBuffer) != napi_ok || isArrayBuffer;
 }
 
 }  // namespace
@@ -84,31 +93,34 @@ Napi::Value GetTid(const Napi::CallbackInfo& info) {
 }
 
 Napi::Function Userfaultfd::Init(Napi::Env env) {
-  return DefineClass(env, "Userfaultfd",
-                     {
-                         InstanceAccessor<&Userfaultfd::Fd>("fd"),
-                         InstanceMethod<&Userfaultfd::Register>("register"),
-                         InstanceMethod<&Userfaultfd::Unregister>("unregister"),
-                         InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
-                         InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
-                         InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
-                         InstanceMethod<&Userfaultfd::Wake>("wake"),
-                         InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
-                         InstanceMethod<&Userfaultfd::Continue>("continue"),
-                         InstanceMethod<&Userfaultfd::Poison>("poison"),
-                         InstanceMethod<&Userfaultfd::Move>("move"),
-                         InstanceMethod<&Userfaultfd::Close>("close"),
-                         InstanceMethod<&Userfaultfd::Noop>("noop"),
-                         InstanceMethod<&Userfaultfd::StartReader>("startReader"),
-                         InstanceMethod<&Userfaultfd::RefReader>("ref"),
-                         InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
-                         InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
-                         InstanceMethod<&Userfaultfd::Serve>("serve"),
-                         InstanceMethod<&Userfaultfd::Unserve>("unserve"),
-                         InstanceMethod<&Userfaultfd::Stats>("stats"),
-                         InstanceMethod<&Userfaultfd::Recorded>("recorded"),
-                         InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
-                     });
+  return DefineClass(
+      env, "Userfaultfd",
+      {
+          InstanceAccessor<&Userfaultfd::Fd>("fd"),
+          InstanceMethod<&Userfaultfd::Register>("register"),
+          InstanceMethod<&Userfaultfd::Unregister>("unregister"),
+          InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
+          InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
+          InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
+          InstanceMethod<&Userfaultfd::Wake>("wake"),
+          InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
+          InstanceMethod<&Userfaultfd::Continue>("continue"),
+          InstanceMethod<&Userfaultfd::Poison>("poison"),
+          InstanceMethod<&Userfaultfd::Move>("move"),
+          InstanceMethod<&Userfaultfd::Close>("close"),
+          InstanceMethod<&Userfaultfd::Noop>("noop"),
+          InstanceMethod<&Userfaultfd::StartReader>("startReader"),
+          InstanceMethod<&Userfaultfd::RefReader>("ref"),
+          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
+          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
+          InstanceMethod<&Userfaultfd::Serve>("serve"),
+          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
+          InstanceMethod<&Userfaultfd::Stats>("stats"),
+          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
+          InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
+          InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
+          InstanceMethod<&Userfaultfd::SnapshotEnd>("snapshotEnd"),
+      });
 }
 
 Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
@@ -139,6 +151,7 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
   TrackUffd(env, this);
   tracked_ = true;
+  TrackForTeardown(env, this, fd);
 }
 
 Userfaultfd::~Userfaultfd() {
@@ -164,6 +177,12 @@ void Userfaultfd::Shutdown() {
     reader_ = nullptr;
   }
   workingSets_.Clear();  // joins the prefetch threads: they use the fd and the sources
+  std::vector<std::shared_ptr<SnapshotWriter>> snapshots;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots.swap(snapshots_);
+  }
+  for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
   served_.Clear();
   keepAlive_.clear();
   keepAliveIds_.clear();
@@ -172,11 +191,13 @@ void Userfaultfd::Shutdown() {
   }
   keepMapped_.clear();
   if (fd_ >= 0) {
+    ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
   ReleaseLocalUffd(localClaim_);
   localClaim_ = 0;
+  for (auto& s : snapshots) s->Join();  // a read it waited on was released by the close
 }
 
 int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
@@ -196,6 +217,7 @@ Napi::Value Userfaultfd::Register(const Napi::CallbackInfo& info) {
   uffdio_register reg{{a.start, a.length}, a.mode, 0};
   int err = RetryIoctl(fd, UFFDIO_REGISTER, &reg);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_REGISTER");
+  NoteRegistered(this, a.start, a.length);
   return U64(env, reg.ioctls);
 }
 
@@ -206,6 +228,7 @@ Napi::Value Userfaultfd::Unregister(const Napi::CallbackInfo& info) {
   uffdio_range range{a.start, a.length};
   int err = RetryIoctl(fd, UFFDIO_UNREGISTER, &range);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_UNREGISTER");
+  NoteUnregistered(this, a.start, a.length);
   return env.Undefined();
 }
 
@@ -372,10 +395,18 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ViewBytes(info[3], &data, &bytes);
       uint64_t len = bytes;
       uint64_t skip = std::min<uint64_t>(offset, len);
-      source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
-      keep = Napi::Persistent(info[3]);
+      const uint8_t* from = data == nullptr ? nullptr : data + skip;
       // A view of a Region: that Region's unmap() must wait until this source is gone.
       keepMapping = Mapping::AcquireContaining(data, bytes);
+      if (keepMapping != nullptr || !Detachable(info[3])) {
+        source = MakeMemorySource(from, len - skip);
+        keep = Napi::Persistent(info[3]);
+      } else {
+        // An ArrayBuffer can be detached (transferred) and its memory freed while served: the
+        // reader would then copy freed heap bytes into the region. Serve a copy instead.
+        source = MakeCopiedMemorySource(from, len - skip);
+        if (!source) ThrowErrno(env, errno, "mmap", kNoBytes, "a copy of the buffer source");
+      }
       break;
     }
     case 2:
@@ -388,7 +419,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       } else {
         if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
         path = info[3].As<Napi::String>().Utf8Value();
-        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait on the JS thread for
+        // a writer, forever; what is not a file is refused just below.
+        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
       int fd2 = prefetch ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
@@ -397,7 +430,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       if (!source) {
         int err = errno;
         if (fd2 >= 0) close(fd2);
-        ThrowErrno(env, err, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+        std::string detail = path.empty() ? std::string("fd") : path;
+        if (err == EINVAL && strcmp(failed, "open") == 0) detail += " is not a regular file or a block device";
+        ThrowErrno(env, err, failed, kNoBytes, path.empty() && err != EINVAL ? nullptr : detail.c_str());
       }
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
@@ -573,6 +608,9 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
             break;
         }
       }
+      if ((msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) && SaveBeforeWrite(address)) {
+        return Disposition::kHandled;
+      }
       if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
@@ -587,6 +625,71 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
     default:
       return Disposition::kToJs;
   }
+}
+
+// Reader thread: a write to a page of a live snapshot; false when no snapshot holds it.
+bool Userfaultfd::SaveBeforeWrite(uint64_t address) {
+  std::shared_ptr<SnapshotWriter> writer;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    for (auto& s : snapshots_) {
+      if (s->Contains(address)) writer = s;
+    }
+  }
+  if (!writer) return false;
+  writer->OnWriteFault(address);
+  return true;
+}
+
+// (start, length, pageSize, destFd, populate, onDone(err, result)). JS thread. The range is
+// registered for WP by lib/snapshot.ts; the writer protects it, streams it and un-protects it.
+Napi::Value Userfaultfd::Snapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "snapshot");
+  uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1), pageSize = ArgU64(info, 2);
+  if (pageSize == 0 || length == 0 || length % pageSize != 0 || start % pageSize != 0) {
+    ThrowRangeError(env, "snapshot range must be a non-empty page multiple");
+  }
+  if (!info[5].IsFunction()) ThrowTypeError(env, "onDone must be a function");
+  // A duplicate: the caller may close its fd while the image is written.
+  int dest = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
+  if (dest < 0) ThrowErrno(env, errno, "dup");
+  off_t at = lseek(dest, 0, SEEK_CUR);
+  if (at < 0) {
+    int err = errno;  // ESPIPE: pages are written out of order, at their offsets
+    close(dest);
+    ThrowErrno(env, err, "lseek", kNoBytes, "the snapshot destination must be a seekable file");
+  }
+  SnapshotWriter::Options o{fd, start, length, pageSize, dest, static_cast<uint64_t>(at), ArgBool(info, 4)};
+  auto writer = std::make_shared<SnapshotWriter>(o);
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots_.push_back(writer);
+  }
+  int err = writer->Start(env, info[5].As<Napi::Function>());
+  if (err != 0) {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots_.pop_back();
+    ThrowErrno(env, err, "pthread_create");
+  }
+  return env.Undefined();
+}
+
+// (start). JS thread, once the snapshot at `start` has called back: forget it.
+Napi::Value Userfaultfd::SnapshotEnd(const Napi::CallbackInfo& info) {
+  uint64_t start = ArgU64(info, 0);
+  std::shared_ptr<SnapshotWriter> gone;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    for (size_t i = 0; i < snapshots_.size(); i++) {
+      if (snapshots_[i]->Contains(start)) {
+        gone = snapshots_[i];
+        snapshots_.erase(snapshots_.begin() + static_cast<long>(i));
+        break;
+      }
+    }
+  }
+  return info.Env().Undefined();  // `gone` joins its finished thread here
 }
 
 // Reader thread. The JS thread is stopped inside the kernel on memory that only JS would

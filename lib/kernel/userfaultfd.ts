@@ -2,7 +2,9 @@
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
+import { DirtyRun, foreignMemoryError } from '../dirty';
 import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
+import type { RawSnapshotResult } from '../snapshot';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
@@ -17,6 +19,48 @@ const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = constants.selfFaultPolicies;
 const KIND = constants.sourceKinds;
+/** Features whose events stop the thread that caused them until the message is read. */
+const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_REMAP |
+  constants.features.EVENT_REMOVE | constants.features.EVENT_UNMAP;
+
+/**
+ * What the reader thread's callback reaches the uffd through: strongly while it keeps the
+ * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
+ * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
+ * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ */
+interface ReaderLink {
+  strong: KernelUserfaultfd | null;
+  readonly weak: WeakRef<KernelUserfaultfd>;
+}
+function batchCallback(link: ReaderLink): (count: number) => void {
+  return (count) => (link.strong ?? link.weak.deref())?.onBatch(count);
+}
+
+/**
+ * A Worker whose own JS thread waits on a fault of its own uffd cannot run its cleanup when it
+ * is terminated (the thread is stopped in the kernel), and Node then waits for it forever, in
+ * terminate() and in process.exit(). The thread that made the Worker (or the main thread, at
+ * exit) unregisters that Worker's ranges, which wakes it; its own teardown then closes its uffds.
+ * Only Workers made by a thread that has loaded this package are seen.
+ */
+function watchWorkerTeardown(): void {
+  if (!binding) return;
+  const native = binding;
+  const { threadId, isMainThread } = require('worker_threads') as typeof import('worker_threads');
+  native.setThreadId(threadId);
+  process.on('worker', (worker: import('worker_threads').Worker) => {
+    const terminate = worker.terminate;
+    const id = worker.threadId;
+    worker.terminate = function (this: typeof worker, ...args: Parameters<typeof terminate>) {
+      const done = terminate.apply(this, args);
+      native.releaseThreads(id, -1);
+      return done;
+    };
+  });
+  if (isMainThread) process.on('exit', () => native.releaseThreads(-1, threadId));
+}
+watchWorkerTeardown();
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -28,15 +72,32 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly fdNumber: number;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
+  private readonly link: ReaderLink = { strong: null, weak: new WeakRef(this) };
+  private nativeReader = false;
+  /** A consumer (listener, events(), serve()) started the reader, not only WAITING_EVENTS. */
+  private consumerReader = false;
+  /** Pages whose faults the event-only reader read with nobody to give them to: woken (and so
+   * raised again) once a consumer comes, or released by close(). */
+  private readonly held = new Set<bigint>();
 
+  /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
+  private readonly localMemory: boolean;
+
+  /** `readsEvents`: this object opened the uffd (open(), a fork event), so it reads the events
+   * that block their callers (WAITING_EVENTS) from now on, listener or not. */
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd') {
+              via?: 'syscall' | 'dev-userfaultfd', localMemory = false, readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
+    this.localMemory = localMemory;
+    if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
+      this.runReader();
+      this.handle.unref(); // reading events alone does not hold the process
+    }
   }
 
   get fd(): number {
@@ -99,13 +160,36 @@ export class KernelUserfaultfd extends Userfaultfd {
       prefetched: s.prefetched, demandFaults: s.demandFaults, prefetchMisses: s.prefetchMisses,
     };
   }
+  protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
+    if (!this.localMemory) throw foreignMemoryError();
+    return scanWritten(start, start + BigInt(length), reset);
+  }
+  protected _snapshot(start: bigint, length: number, pageSize: number, fd: number, populate: boolean): Promise<RawSnapshotResult> {
+    return new Promise((resolve, reject) => {
+      this.handle.snapshot(start, length, pageSize, fd, populate, (err, result) => {
+        if (!this.closed) this.handle.snapshotEnd(start);
+        if (err) reject(err);
+        else resolve(result!);
+      });
+    });
+  }
   protected _startReader(): void {
+    this.consumerReader = true;
+    this.runReader();
+    // Faults held while nobody consumed them run again, to be served or delivered now.
+    for (const page of this.held) this.handle.wake(page, this.pageSize);
+    this.held.clear();
+  }
+  private runReader(): void {
+    if (this.nativeReader) return;
+    this.nativeReader = true;
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
     this.view = new DataView(this.scratch.buffer);
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
-    this.handle.startReader((count) => this.onBatch(count), this.scratch);
+    this.handle.startReader(batchCallback(this.link), this.scratch);
   }
   protected _setRef(refed: boolean): void {
+    this.link.strong = refed ? this : null;
     if (refed) this.handle.ref();
     else this.handle.unref();
   }
@@ -114,7 +198,7 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
-  private onBatch(count: number): void {
+  onBatch(count: number): void {
     for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
   }
 
@@ -140,6 +224,12 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
+    if (e.type === 'pagefault' && !this.consumerReader) {
+      // Read only so that non-cooperative events cannot block their callers: the fault waits,
+      // as it would with no reader, for a consumer (or close()).
+      this.held.add(e.address - (e.address % BigInt(this.pageSize)));
+      return;
+    }
     if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
     else this.dispatch(e);
   }
@@ -162,10 +252,14 @@ export class KernelUserfaultfd extends Userfaultfd {
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
+        if (!this.hasConsumers('fork')) {
+          binding!.closeFd(fd); // nobody takes the child's uffd: close it now, not at GC
+          return null;
+        }
         // The kernel copies the parent's context (features and all) into the child's fd, so
         // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy });
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, false, true);
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -178,6 +272,36 @@ export class KernelUserfaultfd extends Userfaultfd {
         return null;
     }
   }
+}
+
+/** Runs per PAGEMAP_SCAN call; a walk that fills them goes on from where it stopped. */
+const SCAN_RUNS = 512;
+let scanBuffer: BigUint64Array | null = null;
+let scanWords: Uint32Array | null = null;
+
+/**
+ * Every written run of [start, end), merged, in as many PAGEMAP_SCAN calls as it takes. The
+ * addresses are read as numbers (user-space addresses are below 2^53): BigInt arithmetic per run
+ * cost 30x the scan itself.
+ */
+function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
+  const out = (scanBuffer ??= new BigUint64Array(SCAN_RUNS * 3));
+  const words = (scanWords ??= new Uint32Array(out.buffer));
+  const runs: DirtyRun[] = [];
+  let lastEnd = -1;
+  for (let at = start; at < end;) {
+    const { count, walkEnd } = binding!.pagemapScan(at, end, reset, out);
+    for (let i = 0; i < count; i++) {
+      const s = words[i * 6] + words[i * 6 + 1] * 0x100000000;
+      const e = words[i * 6 + 2] + words[i * 6 + 3] * 0x100000000;
+      if (s === lastEnd) runs[runs.length - 1].length += e - s; // split only by the vector's end
+      else runs.push({ start: BigInt(s), length: e - s });
+      lastEnd = e;
+    }
+    if (walkEnd <= at) break; // no progress: nothing more to read
+    at = walkEnd;
+  }
+  return runs;
 }
 
 function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
@@ -216,7 +340,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     }
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */

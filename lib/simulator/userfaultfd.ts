@@ -14,6 +14,9 @@ import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges, stage, unstage } from './page-sources';
 import { FaultStats } from './stats';
 import { SimWorkingSet } from './working-sets';
+import { scanWritten, SimSnapshot } from './snapshot';
+import type { DirtyRun } from '../dirty';
+import type { RawSnapshotResult } from '../snapshot';
 
 const PF = constants.pagefaultFlags;
 /** UFFDIO_API's answer: REGISTER, UNREGISTER and API. */
@@ -32,6 +35,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   private reading = false;
   private readonly stagers = new Map<number, { m: Mapping; stager: Stager }>();
   private readonly workingSets = new Map<number, SimWorkingSet>();
+  private readonly snapshots = new Set<SimSnapshot>();
 
   constructor(ctx: UffdContext, options: OpenOptions) {
     super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
@@ -122,6 +126,18 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   protected _stats(): Stats {
     return this.counters.snapshot();
   }
+  protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
+    return scanWritten(this.ctx, start, length, reset);
+  }
+  protected async _snapshot(start: bigint, length: number, _pageSize: number, fd: number): Promise<RawSnapshotResult> {
+    const s = new SimSnapshot(this.ctx, start, length);
+    this.snapshots.add(s);
+    try {
+      return await s.run(fd);
+    } finally {
+      this.snapshots.delete(s);
+    }
+  }
   protected _startReader(): void {
     this.reading = true;
     this.ctx.startReading(this);
@@ -172,6 +188,13 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       return;
     }
     const w = m.waiter;
+    if (w.flags & PF.WP) {
+      // A live snapshot's page: saved first, then released, with no JavaScript handler (native:
+      // the reader thread does it, snapshot_writer.cc).
+      for (const s of this.snapshots) {
+        if (s.contains(w.address)) return s.onWriteFault(w);
+      }
+    }
     this.counters.countFault();
     const e: PageFault = {
       type: 'pagefault', address: w.address,

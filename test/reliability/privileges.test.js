@@ -20,7 +20,7 @@ const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 const PRELUDE = `
 const fs = require('fs');
 const { Userfaultfd, Region, PageSource, probe } = require(process.env.PKG + '/dist');
-const out = { uid: process.getuid(), warnings: [] };
+const out = { uid: process.getuid(), warnings: [], sysctl: fs.readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim() };
 process.on('warning', (w) => out.warnings.push({ code: w.code, message: w.message, detail: w.detail }));
 const done = () => setImmediate(() => console.log(JSON.stringify(out)));
 const fail = (e) => { out.failed = e.stack; done(); };
@@ -86,11 +86,18 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     return { ...out, stderr: r.stderr };
   }
 
+  /** The sysctl is machine-wide: another process (a concurrent test run as root) may set it. */
+  function requireSysctl0(ctx, r) {
+    if (r.sysctl !== '0' || r.sysctlChanged) {
+      skipWithReason(ctx, 'another process set vm.unprivileged_userfaultfd to 1 while this test ran');
+    }
+  }
+
   function needDeny(ctx) {
     if (!deny) skipWithReason(ctx, 'cannot compile test/doctor/deny-userfaultfd.c with cc');
   }
 
-  it("open() falls back to UFFD_USER_MODE_ONLY: uffd.userModeOnly, one USERFAULTFD_USER_MODE_ONLY warning, Region.map on the same backend", async () => {
+  it("open() falls back to UFFD_USER_MODE_ONLY: uffd.userModeOnly, one USERFAULTFD_USER_MODE_ONLY warning, Region.map on the same backend", async function () {
     const r = await unprivileged(`
       const uffd = Userfaultfd.open();
       const again = Userfaultfd.open();
@@ -100,6 +107,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
       uffd.register(region);
       uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 0x5a)));
       region.read(4096, 16).then((b) => { out.read = [...b]; uffd.close(); region.unmap(); done(); }, fail);`);
+    requireSysctl0(this, r);
     assert.notStrictEqual(r.uid, 0);
     assert.deepStrictEqual([r.backend, r.userModeOnly, r.again, r.mapped], ['native', true, true, 'native']);
     assert.deepStrictEqual(r.read, new Array(16).fill(0x5a));
@@ -111,7 +119,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     assert.match(w.detail, /userModeOnly: true/);
   });
 
-  it("{ userModeOnly: true } with 'auto' uses the kernel without a warning; { userModeOnly: false } throws EPERM naming the fixes, EVENT_FORK too", async () => {
+  it("{ userModeOnly: true } with 'auto' uses the kernel without a warning; { userModeOnly: false } throws EPERM naming the fixes, EVENT_FORK too", async function () {
     const r = await unprivileged(`
       const u = Userfaultfd.open({ userModeOnly: true });
       Object.assign(out, { backend: u.backend, userModeOnly: u.userModeOnly, fd: u.fd >= 0 });
@@ -121,6 +129,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
       try { Userfaultfd.open({ features: ['EVENT_FORK'], userModeOnly: true }); out.fork = 'opened'; }
       catch (e) { out.fork = { code: e.code, syscall: e.syscall, message: e.message }; }
       done();`);
+    requireSysctl0(this, r);
     assert.deepStrictEqual([r.backend, r.userModeOnly, r.fd], ['native', true, true]);
     assert.deepStrictEqual(r.warnings, []);
     assert.deepStrictEqual([r.full.name, r.full.code, r.full.syscall], ['UffdError', 'EPERM', 'userfaultfd']);
@@ -130,11 +139,12 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     assert.match(r.fork.message, /EVENT_FORK needs CAP_SYS_PTRACE/);
   });
 
-  it("probe() says what 'auto' does: the kernel, user-mode only, with the reason and the fix", async () => {
+  it("probe() says what 'auto' does: the kernel, user-mode only, with the reason and the fix", async function () {
     const r = await unprivileged(`
       const pick = ({ backend, available, userModeOnly, reason, unprivileged }) => ({ backend, available, userModeOnly, reason, unprivileged });
       Object.assign(out, { auto: pick(probe()), native: pick(probe({ backend: 'native' })) });
       done();`);
+    requireSysctl0(this, r);
     assert.deepStrictEqual(r.auto, r.native);
     assert.strictEqual(r.auto.backend, 'native');
     assert.strictEqual(r.auto.available, true);
@@ -146,7 +156,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     assert.deepStrictEqual(r.warnings, [], 'probe() alone warns about nothing');
   });
 
-  it('a missing page touched inside a system call fails with EFAULT (fs.readSync into it, fs.writeSync from it); present, both work', async () => {
+  it('a missing page touched inside a system call fails with EFAULT (fs.readSync into it, fs.writeSync from it); present, both work', async function () {
     const r = await unprivileged(`
       const uffd = Userfaultfd.open();
       const region = Region.map(4 * 4096);
@@ -156,7 +166,9 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
       const fd = fs.openSync(file, 'w+');
       fs.writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, 0);
       const page = (i) => new Uint8Array(region.buffer, i * 4096, 4096);
-      const code = (f) => { try { return f(); } catch (e) { return e.code; } };
+      // With a full uffd (the sysctl changed underneath) the JS thread would fault on its own handler.
+      out.sysctlChanged = !uffd.userModeOnly;
+      const code = (f) => { if (out.sysctlChanged) return 'not tried'; try { return f(); } catch (e) { return e.code; } };
       out.readSync = code(() => fs.readSync(fd, page(1), 0, 4096, 0));
       out.writeSync = code(() => fs.writeSync(fd, page(2), 0, 4096, 0));
       (async () => {
@@ -171,6 +183,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
         fs.closeSync(fd); fs.unlinkSync(file);
         uffd.close(); region.unmap(); done();
       })().catch(fail);`);
+    requireSysctl0(this, r);
     assert.strictEqual(r.readSync, 'EFAULT');
     assert.strictEqual(r.writeSync, 'EFAULT');
     assert.strictEqual(r.faults, 2, 'only the thread-pool touches faulted');
@@ -180,7 +193,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
     assert.deepStrictEqual(r.file, [0x5a]);
   });
 
-  it('what keeps working: direct touches of served memory (file source, pread and mmap), and a handler in a Worker', async () => {
+  it('what keeps working: direct touches of served memory (file source, pread and mmap), and a handler in a Worker', async function () {
     const r = await unprivileged(`
       const { Worker } = require('worker_threads');
       const file = require('os').tmpdir() + '/uffd-served-' + process.pid;
@@ -212,6 +225,7 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
         uffd.close(); region.unmap(); done();
       });
       worker.once('error', fail);`);
+    requireSysctl0(this, r);
     assert.deepStrictEqual(r.served, { pread: true, mmap: true });
     assert.strictEqual(r.workerTouch, 0x33);
   });
