@@ -193,7 +193,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.startReader(batchCallback(this.link), this.scratch);
   }
   /** Also the reader that WAITING_EVENTS features start at open(), with no consumer. */
-  protected readerRunning(): boolean {
+  protected override readerRunning(): boolean {
     return super.readerRunning() || this.nativeReader;
   }
   protected _readSync(max: number, timeoutMs: number): UffdEvent[] {
