@@ -16,6 +16,7 @@
             "native/fast_ioctl.cc",
             "native/working_set.cc",
             "native/prefetcher.cc",
+            "native/local_uffds.cc",
             "native/dirty_tracker.cc",
             "native/snapshot_writer.cc",
             "native/teardown_registry.cc"

@@ -1,4 +1,15 @@
 #!/usr/bin/env node
 // `npx userfaultfd doctor [--json] [--user-mode-only]`: see lib/doctor.ts.
+// `npx userfaultfd firecracker-handler <socket> <memory-file> [...]`: see lib/firecracker-handler.ts.
 'use strict';
-process.exitCode = require('../dist/doctor.js').main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv[0] === 'firecracker-handler') {
+  require('../dist/firecracker-handler.js').main(argv.slice(1)).then((code) => {
+    process.exitCode = code;
+  }, (e) => {
+    process.stderr.write(`firecracker-handler: fatal: ${e.stack || e}\n`);
+    process.exitCode = 1;
+  });
+} else {
+  process.exitCode = require('../dist/doctor.js').main(argv);
+}

@@ -12,9 +12,16 @@
  * bytes that arrived with the fd in one recvmsg(2), as Firecracker sends its JSON body and as
  * its example handlers read it. Either way the fd must come with the payload's bytes.
  *
+ * Access. The socket file is created with `mode` (0o600: only our uid can connect), and a peer
+ * whose uid (SO_PEERCRED) is neither ours nor in `allowUids` is refused (ERR_UFFD_PEER_UID).
+ *
+ * Bounds. A connection holds at most one fd (the native thread closes any other as it arrives)
+ * and at most `maxPayload` + 8 bytes; accept(2) failing (EMFILE) pauses accepting, reported once.
+ * See docs/fd-passing-security.md.
+ *
  * Errors. A connection that fails (no fd, payload over `maxPayload`, hang-up mid-message, an
- * fd that is not a userfaultfd, no whole message within `messageTimeoutMs`, a socket error)
- * yields nothing: the error goes to
+ * fd that is not a userfaultfd, no whole message within `messageTimeoutMs`, a refused uid, a
+ * socket error) yields nothing: the error goes to
  * `options.onError` and to the listener's 'connectionError' event, `listener.errors` counts
  * it, the connection is closed, and the listener keeps serving the others.
  */
@@ -49,7 +56,8 @@ export interface ReceivedUffd {
 
 export type FdPassErrorCode =
   | 'ERR_UFFD_NO_FD' | 'ERR_UFFD_PAYLOAD_TOO_LARGE' | 'ERR_UFFD_PEER_HANGUP'
-  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | 'ERR_UFFD_TIMEOUT' | (string & {});
+  | 'ERR_UFFD_NOT_USERFAULTFD' | 'ERR_UFFD_BAD_HEADER' | 'ERR_UFFD_TIMEOUT' | 'ERR_UFFD_PEER_UID'
+  | 'EMFILE' | (string & {});
 
 /** A connection that delivered no userfaultfd. `code` says why; `peer` who it was. */
 export interface FdPassError extends Error {
@@ -74,7 +82,11 @@ export interface ListenOptions {
   backlog?: number;
   /** The features of the received uffds, used when /proc/self/fdinfo cannot be read. */
   features?: FeatureName[];
-  /** onSelfFault of the received uffds. */
+  /**
+   * onSelfFault of the received uffds. It matters only for a uffd of this process's own memory
+   * sent back to it: the threads faulting on another process's memory are never ours, so the
+   * self-fault guard is off for those (docs/fd-passing-security.md).
+   */
   onSelfFault?: SelfFaultPolicy;
   /** Called with each connection's error; the listener keeps serving. */
   onError?: (err: FdPassError) => void;
@@ -85,6 +97,23 @@ export interface ListenOptions {
    * with ERR_UFFD_TIMEOUT (default 30000; 0: never).
    */
   messageTimeoutMs?: number;
+  /**
+   * Raw framing only: bytes that arrive without a file descriptor are kept, and the connection
+   * waits (up to messageTimeoutMs) for the fd to follow in a later message; the payload is then
+   * every byte received up to and with the fd. Firecracker's own handlers retry for the fd in
+   * this way. Default false: a raw message without an fd fails with ERR_UFFD_NO_FD.
+   */
+  awaitFd?: boolean;
+  /**
+   * The socket file's permission bits, set before the socket accepts anyone (default 0o600:
+   * only this uid, and root, can connect; the umask does not apply).
+   */
+  mode?: number;
+  /**
+   * Uids allowed besides our own effective uid (SO_PEERCRED, at connect). Any other peer is
+   * refused with ERR_UFFD_PEER_UID and closed before its fd is used. Default: none.
+   */
+  allowUids?: number[];
 }
 
 interface Connection {
@@ -141,6 +170,11 @@ export function sendUffd(socketPath: string, uffd: Userfaultfd | number, payload
   const o = toOptions<SendOptions>(options, 'options');
   const framing = o.framing ?? 'length';
   if (framing !== 'length' && framing !== 'raw') throw invalidArgType('options.framing', "'length' or 'raw'", framing);
+  // Raw bytes go to sendmsg(2) as they are, and shared memory could change under it: the
+  // length framing copies, raw does not.
+  if (framing === 'raw' && body.buffer instanceof SharedArrayBuffer) {
+    throw invalidArgType('payload', 'a Uint8Array over an ArrayBuffer with raw framing (not a SharedArrayBuffer)', payload);
+  }
   const timeoutMs = o.timeoutMs ?? 10000;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw outOfRange('options.timeoutMs', 'a positive integer', timeoutMs);
   let message: Uint8Array;
@@ -174,6 +208,8 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private readonly messageTimeoutMs: number;
   private readonly adoptOptions: { features?: FeatureName[]; onSelfFault?: SelfFaultPolicy; backend: 'native' };
   private readonly onError: ((err: FdPassError) => void) | undefined;
+  private readonly awaitFd: boolean;
+  private readonly allowUids: ReadonlySet<number>;
   private readonly conns = new Map<number, Connection>();
   private readonly queued: ReceivedUffd[] = [];
   private readonly waiting: Array<(r: IteratorResult<ReceivedUffd>) => void> = [];
@@ -196,14 +232,19 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', 'a positive integer', backlog);
     if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidArgType('options.onError', 'a function', o.onError);
     this.onError = o.onError;
+    if (o.awaitFd !== undefined && typeof o.awaitFd !== 'boolean') throw invalidArgType('options.awaitFd', 'of type boolean', o.awaitFd);
+    this.awaitFd = o.awaitFd === true;
     this.adoptOptions = { backend: 'native' };
     if (o.features !== undefined) this.adoptOptions.features = o.features;
     if (o.onSelfFault !== undefined) this.adoptOptions.onSelfFault = o.onSelfFault;
+    const mode = o.mode ?? 0o600;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw outOfRange('options.mode', 'an integer from 0 to 0o777', mode);
+    this.allowUids = checkUids(o.allowUids);
     if (o.unlinkStale !== false) unlinkStaleSocket(socketPath);
     // One recvmsg reads up to a whole maximal message and one byte more: a raw payload that
     // fills it is too large.
     const readSize = Math.min(this.maxPayload + HEADER + 1, 1 << 20);
-    this.handle = new b.FdListener(socketPath, backlog, readSize, (events) => this.onEvents(events));
+    this.handle = new b.FdListener(socketPath, backlog, readSize, (events) => this.onEvents(events), mode);
   }
 
   get closed(): boolean {
@@ -282,6 +323,9 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
             }, this.messageTimeoutMs).unref();
           }
           this.conns.set(e.conn, c);
+          if (!this.peerAllowed(c.peer.uid)) {
+            this.fail(e.conn, c, 'ERR_UFFD_PEER_UID', `uid ${c.peer.uid} is neither ours nor in allowUids`);
+          }
           break;
         }
         case 'data':
@@ -301,7 +345,9 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
       closeAll(fds);
       return;
     }
-    c.fds.push(...fds);
+    // One fd a connection (the native thread already closes the rest; this is the backstop).
+    if (c.fds.length > 0) closeAll(fds);
+    else c.fds.push(...fds);
     c.chunks.push(data);
     c.received += data.length;
     const buf = c.chunks.length === 1 ? c.chunks[0] : Buffer.concat(c.chunks);
@@ -312,6 +358,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
         this.fail(id, c, 'ERR_UFFD_PAYLOAD_TOO_LARGE', `a raw payload over maxPayload (${this.maxPayload} bytes) arrived`);
         return;
       }
+      if (this.awaitFd && c.fds.length === 0) return;
       this.complete(id, c, buf);
       return;
     }
@@ -328,11 +375,17 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     if (buf.length >= HEADER + length) this.complete(id, c, Buffer.from(buf.subarray(HEADER, HEADER + length)));
   }
 
+  private peerAllowed(uid: number): boolean {
+    return uid === process.geteuid?.() || this.allowUids.has(uid);
+  }
+
   private onEnd(e: NativeListenEvent & { type: 'end' | 'error' }): void {
     if (e.conn === 0) {
-      // The listening socket itself failed (accept or poll): reported, the thread went on.
-      this.report(Object.assign(new Error(`userfaultfd listener at ${this.path}: ${(e as { code?: string }).code}`),
-        { code: (e as { code?: string }).code ?? 'EIO', errno: (e as { errno?: number }).errno }) as FdPassError);
+      // The listening socket itself failed (accept or poll): reported once, the thread went on
+      // (after accept fails it pauses accepting and retries as fds free up).
+      const code = (e as { code?: string }).code ?? 'EIO';
+      this.report(Object.assign(new Error(`userfaultfd listener at ${this.path}: accepting paused by ${code}; ` +
+        'it resumes when a connection closes or after a back-off'), { code, errno: (e as { errno?: number }).errno }) as FdPassError);
       return;
     }
     const c = this.conns.get(e.conn);
@@ -420,6 +473,15 @@ function makeError(code: string, message: string, c: Connection, errno?: number)
   e.received = c.received;
   if (errno !== undefined) e.errno = errno;
   return e;
+}
+
+function checkUids(uids: unknown): ReadonlySet<number> {
+  if (uids === undefined) return new Set();
+  if (!Array.isArray(uids)) throw invalidArgType('options.allowUids', 'an array of uids', uids);
+  for (const u of uids) {
+    if (!Number.isInteger(u) || u < 0 || u > 0xffffffff) throw outOfRange('options.allowUids', 'uids (integers from 0 to 2^32 - 1)', u);
+  }
+  return new Set(uids as number[]);
 }
 
 function closeAll(fds: number[]): void {

@@ -50,7 +50,7 @@ export interface NativeUserfaultfd {
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
-        record?: boolean, prefetch?: Uint32Array | null): number;
+        record?: boolean, prefetch?: Uint32Array | null, unit?: number): number;
   unserve(id: number): boolean;
   /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
   recorded(id: number): Uint32Array;
@@ -101,7 +101,7 @@ export interface NativeFdListener {
 export interface FdPassBinding {
   sendFd(socketPath: string, fd: number, payload: Uint8Array, timeoutMs: number): void;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
-    onEvents: (events: NativeListenEvent[]) => void) => NativeFdListener;
+    onEvents: (events: NativeListenEvent[]) => void, mode?: number) => NativeFdListener;
 }
 
 export interface Binding extends FdPassBinding {

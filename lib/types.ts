@@ -62,6 +62,14 @@ export interface ServeOptions {
    */
   removed?: 'source' | 'zero';
   /**
+   * The page size of the served mapping: the base page (default), or 2 MiB for a hugetlbfs
+   * mapping (a hugetlb Region sets it itself; a range of another process's memory, such as
+   * Firecracker's, says it here). Faults are then answered with whole huge pages (both
+   * backends; the kernel needs MISSING_HUGETLBFS). Working sets (record, prefetch) are kept in
+   * base pages: with 2 MiB pages they are refused (ERR_UFFD_UNSUPPORTED).
+   */
+  pageSize?: number;
+  /**
    * Record each page's first touch (docs/working-sets.md) and write the set to this file when
    * the range is unregistered or unserved, the uffd is closed, or by saveWorkingSet(). Read-ahead
    * then defaults to one page (read-ahead-filled pages are never recorded as touched).

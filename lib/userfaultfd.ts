@@ -286,15 +286,20 @@ export abstract class Userfaultfd extends EventEmitter {
       throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
         'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
     }
-    if (range instanceof Region && range.hugetlb) {
-      throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
-    }
     const o = toOptions<ServeOptions>(options, 'options');
+    const unit = this.servedPageSize(range, r, o.pageSize);
     const record = toSetPath(o.record, 'options.record');
     const prefetch = toSetPath(o.prefetch, 'options.prefetch');
+    if (unit !== this.pageSize && source.custom !== null) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', `custom and http sources answer ${this.pageSize}-byte pages, not ${unit}-byte ones`);
+    }
+    if (unit !== this.pageSize && (record !== undefined || prefetch !== undefined)) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', `working sets (record, prefetch) are kept in ${this.pageSize}-byte pages, not ${unit}-byte ones`);
+    }
     const refineOptions = toRefineOptions(o.workingSet, this.pageSize);
     // A recording is exact only one page per fault: pages read-ahead fills are never recorded.
-    const readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
+    let readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
+    if (readahead !== 0 && readahead % unit !== 0) readahead = Math.ceil(readahead / unit) * unit;
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
     if (source.custom !== null && removed !== 'source') {
@@ -330,7 +335,8 @@ export abstract class Userfaultfd extends EventEmitter {
     let handle: unknown;
     try {
       handle = source.custom !== null ? this.serveCustom(r, source, readahead, sets.record)
-        : this._serve(r, source, readahead, removed === 'zero', sets);
+        : unit === this.pageSize ? this._serve(r, source, readahead, removed === 'zero', sets)
+          : this._serve(r, source, readahead, removed === 'zero', sets, unit);
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -740,8 +746,9 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _poison(start: bigint, length: number, mode: number): number;
   protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
   /** zeroRemoved: pages dropped later (REMOVE events) read as zeros (ServeOptions.removed). */
+  /** unit: the mapping's page size when it is not the base page (a hugetlb mapping). */
   protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean,
-                            sets: ServeSets): unknown;
+                            sets: ServeSets, unit?: number): unknown;
   protected abstract _unserve(handle: unknown): void;
   /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
   protected abstract _recorded(handle: unknown): Uint32Array;
@@ -793,6 +800,23 @@ export abstract class Userfaultfd extends EventEmitter {
     const n = toLength(v, 'options.readahead');
     checkAligned(n, this.pageSize, 'options.readahead');
     return n;
+  }
+
+  /** serve()'s page size: a hugetlb Region's, or options.pageSize (base or 2 MiB). */
+  private servedPageSize(range: unknown, r: CheckedRange, pageSize: unknown): number {
+    const huge = range instanceof Region && range.hugetlb;
+    if (pageSize !== undefined && pageSize !== this.pageSize && pageSize !== HUGE_PAGE_SIZE) {
+      throw outOfRange('options.pageSize', `${this.pageSize} or ${HUGE_PAGE_SIZE}`, pageSize);
+    }
+    if (huge && pageSize === this.pageSize) {
+      throw outOfRange('options.pageSize', `${HUGE_PAGE_SIZE} for a hugetlb Region`, pageSize);
+    }
+    const unit = huge ? HUGE_PAGE_SIZE : (pageSize as number | undefined) ?? this.pageSize;
+    if (unit !== this.pageSize) {
+      checkAligned(r.start, unit, 'range.start');
+      checkAligned(r.length, unit, 'range.length');
+    }
+    return unit;
   }
 
   private isRegistered(r: CheckedRange): boolean {

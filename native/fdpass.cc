@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -16,7 +18,26 @@ namespace uffd {
 
 namespace {
 
-constexpr size_t kMaxFdsPerMessage = 16;  // more are closed by the kernel (MSG_CTRUNC)
+// A connection carries one userfaultfd. recvmsg(2) installs at most what the control buffer
+// holds and the kernel closes the rest (MSG_CTRUNC), so a peer sending 16 fds a message never
+// puts more than this many in our table; after a connection's first, none (no control buffer).
+constexpr size_t kMaxFdsPerMessage = 1;
+
+// After accept(2) fails (EMFILE and the like), the listening socket stays readable: polling it
+// again at once would spin. Accepting pauses instead, from kFirstBackoffMs doubling to
+// kMaxBackoffMs, and resumes early when one of our connections closes (an fd freed).
+constexpr int kFirstBackoffMs = 10;
+constexpr int kMaxBackoffMs = 1000;
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// A spare fd held in reserve, so that a connection that was accepted always has a slot left for
+// the userfaultfd it brings (at the RLIMIT_NOFILE, the kernel would drop it silently).
+int OpenSpare() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 // Fills a sockaddr_un; false when the path does not fit.
 bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
@@ -26,6 +47,15 @@ bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
   memcpy(addr->sun_path, path.data(), path.size());
   *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   return true;
+}
+
+// chmod(2) of the socket file bind(2) just made; 0 or an errno. The path must still be a socket
+// owned by us (not something swapped in under it).
+int RestrictSocketFile(const std::string& path, mode_t mode) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return errno;
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) return EPERM;
+  return chmod(path.c_str(), mode) != 0 ? errno : 0;
 }
 
 std::string ArgPath(const Napi::CallbackInfo& info, size_t i) {
@@ -97,9 +127,10 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
 // ---- the listener thread ------------------------------------------------------------------
 
 ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents)
-    : listenFd_(listenFd), readSize_(readSize), buffer_(readSize) {
+    : listenFd_(listenFd), readSize_(readSize), buffer_(readSize), spareFd_(OpenSpare()) {
   if (thread_.initError() != 0) {
     close(listenFd_);
+    if (spareFd_ >= 0) close(spareFd_);
     ThrowErrno(env, thread_.initError(), "eventfd");
   }
   tsfn_ = Tsfn::New(env, onEvents, "userfaultfd-listener", 0, 1, this, Finalize,
@@ -117,6 +148,7 @@ ListenCore::~ListenCore() {
   CloseFds(pending_);
   for (const Conn& c : conns_) close(c.fd);
   if (listenFd_ >= 0) close(listenFd_);
+  if (spareFd_ >= 0) close(spareFd_);
 }
 
 void ListenCore::Stop() {
@@ -126,6 +158,8 @@ void ListenCore::Stop() {
   conns_.clear();
   close(listenFd_);
   listenFd_ = -1;
+  if (spareFd_ >= 0) close(spareFd_);
+  spareFd_ = -1;
   tsfn_.Release();
 }
 
@@ -157,10 +191,12 @@ void ListenCore::Run() {
   while (!thread_.stopping()) {
     fds.clear();
     fds.push_back({thread_.wakeFd(), POLLIN, 0});
-    fds.push_back({listenFd_, POLLIN, 0});
+    // While accepting is paused the listening socket is left out (poll skips a negative fd).
+    fds.push_back({resumeAcceptAt_ == 0 ? listenFd_ : -1, POLLIN, 0});
     // A released connection is watched for its hang-up only.
     for (const Conn& c : conns_) fds.push_back({c.fd, static_cast<short>(c.reading ? POLLIN : POLLRDHUP), 0});
-    int n = poll(fds.data(), fds.size(), -1);
+    int timeout = resumeAcceptAt_ == 0 ? -1 : static_cast<int>(std::max<int64_t>(0, resumeAcceptAt_ - NowMs()));
+    int n = poll(fds.data(), fds.size(), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       ListenEvent e{ListenEvent::kError, 0, 0, 0, 0, errno, {}, {}};
@@ -176,6 +212,7 @@ void ListenCore::Run() {
     // Connections first (fds[2..] match conns_ as it was when polled), then new ones.
     std::vector<Conn> keep;
     keep.reserve(conns_.size());
+    bool freed = false;
     for (size_t i = 0; i < conns_.size(); i++) {
       Conn& c = conns_[i];
       short re = fds[i + 2].revents;
@@ -188,33 +225,57 @@ void ListenCore::Run() {
           alive = false;
         }
       }
-      if (alive) keep.push_back(c);
-      else close(c.fd);
+      if (alive) {
+        keep.push_back(c);
+      } else {
+        close(c.fd);
+        freed = true;
+      }
     }
     conns_.swap(keep);
-    if (fds[1].revents & POLLIN) AcceptAll();
+    if (resumeAcceptAt_ != 0 && (freed || NowMs() >= resumeAcceptAt_)) {
+      resumeAcceptAt_ = 0;
+      AcceptAll();
+    } else if (fds[1].revents & POLLIN) {
+      AcceptAll();
+    }
   }
 }
 
 // Listener thread.
 void ListenCore::AcceptAll() {
   for (;;) {
+    // No slot in reserve for a new connection's userfaultfd: wait for one, as for EMFILE.
+    if (spareFd_ < 0 && (spareFd_ = OpenSpare()) < 0) {
+      PauseAccepting(errno);
+      return;
+    }
     int fd = accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
-        Post({ListenEvent::kError, 0, 0, 0, 0, errno, {}, {}});
-      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) PauseAccepting(errno);
       return;
     }
+    acceptErrno_ = 0;
+    backoffMs_ = 0;
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{0, 0, 0};
     uint32_t id = nextConn_++;
     if (id == 0) id = nextConn_++;
-    conns_.push_back({id, fd, true});
+    conns_.push_back({id, fd, true, false});
     Post({ListenEvent::kAccept, id, cred.pid, cred.uid, cred.gid, 0, {}, {}});
   }
+}
+
+// Listener thread. EMFILE, ENFILE, ENOBUFS… persist while the listening socket stays readable:
+// stop polling it for a while, and report the error once, not once per retry.
+void ListenCore::PauseAccepting(int err) {
+  backoffMs_ = backoffMs_ == 0 ? kFirstBackoffMs : std::min(backoffMs_ * 2, kMaxBackoffMs);
+  resumeAcceptAt_ = NowMs() + backoffMs_;
+  if (err == acceptErrno_) return;
+  acceptErrno_ = err;
+  Post({ListenEvent::kError, 0, 0, 0, 0, err, {}, {}});
 }
 
 // Listener thread. One recvmsg(2): bytes and the fds that came with them.
@@ -224,9 +285,22 @@ bool ListenCore::Receive(Conn& c) {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  // Once a connection has its fd, no control buffer: the kernel then drops any further fds
+  // without ever installing them in our table (MSG_CTRUNC).
+  if (!c.hasFd) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  // The reserve slot is for this connection's userfaultfd: free it for the receive.
+  bool reserved = !c.hasFd && spareFd_ >= 0;
+  if (reserved) {
+    close(spareFd_);
+    spareFd_ = -1;
+  }
   ssize_t n = recvmsg(c.fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  int err = errno;
+  if (reserved) spareFd_ = OpenSpare();  // failing, the next accept waits (AcceptAll)
+  errno = err;
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
     Post({ListenEvent::kError, c.id, 0, 0, 0, errno, {}, {}});
@@ -239,8 +313,18 @@ bool ListenCore::Receive(Conn& c) {
     for (size_t k = 0; k < count; k++) {
       int fd;
       memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof fd);
-      e.fds.push_back(fd);
+      if (c.hasFd) {
+        close(fd);  // one userfaultfd a connection: the rest never leave this thread
+      } else {
+        c.hasFd = true;
+        e.fds.push_back(fd);
+      }
     }
+  }
+  if (!c.hasFd && (msg.msg_flags & MSG_CTRUNC)) {
+    // An fd came but none could be installed (EMFILE): say so, not "no fd".
+    Post({ListenEvent::kError, c.id, 0, 0, 0, EMFILE, {}, {}});
+    return false;
   }
   if (n == 0 && e.fds.empty()) {
     Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
@@ -263,6 +347,7 @@ void ListenCore::ApplyCommands() {
       if (conns_[i].id != cmd.conn) continue;
       if (cmd.drop) {
         close(conns_[i].fd);
+        if (resumeAcceptAt_ != 0) resumeAcceptAt_ = std::min(resumeAcceptAt_, NowMs());  // an fd freed
         conns_.erase(conns_.begin() + static_cast<long>(i));
       } else {
         conns_[i].reading = false;
@@ -372,6 +457,16 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
     int err = errno;
     close(fd);
     ThrowErrno(env, err, "bind", kNoBytes, path.c_str());
+  }
+  // The file's mode is set before listen(2): until then a connect(2) is refused, so no peer
+  // gets in through the wider mode bind(2) gave it (0777 & ~umask).
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    int err = RestrictSocketFile(path, static_cast<mode_t>(ArgInt(info, 4)));
+    if (err != 0) {
+      close(fd);
+      unlink(path.c_str());
+      ThrowErrno(env, err, "chmod", kNoBytes, path.c_str());
+    }
   }
   if (listen(fd, backlog) != 0) {
     int err = errno;

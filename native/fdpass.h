@@ -63,6 +63,7 @@ class ListenCore {
     uint32_t id;
     int fd;
     bool reading;
+    bool hasFd;  // its one userfaultfd has arrived: later fds are closed on arrival
   };
   struct Command {
     uint32_t conn;
@@ -77,6 +78,7 @@ class ListenCore {
   void AcceptAll();                // listener thread
   bool Receive(Conn& c);           // listener thread; false: the connection is finished
   void ApplyCommands();            // listener thread
+  void PauseAccepting(int err);    // listener thread
   void Post(ListenEvent&& e);      // listener thread
   void Deliver(Napi::Env env, Napi::Function fn);  // JS thread
   static void CloseFds(std::vector<ListenEvent>& events);
@@ -86,6 +88,10 @@ class ListenCore {
   std::vector<uint8_t> buffer_;  // listener thread
   std::vector<Conn> conns_;      // listener thread
   uint32_t nextConn_ = 1;        // listener thread
+  int spareFd_;                  // listener thread (and Stop after it): the reserved slot, or -1
+  int64_t resumeAcceptAt_ = 0;   // listener thread: CLOCK_MONOTONIC ms; 0: accepting
+  int backoffMs_ = 0;            // listener thread
+  int acceptErrno_ = 0;          // listener thread: the accept error reported last, 0 after a success
   WakeableThread thread_;
   Tsfn tsfn_;
 
@@ -98,7 +104,8 @@ class ListenCore {
 class FdListener : public Napi::ObjectWrap<FdListener> {
  public:
   static Napi::Function Init(Napi::Env env);
-  // JS: new FdListener(socketPath, backlog, readSize, onEvents(events[]))
+  // JS: new FdListener(socketPath, backlog, readSize, onEvents(events[]), mode?): the socket
+  // file gets `mode` before listen(2).
   explicit FdListener(const Napi::CallbackInfo& info);
   ~FdListener() override;
 

@@ -126,6 +126,16 @@ class PreadFileSource : public PageSource {
   uint8_t* bounce_;
 };
 
+// Zeros for huge pages, which have no UFFDIO_ZEROPAGE: one read-only anonymous mapping of a
+// whole window, never written, so every page of it is the kernel's shared zero page.
+const uint8_t* ZeroWindow() {
+  static const uint8_t* zeros = [] {
+    void* p = mmap(nullptr, ServedRanges::kMaxWindow, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<const uint8_t*>(p);
+  }();
+  return zeros;
+}
+
 uint64_t NowNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
@@ -219,11 +229,15 @@ ServedRanges::ServedRanges(uint64_t pageSize)
 
 // JS thread.
 uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
-                           uint64_t readahead, bool zeroRemoved) {
+                           uint64_t readahead, bool zeroRemoved, uint64_t unit) {
   std::lock_guard<std::mutex> lock(mutex_);
   uint32_t id = nextId_++;
   Range r{id, start, length, std::move(source), readahead, {}};
   r.zeroRemoved = zeroRemoved;
+  r.unit = unit == 0 ? pageSize_ : unit;
+  if (r.fixedWindow != 0) r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
+  // Here, on the JS thread: the reader thread never allocates.
+  if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
   ranges_.push_back(std::move(r));
   return id;
 }
@@ -274,16 +288,17 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
 }
 
 // Reader thread, under mutex_: a removed page of a zeroRemoved range, one zero page.
-ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, uint64_t page, FaultStats& stats, int* err) {
-  stats.CountResolve(pageSize_);
-  IoctlResult res = Zeropage(fd, page, pageSize_, 0);
+ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, const Range& r, uint64_t page, FaultStats& stats,
+                                               int* err) {
+  stats.CountResolve(r.unit);
+  IoctlResult res = Zeros(fd, r, page, r.unit);
   if (res.bytes > 0) {
     stats.CountWake();
     return Outcome::kAnswered;
   }
-  stats.Uncount(1, pageSize_);
+  stats.Uncount(1, r.unit);
   if (res.err == EEXIST) {
-    Wake(fd, page, pageSize_);
+    Wake(fd, page, r.unit);
     stats.CountWake();
     return Outcome::kAnswered;
   }
@@ -291,6 +306,14 @@ ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, uint64_t page, FaultStat
   if (res.err == ESRCH) return Outcome::kOwnerGone;
   *err = res.err == 0 ? EIO : res.err;
   return Outcome::kFailed;
+}
+
+// Reader thread, under mutex_.
+IoctlResult ServedRanges::Zeros(int fd, const Range& r, uint64_t dst, uint64_t length) {
+  if (r.unit == pageSize_) return Zeropage(fd, dst, length, 0);
+  const uint8_t* zeros = ZeroWindow();
+  if (zeros == nullptr) return {0, ENOMEM};
+  return Copy(fd, dst, zeros, std::min(length, kMaxWindow), 0);
 }
 
 // Reader thread, under mutex_. A fault where a tracked sequential reader was expected next
@@ -311,9 +334,9 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
   }
   if (hit == nullptr) {
     hit = lru;
-    hit->window = pageSize_;
+    hit->window = r.unit;
   } else {
-    hit->window = std::min(hit->window * 2, kMaxWindow);
+    hit->window = std::min(hit->window * 2, std::max(kMaxWindow, r.unit));
   }
   hit->lastUse = clock_;
   return hit->window;
@@ -325,12 +348,12 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats&
   for (Range& r : ranges_) {
     if (address < r.start || address - r.start >= r.length) continue;
     uint64_t t0 = NowNs();
-    uint64_t page = address & ~(pageSize_ - 1);
+    uint64_t page = address & ~(r.unit - 1);
     // The window never leaves the served range: what lies past it may be another range's,
     // another source's, or JavaScript's to answer.
     uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
     for (const auto& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
-      if (page >= x.first && page < x.second) return ZeroRemoved(fd, page, stats, err);
+      if (page >= x.first && page < x.second) return ZeroRemoved(fd, r, page, stats, err);
       if (x.first > page) {
         end = std::min(end, x.first);
         break;
@@ -372,24 +395,25 @@ IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t leng
   PageSource& src = *r.source;
   uint64_t size = src.size();
   uint64_t so = dst - r.start;  // offset into the source
-  uint64_t n = std::min(length, kMaxWindow);
+  const uint64_t unit = r.unit;
+  uint64_t n = std::min(length, std::max(kMaxWindow, unit));
   const uint8_t* bytes = nullptr;
   bool zero = so >= size;
-  if (!zero && size - so >= pageSize_) {
-    n = std::min(n, (size - so) & ~(pageSize_ - 1));
+  if (!zero && size - so >= unit) {
+    n = std::min(n, (size - so) & ~(unit - 1));
     bytes = src.Read(so, n);
     if (bytes == nullptr) return {0, errno};
   } else if (!zero) {
     // The source ends inside this page: its bytes, then zeros.
     uint64_t tail = size - so;
     if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno};
-    memset(tailPage_.data() + tail, 0, pageSize_ - tail);
+    memset(tailPage_.data() + tail, 0, unit - tail);
     bytes = tailPage_.data();
-    n = pageSize_;
+    n = unit;
   }
-  uint64_t counted = answers ? pageSize_ : 0;
+  uint64_t counted = answers ? unit : 0;
   if (answers) stats.CountResolve(counted);
-  IoctlResult res = zero ? Zeropage(fd, dst, n, 0) : Copy(fd, dst, bytes, n, 0);
+  IoctlResult res = zero ? Zeros(fd, r, dst, n) : Copy(fd, dst, bytes, n, 0);
   uint64_t done = static_cast<uint64_t>(res.bytes);
   if (done > 0) {
     if (answers) stats.AddBytes(done - counted);
@@ -410,22 +434,33 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
   while (pos < length) {
     IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, pos == 0, stats);
     if (res.bytes > 0) {
+      if (pos == 0) r.eexistRepeats = 0;
       pos += static_cast<uint64_t>(res.bytes);
       continue;  // done, or partial: what stopped it shows on the next ioctl
     }
     if (res.err == EEXIST) {
+      if (pos == 0 && r.unit != pageSize_) {
+        r.eexistRepeats = dst == r.eexistPage ? r.eexistRepeats + 1 : 1;
+        r.eexistPage = dst;
+        if (r.eexistRepeats >= kMaxHugeEexist) {
+          r.eexistRepeats = 0;
+          *err = ENOMEM;
+          return Outcome::kFailed;
+        }
+      }
       if (pos == 0) {
         // The faulting page is there already: its thread only needs waking.
-        Wake(fd, dst, pageSize_);
+        Wake(fd, dst, r.unit);
         stats.CountWake();
       }
-      pos = localMemory_ ? NextAbsent(dst + pos + pageSize_, dst + length) - dst : pos + pageSize_;
+      pos = localMemory_ && r.unit == pageSize_ ? NextAbsent(dst + pos + pageSize_, dst + length) - dst
+                                                : pos + r.unit;
       continue;
     }
     if (pos > 0) return Outcome::kAnswered;  // the faulting page is done; read-ahead stops
     if (res.err == EAGAIN) return Outcome::kRetry;  // a non-cooperative event is unread
     if (res.err == ESRCH) return Outcome::kOwnerGone;
-    if (res.err == ENOENT) Wake(fd, dst, pageSize_);  // unregistered or unmapped: let it retry
+    if (res.err == ENOENT) Wake(fd, dst, r.unit);  // unregistered or unmapped: let it retry
     *err = res.err == 0 ? EIO : res.err;
     return Outcome::kFailed;
   }

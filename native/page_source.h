@@ -50,8 +50,10 @@ class ServedRanges {
   // JS thread. readahead: 0 = adaptive, else a fixed window in bytes (page multiple).
   // zeroRemoved: pages the program drops later (UFFD_EVENT_REMOVE: MADV_DONTNEED, a
   // balloon) read as zeros when touched again, not as the source's bytes.
+  // unit: the mapping's page size, 0 for the base page: a hugetlb mapping (2 MiB pages)
+  // accepts only whole huge pages in UFFDIO_COPY and has no UFFDIO_ZEROPAGE.
   uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
-               uint64_t readahead, bool zeroRemoved = false);
+               uint64_t readahead, bool zeroRemoved = false, uint64_t unit = 0);
   bool Remove(uint32_t id);
   void Clear();
 
@@ -82,13 +84,24 @@ class ServedRanges {
     Stream streams[kStreams];  // adaptive only
     bool zeroRemoved = false;
     std::vector<std::pair<uint64_t, uint64_t>> removed;  // [start, end) spans, sorted, disjoint
+    uint64_t unit = 0;  // the mapping's page size (pageSize_, or a huge page)
+    // Huge pages: the kernel answers EEXIST, not ENOMEM, to a UFFDIO_COPY that finds no free
+    // huge page (the page table entry exists, empty). The faulting page woken on EEXIST then
+    // faults again at once, forever. The last page so woken, and how many times in a row.
+    uint64_t eexistPage = ~0ull;
+    uint32_t eexistRepeats = 0;
   };
-  Outcome ZeroRemoved(int fd, uint64_t page, FaultStats& stats, int* err);
+  // Consecutive EEXIST answers to faults on one huge page taken as "no huge page to copy into"
+  // (as many threads faulting one page at once would give far fewer).
+  static constexpr uint32_t kMaxHugeEexist = 256;
+  Outcome ZeroRemoved(int fd, const Range& r, uint64_t page, FaultStats& stats, int* err);
   uint64_t WindowFor(Range& r, uint64_t page);
   Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);
   IoctlResult FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, bool answers,
                        FaultStats& stats);
   uint64_t NextAbsent(uint64_t from, uint64_t end);
+  // Zeros at [dst, dst + length): UFFDIO_ZEROPAGE, or for huge pages a copy of zeros.
+  IoctlResult Zeros(int fd, const Range& r, uint64_t dst, uint64_t length);
 
   uint64_t pageSize_;
   bool localMemory_ = false;

@@ -12,6 +12,7 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "local_uffds.h"
 #include "region.h"
 #include "teardown_registry.h"
 #include "sync_reader.h"
@@ -142,8 +143,11 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
     if (strcmp(link, "anon_inode:[userfaultfd]") != 0) ThrowTypeError(env, "fd is not a userfaultfd");
   }
   features_ = ArgU64(info, 1);
-  // (fd, features, localMemory): true when this process opened the uffd for its own memory.
-  served_.SetLocalMemory(info.Length() > 2 && ArgBool(info, 2));
+  // (fd, features, opened): true when this process opened the uffd for its own memory.
+  bool opened = info.Length() > 2 && ArgBool(info, 2);
+  localClaim_ = ClaimLocalUffd(fd, opened);
+  localMemory_ = localClaim_ != 0 || opened;
+  served_.SetLocalMemory(localMemory_);
   fd_ = fd;
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
@@ -193,6 +197,8 @@ void Userfaultfd::Shutdown() {
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
+  ReleaseLocalUffd(localClaim_);
+  localClaim_ = 0;
   for (auto& s : snapshots) s->Join();  // a read it waited on was released by the close
 }
 
@@ -364,7 +370,8 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
 }
 
 // (start, length, kind 0 zero | 1 buffer | 2 file fd | 3 file path, source, offset, readahead,
-//  pread, zeroRemoved) -> id
+//  pread, zeroRemoved, record, prefetch, unit) -> id. record, prefetch: see AddWorkingSet.
+//  unit: the mapping's page size (lib/ checks it), 0: base pages.
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
@@ -446,7 +453,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   std::shared_ptr<PageSource> shared = std::move(source);
   // Zero and memory sources keep no per-call state: the prefetch thread can share them.
   if (!prefetchSource) prefetchSource = shared;
-  uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved);
+  uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
+  if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0)) ThrowRangeError(env, "unit must be a page size");
+  uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);
@@ -583,7 +592,9 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       int err = 0;
       // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
       bool missing = (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
-      bool self = jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+      // Only this process's threads can be the JS thread; a tid from another pid namespace can
+      // equal its tid (local_uffds.h).
+      bool self = localMemory_ && jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
         // In a range with a working set, counted and recorded before the answer wakes the

@@ -86,6 +86,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   uint64_t pageSize_;
   FaultReader* reader_ = nullptr;  // deletes itself after Stop()
   pid_t jsTid_ = 0;
+  bool localMemory_ = false;  // this process's memory: the only faults the guard may answer
+  uint64_t localClaim_ = 0;   // ClaimLocalUffd's, released at Shutdown
   std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};
   FaultStats stats_;
   ServedRanges served_;

@@ -140,12 +140,13 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
     return this.handle.move(dst, src, length, mode);
   }
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
+                   unit = 0): unknown {
     const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
       : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
-      zeroRemoved, sets.record, sets.prefetch);
+      zeroRemoved, sets.record, sets.prefetch, unit);
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.handle.recorded(handle as number);

@@ -82,6 +82,8 @@ interface Range {
   /** serve({ removed: 'zero' }): spans dropped later (REMOVE) read as zeros; sorted, disjoint. */
   zeroRemoved: boolean;
   removed: Array<[bigint, bigint]>;
+  /** The mapping's page size: the base page, or 2 MiB for hugetlb (whole huge pages, no ZEROPAGE). */
+  unit: number;
 }
 
 const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
@@ -209,11 +211,12 @@ export class ServedRanges {
 
   constructor(private readonly pageSize: number) {}
 
-  add(start: bigint, length: number, source: Source, readahead: number, zeroRemoved = false): number {
+  add(start: bigint, length: number, source: Source, readahead: number, zeroRemoved = false, unit = this.pageSize): number {
     const id = this.nextId++;
+    const fixedWindow = readahead === 0 ? 0 : Math.ceil(Math.max(readahead, unit) / unit) * unit;
     this.ranges.push({
-      id, start, length, source, fixedWindow: readahead, streams: Array.from({ length: STREAMS }, newStream),
-      zeroRemoved, removed: [],
+      id, start, length, source, fixedWindow, streams: Array.from({ length: STREAMS }, newStream),
+      zeroRemoved, removed: [], unit,
     });
     return id;
   }
@@ -253,12 +256,12 @@ export class ServedRanges {
     const r = this.ranges.find((x) => address >= x.start && address < x.start + BigInt(x.length));
     if (!r) return { result: 'not-served' };
     const t0 = process.hrtime.bigint();
-    const page = address - (address % BigInt(this.pageSize));
+    const page = address - (address % BigInt(r.unit));
     const rangeEnd = r.start + BigInt(r.length);
     // The window never leaves the served range.
     let end = minBig(page + BigInt(this.windowFor(r, page)), rangeEnd);
     for (const [a, b] of r.removed) { // removed spans read as zeros; read-ahead stops at them
-      if (page >= a && page < b) return this.zeroRemoved(page, f, stats);
+      if (page >= a && page < b) return this.zeroRemoved(r, page, f, stats);
       if (a > page) {
         end = minBig(end, a);
         break;
@@ -291,44 +294,49 @@ export class ServedRanges {
     }
     if (hit === null) {
       hit = lru;
-      hit.window = this.pageSize;
+      hit.window = r.unit;
     } else {
-      hit.window = Math.min(hit.window * 2, MAX_WINDOW);
+      hit.window = Math.min(hit.window * 2, Math.max(MAX_WINDOW, r.unit));
     }
     hit.lastUse = this.clock;
     return hit.window;
   }
 
   /** A removed page of a removed: 'zero' range: one zero page (native ServedRanges::ZeroRemoved). */
-  private zeroRemoved(page: bigint, f: Filler, stats: FaultStats): { result: FillResult; err?: string } {
-    const res = f.zeropage(page, this.pageSize);
+  private zeroRemoved(r: Range, page: bigint, f: Filler, stats: FaultStats): { result: FillResult; err?: string } {
+    const res = this.zeros(r, page, r.unit, f);
     if (res.bytes > 0) {
       stats.countResolve(res.bytes);
       return { result: 'answered' };
     }
     if (res.err === 'EEXIST') {
-      f.wake(page, this.pageSize);
+      f.wake(page, r.unit);
       stats.countWake();
       return { result: 'answered' };
     }
     return { result: 'failed', err: res.err ?? 'EIO' };
   }
 
+  /** Zeros at [dst, dst + n): ZEROPAGE, or for huge pages (no ZEROPAGE) a copy of zeros. */
+  private zeros(r: Range, dst: bigint, n: number, f: Filler): Outcome {
+    return r.unit === this.pageSize ? f.zeropage(dst, n) : f.copy(dst, new Uint8Array(n));
+  }
+
   /** One COPY (or ZEROPAGE) of up to one window from the source at dst. */
   private fillOnce(r: Range, dst: bigint, length: number, f: Filler, stats: FaultStats): Outcome {
     const size = r.source.size;
     const so = Number(dst - r.start);
-    let n = Math.min(length, MAX_WINDOW);
+    let n = Math.min(length, Math.max(MAX_WINDOW, r.unit));
     let res: Outcome;
     try {
       if (so >= size) {
-        res = f.zeropage(dst, n);
-      } else if (size - so >= this.pageSize) {
-        n = Math.min(n, Math.floor((size - so) / this.pageSize) * this.pageSize);
+        res = this.zeros(r, dst, n, f);
+      } else if (size - so >= r.unit) {
+        n = Math.min(n, Math.floor((size - so) / r.unit) * r.unit);
         res = f.copy(dst, r.source.read(so, n));
       } else {
         // The source ends inside this page: its bytes, then zeros.
-        const tail = new Uint8Array(this.pageSize);
+        const tail = new Uint8Array(r.unit);
         tail.set(r.source.read(so, size - so));
         res = f.copy(dst, tail);
       }
@@ -355,24 +363,24 @@ export class ServedRanges {
       if (res.err === 'EEXIST') {
         if (pos === 0) {
           // The faulting page is there already: its thread only needs waking.
-          f.wake(dst, this.pageSize);
+          f.wake(dst, r.unit);
           stats.countWake();
         }
-        pos = Number(this.nextAbsent(dst + BigInt(pos + this.pageSize), dst + BigInt(length), f) - dst);
+        pos = Number(this.nextAbsent(dst + BigInt(pos + r.unit), dst + BigInt(length), r.unit, f) - dst);
         continue;
       }
       if (pos > 0) return { result: 'answered' };
-      if (res.err === 'ENOENT') f.wake(dst, this.pageSize); // unregistered or unmapped: let it retry
+      if (res.err === 'ENOENT') f.wake(dst, r.unit); // unregistered or unmapped: let it retry
       return { result: 'failed', err: res.err ?? 'EIO' };
     }
     return { result: 'answered' };
   }
 
   /** The first page at or after `from` (below `end`) not in memory, looking one window ahead. */
-  private nextAbsent(from: bigint, end: bigint, f: Filler): bigint {
-    const span = minBig(end - from, BigInt(MAX_WINDOW));
+  private nextAbsent(from: bigint, end: bigint, unit: number, f: Filler): bigint {
+    const span = minBig(end - from, BigInt(Math.max(MAX_WINDOW, unit)));
     if (span <= 0n) return end;
-    for (let a = from; a < from + span; a += BigInt(this.pageSize)) {
+    for (let a = from; a < from + span; a += BigInt(unit)) {
       const resident = f.resident(a);
       if (resident === null) return from; // mincore fails: the copy will tell why
       if (!resident) return a;

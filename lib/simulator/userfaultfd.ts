@@ -93,9 +93,10 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return r.bytes;
   }
 
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
+                   unit?: number): unknown {
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit ?? this.pageSize);
     const m = addressSpace.findRange(r.start, r.length);
     if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     if (sets.record || sets.prefetch !== null) {

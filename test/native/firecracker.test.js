@@ -1,44 +1,21 @@
 // examples/firecracker-handler against test/fixtures/firecracker_peer.c, Firecracker's side of
-// the snapshot-restore handshake (built here with cc).
+// the snapshot-restore handshake (built here with cc); and serve() of 2 MiB hugetlbfs pages,
+// which Firecracker's guest memory may use. The full command is in
+// firecracker-handler-cli.test.js.
 const assert = require('assert');
-const { execFileSync } = require('child_process');
 const fs = require('fs');
-const net = require('net');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, sendUffd } = require('../../dist');
-const { nativeProbe, pattern, runChild, runProcess, delay, skipWithReason, requirePrivileged } = require('../helpers');
+const { Userfaultfd, Region, PageSource } = require('../../dist');
+const { nativeProbe, pattern, runChild, runProcess, skipWithReason, requirePrivileged } = require('../helpers');
+const { buildPeer, assertPeerOk, raiseHugepages } = require('../fixtures/firecracker-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
 const HANDLER = path.join(ROOT, 'examples', 'firecracker-handler', 'index.js');
-const FIXTURE = path.join(__dirname, '..', 'fixtures', 'firecracker_peer.c');
 const MEM_SIZE = 4 << 20;
+const HUGE = 2 << 20;
 
 const run = (file, args, timeoutMs = 30000) => runProcess(file, args, { timeoutMs });
-
-/** Retries `fn` while the socket is not there yet. */
-async function whenListening(fn) {
-  for (let i = 0; ; i++) {
-    try {
-      return fn();
-    } catch (e) {
-      if (i > 200 || (e.code !== 'ENOENT' && e.code !== 'ECONNREFUSED')) throw e;
-      await delay(50);
-    }
-  }
-}
-
-const PEER_STATUS = {
-  2: 'usage', 3: 'memory file', 4: 'mmap', 5: 'userfaultfd/UFFDIO_API', 6: 'UFFDIO_REGISTER', 7: 'connect',
-  8: 'sendmsg', 9: 'a page differs from the memory file', 10: 'madvise', 11: 'a removed page is not zero',
-  12: 'watchdog: a fault was not answered',
-};
-function assertPeerOk(r) {
-  assert.strictEqual(r.timedOut, false, `the peer timed out: ${r.stderr}`);
-  assert.strictEqual(r.signal, null, r.stderr);
-  assert.strictEqual(r.code, 0, `peer exit ${r.code} (${PEER_STATUS[r.code]}): ${r.stderr}`);
-  assert.match(r.stdout, /1024 pages verified, 8 removed pages read as zeros/);
-}
 
 describe('examples/firecracker-handler with the C Firecracker peer (native-only)', function () {
   this.timeout(60000);
@@ -49,9 +26,8 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
     if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
     requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fc-'));
-    peerBin = path.join(dir, 'firecracker_peer');
     try {
-      execFileSync('cc', ['-O2', '-Wall', '-o', peerBin, FIXTURE], { stdio: 'pipe' });
+      peerBin = buildPeer(dir);
     } catch (e) {
       skipWithReason(this, `cannot build the fixture with cc (${e.message.split('\n')[0]})`);
     }
@@ -62,70 +38,142 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('serves every page from the memory file, the removed range as zeros, and exits 0 when the peer has gone', async function () {
-    const sock = path.join(dir, 'one.sock');
-    const handler = runChild(HANDLER, { isFile: true, args: [sock, memFile], timeoutMs: 40000 });
-    const peer = await run(peerBin, [sock, memFile]);
+  async function serveOne(name, peerArgs, { mem = memFile, pages = 1024 } = {}) {
+    const sock = path.join(dir, `${name}.sock`);
+    const handler = runChild(HANDLER, { isFile: true, args: [sock, mem], timeoutMs: 40000 });
+    const peer = await run(peerBin, [sock, mem, ...peerArgs]);
     const h = await handler;
-    assertPeerOk(peer);
+    assertPeerOk(peer, pages);
     assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
     assert.deepStrictEqual([h.code, h.signal], [0, null], h.stderr);
-    assert.match(h.stdout, /^firecracker-handler: 1 peer\(s\), \d+ faults, [\d.]+ MiB served, 8 pages removed/);
-    assert.doesNotMatch(h.stderr, /ERR_|fatal/);
+    assert.match(h.stdout, /^firecracker-handler: vm pid \d+ served: \d+ faults, \d+ bytes/);
+    assert.strictEqual(h.stderr, '');
+    return { peer, h };
+  }
+
+  it('serves every page from the memory file, the removed range as zeros, and exits 0 when the VM has gone', async function () {
+    await serveOne('one', []);
   });
 
-  it('serves two peers connecting at once (one with the deprecated page_size_kib)', async function () {
-    const sock = path.join(dir, 'two.sock');
-    // --peers 2: one peer may come and go before the other connects; the handler waits for both.
-    const handler = runChild(HANDLER, { isFile: true, args: [sock, memFile, '--peers', '2'], timeoutMs: 40000 });
-    const [a, b] = await Promise.all([run(peerBin, [sock, memFile]), run(peerBin, [sock, memFile, '--kib'])]);
-    const h = await handler;
-    assertPeerOk(a);
-    assertPeerOk(b);
-    assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
-    assert.deepStrictEqual([h.code, h.signal], [0, null], h.stderr);
-    assert.match(h.stdout, /2 peer\(s\)/);
-    const faults = Number(/(\d+) faults/.exec(h.stdout)[1]);
-    assert.ok(faults >= 2, h.stdout);
+  it('reads page_size_kib as bytes, as Firecracker filled it (it hung here before)', async function () {
+    await serveOne('kib', ['--kib']);
   });
 
-  it('reports a malformed JSON body and a message without an fd, and keeps serving', async function () {
-    const sock = path.join(dir, 'bad.sock');
+  it('takes the fd when it comes after the JSON body, in a second message', async function () {
+    await serveOne('after', ['--fd-after']);
+  });
+
+  it('kills a VM whose page size it cannot serve, instead of leaving it blocked on its first fault', async function () {
+    const sock = path.join(dir, 'size.sock');
     const handler = runChild(HANDLER, { isFile: true, args: [sock, memFile], timeoutMs: 40000 });
-    const uffd = Userfaultfd.open();
+    const peer = await run(peerBin, [sock, memFile, '--page-size', String(4 << 20), '--watchdog', '20']);
+    const h = await handler;
+    assert.strictEqual(peer.signal, 'SIGKILL', `peer: ${peer.code} ${peer.stderr}`);
+    assert.deepStrictEqual([h.code, h.signal], [1, null], h.stderr);
+    assert.match(h.stderr, /^firecracker-handler: vm pid \d+ cannot be served \(page size 4194304 is not supported\): killed\n$/);
+  });
+
+  it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
+    const restore = raiseHugepages(8);
+    if (typeof restore === 'string') skipWithReason(this, restore);
     try {
-      await whenListening(() => sendUffd(sock, uffd, '[{"base_host_virt_addr": 4096, "size": ', { framing: 'raw' }));
-      await new Promise((resolve, reject) => {
-        const s = net.connect(sock, () => s.end('[{"base_host_virt_addr":4096,"size":4096,"offset":0,"page_size":4096}]', resolve));
-        s.on('error', reject);
-      });
-      const peer = await run(peerBin, [sock, memFile]);
-      const h = await handler;
-      assertPeerOk(peer);
-      assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
-      assert.deepStrictEqual([h.code, h.signal], [0, null], h.stderr);
-      assert.match(h.stderr, /the body is not JSON/);
-      assert.match(h.stderr, /ERR_UFFD_NO_FD/);
-      assert.match(h.stdout, /1 peer\(s\).*2 connection\(s\) rejected/);
+      const huge = path.join(dir, 'huge.img');
+      fs.writeFileSync(huge, pattern(6 * HUGE, 9));
+      const { h } = await serveOne('huge', ['--huge', '--remove-pages', '1'], { mem: huge, pages: 6 });
+      // Every copy is a whole huge page: 6 from the file, 1 of zeros for the removed one.
+      const bytes = Number(/(\d+) bytes/.exec(h.stdout)[1]);
+      assert.strictEqual(bytes % HUGE, 0, h.stdout);
+      assert.ok(bytes >= 6 * HUGE, h.stdout);
+    } finally {
+      restore();
+    }
+  });
+});
+
+describe('serve() of 2 MiB hugetlb pages (native-only)', function () {
+  let restore;
+  before(function () {
+    if (!nativeProbe.available || !nativeProbe.features.includes('MISSING_HUGETLBFS')) {
+      skipWithReason(this, `the kernel backend or its MISSING_HUGETLBFS is unavailable (${nativeProbe.reason || 'no MISSING_HUGETLBFS'})`);
+    }
+    restore = raiseHugepages(4);
+    if (typeof restore === 'string') skipWithReason(this, restore);
+  });
+  after(() => {
+    if (typeof restore === 'function') restore();
+  });
+
+  it('answers faults in a hugetlb Region from a file, one huge page per copy, and zeros past its end', async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-huge-'));
+    const file = path.join(dir, 'src.img');
+    const src = pattern(3 * HUGE + 4096, 4);
+    fs.writeFileSync(file, src);
+    const uffd = Userfaultfd.open({ backend: 'native' });
+    const region = Region.map(4 * HUGE, { hugetlb: true, backend: 'native' });
+    try {
+      uffd.serve(region, PageSource.file(file, { offset: 4096 }), { readahead: false });
+      assert.ok((await region.read(HUGE + 100, 64)).equals(src.subarray(4096 + HUGE + 100, 4096 + HUGE + 164)));
+      assert.ok((await region.read(0, 64)).equals(src.subarray(4096, 4096 + 64)));
+      // The source ends 3 huge pages in: the 4th page is zeros.
+      assert.ok((await region.read(3 * HUGE + 5, 64)).equals(Buffer.alloc(64)));
+      assert.deepStrictEqual({ faults: uffd.stats().faults, bytes: uffd.stats().bytes }, { faults: 3, bytes: 3 * HUGE });
+    } finally {
+      uffd.close();
+      region.unmap();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a working set (record, prefetch) on 2 MiB pages with ERR_UFFD_UNSUPPORTED: sets are kept in base pages', function () {
+    if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
+    const uffd = Userfaultfd.open({ backend: 'native' });
+    const region = Region.map(HUGE, { hugetlb: true, backend: 'native' });
+    try {
+      assert.throws(() => uffd.serve(region, PageSource.zero(), { record: path.join(os.tmpdir(), 'never-written') }), { code: 'ERR_UFFD_UNSUPPORTED' });
+    } finally {
+      uffd.close();
+      region.unmap();
+    }
+  });
+
+  it('refuses a page size that is neither the base page nor 2 MiB, and a misaligned huge range, before any syscall', function () {
+    const uffd = Userfaultfd.open({ backend: 'native' });
+    try {
+      assert.throws(() => uffd.serve({ start: 1n << 30n, length: HUGE }, PageSource.zero(), { pageSize: 8192 }), { code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => uffd.serve({ start: (1n << 30n) + 4096n, length: HUGE }, PageSource.zero(), { pageSize: HUGE }), { code: 'ERR_OUT_OF_RANGE' });
     } finally {
       uffd.close();
     }
   });
+});
 
-  it('rejects mappings that do not fit the memory file, and survives', async function () {
-    const sock = path.join(dir, 'range.sock');
-    const handler = runChild(HANDLER, { isFile: true, args: [sock, memFile], timeoutMs: 40000 });
-    const uffd = Userfaultfd.open();
+describe('serve() of 2 MiB pages on the simulator', function () {
+  it('answers a hugetlb Region in whole 2 MiB pages, zeros past the source, as the kernel backend does', async function () {
+    const uffd = Userfaultfd.open({ backend: 'simulator' });
+    const region = Region.map(3 * HUGE, { hugetlb: true, backend: 'simulator' });
+    const src = pattern(HUGE + HUGE / 2, 6);
     try {
-      const body = JSON.stringify([{ base_host_virt_addr: 1 << 30, size: 2 * MEM_SIZE, offset: 0, page_size: 4096 }]);
-      await whenListening(() => sendUffd(sock, uffd, body, { framing: 'raw' }));
-      const peer = await run(peerBin, [sock, memFile]);
-      const h = await handler;
-      assertPeerOk(peer);
-      assert.deepStrictEqual([h.code, h.signal], [0, null], h.stderr);
-      assert.match(h.stderr, /past the memory file/);
+      uffd.serve(region, PageSource.buffer(src), { readahead: false });
+      assert.ok((await region.read(HUGE + 8, 64)).equals(src.subarray(HUGE + 8, HUGE + 72)));
+      // The source ends half-way through the 2nd huge page: the rest of it, and the 3rd, read as zeros.
+      assert.ok((await region.read(HUGE + HUGE / 2, 64)).equals(Buffer.alloc(64)));
+      assert.ok((await region.read(2 * HUGE + 5, 64)).equals(Buffer.alloc(64)));
+      assert.ok((await region.read(0, 64)).equals(src.subarray(0, 64)));
+      assert.deepStrictEqual({ faults: uffd.stats().faults, bytes: uffd.stats().bytes }, { faults: 3, bytes: 3 * HUGE });
     } finally {
       uffd.close();
+      region.unmap();
+    }
+  });
+
+  it('refuses a working set on 2 MiB pages with ERR_UFFD_UNSUPPORTED (sets are kept in base pages)', function () {
+    const uffd = Userfaultfd.open({ backend: 'simulator' });
+    const region = Region.map(HUGE, { hugetlb: true, backend: 'simulator' });
+    try {
+      assert.throws(() => uffd.serve(region, PageSource.zero(), { record: path.join(os.tmpdir(), 'never-written') }), { code: 'ERR_UFFD_UNSUPPORTED' });
+    } finally {
+      uffd.close();
+      region.unmap();
     }
   });
 });

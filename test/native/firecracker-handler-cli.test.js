@@ -1,0 +1,428 @@
+// `npx userfaultfd firecracker-handler` against test/fixtures/firecracker_peer.c, a peer that
+// behaves as Firecracker releases do: page_size_kib in bytes, the socket kept open, the fd after
+// the body, a balloon's REMOVE storm while faulting, 2 MiB pages, a new pid namespace (the
+// jailer), a VM dying mid-restore, and VMs that cannot be served.
+const assert = require('assert');
+const { execFileSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { Userfaultfd } = require('../../dist');
+const { nativeProbe, pattern, runProcess, skipWithReason, requirePrivileged } = require('../helpers');
+const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
+
+const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
+const MEM_SIZE = 4 << 20;
+const HUGE = 2 << 20;
+
+/** Runs the command; `done` resolves with its result. */
+function startHandler(args) {
+  return startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: 45000 });
+}
+
+/** The --json output: one line per VM, then the summary. */
+function parseJson(stdout) {
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const summary = lines.pop();
+  assert.strictEqual(summary.type, 'summary', stdout);
+  return { vms: lines, summary };
+}
+
+function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
+  assert.strictEqual(vm.status, 'served', JSON.stringify(vm));
+  assert.strictEqual(vm.error, undefined);
+  assert.strictEqual(vm.mappings, 2);
+  assert.strictEqual(vm.pageSize, unit);
+  assert.ok(vm.faults >= 1, JSON.stringify(vm));
+  // Every page came from the file once (on demand, or prefetched); removed pages came back as
+  // zero pages.
+  assert.ok(vm.bytes + (vm.prefetchedPages ?? 0) * unit >= pages * unit, JSON.stringify(vm));
+  assert.ok(vm.latencyNs.p50 <= vm.latencyNs.p99, JSON.stringify(vm.latencyNs));
+  if (removed !== undefined) assert.strictEqual(vm.removedPages, removed);
+}
+
+function assertExited(h, code) {
+  assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
+  assert.deepStrictEqual([h.code, h.signal], [code, null], h.stderr);
+}
+
+describe('npx userfaultfd firecracker-handler (native-only)', function () {
+  this.timeout(90000);
+  let dir;
+  let peerBin;
+  let memFile;
+  let n = 0;
+  const sockPath = () => path.join(dir, `h${n++}.sock`);
+  const peer = (sock, args = [], mem = memFile) => runProcess(peerBin, [sock, mem, ...args], { timeoutMs: 40000 });
+
+  before(function () {
+    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
+    requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fccli-'));
+    try {
+      peerBin = buildPeer(dir);
+    } catch (e) {
+      skipWithReason(this, `cannot build the fixture with cc (${e.message.split('\n')[0]})`);
+    }
+    memFile = path.join(dir, 'mem.img');
+    fs.writeFileSync(memFile, pattern(MEM_SIZE, 7));
+  });
+  after(function () {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('the protocol as Firecracker speaks it', function () {
+    it('serves a VM, exits 0 once it has gone, and prints its summary (--json)', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const p = await peer(sock);
+      const r = await h.done;
+      const { removed } = assertPeerOk(p);
+      assertExited(r, 0);
+      const { vms, summary } = parseJson(r.stdout);
+      assert.strictEqual(vms.length, 1);
+      assert.ok(vms[0].pid > 0);
+      assertServed(vms[0], { removed });
+      assert.deepStrictEqual({ vms: summary.vms, failed: summary.failed, removedPages: summary.removedPages }, { vms: 1, failed: 0, removedPages: 8 });
+    });
+
+    it('prints a human summary without --json', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile]);
+      assertPeerOk(await peer(sock));
+      const r = await h.done;
+      assertExited(r, 0);
+      assert.match(r.stdout, /^firecracker-handler: 1 peer\(s\), \d+ faults, [\d.]+ MiB served, 8 pages removed \(zero on refault\), 0 failed, 0 connection\(s\) rejected\n {2}vm pid \d+: served,/);
+    });
+
+    it('reads page_size_kib as bytes (Firecracker filled it with bytes; the old handler hung the VM)', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const { removed } = assertPeerOk(await peer(sock, ['--kib']));
+      const r = await h.done;
+      assertExited(r, 0);
+      assertServed(parseJson(r.stdout).vms[0], { removed });
+    });
+
+    it('takes the fd when it arrives after the body (a retried send repeats the body)', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const { removed } = assertPeerOk(await peer(sock, ['--fd-after']));
+      const r = await h.done;
+      assertExited(r, 0);
+      assertServed(parseJson(r.stdout).vms[0], { removed });
+      assert.doesNotMatch(r.stderr, /rejected/);
+    });
+
+    it('a REMOVE storm while faulting (every ioctl EAGAIN while one is unread): right bytes, every removed page zero and counted', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const p = await peer(sock, ['--remove-storm']);
+      const r = await h.done;
+      const { removed, madvises } = assertPeerOk(p);
+      assert.ok(madvises >= 255, `the storm made only ${madvises} madvise calls`); // one per 4 pages checked, at least
+      assertExited(r, 0);
+      assertServed(parseJson(r.stdout).vms[0], { removed });
+    });
+
+    it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
+      const restore = raiseHugepages(8);
+      if (typeof restore === 'string') skipWithReason(this, restore);
+      try {
+        const huge = path.join(dir, 'huge.img');
+        fs.writeFileSync(huge, pattern(6 * HUGE, 11));
+        const sock = sockPath();
+        const h = startHandler([sock, huge, '--json']);
+        const p = await peer(sock, ['--huge', '--remove-pages', '1'], huge);
+        const r = await h.done;
+        const { removed } = assertPeerOk(p, 6);
+        assertExited(r, 0);
+        const vm = parseJson(r.stdout).vms[0];
+        assertServed(vm, { pages: 6, unit: HUGE, removed });
+        assert.strictEqual(vm.bytes % HUGE, 0, `${vm.bytes} bytes: not whole huge pages`);
+      } finally {
+        restore();
+      }
+    });
+
+    it('serves several VMs at once (--peers 2) and counts each', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      const [a, b] = await Promise.all([peer(sock), peer(sock, ['--kib'])]);
+      const r = await h.done;
+      assertPeerOk(a);
+      assertPeerOk(b);
+      assertExited(r, 0);
+      const { vms, summary } = parseJson(r.stdout);
+      assert.strictEqual(vms.length, 2);
+      for (const vm of vms) assertServed(vm, { removed: 8 });
+      assert.strictEqual(summary.removedPages, 16);
+    });
+  });
+
+  describe('never a guest left hanging', function () {
+    /** A VM that cannot be served next to one that can: the first is killed, the second served. */
+    async function failsNextToAGoodOne(badArgs, { mem = memFile, handlerArgs = [] } = {}) {
+      const sock = sockPath();
+      const h = startHandler([sock, mem, '--json', '--peers', '2', ...handlerArgs]);
+      const bad = await peer(sock, ['--watchdog', '20', ...badArgs], memFile);
+      const good = mem === memFile ? await peer(sock) : null;
+      const r = await h.done;
+      if (good) assertPeerOk(good);
+      return { bad, r, ...parseJson(r.stdout) };
+    }
+
+    function assertKilled({ bad, r, vms }, code, message) {
+      assert.strictEqual(bad.signal, 'SIGKILL', `the VM was not killed: exit ${bad.code} (${PEER_STATUS[bad.code]}) ${bad.stderr}`);
+      assertExited(r, 1);
+      const failed = vms.find((v) => v.status !== 'served');
+      assert.strictEqual(failed.status, 'killed');
+      assert.strictEqual(failed.error.code, code);
+      const lines = r.stderr.split('\n').filter((l) => l.includes(code));
+      assert.strictEqual(lines.length, 1, r.stderr);
+      assert.match(lines[0], message);
+      assert.match(lines[0], /; killed \(SIGKILL\)$/);
+    }
+
+    it('kills a VM whose page size it cannot serve (4 MiB, as the kib * 1024 bug read it), and serves the next', async function () {
+      const res = await failsNextToAGoodOne(['--page-size', String(4 << 20)]);
+      assertKilled(res, 'ERR_FC_PAGE_SIZE', /page size 4194304 is not supported/);
+      assertServed(res.vms.find((v) => v.status === 'served'));
+    });
+
+    it('kills a VM with a bad mapping (past the end of the memory file), and serves the next', async function () {
+      const res = await failsNextToAGoodOne(['--past-end']);
+      assertKilled(res, 'ERR_FC_BAD_MAPPING', /mapping 1: offset \+ size \(6291456\) is past the memory file \(4194304 bytes\)/);
+      assertServed(res.vms.find((v) => v.status === 'served'));
+    });
+
+    it('kills a VM when the memory file is missing', async function () {
+      const res = await failsNextToAGoodOne([], { mem: path.join(dir, 'no-such.img'), handlerArgs: ['--peers', '1'] });
+      assertKilled(res, 'ERR_FC_MISSING_FILE', /the memory file .*no-such\.img is missing/);
+    });
+
+    it('kills a VM when the memory file cannot be read as a source (a directory)', async function () {
+      const res = await failsNextToAGoodOne([], { mem: dir, handlerArgs: ['--peers', '1'] });
+      assertKilled(res, 'ERR_FC_SOURCE', /is not a regular file/);
+    });
+
+    it('kills a VM whose 2 MiB copy fails at fault time (no free huge page: the kernel answers EEXIST, not ENOMEM)', async function () {
+      const { free, size } = readHugepages();
+      const overcommit = Number(fs.readFileSync('/proc/sys/vm/nr_overcommit_hugepages', 'utf8'));
+      if (size !== HUGE || free >= 6 || overcommit > 0) skipWithReason(this, `huge pages can be found (${free} free, overcommit ${overcommit}): the copy would not fail`);
+      const huge = path.join(dir, 'huge-nomem.img');
+      fs.writeFileSync(huge, pattern(6 * HUGE, 13));
+      const sock = sockPath();
+      const h = startHandler([sock, huge, '--json']);
+      // MAP_NORESERVE: the peer's mmap succeeds with no huge page to back it.
+      const bad = await peer(sock, ['--huge', '--noreserve', '--watchdog', '20'], huge);
+      const r = await h.done;
+      assertKilled({ bad, r, vms: parseJson(r.stdout).vms }, 'ERR_FC_SOURCE', /could not be answered: ENOMEM: UFFDIO_COPY failed/);
+    });
+
+    it('--on-error keep: logs one line and leaves the VM running', async function () {
+      const res = await failsNextToAGoodOne(['--page-size', '16384', '--watchdog', '3'], { handlerArgs: ['--on-error', 'keep'] });
+      // Left running, it waits on its fault (it holds its own uffd, as Firecracker does) until
+      // its own watchdog gives up: nobody killed it.
+      assert.deepStrictEqual([res.bad.code, res.bad.signal], [12, null], res.bad.stderr);
+      assertExited(res.r, 1);
+      const kept = res.vms.find((v) => v.status !== 'served');
+      assert.strictEqual(kept.status, 'kept');
+      assert.strictEqual(kept.error.code, 'ERR_FC_PAGE_SIZE');
+      assert.match(res.r.stderr, /ERR_FC_PAGE_SIZE: .*; left running \(--on-error keep\)\n/);
+      assertServed(res.vms.find((v) => v.status === 'served'));
+    });
+
+    it('a VM that dies mid-restore is let go; the other VM is served and the handler exits 0', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      const dying = await peer(sock, ['--die-mid-restore']);
+      const good = await peer(sock);
+      const r = await h.done;
+      assert.strictEqual(dying.signal, 'SIGKILL', dying.stderr);
+      assertPeerOk(good);
+      assertExited(r, 0);
+      const { vms } = parseJson(r.stdout);
+      assert.strictEqual(vms.length, 2);
+      assert.ok(vms.every((v) => v.status === 'served'), r.stdout);
+      assert.ok(vms[0].faults >= 1, JSON.stringify(vms[0]));
+      assertServed(vms[1], { removed: 8 });
+    });
+
+    it('SIGTERM with a VM still running: the VM is killed (nothing would answer its next fault), the summary printed', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const running = peer(sock, ['--linger', '30']);
+      while (!/serving 2 mapping/.test(h.output().stderr)) await new Promise((r) => setTimeout(r, 20));
+      process.kill(h.pid, 'SIGTERM');
+      const r = await h.done;
+      const p = await running;
+      assert.strictEqual(p.signal, 'SIGKILL', p.stderr);
+      assertExited(r, 1);
+      const { vms } = parseJson(r.stdout);
+      assert.deepStrictEqual([vms.length, vms[0].status, vms[0].error.code], [1, 'killed', 'ERR_FC_SHUTDOWN']);
+      assert.match(r.stderr, /ERR_FC_SHUTDOWN: the handler is exiting.*; killed \(SIGKILL\)/);
+    });
+
+    it('reports a body that is not JSON and a message without an fd, and keeps serving', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      // A client in a child process: a VM that cannot be served is killed, and this one exits.
+      const client = runProcess(process.execPath, ['-e', `
+        const net = require('net');
+        const { Userfaultfd, sendUffd } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist'))});
+        (async () => {
+          for (let i = 0; ; i++) {
+            try {
+              await new Promise((resolve, reject) => {
+                const s = net.connect(${JSON.stringify(sock)}, () => s.end('x', resolve));
+                s.on('error', reject);
+              });
+              break;
+            } catch (e) {
+              if (i > 100) throw e;
+              await new Promise((r) => setTimeout(r, 50));
+            }
+          }
+          sendUffd(${JSON.stringify(sock)}, Userfaultfd.open(), '[{"base_host_virt_addr": 4096, "size": ', { framing: 'raw' });
+          setTimeout(() => {}, 5000);
+        })();`], { timeoutMs: 20000 });
+      const c = await client;
+      const p = await peer(sock);
+      const r = await h.done;
+      assertPeerOk(p);
+      assertExited(r, 1); // the client's VM could not be served
+      const { vms } = parseJson(r.stdout);
+      // Killed while its connection is open; once it has closed, its pid may be another's.
+      const failed = vms.find((v) => v.status !== 'served');
+      if (failed.status === 'killed') assert.strictEqual(c.signal, 'SIGKILL', c.stderr);
+      else assert.match(r.stderr, /ERR_FC_BAD_MAPPING: the body is not JSON.*; not killed: its connection has closed/);
+      assert.match(r.stderr, /ERR_FC_BAD_MAPPING: the body is not JSON/);
+      assert.match(r.stderr, /connection rejected: ERR_UFFD_PEER_HANGUP/);
+      const { summary } = parseJson(r.stdout);
+      assert.deepStrictEqual([summary.vms, summary.failed, summary.rejected], [2, 1, 1]);
+    });
+  });
+
+  describe('the jailer: Firecracker in a new pid namespace', function () {
+    before(function () {
+      requirePrivileged(this, 'a new pid namespace (unshare --pid)', 'root');
+      try {
+        execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'pipe' });
+      } catch (e) {
+        skipWithReason(this, `unshare --pid --fork --mount-proc is not permitted here (${e.message.split('\n')[0]})`);
+      }
+    });
+    const jailed = (sock, args = []) => runProcess('unshare', ['--pid', '--fork', '--mount-proc', peerBin, sock, memFile, ...args], { timeoutMs: 40000 });
+
+    it('SO_PEERCRED gives the host pid of a peer in a child pid namespace: served, and killable', async function () {
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      const bad = await jailed(sock, ['--page-size', '16384', '--watchdog', '20']);
+      const good = await jailed(sock);
+      const r = await h.done;
+      assertPeerOk(good);
+      // (unshare --fork, whose child died of SIGKILL, fails to die of it too and exits 1)
+      assert.ok(!bad.timedOut && bad.code !== 0 && bad.code !== 12 && !/verified/.test(bad.stdout), `the jailed VM was not killed: ${bad.code} ${bad.stderr}`);
+      const { vms } = parseJson(r.stdout);
+      assert.ok(vms.every((v) => v.pid > 1), r.stdout); // host pids, not the namespace's 1
+      assert.strictEqual(vms.find((v) => v.status === 'killed').error.code, 'ERR_FC_PAGE_SIZE');
+      assertServed(vms.find((v) => v.status === 'served'), { removed: 8 });
+    });
+
+    it("a VM run as the jailer's uid: served with --allow-uid, unable to connect without it (the socket is 0600)", async function () {
+      requirePrivileged(this, 'running a VM as another uid', 'root');
+      // Everything the other uid touches is world-readable; the socket's directory too.
+      const open = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fcuid-'));
+      try {
+        fs.chmodSync(open, 0o755);
+        const mem = path.join(open, 'mem.img');
+        fs.copyFileSync(memFile, mem);
+        fs.chmodSync(mem, 0o644);
+        const bin = path.join(open, 'peer');
+        fs.copyFileSync(peerBin, bin);
+        fs.chmodSync(bin, 0o755);
+        const asNobody = (sock) => runProcess('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, sock, mem,
+          '--user-mode-only', '--watchdog', '20'], { timeoutMs: 30000 });
+        const sock = path.join(open, 'allowed.sock');
+        const h = startHandler([sock, mem, '--json', '--allow-uid', '65534']);
+        const { removed } = assertPeerOk(await asNobody(sock));
+        const r = await h.done;
+        assertExited(r, 0);
+        const vm = parseJson(r.stdout).vms[0];
+        assert.strictEqual(vm.uid, 65534);
+        assertServed(vm, { removed });
+
+        const closed = path.join(open, 'closed.sock');
+        const h2 = startHandler([closed, mem, '--json']);
+        const refused = await asNobody(closed);
+        assert.strictEqual(refused.code, 7, `${refused.code} ${refused.stderr}`); // connect: EACCES
+        assert.match(refused.stderr, /connect: Permission denied/);
+        process.kill(h2.pid, 'SIGTERM');
+        const r2 = await h2.done;
+        assertExited(r2, 0);
+        assert.strictEqual(parseJson(r2.stdout).summary.vms, 0);
+      } finally {
+        fs.rmSync(open, { recursive: true, force: true });
+      }
+    });
+
+    it("a jailed VM faulting from a thread whose namespace tid equals the handler's own tid gets the file's bytes", async function () {
+      // The self-fault guard must fire only for this process's own threads (issue 12, item 2):
+      // a uffd received from another process is never faulted by the handler's thread.
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json']);
+      const p = await jailed(sock, ['--fault-tid', String(h.pid)]);
+      const r = await h.done;
+      assertPeerOk(p);
+      assertExited(r, 0);
+      assertServed(parseJson(r.stdout).vms[0], { removed: 8 });
+    });
+  });
+
+  describe('the command line', function () {
+    it('refuses bad options with status 2 and the usage', async function () {
+      for (const args of [['s'], ['s', 'm', '--on-error', 'ignore'], ['s', 'm', '--peers', '0'], ['s', 'm', '--nope']]) {
+        const r = await runProcess(process.execPath, [CLI, 'firecracker-handler', ...args]);
+        assert.strictEqual(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, /usage: userfaultfd firecracker-handler <socket> <memory-file>/);
+      }
+    });
+
+    it('--record then --prefetch: the second restore gets the same bytes (or a coded refusal where working sets are missing)', async function () {
+      const set = path.join(dir, 'ws.bin');
+      const hasWorkingSets = typeof Userfaultfd.prototype.saveWorkingSet === 'function';
+      if (!hasWorkingSets) {
+        const r = await runProcess(process.execPath, [CLI, 'firecracker-handler', sockPath(), memFile, '--record', set]);
+        assert.strictEqual(r.code, 2, r.stderr);
+        assert.match(r.stderr, /ERR_UFFD_UNSUPPORTED: --record and --prefetch need working sets/);
+        return;
+      }
+      for (const flag of ['--record', '--prefetch']) {
+        const sock = sockPath();
+        const h = startHandler([sock, memFile, '--json', flag, set]);
+        const { removed } = assertPeerOk(await peer(sock));
+        const r = await h.done;
+        assertExited(r, 0);
+        const vm = parseJson(r.stdout).vms[0];
+        assertServed(vm, { removed });
+        assert.ok(fs.existsSync(set), `${flag}: no working set at ${set}`);
+        if (flag === '--prefetch') assert.ok(vm.prefetchedPages > 0 && vm.demandFaults < 1024, JSON.stringify(vm));
+        assert.doesNotMatch(r.stderr, /not used/);
+      }
+    });
+
+    it('--prefetch of a working set that is not there: the VM is served on demand, and the line says why', async function () {
+      if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--prefetch', path.join(dir, 'no-such-set')]);
+      const { removed } = assertPeerOk(await peer(sock));
+      const r = await h.done;
+      assertExited(r, 0);
+      const vm = parseJson(r.stdout).vms[0];
+      assertServed(vm, { removed });
+      assert.strictEqual(vm.prefetchedPages, 0);
+      assert.match(r.stderr, /mapping 0: working set .*no-such-set not used \(ENOENT.*\); served on demand/);
+    });
+  });
+});
