@@ -12,10 +12,13 @@
             "native/page_source.cc",
             "native/region.cc",
             "native/fdpass.cc",
+            "native/sync_reader.cc",
+            "native/fast_ioctl.cc",
             "native/working_set.cc",
             "native/prefetcher.cc",
             "native/dirty_tracker.cc",
-            "native/snapshot_writer.cc"
+            "native/snapshot_writer.cc",
+            "native/teardown_registry.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

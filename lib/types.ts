@@ -106,7 +106,12 @@ export interface Stats {
   demandFaults: number;
   /** Demand faults on pages of a set being prefetched: prefetch would have covered them, had it got there first. */
   prefetchMisses: number;
+  /** Custom and http sources (PageSource.custom/http) served by this uffd, once one is. */
+  source?: import('./custom-source').SourceStats;
 }
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }
 export type Protection = 'none' | 'read' | 'readwrite';
+
+/** uffd.readSync(): at most `max` events (default 64), waiting at most `timeoutMs` (-1: no limit). */
+export interface ReadSyncOptions { max?: number; timeoutMs?: number }

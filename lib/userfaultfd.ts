@@ -10,15 +10,17 @@ import { checkDirtyTracking, DirtyRun, toDirtyOptions } from './dirty';
 import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
+import { CustomServer, SourceCounters } from './custom-source';
 import { Region } from './region';
 import {
   CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
   WorkingSetShape, writeWorkingSet,
 } from './working-set';
 import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult, wpAsyncError } from './snapshot';
+import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
-  RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
+  ReadSyncOptions, RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
   WakeOptions, WriteProtectOptions,
 } from './types';
 
@@ -116,6 +118,9 @@ export abstract class Userfaultfd extends EventEmitter {
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
   private readonly tracking: WeakRef<Userfaultfd>;
+  /** Ranges served by PageSource.custom/http, answered in JavaScript (lib/custom-source.ts). */
+  private readonly customServers = new Set<CustomServer>();
+  private sourceCounters: SourceCounters | null = null;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -199,6 +204,12 @@ export abstract class Userfaultfd extends EventEmitter {
     checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
     const o = toOptions<CopyOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
+    // The per-fault path: no closure here, or V8 allocates its context on every call (96 bytes).
+    if (this.unanswered.size === 0) return this._copy(d, bytes, mode);
+    return this.copyWatched(d, bytes, mode);
+  }
+
+  private copyWatched(d: bigint, bytes: Uint8Array, mode: number): number {
     return this.answering(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0, () => this._copy(d, bytes, mode));
   }
 
@@ -286,6 +297,13 @@ export abstract class Userfaultfd extends EventEmitter {
     const readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
+    if (source.custom !== null && removed !== 'source') {
+      throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
+    }
+    if (source.custom !== null && prefetch !== undefined) {
+      throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
+        '({ record }) but cannot prefetch one yet ({ prefetch })');
+    }
     const end = r.start + BigInt(r.length);
     for (const x of this.servedHandles) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
@@ -293,6 +311,7 @@ export abstract class Userfaultfd extends EventEmitter {
           `0x${r.start.toString(16)}, ${r.length} bytes`);
       }
     }
+    checkSourceOverlap(source, [r, ...this.registered]);
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
       const shape = { pageSize: this.pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
@@ -310,7 +329,8 @@ export abstract class Userfaultfd extends EventEmitter {
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = this._serve(r, source, readahead, removed === 'zero', sets);
+      handle = source.custom !== null ? this.serveCustom(r, source, readahead, sets.record)
+        : this._serve(r, source, readahead, removed === 'zero', sets);
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -326,7 +346,8 @@ export abstract class Userfaultfd extends EventEmitter {
         const ws = this.servedSets.get(served);
         if (ws) this.autoSave(ws);
         this.servedSets.delete(served);
-        this._unserve(handle);
+        if (handle instanceof CustomServer) this.unserveCustom(handle);
+        else this._unserve(handle);
       },
     };
     this.servedHandles.add(served);
@@ -357,8 +378,9 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   private writeSet(ws: ServedSet, path: string): void {
-    const recorded = this._recorded(ws.handle);
-    const cursor = Math.max(0, this._prefetchCursor(ws.handle));
+    const custom = ws.handle instanceof CustomServer;
+    const recorded = custom ? (ws.handle as CustomServer).recorded() : this._recorded(ws.handle);
+    const cursor = custom ? 0 : Math.max(0, this._prefetchCursor(ws.handle));
     const runs = refine(ws.loaded?.runs ?? null, cursor, recorded, ws.range.length / this.pageSize, ws.refine);
     writeWorkingSet(path, { ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
   }
@@ -375,7 +397,69 @@ export abstract class Userfaultfd extends EventEmitter {
 
   stats(): Stats {
     this.checkOpen();
-    return this._stats();
+    const s = this._stats();
+    if (this.sourceCounters !== null) s.source = this.sourceCounters.snapshot();
+    return s;
+  }
+
+  /** A custom source's range: its faults reach claimFault() instead of the listeners. */
+  private serveCustom(r: CheckedRange, source: PageSource, readahead: number, record: boolean): CustomServer {
+    this.sourceCounters ??= new SourceCounters();
+    // readahead 'adaptive' (0): a fetched window is copied whole, the fewest faults per read;
+    // a smaller readahead copies that much per fault and keeps the rest of the window cached.
+    const server = new CustomServer(this, r.start, r.length, source.custom!, readahead, this.sourceCounters,
+      (err, fault) => this.reportError(err, fault));
+    if (record) server.record();
+    this.customServers.add(server);
+    return server;
+  }
+
+  /** Faults still waiting on a stopped custom source go to the handlers, or the fallback. */
+  private unserveCustom(server: CustomServer): void {
+    this.customServers.delete(server);
+    for (const e of server.stop()) {
+      if (this.hasPagefaultConsumers) this.dispatch(e);
+      else this.answerByFallback(e);
+    }
+  }
+
+  /**
+   * A fault no native source answered: true when a custom source's range holds it (that source
+   * answers it, asynchronously).
+   */
+  private claimFault(e: PageFault): boolean {
+    if (this.customServers.size === 0 || e.wp || e.minor) return false;
+    for (const server of this.customServers) {
+      if (!server.covers(e.address)) continue;
+      if (this.faultTimeoutMs !== undefined) this.watch(e);
+      server.fault(e);
+      return true;
+    }
+    return false;
+  }
+
+  // ---- reading events on the calling thread --------------------------------------------------
+
+  /**
+   * Blocks the calling thread until events are queued (or `timeoutMs` passes: then []), and
+   * returns up to `max` of them, decoded. For a thread that owns this uffd and answers its
+   * faults itself, usually a Worker (docs/fast-handlers.md). Throws ERR_UFFD_READER_ACTIVE while
+   * the reader thread runs (a listener, events() or serve() started it): both would race for
+   * the same messages. The simulator never blocks: it returns the events already queued.
+   */
+  readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    this.checkOpen();
+    const o = toOptions<ReadSyncOptions>(options, 'options');
+    const max = o.max === undefined ? 64 : o.max;
+    const timeoutMs = o.timeoutMs === undefined ? -1 : o.timeoutMs;
+    if (typeof max !== 'number') throw invalidArgType('options.max', 'of type number', max);
+    if (!Number.isInteger(max) || max < 1 || max > 1024) throw outOfRange('options.max', 'an integer from 1 to 1024', max);
+    if (typeof timeoutMs !== 'number') throw invalidArgType('options.timeoutMs', 'of type number', timeoutMs);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < -1 || timeoutMs > 2 ** 31 - 1) {
+      throw outOfRange('options.timeoutMs', '-1 or an integer from 0 to 2 ** 31 - 1', timeoutMs);
+    }
+    if (this.readerRunning()) throw readerActiveError();
+    return this._readSync(max, timeoutMs);
   }
 
   // ---- dirty tracking and live snapshots (lib/dirty.ts, lib/snapshot.ts) ---------------------
@@ -489,6 +573,8 @@ export abstract class Userfaultfd extends EventEmitter {
     for (const ws of this.servedSets.values()) this.autoSave(ws);
     this.servedSets.clear();
     untrack(this.tracking);
+    for (const server of this.customServers) server.stop(); // closing wakes their faults
+    this.customServers.clear();
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -504,6 +590,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * nobody listens to throws.
    */
   protected deliverFault(e: PageFault, sourceFailure?: string): void {
+    if (sourceFailure === undefined && this.claimFault(e)) return;
     if (!this.hasPagefaultConsumers) {
       this.answerByFallback(e);
       if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
@@ -634,6 +721,11 @@ export abstract class Userfaultfd extends EventEmitter {
     }
   }
 
+  /** Whether an event of `type` has anyone to go to (a listener or an events() iterator). */
+  protected hasConsumers(type: UffdEvent['type']): boolean {
+    return this.listenerCount(type) > 0 || this.queues.size > 0;
+  }
+
   protected get hasPagefaultConsumers(): boolean {
     return this.listenerCount('pagefault') > 0 || this.queues.size > 0;
   }
@@ -656,6 +748,11 @@ export abstract class Userfaultfd extends EventEmitter {
   /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
   protected abstract _prefetchCursor(handle: unknown): number;
   protected abstract _stats(): Stats;
+  protected abstract _readSync(max: number, timeoutMs: number): UffdEvent[];
+  /** Whether a reader of this uffd's events runs (readSync must not compete with it). */
+  protected readerRunning(): boolean {
+    return this.readerStarted;
+  }
   /** The written runs of [start, start + length), adjacent runs merged; `reset` re-protects them. */
   protected abstract _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
   /** Protects, streams and releases the range; the range is registered for WP already. */
@@ -731,8 +828,18 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 }
 
+function readerActiveError(): Error {
+  return codedError('ERR_UFFD_READER_ACTIVE', 'readSync() cannot read this userfaultfd while its reader thread runs ' +
+    "(a 'pagefault' or other event listener, events() or serve() started it): both would take the same messages");
+}
+
 /** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
 function sizeOf(source: PageSource): number {
+  if (source.custom !== null) {
+    if (source.custom.size !== undefined) return source.custom.size;
+    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', 'serve(): a working set must match its source\'s size: ' +
+      'give PageSource.http the object\'s { size } to record one');
+  }
   try {
     return sourceSize(source);
   } catch (e) {

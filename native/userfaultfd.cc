@@ -13,6 +13,8 @@
 #include "args.h"
 #include "errors.h"
 #include "region.h"
+#include "teardown_registry.h"
+#include "sync_reader.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -31,6 +33,14 @@ struct RangeArgs {
 };
 RangeArgs ReadRange(const Napi::CallbackInfo& info) {
   return {ArgU64(info, 0), ArgU64(info, 1), info.Length() > 2 ? ArgU64(info, 2) : 0};
+}
+
+// Whether a view's memory belongs to an ArrayBuffer (detachable), not a SharedArrayBuffer.
+bool Detachable(Napi::Value view) {
+  napi_value buffer = nullptr;
+  napi_status st = napi_get_typedarray_info(view.Env(), view, nullptr, nullptr, nullptr, &buffer, nullptr);
+  bool isArrayBuffer = false;
+  return st != napi_ok || napi_is_arraybuffer(view.Env(), buffer, &isArrayBuffer) != napi_ok || isArrayBuffer;
 }
 
 }  // namespace
@@ -106,6 +116,7 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
           InstanceMethod<&Userfaultfd::Serve>("serve"),
           InstanceMethod<&Userfaultfd::Unserve>("unserve"),
           InstanceMethod<&Userfaultfd::Stats>("stats"),
+          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
           InstanceMethod<&Userfaultfd::Recorded>("recorded"),
           InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
           InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
@@ -138,6 +149,7 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
   TrackUffd(env, this);
   tracked_ = true;
+  TrackForTeardown(env, this, fd);
 }
 
 Userfaultfd::~Userfaultfd() {
@@ -177,6 +189,7 @@ void Userfaultfd::Shutdown() {
   }
   keepMapped_.clear();
   if (fd_ >= 0) {
+    ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
@@ -200,6 +213,7 @@ Napi::Value Userfaultfd::Register(const Napi::CallbackInfo& info) {
   uffdio_register reg{{a.start, a.length}, a.mode, 0};
   int err = RetryIoctl(fd, UFFDIO_REGISTER, &reg);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_REGISTER");
+  NoteRegistered(this, a.start, a.length);
   return U64(env, reg.ioctls);
 }
 
@@ -210,6 +224,7 @@ Napi::Value Userfaultfd::Unregister(const Napi::CallbackInfo& info) {
   uffdio_range range{a.start, a.length};
   int err = RetryIoctl(fd, UFFDIO_UNREGISTER, &range);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_UNREGISTER");
+  NoteUnregistered(this, a.start, a.length);
   return env.Undefined();
 }
 
@@ -375,10 +390,18 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ViewBytes(info[3], &data, &bytes);
       uint64_t len = bytes;
       uint64_t skip = std::min<uint64_t>(offset, len);
-      source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
-      keep = Napi::Persistent(info[3]);
+      const uint8_t* from = data == nullptr ? nullptr : data + skip;
       // A view of a Region: that Region's unmap() must wait until this source is gone.
       keepMapping = Mapping::AcquireContaining(data, bytes);
+      if (keepMapping != nullptr || !Detachable(info[3])) {
+        source = MakeMemorySource(from, len - skip);
+        keep = Napi::Persistent(info[3]);
+      } else {
+        // An ArrayBuffer can be detached (transferred) and its memory freed while served: the
+        // reader would then copy freed heap bytes into the region. Serve a copy instead.
+        source = MakeCopiedMemorySource(from, len - skip);
+        if (!source) ThrowErrno(env, errno, "mmap", kNoBytes, "a copy of the buffer source");
+      }
       break;
     }
     case 2:
@@ -391,7 +414,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       } else {
         if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
         path = info[3].As<Napi::String>().Utf8Value();
-        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait on the JS thread for
+        // a writer, forever; what is not a file is refused just below.
+        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
       int fd2 = prefetch ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
@@ -400,7 +425,9 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       if (!source) {
         int err = errno;
         if (fd2 >= 0) close(fd2);
-        ThrowErrno(env, err, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+        std::string detail = path.empty() ? std::string("fd") : path;
+        if (err == EINVAL && strcmp(failed, "open") == 0) detail += " is not a regular file or a block device";
+        ThrowErrno(env, err, failed, kNoBytes, path.empty() && err != EINVAL ? nullptr : detail.c_str());
       }
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
@@ -525,6 +552,26 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
         Napi::Number::New(env,
                           static_cast<double>(ws.prefetchMisses.load(std::memory_order_relaxed))));
   return r;
+}
+
+// (scratch: Uint8Array, max, timeoutMs) -> messages read into scratch. JS thread; lib/ has
+// checked that the reader thread is not running (it would race this read for the messages).
+Napi::Value Userfaultfd::ReadSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "read");
+  if (!info[0].IsTypedArray()) ThrowTypeError(env, "scratch must be a Uint8Array");
+  const uint8_t* data;
+  size_t bytes;
+  ViewBytes(info[0], &data, &bytes);
+  size_t max = std::min<size_t>(static_cast<size_t>(std::max(ArgInt(info, 1), 0)), bytes / sizeof(uffd_msg));
+  if (max == 0) ThrowRangeError(env, "scratch holds no message");
+  auto* msgs = reinterpret_cast<uffd_msg*>(const_cast<uint8_t*>(data));
+  long n = ReadMessagesSync(env, fd, msgs, max, ArgInt(info, 2));
+  if (n < 0) ThrowErrno(env, static_cast<int>(-n), "read");
+  for (long i = 0; i < n; i++) {
+    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) stats_.CountFault();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
 }
 
 // Reader thread.

@@ -14,11 +14,54 @@ import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 const RECORD = constants.delivery.size;
 const MSG = constants.delivery.msg;
 const RECORDS_PER_CALL = 256;
+const UFFD_MSG_SIZE = 32; // struct uffd_msg: readSync's records
 const NOTE = constants.notes;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = constants.selfFaultPolicies;
 const KIND = constants.sourceKinds;
+/** Features whose events stop the thread that caused them until the message is read. */
+const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_REMAP |
+  constants.features.EVENT_REMOVE | constants.features.EVENT_UNMAP;
+
+/**
+ * What the reader thread's callback reaches the uffd through: strongly while it keeps the
+ * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
+ * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
+ * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ */
+interface ReaderLink {
+  strong: KernelUserfaultfd | null;
+  readonly weak: WeakRef<KernelUserfaultfd>;
+}
+function batchCallback(link: ReaderLink): (count: number) => void {
+  return (count) => (link.strong ?? link.weak.deref())?.onBatch(count);
+}
+
+/**
+ * A Worker whose own JS thread waits on a fault of its own uffd cannot run its cleanup when it
+ * is terminated (the thread is stopped in the kernel), and Node then waits for it forever, in
+ * terminate() and in process.exit(). The thread that made the Worker (or the main thread, at
+ * exit) unregisters that Worker's ranges, which wakes it; its own teardown then closes its uffds.
+ * Only Workers made by a thread that has loaded this package are seen.
+ */
+function watchWorkerTeardown(): void {
+  if (!binding) return;
+  const native = binding;
+  const { threadId, isMainThread } = require('worker_threads') as typeof import('worker_threads');
+  native.setThreadId(threadId);
+  process.on('worker', (worker: import('worker_threads').Worker) => {
+    const terminate = worker.terminate;
+    const id = worker.threadId;
+    worker.terminate = function (this: typeof worker, ...args: Parameters<typeof terminate>) {
+      const done = terminate.apply(this, args);
+      native.releaseThreads(id, -1);
+      return done;
+    };
+  });
+  if (isMainThread) process.on('exit', () => native.releaseThreads(-1, threadId));
+}
+watchWorkerTeardown();
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -30,12 +73,24 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly fdNumber: number;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
+  private readonly link: ReaderLink = { strong: null, weak: new WeakRef(this) };
+  private nativeReader = false;
+  /** A consumer (listener, events(), serve()) started the reader, not only WAITING_EVENTS. */
+  private consumerReader = false;
+  /** Pages whose faults the event-only reader read with nobody to give them to: woken (and so
+   * raised again) once a consumer comes, or released by close(). */
+  private readonly held = new Set<bigint>();
+  /** readSync's buffer of raw uffd_msg, kept between calls (grown to the largest `max`). */
+  private syncScratch: Uint8Array | null = null;
+  private syncView: DataView | null = null;
 
   /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
   private readonly localMemory: boolean;
 
+  /** `readsEvents`: this object opened the uffd (open(), a fork event), so it reads the events
+   * that block their callers (WAITING_EVENTS) from now on, listener or not. */
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd', localMemory = false) {
+              via?: 'syscall' | 'dev-userfaultfd', localMemory = false, readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
@@ -43,6 +98,10 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.fdNumber = handle.fd;
     this.via = via;
     this.localMemory = localMemory;
+    if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
+      this.runReader();
+      this.handle.unref(); // reading events alone does not hold the process
+    }
   }
 
   get fd(): number {
@@ -61,13 +120,13 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.unregister(start, length);
   }
   protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
-    return this.handle.copy(dst, src, mode);
+    return this.handle.copyFast(dst, src, mode);
   }
   protected _zeropage(start: bigint, length: number, mode: number): number {
     return this.handle.zeropage(start, length, mode);
   }
   protected _wake(start: bigint, length: number): void {
-    this.handle.wake(start, length);
+    this.handle.wakeFast(start, length);
   }
   protected _writeProtect(start: bigint, length: number, mode: number): void {
     this.handle.writeProtect(start, length, mode);
@@ -118,12 +177,42 @@ export class KernelUserfaultfd extends Userfaultfd {
     });
   }
   protected _startReader(): void {
+    this.consumerReader = true;
+    this.runReader();
+    // Faults held while nobody consumed them run again, to be served or delivered now.
+    for (const page of this.held) this.handle.wake(page, this.pageSize);
+    this.held.clear();
+  }
+  private runReader(): void {
+    if (this.nativeReader) return;
+    this.nativeReader = true;
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
     this.view = new DataView(this.scratch.buffer);
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
-    this.handle.startReader((count) => this.onBatch(count), this.scratch);
+    this.handle.startReader(batchCallback(this.link), this.scratch);
+  }
+  /** Also the reader that WAITING_EVENTS features start at open(), with no consumer. */
+  protected override readerRunning(): boolean {
+    return super.readerRunning() || this.nativeReader;
+  }
+  protected _readSync(max: number, timeoutMs: number): UffdEvent[] {
+    if (this.syncScratch === null || this.syncScratch.byteLength < max * UFFD_MSG_SIZE) {
+      this.syncScratch = new Uint8Array(max * UFFD_MSG_SIZE);
+      this.syncView = new DataView(this.syncScratch.buffer);
+    }
+    const n = this.handle.readSync(this.syncScratch, max, timeoutMs);
+    // Sized once: growing by push() allocates a 17-slot store for the common batch of one.
+    const events = new Array<UffdEvent>(n);
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const e = this.decode(this.syncView!, i * UFFD_MSG_SIZE);
+      if (e !== null) events[kept++] = e;
+    }
+    events.length = kept;
+    return events;
   }
   protected _setRef(refed: boolean): void {
+    this.link.strong = refed ? this : null;
     if (refed) this.handle.ref();
     else this.handle.unref();
   }
@@ -132,7 +221,7 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
-  private onBatch(count: number): void {
+  onBatch(count: number): void {
     for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
   }
 
@@ -158,6 +247,12 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
+    if (e.type === 'pagefault' && !this.consumerReader) {
+      // Read only so that non-cooperative events cannot block their callers: the fault waits,
+      // as it would with no reader, for a consumer (or close()).
+      this.held.add(e.address - (e.address % BigInt(this.pageSize)));
+      return;
+    }
     if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
     else this.dispatch(e);
   }
@@ -166,24 +261,25 @@ export class KernelUserfaultfd extends Userfaultfd {
     const type = v.getUint8(o);
     switch (type) {
       case EV.PAGEFAULT: {
-        const flags = Number(v.getBigUint64(o + 8, true));
-        const e: PageFault = {
-          type: 'pagefault',
-          address: v.getBigUint64(o + 16, true),
-          write: (flags & PF.WRITE) !== 0,
-          wp: (flags & PF.WP) !== 0,
-          minor: (flags & PF.MINOR) !== 0,
-          flags,
-        };
-        if (this.featureBits & constants.features.THREAD_ID) e.tid = v.getUint32(o + 24, true);
-        return e;
+        const flags = v.getUint32(o + 8, true); // the defined bits are all in the low word
+        const address = v.getBigUint64(o + 16, true);
+        const write = (flags & PF.WRITE) !== 0;
+        const wp = (flags & PF.WP) !== 0;
+        const minor = (flags & PF.MINOR) !== 0;
+        // Whole literals: a property added afterwards costs every event an out-of-object store.
+        if ((this.featureBits & constants.features.THREAD_ID) === 0) return { type: 'pagefault', address, write, wp, minor, flags };
+        return { type: 'pagefault', address, write, wp, minor, tid: v.getUint32(o + 24, true), flags };
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
+        if (!this.hasConsumers('fork')) {
+          binding!.closeFd(fd); // nobody takes the child's uffd: close it now, not at GC
+          return null;
+        }
         // The kernel copies the parent's context (features and all) into the child's fd, so
         // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy });
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, false, true);
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -264,7 +360,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     }
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */

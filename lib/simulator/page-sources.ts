@@ -4,6 +4,7 @@
  */
 import * as fs from 'fs';
 import { uffdError } from '../errors';
+import { regionSpanOf } from '../region';
 import type { PageSource } from '../page-source';
 import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
@@ -89,7 +90,7 @@ const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
 export function openSource(source: PageSource): Source {
   if (source.kind === 'zero') return { size: 0, read: () => new Uint8Array(0), close: () => undefined };
   if (source.kind === 'buffer') {
-    const bytes = source.bytes!;
+    const bytes = servedBytes(source.bytes!);
     const skip = Math.min(source.offset, bytes.byteLength);
     return {
       size: bytes.byteLength - skip,
@@ -100,12 +101,22 @@ export function openSource(source: PageSource): Source {
   return openFile(source.file!, source.offset);
 }
 
+/**
+ * The bytes a buffer source serves: an ArrayBuffer can be detached (transferred) while served,
+ * so it is copied, as native does; a SharedArrayBuffer cannot, and a Region's memory stays its.
+ */
+function servedBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof ArrayBuffer && regionSpanOf(bytes) === null) return bytes.slice();
+  return bytes;
+}
+
 function openFile(file: string | number, offset: number): Source {
   const path = typeof file === 'string' ? file : undefined;
   let fd: number;
   if (path !== undefined) {
     try {
-      fd = fs.openSync(path, 'r');
+      // O_NONBLOCK, as native: a FIFO would otherwise block the JS thread in open(2) forever.
+      fd = fs.openSync(path, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     } catch (e) {
       throw uffdError((e as NodeJS.ErrnoException).code ?? 'EIO', 'open', undefined, path);
     }
@@ -123,17 +134,23 @@ function openFile(file: string | number, offset: number): Source {
     } catch (e) {
       throw Object.assign(e as Error, { syscall: 'dup' });
     }
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'open' });
+    if (!st.isFile() && !st.isBlockDevice()) {
+      throw Object.assign(new Error('not a regular file'), {
+        code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'open',
+        detail: st.isDirectory() ? undefined : `${path ?? 'fd'} is not a regular file or a block device`,
+      });
+    }
     try {
       fs.readSync(fd, new Uint8Array(1), 0, 1, 0);
     } catch (e) {
       throw Object.assign(e as Error, { syscall: 'read' });
     }
-    size = offset < st.size ? st.size - offset : 0;
+    const fileSize = st.isBlockDevice() ? blockDeviceSize(st) : st.size;
+    size = offset < fileSize ? fileSize - offset : 0;
   } catch (e) {
     if (owned) fs.closeSync(fd);
-    const err = e as NodeJS.ErrnoException;
-    throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, path);
+    const err = e as NodeJS.ErrnoException & { detail?: string };
+    throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, err.detail ?? path);
   }
   if (!owned) {
     // The kernel backend serves a duplicate of the caller's fd, which may then close its own.
@@ -159,6 +176,17 @@ function openFile(file: string | number, offset: number): Source {
       if (owned) fs.closeSync(fd);
     },
   };
+}
+
+/** A block device's size (fstat says 0): sysfs counts 512-byte sectors. */
+function blockDeviceSize(st: fs.Stats): number {
+  const major = Math.floor(st.rdev / 256) & 0xfff;
+  const minor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & 0xfff00);
+  try {
+    return Number(fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
+  } catch {
+    throw Object.assign(new Error('block device size unknown'), { code: 'ENOTSUP', syscall: 'ioctl' });
+  }
 }
 
 /** A second fd on the file `fd` has open (Node cannot dup): null where the OS offers no way. */
