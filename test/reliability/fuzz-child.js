@@ -71,6 +71,12 @@ function checkError(e) {
     counts.codes[e.code] = (counts.codes[e.code] || 0) + 1;
     return;
   }
+  // The package's own refusals of a state, not an argument (ERR_UFFD_SERVE_SIGBUS,
+  // ERR_UFFD_SOURCE_OVERLAP, ...): coded, documented, and never a crash.
+  if (e instanceof Error && typeof e.code === 'string' && e.code.startsWith('ERR_UFFD_')) {
+    counts.codes[e.code] = (counts.codes[e.code] || 0) + 1;
+    return;
+  }
   if (e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE') { counts.TypeError++; return; }
   if (e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE') { counts.RangeError++; return; }
   // The package's own documented refusals (ERR_UFFD_SOURCE_OVERLAP, ...), as for 'error' events.
