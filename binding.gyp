@@ -12,6 +12,8 @@
             "native/page_source.cc",
             "native/region.cc",
             "native/fdpass.cc",
+            "native/sync_reader.cc",
+            "native/fast_ioctl.cc",
             "native/working_set.cc",
             "native/prefetcher.cc",
             "native/dirty_tracker.cc",

@@ -4,6 +4,10 @@
 //             against a C loop doing the same PAGEMAP_SCAN walk (bench/c/dirty-scan.c)
 //   snapshot  uffd.snapshot() of a quiescent 256 MiB region to a file, against write(2) of the
 //             same bytes from C
+//   stall     uffd.snapshot() of 32 MiB while a Worker rewrites it in a loop: how long writers
+//             were held per WP fault (p50/p99, from the reader taking the fault to releasing it),
+//             and how many pages were saved before a write; baseline: the same WP fault resolved
+//             by the kernel itself (WP_ASYNC), per page
 //   migrate   examples/migrate on 256 MiB with a 5% and a 25% write set: downtime and total time
 //             of hybrid, post-copy and stop-and-copy (pure pre-copy's stop)
 // scan and snapshot run pinned (taskset -c 0) and unpinned, variants in random order, median of
@@ -19,7 +23,7 @@ const { parseArgs } = require('util');
 const { values } = parseArgs({ options: {
   runs: { type: 'string', default: '5' },
   'size-mib': { type: 'string', default: '256' },
-  only: { type: 'string', default: 'scan,snapshot,migrate' },
+  only: { type: 'string', default: 'scan,snapshot,stall,migrate' },
   child: { type: 'string' },
 } });
 const RUNS = Number(values.runs);
@@ -64,6 +68,45 @@ async function childSnapshot() {
   uffd.close();
   region.unmap();
   return { ns };
+}
+
+async function childStall() {
+  const { Worker } = require('worker_threads');
+  const { Userfaultfd } = require('../dist');
+  const length = 32 << 20;
+  const worker = new Worker(path.join(ROOT, 'test', 'native', 'dirty-snapshot-writer.js'),
+    { workerData: { dist: path.join(ROOT, 'dist'), length } });
+  const first = await new Promise((resolve) => worker.once('message', resolve));
+  const uffd = Userfaultfd.open();
+  const file = path.join(DIR, `uffd-bench-stall-${process.pid}`);
+  worker.postMessage({ cmd: 'pattern' });
+  await new Promise((r) => setTimeout(r, 100)); // the writer is running
+  const t0 = process.hrtime.bigint();
+  const r = await uffd.snapshot({ start: first.address, length }, file);
+  const ns = Number(process.hrtime.bigint() - t0);
+  worker.postMessage({ cmd: 'stop' });
+  await new Promise((resolve) => worker.once('message', resolve));
+  await worker.terminate();
+  fs.rmSync(file, { force: true });
+  uffd.close();
+  return { ns, saved: r.savedBeforeWrite, p50: r.stallNs.p50, p99: r.stallNs.p99, asyncNs: asyncWpFaultNs() };
+}
+
+/** The baseline: the same write-protect fault resolved by the kernel itself (WP_ASYNC), per page. */
+function asyncWpFaultNs() {
+  const { Userfaultfd, Region } = require('../dist');
+  const uffd = Userfaultfd.open({ features: ['WP_ASYNC'] });
+  const region = Region.map(8 << 20);
+  const v = new Uint8Array(region.buffer);
+  for (let i = 0; i < v.length; i += PAGE) v[i] = 1; // populated: the fault below is the WP one
+  uffd.register(region, { wp: true });
+  uffd.writeProtect(region, { protect: true });
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < v.length; i += PAGE) v[i] = 2; // no userfault: safe on this thread
+  const ns = Number(process.hrtime.bigint() - t0) / (v.length / PAGE);
+  uffd.close();
+  region.unmap();
+  return ns;
 }
 
 // ---- orchestration --------------------------------------------------------------------------------
@@ -140,6 +183,21 @@ function main() {
       }
       lines.push('');
     }
+    if (only.has('stall')) {
+      const variants = [true, false].map((pinned) => ({ name: `stall-${pinned}`, pinned, argv: [...self, '--child', 'stall'] }));
+      const all = new Map(variants.map((v) => [v.name, []]));
+      for (let r = 0; r < RUNS; r++) for (const v of shuffle([...variants])) all.get(v.name).push(run(v.argv, v.pinned));
+      lines.push('### Snapshot of 32 MiB under a Worker rewriting it: writer stall per WP fault', '',
+        '| | stall p50 µs | stall p99 µs | kernel-resolved WP fault µs (WP_ASYNC) | p50 / that | pages saved before a write | snapshot ms |',
+        '|---|---|---|---|---|---|---|');
+      for (const pinned of [true, false]) {
+        const s = all.get(`stall-${pinned}`);
+        const med = (k) => median(s.map((x) => x[k]));
+        lines.push(`| ${pinned ? 'pinned' : 'unpinned'} | ${(med('p50') / 1e3).toFixed(1)} | ${(med('p99') / 1e3).toFixed(1)} | ` +
+          `${(med('asyncNs') / 1e3).toFixed(2)} | ${(med('p50') / med('asyncNs')).toFixed(1)}x | ${med('saved')} | ${(med('ns') / 1e6).toFixed(0)} |`);
+      }
+      lines.push('');
+    }
     if (only.has('migrate')) {
       lines.push(`### Migration downtime on ${SIZE >> 20} MiB (examples/migrate, loopback TCP, unpinned)`, '',
         '| write set | mode | downtime ms | total ms | pre-copy rounds | last set MiB | downtime / stop-and-copy |', '|---|---|---|---|---|---|---|');
@@ -167,7 +225,8 @@ function main() {
 }
 
 if (values.child) {
-  (values.child === 'scan' ? childScan() : childSnapshot()).then((r) => console.log(JSON.stringify(r)));
+  const body = { scan: childScan, snapshot: childSnapshot, stall: childStall }[values.child];
+  body().then((r) => console.log(JSON.stringify(r)));
 } else {
   main();
 }

@@ -11,6 +11,10 @@
 //   node bench/node-work.js batch K ROUNDS wake|dontwake
 //   node bench/node-work.js allocs LENGTH          (run with LD_PRELOAD=malloc-count.so)
 //   node bench/node-work.js sim COUNT
+//   node bench/node-work.js fault COUNT worker|serve|js   (baseline.c fault: the same touches)
+//   node bench/node-work.js heap COUNT                     V8 heap bytes per fault, Worker path
+//   node bench/node-work.js ioctl2 COUNT                   copy/wake against the in-process C loop
+//   node bench/node-work.js seq-direct FILE LENGTH WINDOW  serve with fixed windows, JS-thread memcpy
 const fs = require('fs');
 const { Userfaultfd, Region, PageSource } = require('../dist');
 
@@ -148,7 +152,6 @@ function ioctl([countArg]) {
   const src = new Uint8Array(Region.map(PAGE).buffer);
   src.fill(1);
   const base = region.address;
-  const P = BigInt(PAGE);
   const opts = { dontWake: true };
   // Destination addresses computed before the timed loops, as the C loop's are free.
   let page = 0;
@@ -333,8 +336,243 @@ async function sim([countArg]) {
     serveNs, serveFaultsPerSec: Math.round(count / (serveNs / 1e9)) });
 }
 
+// ---- direct touches, one page per fault -------------------------------------------------------
+
+const { Worker, isMainThread, workerData, parentPort } = require('worker_threads');
+const v8 = require('v8');
+const ctx = () => { const r = process.resourceUsage(); return r.voluntaryContextSwitches + r.involuntaryContextSwitches; };
+
+/** Worker side of `fault`: the readSync + copy handler, or the thread whose loads fault. */
+function faultWorker({ role, fd, count, stop }) {
+  if (role === 'handler') {
+    const uffd = Userfaultfd.fromFd(fd);
+    const src = new Uint8Array(PAGE).fill(0x5a);
+    let faults = 0;
+    // Heap growth summed over spans of 1000 faults, leaving out a span in which a scavenge ran
+    // (the used size fell): bytes allocated per fault, not what survived.
+    let grown = 0;
+    let counted = 0;
+    let mark = -1;
+    while (Atomics.load(stop, 0) === 0) {
+      for (const e of uffd.readSync({ timeoutMs: 20 })) {
+        uffd.copy(e.address, src);
+        if (++faults % 1000 === 0) {
+          const used = v8.getHeapStatistics().used_heap_size;
+          if (mark >= 0 && used >= mark) {
+            grown += used - mark;
+            counted += 1000;
+          }
+          mark = v8.getHeapStatistics().used_heap_size;
+        }
+      }
+    }
+    uffd.close();
+    parentPort.postMessage({ faults, heapBytes: grown, heapFaults: counted });
+    return;
+  }
+  // role 'toucher': maps a region and loads one byte of each of its pages, timed here, once
+  // the main thread has registered it.
+  const region = Region.map(count * PAGE);
+  const memory = new Uint8Array(region.buffer);
+  parentPort.once('message', () => {
+    let sink = 0;
+    const t0 = now();
+    for (let i = 0; i < count; i++) sink += memory[i * PAGE];
+    const ns = Number(now() - t0);
+    parentPort.postMessage({ ns, ok: sink === 0x5a * count });
+  });
+  parentPort.postMessage(region.address);
+}
+
+function touchAll(region, count) {
+  const memory = new Uint8Array(region.buffer);
+  let sink = 0;
+  const c0 = ctx();
+  const t0 = now();
+  for (let i = 0; i < count; i++) sink += memory[i * PAGE];
+  const ns = Number(now() - t0);
+  return { ns, ctx: ctx() - c0, ok: sink === 0x5a * count };
+}
+
+/** The same loads as baseline.c fault, answered three ways. */
+async function fault([countArg, mode, youngMb]) {
+  const count = Number(countArg);
+  const region = Region.map(count * PAGE);
+  const source = Buffer.alloc(count * PAGE, 0x5a);
+  const uffd = Userfaultfd.open();
+  let r;
+  if (mode === 'serve') {
+    // The reader thread answers; the JS thread may touch the memory itself.
+    uffd.serve(region, PageSource.buffer(source), { readahead: false });
+    await new Promise((res) => setTimeout(res, 20));
+    r = touchAll(region, count);
+  } else if (mode === 'worker') {
+    uffd.register(region);
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    const w = new Worker(__filename, { argv: ['worker'], workerData: { role: 'handler', fd: uffd.fd, count, stop },
+      resourceLimits: youngMb ? { maxYoungGenerationSizeMb: Number(youngMb) } : undefined });
+    await new Promise((res) => w.once('online', res));
+    await new Promise((res) => setTimeout(res, 20)); // the Worker is in readSync()
+    r = touchAll(region, count);
+    Atomics.store(stop, 0, 1);
+    const done = await new Promise((res) => w.once('message', res));
+    r.heapBytesPerFault = done.heapFaults ? done.heapBytes / done.heapFaults : undefined;
+  } else if (mode === 'js') {
+    // The faulting thread is a Worker touching a Region of its own (a structured clone of
+    // region.buffer would copy it, touching every page from here); this thread registers that
+    // memory by address and answers its faults in a 'pagefault' listener.
+    const w = new Worker(__filename, { argv: ['worker'], workerData: { role: 'toucher', count } });
+    const base = await new Promise((res) => w.once('message', res));
+    uffd.register({ start: base, length: count * PAGE });
+    uffd.on('pagefault', (e) => {
+      const off = Number(e.address - base);
+      uffd.copy(e.address, source.subarray(off, off + PAGE));
+    });
+    const c0 = ctx();
+    const done = new Promise((res) => w.once('message', res));
+    w.postMessage('go');
+    const m = await done;
+    r = { ns: m.ns, ctx: ctx() - c0, ok: m.ok };
+    uffd.close(); // before the Worker unmaps its region
+    await w.terminate();
+  } else {
+    throw new Error(`unknown mode ${mode}`);
+  }
+  uffd.close();
+  region.unmap();
+  out({ faults: count, ns: r.ns, nsPerFault: r.ns / count, ctxPerFault: r.ctx / count, ok: r.ok,
+    heapBytesPerFault: r.heapBytesPerFault });
+}
+
+/** V8 heap bytes per fault on the Worker path (readSync + copy), over COUNT faults with a young
+ * generation big enough that no scavenge runs in between (so used heap only grows). */
+async function heap([countArg]) {
+  const count = Number(countArg);
+  const pass = Math.min(count, 10000);
+  const region = Region.map(pass * PAGE);
+  const uffd = Userfaultfd.open();
+  uffd.register(region);
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const w = new Worker(__filename, { argv: ['worker'], workerData: { role: 'handler', fd: uffd.fd, count, stop },
+    resourceLimits: { maxYoungGenerationSizeMb: 512 } });
+  await new Promise((res) => w.once('online', res));
+  await new Promise((res) => setTimeout(res, 20));
+  const memory = new Uint8Array(region.buffer);
+  let sink = 0;
+  for (let done = 0; done < count; done += pass) {
+    for (let i = 0; i < pass; i++) sink += memory[i * PAGE];
+    region.dontneed(0, pass * PAGE); // missing again: the next pass faults on every page
+  }
+  Atomics.store(stop, 0, 1);
+  const m = await new Promise((res) => w.once('message', res));
+  if (sink !== 0x5a * count) throw new Error('wrong bytes');
+  // The copy loop alone: precomputed addresses, the public copy().
+  const n = Math.min(count, 20000);
+  const r2 = Region.map(n * PAGE);
+  uffd.register(r2);
+  const src = new Uint8Array(PAGE);
+  const addrs = Array.from({ length: n }, (_, i) => r2.address + BigInt(i * PAGE));
+  const opts = { dontWake: true };
+  // Spans of 1000 calls, as in the Worker: a span in which a scavenge ran is left out.
+  let grown = 0;
+  let counted = 0;
+  for (let i = 0; i < n; i += 1000) {
+    const h0 = v8.getHeapStatistics().used_heap_size;
+    for (let j = i; j < i + 1000 && j < n; j++) uffd.copy(addrs[j], src, opts);
+    const h1 = v8.getHeapStatistics().used_heap_size;
+    if (h1 >= h0) {
+      grown += h1 - h0;
+      counted += Math.min(1000, n - i);
+    }
+  }
+  const copyBytes = counted ? grown / counted : NaN;
+  uffd.close();
+  region.unmap();
+  r2.unmap();
+  out({ faults: m.faults, heapFaults: m.heapFaults, workerHeapBytesPerFault: m.heapBytes / m.heapFaults, copyHeapBytesPerCall: copyBytes });
+}
+
+/** copy() and wake() against the same ioctls in a C loop inside this process (benchIoctlLoop),
+ * in blocks whose order is shuffled per round. */
+function ioctl2([countArg]) {
+  const { binding } = require('../dist/native');
+  const N = 2000;
+  const rounds = Math.max(3, Math.round(Number(countArg) / N));
+  const region = Region.map((N * (rounds + 2) * 3 + 64) * PAGE);
+  const uffd = Userfaultfd.open();
+  uffd.register(region);
+  const srcRegion = Region.map(PAGE);
+  const src = new Uint8Array(srcRegion.buffer).fill(1);
+  let next = region.address + 64n * BigInt(PAGE);
+  const take = () => { const s = next; next += BigInt(N * PAGE); return Array.from({ length: N }, (_, i) => s + BigInt(i * PAGE)); };
+  const ranges = Array.from({ length: 64 }, (_, i) => ({ start: region.address + BigInt(i * PAGE), length: PAGE }));
+  const opts = { dontWake: true };
+  const blocks = {
+    cCopy: () => { const a = take(); return binding.benchIoctlLoop(uffd.fd, 0, a[0], N, src); },
+    copy: () => { const a = take(); const t = now(); for (let i = 0; i < N; i++) uffd.copy(a[i], src, opts); return Number(now() - t); },
+    cWake: () => binding.benchIoctlLoop(uffd.fd, 1, region.address, N),
+    wake: () => { const t = now(); for (let i = 0; i < N; i++) uffd.wake(ranges[i & 63]); return Number(now() - t); },
+    noop: () => { const t = now(); for (let i = 0; i < N; i++) uffd.noop(); return Number(now() - t); },
+  };
+  const res = Object.fromEntries(Object.keys(blocks).map((k) => [k, []]));
+  for (let r = 0; r < rounds + 2; r++) {
+    for (const k of shuffle(Object.keys(blocks))) {
+      const ns = blocks[k]() / N;
+      if (r >= 2) res[k].push(ns); // two warm-up rounds
+    }
+  }
+  // The same public wake() with the system call taken out (the binding method replaced by an
+  // empty JS function): what lib/ adds in user space, without the kernel's side effects.
+  const handle = uffd.handle;
+  const wakeFast = handle.wakeFast;
+  handle.wakeFast = () => undefined;
+  const noSyscall = [];
+  for (let r = 0; r < rounds; r++) {
+    const t = now();
+    for (let i = 0; i < N; i++) uffd.wake(ranges[i & 63]);
+    noSyscall.push(Number(now() - t) / N);
+  }
+  handle.wakeFast = wakeFast;
+  uffd.close();
+  region.unmap();
+  srcRegion.unmap();
+  const med = (a) => { const b = [...a].sort((x, y) => x - y); return b[b.length >> 1]; };
+  out({ ...Object.fromEntries(Object.entries(res).map(([k, v]) => [k, med(v)])), wakeNoSyscall: med(noSyscall) });
+}
+
+function shuffle(a) {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** Sequential load served from FILE with fixed windows, the JS thread copying into the region
+ * directly (4 MiB at a time), as baseline.c seq-uffd does with the same windows. */
+function seqDirect([file, lengthArg, windowArg]) {
+  const length = Number(lengthArg);
+  const { view } = warmSource();
+  const region = Region.map(length);
+  const uffd = Userfaultfd.open();
+  uffd.serve(region, PageSource.file(file), { readahead: Number(windowArg) === PAGE ? false : Number(windowArg) });
+  const memory = new Uint8Array(region.buffer);
+  const t0 = now();
+  for (let off = 0; off < length; off += CHUNK) memory.set(view.subarray(0, Math.min(CHUNK, length - off)), off);
+  const ns = Number(now() - t0);
+  const faults = uffd.stats().faults;
+  uffd.close();
+  region.unmap();
+  out({ ns, bytes: length, faults });
+}
+
+if (!isMainThread) {
+  faultWorker(workerData);
+  return;
+}
+
 const [cmd, ...args] = process.argv.slice(2);
-const fns = { seq, rand, ioctl, scale, batch, allocs, sim };
+const fns = { seq, rand, ioctl, scale, batch, allocs, sim, fault, heap, ioctl2, 'seq-direct': seqDirect };
 if (!fns[cmd]) {
   process.stderr.write(`unknown workload ${cmd}\n`);
   process.exit(2);

@@ -57,6 +57,11 @@ export interface NativeUserfaultfd {
   /** Pages of the prefetched set gone past, in set order; -1 without prefetch. */
   prefetchCursor(id: number): number;
   stats(): NativeStats;
+  /** Blocks the calling thread; reads at most `max` uffd_msg (32 bytes each) into scratch; returns the count. */
+  readSync(scratch: Uint8Array, max: number, timeoutMs: number): number;
+  /** copy() and wake() as plain Node-API methods (native/fast_ioctl.cc): the per-fault calls. */
+  copyFast(dst: bigint, src: Uint8Array, mode: number): number;
+  wakeFast(start: bigint, length: number): void;
   /** A live snapshot (native/snapshot_writer.h); onDone is called once, on the JS thread. */
   snapshot(start: bigint, length: number, pageSize: number, destFd: number, populate: boolean,
            onDone: (err: Error | null, result?: { bytes: number; savedBeforeWrite: number; p50: number; p99: number }) => void): void;
@@ -112,6 +117,8 @@ export interface Binding extends FdPassBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /** bench/: `count` UFFDIO_COPY (op 0) or UFFDIO_WAKE (op 1) in a C loop in this process; ns. */
+  benchIoctlLoop(fd: number, op: number, start: bigint, count: number, src?: Uint8Array): number;
   /** One PAGEMAP_SCAN of the written pages (native/dirty_tracker.h); out holds 3 words per run. */
   pagemapScan(start: bigint, end: bigint, reset: boolean, out: BigUint64Array): { count: number; walkEnd: bigint };
   /** The calling thread's worker_threads.threadId, for releaseThreads. */

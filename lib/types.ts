@@ -110,3 +110,6 @@ export interface Stats {
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }
 export type Protection = 'none' | 'read' | 'readwrite';
+
+/** uffd.readSync(): at most `max` events (default 64), waiting at most `timeoutMs` (-1: no limit). */
+export interface ReadSyncOptions { max?: number; timeoutMs?: number }

@@ -19,7 +19,7 @@ import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult
 import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
-  RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
+  ReadSyncOptions, RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
   WakeOptions, WriteProtectOptions,
 } from './types';
 
@@ -200,6 +200,12 @@ export abstract class Userfaultfd extends EventEmitter {
     checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
     const o = toOptions<CopyOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
+    // The per-fault path: no closure here, or V8 allocates its context on every call (96 bytes).
+    if (this.unanswered.size === 0) return this._copy(d, bytes, mode);
+    return this.copyWatched(d, bytes, mode);
+  }
+
+  private copyWatched(d: bigint, bytes: Uint8Array, mode: number): number {
     return this.answering(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0, () => this._copy(d, bytes, mode));
   }
 
@@ -378,6 +384,30 @@ export abstract class Userfaultfd extends EventEmitter {
   stats(): Stats {
     this.checkOpen();
     return this._stats();
+  }
+
+  // ---- reading events on the calling thread --------------------------------------------------
+
+  /**
+   * Blocks the calling thread until events are queued (or `timeoutMs` passes: then []), and
+   * returns up to `max` of them, decoded. For a thread that owns this uffd and answers its
+   * faults itself, usually a Worker (docs/fast-handlers.md). Throws ERR_UFFD_READER_ACTIVE while
+   * the reader thread runs (a listener, events() or serve() started it): both would race for
+   * the same messages. The simulator never blocks: it returns the events already queued.
+   */
+  readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    this.checkOpen();
+    const o = toOptions<ReadSyncOptions>(options, 'options');
+    const max = o.max === undefined ? 64 : o.max;
+    const timeoutMs = o.timeoutMs === undefined ? -1 : o.timeoutMs;
+    if (typeof max !== 'number') throw invalidArgType('options.max', 'of type number', max);
+    if (!Number.isInteger(max) || max < 1 || max > 1024) throw outOfRange('options.max', 'an integer from 1 to 1024', max);
+    if (typeof timeoutMs !== 'number') throw invalidArgType('options.timeoutMs', 'of type number', timeoutMs);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < -1 || timeoutMs > 2 ** 31 - 1) {
+      throw outOfRange('options.timeoutMs', '-1 or an integer from 0 to 2 ** 31 - 1', timeoutMs);
+    }
+    if (this.readerRunning()) throw readerActiveError();
+    return this._readSync(max, timeoutMs);
   }
 
   // ---- dirty tracking and live snapshots (lib/dirty.ts, lib/snapshot.ts) ---------------------
@@ -663,6 +693,11 @@ export abstract class Userfaultfd extends EventEmitter {
   /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
   protected abstract _prefetchCursor(handle: unknown): number;
   protected abstract _stats(): Stats;
+  protected abstract _readSync(max: number, timeoutMs: number): UffdEvent[];
+  /** Whether a reader of this uffd's events runs (readSync must not compete with it). */
+  protected readerRunning(): boolean {
+    return this.readerStarted;
+  }
   /** The written runs of [start, start + length), adjacent runs merged; `reset` re-protects them. */
   protected abstract _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
   /** Protects, streams and releases the range; the range is registered for WP already. */
@@ -736,6 +771,11 @@ export abstract class Userfaultfd extends EventEmitter {
     if (!this.readerStarted || this.isClosed) return;
     this._setRef(this.refed && this.consumerCount() + adding > 0);
   }
+}
+
+function readerActiveError(): Error {
+  return codedError('ERR_UFFD_READER_ACTIVE', 'readSync() cannot read this userfaultfd while its reader thread runs ' +
+    "(a 'pagefault' or other event listener, events() or serve() started it): both would take the same messages");
 }
 
 /** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "addon.h"
+#include "fast_ioctl.h"
 #include "dirty_tracker.h"
 #include "fault_reader.h"
 #include "fdpass.h"
@@ -205,6 +206,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData(data);
   Napi::Function uffdClass = Userfaultfd::Init(env);
+  AddFastMethods(env, uffdClass);
   Napi::Function regionClass = Region::Init(env);
   data->userfaultfdClass = Napi::Persistent(uffdClass);
   data->regionClass = Napi::Persistent(regionClass);
@@ -220,6 +222,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));
   InitFdPass(env, exports);
   InitDirtyTracker(env, exports);
   InitTeardown(env, exports);

@@ -118,6 +118,7 @@ int SnapshotWriter::SaveRun(uint64_t first, uint64_t count, uint8_t* bounce) {
 // Reader thread.
 void SnapshotWriter::OnWriteFault(uint64_t address) {
   uint64_t t0 = NowNs();
+  { std::lock_guard<std::mutex> walkDone(protectMutex_); }  // see protectMutex_
   uint64_t page = (address - start_) / pageSize_;
   uint8_t s = kUnsaved;
   if (state_[page].compare_exchange_strong(s, kSaving, std::memory_order_acq_rel)) {
@@ -184,6 +185,7 @@ void SnapshotWriter::Run() {
     if (err != 0) Fail(err, "madvise");
   }
   if (error_.load() == 0) {
+    std::lock_guard<std::mutex> walk(protectMutex_);
     int err = Protect(0, pages_, true);
     if (err != 0) Fail(err, err == ECANCELED ? "snapshot" : "UFFDIO_WRITEPROTECT");
   }

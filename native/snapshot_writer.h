@@ -64,6 +64,11 @@ class SnapshotWriter {
   std::atomic<int> error_{0};
   std::atomic<const char*> errorCall_{nullptr};
   FaultStats stats_;  // WP-fault handling latency
+  // Held by the writer thread for the whole protecting walk; the reader takes it before
+  // releasing any page. UFFDIO_WRITEPROTECT protects page after page: a writer held on a page
+  // already protected, if released before the walk ends, could go on to write a page the walk
+  // has not reached, and the image would have the later write without the earlier one.
+  std::mutex protectMutex_;
   std::mutex fdMutex_;
   bool cancelled_ = false;  // under fdMutex_
   std::thread thread_;

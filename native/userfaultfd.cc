@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "region.h"
 #include "teardown_registry.h"
+#include "sync_reader.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -115,6 +116,7 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
           InstanceMethod<&Userfaultfd::Serve>("serve"),
           InstanceMethod<&Userfaultfd::Unserve>("unserve"),
           InstanceMethod<&Userfaultfd::Stats>("stats"),
+          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
           InstanceMethod<&Userfaultfd::Recorded>("recorded"),
           InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
           InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
@@ -550,6 +552,26 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
         Napi::Number::New(env,
                           static_cast<double>(ws.prefetchMisses.load(std::memory_order_relaxed))));
   return r;
+}
+
+// (scratch: Uint8Array, max, timeoutMs) -> messages read into scratch. JS thread; lib/ has
+// checked that the reader thread is not running (it would race this read for the messages).
+Napi::Value Userfaultfd::ReadSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "read");
+  if (!info[0].IsTypedArray()) ThrowTypeError(env, "scratch must be a Uint8Array");
+  const uint8_t* data;
+  size_t bytes;
+  ViewBytes(info[0], &data, &bytes);
+  size_t max = std::min<size_t>(static_cast<size_t>(std::max(ArgInt(info, 1), 0)), bytes / sizeof(uffd_msg));
+  if (max == 0) ThrowRangeError(env, "scratch holds no message");
+  auto* msgs = reinterpret_cast<uffd_msg*>(const_cast<uint8_t*>(data));
+  long n = ReadMessagesSync(env, fd, msgs, max, ArgInt(info, 2));
+  if (n < 0) ThrowErrno(env, static_cast<int>(-n), "read");
+  for (long i = 0; i < n; i++) {
+    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) stats_.CountFault();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
 }
 
 // Reader thread.

@@ -42,6 +42,10 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // watch (addon.h) all end here.
   void Shutdown();
 
+  // For the plain Node-API methods of fast_ioctl.cc. JS thread.
+  int fd() const { return fd_; }
+  FaultStats& stats() { return stats_; }
+
  private:
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value Register(const Napi::CallbackInfo& info);
@@ -63,6 +67,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Serve(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value ReadSync(const Napi::CallbackInfo& info);  // sync_reader.h
   bool RemoveServed(uint32_t id);  // JS thread
   Napi::Value Recorded(const Napi::CallbackInfo& info);
   Napi::Value PrefetchCursor(const Napi::CallbackInfo& info);

@@ -11,6 +11,13 @@
 //   baseline ioctl COUNT                   COUNT x UFFDIO_COPY(4 KiB, DONTWAKE) into fresh pages
 //   baseline scale THREADS shared|per|zero LENGTH
 //   baseline batch K ROUNDS wake|dontwake
+//   baseline wake-touch COUNT PAGES        UFFDIO_WAKE loop touching PAGES other pages between two
+//                                          calls, and the touches alone: what a larger working set
+//                                          between system calls costs (TLB refills after each one
+//                                          on a kernel with page-table isolation and no PCID)
+//   baseline fault COUNT                   the main thread loads one byte of each of COUNT missing
+//                                          pages in turn; a handler thread answers one page per
+//                                          fault (bench/node-work.js fault: the same touches)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -538,6 +545,66 @@ static void* idle_main(void* arg) {
   return NULL;
 }
 
+// Context switches of the whole process so far (every thread), as node-work.js reads them
+// with process.resourceUsage().
+static long ctx_switches(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+static int fault_direct(int argc, char** argv) {
+  if (argc < 3) return 2;
+  uint64_t count = strtoull(argv[2], NULL, 0);
+  uint8_t* region = map_anon(count * PAGE);
+  uint8_t* source = map_anon(count * PAGE);
+  memset(source, 0x5a, count * PAGE);
+  int uffd = open_uffd();
+  uffd_register(uffd, region, count * PAGE);
+  static struct handler h;
+  handler_start(&h, uffd, region, count * PAGE, PAGE, source);
+  usleep(20000);  // the handler is in poll(2), as Node's Worker is in readSync() before the loads
+  volatile uint8_t sink = 0;
+  long c0 = ctx_switches();
+  uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < count; i++) sink += region[i * PAGE];
+  uint64_t ns = now_ns() - t0;
+  long c1 = ctx_switches();
+  handler_stop(&h);
+  close(uffd);
+  printf("{\"faults\":%llu,\"ns\":%llu,\"nsPerFault\":%.1f,\"ctxPerFault\":%.3f,\"ok\":%d}\n",
+         (unsigned long long)count, (unsigned long long)ns, (double)ns / count, (double)(c1 - c0) / count,
+         sink == (uint8_t)(0x5a * count));
+  return 0;
+}
+
+static int wake_touch(int argc, char** argv) {
+  if (argc < 4) return 2;
+  uint64_t count = strtoull(argv[2], NULL, 0), pages = strtoull(argv[3], NULL, 0);
+  uint8_t* region = map_anon(64 * PAGE);
+  int uffd = open_uffd();
+  uffd_register(uffd, region, 64 * PAGE);
+  size_t span = 4096 * PAGE;
+  volatile uint8_t* w = map_anon(span);
+  memset((void*)w, 1, span);
+  volatile uint64_t sink = 0;
+  // Pages 7 apart, so that neither the prefetcher nor one huge page covers them.
+  uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < count; i++) {
+    struct uffdio_range r = {(uint64_t)region + (i % 64) * PAGE, PAGE};
+    if (ioctl(uffd, UFFDIO_WAKE, &r) != 0) die("UFFDIO_WAKE");
+    for (uint64_t j = 0; j < pages; j++) sink += w[(j * 7 % 4096) * PAGE];
+  }
+  uint64_t t1 = now_ns();
+  for (uint64_t i = 0; i < count; i++) {
+    for (uint64_t j = 0; j < pages; j++) sink += w[(j * 7 % 4096) * PAGE];
+  }
+  uint64_t t2 = now_ns();
+  printf("{\"pages\":%llu,\"wakeTouchNs\":%.1f,\"touchNs\":%.1f}\n", (unsigned long long)pages,
+         (double)(t1 - t0) / count, (double)(t2 - t1) / count);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   // BASELINE_IDLE_THREADS: start idle threads first. The kernel charges a multi-threaded
@@ -555,6 +622,8 @@ int main(int argc, char** argv) {
   else if (strcmp(w, "seq-memcpy") == 0) rc = seq(argc, argv, "memcpy");
   else if (strcmp(w, "rand-uffd") == 0) rc = rand_uffd(argc, argv);
   else if (strcmp(w, "ioctl") == 0) rc = ioctl_loop(argc, argv);
+  else if (strcmp(w, "fault") == 0) rc = fault_direct(argc, argv);
+  else if (strcmp(w, "wake-touch") == 0) rc = wake_touch(argc, argv);
   else if (strcmp(w, "scale") == 0) rc = scale(argc, argv);
   else if (strcmp(w, "batch") == 0) rc = batch(argc, argv);
   if (rc == 2) fprintf(stderr, "baseline: bad arguments\n");

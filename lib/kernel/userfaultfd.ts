@@ -14,6 +14,7 @@ import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 const RECORD = constants.delivery.size;
 const MSG = constants.delivery.msg;
 const RECORDS_PER_CALL = 256;
+const UFFD_MSG_SIZE = 32; // struct uffd_msg: readSync's records
 const NOTE = constants.notes;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
@@ -79,6 +80,9 @@ export class KernelUserfaultfd extends Userfaultfd {
   /** Pages whose faults the event-only reader read with nobody to give them to: woken (and so
    * raised again) once a consumer comes, or released by close(). */
   private readonly held = new Set<bigint>();
+  /** readSync's buffer of raw uffd_msg, kept between calls (grown to the largest `max`). */
+  private syncScratch: Uint8Array | null = null;
+  private syncView: DataView | null = null;
 
   /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
   private readonly localMemory: boolean;
@@ -116,13 +120,13 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.unregister(start, length);
   }
   protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
-    return this.handle.copy(dst, src, mode);
+    return this.handle.copyFast(dst, src, mode);
   }
   protected _zeropage(start: bigint, length: number, mode: number): number {
     return this.handle.zeropage(start, length, mode);
   }
   protected _wake(start: bigint, length: number): void {
-    this.handle.wake(start, length);
+    this.handle.wakeFast(start, length);
   }
   protected _writeProtect(start: bigint, length: number, mode: number): void {
     this.handle.writeProtect(start, length, mode);
@@ -187,6 +191,26 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
     this.handle.startReader(batchCallback(this.link), this.scratch);
   }
+  /** Also the reader that WAITING_EVENTS features start at open(), with no consumer. */
+  protected override readerRunning(): boolean {
+    return super.readerRunning() || this.nativeReader;
+  }
+  protected _readSync(max: number, timeoutMs: number): UffdEvent[] {
+    if (this.syncScratch === null || this.syncScratch.byteLength < max * UFFD_MSG_SIZE) {
+      this.syncScratch = new Uint8Array(max * UFFD_MSG_SIZE);
+      this.syncView = new DataView(this.syncScratch.buffer);
+    }
+    const n = this.handle.readSync(this.syncScratch, max, timeoutMs);
+    // Sized once: growing by push() allocates a 17-slot store for the common batch of one.
+    const events = new Array<UffdEvent>(n);
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const e = this.decode(this.syncView!, i * UFFD_MSG_SIZE);
+      if (e !== null) events[kept++] = e;
+    }
+    events.length = kept;
+    return events;
+  }
   protected _setRef(refed: boolean): void {
     this.link.strong = refed ? this : null;
     if (refed) this.handle.ref();
@@ -237,17 +261,14 @@ export class KernelUserfaultfd extends Userfaultfd {
     const type = v.getUint8(o);
     switch (type) {
       case EV.PAGEFAULT: {
-        const flags = Number(v.getBigUint64(o + 8, true));
-        const e: PageFault = {
-          type: 'pagefault',
-          address: v.getBigUint64(o + 16, true),
-          write: (flags & PF.WRITE) !== 0,
-          wp: (flags & PF.WP) !== 0,
-          minor: (flags & PF.MINOR) !== 0,
-          flags,
-        };
-        if (this.featureBits & constants.features.THREAD_ID) e.tid = v.getUint32(o + 24, true);
-        return e;
+        const flags = v.getUint32(o + 8, true); // the defined bits are all in the low word
+        const address = v.getBigUint64(o + 16, true);
+        const write = (flags & PF.WRITE) !== 0;
+        const wp = (flags & PF.WP) !== 0;
+        const minor = (flags & PF.MINOR) !== 0;
+        // Whole literals: a property added afterwards costs every event an out-of-object store.
+        if ((this.featureBits & constants.features.THREAD_ID) === 0) return { type: 'pagefault', address, write, wp, minor, flags };
+        return { type: 'pagefault', address, write, wp, minor, tid: v.getUint32(o + 24, true), flags };
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);

@@ -106,6 +106,11 @@ export class UffdContext {
     this.post({ kind: 'event', event });
   }
 
+  /** A read(2) by the thread itself (readSync): up to `max` queued messages, oldest first. */
+  take(max: number): Message[] {
+    return this.queue.splice(0, max);
+  }
+
   private post(m: Message): void {
     this.queue.push(m);
     this.scheduleDelivery();

@@ -9,7 +9,7 @@ import type { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { ServeSets, Userfaultfd } from '../userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
-import { Message, Outcome, Reader, UffdContext } from './context';
+import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges, stage, unstage } from './page-sources';
 import { FaultStats } from './stats';
@@ -125,6 +125,22 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   protected _stats(): Stats {
     return this.counters.snapshot();
   }
+  /**
+   * What is queued now, decoded as the kernel backend decodes it. Never blocks, whatever
+   * timeoutMs says: the simulated faulting threads are this thread's own promises, so a wait
+   * here could only end at the timeout with nothing new (docs/fast-handlers.md).
+   */
+  protected _readSync(max: number): UffdEvent[] {
+    return this.ctx.take(max).map((m) => {
+      if (m.kind === 'event') {
+        const e = m.event;
+        if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
+        return e;
+      }
+      this.counters.countFault();
+      return this.faultEvent(m.waiter);
+    });
+  }
   protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
     return scanWritten(this.ctx, start, length, reset);
   }
@@ -166,6 +182,16 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (!this.closed) this.isolated(() => this.deliver(m));
   }
 
+  private faultEvent(w: Waiter): PageFault {
+    const e: PageFault = {
+      type: 'pagefault', address: w.address,
+      write: (w.flags & PF.WRITE) !== 0, wp: (w.flags & PF.WP) !== 0, minor: (w.flags & PF.MINOR) !== 0,
+      flags: w.flags,
+    };
+    if (this.ctx.has('THREAD_ID')) e.tid = w.tid;
+    return e;
+  }
+
   /**
    * A REMOVE was posted: the kernel's caller waits until the reader has read it, so the reader
    * knows the span before any later access; the simulator's dontneed does not wait, so the span
@@ -195,12 +221,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       }
     }
     this.counters.countFault();
-    const e: PageFault = {
-      type: 'pagefault', address: w.address,
-      write: (w.flags & PF.WRITE) !== 0, wp: (w.flags & PF.WP) !== 0, minor: (w.flags & PF.MINOR) !== 0,
-      flags: w.flags,
-    };
-    if (this.ctx.has('THREAD_ID')) e.tid = w.tid;
+    const e = this.faultEvent(w);
     // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
     let sourceFailed: string | null = null;
     if (!e.wp && !e.minor) {

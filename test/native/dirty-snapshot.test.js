@@ -12,7 +12,9 @@ const { verifyImage, check, strideFor } = require('./pattern-check');
 
 const DIST = path.join(__dirname, '../../dist');
 const TRACK = { features: ['WP_ASYNC', 'WP_UNPOPULATED'] };
-const tmp = (name) => path.join(os.tmpdir(), `uffd-ds-${process.pid}-${name}`);
+// Images in memory where there is a tmpfs: a loaded disk would make the writers' stall about it.
+const TMP = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+const tmp = (name) => path.join(TMP, `uffd-ds-${process.pid}-${name}`);
 
 /** A Worker that maps `length` bytes (dirty-snapshot-writer.js); resolves once it has. */
 async function startWriter(length, opts = {}) {
@@ -143,7 +145,7 @@ function ensureHugePages(ctx, n) {
 }
 
 describeNative('snapshot under writers', function () {
-  this.timeout(60000);
+  this.timeout(120000);
   const files = [];
   after(() => { for (const f of files) fs.rmSync(f, { force: true }); });
 
@@ -220,9 +222,17 @@ describeNative('snapshot under writers', function () {
       w.once('message', async (m) => {
         const uffd = Userfaultfd.open();
         w.postMessage({ cmd: 'pattern' });
-        const p = uffd.snapshot({ start: m.address, length: m.length }, '/dev/null');
-        setTimeout(() => uffd.close(), 5);
+        // Closed once the stream has begun: the image file has grown.
+        const file = ${JSON.stringify(tmp('closed'))};
+        const p = uffd.snapshot({ start: m.address, length: m.length }, file);
+        const poll = setInterval(() => {
+          let size = 0;
+          try { size = require('fs').statSync(file).size; } catch {}
+          if (size > 0) { clearInterval(poll); uffd.close(); }
+        }, 1);
         const outcome = await p.then(() => 'resolved', (e) => 'rejected ' + e.code);
+        clearInterval(poll);
+        require('fs').rmSync(file, { force: true });
         w.postMessage({ cmd: 'stop' });
         w.once('message', () => { console.log('settled', outcome); w.postMessage({ cmd: 'exit' }); });
       });
