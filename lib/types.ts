@@ -106,6 +106,8 @@ export interface Stats {
   demandFaults: number;
   /** Demand faults on pages of a set being prefetched: prefetch would have covered them, had it got there first. */
   prefetchMisses: number;
+  /** Custom and http sources (PageSource.custom/http) served by this uffd, once one is. */
+  source?: import('./custom-source').SourceStats;
 }
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }

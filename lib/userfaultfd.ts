@@ -10,6 +10,7 @@ import { checkDirtyTracking, DirtyRun, toDirtyOptions } from './dirty';
 import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
+import { CustomServer, SourceCounters } from './custom-source';
 import { Region } from './region';
 import {
   CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
@@ -117,6 +118,9 @@ export abstract class Userfaultfd extends EventEmitter {
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
   private readonly tracking: WeakRef<Userfaultfd>;
+  /** Ranges served by PageSource.custom/http, answered in JavaScript (lib/custom-source.ts). */
+  private readonly customServers = new Set<CustomServer>();
+  private sourceCounters: SourceCounters | null = null;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -293,6 +297,13 @@ export abstract class Userfaultfd extends EventEmitter {
     const readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
+    if (source.custom !== null && removed !== 'source') {
+      throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
+    }
+    if (source.custom !== null && prefetch !== undefined) {
+      throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
+        '({ record }) but cannot prefetch one yet ({ prefetch })');
+    }
     const end = r.start + BigInt(r.length);
     for (const x of this.servedHandles) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
@@ -318,7 +329,8 @@ export abstract class Userfaultfd extends EventEmitter {
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = this._serve(r, source, readahead, removed === 'zero', sets);
+      handle = source.custom !== null ? this.serveCustom(r, source, readahead, sets.record)
+        : this._serve(r, source, readahead, removed === 'zero', sets);
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -334,7 +346,8 @@ export abstract class Userfaultfd extends EventEmitter {
         const ws = this.servedSets.get(served);
         if (ws) this.autoSave(ws);
         this.servedSets.delete(served);
-        this._unserve(handle);
+        if (handle instanceof CustomServer) this.unserveCustom(handle);
+        else this._unserve(handle);
       },
     };
     this.servedHandles.add(served);
@@ -365,8 +378,9 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   private writeSet(ws: ServedSet, path: string): void {
-    const recorded = this._recorded(ws.handle);
-    const cursor = Math.max(0, this._prefetchCursor(ws.handle));
+    const custom = ws.handle instanceof CustomServer;
+    const recorded = custom ? (ws.handle as CustomServer).recorded() : this._recorded(ws.handle);
+    const cursor = custom ? 0 : Math.max(0, this._prefetchCursor(ws.handle));
     const runs = refine(ws.loaded?.runs ?? null, cursor, recorded, ws.range.length / this.pageSize, ws.refine);
     writeWorkingSet(path, { ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
   }
@@ -383,7 +397,45 @@ export abstract class Userfaultfd extends EventEmitter {
 
   stats(): Stats {
     this.checkOpen();
-    return this._stats();
+    const s = this._stats();
+    if (this.sourceCounters !== null) s.source = this.sourceCounters.snapshot();
+    return s;
+  }
+
+  /** A custom source's range: its faults reach claimFault() instead of the listeners. */
+  private serveCustom(r: CheckedRange, source: PageSource, readahead: number, record: boolean): CustomServer {
+    this.sourceCounters ??= new SourceCounters();
+    // readahead 'adaptive' (0): a fetched window is copied whole, the fewest faults per read;
+    // a smaller readahead copies that much per fault and keeps the rest of the window cached.
+    const server = new CustomServer(this, r.start, r.length, source.custom!, readahead, this.sourceCounters,
+      (err, fault) => this.reportError(err, fault));
+    if (record) server.record();
+    this.customServers.add(server);
+    return server;
+  }
+
+  /** Faults still waiting on a stopped custom source go to the handlers, or the fallback. */
+  private unserveCustom(server: CustomServer): void {
+    this.customServers.delete(server);
+    for (const e of server.stop()) {
+      if (this.hasPagefaultConsumers) this.dispatch(e);
+      else this.answerByFallback(e);
+    }
+  }
+
+  /**
+   * A fault no native source answered: true when a custom source's range holds it (that source
+   * answers it, asynchronously).
+   */
+  private claimFault(e: PageFault): boolean {
+    if (this.customServers.size === 0 || e.wp || e.minor) return false;
+    for (const server of this.customServers) {
+      if (!server.covers(e.address)) continue;
+      if (this.faultTimeoutMs !== undefined) this.watch(e);
+      server.fault(e);
+      return true;
+    }
+    return false;
   }
 
   // ---- reading events on the calling thread --------------------------------------------------
@@ -521,6 +573,8 @@ export abstract class Userfaultfd extends EventEmitter {
     for (const ws of this.servedSets.values()) this.autoSave(ws);
     this.servedSets.clear();
     untrack(this.tracking);
+    for (const server of this.customServers) server.stop(); // closing wakes their faults
+    this.customServers.clear();
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -536,6 +590,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * nobody listens to throws.
    */
   protected deliverFault(e: PageFault, sourceFailure?: string): void {
+    if (sourceFailure === undefined && this.claimFault(e)) return;
     if (!this.hasPagefaultConsumers) {
       this.answerByFallback(e);
       if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
@@ -780,6 +835,11 @@ function readerActiveError(): Error {
 
 /** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
 function sizeOf(source: PageSource): number {
+  if (source.custom !== null) {
+    if (source.custom.size !== undefined) return source.custom.size;
+    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', 'serve(): a working set must match its source\'s size: ' +
+      'give PageSource.http the object\'s { size } to record one');
+  }
   try {
     return sourceSize(source);
   } catch (e) {

@@ -37,6 +37,13 @@ export async function consumer(): Promise<void> {
   served.stop();
   uffd.serve(region, PageSource.buffer(new Uint8Array(4096)), { readahead: 65536 });
   uffd.serve(region, PageSource.zero());
+  uffd.serve(region, PageSource.custom(async (offset, length, { signal }) => { void signal; return new Uint8Array(length + offset * 0); },
+    { size: 4096, chunkSize: 1 << 20, concurrency: 4, retries: 3, onError: 'zeropage' }));
+  const remote = PageSource.http('https://bucket.example/object', { headers: () => ({ authorization: 't' }), chunkSize: 1 << 20 });
+  const info: { size: number; etag?: string } = await remote.ready();
+  void info;
+  const dedup: number | undefined = uffd.stats().source?.deduplicated;
+  void dedup;
   const s: Stats = uffd.stats();
   const p99: number = s.latencyNs.p99;
   for await (const e of uffd.events()) {

@@ -27,6 +27,10 @@ uffd.register(region, { wp: 1 });
 uffd.serve(region, '/path/to/file');
 // @ts-expect-error PageSource.file's mode is 'mmap' or 'pread'
 PageSource.file('/path', { mode: 'read' });
+// @ts-expect-error PageSource.custom needs { size }
+PageSource.custom(async () => new Uint8Array(0), {});
+// @ts-expect-error onError is 'sigbus' or 'zeropage'
+PageSource.custom(async () => new Uint8Array(0), { size: 1, onError: 'ignore' });
 // @ts-expect-error protection is 'none' | 'read' | 'readwrite'
 region.protect(0, 4096, 'rw');
 // @ts-expect-error a fault's address is a bigint
