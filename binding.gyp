@@ -12,6 +12,7 @@
             "native/page_source.cc",
             "native/region.cc",
             "native/fdpass.cc",
+            "native/teardown_registry.cc",
             "native/local_uffds.cc"
           ]
         }, {

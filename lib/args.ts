@@ -26,7 +26,7 @@ export function toLength(value: unknown, name: string, allowZero = false): numbe
 }
 
 // The page mask as a bigint, made once: `value % BigInt(pageSize)` allocated a bigint and did a
-// division on every ioctl (measured: 34 -> 9 ns per check; README.md "Performance").
+// division on every ioctl (measured: 34 -> 9 ns per check; docs/performance.md).
 let maskFor = 0;
 let maskBig = 0n;
 export function checkAligned(value: bigint | number, pageSize: number, name: string): void {

@@ -1,4 +1,5 @@
 /** Errors: one class for what the kernel refused, Node's own codes for bad arguments. */
+import { constants as osConstants } from 'os';
 
 export type UffdErrorCode =
   | 'EEXIST' | 'EAGAIN' | 'EINVAL' | 'ENOENT' | 'ESRCH' | 'EBUSY' | 'EPERM' | 'EFAULT' | 'ENOMEM'
@@ -33,6 +34,13 @@ export const ERRNO: Record<string, number> = {
   EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, SIGBUS: 135, SIGSEGV: 139,
 };
 
+/** The name of a Linux errno number (this table first, then the platform's own). */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(ERRNO)) if (value === errno) return name;
+  for (const [name, value] of Object.entries(osConstants.errno)) if (value === errno) return name;
+  return `E${errno}`;
+}
+
 const MESSAGES: Record<string, string> = {
   EPERM: 'Operation not permitted', ENOENT: 'No such file or directory', ESRCH: 'No such process',
   EAGAIN: 'Resource temporarily unavailable', ENOMEM: 'Cannot allocate memory',
@@ -60,6 +68,11 @@ export function outOfRange(name: string, expected: string, actual: unknown): Ran
   const e = new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`);
   (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
   return e;
+}
+
+/** An error of this package's own (not an errno), with a stable `code` (ERR_UFFD_...). */
+export function codedError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
 }
 
 /** The error for any use of a closed userfaultfd or an unmapped region. */

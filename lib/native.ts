@@ -10,6 +10,14 @@ export interface NativeConstants {
   modes: Record<string, number>;
   events: Record<string, number>;
   pagefaultFlags: Record<string, number>;
+  /** The reader's 40-byte record (native/fault_reader.h Delivery): its size and field offsets. */
+  delivery: { size: number; msg: number; note: number; err: number };
+  /** What the native side says about a record (native/fault_reader.h Note). */
+  notes: { kernel: number; selfFault: number; sourceFailed: number; readerFailed: number;
+    sourceFailedAnswered: number; selfFaultFallback: number };
+  /** Serve()'s source kinds and setSelfFaultPolicy()'s values (native/userfaultfd.h). */
+  sourceKinds: { zero: number; buffer: number; fd: number; path: number };
+  selfFaultPolicies: { zeropage: number; sigbus: number; source: number };
   API: number;
   USER_MODE_ONLY: number;
   pageSize: number;
@@ -17,7 +25,7 @@ export interface NativeConstants {
 
 export interface NativeStats {
   faults: number; copies: number; bytes: number; wakeups: number;
-  latencySamples: number; p50: number; p99: number;
+  p50: number; p99: number;
 }
 
 export interface NativeUserfaultfd {
@@ -94,6 +102,10 @@ export interface Binding extends FdPassBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /** The calling thread's worker_threads.threadId, for releaseThreads. */
+  setThreadId(threadId: number): void;
+  /** Unregisters the ranges of the uffds of thread `threadId` (every thread but `except` when < 0). */
+  releaseThreads(threadId: number, except: number): number;
 }
 
 function load(): { binding: Binding | null; loadError: string | null } {

@@ -11,7 +11,7 @@ export interface FileSourceOptions {
    * How the file is read: 'pread' (default) into a bounce buffer, then UFFDIO_COPY; or 'mmap',
    * a private read-only mapping of the file that UFFDIO_COPY reads directly. Measured with
    * bench/page-source-file.js, pread was as fast or faster with the file cached, and 6-9x
-   * faster for random access to a file on disk (README: "File reads").
+   * faster for random access to a file on disk (docs/page-sources.md: "File reads").
    */
   mode?: 'mmap' | 'pread';
 }

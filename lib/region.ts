@@ -11,6 +11,16 @@ import type { BackendName, MapOptions, Protection } from './types';
 /** Region buffers, to find the region behind a view passed as `data` (see write()). */
 const regionOfBuffer = new WeakMap<ArrayBuffer, Region>();
 
+/**
+ * The memory span a view covers when it views a Region's buffer, else null (JS heap memory,
+ * which no uffd registers).
+ */
+export function regionSpanOf(bytes: Uint8Array): { start: bigint; length: number } | null {
+  const region = regionOfBuffer.get(bytes.buffer as ArrayBuffer);
+  if (region === undefined || region.unmapped) return null;
+  return { start: region.address + BigInt(bytes.byteOffset), length: bytes.byteLength };
+}
+
 export abstract class Region {
   abstract readonly backend: BackendName;
   /** The first byte's address. */

@@ -1,6 +1,7 @@
 /**
  * Typed listeners for Userfaultfd's events (an augmentation, so that the class keeps its plain
- * EventEmitter implementation): `uffd.on('pagefault', (e) => …)` gives `e: PageFault`.
+ * EventEmitter implementation): `uffd.on('pagefault', (e) => …)` gives `e: PageFault`, and a
+ * misspelt event name does not compile (no catch-all string overload).
  */
 import type { ForkEvent, PageFault, RemapEvent, RemoveEvent, UnmapEvent } from './types';
 
@@ -13,21 +14,18 @@ export interface UserfaultfdEvents {
   unmap: (e: UnmapEvent) => void;
   error: (err: Error & { code?: string; fault?: PageFault }) => void;
   close: () => void;
+  /** EventEmitter's own. */
+  newListener: (event: string | symbol, listener: (...args: unknown[]) => void) => void;
+  removeListener: (event: string | symbol, listener: (...args: unknown[]) => void) => void;
 }
 
 declare module './userfaultfd' {
   interface Userfaultfd {
     on<K extends keyof UserfaultfdEvents>(event: K, listener: UserfaultfdEvents[K]): this;
-    on(event: string | symbol, listener: (...args: any[]) => void): this;
     once<K extends keyof UserfaultfdEvents>(event: K, listener: UserfaultfdEvents[K]): this;
-    once(event: string | symbol, listener: (...args: any[]) => void): this;
     addListener<K extends keyof UserfaultfdEvents>(event: K, listener: UserfaultfdEvents[K]): this;
-    addListener(event: string | symbol, listener: (...args: any[]) => void): this;
     prependListener<K extends keyof UserfaultfdEvents>(event: K, listener: UserfaultfdEvents[K]): this;
-    prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
     off<K extends keyof UserfaultfdEvents>(event: K, listener: UserfaultfdEvents[K]): this;
-    off(event: string | symbol, listener: (...args: any[]) => void): this;
     removeListener<K extends keyof UserfaultfdEvents>(event: K, listener: UserfaultfdEvents[K]): this;
-    removeListener(event: string | symbol, listener: (...args: any[]) => void): this;
   }
 }

@@ -28,6 +28,7 @@ export type SelfFaultPolicy = 'zeropage' | 'sigbus' | 'source';
 export interface OpenOptions {
   /** Features to enable; each must be supported or open() throws naming it. */
   features?: FeatureName[];
+  /** The fd is always non-blocking; `true` says so, anything else is refused. */
   nonBlocking?: true;
   userModeOnly?: boolean;
   backend?: BackendChoice;

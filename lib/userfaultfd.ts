@@ -6,10 +6,11 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
-import { closedError, invalidArgType, outOfRange, UffdError } from './errors';
+import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
+import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
   RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
@@ -23,6 +24,33 @@ function checkSelfFaultPolicy(policy: unknown): void {
   if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
     throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
   }
+}
+
+/**
+ * Every open uffd of this thread, both backends, closed at exit: libuv joins its thread pool
+ * at exit, and a pool thread waiting on a fault would hold the process forever. Held weakly:
+ * a uffd dropped without close() is still collected (its native finalizer closes the fd).
+ */
+const openUffds = new Set<WeakRef<Userfaultfd>>();
+const collected = new FinalizationRegistry<WeakRef<Userfaultfd>>((ref) => openUffds.delete(ref));
+let exitHookInstalled = false;
+
+function track(u: Userfaultfd): WeakRef<Userfaultfd> {
+  const ref = new WeakRef(u);
+  openUffds.add(ref);
+  collected.register(u, ref, ref);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const r of [...openUffds]) r.deref()?.close();
+    });
+  }
+  return ref;
+}
+
+function untrack(ref: WeakRef<Userfaultfd>): void {
+  openUffds.delete(ref);
+  collected.unregister(ref);
 }
 
 /** A served range; stop() returns its faults to the JS handlers. */
@@ -58,6 +86,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
+  private readonly tracking: WeakRef<Userfaultfd>;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
@@ -85,6 +114,7 @@ export abstract class Userfaultfd extends EventEmitter {
     checkSelfFaultPolicy(init.options.onSelfFault);
     this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.faultTimeoutMs = init.options.faultTimeoutMs;
+    this.tracking = track(this);
     this.on('newListener', (name: string | symbol) => {
       if (isEventType(name)) this.consumersChanged(1);
     });
@@ -207,6 +237,10 @@ export abstract class Userfaultfd extends EventEmitter {
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (this.features.includes('SIGBUS')) {
+      throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
+        'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
+    }
     if (range instanceof Region && range.hugetlb) {
       throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
     }
@@ -221,6 +255,7 @@ export abstract class Userfaultfd extends EventEmitter {
           `0x${r.start.toString(16)}, ${r.length} bytes`);
       }
     }
+    checkSourceOverlap(source, [r, ...this.registered]);
     const registeredHere = !this.isRegistered(r);
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
@@ -284,6 +319,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.isClosed = true;
     for (const w of this.unanswered.values()) clearTimeout(w.timer);
     this.unanswered.clear();
+    untrack(this.tracking);
     this._close();
     for (const q of this.queues) q.end();
     this.queues.clear();
@@ -291,6 +327,37 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   // ---- for backends -------------------------------------------------------------------------
+
+  /**
+   * A page fault a backend read (not answered natively). `sourceFailure` is the errno name when
+   * a served range's source could not answer it. With no 'pagefault' consumer the fallback
+   * answers it; either way it is answered before any error is reported, since an 'error'
+   * nobody listens to throws.
+   */
+  protected deliverFault(e: PageFault, sourceFailure?: string): void {
+    if (!this.hasPagefaultConsumers) {
+      this.answerByFallback(e);
+      if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
+      this.reportError(unhandledError(e), e);
+      return;
+    }
+    this.dispatch(e);
+    if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
+  }
+
+  /**
+   * Runs one delivery of a batch. A listener that throws (or an 'error' nobody listens to) must
+   * not cost the rest of the batch its delivery: other threads wait on those faults. The error
+   * is rethrown on the next tick, as an uncaught exception (thrown into a native callback, Node
+   * would only print a warning, DEP0168, and drop it).
+   */
+  protected isolated(deliver: () => void): void {
+    try {
+      deliver();
+    } catch (error) {
+      process.nextTick(() => { throw error; });
+    }
+  }
 
   /** Delivers one event to the listeners and iterators. */
   protected dispatch(e: UffdEvent): void {
@@ -398,6 +465,11 @@ export abstract class Userfaultfd extends EventEmitter {
     }
   }
 
+  /** Whether an event of `type` has anyone to go to (a listener or an events() iterator). */
+  protected hasConsumers(type: UffdEvent['type']): boolean {
+    return this.listenerCount(type) > 0 || this.queues.size > 0;
+  }
+
   protected get hasPagefaultConsumers(): boolean {
     return this.listenerCount('pagefault') > 0 || this.queues.size > 0;
   }
@@ -485,6 +557,15 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 }
 
+function sourceError(code: string): Error {
+  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
+}
+
+function unhandledError(e: PageFault): Error {
+  return codedError('ERR_UFFD_UNHANDLED_FAULT',
+    `A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
+}
+
 function pageOf(address: bigint, pageSize: number): bigint {
   return address - (address % BigInt(pageSize));
 }
@@ -493,6 +574,12 @@ function pageOf(address: bigint, pageSize: number): bigint {
 function checkOpenOptions(options: unknown): Partial<OpenOptions> {
   const o = toOptions<OpenOptions>(options, 'options');
   checkSelfFaultPolicy(o.onSelfFault);
+  if (o.userModeOnly !== undefined && typeof o.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', o.userModeOnly);
+  }
+  // The fd is always non-blocking (the reader polls it; readers never block the event loop):
+  // the option exists to say so, and asking for a blocking fd is refused, not ignored.
+  if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);

@@ -2,10 +2,14 @@
 #include <napi.h>
 #include <unistd.h>
 
+#include <cstddef>
+
 #include "addon.h"
+#include "fault_reader.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "userfaultfd.h"
 
 namespace uffd {
@@ -78,6 +82,37 @@ Napi::Object Constants(Napi::Env env) {
   set(flags, "WP", UFFD_PAGEFAULT_FLAG_WP);
   set(flags, "MINOR", UFFD_PAGEFAULT_FLAG_MINOR);
   c.Set("pagefaultFlags", flags);
+
+  // The record the reader hands JS (native/fault_reader.h Delivery) and the codes in it: the
+  // one definition lib/kernel reads them from.
+  Napi::Object delivery = Napi::Object::New(env);
+  set(delivery, "size", static_cast<double>(sizeof(Delivery)));
+  set(delivery, "msg", static_cast<double>(offsetof(Delivery, msg)));
+  set(delivery, "note", static_cast<double>(offsetof(Delivery, note)));
+  set(delivery, "err", static_cast<double>(offsetof(Delivery, err)));
+  c.Set("delivery", delivery);
+
+  Napi::Object notes = Napi::Object::New(env);
+  set(notes, "kernel", kNoteKernel);
+  set(notes, "selfFault", kNoteSelfFaultAnswered);
+  set(notes, "sourceFailed", kNoteSourceFailed);
+  set(notes, "readerFailed", kNoteReaderFailed);
+  set(notes, "sourceFailedAnswered", kNoteSourceFailedAnswered);
+  set(notes, "selfFaultFallback", kNoteSelfFaultFallback);
+  c.Set("notes", notes);
+
+  Napi::Object kinds = Napi::Object::New(env);
+  set(kinds, "zero", static_cast<double>(SourceKind::kZero));
+  set(kinds, "buffer", static_cast<double>(SourceKind::kBuffer));
+  set(kinds, "fd", static_cast<double>(SourceKind::kFd));
+  set(kinds, "path", static_cast<double>(SourceKind::kPath));
+  c.Set("sourceKinds", kinds);
+
+  Napi::Object policies = Napi::Object::New(env);
+  set(policies, "zeropage", static_cast<double>(SelfFaultPolicy::kZeropage));
+  set(policies, "sigbus", static_cast<double>(SelfFaultPolicy::kSigbus));
+  set(policies, "source", static_cast<double>(SelfFaultPolicy::kSource));
+  c.Set("selfFaultPolicies", policies);
 
   set(c, "API", static_cast<double>(UFFD_API));
   set(c, "USER_MODE_ONLY", UFFD_USER_MODE_ONLY);
@@ -185,6 +220,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   InitFdPass(env, exports);
+  InitTeardown(env, exports);
   return exports;
 }
 

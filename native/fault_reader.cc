@@ -148,7 +148,7 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
 // Reader thread. The thread-safe function is called after mutex_ is released: its call wakes
 // the JS thread, and a reader preempted while still holding mutex_ (one CPU, or a busy
 // machine) made the JS thread block on it and switch back and forth twice more per batch
-// (measured with perf stat: 6.9 -> 5.7 context switches per fault; README.md "Performance").
+// (measured with perf stat: 6.9 -> 5.7 context switches per fault; docs/performance.md).
 void FaultReader::PostAndSignal(const Delivery* d, size_t count) {
   bool signal = false;
   {

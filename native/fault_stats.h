@@ -48,12 +48,6 @@ class FaultStats {
     return Midpoint(kBuckets - 1);
   }
 
-  uint64_t latencySamples() const {
-    uint64_t total = 0;
-    for (const auto& b : histogram_) total += b.load(std::memory_order_relaxed);
-    return total;
-  }
-
  private:
   static int Bucket(uint64_t v) {
     if (v < (1u << kSubBits)) return static_cast<int>(v);

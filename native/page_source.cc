@@ -1,6 +1,8 @@
 #include "page_source.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +57,22 @@ class MemorySource : public PageSource {
 
  private:
   const uint8_t* data_;
+  uint64_t length_;
+};
+
+// A copy of bytes JavaScript could free while they are served (a detached ArrayBuffer), in
+// memory of its own, mapped so that a large copy goes back to the system when unserved.
+class OwnedMemorySource : public PageSource {
+ public:
+  OwnedMemorySource(uint8_t* data, uint64_t length) : data_(data), length_(length) {}
+  ~OwnedMemorySource() override {
+    if (data_ != nullptr) munmap(data_, length_);
+  }
+  uint64_t size() const override { return length_; }
+  const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+
+ private:
+  uint8_t* data_;
   uint64_t length_;
 };
 
@@ -122,6 +140,14 @@ std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t lengt
   return std::make_unique<MemorySource>(data, length);
 }
 
+std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t length) {
+  if (length == 0) return std::make_unique<MemorySource>(nullptr, 0);
+  void* copy = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (copy == MAP_FAILED) return nullptr;
+  memcpy(copy, data, length);
+  return std::make_unique<OwnedMemorySource>(static_cast<uint8_t*>(copy), length);
+}
+
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
                                            const char** failed) {
   struct stat st;
@@ -132,10 +158,20 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     *failed = "fstat";
     return nullptr;
   }
-  if (!S_ISREG(st.st_mode)) {
+  // A FIFO, socket or character device has no pages to serve (and reading one can block
+  // the reader forever): only regular files and block devices.
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
     close(fd);
     errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
     *failed = "open";
+    return nullptr;
+  }
+  uint64_t fileSize = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &fileSize) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    *failed = "ioctl";
     return nullptr;
   }
   // A descriptor opened write-only cannot be read: say so now, not at the first fault.
@@ -146,7 +182,6 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     *failed = "read";
     return nullptr;
   }
-  uint64_t fileSize = static_cast<uint64_t>(st.st_size);
   uint64_t size = offset < fileSize ? fileSize - offset : 0;
   if (mode == FileMode::kPread) {
     void* bounce = nullptr;
@@ -206,14 +241,6 @@ bool ServedRanges::Remove(uint32_t id) {
 void ServedRanges::Clear() {
   std::lock_guard<std::mutex> lock(mutex_);
   ranges_.clear();
-}
-
-bool ServedRanges::Contains(uint64_t address) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (const Range& r : ranges_) {
-    if (address >= r.start && address - r.start < r.length) return true;
-  }
-  return false;
 }
 
 // Reader thread.

@@ -28,6 +28,9 @@ class PageSource {
 std::unique_ptr<PageSource> MakeZeroSource();
 // Bytes owned by JavaScript (kept alive by the caller while served).
 std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t length);
+// A copy of `length` bytes made now (JS thread), owned by the source; nullptr with errno set
+// when memory for it cannot be mapped.
+std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t length);
 // A file from `offset`: mapped privately read-only (kMapped), or pread(2) into an aligned
 // bounce buffer (kPread). Takes ownership of fd. Returns nullptr with errno set and *failed
 // naming the call on failure (a directory: EISDIR; a write-only fd: EBADF).
@@ -51,7 +54,6 @@ class ServedRanges {
                uint64_t readahead, bool zeroRemoved = false);
   bool Remove(uint32_t id);
   void Clear();
-  bool Contains(uint64_t address);
 
   // JS thread, before any serve: whether the uffd's memory is mapped in this process. Only then
   // can mincore(2) here tell which pages of a window are present; a uffd received from another

@@ -91,8 +91,8 @@ namespace {
 // store before it as dead.
 thread_local sigjmp_buf* volatile tlGuard = nullptr;
 thread_local volatile uintptr_t tlFaultAddress = 0;
-struct sigaction previousSigbus;
-std::once_flag sigbusInstalled;
+struct sigaction previousSigbus;  // written under gSigbusMutex; read by OnSigbus
+std::mutex gSigbusMutex;
 
 void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
   if (tlGuard != nullptr) {
@@ -113,18 +113,28 @@ void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
   if (info->si_code <= 0) raise(SIGBUS);  // sent by kill(2), not by a fault: deliver it again
 }
 
+// Any thread. Installs the guard, or installs it again when someone replaced it: a JS
+// process.on('SIGBUS') makes libuv install its own handler, which only records the signal and
+// returns, so a poisoned page would fault again forever. The replaced handler becomes the
+// one chained to for every SIGBUS outside a guarded copy (the JS listener still hears kill -BUS).
 void InstallSigbusGuard() {
-  std::call_once(sigbusInstalled, [] {
-    struct sigaction sa {};
-    sa.sa_sigaction = OnSigbus;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &previousSigbus);
-  });
+  struct sigaction current {};
+  sigaction(SIGBUS, nullptr, &current);
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnSigbus) return;
+  std::lock_guard<std::mutex> lock(gSigbusMutex);
+  sigaction(SIGBUS, nullptr, &current);
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnSigbus) return;
+  struct sigaction sa {};
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  previousSigbus = current;
+  sigaction(SIGBUS, &sa, nullptr);
 }
 
 // Thread-pool thread: memcpy that returns false (and where) instead of dying of SIGBUS.
 bool GuardedCopy(void* to, const void* from, size_t length, uintptr_t* faultAddress) {
+  InstallSigbusGuard();  // one sigaction(2) read when nothing replaced it
   sigjmp_buf jump;
   if (sigsetjmp(jump, 1) != 0) {
     tlGuard = nullptr;
@@ -207,6 +217,54 @@ class AccessWorker : public Napi::AsyncWorker {
   Napi::ObjectReference data_;
 };
 
+// The buffer's own hold on the mapping. Node calls an external buffer's finalizer at most
+// once, but also when it refuses the buffer (too large: ERR_BUFFER_TOO_LARGE), before the
+// refusal returns, on some versions and not others. Whoever comes second (the finalizer or the
+// refused creator) frees the hold; whoever comes first releases the mapping. node-addon-api's
+// own finalizer wrapper freed its data twice there (KERNEL.md, Node-API traps).
+struct BufferHold {
+  Mapping* mapping;
+  std::atomic<bool> released{false};
+  std::atomic<int> parties{2};
+  void ReleaseMapping() {
+    if (!released.exchange(true)) mapping->Release();
+  }
+  void Leave() {
+    if (parties.fetch_sub(1) == 1) delete this;
+  }
+};
+
+void FinalizeBuffer(napi_env, void*, void* hint) {
+  auto* hold = static_cast<BufferHold*>(hint);
+  hold->ReleaseMapping();
+  hold->Leave();
+}
+
+// JS thread: an external ArrayBuffer over the whole mapping, or a RangeError (code
+// ERR_BUFFER_TOO_LARGE) when Node refuses it. lib/ checks the limit first, with a better
+// message; this is the guard for a direct caller of the binding.
+napi_value ExternalBuffer(Napi::Env env, Mapping* m) {
+  m->AddRef();
+  auto* hold = new BufferHold{m};
+  napi_value value = nullptr;
+  napi_status status =
+      napi_create_external_arraybuffer(env, m->addr(), m->length(), FinalizeBuffer, hold, &value);
+  if (status == napi_ok) {
+    hold->Leave();
+    return value;
+  }
+  hold->ReleaseMapping();
+  hold->Leave();
+  napi_value pending;
+  napi_get_and_clear_last_exception(env, &pending);  // Node's own refusal, replaced by ours
+  std::string message = "region.buffer: Node.js refused an external ArrayBuffer of " +
+                        std::to_string(m->length()) +
+                        " bytes (larger than buffer.constants.MAX_LENGTH); use region.read/write";
+  Napi::RangeError e = Napi::RangeError::New(env, message);
+  e.Set("code", "ERR_BUFFER_TOO_LARGE");
+  throw e;
+}
+
 }  // namespace
 
 Napi::Function Region::Init(Napi::Env env) {
@@ -264,7 +322,7 @@ Region::~Region() {
 }
 
 Mapping& Region::Live(Napi::Env env) {
-  if (!mapping_->live()) ThrowRangeError(env, "the region is unmapped");
+  if (!mapping_->live()) ThrowRangeError(env, "The region is unmapped");
   return *mapping_;
 }
 
@@ -293,10 +351,8 @@ Napi::Value Region::Buffer(const Napi::CallbackInfo& info) {
     Napi::ArrayBuffer existing = buffer_.Value();
     if (!existing.IsEmpty()) return existing;
   }
-  mapping_->AddRef();
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, mapping_->addr(), mapping_->length(),
-      [](Napi::Env, void*, Mapping* m) { m->Release(); }, mapping_);
+  napi_value value = ExternalBuffer(env, mapping_);
+  Napi::ArrayBuffer ab(env, value);
   buffer_ = Napi::Weak(ab);
   return ab;
 }

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "local_uffds.h"
 #include "region.h"
+#include "teardown_registry.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -32,6 +33,14 @@ struct RangeArgs {
 };
 RangeArgs ReadRange(const Napi::CallbackInfo& info) {
   return {ArgU64(info, 0), ArgU64(info, 1), info.Length() > 2 ? ArgU64(info, 2) : 0};
+}
+
+// Whether a view's memory belongs to an ArrayBuffer (detachable), not a SharedArrayBuffer.
+bool Detachable(Napi::Value view) {
+  napi_value buffer = nullptr;
+  napi_status st = napi_get_typedarray_info(view.Env(), view, nullptr, nullptr, nullptr, &buffer, nullptr);
+  bool isArrayBuffer = false;
+  return st != napi_ok || napi_is_arraybuffer(view.Env(), buffer, &isArrayBuffer) != napi_ok || isArrayBuffer;
 }
 
 }  // namespace
@@ -138,6 +147,7 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
   TrackUffd(env, this);
   tracked_ = true;
+  TrackForTeardown(env, this, fd);
 }
 
 Userfaultfd::~Userfaultfd() {
@@ -170,6 +180,7 @@ void Userfaultfd::Shutdown() {
   }
   keepMapped_.clear();
   if (fd_ >= 0) {
+    ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
@@ -178,7 +189,7 @@ void Userfaultfd::Shutdown() {
 }
 
 int Userfaultfd::CheckedFd(Napi::Env env, const char* syscall) {
-  if (fd_ < 0) ThrowRangeError(env, "the userfaultfd is closed");
+  if (fd_ < 0) ThrowRangeError(env, "The userfaultfd is closed");
   return fd_;
 }
 
@@ -194,6 +205,7 @@ Napi::Value Userfaultfd::Register(const Napi::CallbackInfo& info) {
   uffdio_register reg{{a.start, a.length}, a.mode, 0};
   int err = RetryIoctl(fd, UFFDIO_REGISTER, &reg);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_REGISTER");
+  NoteRegistered(this, a.start, a.length);
   return U64(env, reg.ioctls);
 }
 
@@ -204,6 +216,7 @@ Napi::Value Userfaultfd::Unregister(const Napi::CallbackInfo& info) {
   uffdio_range range{a.start, a.length};
   int err = RetryIoctl(fd, UFFDIO_UNREGISTER, &range);
   if (err != 0) ThrowErrno(env, err, "UFFDIO_UNREGISTER");
+  NoteUnregistered(this, a.start, a.length);
   return env.Undefined();
 }
 
@@ -365,10 +378,18 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ViewBytes(info[3], &data, &bytes);
       uint64_t len = bytes;
       uint64_t skip = std::min<uint64_t>(offset, len);
-      source = MakeMemorySource(data == nullptr ? nullptr : data + skip, len - skip);
-      keep = Napi::Persistent(info[3]);
+      const uint8_t* from = data == nullptr ? nullptr : data + skip;
       // A view of a Region: that Region's unmap() must wait until this source is gone.
       keepMapping = Mapping::AcquireContaining(data, bytes);
+      if (keepMapping != nullptr || !Detachable(info[3])) {
+        source = MakeMemorySource(from, len - skip);
+        keep = Napi::Persistent(info[3]);
+      } else {
+        // An ArrayBuffer can be detached (transferred) and its memory freed while served: the
+        // reader would then copy freed heap bytes into the region. Serve a copy instead.
+        source = MakeCopiedMemorySource(from, len - skip);
+        if (!source) ThrowErrno(env, errno, "mmap", kNoBytes, "a copy of the buffer source");
+      }
       break;
     }
     case 2:
@@ -381,12 +402,19 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       } else {
         if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
         path = info[3].As<Napi::String>().Utf8Value();
-        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait on the JS thread for
+        // a writer, forever; what is not a file is refused just below.
+        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
       const char* failed = "mmap";
       source = MakeFileSource(fd, offset, mode, &failed);
-      if (!source) ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+      if (!source) {
+        int err = errno;
+        std::string detail = path.empty() ? std::string("fd") : path;
+        if (err == EINVAL && strcmp(failed, "open") == 0) detail += " is not a regular file or a block device";
+        ThrowErrno(env, err, failed, kNoBytes, path.empty() && err != EINVAL ? nullptr : detail.c_str());
+      }
       break;
     }
     default:
@@ -424,7 +452,6 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
   r.Set("copies", Napi::Number::New(env, static_cast<double>(stats_.copies())));
   r.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes())));
   r.Set("wakeups", Napi::Number::New(env, static_cast<double>(stats_.wakeups())));
-  r.Set("latencySamples", Napi::Number::New(env, static_cast<double>(stats_.latencySamples())));
   r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
   r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
   return r;

@@ -21,6 +21,8 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info);      // (fd)
 Napi::Value GetTid(const Napi::CallbackInfo& info);       // gettid() of the calling JS thread
 
 enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
+// Serve()'s source argument: what its `source` value is.
+enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3 };
 
 class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
  public:

@@ -1,6 +1,6 @@
 // Runs every example: examples/*.js and examples/<name>/index.js, each in a child with a timeout,
 // expecting exit 0. An example says how it is run with comment lines at its top, or (for a
-// directory) with examples/<name>/test.json — see README "Development":
+// directory) with examples/<name>/test.json — see docs/development.md:
 //   // test-args: --size 16MiB            arguments (split on spaces; JSON array also accepted)
 //   // test-timeout: 60000                milliseconds before the child is killed (default 30000)
 //   // test-env: KEY=value OTHER=value    extra environment
@@ -118,4 +118,17 @@ describe('examples: every file in examples/ runs and exits 0', function () {
       if (ex.spec.expect) assert.match(r.stdout, new RegExp(ex.spec.expect), output);
     });
   }
+});
+
+describe('examples: command lines a person types', function () {
+  it('postcopy --help prints its usage and exits 0; an unknown option prints usage, exit 2, no stack', async function () {
+    const file = path.join(DIR, 'postcopy', 'index.js');
+    const help = await runChild(file, { isFile: true, args: ['--help'], timeoutMs: 10000 });
+    assert.deepStrictEqual([help.code, help.signal], [0, null], help.stderr);
+    assert.match(help.stdout, /^usage: node examples\/postcopy\/index\.js/);
+    const bad = await runChild(file, { isFile: true, args: ['--bogus'], timeoutMs: 10000 });
+    assert.strictEqual(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /Unknown option '--bogus'[\s\S]*usage:/);
+    assert.doesNotMatch(bad.stderr, /\n\s+at /, 'a stack trace was printed');
+  });
 });

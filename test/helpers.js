@@ -131,7 +131,11 @@ function describeNative(title, body) {
   });
 }
 
+/** The address of page `page` of a region, and a range of `count` pages from page `first`. */
+const at = (region, page) => region.address + BigInt(page * PAGE);
+const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
+
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { PAGE, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { at, pages, PAGE, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };

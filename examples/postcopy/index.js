@@ -462,16 +462,39 @@ function report(r) {
   ].join('\n');
 }
 
+const USAGE = `usage: node examples/postcopy/index.js [--size MiB] [--json]
+       node examples/postcopy/index.js source [--size MiB] [--port N]
+       node examples/postcopy/index.js destination --port N [--host H]
+Without a role, spawns a source and a destination and prints what the migration cost.`;
+
+/** The command line, or null after printing usage (--help, or a mistake: one line, no stack). */
+function args() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        size: { type: 'string', default: '64' },
+        port: { type: 'string', default: '0' },
+        host: { type: 'string', default: '127.0.0.1' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`postcopy: ${e.message}\n${USAGE}\n`);
+    process.exitCode = 2;
+    return null;
+  }
+}
+
 async function main() {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      size: { type: 'string', default: '64' },
-      port: { type: 'string', default: '0' },
-      host: { type: 'string', default: '127.0.0.1' },
-      json: { type: 'boolean', default: false },
-    },
-  });
+  const parsed = args();
+  if (parsed === null) return undefined;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return undefined;
+  }
   const sizeMiB = Number(values.size);
   if (!Number.isInteger(sizeMiB) || sizeMiB < 1) throw new Error('--size: a whole number of MiB');
   const role = positionals[0];

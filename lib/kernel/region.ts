@@ -1,4 +1,5 @@
 /** Region over real mapped memory (native/region.cc). */
+import { constants as bufferConstants } from 'buffer';
 import { binding, NativeRegion } from '../native';
 import { Region } from '../region';
 import type { MapOptions, Protection } from '../types';
@@ -30,6 +31,9 @@ export class KernelRegion extends Region {
     return this.isUnmapped;
   }
   get buffer(): ArrayBuffer {
+    // Node makes no external ArrayBuffer past buffer.constants.MAX_LENGTH (4 GiB on Node 20):
+    // the region itself works at any size through read, write and serve.
+    if (!this.isUnmapped && this.length > bufferConstants.MAX_LENGTH) throw bufferTooLarge(this.length);
     return this.noteBuffer(this.handle.buffer);
   }
 
@@ -56,4 +60,11 @@ export class KernelRegion extends Region {
     this.isUnmapped = true;
     this.handle.unmap();
   }
+}
+
+function bufferTooLarge(length: number): RangeError {
+  const limit = bufferConstants.MAX_LENGTH;
+  const e = new RangeError(`region.buffer: a region of ${length} bytes is larger than the largest ArrayBuffer ` +
+    `this Node.js makes (buffer.constants.MAX_LENGTH = ${limit} bytes); use region.read, region.write or serve()`);
+  return Object.assign(e, { code: 'ERR_BUFFER_TOO_LARGE', limit });
 }

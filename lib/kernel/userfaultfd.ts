@@ -1,43 +1,64 @@
 /** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
-import { constants, FeatureName, featureMask, featureNames, IoctlName, ioctlNames } from '../constants';
-import { invalidArgType, UffdError, uffdError } from '../errors';
+import { constants, featureMask, featureNames, ioctlNames } from '../constants';
+import { errnoName, invalidArgType, uffdError } from '../errors';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { Userfaultfd } from '../userfaultfd';
 import { kernelOffer, openKernelFd } from './probe';
 
-const RECORD = 40; // native/fault_reader.h Delivery
+const RECORD = constants.delivery.size;
+const MSG = constants.delivery.msg;
 const RECORDS_PER_CALL = 256;
-const NOTE = { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5 } as const;
+const NOTE = constants.notes;
 const EV = constants.events;
 const PF = constants.pagefaultFlags;
-const POLICY = { zeropage: 1, sigbus: 2, source: 3 } as const;
+const POLICY = constants.selfFaultPolicies;
+const KIND = constants.sourceKinds;
+/** Features whose events stop the thread that caused them until the message is read. */
+const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_REMAP |
+  constants.features.EVENT_REMOVE | constants.features.EVENT_UNMAP;
 
-/** Every open uffd of this thread, closed at exit: libuv joins its thread pool at exit, and a
- * pool thread waiting on a fault would hold the process forever. Held weakly: a uffd dropped
- * without close() is still collected, and its native finalizer closes the fd. */
-const openUffds = new Set<WeakRef<KernelUserfaultfd>>();
-const collected = new FinalizationRegistry<WeakRef<KernelUserfaultfd>>((ref) => openUffds.delete(ref));
-let exitHookInstalled = false;
-function track(u: KernelUserfaultfd): WeakRef<KernelUserfaultfd> {
-  const ref = new WeakRef(u);
-  openUffds.add(ref);
-  collected.register(u, ref, ref);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const r of [...openUffds]) r.deref()?.close();
-    });
-  }
-  return ref;
+/**
+ * What the reader thread's callback reaches the uffd through: strongly while it keeps the
+ * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
+ * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
+ * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ */
+interface ReaderLink {
+  strong: KernelUserfaultfd | null;
+  readonly weak: WeakRef<KernelUserfaultfd>;
 }
-function untrack(ref: WeakRef<KernelUserfaultfd>): void {
-  openUffds.delete(ref);
-  collected.unregister(ref);
+function batchCallback(link: ReaderLink): (count: number) => void {
+  return (count) => (link.strong ?? link.weak.deref())?.onBatch(count);
 }
+
+/**
+ * A Worker whose own JS thread waits on a fault of its own uffd cannot run its cleanup when it
+ * is terminated (the thread is stopped in the kernel), and Node then waits for it forever, in
+ * terminate() and in process.exit(). The thread that made the Worker (or the main thread, at
+ * exit) unregisters that Worker's ranges, which wakes it; its own teardown then closes its uffds.
+ * Only Workers made by a thread that has loaded this package are seen.
+ */
+function watchWorkerTeardown(): void {
+  if (!binding) return;
+  const native = binding;
+  const { threadId, isMainThread } = require('worker_threads') as typeof import('worker_threads');
+  native.setThreadId(threadId);
+  process.on('worker', (worker: import('worker_threads').Worker) => {
+    const terminate = worker.terminate;
+    const id = worker.threadId;
+    worker.terminate = function (this: typeof worker, ...args: Parameters<typeof terminate>) {
+      const done = terminate.apply(this, args);
+      native.releaseThreads(id, -1);
+      return done;
+    };
+  });
+  if (isMainThread) process.on('exit', () => native.releaseThreads(-1, threadId));
+}
+watchWorkerTeardown();
 
 export class KernelUserfaultfd extends Userfaultfd {
   readonly backend = 'native' as const;
@@ -47,19 +68,30 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly featureBits: number;
   private readonly ioctlBits: bigint;
   private readonly fdNumber: number;
-  private readonly tracking: WeakRef<KernelUserfaultfd>;
   private scratch: Uint8Array | null = null;
   private view: DataView | null = null;
+  private readonly link: ReaderLink = { strong: null, weak: new WeakRef(this) };
+  private nativeReader = false;
+  /** A consumer (listener, events(), serve()) started the reader, not only WAITING_EVENTS. */
+  private consumerReader = false;
+  /** Pages whose faults the event-only reader read with nobody to give them to: woken (and so
+   * raised again) once a consumer comes, or released by close(). */
+  private readonly held = new Set<bigint>();
 
+  /** `readsEvents`: this object opened the uffd (open(), a fork event), so it reads the events
+   * that block their callers (WAITING_EVENTS) from now on, listener or not. */
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd') {
+              via?: 'syscall' | 'dev-userfaultfd', readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
-    this.tracking = track(this);
+    if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
+      this.runReader();
+      this.handle.unref(); // reading events alone does not hold the process
+    }
   }
 
   get fd(): number {
@@ -99,7 +131,8 @@ export class KernelUserfaultfd extends Userfaultfd {
     return this.handle.move(dst, src, length, mode);
   }
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false): unknown {
-    const kind = source.kind === 'zero' ? 0 : source.kind === 'buffer' ? 1 : typeof source.file === 'number' ? 2 : 3;
+    const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
+      : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
       zeroRemoved);
@@ -112,45 +145,44 @@ export class KernelUserfaultfd extends Userfaultfd {
     return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
   }
   protected _startReader(): void {
+    this.consumerReader = true;
+    this.runReader();
+    // Faults held while nobody consumed them run again, to be served or delivered now.
+    for (const page of this.held) this.handle.wake(page, this.pageSize);
+    this.held.clear();
+  }
+  private runReader(): void {
+    if (this.nativeReader) return;
+    this.nativeReader = true;
     this.scratch = new Uint8Array(RECORD * RECORDS_PER_CALL);
     this.view = new DataView(this.scratch.buffer);
     this.handle.setSelfFaultPolicy(POLICY[this.selfFaultPolicy]);
-    this.handle.startReader((count) => this.onBatch(count), this.scratch);
+    this.handle.startReader(batchCallback(this.link), this.scratch);
   }
   protected _setRef(refed: boolean): void {
+    this.link.strong = refed ? this : null;
     if (refed) this.handle.ref();
     else this.handle.unref();
   }
   protected _close(): void {
-    untrack(this.tracking);
     this.handle.close();
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
-  private onBatch(count: number): void {
-    // A listener that throws (or an 'error' nobody listens to) must not cost the rest of the
-    // batch its delivery: other threads wait on those faults. Errors are rethrown on the next
-    // tick, as uncaught exceptions: thrown here, into the native callback, Node would only
-    // print a warning (DEP0168) and drop them.
-    for (let i = 0; i < count && !this.closed; i++) {
-      try {
-        this.deliver(i * RECORD);
-      } catch (error) {
-        process.nextTick(() => { throw error; });
-      }
-    }
+  onBatch(count: number): void {
+    for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
   }
 
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
   private deliver(o: number): void {
     const v = this.view!;
-    const note = v.getInt32(o + 32, true);
-    const err = v.getInt32(o + 36, true);
+    const note = v.getInt32(o + constants.delivery.note, true);
+    const err = v.getInt32(o + constants.delivery.err, true);
     if (note === NOTE.readerFailed) {
       this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
-    const e = this.decode(v, o);
+    const e = this.decode(v, o + MSG);
     if (e === null) return;
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
       this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
@@ -163,16 +195,14 @@ export class KernelUserfaultfd extends Userfaultfd {
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
-    // The fault is answered (by a handler or the fallback) before any error is reported: an
-    // 'error' nobody listens to throws.
-    if (e.type === 'pagefault' && !this.hasPagefaultConsumers) {
-      this.answerByFallback(e);
-      if (note === NOTE.sourceFailed) this.reportError(sourceError(err), e);
-      this.reportError(unhandledError(e), e);
+    if (e.type === 'pagefault' && !this.consumerReader) {
+      // Read only so that non-cooperative events cannot block their callers: the fault waits,
+      // as it would with no reader, for a consumer (or close()).
+      this.held.add(e.address - (e.address % BigInt(this.pageSize)));
       return;
     }
-    this.dispatch(e);
-    if (note === NOTE.sourceFailed && e.type === 'pagefault') this.reportError(sourceError(err), e);
+    if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
+    else this.dispatch(e);
   }
 
   private decode(v: DataView, o: number): UffdEvent | null {
@@ -193,10 +223,14 @@ export class KernelUserfaultfd extends Userfaultfd {
       }
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
+        if (!this.hasConsumers('fork')) {
+          binding!.closeFd(fd); // nobody takes the child's uffd: close it now, not at GC
+          return null;
+        }
         // The kernel copies the parent's context (features and all) into the child's fd, so
         // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy });
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, true);
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -211,12 +245,6 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 }
 
-function errnoName(errno: number): string {
-  const os = require('os') as typeof import('os');
-  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
-  return `E${errno}`;
-}
-
 function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
   const how = fellBack
     ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
@@ -227,22 +255,9 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
   return error;
 }
 
-function sourceError(err: number): Error {
-  return uffdError(errnoName(err), 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
-}
-
-function unhandledError(e: PageFault): Error {
-  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
-  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
-  return error;
-}
-
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
   const userModeOnly = options.userModeOnly === true;
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
@@ -263,7 +278,7 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
     binding!.closeFd(fd);
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */
@@ -278,9 +293,6 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
   // whose faulting threads would then wait forever).
   let features = options.features ? featureMask(toFeatureNames(options.features)) : 0;
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const dup = binding!.dupFd(fd);
   let ioctls = 0n;
   try {
@@ -299,8 +311,4 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
     binding!.closeFd(dup);
     throw e;
   }
-}
-
-export function isUffdError(e: unknown): e is UffdError {
-  return e instanceof UffdError;
 }

@@ -35,6 +35,8 @@ export type Message = { kind: 'fault'; waiter: Waiter } | { kind: 'event'; event
 /** The fd side of a context: a SimUserfaultfd whose reader is running. */
 export interface Reader {
   onMessage(m: Message): void;
+  /** Told synchronously when a non-cooperative event is posted (delivery comes later). */
+  eventPosted(e: UffdEvent): void;
 }
 
 const BASIC_IOCTLS = ioctlMask(['wake', 'copy', 'zeropage', 'move', 'poison']);
@@ -97,7 +99,9 @@ export class UffdContext {
 
   /** A non-cooperative event (REMOVE, UNMAP): read in order with the faults. */
   postEvent(event: UffdEvent): void {
-    if (!this.released) this.post({ kind: 'event', event });
+    if (this.released) return;
+    for (const r of this.readers) r.eventPosted(event);
+    this.post({ kind: 'event', event });
   }
 
   private post(m: Message): void {
@@ -146,6 +150,7 @@ export class UffdContext {
     for (let p = first; p < last; p++) {
       if (m.owner[p] !== null && m.owner[p] !== this) return { err: 'EBUSY' };
     }
+    for (let p = first; p < last; p++) writtenThroughBuffer(m, p);
     for (let p = first; p < last; p++) {
       // A VMA this context registered with every asked mode already is left as it is.
       if (m.owner[p] === this && (m.mode[p] & mode) === mode) continue;
@@ -327,7 +332,8 @@ export class UffdContext {
     for (let p = first; p < last; p++) {
       // Anonymous memory: only present pages carry the bit. Shared memory: a marker is left on
       // unmapped pages too (file-backed memory always uses uffd-wp markers).
-      if (m.present(p) || m.shared || !protect) m.wp[p] = protect ? 1 : 0;
+      // UFFD_FEATURE_WP_UNPOPULATED: anonymous memory gets the marker on unpopulated pages too.
+      if (m.present(p) || m.shared || !protect || this.has('WP_UNPOPULATED')) m.wp[p] = protect ? 1 : 0;
     }
     if (!protect && (mode & M.WRITEPROTECT_DONTWAKE) === 0) this.wakeRange(start, length);
     return null;
@@ -351,6 +357,13 @@ const OK: Touch = { kind: 'ok' };
  * anything else is mapped on the spot (zero-filled), as ordinary memory is.
  */
 export function touch(m: Mapping, p: number, write: boolean): Touch {
+  const t = userfault(m, p, write);
+  // UFFD_FEATURE_SIGBUS: the kernel raises SIGBUS in place of every userfault message.
+  if (t.kind === 'fault' && t.ctx.has('SIGBUS')) return { kind: 'signal', signal: 'SIGBUS' };
+  return t;
+}
+
+function userfault(m: Mapping, p: number, write: boolean): Touch {
   if (m.poisoned[p]) return { kind: 'signal', signal: 'SIGBUS' };
   if (m.prot[p] === PROT_NONE || (write && m.prot[p] !== PROT_READWRITE)) return { kind: 'signal', signal: 'SIGSEGV' };
   const ctx = m.owner[p];
@@ -370,6 +383,18 @@ export function touch(m: Mapping, p: number, write: boolean): Touch {
     m.wp[p] = 0;
   }
   return OK;
+}
+
+/**
+ * A write through `region.buffer` raises no simulated fault, so it cannot mark its page
+ * present as the kernel's page table would. At registration, when it starts to matter, a page
+ * of a private mapping whose bytes are not all zero (and that no served range staged) was
+ * written: it is present. A page written with zeros only stays missing (the one difference).
+ */
+function writtenThroughBuffer(m: Mapping, p: number): void {
+  if (m.present(p) || m.shared || m.stagers.some((s) => p >= s.first && p < s.last)) return;
+  const bytes = new Uint8Array(m.backing.memory, p * m.pageSize, m.pageSize);
+  if (bytes.some((b) => b !== 0)) m.mapped[p] = 1;
 }
 
 function aligned(m: Mapping, start: bigint, length: number): boolean {

@@ -4,6 +4,7 @@
  */
 import * as fs from 'fs';
 import { uffdError } from '../errors';
+import { regionSpanOf } from '../region';
 import type { PageSource } from '../page-source';
 import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
@@ -32,13 +33,15 @@ export interface Filler {
 export type FillResult = 'answered' | 'failed' | 'not-served';
 
 /** Writes the source's bytes into the missing pages of [start, start + length) of `m`, now and after each dontneed. */
-export function stage(m: Mapping, start: bigint, length: number, source: Source): Stager {
+export function stage(m: Mapping, start: bigint, length: number, source: Source,
+                      readsZero: (address: bigint) => boolean = () => false): Stager {
   const first = m.pageOf(start);
   const stager: Stager = {
     first,
     last: first + length / m.pageSize,
     fill(p) {
       if (m.removed || m.mapped[p] || m.poisoned[p] || (m.shared && m.backing.cached[p])) return;
+      if (readsZero(m.addressOf(p))) return; // a removed span of a removed: 'zero' range
       const offset = Number(m.addressOf(p) - start);
       if (offset >= source.size) return; // zeros already
       try {
@@ -76,6 +79,9 @@ interface Range {
   source: Source;
   fixedWindow: number; // 0 = adaptive
   streams: Stream[];
+  /** serve({ removed: 'zero' }): spans dropped later (REMOVE) read as zeros; sorted, disjoint. */
+  zeroRemoved: boolean;
+  removed: Array<[bigint, bigint]>;
 }
 
 const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
@@ -84,7 +90,7 @@ const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
 export function openSource(source: PageSource): Source {
   if (source.kind === 'zero') return { size: 0, read: () => new Uint8Array(0), close: () => undefined };
   if (source.kind === 'buffer') {
-    const bytes = source.bytes!;
+    const bytes = servedBytes(source.bytes!);
     const skip = Math.min(source.offset, bytes.byteLength);
     return {
       size: bytes.byteLength - skip,
@@ -95,12 +101,22 @@ export function openSource(source: PageSource): Source {
   return openFile(source.file!, source.offset);
 }
 
+/**
+ * The bytes a buffer source serves: an ArrayBuffer can be detached (transferred) while served,
+ * so it is copied, as native does; a SharedArrayBuffer cannot, and a Region's memory stays its.
+ */
+function servedBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof ArrayBuffer && regionSpanOf(bytes) === null) return bytes.slice();
+  return bytes;
+}
+
 function openFile(file: string | number, offset: number): Source {
   const path = typeof file === 'string' ? file : undefined;
   let fd: number;
   if (path !== undefined) {
     try {
-      fd = fs.openSync(path, 'r');
+      // O_NONBLOCK, as native: a FIFO would otherwise block the JS thread in open(2) forever.
+      fd = fs.openSync(path, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     } catch (e) {
       throw uffdError((e as NodeJS.ErrnoException).code ?? 'EIO', 'open', undefined, path);
     }
@@ -118,17 +134,23 @@ function openFile(file: string | number, offset: number): Source {
     } catch (e) {
       throw Object.assign(e as Error, { syscall: 'dup' });
     }
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'open' });
+    if (!st.isFile() && !st.isBlockDevice()) {
+      throw Object.assign(new Error('not a regular file'), {
+        code: st.isDirectory() ? 'EISDIR' : 'EINVAL', syscall: 'open',
+        detail: st.isDirectory() ? undefined : `${path ?? 'fd'} is not a regular file or a block device`,
+      });
+    }
     try {
       fs.readSync(fd, new Uint8Array(1), 0, 1, 0);
     } catch (e) {
       throw Object.assign(e as Error, { syscall: 'read' });
     }
-    size = offset < st.size ? st.size - offset : 0;
+    const fileSize = st.isBlockDevice() ? blockDeviceSize(st) : st.size;
+    size = offset < fileSize ? fileSize - offset : 0;
   } catch (e) {
     if (owned) fs.closeSync(fd);
-    const err = e as NodeJS.ErrnoException;
-    throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, path);
+    const err = e as NodeJS.ErrnoException & { detail?: string };
+    throw uffdError(err.code ?? 'EIO', err.syscall ?? 'open', undefined, err.detail ?? path);
   }
   if (!owned) {
     // The kernel backend serves a duplicate of the caller's fd, which may then close its own.
@@ -156,6 +178,17 @@ function openFile(file: string | number, offset: number): Source {
   };
 }
 
+/** A block device's size (fstat says 0): sysfs counts 512-byte sectors. */
+function blockDeviceSize(st: fs.Stats): number {
+  const major = Math.floor(st.rdev / 256) & 0xfff;
+  const minor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & 0xfff00);
+  try {
+    return Number(fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
+  } catch {
+    throw Object.assign(new Error('block device size unknown'), { code: 'ENOTSUP', syscall: 'ioctl' });
+  }
+}
+
 /** A second fd on the file `fd` has open (Node cannot dup): null where the OS offers no way. */
 function reopen(fd: number): number | null {
   for (const dir of ['/proc/self/fd/', '/dev/fd/']) {
@@ -176,9 +209,12 @@ export class ServedRanges {
 
   constructor(private readonly pageSize: number) {}
 
-  add(start: bigint, length: number, source: Source, readahead: number): number {
+  add(start: bigint, length: number, source: Source, readahead: number, zeroRemoved = false): number {
     const id = this.nextId++;
-    this.ranges.push({ id, start, length, source, fixedWindow: readahead, streams: Array.from({ length: STREAMS }, newStream) });
+    this.ranges.push({
+      id, start, length, source, fixedWindow: readahead, streams: Array.from({ length: STREAMS }, newStream),
+      zeroRemoved, removed: [],
+    });
     return id;
   }
 
@@ -194,11 +230,22 @@ export class ServedRanges {
     this.ranges.length = 0;
   }
 
-  /** Pages in [start, end) were dropped (REMOVE/UNMAP): read-ahead starts over. */
-  forget(start: bigint, end: bigint): void {
+  /**
+   * Pages in [start, end) were dropped (REMOVE/UNMAP): read-ahead starts over; with `removed`
+   * (a REMOVE), ranges served with removed: 'zero' remember the span (native ServedRanges::Forget).
+   */
+  forget(start: bigint, end: bigint, removed = false): void {
     for (const r of this.ranges) {
-      if (start < r.start + BigInt(r.length) && end > r.start) r.streams = r.streams.map(newStream);
+      const rEnd = r.start + BigInt(r.length);
+      if (!(start < rEnd && end > r.start)) continue;
+      r.streams = r.streams.map(newStream);
+      if (removed && r.zeroRemoved) r.removed = mergeSpan(r.removed, maxBig(start, r.start), minBig(end, rEnd));
     }
+  }
+
+  /** Whether `address` lies in a removed span of a removed: 'zero' range. */
+  readsZero(address: bigint): boolean {
+    return this.ranges.some((r) => r.removed.some(([a, b]) => address >= a && address < b));
   }
 
   /** Answers a missing-page fault at `address` when a served range holds it. */
@@ -209,7 +256,14 @@ export class ServedRanges {
     const page = address - (address % BigInt(this.pageSize));
     const rangeEnd = r.start + BigInt(r.length);
     // The window never leaves the served range.
-    const end = minBig(page + BigInt(this.windowFor(r, page)), rangeEnd);
+    let end = minBig(page + BigInt(this.windowFor(r, page)), rangeEnd);
+    for (const [a, b] of r.removed) { // removed spans read as zeros; read-ahead stops at them
+      if (page >= a && page < b) return this.zeroRemoved(page, f, stats);
+      if (a > page) {
+        end = minBig(end, a);
+        break;
+      }
+    }
     if (r.fixedWindow === 0) {
       for (const s of r.streams) if (s.lastUse === this.clock) s.nextExpected = end;
     }
@@ -243,6 +297,21 @@ export class ServedRanges {
     }
     hit.lastUse = this.clock;
     return hit.window;
+  }
+
+  /** A removed page of a removed: 'zero' range: one zero page (native ServedRanges::ZeroRemoved). */
+  private zeroRemoved(page: bigint, f: Filler, stats: FaultStats): { result: FillResult; err?: string } {
+    const res = f.zeropage(page, this.pageSize);
+    if (res.bytes > 0) {
+      stats.countResolve(res.bytes);
+      return { result: 'answered' };
+    }
+    if (res.err === 'EEXIST') {
+      f.wake(page, this.pageSize);
+      stats.countWake();
+      return { result: 'answered' };
+    }
+    return { result: 'failed', err: res.err ?? 'EIO' };
   }
 
   /** One COPY (or ZEROPAGE) of up to one window from the source at dst. */
@@ -314,4 +383,28 @@ export class ServedRanges {
 
 function minBig(a: bigint, b: bigint): bigint {
   return a < b ? a : b;
+}
+
+function maxBig(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
+
+/** [a, b) merged into sorted, disjoint spans. */
+function mergeSpan(spans: Array<[bigint, bigint]>, a: bigint, b: bigint): Array<[bigint, bigint]> {
+  const out: Array<[bigint, bigint]> = [];
+  let placed = false;
+  for (const [x, y] of spans) {
+    if (y < a) {
+      out.push([x, y]);
+    } else if (x > b) {
+      if (!placed) out.push([a, b]);
+      placed = true;
+      out.push([x, y]);
+    } else {
+      a = minBig(a, x);
+      b = maxBig(b, y);
+    }
+  }
+  if (!placed) out.push([a, b]);
+  return out;
 }

@@ -88,7 +88,9 @@ export class SimRegion extends Region {
   /** The memory itself. After unmap(): a detached (private) or empty (shared) buffer. */
   get buffer(): ArrayBuffer {
     if (this.isUnmapped) return this.detached ?? new ArrayBuffer(0);
-    return this.mapping.backing.memory;
+    // A shared region's memory is also its aliases': only a private one has a single owner
+    // that a view of it can be traced back to (serve() refuses a source viewing what it answers).
+    return this.shared ? this.mapping.backing.memory : this.noteBuffer(this.mapping.backing.memory);
   }
 
   protected _read(offset: number, length: number): Promise<Buffer> {

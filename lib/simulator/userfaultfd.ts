@@ -3,10 +3,10 @@
  * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
  */
 import { CheckedRange, toFeatureNames } from '../args';
-import { constants, FeatureName, featureMask, featureNames, ioctlNames } from '../constants';
+import { constants, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
-import type { OpenOptions, PageFault, Stats } from '../types';
+import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
 import { Userfaultfd } from '../userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext } from './context';
@@ -20,16 +20,6 @@ const API_IOCTLS = (1n << 0n) | (1n << 1n) | (1n << 63n);
 
 /** Every open simulated uffd, by its fake fd number (for fromFd). */
 const byFd = new Map<number, SimUserfaultfd>();
-
-/** Closed at exit, as the kernel backend closes its uffds (lib/kernel/userfaultfd.ts). */
-let exitHookInstalled = false;
-function closeAllAtExit(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const u of [...byFd.values()]) u.close();
-  });
-}
 
 export class SimUserfaultfd extends Userfaultfd implements Reader {
   readonly backend = 'simulator' as const;
@@ -48,7 +38,6 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.fdNumber = allocateFd();
     this.served = new ServedRanges(this.pageSize);
     byFd.set(this.fdNumber, this);
-    closeAllAtExit();
   }
 
   /** A fake fd number (>= 1000), or -1 once closed. */
@@ -98,11 +87,11 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return r.bytes;
   }
 
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean): unknown {
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead);
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
     const m = addressSpace.findRange(r.start, r.length);
-    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src) });
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     return id;
   }
   protected _unserve(handle: unknown): void {
@@ -137,24 +126,24 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.ctx.detach(this.reading ? this : null);
   }
 
-  /**
-   * The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's
-   * deliver() do. A listener that throws must not cost later messages their delivery (other
-   * accesses wait on them): its error is rethrown on the next tick, as the kernel backend does.
-   */
+  /** The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's deliver() do. */
   onMessage(m: Message): void {
-    if (this.closed) return;
-    try {
-      this.deliver(m);
-    } catch (error) {
-      process.nextTick(() => { throw error; });
-    }
+    if (!this.closed) this.isolated(() => this.deliver(m));
+  }
+
+  /**
+   * A REMOVE was posted: the kernel's caller waits until the reader has read it, so the reader
+   * knows the span before any later access; the simulator's dontneed does not wait, so the span
+   * is recorded here, as it is posted.
+   */
+  eventPosted(e: UffdEvent): void {
+    if (e.type === 'remove' && !this.closed) this.served.forget(e.start, e.end, true);
   }
 
   private deliver(m: Message): void {
     if (m.kind === 'event') {
       const e = m.event;
-      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end);
+      if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
       this.dispatch(e);
       return;
     }
@@ -178,16 +167,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;
     }
-    // The fault is answered (by a handler or the fallback) before any error is reported: an
-    // 'error' nobody listens to throws.
-    if (!this.hasPagefaultConsumers) {
-      this.answerByFallback(e);
-      if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
-      this.reportError(unhandledError(e), e);
-      return;
-    }
-    this.dispatch(e);
-    if (sourceFailed) this.reportError(sourceError(sourceFailed), e);
+    this.deliverFault(e, sourceFailed ?? undefined);
   }
 }
 
@@ -199,21 +179,8 @@ function resident(address: bigint): boolean | null {
   return (m.shared ? m.backing.cached[p] : m.mapped[p]) === 1;
 }
 
-function sourceError(code: string): Error {
-  return uffdError(code, 'UFFDIO_COPY', 0, 'a page source could not answer a fault; the JS handlers were given it');
-}
-
-function unhandledError(e: PageFault): Error {
-  const error = new Error(`A page fault at 0x${e.address.toString(16)} had no 'pagefault' listener; answered with a zero page`);
-  Object.assign(error, { code: 'ERR_UFFD_UNHANDLED_FAULT' });
-  return error;
-}
-
 /** Userfaultfd.open on the simulator: every feature is offered; THREAD_ID is on by default. */
 export function openSimulated(options: OpenOptions): SimUserfaultfd {
-  if (options.userModeOnly !== undefined && typeof options.userModeOnly !== 'boolean') {
-    throw invalidArgType('options.userModeOnly', 'of type boolean', options.userModeOnly);
-  }
   const wanted = toFeatureNames(options.features);
   let mask = featureMask(wanted);
   if (!wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;

@@ -173,6 +173,8 @@ describeBackends('bad arguments: Userfaultfd', (backend) => {
     assert.throws(() => Userfaultfd.open({ backend, features: [1] }), TYPE);
     assert.throws(() => Userfaultfd.open({ backend, onSelfFault: 'ignore' }), TYPE);
     assert.throws(() => Userfaultfd.open({ backend, userModeOnly: 'yes' }), TYPE);
+    assert.throws(() => Userfaultfd.open({ backend, nonBlocking: false }), TYPE); // always non-blocking: refused, not ignored
+    Userfaultfd.open({ backend, nonBlocking: true }).close();
   });
 
   it('Userfaultfd.fromFd(): bad fds', () => {

@@ -293,6 +293,8 @@ describe('package: npm pack, install into an empty project, use it', function ()
       const r = install(path.join(tmp, 'consumer-forced-build'), { ...env, npm_config_build_from_source: 'true' });
       assert.notStrictEqual(r.code, 0, 'the build from source succeeded without a compiler on the PATH');
       assert.match(r.stdout + r.stderr, /gyp ERR!|not found|ENOENT/);
+      // One line names what to install (bin/install-failed.js).
+      assert.match(r.stdout + r.stderr, /userfaultfd: building the native addon failed; install a C\+\+17 compiler, make and python3 \(Debian\/Ubuntu: apt-get install g\+\+ make python3/);
     });
   });
 });

@@ -33,6 +33,10 @@ region.protect(0, 4096, 'rw');
 uffd.on('pagefault', (e) => { const s: string = e.address; void s; });
 // @ts-expect-error a 'remove' event has start and end, not address
 uffd.on('remove', (e) => e.address);
+// @ts-expect-error a misspelt event name
+uffd.on('pagefualt', () => undefined);
+// @ts-expect-error an event that does not exist
+uffd.once('fault', () => undefined);
 // @ts-expect-error read returns a Promise, not a Buffer
 const b: Buffer = region.read(0, 16);
 void b;

@@ -1,9 +1,8 @@
 // Non-cooperative events: REMOVE from dontneed, UNMAP from unmap.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, requireFeature, pattern, delay, PAGE } = require('../helpers');
+const { at, describeBackends, requireFeature, pattern, delay, PAGE } = require('../helpers');
 
-const at = (region, page) => region.address + BigInt(page * PAGE);
 
 describeBackends('events: remove and unmap', (backend) => {
   let uffd;

@@ -1,10 +1,8 @@
 // UFFDIO_REGISTER / UNREGISTER: modes, the ioctls each range allows, EBUSY across two uffds.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, PAGE, perTestUffd } = require('../helpers');
+const { at, pages, describeBackends, PAGE, perTestUffd } = require('../helpers');
 
-const at = (region, page) => region.address + BigInt(page * PAGE);
-const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
 
 describeBackends('register: modes and allowed ioctls', (backend) => {
   let uffd;

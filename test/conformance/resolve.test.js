@@ -1,10 +1,8 @@
 // The resolving ioctls on their own: bytes done, EEXIST, partial EAGAIN, ENOENT, EINVAL, EFAULT.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, requireFeature, pattern, PAGE, perTestUffd } = require('../helpers');
+const { at, pages, describeBackends, requireFeature, pattern, PAGE, perTestUffd } = require('../helpers');
 
-const at = (region, page) => region.address + BigInt(page * PAGE);
-const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
 
 describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) => {
   let uffd;

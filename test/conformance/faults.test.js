@@ -1,10 +1,8 @@
 // Faults raised by region.read/write (off the JS thread) and how each answer lets them go on.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeBackends, requireFeature, pattern, delay, PAGE, perTestUffd } = require('../helpers');
+const { at, pages, describeBackends, requireFeature, pattern, delay, PAGE, perTestUffd } = require('../helpers');
 
-const at = (region, page) => region.address + BigInt(page * PAGE);
-const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
 
 /** Resolves with the next 'pagefault' event. */
 const nextFault = (uffd) => new Promise((resolve) => uffd.once('pagefault', resolve));
