@@ -180,7 +180,11 @@ describe('reliability: fault injection, native-only', function () {
   });
 
   it('a copy racing an unread REMOVE event fails with EAGAIN, and works once the event is read', async () => {
-    uffd = Userfaultfd.open({ backend: 'native', features: ['EVENT_REMOVE'] });
+    // A uffd opened with EVENT_REMOVE reads its events from open() on (docs/hardening.md); an
+    // adopted copy reads nothing until asked, so the REMOVE below stays unread.
+    const opener = Userfaultfd.open({ backend: 'native', features: ['EVENT_REMOVE'] });
+    uffd = Userfaultfd.fromFd(opener.fd, { backend: 'native' });
+    opener.close();
     // The madvise that raises REMOVE blocks until the event is read, so it must come from
     // another thread: a Worker maps the memory and drops a page of it.
     const worker = new Worker(`

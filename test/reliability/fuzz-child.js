@@ -73,6 +73,8 @@ function checkError(e) {
   }
   if (e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE') { counts.TypeError++; return; }
   if (e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE') { counts.RangeError++; return; }
+  // The package's own documented refusals (ERR_UFFD_SOURCE_OVERLAP, ...), as for 'error' events.
+  if (typeof e.code === 'string' && e.code.startsWith('ERR_UFFD_')) { counts.codes[e.code] = (counts.codes[e.code] || 0) + 1; return; }
   fail('an error that is not TypeError/RangeError/UffdError with its code', e);
 }
 
