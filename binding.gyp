@@ -12,6 +12,10 @@
             "native/page_source.cc",
             "native/region.cc",
             "native/fdpass.cc",
+            "native/working_set.cc",
+            "native/prefetcher.cc",
+            "native/dirty_tracker.cc",
+            "native/snapshot_writer.cc",
             "native/teardown_registry.cc",
             "native/local_uffds.cc"
           ]

@@ -6,6 +6,8 @@
 // serves a region from it with uffd.serve(), touches the region from the main thread (first
 // sequentially, then at random pages), checks every touched byte against the file, and
 // prints what was loaded compared with what `fs.readFile` of the whole file costs.
+// It does it twice: the first run records the pages it touches (serve's `record`), the second
+// prefetches them on a native thread while it runs (serve's `prefetch`), side by side.
 //
 //   node examples/lazy-file-demo.js [file] [--size 256MiB] [--random 4096] [--sequential 25]
 //
@@ -104,11 +106,10 @@ const us = (ns) => (Number(ns) >= 1e6 ? ms(ns) : `${(Number(ns) / 1e3).toFixed(1
 const mib = (bytes) => `${(bytes / MiB).toFixed(1)} MiB`;
 
 function printTable(rows) {
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  const line = `+${'-'.repeat(w0 + 2)}+${'-'.repeat(w1 + 2)}+`;
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = `+${widths.map((w) => '-'.repeat(w + 2)).join('+')}+`;
   console.log(line);
-  for (const [k, v] of rows) console.log(`| ${k.padEnd(w0)} | ${v.padStart(w1)} |`);
+  for (const r of rows) console.log(`| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`);
   console.log(line);
 }
 
@@ -145,8 +146,6 @@ async function main() {
     process.exit(130);
   });
 
-  let uffd = null;
-  let region = null;
   try {
     if (!file) {
       tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-demo-'));
@@ -157,13 +156,70 @@ async function main() {
     }
     const size = fs.statSync(file).size;
     if (size === 0) throw new Error(`${file} is empty`);
+    const setDir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-demo-set-'));
+    let first;
+    let second;
+    try {
+      const set = path.join(setDir, 'working-set.uffdws');
+      console.error('1st run: lazy, recording the pages it touches');
+      first = await runOnce(opts, file, size, PAGE, { record: set }, '1st');
+      console.error('2nd run: prefetching the recorded working set while it runs');
+      second = await runOnce(opts, file, size, PAGE, { prefetch: set }, '2nd');
+      second.setBytes = fs.statSync(set).size;
+    } finally {
+      fs.rmSync(setDir, { recursive: true, force: true });
+    }
+
+    // The baseline, measured last so that its buffer (and the garbage collection it triggers)
+    // does not weigh on the lazy measurements: the whole file read into memory.
+    const t = process.hrtime.bigint();
+    const whole = fs.readFileSync(file);
+    const readFileNs = process.hrtime.bigint() - t;
+    if (whole.length !== size) throw new Error('fs.readFile returned a short read');
+    const both = (f) => [f(first), f(second)];
+    printTable([
+      ['file', `${path.basename(file)} (${mib(size)})`, ''],
+      ['', '1st run: record', '2nd run: prefetch'],
+      ['fs.readFile, whole file', ms(readFileNs), ''],
+      ['serve(): time to first byte', ...both((r) => us(r.firstByteNs))],
+      ['sequential pass', ...both((r) => `${mib(r.seqBytes)} in ${ms(r.seqNs)}`)],
+      ['random pass', ...both((r) => `${opts.random} pages in ${ms(r.randNs)}`)],
+      ['total time', ...both((r) => ms(r.firstByteNs + r.seqNs + r.randNs))],
+      ['touched', ...both((r) => mib(r.touchedPages * PAGE))],
+      ['loaded (copied by the uffd)', ...both((r) => mib(r.stats.bytes + r.stats.prefetched * PAGE))],
+      ['resident in the region', ...both((r) => mib(r.resident))],
+      ['faults / copies / wakeups', ...both((r) => `${r.stats.faults} / ${r.stats.copies} / ${r.stats.wakeups}`)],
+      ['demand faults', ...both((r) => String(r.stats.demandFaults))],
+      ['prefetched pages (misses)', ...both((r) => `${r.stats.prefetched} (${r.stats.prefetchMisses})`)],
+      ['working-set file', '', `${second.setBytes} bytes`],
+      ['fault latency p50 / p99', ...both((r) => `${us(r.stats.latencyNs.p50)} / ${us(r.stats.latencyNs.p99)}`)],
+      ['process RSS (before fs.readFile)', ...both((r) => mib(r.rss))],
+      ['bytes verified against the file', ...both((r) => `${r.checkedBytes} (${r.mismatches} mismatches)`)],
+    ]);
+    const mismatches = first.mismatches + second.mismatches;
+    if (mismatches > 0) {
+      console.error(`lazy-file-demo: ${mismatches} bytes differ from the file`);
+      return 1;
+    }
+    console.log('all touched bytes match the file');
+    return 0;
+  } finally {
+    cleanup();
+  }
+}
+
+/** One run over `file`: serve with `serveOptions`, first byte, sequential pass, random pass. */
+async function runOnce(opts, file, size, PAGE, serveOptions, tag) {
+  let uffd = null;
+  let region = null;
+  try {
     const regionLength = Math.ceil(size / PAGE) * PAGE;
 
     // Lazy: open, map, serve, and read the first byte.
     let t = process.hrtime.bigint();
     uffd = Userfaultfd.open();
     region = Region.map(regionLength);
-    uffd.serve(region, PageSource.file(file)); // adaptive read-ahead
+    uffd.serve(region, PageSource.file(file), serveOptions);
     const view = new Uint8Array(region.buffer);
     const firstByte = view[0];
     const firstByteNs = process.hrtime.bigint() - t;
@@ -197,7 +253,7 @@ async function main() {
 
     // Sequential: the first `sequential` percent, a MiB at a time, every byte compared.
     const seqEnd = Math.min(size, Math.floor((size * opts.sequential) / 100 / PAGE) * PAGE);
-    let bar = progressBar('sequential', Math.ceil(seqEnd / MiB));
+    let bar = progressBar(`sequential (${tag})`, Math.ceil(seqEnd / MiB));
     t = process.hrtime.bigint();
     for (let off = 0, step = 0; off < seqEnd; off += MiB, step++) {
       check(off, Math.min(MiB, seqEnd - off));
@@ -205,12 +261,11 @@ async function main() {
     }
     const seqNs = process.hrtime.bigint() - t;
     bar.stop();
-    const afterSequential = uffd.stats();
 
     // Random: whole pages anywhere in the file (the last one may be partial).
     const rand = lcg(0xc0ffee);
     const pages = regionLength / PAGE;
-    bar = progressBar('random', opts.random);
+    bar = progressBar(`random (${tag})`, opts.random);
     t = process.hrtime.bigint();
     for (let i = 0; i < opts.random; i++) {
       const pg = Math.floor(rand() * pages);
@@ -230,42 +285,14 @@ async function main() {
     }
 
     await new Promise((resolve) => setTimeout(resolve, 10)); // the last window's bytes are counted just after its wake
-    const s = uffd.stats();
-    const randomFaults = s.faults - afterSequential.faults;
-    const touchedPages = touched.reduce((a, b) => a + b, 0);
-    const resident = region.residentPages() * PAGE;
-    const rss = process.memoryUsage().rss;
-
-    // The baseline, measured last so that its 256 MiB buffer (and the garbage collection it
-    // triggers) does not weigh on the lazy measurements: the whole file read into memory.
-    t = process.hrtime.bigint();
-    const whole = fs.readFileSync(file);
-    const readFileNs = process.hrtime.bigint() - t;
-    if (whole.length !== size) throw new Error('fs.readFile returned a short read');
-    printTable([
-      ['file', `${path.basename(file)} (${mib(size)})`],
-      ['fs.readFile, whole file', ms(readFileNs)],
-      ['serve(): time to first byte', us(firstByteNs)],
-      ['sequential pass', `${mib(seqEnd)} in ${ms(seqNs)}`],
-      ['random pass', `${opts.random} pages in ${ms(randNs)} (${randomFaults} faults)`],
-      ['touched', mib(touchedPages * PAGE)],
-      ['loaded (copied by the uffd)', mib(s.bytes)],
-      ['resident in the region', mib(resident)],
-      ['faults / copies / wakeups', `${s.faults} / ${s.copies} / ${s.wakeups}`],
-      ['fault latency p50 / p99', `${us(s.latencyNs.p50)} / ${us(s.latencyNs.p99)}`],
-      ['process RSS (before fs.readFile)', mib(rss)],
-      ['bytes verified against the file', `${checkedBytes} (${mismatches} mismatches)`],
-    ]);
-    if (mismatches > 0) {
-      console.error(`lazy-file-demo: ${mismatches} bytes differ from the file`);
-      return 1;
-    }
-    console.log('all touched bytes match the file');
-    return 0;
+    return {
+      firstByteNs, seqNs, randNs, seqBytes: seqEnd, checkedBytes, mismatches, stats: uffd.stats(),
+      touchedPages: touched.reduce((a, b) => a + b, 0), resident: region.residentPages() * PAGE,
+      rss: process.memoryUsage().rss,
+    };
   } finally {
-    if (uffd) uffd.close();
+    if (uffd) uffd.close(); // writes the recorded working set (serve's record)
     if (region) region.unmap();
-    cleanup();
   }
 }
 

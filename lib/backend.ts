@@ -42,7 +42,25 @@ export function chooseBackend(choice: unknown = 'auto'): Backend {
   const native = get('native').probe();
   if (native.available) return get('native');
   warnFallback(native);
+  warnSimulator(native);
   return get('simulator');
+}
+
+let warnedSimulator = false;
+
+/**
+ * The kernel refused every userfaultfd (seccomp, no device, no CONFIG_USERFAULTFD): 'auto'
+ * serves from the simulator, where serve() loads nothing lazily and direct touches never fault.
+ * Said once per process, with the reason and the fix (probe().reason has them too).
+ */
+function warnSimulator(native: ProbeResult): void {
+  if (warnedSimulator || process.platform !== 'linux' || binding === null) return;
+  warnedSimulator = true;
+  const [reason, fix] = (native.reason ?? 'the kernel refused userfaultfd').split('; fix: ');
+  process.emitWarning(`userfaultfd: using the simulator backend because ${reason}`, {
+    code: 'USERFAULTFD_SIMULATOR',
+    detail: `${fix ? `Fix: ${fix}. ` : ''}Run npx userfaultfd doctor for details; set USERFAULTFD_BACKEND=simulator to choose the simulator on purpose.`,
+  });
 }
 
 let warned = false;

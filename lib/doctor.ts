@@ -11,21 +11,13 @@ import { binding, loadError } from './native';
 import './kernel';
 import './simulator';
 import type { ProbeResult } from './types';
+import { OpenAttempt, OpenMethod, tryOpen } from './kernel/attempts';
+import {
+  capSysPtrace, containerInfo, kernelVersion, readText, seccompInfo, statusField,
+} from './kernel/environment';
+import { USER_MODE_ONLY_LIMIT } from './kernel/refusal';
 
-export type OpenMethod = 'syscall' | 'dev-userfaultfd';
-
-/** One attempt to open a userfaultfd, as the library would. */
-export interface OpenAttempt {
-  method: OpenMethod;
-  userModeOnly: boolean;
-  ok: boolean;
-  /** 'EPERM', 'EACCES', ... when refused. */
-  code?: string;
-  errno?: number;
-  /** The failing call: 'userfaultfd', 'open', 'USERFAULTFD_IOC_NEW', 'UFFDIO_API'. */
-  syscall?: string;
-  message?: string;
-}
+export type { OpenAttempt, OpenMethod };
 
 export interface Problem {
   /** What is refused or limited, in one sentence. */
@@ -51,27 +43,13 @@ export interface DoctorReport {
   /** The kernel's offer (features and ioctls), or why it could not be read. */
   native: ProbeResult;
   auto: { backend: string; reason: string };
-  /** 'full': Userfaultfd.open() works; 'user-mode-only': only with { userModeOnly: true }. */
+  /** 'full': a full userfaultfd opens; 'user-mode-only': open() falls back to UFFD_USER_MODE_ONLY. */
   access: 'full' | 'user-mode-only' | 'none';
   usable: boolean;
   problems: Problem[];
 }
 
-const CAP_SYS_PTRACE = 19;
 
-function readText(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
-function statusField(status: string | null, name: string): string | null {
-  if (!status) return null;
-  const m = new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status);
-  return m ? m[1].trim() : null;
-}
 
 function packageInfo(): { name: string; version: string } {
   try {
@@ -101,43 +79,11 @@ function userInfo(status: string | null): DoctorReport['user'] {
   } catch {
     uid = typeof process.getuid === 'function' ? process.getuid() : null;
   }
-  const capEff = statusField(status, 'CapEff');
-  let capSysPtrace: boolean | null = null;
-  if (capEff && /^[0-9a-f]+$/i.test(capEff)) capSysPtrace = ((BigInt('0x' + capEff) >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n;
-  return { uid, name, capSysPtrace, capEff };
+  const capEff = statusField('CapEff', status);
+  return { uid, name, capSysPtrace: capSysPtrace(capEff), capEff };
 }
 
-function seccompInfo(status: string | null): DoctorReport['seccomp'] {
-  const raw = statusField(status, 'Seccomp');
-  const filters = statusField(status, 'Seccomp_filters');
-  const mode = raw === null ? null : parseInt(raw, 10);
-  const description = mode === 0 ? 'disabled' : mode === 1 ? 'strict' : mode === 2 ? 'filter (a seccomp profile is applied)' : 'unknown';
-  return { mode, description, filters: filters === null ? null : parseInt(filters, 10) };
-}
 
-function containerInfo(): DoctorReport['container'] {
-  const evidence: string[] = [];
-  let kind: string | null = null;
-  const note = (what: string, k: string): void => {
-    evidence.push(what);
-    kind = kind ?? k;
-  };
-  if (fs.existsSync('/.dockerenv')) note('/.dockerenv exists', 'docker');
-  if (fs.existsSync('/run/.containerenv')) note('/run/.containerenv exists', 'podman');
-  if (process.env.KUBERNETES_SERVICE_HOST) note('KUBERNETES_SERVICE_HOST is set', 'kubernetes');
-  const envContainer = readText('/proc/1/environ')?.split('\0').find((e) => e.startsWith('container='));
-  if (process.env.container) note(`container=${process.env.container} in the environment`, process.env.container);
-  else if (envContainer) note(`${envContainer} in PID 1's environment`, envContainer.slice('container='.length));
-  const cgroup = readText('/proc/1/cgroup') ?? '';
-  const m = /(docker|containerd|kubepods|libpod|lxc|crio)/.exec(cgroup);
-  if (m) note(`/proc/1/cgroup mentions ${m[1]}`, m[1] === 'libpod' ? 'podman' : m[1] === 'kubepods' ? 'kubernetes' : m[1]);
-  const sched = readText('/proc/1/sched');
-  if (sched) {
-    const first = /^(\S+)\s+\((\d+),/.exec(sched);
-    if (first && first[2] !== '1') note(`PID 1 is pid ${first[2]} on the host (a PID namespace)`, 'unknown');
-  }
-  return { detected: evidence.length > 0, kind, evidence };
-}
 
 function deviceInfo(): DoctorReport['device'] {
   const dev = '/dev/userfaultfd';
@@ -155,31 +101,6 @@ function deviceInfo(): DoctorReport['device'] {
   }
 }
 
-function tryOpen(method: OpenMethod, userModeOnly: boolean): OpenAttempt {
-  const b = binding!;
-  let fd = -1;
-  try {
-    fd = method === 'syscall' ? b.openSyscall(userModeOnly) : b.openDevice(userModeOnly);
-    b.apiHandshake(fd, 0);
-    return { method, userModeOnly, ok: true };
-  } catch (e) {
-    const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
-    return { method, userModeOnly, ok: false, code: err.code, errno: err.errno, syscall: err.syscall, message: err.message };
-  } finally {
-    if (fd >= 0) b.closeFd(fd);
-  }
-}
-
-function kernelVersion(): [number, number] {
-  const [major, minor] = os.release().split('.').map((x) => parseInt(x, 10));
-  return [major || 0, minor || 0];
-}
-
-const USER_MODE_ONLY_LIMIT =
-  'open with { userModeOnly: true } (UFFD_USER_MODE_ONLY, Linux >= 5.11): only faults raised in user mode are ' +
-  'reported; a kernel-mode access to a missing page of the range (read(2)/fs.read or recv into it, ' +
-  'write(2) from it, any syscall copying to or from it) fails with EFAULT instead of waiting for the handler';
-
 /** Reads the machine. No side effects beyond throwaway fds. */
 export function diagnose(): DoctorReport {
   const status = readText('/proc/self/status');
@@ -194,7 +115,7 @@ export function diagnose(): DoctorReport {
   const attempts: OpenAttempt[] = [];
   if (binding) {
     for (const method of ['syscall', 'dev-userfaultfd'] as const) {
-      for (const umo of [false, true]) attempts.push(tryOpen(method, umo));
+      for (const umo of [false, true]) attempts.push(tryOpen(method, umo).attempt);
     }
   }
   const native = probe({ backend: 'native' });
@@ -206,8 +127,8 @@ export function diagnose(): DoctorReport {
     if (forced === 'native' || forced === 'simulator') reason = `USERFAULTFD_BACKEND=${forced} is set`;
     else if (a.backend === 'native') {
       reason = `the kernel accepted a userfaultfd (via ${a.via ?? 'syscall'})`;
-      if (!attempts.some((x) => x.ok && !x.userModeOnly) && attempts.some((x) => x.ok)) {
-        reason += ' but only with UFFD_USER_MODE_ONLY: open() without { userModeOnly: true } will fail';
+      if (a.userModeOnly) {
+        reason += ' but only with UFFD_USER_MODE_ONLY: open() falls back to it, with the warning USERFAULTFD_USER_MODE_ONLY';
       }
     }
     else reason = `the kernel path is unavailable: ${native.reason ?? 'unknown'}`;
@@ -242,7 +163,7 @@ export function diagnose(): DoctorReport {
     native,
     auto,
     access,
-    usable: full,
+    usable: full || umo,
     problems: [],
   };
   report.problems = problems(report);
@@ -340,8 +261,12 @@ function problems(r: DoctorReport): Problem[] {
   }
   if (r.access === 'user-mode-only') {
     out.push({
-      problem: 'only user-mode-only userfaultfds can be opened: Userfaultfd.open() without { userModeOnly: true } throws EPERM',
-      fixes: [USER_MODE_ONLY_LIMIT, 'or lift the refusal with one of the fixes above'],
+      problem: 'only user-mode-only userfaultfds can be opened: Userfaultfd.open() falls back to UFFD_USER_MODE_ONLY ' +
+        '(warning USERFAULTFD_USER_MODE_ONLY; { userModeOnly: false } throws EPERM instead)',
+      fixes: [
+        `what that costs (Linux >= 5.11): ${USER_MODE_ONLY_LIMIT}`,
+        'to handle kernel-mode faults too, lift the refusal with one of the fixes above',
+      ],
     });
   }
   // EVENT_FORK needs CAP_SYS_PTRACE at UFFDIO_API time: a limit, not a refusal.
@@ -359,7 +284,7 @@ function yesNo(v: boolean | null): string {
 }
 
 /** The human-readable report. */
-export function formatReport(r: DoctorReport, userModeOnly = false): string {
+export function formatReport(r: DoctorReport, full = false): string {
   const lines: string[] = [];
   const row = (k: string, v: string): void => { lines.push(`  ${k.padEnd(34)}${v}`); };
   lines.push(`userfaultfd doctor — ${r.package.name}@${r.package.version} on Node ${r.node}`);
@@ -405,25 +330,30 @@ export function formatReport(r: DoctorReport, userModeOnly = false): string {
     }
   }
   lines.push('');
-  const ok = usable(r, userModeOnly);
+  const ok = usable(r, full);
   lines.push(ok
-    ? `Verdict: the kernel path is usable${r.access === 'user-mode-only' ? ' with { userModeOnly: true }' : ''} (exit 0).`
-    : `Verdict: the kernel path is NOT usable${r.access === 'user-mode-only' ? ' without { userModeOnly: true } (rerun with --user-mode-only if your program passes it)' : ''}; 'auto' uses ${r.auto.backend} (exit 1).`);
+    ? `Verdict: the kernel path is usable${r.access === 'user-mode-only' ? ', user-mode only (a missing page touched inside a system call fails with EFAULT)' : ''} (exit 0).`
+    : `Verdict: the kernel path is NOT usable${r.access === 'user-mode-only' ? ' with a full userfaultfd (--full); user-mode only, it is' : `; 'auto' uses ${r.auto.backend}`} (exit 1).`);
   return lines.join('\n') + '\n';
 }
 
-/** Exit status 0: Userfaultfd.open() works (or, with --user-mode-only, open({ userModeOnly: true })). */
-export function usable(r: DoctorReport, userModeOnly = false): boolean {
-  return r.access === 'full' || (userModeOnly && r.access === 'user-mode-only');
+/**
+ * Exit status 0: Userfaultfd.open() reaches the kernel (falling back to UFFD_USER_MODE_ONLY where
+ * that is all the kernel grants); with --full, only when a full userfaultfd can be opened.
+ */
+export function usable(r: DoctorReport, full = false): boolean {
+  return r.access === 'full' || (!full && r.access === 'user-mode-only');
 }
 
-const USAGE = `Usage: userfaultfd doctor [--json] [--user-mode-only]
+const USAGE = `Usage: userfaultfd doctor [--json] [--full]
 
 Reports what this machine allows (kernel, privileges, sysctl, seccomp, container, /dev/userfaultfd),
 the features and ioctls the kernel offers, the backend 'auto' picks, and the fix for every refusal.
   --json             print the report as JSON
-  --user-mode-only   exit 0 if a { userModeOnly: true } userfaultfd can be opened
-Exit status: 0 when the kernel path is usable, 1 when not, 2 on a usage error.
+  --full             exit 0 only if a full userfaultfd can be opened (kernel-mode faults too),
+                     not only a user-mode-only one
+  --user-mode-only   exit 0 if a { userModeOnly: true } userfaultfd can be opened (the default)
+Exit status: 0 when Userfaultfd.open() reaches the kernel, 1 when not, 2 on a usage error.
 `;
 
 /** The `userfaultfd` command line. Returns the exit status. */
@@ -437,6 +367,7 @@ export function main(argv: string[] = process.argv.slice(2), out: NodeJS.Writabl
       options: {
         json: { type: 'boolean', default: false },
         'user-mode-only': { type: 'boolean', default: false },
+        full: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -455,8 +386,8 @@ export function main(argv: string[] = process.argv.slice(2), out: NodeJS.Writabl
     return 2;
   }
   const report = diagnose();
-  const umo = values['user-mode-only'] === true;
-  if (values.json) out.write(JSON.stringify({ ...report, usable: usable(report, umo) }, null, 2) + '\n');
-  else out.write(formatReport(report, umo));
-  return usable(report, umo) ? 0 : 1;
+  const full = values.full === true;
+  if (values.json) out.write(JSON.stringify({ ...report, usable: usable(report, full) }, null, 2) + '\n');
+  else out.write(formatReport(report, full));
+  return usable(report, full) ? 0 : 1;
 }

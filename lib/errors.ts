@@ -32,6 +32,7 @@ export const ERRNO: Record<string, number> = {
   EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12,
   EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22,
   EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, SIGBUS: 135, SIGSEGV: 139,
+  ESPIPE: 29, ECANCELED: 125,
 };
 
 /** The name of a Linux errno number (this table first, then the platform's own). */

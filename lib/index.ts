@@ -19,3 +19,7 @@ export { constants, FEATURE_NAMES, IOCTL_NAMES } from './constants';
 export type * from './types';
 export { sendUffd, listenForUffd, UffdListener } from './fdpass';
 export type { ReceivedUffd, PeerCredentials, ListenOptions, SendOptions, FdPassError, FdPassErrorCode } from './fdpass';
+export { readWorkingSet } from './working-set';
+export type { WorkingSetFile, WorkingSetRun, RefineOptions, WorkingSetErrorCode } from './working-set';
+export type { DirtyRun, DirtyPagesOptions } from './dirty';
+export type { SnapshotResult } from './snapshot';

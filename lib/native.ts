@@ -26,6 +26,7 @@ export interface NativeConstants {
 export interface NativeStats {
   faults: number; copies: number; bytes: number; wakeups: number;
   p50: number; p99: number;
+  prefetched: number; demandFaults: number; prefetchMisses: number;
 }
 
 export interface NativeUserfaultfd {
@@ -48,9 +49,18 @@ export interface NativeUserfaultfd {
   setSelfFaultPolicy(policy: number): void;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
-        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean): number;
+        offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
+        record?: boolean, prefetch?: Uint32Array | null): number;
   unserve(id: number): boolean;
+  /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
+  recorded(id: number): Uint32Array;
+  /** Pages of the prefetched set gone past, in set order; -1 without prefetch. */
+  prefetchCursor(id: number): number;
   stats(): NativeStats;
+  /** A live snapshot (native/snapshot_writer.h); onDone is called once, on the JS thread. */
+  snapshot(start: bigint, length: number, pageSize: number, destFd: number, populate: boolean,
+           onDone: (err: Error | null, result?: { bytes: number; savedBeforeWrite: number; p50: number; p99: number }) => void): void;
+  snapshotEnd(start: bigint): void;
 }
 
 export interface NativeRegion {
@@ -102,6 +112,8 @@ export interface Binding extends FdPassBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /** One PAGEMAP_SCAN of the written pages (native/dirty_tracker.h); out holds 3 words per run. */
+  pagemapScan(start: bigint, end: bigint, reset: boolean, out: BigUint64Array): { count: number; walkEnd: bigint };
   /** The calling thread's worker_threads.threadId, for releaseThreads. */
   setThreadId(threadId: number): void;
   /** Unregisters the ranges of the uffds of thread `threadId` (every thread but `except` when < 0). */

@@ -21,6 +21,12 @@ export interface ProbeResult {
   ioctls: Array<IoctlName | number>;
   pageSize: number;
   unprivileged: 'allowed' | 'user-mode-only' | 'denied';
+  /**
+   * Native: true when only UFFD_USER_MODE_ONLY fds can be opened here (no CAP_SYS_PTRACE,
+   * vm.unprivileged_userfaultfd=0, no access to /dev/userfaultfd); open() then falls back to one,
+   * and `reason` says why and how to lift it.
+   */
+  userModeOnly?: boolean;
 }
 
 export type SelfFaultPolicy = 'zeropage' | 'sigbus' | 'source';
@@ -55,6 +61,20 @@ export interface ServeOptions {
    * userfaultfd. Native backend only; needs the EVENT_REMOVE feature on the uffd to matter.
    */
   removed?: 'source' | 'zero';
+  /**
+   * Record each page's first touch (docs/working-sets.md) and write the set to this file when
+   * the range is unregistered or unserved, the uffd is closed, or by saveWorkingSet(). Read-ahead
+   * then defaults to one page (read-ahead-filled pages are never recorded as touched).
+   */
+  record?: string;
+  /**
+   * Fill the working set saved in this file, in recorded order, on a native thread while demand
+   * faults are answered first. A missing file is an error, unless it is also the `record` file
+   * (the first run of a record-and-prefetch loop).
+   */
+  prefetch?: string;
+  /** With both record and prefetch: how the saved set is refined across runs. */
+  workingSet?: import('./working-set').RefineOptions;
 }
 
 export interface PageFault {
@@ -80,6 +100,12 @@ export interface Stats {
   bytes: number;
   wakeups: number;
   latencyNs: { p50: number; p99: number };
+  /** Pages installed by prefetch threads (serve's `prefetch`). */
+  prefetched: number;
+  /** Missing-page faults on served ranges, answered on demand. */
+  demandFaults: number;
+  /** Demand faults on pages of a set being prefetched: prefetch would have covered them, had it got there first. */
+  prefetchMisses: number;
 }
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }

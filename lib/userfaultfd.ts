@@ -6,10 +6,16 @@ import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from './args';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from './constants';
+import { checkDirtyTracking, DirtyRun, toDirtyOptions } from './dirty';
 import { closedError, codedError, invalidArgType, outOfRange, UffdError, uffdError } from './errors';
 import { EventQueue, isEventType } from './events';
 import { PageSource } from './page-source';
 import { Region } from './region';
+import {
+  CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
+  WorkingSetShape, writeWorkingSet,
+} from './working-set';
+import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult, wpAsyncError } from './snapshot';
 import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
@@ -60,6 +66,23 @@ export interface Served {
   stop(): void;
 }
 
+/** What a backend's serve takes besides the source: record first touches; prefetch these runs. */
+export interface ServeSets {
+  record: boolean;
+  /** [firstPage, pageCount] pairs of the range, in order; null: no prefetch. */
+  prefetch: Uint32Array | null;
+}
+
+/** A served range's working set: where it is saved and what it refines. */
+interface ServedSet {
+  handle: unknown;
+  range: CheckedRange;
+  record: string | undefined;
+  loaded: WorkingSetFile | null;
+  shape: WorkingSetShape;
+  refine: CheckedRefine;
+}
+
 export interface UffdInit {
   features: Array<FeatureName | number>;
   ioctls: Array<IoctlName | number>;
@@ -75,14 +98,21 @@ export abstract class Userfaultfd extends EventEmitter {
   /** The ioctls the fd supports (UFFDIO_API's answer). */
   readonly ioctls: ReadonlyArray<IoctlName | number>;
   readonly pageSize: number;
+  /**
+   * True when the fd is UFFD_USER_MODE_ONLY (asked for, or the fallback where the kernel refuses
+   * a full uffd): a missing page touched inside a system call then fails with EFAULT.
+   */
+  readonly userModeOnly: boolean;
   protected readonly selfFaultPolicy: SelfFaultPolicy;
 
   private isClosed = false;
   private refed = true;
   private readerStarted = false;
   private readonly queues = new Set<EventQueue>();
-  private readonly registered: CheckedRange[] = [];
+  private readonly registered: Array<CheckedRange & { mode: number }> = [];
+  private readonly snapshotting = new Set<CheckedRange>();
   private readonly servedHandles = new Set<Served>();
+  private readonly servedSets = new Map<Served, ServedSet>();
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
   private readonly unanswered = new Map<bigint, { fault: PageFault; timer: NodeJS.Timeout }>();
@@ -111,6 +141,7 @@ export abstract class Userfaultfd extends EventEmitter {
     this.features = Object.freeze([...init.features]);
     this.ioctls = Object.freeze([...init.ioctls]);
     this.pageSize = init.pageSize;
+    this.userModeOnly = init.options.userModeOnly === true;
     checkSelfFaultPolicy(init.options.onSelfFault);
     this.selfFaultPolicy = init.options.onSelfFault ?? 'zeropage';
     this.faultTimeoutMs = init.options.faultTimeoutMs;
@@ -139,7 +170,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
     const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
     const mask = this._register(r.start, r.length, mode);
-    this.registered.push(r);
+    this.registered.push({ ...r, mode });
     return { ioctls: ioctlNames(mask) };
   }
 
@@ -149,6 +180,10 @@ export abstract class Userfaultfd extends EventEmitter {
     const r = this.range(range);
     this._unregister(r.start, r.length);
     this.answered(r.start, r.length); // unregistering wakes the waiting threads
+    const rEnd = r.start + BigInt(r.length);
+    for (const ws of this.servedSets.values()) {
+      if (ws.range.start < rEnd && ws.range.start + BigInt(ws.range.length) > r.start) this.autoSave(ws);
+    }
     const end = r.start + BigInt(r.length);
     for (let i = this.registered.length - 1; i >= 0; i--) {
       const x = this.registered[i];
@@ -245,7 +280,11 @@ export abstract class Userfaultfd extends EventEmitter {
       throw invalidArgType('range', 'a Region without hugetlb (page sources fill base pages)', 'a hugetlb Region');
     }
     const o = toOptions<ServeOptions>(options, 'options');
-    const readahead = this.readahead(o.readahead);
+    const record = toSetPath(o.record, 'options.record');
+    const prefetch = toSetPath(o.prefetch, 'options.prefetch');
+    const refineOptions = toRefineOptions(o.workingSet, this.pageSize);
+    // A recording is exact only one page per fault: pages read-ahead fills are never recorded.
+    const readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
     const removed = o.removed ?? 'source';
     if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
     const end = r.start + BigInt(r.length);
@@ -256,11 +295,24 @@ export abstract class Userfaultfd extends EventEmitter {
       }
     }
     checkSourceOverlap(source, [r, ...this.registered]);
+    let set: ServedSet | null = null;
+    if (record !== undefined || prefetch !== undefined) {
+      const shape = { pageSize: this.pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
+      const loaded = prefetch === undefined ? null : readWorkingSet(prefetch, shape);
+      if (prefetch !== undefined && loaded === null && prefetch !== record) {
+        throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
+      }
+      set = { handle: null, range: r, record, loaded, shape, refine: refineOptions };
+    }
+    const sets: ServeSets = {
+      record: record !== undefined,
+      prefetch: set?.loaded && set.loaded.runs.length > 0 ? toPrefetchRuns(set.loaded.runs) : null,
+    };
     const registeredHere = !this.isRegistered(r);
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
-      handle = this._serve(r, source, readahead, removed === 'zero');
+      handle = this._serve(r, source, readahead, removed === 'zero', sets);
     } catch (err) {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) this.unregister(r);
@@ -273,16 +325,133 @@ export abstract class Userfaultfd extends EventEmitter {
       length: r.length,
       stop: () => {
         if (!this.servedHandles.delete(served) || this.isClosed) return;
+        const ws = this.servedSets.get(served);
+        if (ws) this.autoSave(ws);
+        this.servedSets.delete(served);
         this._unserve(handle);
       },
     };
     this.servedHandles.add(served);
+    if (set) {
+      set.handle = handle;
+      this.servedSets.set(served, set);
+    }
     return served;
+  }
+
+  /**
+   * Writes the working set recorded so far on a range served with `record` (refined with the
+   * set it prefetched, if any) to `path`. docs/working-sets.md.
+   */
+  saveWorkingSet(range: Range | Region, path: string): void {
+    this.checkOpen();
+    const r = this.range(range);
+    const file = toSetPath(path, 'path')!;
+    for (const ws of this.servedSets.values()) {
+      if (ws.record !== undefined && ws.range.start === r.start && ws.range.length === r.length) {
+        this.writeSet(ws, file);
+        return;
+      }
+    }
+    const e = new Error(`No range served with { record } at 0x${r.start.toString(16)} (${r.length} bytes)`);
+    Object.assign(e, { code: 'ERR_UFFD_NOT_RECORDING' });
+    throw e;
+  }
+
+  private writeSet(ws: ServedSet, path: string): void {
+    const recorded = this._recorded(ws.handle);
+    const cursor = Math.max(0, this._prefetchCursor(ws.handle));
+    const runs = refine(ws.loaded?.runs ?? null, cursor, recorded, ws.range.length / this.pageSize, ws.refine);
+    writeWorkingSet(path, { ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
+  }
+
+  /** The automatic saves (unregister, stop, close) report a failure as an 'error' event. */
+  private autoSave(ws: ServedSet): void {
+    if (ws.record === undefined) return;
+    try {
+      this.writeSet(ws, ws.record);
+    } catch (err) {
+      process.nextTick(() => this.emit('error', err));
+    }
   }
 
   stats(): Stats {
     this.checkOpen();
     return this._stats();
+  }
+
+  // ---- dirty tracking and live snapshots (lib/dirty.ts, lib/snapshot.ts) ---------------------
+
+  /**
+   * The runs of pages written since the last reset (or since writeProtect armed the range), in
+   * address order, adjacent runs merged. Needs WP_ASYNC and a { wp: true } registration.
+   */
+  dirtyPages(range: Range | Region, options: { reset?: boolean } = {}): DirtyRun[] {
+    this.checkOpen();
+    const r = this.range(range);
+    const { reset } = toDirtyOptions(options);
+    checkDirtyTracking(this.features, r, this.registeredMode(r));
+    return this._dirtyPages(r.start, r.length, reset);
+  }
+
+  /**
+   * Writes a point-in-time image of the range to `dest` (a path, or a seekable fd written from
+   * its current offset) while other threads keep writing. Registers the range for WP if it is
+   * not, and leaves registration and protection as they were when the promise settles.
+   */
+  async snapshot(range: Range | Region, dest: string | number): Promise<SnapshotResult> {
+    this.checkOpen();
+    const r = this.range(range);
+    const pageSize = range instanceof Region ? range.pageSize : this.pageSize;
+    checkAligned(r.start, pageSize, 'range.start');
+    checkAligned(r.length, pageSize, 'range.length');
+    if (typeof dest !== 'string' && typeof dest !== 'number') throw invalidArgType('dest', 'a file path (string) or an fd (number)', dest);
+    if (this.features.includes('WP_ASYNC')) throw wpAsyncError();
+    const end = r.start + BigInt(r.length);
+    for (const x of this.snapshotting) if (r.start < x.start + BigInt(x.length) && end > x.start) throw busyError(r.start);
+    this.snapshotting.add(r);
+    let restore: (() => void) | null = null;
+    let out: { fd: number; close: () => Promise<void> } | null = null;
+    try {
+      out = await openDestination(dest);
+      this.checkOpen();
+      restore = this.registerForSnapshot(r);
+      this.startReader(); // the reader thread saves pages before their writes
+      const populate = !this.features.includes('WP_UNPOPULATED');
+      return toResult(await this._snapshot(r.start, r.length, pageSize, out.fd, populate));
+    } finally {
+      this.snapshotting.delete(r);
+      if (restore && !this.isClosed) restore();
+      await out?.close();
+    }
+  }
+
+  /** Registers `r` for WP unless it is; returns how to put the registration back. */
+  private registerForSnapshot(r: CheckedRange): () => void {
+    const mode = this.registeredMode(r);
+    if (mode === undefined) {
+      this.register(r, { wp: true });
+      return () => this.unregister(r);
+    }
+    if (mode & M.REGISTER_WP) return () => undefined;
+    // Modes can be added to a registration but never dropped: the way back is unregister.
+    const flags = (m: number) => ({ missing: (m & M.REGISTER_MISSING) !== 0, minor: (m & M.REGISTER_MINOR) !== 0 });
+    this.unregister(r);
+    this.register(r, { ...flags(mode), wp: true });
+    return () => {
+      this.unregister(r);
+      this.register(r, flags(mode));
+    };
+  }
+
+  /** The UFFDIO_REGISTER mode of a registration of this uffd holding all of `r`. */
+  protected registeredMode(r: CheckedRange): number | undefined {
+    const end = r.start + BigInt(r.length);
+    for (let i = this.registered.length - 1; i >= 0; i--) {
+      const x = this.registered[i];
+      if (x.start <= r.start && x.start + BigInt(x.length) >= end) return x.mode;
+    }
+    return undefined;
   }
 
   // ---- events and lifetime ------------------------------------------------------------------
@@ -319,6 +488,8 @@ export abstract class Userfaultfd extends EventEmitter {
     this.isClosed = true;
     for (const w of this.unanswered.values()) clearTimeout(w.timer);
     this.unanswered.clear();
+    for (const ws of this.servedSets.values()) this.autoSave(ws);
+    this.servedSets.clear();
     untrack(this.tracking);
     this._close();
     for (const q of this.queues) q.end();
@@ -484,9 +655,19 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _poison(start: bigint, length: number, mode: number): number;
   protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
   /** zeroRemoved: pages dropped later (REMOVE events) read as zeros (ServeOptions.removed). */
-  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved?: boolean): unknown;
+  protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean,
+                            sets: ServeSets): unknown;
   protected abstract _unserve(handle: unknown): void;
+  /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
+  protected abstract _recorded(handle: unknown): Uint32Array;
+  /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
+  protected abstract _prefetchCursor(handle: unknown): number;
   protected abstract _stats(): Stats;
+  /** The written runs of [start, start + length), adjacent runs merged; `reset` re-protects them. */
+  protected abstract _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
+  /** Protects, streams and releases the range; the range is registered for WP already. */
+  protected abstract _snapshot(start: bigint, length: number, pageSize: number, fd: number,
+                               populate: boolean): Promise<RawSnapshotResult>;
   /** Starts delivering events through dispatch(). Called once. */
   protected abstract _startReader(): void;
   protected abstract _setRef(refed: boolean): void;
@@ -529,7 +710,7 @@ export abstract class Userfaultfd extends EventEmitter {
     return this.registered.some((x) => x.start <= r.start && x.start + BigInt(x.length) >= end);
   }
 
-  private startReader(): void {
+  protected startReader(): void {
     if (this.readerStarted || this.isClosed) return;
     this.readerStarted = true;
     this._startReader();
@@ -554,6 +735,16 @@ export abstract class Userfaultfd extends EventEmitter {
   private updateRef(adding: number): void {
     if (!this.readerStarted || this.isClosed) return;
     this._setRef(this.refed && this.consumerCount() + adding > 0);
+  }
+}
+
+/** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
+function sizeOf(source: PageSource): number {
+  try {
+    return sourceSize(source);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "addon.h"
+#include "dirty_tracker.h"
 #include "fault_reader.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
@@ -220,6 +221,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   InitFdPass(env, exports);
+  InitDirtyTracker(env, exports);
   InitTeardown(env, exports);
   return exports;
 }

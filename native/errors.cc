@@ -43,6 +43,8 @@ const char* ErrnoCode(int err) {
     case EMSGSIZE: return "EMSGSIZE";
     case EPROTO: return "EPROTO";
     case ETIMEDOUT: return "ETIMEDOUT";
+    case ESPIPE: return "ESPIPE";
+    case ECANCELED: return "ECANCELED";
     default: {
       static thread_local char buf[16];
       snprintf(buf, sizeof buf, "E%d", err);

@@ -116,6 +116,10 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
           InstanceMethod<&Userfaultfd::Serve>("serve"),
           InstanceMethod<&Userfaultfd::Unserve>("unserve"),
           InstanceMethod<&Userfaultfd::Stats>("stats"),
+          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
+          InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
+          InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
+          InstanceMethod<&Userfaultfd::SnapshotEnd>("snapshotEnd"),
       });
 }
 
@@ -172,6 +176,13 @@ void Userfaultfd::Shutdown() {
     reader_->Stop();
     reader_ = nullptr;
   }
+  workingSets_.Clear();  // joins the prefetch threads: they use the fd and the sources
+  std::vector<std::shared_ptr<SnapshotWriter>> snapshots;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots.swap(snapshots_);
+  }
+  for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
   served_.Clear();
   keepAlive_.clear();
   keepAliveIds_.clear();
@@ -184,6 +195,7 @@ void Userfaultfd::Shutdown() {
     close(fd_);  // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
+  for (auto& s : snapshots) s->Join();  // a read it waited on was released by the close
   ReleaseLocalUffd(localClaim_);
   localClaim_ = 0;
 }
@@ -365,6 +377,10 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   uint64_t offset = ArgU64(info, 4), readahead = ArgU64(info, 5);
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
+  std::shared_ptr<PageSource>
+      prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
+  int adviseFd = -1;   // a file source's fd for the prefetch thread's read-ahead hints
+  bool prefetch = info.Length() > 9 && info[9].IsTypedArray();
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
   switch (kind) {
@@ -407,13 +423,23 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
         fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
       }
+      int fd2 = prefetch ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
       const char* failed = "mmap";
       source = MakeFileSource(fd, offset, mode, &failed);
       if (!source) {
         int err = errno;
+        if (fd2 >= 0) close(fd2);
         std::string detail = path.empty() ? std::string("fd") : path;
         if (err == EINVAL && strcmp(failed, "open") == 0) detail += " is not a regular file or a block device";
         ThrowErrno(env, err, failed, kNoBytes, path.empty() && err != EINVAL ? nullptr : detail.c_str());
+      }
+      if (prefetch) {
+        if (fd2 < 0) ThrowErrno(env, errno, "dup");
+        adviseFd = fcntl(fd2, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
+        prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
+        if (!prefetchSource && adviseFd >= 0) close(adviseFd);
+        if (!prefetchSource)
+          ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
       }
       break;
     }
@@ -421,17 +447,83 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ThrowRangeError(env, "unknown page source kind");
   }
   bool zeroRemoved = info.Length() > 7 && ArgBool(info, 7);
-  uint32_t id = served_.Add(start, length, std::move(source), readahead, zeroRemoved);
+  std::shared_ptr<PageSource> shared = std::move(source);
+  // Zero and memory sources keep no per-call state: the prefetch thread can share them.
+  if (!prefetchSource) prefetchSource = shared;
+  uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved);
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
     keepAliveIds_.push_back(id);
     keepMapped_.push_back(keepMapping);
   }
+  AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
 }
 
+// (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null). JS thread.
+// Throws (with the range left unserved) when the prefetch thread cannot start.
+void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start,
+                                uint64_t length, std::shared_ptr<PageSource> prefetchSource,
+                                int adviseFd, uint64_t fileOffset) {
+  Napi::Env env = info.Env();
+  // Closed on every path that does not hand it to a prefetcher.
+  struct FdGuard {
+    int fd;
+    ~FdGuard() {
+      if (fd >= 0) close(fd);
+    }
+  } guard{adviseFd};
+  bool record = info.Length() > 8 && ArgBool(info, 8);
+  std::vector<PageRun> loaded;
+  if (info.Length() > 9 && info[9].IsTypedArray() &&
+      info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+    Napi::Uint32Array a = info[9].As<Napi::Uint32Array>();
+    uint64_t pages = length / pageSize_;
+    loaded.reserve(a.ElementLength() / 2);
+    for (size_t i = 0; i + 1 < a.ElementLength(); i += 2) {
+      uint64_t first = a[i], count = a[i + 1];
+      if (count == 0 || first >= pages || count > pages - first) {
+        RemoveServed(id);
+        ThrowRangeError(env, "prefetch run outside the range");
+      }
+      loaded.push_back(PageRun{a[i], a[i + 1], 0});
+    }
+  }
+  if (!record && loaded.empty()) return;
+  auto set = std::make_unique<WorkingSet>(id, start, length, pageSize_, record, loaded);
+  guard.fd = -1;
+  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded),
+                             adviseFd, fileOffset);
+  if (err != 0) {
+    RemoveServed(id);
+    ThrowErrno(env, err, "pthread_create");
+  }
+}
+
+// (id) -> Uint32Array of [firstPage, pageCount, write] triples, in first-touch order.
+Napi::Value Userfaultfd::Recorded(const Napi::CallbackInfo& info) {
+  std::vector<PageRun> runs = workingSets_.Recorded(static_cast<uint32_t>(ArgInt(info, 0)));
+  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), runs.size() * 3);
+  for (size_t i = 0; i < runs.size(); i++) {
+    out[i * 3] = runs[i].first;
+    out[i * 3 + 1] = runs[i].count;
+    out[i * 3 + 2] = runs[i].write;
+  }
+  return out;
+}
+
+// (id) -> pages of the loaded set the prefetch thread went past, in set order; -1 without one.
+Napi::Value Userfaultfd::PrefetchCursor(const Napi::CallbackInfo& info) {
+  int64_t c = workingSets_.PrefetchCursor(static_cast<uint32_t>(ArgInt(info, 0)));
+  return Napi::Number::New(info.Env(), static_cast<double>(c));
+}
+
 Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
-  uint32_t id = static_cast<uint32_t>(ArgInt(info, 0));
+  return Napi::Boolean::New(info.Env(), RemoveServed(static_cast<uint32_t>(ArgInt(info, 0))));
+}
+
+bool Userfaultfd::RemoveServed(uint32_t id) {
+  workingSets_.Remove(id);  // joins its prefetch thread before the source goes
   bool removed = served_.Remove(id);
   for (size_t i = 0; i < keepAliveIds_.size(); i++) {
     if (keepAliveIds_[i] == id) {
@@ -442,7 +534,7 @@ Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
       break;
     }
   }
-  return Napi::Boolean::New(info.Env(), removed);
+  return removed;
 }
 
 Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
@@ -454,6 +546,15 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
   r.Set("wakeups", Napi::Number::New(env, static_cast<double>(stats_.wakeups())));
   r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
   r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
+  WorkingSetStats& ws = workingSets_.stats();
+  r.Set(
+      "demandFaults",
+      Napi::Number::New(env, static_cast<double>(ws.demandFaults.load(std::memory_order_relaxed))));
+  r.Set("prefetched",
+        Napi::Number::New(env, static_cast<double>(ws.prefetched.load(std::memory_order_relaxed))));
+  r.Set("prefetchMisses",
+        Napi::Number::New(env,
+                          static_cast<double>(ws.prefetchMisses.load(std::memory_order_relaxed))));
   return r;
 }
 
@@ -471,7 +572,19 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       bool self = localMemory_ && jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
-        switch (served_.Answer(fd_, address, stats_, &err)) {
+        // In a range with a working set, counted and recorded before the answer wakes the
+        // faulting thread: a program that saves its set right after its last touch finds it.
+        bool counted = workingSets_.OnFault(
+            address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+        workingSets_.gate().Begin();
+        ServedRanges::Outcome outcome = served_.Answer(fd_, address, stats_, &err);
+        workingSets_.gate().End();
+        if (outcome == ServedRanges::Outcome::kRetry) {
+          if (counted) workingSets_.UncountDemand();
+        } else if (!counted && outcome != ServedRanges::Outcome::kNotServed) {
+          workingSets_.CountDemand();
+        }
+        switch (outcome) {
           case ServedRanges::Outcome::kAnswered:
           case ServedRanges::Outcome::kOwnerGone:
             return Disposition::kHandled;
@@ -492,16 +605,88 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
             break;
         }
       }
+      if ((msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) && SaveBeforeWrite(address)) {
+        return Disposition::kHandled;
+      }
       if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
+    case UFFD_EVENT_REMAP:
+      workingSets_.OnLayoutChange(msg.arg.remap.from, msg.arg.remap.from + msg.arg.remap.len);
+      return Disposition::kToJs;
     case UFFD_EVENT_REMOVE:
     case UFFD_EVENT_UNMAP:
+      workingSets_.OnLayoutChange(msg.arg.remove.start, msg.arg.remove.end);
       served_.Forget(msg.arg.remove.start, msg.arg.remove.end, msg.event == UFFD_EVENT_REMOVE);
       return Disposition::kToJs;
     default:
       return Disposition::kToJs;
   }
+}
+
+// Reader thread: a write to a page of a live snapshot; false when no snapshot holds it.
+bool Userfaultfd::SaveBeforeWrite(uint64_t address) {
+  std::shared_ptr<SnapshotWriter> writer;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    for (auto& s : snapshots_) {
+      if (s->Contains(address)) writer = s;
+    }
+  }
+  if (!writer) return false;
+  writer->OnWriteFault(address);
+  return true;
+}
+
+// (start, length, pageSize, destFd, populate, onDone(err, result)). JS thread. The range is
+// registered for WP by lib/snapshot.ts; the writer protects it, streams it and un-protects it.
+Napi::Value Userfaultfd::Snapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "snapshot");
+  uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1), pageSize = ArgU64(info, 2);
+  if (pageSize == 0 || length == 0 || length % pageSize != 0 || start % pageSize != 0) {
+    ThrowRangeError(env, "snapshot range must be a non-empty page multiple");
+  }
+  if (!info[5].IsFunction()) ThrowTypeError(env, "onDone must be a function");
+  // A duplicate: the caller may close its fd while the image is written.
+  int dest = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
+  if (dest < 0) ThrowErrno(env, errno, "dup");
+  off_t at = lseek(dest, 0, SEEK_CUR);
+  if (at < 0) {
+    int err = errno;  // ESPIPE: pages are written out of order, at their offsets
+    close(dest);
+    ThrowErrno(env, err, "lseek", kNoBytes, "the snapshot destination must be a seekable file");
+  }
+  SnapshotWriter::Options o{fd, start, length, pageSize, dest, static_cast<uint64_t>(at), ArgBool(info, 4)};
+  auto writer = std::make_shared<SnapshotWriter>(o);
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots_.push_back(writer);
+  }
+  int err = writer->Start(env, info[5].As<Napi::Function>());
+  if (err != 0) {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshots_.pop_back();
+    ThrowErrno(env, err, "pthread_create");
+  }
+  return env.Undefined();
+}
+
+// (start). JS thread, once the snapshot at `start` has called back: forget it.
+Napi::Value Userfaultfd::SnapshotEnd(const Napi::CallbackInfo& info) {
+  uint64_t start = ArgU64(info, 0);
+  std::shared_ptr<SnapshotWriter> gone;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    for (size_t i = 0; i < snapshots_.size(); i++) {
+      if (snapshots_[i]->Contains(start)) {
+        gone = snapshots_[i];
+        snapshots_.erase(snapshots_.begin() + static_cast<long>(i));
+        break;
+      }
+    }
+  }
+  return info.Env().Undefined();  // `gone` joins its finished thread here
 }
 
 // Reader thread. The JS thread is stopped inside the kernel on memory that only JS would

@@ -5,10 +5,14 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "fault_reader.h"
 #include "fault_stats.h"
 #include "page_source.h"
+#include "working_set.h"
+#include "snapshot_writer.h"
 
 namespace uffd {
 
@@ -59,6 +63,14 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Serve(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  bool RemoveServed(uint32_t id);  // JS thread
+  Napi::Value Recorded(const Napi::CallbackInfo& info);
+  Napi::Value PrefetchCursor(const Napi::CallbackInfo& info);
+  // JS thread: the working set of a range just served (record, prefetch: args 8 and 9).
+  void AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start, uint64_t length,
+                     std::shared_ptr<PageSource> prefetchSource, int adviseFd, uint64_t fileOffset);
+  Napi::Value Snapshot(const Napi::CallbackInfo& info);
+  Napi::Value SnapshotEnd(const Napi::CallbackInfo& info);
 
   int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
   void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread
@@ -81,6 +93,11 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   napi_env env_;
   bool hookInstalled_ = false;
   bool tracked_ = false;  // in AddonData::uffds
+  WorkingSets workingSets_;  // recording and prefetch (working_set.h); after served_: joined first
+  // Live snapshots in progress (native/snapshot_writer.h): the reader hands them WP faults.
+  std::mutex snapshotsMutex_;
+  std::vector<std::shared_ptr<SnapshotWriter>> snapshots_;
+  bool SaveBeforeWrite(uint64_t address);  // reader thread
 };
 
 }  // namespace uffd

@@ -138,4 +138,34 @@ const pages = (region, first, count) => ({ start: at(region, first), length: cou
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { at, pages, PAGE, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+/**
+ * What this process may do, for tests that only a privileged process can run: 'root' (uid 0:
+ * sysctls, hugetlb pools, namespaces), 'ptrace' (CAP_SYS_PTRACE: EVENT_FORK), 'uffd' (a full
+ * userfaultfd, not UFFD_USER_MODE_ONLY: faults raised inside system calls).
+ */
+const privileges = (() => {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  let ptrace = false;
+  try {
+    const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'));
+    ptrace = capEff !== null && ((BigInt('0x' + capEff[1]) >> 19n) & 1n) === 1n;
+  } catch { /* not Linux */ }
+  const uffd = nativeProbe.available && !nativeProbe.userModeOnly;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : '?';
+  const summary = `uid ${uid}, CAP_SYS_PTRACE ${ptrace ? 'yes' : 'no'}, ${nativeProbe.userModeOnly ? 'user-mode-only uffds' : uffd ? 'full uffds' : 'no kernel uffd'}`;
+  return { root, ptrace, uffd, summary };
+})();
+
+const NEEDS = {
+  root: 'root',
+  ptrace: 'CAP_SYS_PTRACE',
+  uffd: 'a full userfaultfd (CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd; not UFFD_USER_MODE_ONLY)',
+};
+
+/** Skips the current test (or hook's tests) unless this process has `need`; says what and why. */
+function requirePrivileged(ctx, what, need = 'uffd') {
+  if (!NEEDS[need]) throw new Error(`requirePrivileged: unknown need '${need}'`);
+  if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
+}
+
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };

@@ -1,9 +1,12 @@
 /** What the kernel offers here, learned without touching any uffd the user holds. */
 import * as fs from 'fs';
-import * as os from 'os';
 import { featureNames, ioctlNames } from '../constants';
 import { binding, loadError } from '../native';
 import type { ProbeResult } from '../types';
+import { UffdError } from '../errors';
+import { OPEN_ORDER, OpenAttempt, tryOpen } from './attempts';
+import { kernelAtLeast } from './environment';
+import { explainRefusal, explainUserModeOnly, Refusal, refusalText } from './refusal';
 
 export interface KernelOffer {
   via: 'syscall' | 'dev-userfaultfd';
@@ -38,41 +41,61 @@ function fixHint(code: string): string {
 }
 
 let cachedOffer: KernelOffer | Error | null = null;
-let userModeOnlyReason = '';
+let offerAttempts: OpenAttempt[] = [];
+/** Why only UFFD_USER_MODE_ONLY, worked out once: 'auto' probes on every open() and Region.map(). */
+let userModeOnlyWhy: Refusal | null = null;
 
-/** The kernel's full offer: a throwaway fd asked with features 0 (the kernel lists all it supports). */
+function userModeOnlyRefusal(): Refusal {
+  userModeOnlyWhy ??= explainUserModeOnly(offerAttempts);
+  return userModeOnlyWhy;
+}
+
+/**
+ * The kernel's full offer, learned on throwaway fds in the order 'auto' opens: a full uffd
+ * (syscall, then /dev/userfaultfd), else a UFFD_USER_MODE_ONLY one. Asked with features 0, the
+ * kernel lists all it supports.
+ */
 export function kernelOffer(): KernelOffer {
   if (cachedOffer === null) {
-    try {
-      const { fd, via } = openKernelFd(false);
-      try {
-        const r = binding!.apiHandshake(fd, 0);
-        cachedOffer = { via, api: r.api, features: r.features, ioctls: r.ioctls, userModeOnly: false };
-      } finally {
-        binding!.closeFd(fd);
+    offerAttempts = [];
+    for (const [method, userModeOnly] of OPEN_ORDER) {
+      const { attempt, reply } = tryOpen(method, userModeOnly);
+      offerAttempts.push(attempt);
+      if (reply) {
+        cachedOffer = { via: method, api: reply.api, features: reply.features, ioctls: reply.ioctls, userModeOnly };
+        break;
       }
-    } catch (e) {
-      if (binding) {
-        // Without CAP_SYS_PTRACE the user-mode-only flavour may still be open to us.
-        try {
-          const { fd, via } = openKernelFd(true);
-          try {
-            const r = binding.apiHandshake(fd, 0);
-            cachedOffer = { via, api: r.api, features: r.features, ioctls: r.ioctls, userModeOnly: true };
-            userModeOnlyReason = (e as Error).message;
-          } finally {
-            binding.closeFd(fd);
-          }
-        } catch {
-          cachedOffer = e as Error;
-        }
-      } else {
-        cachedOffer = e as Error;
-      }
+    }
+    if (cachedOffer === null) {
+      // Thrown as the syscall's own error (EPERM, ENOSYS...), worded with the cause and the fix.
+      const first = offerAttempts[0];
+      cachedOffer = new UffdError(refusalText(explainRefusal(offerAttempts)), first.code ?? 'EINVAL', first.errno ?? 0,
+        first.syscall ?? 'userfaultfd');
     }
   }
   if (cachedOffer instanceof Error) throw cachedOffer;
   return cachedOffer;
+}
+
+let warnedUserModeOnly = false;
+
+/**
+ * Whether open() asks for UFFD_USER_MODE_ONLY: as told, or (not told) when the kernel refuses a
+ * full uffd here. The fallback is never silent: a one-time process warning names what it costs.
+ */
+export function userModeOnlyFor(asked: boolean | undefined): boolean {
+  if (asked !== undefined) return asked;
+  const offer = kernelOffer();
+  if (!offer.userModeOnly) return false;
+  if (!warnedUserModeOnly) {
+    warnedUserModeOnly = true;
+    const r = userModeOnlyRefusal();
+    process.emitWarning(`userfaultfd: ${r.reason}`, {
+      code: 'USERFAULTFD_USER_MODE_ONLY',
+      detail: `For a full userfaultfd: ${r.fix}. Pass { userModeOnly: true } to choose this on purpose (no warning), or { userModeOnly: false } to fail instead.`,
+    });
+  }
+  return true;
 }
 
 function unprivileged(): ProbeResult['unprivileged'] {
@@ -81,8 +104,7 @@ function unprivileged(): ProbeResult['unprivileged'] {
   } catch {
     return 'denied';
   }
-  const [major, minor] = os.release().split('.').map((x) => parseInt(x, 10));
-  return major > 5 || (major === 5 && minor >= 11) ? 'user-mode-only' : 'denied';
+  return kernelAtLeast(5, 11) ? 'user-mode-only' : 'denied';
 }
 
 export function probeKernel(): ProbeResult {
@@ -96,20 +118,13 @@ export function probeKernel(): ProbeResult {
   }
   try {
     const o = kernelOffer();
-    if (o.userModeOnly) {
-      // Only faults raised in user mode can be handled here: a default open() would fail, so
-      // 'auto' chooses the simulator (for open() and Region.map() alike, so that they match);
-      // { backend: 'native', userModeOnly: true } still reaches the kernel.
-      return {
-        ...base, available: false, via: o.via, api: o.api,
-        features: featureNames(o.features), ioctls: ioctlNames(o.ioctls), unprivileged: unprivileged(),
-        reason: `userfaultfd refused: ${userModeOnlyReason}; only { userModeOnly: true } userfaultfds can be opened here`,
-      };
-    }
-    return {
-      ...base, available: true, via: o.via, api: o.api,
+    const offer = {
+      ...base, available: true, via: o.via, api: o.api, userModeOnly: o.userModeOnly,
       features: featureNames(o.features), ioctls: ioctlNames(o.ioctls), unprivileged: unprivileged(),
     };
+    // Only faults raised in user mode reach this process's uffds: open() falls back to
+    // UFFD_USER_MODE_ONLY (with a warning), and the reason says what that costs.
+    return o.userModeOnly ? { ...offer, reason: refusalText(userModeOnlyRefusal()) } : offer;
   } catch (e) {
     return { ...base, available: false, reason: `userfaultfd refused: ${(e as Error).message}`, unprivileged: unprivileged() };
   }

@@ -2,12 +2,14 @@
 import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { errnoName, invalidArgType, uffdError } from '../errors';
+import { DirtyRun, foreignMemoryError } from '../dirty';
+import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
+import type { RawSnapshotResult } from '../snapshot';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
-import { Userfaultfd } from '../userfaultfd';
-import { kernelOffer, openKernelFd } from './probe';
+import { ServeSets, Userfaultfd } from '../userfaultfd';
+import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
 const RECORD = constants.delivery.size;
 const MSG = constants.delivery.msg;
@@ -78,16 +80,20 @@ export class KernelUserfaultfd extends Userfaultfd {
    * raised again) once a consumer comes, or released by close(). */
   private readonly held = new Set<bigint>();
 
+  /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
+  private readonly localMemory: boolean;
+
   /** `readsEvents`: this object opened the uffd (open(), a fork event), so it reads the events
    * that block their callers (WAITING_EVENTS) from now on, listener or not. */
   constructor(handle: NativeUserfaultfd, featureBits: number, ioctls: bigint, options: OpenOptions,
-              via?: 'syscall' | 'dev-userfaultfd', readsEvents = false) {
+              via?: 'syscall' | 'dev-userfaultfd', localMemory = false, readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
     this.featureBits = featureBits;
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
     this.via = via;
+    this.localMemory = localMemory;
     if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
       this.runReader();
       this.handle.unref(); // reading events alone does not hold the process
@@ -130,19 +136,41 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
     return this.handle.move(dst, src, length, mode);
   }
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved = false): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets): unknown {
     const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
       : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
-      zeroRemoved);
+      zeroRemoved, sets.record, sets.prefetch);
+  }
+  protected _recorded(handle: unknown): Uint32Array {
+    return this.handle.recorded(handle as number);
+  }
+  protected _prefetchCursor(handle: unknown): number {
+    return this.handle.prefetchCursor(handle as number);
   }
   protected _unserve(handle: unknown): void {
     this.handle.unserve(handle as number);
   }
   protected _stats(): Stats {
     const s = this.handle.stats();
-    return { faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 } };
+    return {
+      faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 },
+      prefetched: s.prefetched, demandFaults: s.demandFaults, prefetchMisses: s.prefetchMisses,
+    };
+  }
+  protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
+    if (!this.localMemory) throw foreignMemoryError();
+    return scanWritten(start, start + BigInt(length), reset);
+  }
+  protected _snapshot(start: bigint, length: number, pageSize: number, fd: number, populate: boolean): Promise<RawSnapshotResult> {
+    return new Promise((resolve, reject) => {
+      this.handle.snapshot(start, length, pageSize, fd, populate, (err, result) => {
+        if (!this.closed) this.handle.snapshotEnd(start);
+        if (err) reject(err);
+        else resolve(result!);
+      });
+    });
   }
   protected _startReader(): void {
     this.consumerReader = true;
@@ -230,7 +258,7 @@ export class KernelUserfaultfd extends Userfaultfd {
         // The kernel copies the parent's context (features and all) into the child's fd, so
         // the ioctls UFFDIO_API answered for the parent hold for it too.
         const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, true);
+          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, false, true);
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:
@@ -245,6 +273,36 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 }
 
+/** Runs per PAGEMAP_SCAN call; a walk that fills them goes on from where it stopped. */
+const SCAN_RUNS = 512;
+let scanBuffer: BigUint64Array | null = null;
+let scanWords: Uint32Array | null = null;
+
+/**
+ * Every written run of [start, end), merged, in as many PAGEMAP_SCAN calls as it takes. The
+ * addresses are read as numbers (user-space addresses are below 2^53): BigInt arithmetic per run
+ * cost 30x the scan itself.
+ */
+function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
+  const out = (scanBuffer ??= new BigUint64Array(SCAN_RUNS * 3));
+  const words = (scanWords ??= new Uint32Array(out.buffer));
+  const runs: DirtyRun[] = [];
+  let lastEnd = -1;
+  for (let at = start; at < end;) {
+    const { count, walkEnd } = binding!.pagemapScan(at, end, reset, out);
+    for (let i = 0; i < count; i++) {
+      const s = words[i * 6] + words[i * 6 + 1] * 0x100000000;
+      const e = words[i * 6 + 2] + words[i * 6 + 3] * 0x100000000;
+      if (s === lastEnd) runs[runs.length - 1].length += e - s; // split only by the vector's end
+      else runs.push({ start: BigInt(s), length: e - s });
+      lastEnd = e;
+    }
+    if (walkEnd <= at) break; // no progress: nothing more to read
+    at = walkEnd;
+  }
+  return runs;
+}
+
 function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
   const how = fellBack
     ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
@@ -257,7 +315,6 @@ function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boo
 
 /** Userfaultfd.open on the kernel. */
 export function openKernel(options: OpenOptions): KernelUserfaultfd {
-  const userModeOnly = options.userModeOnly === true;
   const wanted = toFeatureNames(options.features);
   const offer = kernelOffer();
   for (const name of wanted) {
@@ -270,15 +327,19 @@ export function openKernel(options: OpenOptions): KernelUserfaultfd {
   // THREAD_ID costs nothing and lets the reader recognise faults raised by the JS thread itself.
   let mask = featureMask(wanted);
   if (offer.features & constants.features.THREAD_ID && !wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
+  const userModeOnly = userModeOnlyFor(options.userModeOnly);
   const { fd, via } = openKernelFd(userModeOnly);
   let reply;
   try {
     reply = binding!.apiHandshake(fd, mask);
   } catch (e) {
     binding!.closeFd(fd);
+    if ((e as UffdError).code === 'EPERM' && wanted.includes('EVENT_FORK')) {
+      (e as Error).message += ' (EVENT_FORK needs CAP_SYS_PTRACE: run with it, or do without fork events)';
+    }
     throw e;
   }
-  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, options, via, true);
+  return new KernelUserfaultfd(new binding!.Userfaultfd(fd, mask, true), mask, reply.ioctls, { ...options, userModeOnly }, via, true, true);
 }
 
 /** Userfaultfd.fromFd on the kernel: a duplicate of `fd`, its features read back from fdinfo. */

@@ -27,6 +27,8 @@ export interface Waiter {
   readonly flags: number;
   readonly tid: number;
   readonly wake: () => void;
+  /** When the access stopped on the fault (process.hrtime.bigint()). */
+  readonly at: bigint;
 }
 
 /** A message waiting to be read: a fault (with its waiter) or a non-cooperative event. */
@@ -92,7 +94,7 @@ export class UffdContext {
 
   /** Queues a fault message for `address`; `wake` is called when a wake covers it. */
   addWaiter(address: bigint, flags: number, tid: number, wake: () => void): void {
-    const w: Waiter = { ctx: this, address, flags, tid, wake };
+    const w: Waiter = { ctx: this, address, flags, tid, wake, at: process.hrtime.bigint() };
     this.waiters.add(w);
     this.post({ kind: 'fault', waiter: w });
   }
@@ -379,7 +381,8 @@ function userfault(m: Mapping, p: number, write: boolean): Touch {
     if (m.shared) m.backing.cached[p] = 1;
   }
   if (write && m.wp[p]) {
-    if (mode & M.REGISTER_WP) return { kind: 'fault', ctx: ctx!, flags: PF.WP | PF.WRITE };
+    // WP_ASYNC: the kernel resolves the fault itself, clearing the bit (the page reads as written).
+    if ((mode & M.REGISTER_WP) && !ctx!.has('WP_ASYNC')) return { kind: 'fault', ctx: ctx!, flags: PF.WP | PF.WRITE };
     m.wp[p] = 0;
   }
   return OK;

@@ -28,6 +28,9 @@ export class FaultStats {
   copies = 0;
   bytes = 0;
   wakeups = 0;
+  prefetched = 0;
+  demandFaults = 0;
+  prefetchMisses = 0;
   private readonly histogram = new Float64Array(BUCKETS);
 
   countFault(): void {
@@ -62,6 +65,7 @@ export class FaultStats {
     return {
       faults: this.faults, copies: this.copies, bytes: this.bytes, wakeups: this.wakeups,
       latencyNs: { p50: this.percentile(0.5), p99: this.percentile(0.99) },
+      prefetched: this.prefetched, demandFaults: this.demandFaults, prefetchMisses: this.prefetchMisses,
     };
   }
 }

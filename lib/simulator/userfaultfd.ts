@@ -7,12 +7,16 @@ import { constants, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
 import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
-import { Userfaultfd } from '../userfaultfd';
+import { ServeSets, Userfaultfd } from '../userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext } from './context';
 import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges, stage, unstage } from './page-sources';
 import { FaultStats } from './stats';
+import { SimWorkingSet } from './working-sets';
+import { scanWritten, SimSnapshot } from './snapshot';
+import type { DirtyRun } from '../dirty';
+import type { RawSnapshotResult } from '../snapshot';
 
 const PF = constants.pagefaultFlags;
 /** UFFDIO_API's answer: REGISTER, UNREGISTER and API. */
@@ -30,6 +34,8 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   private reading = false;
   private readonly stagers = new Map<number, { m: Mapping; stager: Stager }>();
+  private readonly workingSets = new Map<number, SimWorkingSet>();
+  private readonly snapshots = new Set<SimSnapshot>();
 
   constructor(ctx: UffdContext, options: OpenOptions) {
     super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
@@ -87,15 +93,30 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     return r.bytes;
   }
 
-  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean): unknown {
+  protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets): unknown {
     const src = openSource(source);
     const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved);
     const m = addressSpace.findRange(r.start, r.length);
     if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
+    if (sets.record || sets.prefetch !== null) {
+      this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, sets.record, sets.prefetch, src, {
+        copy: (dst, bytes, mode) => this.ctx.copy(dst, bytes, mode),
+        zeropage: (dst, length, mode) => this.ctx.zeropage(dst, length, mode),
+        wake: (start, length) => this.ctx.wakeRange(start, length),
+      }, this.counters));
+    }
     return id;
+  }
+  protected _recorded(handle: unknown): Uint32Array {
+    return this.workingSets.get(handle as number)?.recorded() ?? new Uint32Array(0);
+  }
+  protected _prefetchCursor(handle: unknown): number {
+    return this.workingSets.get(handle as number)?.cursor ?? -1;
   }
   protected _unserve(handle: unknown): void {
     const id = handle as number;
+    this.workingSets.get(id)?.stop();
+    this.workingSets.delete(id);
     const s = this.stagers.get(id);
     if (s) unstage(s.m, s.stager);
     this.stagers.delete(id);
@@ -103,6 +124,18 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   }
   protected _stats(): Stats {
     return this.counters.snapshot();
+  }
+  protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
+    return scanWritten(this.ctx, start, length, reset);
+  }
+  protected async _snapshot(start: bigint, length: number, _pageSize: number, fd: number): Promise<RawSnapshotResult> {
+    const s = new SimSnapshot(this.ctx, start, length);
+    this.snapshots.add(s);
+    try {
+      return await s.run(fd);
+    } finally {
+      this.snapshots.delete(s);
+    }
   }
   protected _startReader(): void {
     this.reading = true;
@@ -120,6 +153,8 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   protected _close(): void {
     this._setRef(false);
     for (const id of [...this.stagers.keys()]) this._unserve(id);
+    for (const ws of this.workingSets.values()) ws.stop();
+    this.workingSets.clear();
     this.served.clear();
     byFd.delete(this.fdNumber);
     releaseFd(this.fdNumber);
@@ -144,10 +179,21 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (m.kind === 'event') {
       const e = m.event;
       if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
+      for (const ws of this.workingSets.values()) {
+        if (e.type === 'remove' || e.type === 'unmap') ws.layoutChanged(e.start, e.end);
+        else if (e.type === 'remap') ws.layoutChanged(e.from, e.from + BigInt(e.length));
+      }
       this.dispatch(e);
       return;
     }
     const w = m.waiter;
+    if (w.flags & PF.WP) {
+      // A live snapshot's page: saved first, then released, with no JavaScript handler (native:
+      // the reader thread does it, snapshot_writer.cc).
+      for (const s of this.snapshots) {
+        if (s.contains(w.address)) return s.onWriteFault(w);
+      }
+    }
     this.counters.countFault();
     const e: PageFault = {
       type: 'pagefault', address: w.address,
@@ -164,6 +210,10 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         wake: (start, length) => this.ctx.wakeRange(start, length),
         resident,
       }, this.counters);
+      if (out.result !== 'not-served') {
+        this.counters.demandFaults++;
+        for (const ws of this.workingSets.values()) if (ws.contains(w.address)) ws.onFault(w.address, e.write);
+      }
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;
     }

@@ -7,7 +7,7 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, sendUffd } = require('../../dist');
-const { nativeProbe, pattern, runChild, runProcess, delay, skipWithReason } = require('../helpers');
+const { nativeProbe, pattern, runChild, runProcess, delay, skipWithReason, requirePrivileged } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const HANDLER = path.join(ROOT, 'examples', 'firecracker-handler', 'index.js');
@@ -47,6 +47,7 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
   let memFile;
   before(function () {
     if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
+    requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fc-'));
     peerBin = path.join(dir, 'firecracker_peer');
     try {

@@ -13,7 +13,7 @@ const M = constants.modes;
 
 /** A bare binding.Userfaultfd after the API handshake, with `features`. */
 function rawUffd(features = 0) {
-  const fd = binding.openSyscall(false);
+  const fd = binding.openSyscall(nativeProbe.userModeOnly === true);
   binding.apiHandshake(fd, features);
   return new binding.Userfaultfd(fd, features);
 }
@@ -101,11 +101,11 @@ describeNative('the kernel\'s own errors through the raw binding', () => {
   });
 
   it('an API handshake asking for an unknown feature bit is EINVAL; a second handshake too', () => {
-    const fd = binding.openSyscall(false);
+    const fd = binding.openSyscall(nativeProbe.userModeOnly === true);
     try {
       throwsErrno(() => binding.apiHandshake(fd, 2 ** 30), 'EINVAL', 'UFFDIO_API');
     } finally { binding.closeFd(fd); }
-    const fd2 = binding.openSyscall(false);
+    const fd2 = binding.openSyscall(nativeProbe.userModeOnly === true);
     try {
       binding.apiHandshake(fd2, 0);
       throwsErrno(() => binding.apiHandshake(fd2, 0), 'EINVAL', 'UFFDIO_API');

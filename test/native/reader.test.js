@@ -7,7 +7,7 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged } = require('../helpers');
 
 
 const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
@@ -15,6 +15,7 @@ const next = (emitter, type) => new Promise((resolve) => emitter.once(type, reso
 describeNative('FORK events', () => {
   it('spawnSync(\'true\') with EVENT_FORK delivers a fork event with a Userfaultfd, and does not hang', async function () {
     requireFeature(this, 'native', 'EVENT_FORK');
+    requirePrivileged(this, 'EVENT_FORK', 'ptrace');
     const uffd = Userfaultfd.open({ features: ['EVENT_FORK'] });
     const region = Region.map(2 * PAGE);
     let child;
@@ -44,6 +45,7 @@ describeNative('FORK events', () => {
 
   it('a fork event nobody listens to for is read anyway: spawnSync does not hang', async function () {
     requireFeature(this, 'native', 'EVENT_FORK');
+    requirePrivileged(this, 'EVENT_FORK', 'ptrace');
     const uffd = Userfaultfd.open({ features: ['EVENT_FORK'] });
     const region = Region.map(PAGE);
     try {
@@ -357,6 +359,7 @@ describeNative('cleanup leaves no thread or fd behind (child processes)', () => 
       const fds = () => fs.readdirSync('/proc/self/fd').length;
       (async () => {
         const warm = Userfaultfd.open(); warm.close(); Region.map(4096, { shared: true }).unmap();
+        await new Promise((r) => setImmediate(r)); // a warning (user-mode-only) opens stderr's stream
         const base = fds();
         // In a function of its own: a suspended async function keeps its registers alive.
         (function openAndDrop() {

@@ -23,9 +23,18 @@ describe('the lazy-file demo (native-only)', function () {
       'resident in the region', 'faults / copies / wakeups', 'fault latency p50 / p99']) {
       assert.ok(r.stdout.includes(`| ${row}`), `row ${row}\n${r.stdout}`);
     }
-    assert.match(r.stdout, /\(0 mismatches\)/);
+    assert.match(r.stdout, /\(0 mismatches\) \| \d+ \(0 mismatches\) \|/);
     assert.match(r.stdout, /all touched bytes match the file/);
     assert.match(r.stdout, /data\.bin \(16\.0 MiB\)/);
+    // The second run, beside the first: it prefetched what the first recorded.
+    assert.match(r.stdout, /1st run: record \| +2nd run: prefetch \|/);
+    const row = (name) => r.stdout.split('\n').find((l) => l.startsWith(`| ${name}`)).split('|').map((c) => c.trim());
+    const [, , firstDemand, secondDemand] = row('demand faults');
+    assert.ok(Number(firstDemand) > 0, r.stdout);
+    const [, , , prefetched] = row('prefetched pages');
+    assert.ok(Number(prefetched.split(' ')[0]) > 0, r.stdout);
+    assert.ok(Number(secondDemand) < Number(firstDemand), r.stdout);
+    assert.match(r.stderr, /random \(2nd\)/);
     assert.match(r.stderr, /sequential/); // the progress bar (plain lines: stderr is not a TTY)
     const after = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('uffd-demo-') && !before.has(n));
     assert.deepStrictEqual(after, [], 'the temporary folder was removed');

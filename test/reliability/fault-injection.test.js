@@ -6,7 +6,7 @@ const { Worker } = require('worker_threads');
 const { spawn } = require('child_process');
 const path = require('path');
 const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { PAGE, pattern, delay, runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { PAGE, pattern, delay, runChild, nativeProbe, skipWithReason, requirePrivileged } = require('../helpers');
 
 const DIST = path.resolve(__dirname, '../../dist');
 
@@ -230,7 +230,8 @@ describe('reliability: fault injection, native-only', function () {
     }
   });
 
-  it("ESRCH: copying into a forked child's memory after it has exited", async () => {
+  it("ESRCH: copying into a forked child's memory after it has exited", async function () {
+    requirePrivileged(this, 'EVENT_FORK', 'ptrace');
     uffd = Userfaultfd.open({ backend: 'native', features: ['EVENT_FORK'] });
     region = Region.map(4 * PAGE, { backend: 'native' });
     uffd.register(region);

@@ -1,5 +1,6 @@
 // A CommonJS TypeScript consumer: everything here must compile.
 import { PageSource, probe, Region, UffdError, Userfaultfd, constants, FEATURE_NAMES } from 'userfaultfd';
+import type { DirtyRun, SnapshotResult } from 'userfaultfd';
 import type {
   FeatureName, IoctlName, OpenOptions, PageFault, ProbeResult, Range, RegisterResult, Stats, UffdEvent,
 } from 'userfaultfd';
@@ -59,6 +60,12 @@ export async function consumer(): Promise<void> {
       void code; void n; void call; void done;
     }
   }
+  // Dirty tracking and live snapshots (docs/dirty-tracking.md)
+  const runs: DirtyRun[] = uffd.dirtyPages(region, { reset: true });
+  const runStart: bigint = runs[0].start;
+  const snap: SnapshotResult = await uffd.snapshot(region, '/tmp/image');
+  const held: number = snap.savedBeforeWrite + snap.stallNs.p99 + (await uffd.snapshot({ start: runStart, length: 4096 }, 3)).bytes;
+  void held;
   const again: Userfaultfd = Userfaultfd.fromFd(uffd.fd).unref().ref();
   const pageSize: number = constants.pageSize;
   const names: readonly string[] = FEATURE_NAMES;

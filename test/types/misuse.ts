@@ -40,3 +40,10 @@ uffd.once('fault', () => undefined);
 // @ts-expect-error read returns a Promise, not a Buffer
 const b: Buffer = region.read(0, 16);
 void b;
+// @ts-expect-error dirtyPages' reset is a boolean
+uffd.dirtyPages(region, { reset: 1 });
+// @ts-expect-error a dirty run's start is a bigint
+const runStart: number = uffd.dirtyPages(region)[0].start;
+void runStart;
+// @ts-expect-error a snapshot goes to a path or an fd, not a Buffer
+void uffd.snapshot(region, Buffer.alloc(1));

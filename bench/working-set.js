@@ -1,0 +1,240 @@
+'use strict';
+// Working sets: restore a 1 GiB image of which ~25% is touched, in a fixed scattered order, by
+// another process (a C program that sends its userfaultfd here, as a VM does), and compare:
+//   lazy      serve() alone (adaptive read-ahead)
+//   prefetch  serve() with the working set recorded in an earlier run ({ prefetch })
+//   precopy   the whole image copied into the region first, then the program runs
+//   memory    baseline: the image already in the program's memory (nothing to restore)
+// Time to first byte and time to finish count from the moment the image starts being served;
+// demand faults are stats().demandFaults. Warm page cache pinned (taskset -c 0) and unpinned,
+// and cold page cache (echo 3 > /proc/sys/vm/drop_caches before each run; needs root).
+// Median of --runs runs, variants in random order. Writes bench/results-working-set.md.
+// --bytes: how much of each touched page the program reads (64: a cache line, the restore cost
+// alone; 4096: the whole page, the program's own work added to every variant alike).
+// Usage: node bench/working-set.js [--size 1GiB] [--touched 0.25] [--bytes 64] [--runs 3] [--no-cold]
+const { execFileSync, spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { parseArgs } = require('util');
+const { PageSource, listenForUffd } = require('../dist');
+const { encodeWorkingSet } = require('../dist/working-set');
+
+const { values } = parseArgs({ options: {
+  size: { type: 'string', default: '1GiB' },
+  touched: { type: 'string', default: '0.25' },
+  bytes: { type: 'string', default: '64' },
+  runs: { type: 'string', default: '3' },
+  'no-cold': { type: 'boolean', default: false },
+  pass: { type: 'string' }, // internal: one pass, JSON out (the pinned pass runs under taskset)
+  dir: { type: 'string' },
+} });
+const PAGE = 4096;
+const SIZE = parseSize(values.size);
+const PAGES = SIZE / PAGE;
+const TOUCHED = Number(values.touched);
+const RUNS = Number(values.runs);
+
+function parseSize(s) {
+  const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(s);
+  if (!m) throw new Error(`bad size ${s}`);
+  return Number(m[1]) * ({ KiB: 1024, MiB: 1 << 20, GiB: 1 << 30 }[m[2]] ?? 1);
+}
+
+/** A fixed PRNG (mulberry32): the same order every run. */
+function prng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs of 1..32 pages at scattered places until TOUCHED of the image, in a shuffled order. */
+function touchOrder() {
+  const rand = prng(2026);
+  const used = new Uint8Array(PAGES);
+  const runs = [];
+  let n = 0;
+  while (n < PAGES * TOUCHED) {
+    const len = 1 + Math.floor(rand() * 32);
+    const first = Math.floor(rand() * (PAGES - len));
+    let free = true;
+    for (let p = first; p < first + len; p++) if (used[p]) free = false;
+    if (!free) continue;
+    used.fill(1, first, first + len);
+    runs.push([first, len]);
+    n += len;
+  }
+  const order = new Uint32Array(n);
+  let i = 0;
+  for (const [first, len] of runs) for (let p = first; p < first + len; p++) order[i++] = p;
+  return order;
+}
+
+function setup(dir) {
+  const bin = path.join(dir, 'ws-touch');
+  execFileSync('cc', ['-O2', '-o', bin, path.join(__dirname, 'c', 'ws-touch.c')]);
+  const image = path.join(dir, 'image.bin');
+  if (!fs.existsSync(image) || fs.statSync(image).size !== SIZE) {
+    const fd = fs.openSync(image, 'w');
+    const chunk = Buffer.alloc(8 << 20);
+    for (let off = 0; off < SIZE; off += chunk.length) {
+      for (let i = 0; i < chunk.length; i += 8) chunk.writeUInt32LE((off + i) >>> 3, i);
+      fs.writeSync(fd, chunk, 0, Math.min(chunk.length, SIZE - off));
+    }
+    fs.closeSync(fd);
+  }
+  const orderFile = path.join(dir, 'order.bin');
+  const order = touchOrder();
+  fs.writeFileSync(orderFile, Buffer.from(order.buffer));
+  const full = path.join(dir, 'full.uffdws');
+  fs.writeFileSync(full, encodeWorkingSet({ pageSize: PAGE, sourceSize: SIZE, rangeLength: SIZE, generation: 1,
+    runs: [{ first: 0, count: PAGES, write: false, age: 0 }] }));
+  return { bin, image, orderFile, full, touched: order.length, set: path.join(dir, 'recorded.uffdws') };
+}
+
+function dropCaches() {
+  execFileSync('sync');
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+
+const waitTick = () => new Promise((r) => setImmediate(r));
+
+/** One run of the workload; the image served as `variant` says. */
+async function runOnce(env, listener, sock, variant) {
+  if (variant === 'memory') {
+    const out = execFileSync(env.bin, ['memory', env.image, String(SIZE), env.orderFile, values.bytes]).toString();
+    const r = JSON.parse(out);
+    return { ttfb: (r.first - r.start) / 1e6, finish: (r.end - r.start) / 1e6, demandFaults: 0 };
+  }
+  const child = spawn(env.bin, ['uffd', sock, String(SIZE), env.orderFile, values.bytes], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let stdout = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  const exited = new Promise((resolve) => child.on('close', resolve));
+  const { value } = await listener.next();
+  const uffd = value.uffd;
+  try {
+    const range = { start: BigInt(value.payload.toString()), length: SIZE };
+    const t0 = process.hrtime.bigint();
+    const source = PageSource.file(env.image);
+    if (variant === 'lazy') uffd.serve(range, source);
+    else if (variant === 'record') uffd.serve(range, source, { record: env.set });
+    else if (variant === 'prefetch') uffd.serve(range, source, { prefetch: env.set });
+    else if (variant === 'precopy') {
+      uffd.serve(range, source, { prefetch: env.full });
+      while (uffd.stats().prefetched < PAGES) await waitTick();
+    }
+    child.stdin.end('g');
+    const code = await exited;
+    if (code !== 0) throw new Error(`ws-touch exited with ${code}`);
+    const r = JSON.parse(stdout);
+    const t = Number(t0);
+    const s = uffd.stats();
+    return { ttfb: (r.first - t) / 1e6, finish: (r.end - t) / 1e6, demandFaults: s.demandFaults, prefetched: s.prefetched };
+  } finally {
+    uffd.close(); // writes the recorded set (variant 'record')
+  }
+}
+
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+
+function shuffle(a, rand) {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** One pass: warm or cold; medians per variant. */
+async function pass(env, cold) {
+  const sock = path.join(env.dir, `ws-${process.pid}.sock`);
+  const listener = listenForUffd(sock);
+  try {
+    const rec = await runOnce(env, listener, sock, 'record'); // warms the cache, writes the set
+    const variants = cold ? ['lazy', 'prefetch', 'precopy'] : ['lazy', 'prefetch', 'precopy', 'memory'];
+    const results = Object.fromEntries(variants.map((v) => [v, []]));
+    const rand = prng(7);
+    for (let i = 0; i < RUNS; i++) {
+      for (const v of shuffle([...variants], rand)) {
+        if (cold) dropCaches();
+        results[v].push(await runOnce(env, listener, sock, v));
+      }
+    }
+    const out = { record: rec };
+    for (const v of variants) {
+      out[v] = {
+        ttfb: median(results[v].map((r) => r.ttfb)),
+        finish: median(results[v].map((r) => r.finish)),
+        demandFaults: median(results[v].map((r) => r.demandFaults)),
+      };
+    }
+    return out;
+  } finally {
+    listener.close();
+  }
+}
+
+function table(title, r) {
+  const lazy = r.lazy;
+  const base = r.memory;
+  const rows = ['lazy', 'prefetch', 'precopy', 'memory'].filter((v) => r[v]).map((v) => {
+    const x = r[v];
+    return `| ${v} | ${x.ttfb.toFixed(2)} | ${x.finish.toFixed(1)} | ${x.demandFaults} | ` +
+      `${(lazy.finish / x.finish).toFixed(2)}x | ${base ? (x.finish / base.finish).toFixed(2) + 'x' : 'n/a'} |`;
+  });
+  return [`### ${title}`, '',
+    '| variant | first byte (ms) | finish (ms) | demand faults | speed-up over lazy | finish / in-memory |',
+    '|---|---:|---:|---:|---:|---:|', ...rows, '',
+    `Record run (lazy, one page per fault, recording): finish ${r.record.finish.toFixed(1)} ms, ` +
+    `${r.record.demandFaults} demand faults. ` +
+    `Prefetch vs lazy: ${(lazy.demandFaults / Math.max(1, r.prefetch.demandFaults)).toFixed(1)}x fewer demand faults, ` +
+    `${(lazy.finish / r.prefetch.finish).toFixed(2)}x less time to finish; ` +
+    `prefetch / precopy finish: ${(r.prefetch.finish / r.precopy.finish).toFixed(2)}.`, ''].join('\n');
+}
+
+async function main() {
+  const dir = values.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-bench-ws-'));
+  const env = { ...setup(dir), dir };
+  if (values.pass) {
+    process.stdout.write(JSON.stringify(await pass(env, values.pass === 'cold')) + '\n');
+    return;
+  }
+  try {
+    const self = [__filename, '--dir', dir, '--size', values.size, '--touched', values.touched, '--runs', values.runs,
+      '--bytes', values.bytes];
+    const run = (cmd, args) => JSON.parse(execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString());
+    const sections = [];
+    const warm = run(process.execPath, [...self, '--pass', 'warm']);
+    sections.push(table('Warm page cache, unpinned', warm));
+    const pinned = run('taskset', ['-c', '0', process.execPath, ...self, '--pass', 'warm']);
+    sections.push(table('Warm page cache, pinned (taskset -c 0: the program, the reader and the prefetcher share one CPU)', pinned));
+    let coldNote = '';
+    if (!values['no-cold']) {
+      try {
+        sections.push(table('Cold page cache (drop_caches before each run), unpinned', run(process.execPath, [...self, '--pass', 'cold'])));
+      } catch (e) {
+        coldNote = `Cold page cache: not measured (${e.message.split('\n')[0]}).\n`;
+      }
+    }
+    const md = ['## Working sets: record, then prefetch', '',
+      `A ${values.size} image; the program (bench/c/ws-touch.c, another process that sends its userfaultfd) reads ` +
+      `${env.touched} pages (${(100 * env.touched / PAGES).toFixed(1)}%) in runs of 1-32 pages at scattered places, ` +
+      `in a fixed shuffled order, reading the first ${values.bytes} bytes of each page. ` +
+      'Times from the moment the image starts being served. ' +
+      `Median of ${RUNS} runs; variants in random order. Baseline "memory": the image already in the program's memory.`,
+      '', ...sections, coldNote].join('\n');
+    process.stdout.write(md + '\n');
+    fs.writeFileSync(path.join(__dirname, values.bytes === '64' ? 'results-working-set.md' : `results-working-set-${values.bytes}.md`), md + '\n');
+  } finally {
+    if (!values.dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
