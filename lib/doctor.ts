@@ -62,7 +62,7 @@ function packageInfo(): { name: string; version: string } {
 
 function addonPath(): string | null {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader resolves the addon at run time
     return require('node-gyp-build').path(path.join(__dirname, '..')) as string;
   } catch {
     return null;

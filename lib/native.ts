@@ -110,7 +110,7 @@ export interface Binding extends FdPassBinding {
   Userfaultfd: new (fd: number, features: number, localMemory?: boolean) => NativeUserfaultfd;
   Region: new (length: number, shared: boolean, hugetlb: boolean, aliasFd?: number) => NativeRegion;
   constants: NativeConstants;
-  setErrorClass(cls: Function): void;
+  setErrorClass(cls: new (...args: never[]) => Error): void;
   openSyscall(userModeOnly: boolean): number;
   openDevice(userModeOnly: boolean): number;
   apiHandshake(fd: number, features: number): { api: number; features: number; ioctls: bigint };
@@ -129,7 +129,7 @@ export interface Binding extends FdPassBinding {
 
 function load(): { binding: Binding | null; loadError: string | null } {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader resolves the addon at run time
     const mod = require('node-gyp-build')(path.join(__dirname, '..'));
     if (mod && mod.supported === true) return { binding: mod as Binding, loadError: null };
     return { binding: null, loadError: 'the addon was built without userfaultfd support (not Linux)' };

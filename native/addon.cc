@@ -1,12 +1,13 @@
 // Module init: the native classes, the constants table and the probe helpers.
+#include "addon.h"
+
 #include <napi.h>
 #include <unistd.h>
 
 #include <cstddef>
 
-#include "addon.h"
-#include "fast_ioctl.h"
 #include "dirty_tracker.h"
+#include "fast_ioctl.h"
 #include "fault_reader.h"
 #include "fdpass.h"
 #include "kernel_abi.h"
@@ -20,7 +21,9 @@ namespace {
 // The kernel ABI as this build knows it; lib/constants.ts and the simulator share this table.
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
-  auto set = [&](Napi::Object o, const char* name, double v) { o.Set(name, Napi::Number::New(env, v)); };
+  auto set = [&](Napi::Object o, const char* name, double v) {
+    o.Set(name, Napi::Number::New(env, v));
+  };
 
   Napi::Object features = Napi::Object::New(env);
   set(features, "PAGEFAULT_FLAG_WP", UFFD_FEATURE_PAGEFAULT_FLAG_WP);
@@ -232,6 +235,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }  // namespace
 }  // namespace uffd
 
-static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return uffd::Init(env, exports); }
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return uffd::Init(env, exports);
+}
 
 NODE_API_MODULE(userfaultfd, InitModule)

@@ -10,7 +10,7 @@ namespace uffd {
 class Userfaultfd;
 
 struct AddonData {
-  Napi::FunctionReference errorClass;       // lib/errors.ts UffdError, set by the loader
+  Napi::FunctionReference errorClass;        // lib/errors.ts UffdError, set by the loader
   Napi::FunctionReference userfaultfdClass;  // native Userfaultfd, to wrap fds from FORK events
   Napi::FunctionReference regionClass;
 
@@ -23,7 +23,8 @@ struct AddonData {
   int accesses = 0;
   uv_prepare_t* prepare = nullptr;
   napi_async_cleanup_hook_handle prepareCleanup = nullptr;
-  Napi::ObjectReference canary;  // a plain object: setting a property on it fails once JS cannot run
+  Napi::ObjectReference
+      canary;  // a plain object: setting a property on it fails once JS cannot run
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

@@ -82,8 +82,8 @@ Napi::Value PagemapScan(const Napi::CallbackInfo& info) {
   uint64_t cap = out.ElementLength() / 3;
   if (cap == 0 || end <= start) ThrowRangeError(env, "empty scan");
   uint64_t walkEnd = start;
-  long n = ScanWritten(start, end, reset, reinterpret_cast<page_region_abi*>(out.Data()), cap,
-                       &walkEnd);
+  long n =
+      ScanWritten(start, end, reset, reinterpret_cast<page_region_abi*>(out.Data()), cap, &walkEnd);
   if (n < 0) {
     int err = static_cast<int>(-n);
     // ENOTTY: the pagemap has no such ioctl, so the kernel predates 6.7.

@@ -11,40 +11,74 @@ namespace uffd {
 
 const char* ErrnoCode(int err) {
   switch (err) {
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case ESRCH: return "ESRCH";
-    case EINTR: return "EINTR";
-    case EIO: return "EIO";
-    case EBADF: return "EBADF";
-    case EAGAIN: return "EAGAIN";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case EBUSY: return "EBUSY";
-    case EEXIST: return "EEXIST";
-    case ENODEV: return "ENODEV";
-    case ENOTDIR: return "ENOTDIR";
-    case EISDIR: return "EISDIR";
-    case EINVAL: return "EINVAL";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENOTTY: return "ENOTTY";
-    case EFBIG: return "EFBIG";
-    case ENOSPC: return "ENOSPC";
-    case ENOSYS: return "ENOSYS";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ECONNRESET: return "ECONNRESET";
-    case EPIPE: return "EPIPE";
-    case ENOTSOCK: return "ENOTSOCK";
-    case EADDRINUSE: return "EADDRINUSE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EMSGSIZE: return "EMSGSIZE";
-    case EPROTO: return "EPROTO";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case ESPIPE: return "ESPIPE";
-    case ECANCELED: return "ECANCELED";
+    case EPERM:
+      return "EPERM";
+    case ENOENT:
+      return "ENOENT";
+    case ESRCH:
+      return "ESRCH";
+    case EINTR:
+      return "EINTR";
+    case EIO:
+      return "EIO";
+    case EBADF:
+      return "EBADF";
+    case EAGAIN:
+      return "EAGAIN";
+    case ENOMEM:
+      return "ENOMEM";
+    case EACCES:
+      return "EACCES";
+    case EFAULT:
+      return "EFAULT";
+    case EBUSY:
+      return "EBUSY";
+    case EEXIST:
+      return "EEXIST";
+    case ENODEV:
+      return "ENODEV";
+    case ENOTDIR:
+      return "ENOTDIR";
+    case EISDIR:
+      return "EISDIR";
+    case EINVAL:
+      return "EINVAL";
+    case EMFILE:
+      return "EMFILE";
+    case ENFILE:
+      return "ENFILE";
+    case ENOTTY:
+      return "ENOTTY";
+    case EFBIG:
+      return "EFBIG";
+    case ENOSPC:
+      return "ENOSPC";
+    case ENOSYS:
+      return "ENOSYS";
+    case EOPNOTSUPP:
+      return "EOPNOTSUPP";
+    case ECONNREFUSED:
+      return "ECONNREFUSED";
+    case ECONNRESET:
+      return "ECONNRESET";
+    case EPIPE:
+      return "EPIPE";
+    case ENOTSOCK:
+      return "ENOTSOCK";
+    case EADDRINUSE:
+      return "EADDRINUSE";
+    case ENAMETOOLONG:
+      return "ENAMETOOLONG";
+    case EMSGSIZE:
+      return "EMSGSIZE";
+    case EPROTO:
+      return "EPROTO";
+    case ETIMEDOUT:
+      return "ETIMEDOUT";
+    case ESPIPE:
+      return "ESPIPE";
+    case ECANCELED:
+      return "ECANCELED";
     default: {
       static thread_local char buf[16];
       snprintf(buf, sizeof buf, "E%d", err);
@@ -59,10 +93,9 @@ Napi::Error MakeError(Napi::Env env, const std::string& message, const char* cod
                       const char* syscall, Napi::Value bytesValue) {
   AddonData* data = GetAddonData(env);
   if (data != nullptr && !data->errorClass.IsEmpty()) {
-    Napi::Object e = data->errorClass.New({Napi::String::New(env, message),
-                                           Napi::String::New(env, code),
-                                           Napi::Number::New(env, errnum),
-                                           Napi::String::New(env, syscall), bytesValue});
+    Napi::Object e = data->errorClass.New(
+        {Napi::String::New(env, message), Napi::String::New(env, code),
+         Napi::Number::New(env, errnum), Napi::String::New(env, syscall), bytesValue});
     return Napi::Error(env, e);
   }
   // The loader has not installed UffdError (a direct user of the binding): same fields.
@@ -82,8 +115,8 @@ Napi::Error UffdError(Napi::Env env, int err, const char* syscall, int64_t bytes
   if (bytes > 0) message += " after " + std::to_string(bytes) + " bytes";
   if (detail != nullptr) message += std::string(" (") + detail + ")";
 
-  Napi::Value bytesValue = bytes == kNoBytes ? env.Undefined()
-                                             : Napi::Number::New(env, static_cast<double>(bytes));
+  Napi::Value bytesValue =
+      bytes == kNoBytes ? env.Undefined() : Napi::Number::New(env, static_cast<double>(bytes));
   return MakeError(env, message, ErrnoCode(err), err, syscall, bytesValue);
 }
 

@@ -2,6 +2,7 @@
 // mapping from errno to `code` exists once.
 #pragma once
 #include <napi.h>
+
 #include <cstdint>
 #include <string>
 

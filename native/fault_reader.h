@@ -24,10 +24,10 @@ struct Delivery {
 static_assert(sizeof(Delivery) == 40, "Delivery is 40 bytes");
 
 enum Note : int32_t {
-  kNoteKernel = 0,          // a kernel event for the JS handlers
-  kNoteSelfFaultAnswered = 1,  // the JS thread faulted; the guard answered it
-  kNoteSourceFailed = 2,    // a native page source could not answer; err says why
-  kNoteReaderFailed = 3,    // reading the uffd failed; the reader stopped
+  kNoteKernel = 0,                // a kernel event for the JS handlers
+  kNoteSelfFaultAnswered = 1,     // the JS thread faulted; the guard answered it
+  kNoteSourceFailed = 2,          // a native page source could not answer; err says why
+  kNoteReaderFailed = 3,          // reading the uffd failed; the reader stopped
   kNoteSourceFailedAnswered = 4,  // a page source failed on the JS thread's own fault; the
                                   // guard answered it (onSelfFault), err says why it failed
   kNoteSelfFaultFallback = 5,  // the JS thread faulted; POISON failed (err), a zero page answered
@@ -46,7 +46,7 @@ class FaultHandler {
 class FaultReader {
  public:
   static constexpr size_t kBatch = 64;  // messages per read(2)
-  static constexpr int kRetryMs = 1;     // poll timeout while faults wait for a retry
+  static constexpr int kRetryMs = 1;    // poll timeout while faults wait for a retry
 
   // JS thread only. `onBatch(count)` is called with the deliveries copied into `scratch`.
   FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
@@ -68,11 +68,11 @@ class FaultReader {
   using Tsfn = Napi::TypedThreadSafeFunction<FaultReader, void, &FaultReader::CallJs>;
   ~FaultReader();
 
-  void Run();  // reader thread
+  void Run();        // reader thread
   bool ReadBatch();  // reader thread; false when the reader must stop
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
-  void Retry();      // reader thread
-  void PostBatch();  // reader thread
+  void Retry();                                       // reader thread
+  void PostBatch();                                   // reader thread
   // Reader thread: queue deliveries for JS and signal it (outside mutex_) unless a signal
   // is already pending.
   void PostAndSignal(const Delivery* d, size_t count);

@@ -26,7 +26,9 @@ class FaultStats {
     if (bytes != 0) bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   }
   void CountWake() { wakeups_.fetch_add(1, std::memory_order_relaxed); }
-  void RecordLatency(uint64_t ns) { histogram_[Bucket(ns)].fetch_add(1, std::memory_order_relaxed); }
+  void RecordLatency(uint64_t ns) {
+    histogram_[Bucket(ns)].fetch_add(1, std::memory_order_relaxed);
+  }
 
   uint64_t faults() const { return faults_.load(std::memory_order_relaxed); }
   uint64_t copies() const { return copies_.load(std::memory_order_relaxed); }
@@ -37,7 +39,8 @@ class FaultStats {
   uint64_t Percentile(double fraction) const {
     uint64_t counts[kBuckets];
     uint64_t total = 0;
-    for (int i = 0; i < kBuckets; i++) total += counts[i] = histogram_[i].load(std::memory_order_relaxed);
+    for (int i = 0; i < kBuckets; i++)
+      total += counts[i] = histogram_[i].load(std::memory_order_relaxed);
     if (total == 0) return 0;
     uint64_t rank = static_cast<uint64_t>(fraction * static_cast<double>(total - 1)) + 1;
     uint64_t seen = 0;

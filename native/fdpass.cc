@@ -80,7 +80,8 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
 
   sockaddr_un addr;
   socklen_t addrLen;
-  if (!UnixAddress(path, &addr, &addrLen)) ThrowErrno(env, ENAMETOOLONG, "connect", kNoBytes, path.c_str());
+  if (!UnixAddress(path, &addr, &addrLen))
+    ThrowErrno(env, ENAMETOOLONG, "connect", kNoBytes, path.c_str());
   int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) ThrowErrno(env, errno, "socket");
   timeval tv{timeoutMs / 1000, (timeoutMs % 1000) * 1000};
@@ -115,7 +116,8 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
       if (errno == EINTR) continue;
       int err = errno;
       close(sock);
-      ThrowErrno(env, err == EWOULDBLOCK ? ETIMEDOUT : err, "sendmsg", static_cast<int64_t>(sent), path.c_str());
+      ThrowErrno(env, err == EWOULDBLOCK ? ETIMEDOUT : err, "sendmsg", static_cast<int64_t>(sent),
+                 path.c_str());
     }
     fdSent = true;
     sent += static_cast<size_t>(n);
@@ -194,8 +196,11 @@ void ListenCore::Run() {
     // While accepting is paused the listening socket is left out (poll skips a negative fd).
     fds.push_back({resumeAcceptAt_ == 0 ? listenFd_ : -1, POLLIN, 0});
     // A released connection is watched for its hang-up only.
-    for (const Conn& c : conns_) fds.push_back({c.fd, static_cast<short>(c.reading ? POLLIN : POLLRDHUP), 0});
-    int timeout = resumeAcceptAt_ == 0 ? -1 : static_cast<int>(std::max<int64_t>(0, resumeAcceptAt_ - NowMs()));
+    for (const Conn& c : conns_)
+      fds.push_back({c.fd, static_cast<short>(c.reading ? POLLIN : POLLRDHUP), 0});
+    int timeout = resumeAcceptAt_ == 0
+                      ? -1
+                      : static_cast<int>(std::max<int64_t>(0, resumeAcceptAt_ - NowMs()));
     int n = poll(fds.data(), fds.size(), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -347,7 +352,8 @@ void ListenCore::ApplyCommands() {
       if (conns_[i].id != cmd.conn) continue;
       if (cmd.drop) {
         close(conns_[i].fd);
-        if (resumeAcceptAt_ != 0) resumeAcceptAt_ = std::min(resumeAcceptAt_, NowMs());  // an fd freed
+        if (resumeAcceptAt_ != 0)
+          resumeAcceptAt_ = std::min(resumeAcceptAt_, NowMs());  // an fd freed
         conns_.erase(conns_.begin() + static_cast<long>(i));
       } else {
         conns_[i].reading = false;
@@ -402,7 +408,8 @@ void ListenCore::Deliver(Napi::Env env, Napi::Function fn) {
     } else if (e.kind == ListenEvent::kData) {
       o.Set("data", Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size()));
       Napi::Array fds = Napi::Array::New(env, e.fds.size());
-      for (size_t k = 0; k < e.fds.size(); k++) fds.Set(static_cast<uint32_t>(k), Napi::Number::New(env, e.fds[k]));
+      for (size_t k = 0; k < e.fds.size(); k++)
+        fds.Set(static_cast<uint32_t>(k), Napi::Number::New(env, e.fds[k]));
       e.fds.clear();  // JavaScript owns them now
       o.Set("fds", fds);
     } else if (e.kind == ListenEvent::kError) {
@@ -450,7 +457,8 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
   if (!info[3].IsFunction()) ThrowTypeError(env, "onEvents must be a function");
   sockaddr_un addr;
   socklen_t addrLen;
-  if (!UnixAddress(path, &addr, &addrLen)) ThrowErrno(env, ENAMETOOLONG, "bind", kNoBytes, path.c_str());
+  if (!UnixAddress(path, &addr, &addrLen))
+    ThrowErrno(env, ENAMETOOLONG, "bind", kNoBytes, path.c_str());
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, errno, "socket");
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) != 0) {

@@ -50,9 +50,9 @@ class ListenCore {
 
   // JS thread. Starts the thread; throws UffdError on failure, having stopped itself.
   void Start(Napi::Env env);
-  void Stop();                 // JS thread: wake, join, close every fd; idempotent
-  void Ref(Napi::Env env);     // JS thread
-  void Unref(Napi::Env env);   // JS thread
+  void Stop();                // JS thread: wake, join, close every fd; idempotent
+  void Ref(Napi::Env env);    // JS thread
+  void Unref(Napi::Env env);  // JS thread
   // JS thread. Stop reading a connection: only its hang-up is reported from now on.
   void Release(uint32_t conn);
   // JS thread. Close a connection now (after an error on it).
@@ -74,12 +74,12 @@ class ListenCore {
   static void Finalize(Napi::Env env, void* unused, ListenCore* self);
   ~ListenCore();
 
-  void Run();                      // listener thread
-  void AcceptAll();                // listener thread
-  bool Receive(Conn& c);           // listener thread; false: the connection is finished
-  void ApplyCommands();            // listener thread
-  void PauseAccepting(int err);    // listener thread
-  void Post(ListenEvent&& e);      // listener thread
+  void Run();                    // listener thread
+  void AcceptAll();              // listener thread
+  bool Receive(Conn& c);         // listener thread; false: the connection is finished
+  void ApplyCommands();          // listener thread
+  void PauseAccepting(int err);  // listener thread
+  void Post(ListenEvent&& e);    // listener thread
   void Deliver(Napi::Env env, Napi::Function fn);  // JS thread
   static void CloseFds(std::vector<ListenEvent>& events);
 
@@ -91,7 +91,7 @@ class ListenCore {
   int spareFd_;                  // listener thread (and Stop after it): the reserved slot, or -1
   int64_t resumeAcceptAt_ = 0;   // listener thread: CLOCK_MONOTONIC ms; 0: accepting
   int backoffMs_ = 0;            // listener thread
-  int acceptErrno_ = 0;          // listener thread: the accept error reported last, 0 after a success
+  int acceptErrno_ = 0;  // listener thread: the accept error reported last, 0 after a success
   WakeableThread thread_;
   Tsfn tsfn_;
 

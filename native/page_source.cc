@@ -130,7 +130,8 @@ class PreadFileSource : public PageSource {
 // whole window, never written, so every page of it is the kernel's shared zero page.
 const uint8_t* ZeroWindow() {
   static const uint8_t* zeros = [] {
-    void* p = mmap(nullptr, ServedRanges::kMaxWindow, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p =
+        mmap(nullptr, ServedRanges::kMaxWindow, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : static_cast<const uint8_t*>(p);
   }();
   return zeros;
@@ -235,7 +236,8 @@ uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<Page
   Range r{id, start, length, std::move(source), readahead, {}};
   r.zeroRemoved = zeroRemoved;
   r.unit = unit == 0 ? pageSize_ : unit;
-  if (r.fixedWindow != 0) r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
+  if (r.fixedWindow != 0)
+    r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
   // Here, on the JS thread: the reader thread never allocates.
   if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
   ranges_.push_back(std::move(r));
@@ -246,7 +248,8 @@ uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<Page
 // the same lock for the whole fill.
 bool ServedRanges::Remove(uint32_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = std::find_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
+  auto it =
+      std::find_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
   if (it == ranges_.end()) return false;
   ranges_.erase(it);
   return true;
@@ -288,8 +291,8 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
 }
 
 // Reader thread, under mutex_: a removed page of a zeroRemoved range, one zero page.
-ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, const Range& r, uint64_t page, FaultStats& stats,
-                                               int* err) {
+ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, const Range& r, uint64_t page,
+                                                FaultStats& stats, int* err) {
   stats.CountResolve(r.unit);
   IoctlResult res = Zeros(fd, r, page, r.unit);
   if (res.bytes > 0) {
@@ -390,8 +393,8 @@ uint64_t ServedRanges::NextAbsent(uint64_t from, uint64_t end) {
 // ioctl wakes the faulting thread, which may call stats() before this thread runs again; the
 // rest of the window is counted just after. So a thread that faulted sees its own fault
 // counted, never more than was copied.
-IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t length,
-                                   bool answers, FaultStats& stats) {
+IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, bool answers,
+                                   FaultStats& stats) {
   PageSource& src = *r.source;
   uint64_t size = src.size();
   uint64_t so = dst - r.start;  // offset into the source
@@ -416,8 +419,10 @@ IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t leng
   IoctlResult res = zero ? Zeros(fd, r, dst, n) : Copy(fd, dst, bytes, n, 0);
   uint64_t done = static_cast<uint64_t>(res.bytes);
   if (done > 0) {
-    if (answers) stats.AddBytes(done - counted);
-    else stats.CountResolve(done);
+    if (answers)
+      stats.AddBytes(done - counted);
+    else
+      stats.CountResolve(done);
   } else if (answers) {
     stats.Uncount(1, counted);
   }
@@ -453,11 +458,12 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
         Wake(fd, dst, r.unit);
         stats.CountWake();
       }
-      pos = localMemory_ && r.unit == pageSize_ ? NextAbsent(dst + pos + pageSize_, dst + length) - dst
-                                                : pos + r.unit;
+      pos = localMemory_ && r.unit == pageSize_
+                ? NextAbsent(dst + pos + pageSize_, dst + length) - dst
+                : pos + r.unit;
       continue;
     }
-    if (pos > 0) return Outcome::kAnswered;  // the faulting page is done; read-ahead stops
+    if (pos > 0) return Outcome::kAnswered;         // the faulting page is done; read-ahead stops
     if (res.err == EAGAIN) return Outcome::kRetry;  // a non-cooperative event is unread
     if (res.err == ESRCH) return Outcome::kOwnerGone;
     if (res.err == ENOENT) Wake(fd, dst, r.unit);  // unregistered or unmapped: let it retry

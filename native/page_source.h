@@ -108,8 +108,8 @@ class ServedRanges {
   std::mutex mutex_;
   std::vector<Range> ranges_;
   uint32_t nextId_ = 1;
-  uint64_t clock_ = 0;  // orders stream use (LRU)
-  std::vector<uint8_t> tailPage_;  // the zero-padded last page of a source
+  uint64_t clock_ = 0;                    // orders stream use (LRU)
+  std::vector<uint8_t> tailPage_;         // the zero-padded last page of a source
   std::vector<unsigned char> residency_;  // mincore() vector for one window
 };
 

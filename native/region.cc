@@ -6,10 +6,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <atomic>
 #include <mutex>
 #include <set>
 #include <string>
@@ -194,7 +194,9 @@ class AccessWorker : public Napi::AsyncWorker {
     Napi::Env env = Env();
     const char* syscall = write_ ? "write" : "read";
     char where[64];
-    snprintf(where, sizeof where, "0x%llx", static_cast<unsigned long long>(faultAddress_ & ~static_cast<uintptr_t>(sysconf(_SC_PAGESIZE) - 1)));
+    snprintf(where, sizeof where, "0x%llx",
+             static_cast<unsigned long long>(faultAddress_ &
+                                             ~static_cast<uintptr_t>(sysconf(_SC_PAGESIZE) - 1)));
     std::string message = std::string("SIGBUS: ") + syscall + " failed: Bus error (the page at " +
                           where + " is poisoned)";
     try {
@@ -310,8 +312,9 @@ Region::Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) 
     int err = errno;
     if (fd >= 0) close(fd);
     ThrowErrno(env, err, "mmap", kNoBytes,
-               hugetlb && err == ENOMEM ? "no free huge pages: reserve some with sysctl vm.nr_hugepages"
-                                        : nullptr);
+               hugetlb && err == ENOMEM
+                   ? "no free huge pages: reserve some with sysctl vm.nr_hugepages"
+                   : nullptr);
   }
   mapping_ = new Mapping(static_cast<uint8_t*>(addr), length, fd);
   Mapping::Track(mapping_);
@@ -410,7 +413,8 @@ Napi::Value Region::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Mapping& m = Live(env);
   uint64_t offset = ArgU64(info, 0);
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+  if (!info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     ThrowTypeError(env, "data must be a Uint8Array");
   }
   Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();

@@ -22,10 +22,10 @@ class Mapping {
   bool accessing() const { return accesses_.load() > 0; }
 
   void AddRef() { refs_.fetch_add(1); }
-  void Release();          // any thread
-  void BeginAccess();      // JS thread
-  void EndAccess();        // JS thread
-  void RequestUnmap();     // JS thread: now if idle, else when the last access ends
+  void Release();       // any thread
+  void BeginAccess();   // JS thread
+  void EndAccess();     // JS thread
+  void RequestUnmap();  // JS thread: now if idle, else when the last access ends
 
   // The live mapping that holds [p, p + length), with an access begun on it (end it with
   // EndAccess), or null: a JS buffer may be a view of another Region, whose unmap() must then

@@ -160,7 +160,8 @@ int SnapshotWriter::Stream() {
     uint64_t run = base, count = 0;
     for (uint64_t p = base; p <= end; p++) {
       uint8_t s = kUnsaved;
-      bool claimed = p < end && state_[p].compare_exchange_strong(s, kSaving, std::memory_order_acq_rel);
+      bool claimed =
+          p < end && state_[p].compare_exchange_strong(s, kSaving, std::memory_order_acq_rel);
       if (claimed) {
         if (count++ == 0) run = p;
         continue;
@@ -168,7 +169,8 @@ int SnapshotWriter::Stream() {
       if (count == 0) continue;
       int err = SaveRun(run, count, bounce.get());
       if (err != 0) return Fail(err, "write"), 0;
-      for (uint64_t i = run; i < run + count; i++) state_[i].store(kSaved, std::memory_order_release);
+      for (uint64_t i = run; i < run + count; i++)
+        state_[i].store(kSaved, std::memory_order_release);
       err = Protect(run, count, false);
       // ECANCELED: the uffd is closing; the image is incomplete and the promise says so.
       if (err != 0) return Fail(err, err == ECANCELED ? "snapshot" : "UFFDIO_WRITEPROTECT"), 0;
@@ -197,8 +199,9 @@ void SnapshotWriter::Run() {
     int err = fdatasync(dest_);
     if (err != 0 && errno != EINVAL && errno != EROFS) Fail(errno, "fdatasync");
   }
-  auto* done = new Done{error_.load(), errorCall_.load(), length_,
-                        savedBeforeWrite_.load(), stats_.Percentile(0.5), stats_.Percentile(0.99)};
+  auto* done =
+      new Done{error_.load(),          errorCall_.load(),      length_, savedBeforeWrite_.load(),
+               stats_.Percentile(0.5), stats_.Percentile(0.99)};
   napi_status st = tsfn_.BlockingCall(done, [](Napi::Env env, Napi::Function fn, Done* d) {
     if (env != nullptr) {
       if (d->err != 0) {

@@ -18,7 +18,7 @@ namespace uffd {
 class SnapshotWriter {
  public:
   struct Options {
-    int uffd;             // the userfaultfd that registered the range for WP
+    int uffd;  // the userfaultfd that registered the range for WP
     uint64_t start, length, pageSize;
     int dest;             // owned: closed by the writer
     uint64_t destOffset;  // where the image starts in dest
@@ -44,9 +44,9 @@ class SnapshotWriter {
   enum : uint8_t { kUnsaved = 0, kSaving = 1, kSaved = 2 };
   struct Done;
 
-  void Run();               // writer thread
-  int Populate();           // writer thread
-  int Stream();             // writer thread
+  void Run();                                                    // writer thread
+  int Populate();                                                // writer thread
+  int Stream();                                                  // writer thread
   int SaveRun(uint64_t first, uint64_t count, uint8_t* bounce);  // any thread
   int WriteAll(const uint8_t* data, uint64_t len, uint64_t offset);
   // The uffd ioctls, refused once cancelled: the fd number may be reused after close.
@@ -59,7 +59,8 @@ class SnapshotWriter {
   uint64_t destOffset_;
   bool populate_;
   std::unique_ptr<std::atomic<uint8_t>[]> state_;
-  std::unique_ptr<uint8_t[]> readerBounce_;  // one page: the reader thread's copy, no allocation per fault
+  std::unique_ptr<uint8_t[]>
+      readerBounce_;  // one page: the reader thread's copy, no allocation per fault
   std::atomic<uint64_t> savedBeforeWrite_{0};
   std::atomic<int> error_{0};
   std::atomic<const char*> errorCall_{nullptr};

@@ -94,13 +94,21 @@ int ReleaseThreads(int32_t threadId, int32_t exceptThreadId) {
 }
 
 void InitTeardown(Napi::Env env, Napi::Object exports) {
-  exports.Set("setThreadId", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    SetEnvThreadId(info.Env(), ArgInt(info, 0));
-    return info.Env().Undefined();
-  }, "setThreadId"));
-  exports.Set("releaseThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), ReleaseThreads(ArgInt(info, 0), ArgInt(info, 1)));
-  }, "releaseThreads"));
+  exports.Set("setThreadId", Napi::Function::New(
+                                 env,
+                                 [](const Napi::CallbackInfo& info) {
+                                   SetEnvThreadId(info.Env(), ArgInt(info, 0));
+                                   return info.Env().Undefined();
+                                 },
+                                 "setThreadId"));
+  exports.Set("releaseThreads", Napi::Function::New(
+                                    env,
+                                    [](const Napi::CallbackInfo& info) {
+                                      return Napi::Number::New(
+                                          info.Env(),
+                                          ReleaseThreads(ArgInt(info, 0), ArgInt(info, 1)));
+                                    },
+                                    "releaseThreads"));
 }
 
 }  // namespace uffd

@@ -1,9 +1,10 @@
 // The range ioctls as plain functions returning {bytes, err}: used by the JS methods
 // (userfaultfd.cc), the page sources and the self-fault guard (reader thread). Any thread.
 #pragma once
+#include <sys/ioctl.h>
+
 #include <cerrno>
 #include <cstdint>
-#include <sys/ioctl.h>
 
 #include "kernel_abi.h"
 
@@ -22,9 +23,7 @@ inline int RetryIoctl(int fd, unsigned long request, void* arg) {
 }
 
 // A failed ioctl leaves bytes done (partial, EAGAIN) or -errno in the result field.
-inline IoctlResult Outcome(int err, int64_t field) {
-  return {field > 0 ? field : 0, err};
-}
+inline IoctlResult Outcome(int err, int64_t field) { return {field > 0 ? field : 0, err}; }
 
 inline IoctlResult Copy(int fd, uint64_t dst, const void* src, uint64_t len, uint64_t mode) {
   uffdio_copy a{dst, reinterpret_cast<uint64_t>(src), len, mode, 0};

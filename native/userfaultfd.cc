@@ -14,8 +14,8 @@
 #include "errors.h"
 #include "local_uffds.h"
 #include "region.h"
-#include "teardown_registry.h"
 #include "sync_reader.h"
+#include "teardown_registry.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -39,9 +39,11 @@ RangeArgs ReadRange(const Napi::CallbackInfo& info) {
 // Whether a view's memory belongs to an ArrayBuffer (detachable), not a SharedArrayBuffer.
 bool Detachable(Napi::Value view) {
   napi_value buffer = nullptr;
-  napi_status st = napi_get_typedarray_info(view.Env(), view, nullptr, nullptr, nullptr, &buffer, nullptr);
+  napi_status st =
+      napi_get_typedarray_info(view.Env(), view, nullptr, nullptr, nullptr, &buffer, nullptr);
   bool isArrayBuffer = false;
-  return st != napi_ok || napi_is_arraybuffer(view.Env(), buffer, &isArrayBuffer) != napi_ok || isArrayBuffer;
+  return st != napi_ok || napi_is_arraybuffer(view.Env(), buffer, &isArrayBuffer) != napi_ok ||
+         isArrayBuffer;
 }
 
 }  // namespace
@@ -94,35 +96,34 @@ Napi::Value GetTid(const Napi::CallbackInfo& info) {
 }
 
 Napi::Function Userfaultfd::Init(Napi::Env env) {
-  return DefineClass(
-      env, "Userfaultfd",
-      {
-          InstanceAccessor<&Userfaultfd::Fd>("fd"),
-          InstanceMethod<&Userfaultfd::Register>("register"),
-          InstanceMethod<&Userfaultfd::Unregister>("unregister"),
-          InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
-          InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
-          InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
-          InstanceMethod<&Userfaultfd::Wake>("wake"),
-          InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
-          InstanceMethod<&Userfaultfd::Continue>("continue"),
-          InstanceMethod<&Userfaultfd::Poison>("poison"),
-          InstanceMethod<&Userfaultfd::Move>("move"),
-          InstanceMethod<&Userfaultfd::Close>("close"),
-          InstanceMethod<&Userfaultfd::Noop>("noop"),
-          InstanceMethod<&Userfaultfd::StartReader>("startReader"),
-          InstanceMethod<&Userfaultfd::RefReader>("ref"),
-          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
-          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
-          InstanceMethod<&Userfaultfd::Serve>("serve"),
-          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
-          InstanceMethod<&Userfaultfd::Stats>("stats"),
-          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
-          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
-          InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
-          InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
-          InstanceMethod<&Userfaultfd::SnapshotEnd>("snapshotEnd"),
-      });
+  return DefineClass(env, "Userfaultfd",
+                     {
+                         InstanceAccessor<&Userfaultfd::Fd>("fd"),
+                         InstanceMethod<&Userfaultfd::Register>("register"),
+                         InstanceMethod<&Userfaultfd::Unregister>("unregister"),
+                         InstanceMethod<&Userfaultfd::CopyFromBuffer>("copy"),
+                         InstanceMethod<&Userfaultfd::CopyFromAddress>("copyFromAddress"),
+                         InstanceMethod<&Userfaultfd::Zeropage>("zeropage"),
+                         InstanceMethod<&Userfaultfd::Wake>("wake"),
+                         InstanceMethod<&Userfaultfd::WriteProtect>("writeProtect"),
+                         InstanceMethod<&Userfaultfd::Continue>("continue"),
+                         InstanceMethod<&Userfaultfd::Poison>("poison"),
+                         InstanceMethod<&Userfaultfd::Move>("move"),
+                         InstanceMethod<&Userfaultfd::Close>("close"),
+                         InstanceMethod<&Userfaultfd::Noop>("noop"),
+                         InstanceMethod<&Userfaultfd::StartReader>("startReader"),
+                         InstanceMethod<&Userfaultfd::RefReader>("ref"),
+                         InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
+                         InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
+                         InstanceMethod<&Userfaultfd::Serve>("serve"),
+                         InstanceMethod<&Userfaultfd::Unserve>("unserve"),
+                         InstanceMethod<&Userfaultfd::Stats>("stats"),
+                         InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
+                         InstanceMethod<&Userfaultfd::Recorded>("recorded"),
+                         InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
+                         InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
+                         InstanceMethod<&Userfaultfd::SnapshotEnd>("snapshotEnd"),
+                     });
 }
 
 Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
@@ -140,7 +141,8 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   ssize_t n = readlink(path, link, sizeof link - 1);
   if (n >= 0) {
     link[n] = '\0';
-    if (strcmp(link, "anon_inode:[userfaultfd]") != 0) ThrowTypeError(env, "fd is not a userfaultfd");
+    if (strcmp(link, "anon_inode:[userfaultfd]") != 0)
+      ThrowTypeError(env, "fd is not a userfaultfd");
   }
   features_ = ArgU64(info, 1);
   // (fd, features, opened): true when this process opened the uffd for its own memory.
@@ -194,7 +196,7 @@ void Userfaultfd::Shutdown() {
   keepMapped_.clear();
   if (fd_ >= 0) {
     ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
-    close(fd_);  // wakes every faulting thread: they retry as ordinary faults
+    close(fd_);               // wakes every faulting thread: they retry as ordinary faults
     fd_ = -1;
   }
   ReleaseLocalUffd(localClaim_);
@@ -345,8 +347,8 @@ Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "startReader(onBatch, scratch)");
   }
   jsTid_ = gettid();
-  auto* reader = new FaultReader(env, fd, this, info[0].As<Napi::Function>(),
-                                 info[1].As<Napi::Uint8Array>());
+  auto* reader =
+      new FaultReader(env, fd, this, info[0].As<Napi::Function>(), info[1].As<Napi::Uint8Array>());
   reader->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
   reader_ = reader;
   return env.Undefined();
@@ -433,8 +435,10 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
         int err = errno;
         if (fd2 >= 0) close(fd2);
         std::string detail = path.empty() ? std::string("fd") : path;
-        if (err == EINVAL && strcmp(failed, "open") == 0) detail += " is not a regular file or a block device";
-        ThrowErrno(env, err, failed, kNoBytes, path.empty() && err != EINVAL ? nullptr : detail.c_str());
+        if (err == EINVAL && strcmp(failed, "open") == 0)
+          detail += " is not a regular file or a block device";
+        ThrowErrno(env, err, failed, kNoBytes,
+                   path.empty() && err != EINVAL ? nullptr : detail.c_str());
       }
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
@@ -454,7 +458,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   // Zero and memory sources keep no per-call state: the prefetch thread can share them.
   if (!prefetchSource) prefetchSource = shared;
   uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
-  if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0)) ThrowRangeError(env, "unit must be a page size");
+  if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0))
+    ThrowRangeError(env, "unit must be a page size");
   uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
   if (!keep.IsEmpty()) {
     keepAlive_.push_back(std::move(keep));
@@ -572,7 +577,8 @@ Napi::Value Userfaultfd::ReadSync(const Napi::CallbackInfo& info) {
   const uint8_t* data;
   size_t bytes;
   ViewBytes(info[0], &data, &bytes);
-  size_t max = std::min<size_t>(static_cast<size_t>(std::max(ArgInt(info, 1), 0)), bytes / sizeof(uffd_msg));
+  size_t max =
+      std::min<size_t>(static_cast<size_t>(std::max(ArgInt(info, 1), 0)), bytes / sizeof(uffd_msg));
   if (max == 0) ThrowRangeError(env, "scratch holds no message");
   auto* msgs = reinterpret_cast<uffd_msg*>(const_cast<uint8_t*>(data));
   long n = ReadMessagesSync(env, fd, msgs, max, ArgInt(info, 2));
@@ -591,10 +597,12 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       uint64_t address = msg.arg.pagefault.address;
       int err = 0;
       // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
-      bool missing = (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      bool missing =
+          (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
       // Only this process's threads can be the JS thread; a tid from another pid namespace can
       // equal its tid (local_uffds.h).
-      bool self = localMemory_ && jsTid_ != 0 && msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
+      bool self = localMemory_ && jsTid_ != 0 &&
+                  msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
       if (missing) {
         // In a range with a working set, counted and recorded before the answer wakes the
@@ -682,7 +690,8 @@ Napi::Value Userfaultfd::Snapshot(const Napi::CallbackInfo& info) {
     close(dest);
     ThrowErrno(env, err, "lseek", kNoBytes, "the snapshot destination must be a seekable file");
   }
-  SnapshotWriter::Options o{fd, start, length, pageSize, dest, static_cast<uint64_t>(at), ArgBool(info, 4)};
+  SnapshotWriter::Options o{
+      fd, start, length, pageSize, dest, static_cast<uint64_t>(at), ArgBool(info, 4)};
   auto writer = std::make_shared<SnapshotWriter>(o);
   {
     std::lock_guard<std::mutex> lock(snapshotsMutex_);

@@ -11,18 +11,19 @@
 #include "fault_reader.h"
 #include "fault_stats.h"
 #include "page_source.h"
-#include "working_set.h"
 #include "snapshot_writer.h"
+#include "working_set.h"
 
 namespace uffd {
 
 // Module functions: opening and the API handshake. Policy (fallbacks, features) is in lib/.
 Napi::Value OpenSyscall(const Napi::CallbackInfo& info);  // (userModeOnly) -> fd
 Napi::Value OpenDevice(const Napi::CallbackInfo& info);   // (userModeOnly) -> fd
-Napi::Value ApiHandshake(const Napi::CallbackInfo& info); // (fd, features) -> {api, features, ioctls}
-Napi::Value DupFd(const Napi::CallbackInfo& info);        // (fd) -> fd, close-on-exec
-Napi::Value CloseFd(const Napi::CallbackInfo& info);      // (fd)
-Napi::Value GetTid(const Napi::CallbackInfo& info);       // gettid() of the calling JS thread
+Napi::Value ApiHandshake(
+    const Napi::CallbackInfo& info);                  // (fd, features) -> {api, features, ioctls}
+Napi::Value DupFd(const Napi::CallbackInfo& info);    // (fd) -> fd, close-on-exec
+Napi::Value CloseFd(const Napi::CallbackInfo& info);  // (fd)
+Napi::Value GetTid(const Napi::CallbackInfo& info);   // gettid() of the calling JS thread
 
 enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
 // Serve()'s source argument: what its `source` value is.
@@ -68,7 +69,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value ReadSync(const Napi::CallbackInfo& info);  // sync_reader.h
-  bool RemoveServed(uint32_t id);  // JS thread
+  bool RemoveServed(uint32_t id);                        // JS thread
   Napi::Value Recorded(const Napi::CallbackInfo& info);
   Napi::Value PrefetchCursor(const Napi::CallbackInfo& info);
   // JS thread: the working set of a range just served (record, prefetch: args 8 and 9).
@@ -77,9 +78,9 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value SnapshotEnd(const Napi::CallbackInfo& info);
 
-  int CheckedFd(Napi::Env env, const char* syscall);  // throws on a closed uffd
+  int CheckedFd(Napi::Env env, const char* syscall);         // throws on a closed uffd
   void AnswerSelfFault(const uffd_msg& msg, Delivery* out);  // reader thread
-  int ZeroFill(uint64_t address);  // reader thread
+  int ZeroFill(uint64_t address);                            // reader thread
 
   int fd_ = -1;
   uint64_t features_ = 0;
@@ -94,10 +95,10 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   std::vector<Napi::Reference<Napi::Value>> keepAlive_;  // buffers of served memory sources
   std::vector<uint32_t> keepAliveIds_;
   std::vector<class Mapping*> keepMapped_;  // per keepAlive_ entry: the Region it views, or null
-  static void OnEnvCleanup(void* self);  // JS thread, at environment teardown
+  static void OnEnvCleanup(void* self);     // JS thread, at environment teardown
   napi_env env_;
   bool hookInstalled_ = false;
-  bool tracked_ = false;  // in AddonData::uffds
+  bool tracked_ = false;     // in AddonData::uffds
   WorkingSets workingSets_;  // recording and prefetch (working_set.h); after served_: joined first
   // Live snapshots in progress (native/snapshot_writer.h): the reader hands them WP faults.
   std::mutex snapshotsMutex_;

@@ -17,7 +17,8 @@ namespace uffd {
 
 class WakeableThread {
  public:
-  WakeableThread() : wakeFd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), initError_(wakeFd_ < 0 ? errno : 0) {}
+  WakeableThread()
+      : wakeFd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), initError_(wakeFd_ < 0 ? errno : 0) {}
   ~WakeableThread() {
     if (wakeFd_ >= 0) close(wakeFd_);
   }

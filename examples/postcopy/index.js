@@ -39,7 +39,6 @@
 const { spawn } = require('child_process');
 const crypto = require('crypto');
 const net = require('net');
-const path = require('path');
 const { parseArgs } = require('util');
 const { Worker, isMainThread, parentPort, workerData } = require('worker_threads');
 

@@ -48,6 +48,7 @@ function batchCallback(link: ReaderLink): (count: number) => void {
 function watchWorkerTeardown(): void {
   if (!binding) return;
   const native = binding;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only where the addon is
   const { threadId, isMainThread } = require('worker_threads') as typeof import('worker_threads');
   native.setThreadId(threadId);
   process.on('worker', (worker: import('worker_threads').Worker) => {

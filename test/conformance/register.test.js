@@ -1,6 +1,6 @@
 // UFFDIO_REGISTER / UNREGISTER: modes, the ioctls each range allows, EBUSY across two uffds.
 const assert = require('assert');
-const { Userfaultfd, Region } = require('../../dist');
+const { Userfaultfd } = require('../../dist');
 const { at, pages, describeBackends, PAGE, perTestUffd } = require('../helpers');
 
 

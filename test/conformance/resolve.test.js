@@ -1,6 +1,5 @@
 // The resolving ioctls on their own: bytes done, EEXIST, partial EAGAIN, ENOENT, EINVAL, EFAULT.
 const assert = require('assert');
-const { Userfaultfd, Region } = require('../../dist');
 const { at, pages, describeBackends, requireFeature, pattern, PAGE, perTestUffd } = require('../helpers');
 
 

@@ -3,7 +3,7 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, Region, PageSource } = require('../../dist');
+const { PageSource } = require('../../dist');
 const { describeBackends, pattern, delay, PAGE, perTestUffd } = require('../helpers');
 
 /**

@@ -4,7 +4,7 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, Region, PageSource, sendUffd, listenForUffd } = require('../../dist');
+const { Userfaultfd, sendUffd, listenForUffd } = require('../../dist');
 const { nativeProbe, pattern, runChild, delay, PAGE, skipWithReason } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
