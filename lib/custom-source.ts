@@ -19,7 +19,7 @@
 import { setMaxListeners } from 'events';
 import { checkAligned, toLength, toOptions } from './args';
 import { invalidArgType, outOfRange, UffdError } from './errors';
-import { FaultStats } from './simulator/stats';
+import { FaultStats } from './fault-stats';
 import type { PageFault } from './types';
 import type { Userfaultfd } from './userfaultfd';
 

@@ -8,7 +8,7 @@ import { regionSpanOf } from '../region';
 import type { PageSource } from '../page-source';
 import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
-import type { FaultStats } from './stats';
+import type { FaultStats } from '../fault-stats';
 
 /** Adaptive read-ahead cap, as native ServedRanges::kMaxWindow. */
 export const MAX_WINDOW = 4 * 1024 * 1024;

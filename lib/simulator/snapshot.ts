@@ -14,7 +14,7 @@ import type { DirtyRun } from '../dirty';
 import type { RawSnapshotResult } from '../snapshot';
 import { addressSpace, Mapping } from './address-space';
 import type { UffdContext, Waiter } from './context';
-import { FaultStats } from './stats';
+import { FaultStats } from '../fault-stats';
 
 const M = constants.modes;
 

@@ -12,7 +12,7 @@ import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges, stage, unstage } from './page-sources';
-import { FaultStats } from './stats';
+import { FaultStats } from '../fault-stats';
 import { SimWorkingSet } from './working-sets';
 import { scanWritten, SimSnapshot } from './snapshot';
 import type { DirtyRun } from '../dirty';

@@ -8,7 +8,7 @@ import { constants } from '../constants';
 import { Recorder } from '../working-set';
 import type { Outcome } from './context';
 import type { Source } from './page-sources';
-import type { FaultStats } from './stats';
+import type { FaultStats } from '../fault-stats';
 
 const M = constants.modes;
 /** Bytes per COPY, as native Prefetcher::kBatchBytes. */

@@ -1,5 +1,5 @@
 /** Counters and a latency histogram, bucketed as native/fault_stats.h (8 sub-buckets per power of two). */
-import type { Stats } from '../types';
+import type { Stats } from './types';
 
 const SUB_BITS = 3;
 const BUCKETS = (64 - SUB_BITS + 1) << SUB_BITS;
