@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// `npx userfaultfd doctor [--json] [--user-mode-only]`: see lib/doctor.ts.
+// `npx userfaultfd --version`: the package's version.
+// `npx userfaultfd doctor [--json] [--full]`: see lib/doctor.ts.
 // `npx userfaultfd firecracker-handler <socket> <memory-file> [...]`: see lib/firecracker-handler.ts.
 'use strict';
 const argv = process.argv.slice(2);
-if (argv[0] === 'firecracker-handler') {
+if (argv[0] === '--version' || argv[0] === '-v') {
+  process.stdout.write(`${require('../package.json').version}\n`);
+} else if (argv[0] === 'firecracker-handler') {
   require('../dist/firecracker-handler.js').main(argv.slice(1)).then((code) => {
     process.exitCode = code;
   }, (e) => {

@@ -346,6 +346,8 @@ export function usable(r: DoctorReport, full = false): boolean {
 }
 
 const USAGE = `Usage: userfaultfd doctor [--json] [--full]
+       userfaultfd firecracker-handler <socket> <memory-file> [options]   (see --help there)
+       userfaultfd --version
 
 Reports what this machine allows (kernel, privileges, sysctl, seccomp, container, /dev/userfaultfd),
 the features and ioctls the kernel offers, the backend 'auto' picks, and the fix for every refusal.

@@ -47,6 +47,12 @@ describe('doctor: npx userfaultfd doctor', function () {
     assert.strictEqual(badFlag.code, 2);
   });
 
+  it('--version prints the package version and exits 0', function () {
+    const v = run(['--version']);
+    assert.strictEqual(v.code, 0, v.stderr);
+    assert.strictEqual(v.stdout.trim(), require('../../package.json').version);
+  });
+
   it('reports the system, the kernel offer and the auto backend (JSON and text agree)', function () {
     if (process.platform !== 'linux') skipWithReason(this, `userfaultfd is Linux-only (this is ${process.platform})`);
     const r = run(['doctor', '--json']);
