@@ -18,7 +18,7 @@
  */
 import { setMaxListeners } from 'events';
 import { checkAligned, toLength, toOptions } from './args';
-import { invalidArgType, outOfRange, UffdError } from './errors';
+import { codedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { FaultStats } from './fault-stats';
 import type { PageFault } from './types';
 import type { Userfaultfd } from './userfaultfd';
@@ -118,7 +118,7 @@ export function customSpec(read: unknown, options: unknown, pageSize: number, ex
 
 /** An error of a source, coded; `retryable: false` stops the retries (a changed object). */
 export function sourceError(code: string, message: string, retryable?: boolean, extra: object = {}): Error {
-  const e = Object.assign(new Error(message), { code }, extra);
+  const e = Object.assign(codedError(code, message), extra);
   if (retryable !== undefined) Object.assign(e, { retryable });
   return e;
 }

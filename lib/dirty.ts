@@ -6,7 +6,7 @@
 import type { CheckedRange } from './args';
 import { toFlag, toOptions } from './args';
 import { constants } from './constants';
-import { uffdError } from './errors';
+import { codedError, uffdError } from './errors';
 
 /** A run of written pages. */
 export interface DirtyRun {
@@ -47,9 +47,7 @@ export function checkDirtyTracking(features: ReadonlyArray<string | number>, r: 
  * describes only our own address space.
  */
 export function foreignMemoryError(): Error {
-  const e = new Error('dirtyPages() reads /proc/self/pagemap, which describes this process\'s memory only; ' +
-    'this uffd was received from elsewhere (fromFd or a fork event), so call dirtyPages() in the process ' +
-    'that owns the memory');
-  Object.assign(e, { code: 'ERR_UFFD_FOREIGN_MEMORY' });
-  return e;
+  return codedError('ERR_UFFD_FOREIGN_MEMORY', 'dirtyPages() reads /proc/self/pagemap, which describes this ' +
+    'process\'s memory only; this uffd was received from elsewhere (fromFd or a fork event), so call dirtyPages() ' +
+    'in the process that owns the memory');
 }

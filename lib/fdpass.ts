@@ -29,7 +29,7 @@ import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import { toBytes, toOptions } from './args';
 import type { FeatureName } from './constants';
-import { closedError, invalidArgType, outOfRange } from './errors';
+import { closedError, codedError, invalidArgType, outOfRange } from './errors';
 import { binding, NativeFdListener, NativeListenEvent } from './native';
 import type { SelfFaultPolicy } from './types';
 import { Userfaultfd } from './userfaultfd';
@@ -128,9 +128,7 @@ interface Connection {
 
 function requireBinding(): NonNullable<typeof binding> {
   if (!binding) {
-    const e = new Error('userfaultfd: fd passing needs the native backend (Linux)');
-    Object.assign(e, { code: 'ERR_UFFD_UNAVAILABLE' });
-    throw e;
+    throw codedError('ERR_UFFD_UNAVAILABLE', 'userfaultfd: fd passing needs the native backend (Linux)');
   }
   return binding;
 }

@@ -5,7 +5,7 @@
  * share: the destination, and registering the range for WP and restoring it afterwards.
  */
 import * as fs from 'fs';
-import { invalidArgType, outOfRange, uffdError } from './errors';
+import { codedError, invalidArgType, outOfRange, uffdError } from './errors';
 
 export interface SnapshotResult {
   /** Bytes of image written (the range's length). */
@@ -48,16 +48,12 @@ export async function openDestination(dest: unknown): Promise<{ fd: number; clos
 }
 
 export function wpAsyncError(): Error {
-  const e = new Error('snapshot() needs synchronous write-protect faults; this uffd was opened with WP_ASYNC, ' +
-    'whose write faults the kernel resolves by itself. Use a uffd with default features.');
-  Object.assign(e, { code: 'ERR_UFFD_WP_ASYNC' });
-  return e;
+  return codedError('ERR_UFFD_WP_ASYNC', 'snapshot() needs synchronous write-protect faults; this uffd was opened ' +
+    'with WP_ASYNC, whose write faults the kernel resolves by itself. Use a uffd with default features.');
 }
 
 export function busyError(start: bigint): Error {
-  const e = new Error(`a snapshot of a range overlapping 0x${start.toString(16)} is already being written`);
-  Object.assign(e, { code: 'ERR_UFFD_SNAPSHOT_BUSY' });
-  return e;
+  return codedError('ERR_UFFD_SNAPSHOT_BUSY', `a snapshot of a range overlapping 0x${start.toString(16)} is already being written`);
 }
 
 export function toResult(r: RawSnapshotResult): SnapshotResult {

@@ -378,9 +378,7 @@ export abstract class Userfaultfd extends EventEmitter {
         return;
       }
     }
-    const e = new Error(`No range served with { record } at 0x${r.start.toString(16)} (${r.length} bytes)`);
-    Object.assign(e, { code: 'ERR_UFFD_NOT_RECORDING' });
-    throw e;
+    throw codedError('ERR_UFFD_NOT_RECORDING', `No range served with { record } at 0x${r.start.toString(16)} (${r.length} bytes)`);
   }
 
   private writeSet(ws: ServedSet, path: string): void {

@@ -4,16 +4,14 @@ import { binding } from '../native';
 import { probeKernel } from './probe';
 import { KernelRegion } from './region';
 import { adoptKernelFd, openKernel } from './userfaultfd';
-import { UffdError } from '../errors';
+import { codedError, UffdError } from '../errors';
 
 if (binding) binding.setErrorClass(UffdError);
 
 function requireKernel(): void {
   const p = probeKernel();
   if (!p.available) {
-    const e = new Error(`userfaultfd: the native backend is unavailable: ${p.reason}`);
-    Object.assign(e, { code: 'ERR_UFFD_UNAVAILABLE' });
-    throw e;
+    throw codedError('ERR_UFFD_UNAVAILABLE', `userfaultfd: the native backend is unavailable: ${p.reason}`);
   }
 }
 
