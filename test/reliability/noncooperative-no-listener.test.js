@@ -3,7 +3,7 @@
 // never returned (D state). A uffd opened with such a feature reads its events from open() on.
 // Each case runs in a child with a deadline; a hang fails it.
 const assert = require('assert');
-const { describeBackends, runChild, requireFeature } = require('../helpers');
+const { describeBackends, runChild, requireFeature, requirePrivileged } = require('../helpers');
 
 const TRIGGERS = {
   EVENT_REMOVE: 'region.dontneed(0, 4096);', // of a page written before register()
@@ -30,6 +30,7 @@ describeBackends('reliability: non-cooperative features with no listener', (back
   for (const [feature, trigger] of Object.entries(TRIGGERS)) {
     it(`${feature}: the call that raises the event returns, and the process exits by itself (no close())`, async function () {
       requireFeature(this, backend, feature);
+      if (feature === 'EVENT_FORK' && backend === 'native') requirePrivileged(this, 'EVENT_FORK', 'ptrace');
       const out = expectExit(await run(backend, `
         const region = Region.map(4 * 4096, { backend });
         await region.write(0, Buffer.alloc(4096, 1));
@@ -60,6 +61,7 @@ describeBackends('reliability: non-cooperative features with no listener', (back
 
   it("EVENT_FORK with a reader but no 'fork' listener: each child's uffd is closed at once, not at GC", async function () {
     requireFeature(this, backend, 'EVENT_FORK');
+    if (backend === 'native') requirePrivileged(this, 'EVENT_FORK', 'ptrace');
     const out = expectExit(await run(backend, `
       const region = Region.map(4 * 4096, { backend });
       const uffd = Userfaultfd.open({ backend, features: ['EVENT_FORK'] });
