@@ -89,29 +89,32 @@ function pattern(length, seed = 1) {
 }
 
 /**
- * Runs `file args` in a child (with this process's environment plus `env`, or `env` alone when
- * `inheritEnv` is false); resolves { code, signal, stdout, stderr, timedOut }. The child is
- * killed after `timeoutMs`.
+ * Spawns `file args` in its own process group, so that a timeout (SIGKILL after `timeoutMs`)
+ * also kills what the child spawned. `pid` and `output()` (what it printed so far) are there at
+ * once; `done` resolves with { code, signal, stdout, stderr, timedOut }.
  */
-function runProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true } = {}) {
-  return new Promise((resolve) => {
-    const childEnv = inheritEnv ? { ...process.env, ...env } : env;
-    // Its own process group, so that a timeout also kills what the child spawned.
-    const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
-  });
+function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true } = {}) {
+  const childEnv = inheritEnv ? { ...process.env, ...env } : env;
+  const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  let stderr = '';
+  let timedOut = false;
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
+  }, timeoutMs);
+  const done = new Promise((resolve) => child.on('close', (code, signal) => {
+    clearTimeout(timer);
+    resolve({ code, signal, stdout, stderr, timedOut });
+  }));
+  return { pid: child.pid, done, output: () => ({ stdout, stderr }) };
+}
+
+/** startProcess, for its result only. */
+function runProcess(file, args = [], options = {}) {
+  return startProcess(file, args, options).done;
 }
 
 /** Runs `node -e source` (or a file) in a child, as runProcess does. */
@@ -168,4 +171,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };

@@ -27,18 +27,8 @@ const { values: opts } = parseArgs({ options: { seed: { type: 'string' }, hostil
 const SEED = Number(opts.seed) >>> 0;
 const PAGE = 4096;
 
-// ---- seeded randomness (mulberry32, as fuzz-child.js) -----------------------------------------
-let state = SEED;
-function rnd() {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const int = (n) => Math.floor(rnd() * n);
-const pick = (a) => a[int(a.length)];
-const chance = (p) => rnd() < p;
+// ---- seeded randomness ------------------------------------------------------------------------
+const { int, pick, chance } = require('./seeded-random').seededRandom(SEED);
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 /** `promise`, or `late` after `ms`; the timer goes with the race, so it never holds the exit. */
 function within(promise, ms, late) {

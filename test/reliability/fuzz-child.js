@@ -33,18 +33,8 @@ const CALLS = Number(process.env.FUZZ_CALLS || 100000);
 const PAGE = 4096;
 const TRACE = process.env.FUZZ_TRACE === '1';
 
-// ---- seeded randomness (mulberry32) ----------------------------------------------------------
-let state = SEED;
-function rnd() {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const int = (n) => Math.floor(rnd() * n);
-const pick = (a) => a[int(a.length)];
-const chance = (p) => rnd() < p;
+// ---- seeded randomness ------------------------------------------------------------------------
+const { int, pick, chance } = require('./seeded-random').seededRandom(SEED);
 
 // ---- failure --------------------------------------------------------------------------------
 let current = 'start';
