@@ -371,14 +371,14 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// (start, length, kind 0 zero | 1 buffer | 2 file fd | 3 file path, source, offset, readahead,
+// (start, length, kind (SourceKind), source, offset, readahead,
 //  pread, zeroRemoved, record, prefetch, unit) -> id. record, prefetch: see AddWorkingSet.
 //  unit: the mapping's page size (lib/ checks it), 0: base pages.
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
   uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1);
-  int kind = ArgInt(info, 2);
+  auto kind = static_cast<SourceKind>(ArgInt(info, 2));
   uint64_t offset = ArgU64(info, 4), readahead = ArgU64(info, 5);
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
   std::unique_ptr<PageSource> source;
@@ -389,10 +389,10 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
   switch (kind) {
-    case 0:
+    case SourceKind::kZero:
       source = MakeZeroSource();
       break;
-    case 1: {
+    case SourceKind::kBuffer: {
       if (!info[3].IsTypedArray()) ThrowTypeError(env, "buffer source must be a Uint8Array");
       const uint8_t* data;
       size_t bytes;
@@ -413,11 +413,11 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       }
       break;
     }
-    case 2:
-    case 3: {
+    case SourceKind::kFd:
+    case SourceKind::kPath: {
       int fd;
       std::string path;
-      if (kind == 2) {
+      if (kind == SourceKind::kFd) {
         fd = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
         if (fd < 0) ThrowErrno(env, errno, "dup");
       } else {
