@@ -5,7 +5,7 @@ const fs = require('fs');
 const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
 const M = constants.modes;
@@ -225,7 +225,7 @@ describeNative('hugetlb regions', function () {
 
   it('with huge pages reserved (sysctl, root): register MISSING, copy a huge page, read it back', async function () {
     requireFeature(this, 'native', 'MISSING_HUGETLBFS');
-    if (!isRoot) skipWithReason(this, 'reserving huge pages needs root');
+    requirePrivileged(this, 'reserving huge pages (sysctl vm.nr_hugepages)', 'root');
     execFileSync('sysctl', ['-w', 'vm.nr_hugepages=4']);
     if (fs.readFileSync(sysctl, 'utf8').trim() === '0') skipWithReason(this, 'the kernel reserved no huge pages');
     const uffd = Userfaultfd.open({ backend: 'native' });
@@ -250,7 +250,7 @@ describeNative('hugetlb regions', function () {
 
   it('a shared hugetlb region (memfd) takes MINOR faults answered by continue', async function () {
     requireFeature(this, 'native', 'MINOR_HUGETLBFS');
-    if (!isRoot) skipWithReason(this, 'reserving huge pages (sysctl vm.nr_hugepages) needs root');
+    requirePrivileged(this, 'reserving huge pages (sysctl vm.nr_hugepages)', 'root');
     execFileSync('sysctl', ['-w', 'vm.nr_hugepages=4']);
     const uffd = Userfaultfd.open({ backend: 'native', features: ['MINOR_HUGETLBFS'] });
     const region = Region.map(HUGE, { backend: 'native', hugetlb: true, shared: true });

@@ -7,7 +7,7 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged } = require('../helpers');
+const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged } = require('../helpers');
 
 
 const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
@@ -144,9 +144,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
   });
 
   it("'sigbus' on a kernel without POISON falls back to a zero page and reports it", async function () {
-    if (nativeProbe.features.includes('POISON')) {
-      skipWithReason(this, 'this kernel has POISON (the fallback is for kernels before 6.6)');
-    }
+    requireLacking(this, 'native', 'POISON', 'the fallback is for kernels before 6.6');
     const uffd = Userfaultfd.open({ onSelfFault: 'sigbus' });
     const region = Region.map(PAGE);
     try {

@@ -6,19 +6,14 @@ const { Worker } = require('worker_threads');
 const { spawn } = require('child_process');
 const path = require('path');
 const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { PAGE, pattern, delay, runChild, nativeProbe, skipWithReason, requirePrivileged } = require('../helpers');
+const { PAGE, pattern, delay, runChild, requirePrivileged, describeNative } = require('../helpers');
 
 const DIST = path.resolve(__dirname, '../../dist');
 
-describe('reliability: fault injection, native-only', function () {
+describeNative('reliability: fault injection', function () {
   this.timeout(20000);
   let uffd;
   let region;
-  before(function () {
-    if (!nativeProbe.available) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
-  });
   afterEach(() => {
     if (uffd) uffd.close();
     if (region) region.unmap();

@@ -4,7 +4,7 @@ const assert = require('assert');
 const { probe, constants, FEATURE_NAMES } = require('../../dist');
 const { FALLBACK_CONSTANTS } = require('../../dist/constants');
 const { binding } = require('../../dist/native');
-const { runChild, skipWithReason, requirePrivileged } = require('../helpers');
+const { runChild, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
 
 /** Runs `body` in a child after `setup`, printing JSON on stdout; returns { out, stderr, code }. */
 async function child(body, { env = {}, setup = '' } = {}) {
@@ -53,24 +53,26 @@ describe('simulator: probe and constants', () => {
     if (!binding) skipWithReason(this, 'the native addon is not loaded here');
     assert.deepStrictEqual(FALLBACK_CONSTANTS, binding.constants);
   });
-
-  it("the simulator's ioctls answer matches the kernel's", function () {
-    const native = probe({ backend: 'native' });
-    if (!native.available) skipWithReason(this, `native backend unavailable (${native.reason})`);
-    assert.deepStrictEqual(probe({ backend: 'simulator' }).ioctls, native.ioctls);
-  });
 });
 
-describe('simulator: backend choice', function () {
+// The simulator beside this machine's kernel: what it must match, and when 'auto' prefers the kernel.
+describeNative('simulator: beside the kernel', function () {
   this.timeout(60000);
 
+  it("the simulator's ioctls answer matches the kernel's", function () {
+    assert.deepStrictEqual(probe({ backend: 'simulator' }).ioctls, probe({ backend: 'native' }).ioctls);
+  });
+
   it("'auto' uses the kernel on this Linux machine", async function () {
-    if (!probe({ backend: 'native' }).available) skipWithReason(this, `native backend unavailable (${probe({ backend: 'native' }).reason})`);
     requirePrivileged(this, 'a silent open (user-mode-only warns; test/reliability/privileges.test.js covers that)');
     const { out, stderr } = await child(report);
     assert.deepStrictEqual([out.backend, out.available, out.opened, out.mapped], ['native', true, 'native', 'native']);
     assert.strictEqual(stderr, '');
   });
+});
+
+describe('simulator: backend choice', function () {
+  this.timeout(60000);
 
   it('USERFAULTFD_BACKEND=simulator forces the simulator, says so, and warns about nothing', async () => {
     const { out, stderr } = await child(report, { env: { USERFAULTFD_BACKEND: 'simulator' } });
