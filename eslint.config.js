@@ -28,4 +28,11 @@ module.exports = tseslint.config(
       'no-empty': ['error', { allowEmptyCatch: true }],
     },
   },
+  // Tests gate on the kernel only through test/helpers.js (test/README.md).
+  {
+    files: ['test/**/*.js'],
+    ignores: ['test/helpers.js'],
+    plugins: { tests: { rules: { 'no-probe-gate': require('./test/lint/no-probe-gate') } } },
+    rules: { 'tests/no-probe-gate': 'error' },
+  },
 );
