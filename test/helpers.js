@@ -37,17 +37,16 @@ function describeBackends(title, body) {
 /**
  * A fresh uffd of `backend` for each test (handed to `use`), closed after it, with the regions
  * mapped through the returned `map(pages, options)` (or kept with `map.keep(region)`) unmapped
- * after it.
+ * after it. Without `use` no uffd is opened for the test: it opens its own with `map.open()`.
  */
 function perTestUffd(backend, use) {
   const { Userfaultfd, Region } = require('../dist');
   let uffds = [];
   let regions = [];
   beforeEach(() => {
-    const uffd = Userfaultfd.open({ backend });
-    uffds = [uffd];
+    uffds = [];
     regions = [];
-    use(uffd);
+    if (use) use(map.open());
   });
   afterEach(() => {
     for (const u of uffds) u.close();
@@ -59,7 +58,7 @@ function perTestUffd(backend, use) {
     uffds.push(uffd);
     return uffd;
   };
-  /** Opens a further uffd of this backend (with `options`: features, say), closed after the test. */
+  /** Opens a uffd of this backend (with `options`: features, say), closed after the test. */
   map.open = (options = {}) => map.closeAfter(Userfaultfd.open({ backend, ...options }));
   /** Unmaps `region` (an alias, say) after the test too. */
   map.keep = (region) => {

@@ -5,7 +5,7 @@ const fs = require('fs');
 const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
 const M = constants.modes;
@@ -29,13 +29,13 @@ function throwsErrno(fn, code, syscall) {
 
 describeNative('the kernel\'s own errors through the raw binding', () => {
   let raw, region, shared, src;
+  const map = perTestUffd('native');
   beforeEach(() => {
-    raw = rawUffd(constants.features.MOVE | constants.features.POISON);
-    region = Region.map(4 * PAGE, { backend: 'native' });
-    shared = Region.map(2 * PAGE, { backend: 'native', shared: true });
-    src = Region.map(PAGE, { backend: 'native' });
+    raw = map.closeAfter(rawUffd(constants.features.MOVE | constants.features.POISON));
+    region = map(4);
+    shared = map(2, { shared: true });
+    src = map(1);
   });
-  afterEach(() => { raw.close(); region.unmap(); shared.unmap(); src.unmap(); });
 
   it('misaligned start or length is EINVAL for every range ioctl', () => {
     const a = region.address;
