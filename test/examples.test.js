@@ -137,4 +137,14 @@ describe('examples: command lines a person types', function () {
     assert.match(bad.stderr, /Unknown option '--bogus'[\s\S]*usage:/);
     assert.doesNotMatch(bad.stderr, /\n\s+at /, 'a stack trace was printed');
   });
+
+  it('migrate --help prints the usage; a bad --mode exits 2 with it', async () => {
+    const file = path.join(DIR, 'migrate', 'index.js');
+    const help = await runChild(file, { isFile: true, args: ['--help'] });
+    assert.strictEqual(help.code, 0);
+    assert.match(help.stdout, /^usage: .*--mode hybrid\|postcopy\|stopcopy/s);
+    const bad = await runChild(file, { isFile: true, args: ['--mode', 'teleport'] });
+    assert.strictEqual(bad.code, 2);
+    assert.match(bad.stderr, /--mode must be hybrid, postcopy or stopcopy[\s\S]*usage:/);
+  });
 });

@@ -156,20 +156,6 @@ describeNative('opening and negotiation', () => {
       assert.deepStrictEqual([...uffd.features].sort(), ['EVENT_REMOVE', 'POISON', 'THREAD_ID']);
     } finally { uffd.close(); }
   });
-  it('fromFd() duplicates: closing the original leaves the copy working, with the same features', () => {
-    const a = Userfaultfd.open({ backend: 'native', features: ['EVENT_UNMAP'] });
-    const region = Region.map(PAGE, { backend: 'native' });
-    let b;
-    try {
-      b = Userfaultfd.fromFd(a.fd);
-      assert.notStrictEqual(b.fd, a.fd);
-      assert.deepStrictEqual([...b.features].sort(), [...a.features].sort());
-      assert.ok(b.ioctls.includes('register'));
-      a.register(region);
-      a.close();
-      assert.strictEqual(b.copy(region.address, pattern(PAGE)), PAGE);
-    } finally { a.close(); if (b) b.close(); region.unmap(); }
-  });
   it('fromFd() of something that is not a userfaultfd is a TypeError', () => {
     const fd = fs.openSync('/dev/null', 'r');
     try {
