@@ -137,7 +137,11 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
  */
 function describeNative(title, options, body) {
   if (typeof options === 'function') [options, body] = [{}, options];
-  const lacking = (options.features || []).filter((f) => !nativeProbe.features.includes(f));
+  const features = options.features || [];
+  // A misspelt name would skip the block on every kernel.
+  const unknown = features.filter((f) => !(f in require('../dist').constants.features));
+  if (unknown.length > 0) throw new Error(`describeNative: unknown feature ${unknown.join(', ')}`);
+  const lacking = features.filter((f) => !nativeProbe.features.includes(f));
   describe(`${title} (native-only)`, function () {
     if (!nativeProbe.available) {
       it(`skipped: ${nativeProbe.reason}`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
