@@ -220,7 +220,7 @@ const FEATURES = {
       const u = t.open({ features: ['EXACT_ADDRESS'] });
       const r = t.map(2);
       u.register(r);
-      const seen = recordFaults(u, (e) => u.zeropage(pages(r, 1, 1)));
+      const seen = recordFaults(u, () => u.zeropage(pages(r, 1, 1)));
       await r.read(PAGE + 123, 1);
       assert.deepStrictEqual(seen.map((e) => e.address), [r.address + BigInt(PAGE + 123)]);
     },
@@ -248,7 +248,7 @@ const FEATURES = {
       const r = t.map(2);
       u.register(r, { wp: true });
       u.writeProtect(r, { protect: true });
-      const seen = recordFaults(u, (e) => u.writeProtect(pages(r, 1, 1), { protect: false }));
+      const seen = recordFaults(u, () => u.writeProtect(pages(r, 1, 1), { protect: false }));
       await r.write(PAGE + 3, Buffer.from([9]));
       assert.deepStrictEqual(seen.map((e) => [e.address, e.wp]), [[at(r, 1), true]]);
     },
