@@ -11,7 +11,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Userfaultfd, Region, PageSource, constants, probe, readWorkingSet } = require('../../dist');
 const {
-  describeBackends, requireFeature, requirePrivileged, skipWithReason, runChild, pattern, pages, at, delay, PAGE,
+  describeBackends, requireFeature, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE,
 } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
@@ -579,4 +579,44 @@ describeBackends('serve options and features', (backend) => {
   rows('feature', FEATURES);
   rows('open option', OPEN_OPTIONS);
   rows('serve option', SERVE_OPTIONS);
+});
+
+// ---- policies the simulator copies from the native reader thread ------------------------------
+// Each is pinned once, in a shared case both backends must pass: adaptive read-ahead here (its
+// cap and its tracked readers: native ServedRanges::kMaxWindow and kStreams, the simulator's
+// MAX_WINDOW and STREAMS), removed spans in serve-removed.test.js, the self-fault answer in the
+// onSelfFault row above (the policy values themselves come from the native constants table).
+
+describeBackends('serve: the adaptive read-ahead policy', (backend) => {
+  let uffd;
+  const map = perTestUffd(backend, (u) => { uffd = u; });
+
+  /** Reads `pages` pages in order, 16 at a time: one large memcpy may touch pages out of order. */
+  async function readInOrder(r, pages) {
+    for (let p = 0; p < pages; p += 16) await r.read(p * PAGE, Math.min(16, pages - p) * PAGE);
+  }
+
+  it('a sequential reader doubles its window up to 4 MiB, then stays there: 4095 pages in 13 faults', async () => {
+    const n = 4095; // 1 + 2 + ... + 1024 pages (11 faults), then 1024 + 1024 (capped; 2048 would take 1)
+    const r = map(n);
+    uffd.serve(r, PageSource.zero());
+    await readInOrder(r, n);
+    const s = await settledStats(uffd, n * PAGE);
+    assert.deepStrictEqual([s.faults, s.bytes], [13, n * PAGE]);
+  });
+
+  for (const readers of [4, 5]) {
+    const outcome = readers === 4 ? 'each keeps its window: the second touches are 2-page windows'
+      : 'one too many: each evicts the least recently used, every window stays 1 page';
+    it(`${readers} interleaved sequential readers: ${outcome}`, async () => {
+      const r = map(readers * 64);
+      uffd.serve(r, PageSource.zero());
+      for (let step = 0; step < 2; step++) {
+        for (let i = 0; i < readers; i++) await r.read((i * 64 + step) * PAGE, 1);
+      }
+      const bytes = readers === 4 ? readers * 3 * PAGE : readers * 2 * PAGE;
+      const s = await settledStats(uffd, bytes);
+      assert.deepStrictEqual([s.faults, s.bytes], [2 * readers, bytes]);
+    });
+  }
 });
