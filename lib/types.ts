@@ -89,7 +89,15 @@ export interface ServeOptions {
    */
   prefetch?: string;
   /** With both record and prefetch: how the saved set is refined across runs. */
-  workingSet?: import('./working-set').RefineOptions;
+  workingSet?: RefineOptions;
+}
+
+/** ServeOptions.workingSet: how a set recorded while prefetching is refined. */
+export interface RefineOptions {
+  /** Keep at most this many MiB of pages (the first in order). Default: no cap. */
+  maxMiB?: number;
+  /** Drop pages known to be untouched in this many runs in a row. Default 4. */
+  maxAge?: number;
 }
 
 export interface PageFault {
@@ -103,11 +111,9 @@ export interface PageFault {
   /** The raw UFFD_PAGEFAULT_FLAG_* bits. */
   flags: number;
 }
-export interface ForkEvent { type: 'fork'; uffd: import('./userfaultfd').Userfaultfd }
 export interface RemapEvent { type: 'remap'; from: bigint; to: bigint; length: number }
 export interface RemoveEvent { type: 'remove'; start: bigint; end: bigint }
 export interface UnmapEvent { type: 'unmap'; start: bigint; end: bigint }
-export type UffdEvent = PageFault | ForkEvent | RemapEvent | RemoveEvent | UnmapEvent;
 
 export interface Stats {
   faults: number;
@@ -122,7 +128,29 @@ export interface Stats {
   /** Demand faults on pages of a set being prefetched: prefetch would have covered them, had it got there first. */
   prefetchMisses: number;
   /** Custom and http sources (PageSource.custom/http) served by this uffd, once one is. */
-  source?: import('./custom-source').SourceStats;
+  source?: SourceStats;
+}
+
+/** Counters of every custom source served by one uffd: stats().source. */
+export interface SourceStats {
+  /** Faults answered by custom sources (from a read or the cache). */
+  faults: number;
+  /** read() calls made, retries included. */
+  reads: number;
+  bytesRead: number;
+  /** Faults that joined a read already queued or in flight instead of starting one. */
+  deduplicated: number;
+  /** Faults answered from a cached window, with no read. */
+  cacheHits: number;
+  retries: number;
+  timeouts: number;
+  /** Windows whose read failed after every retry. */
+  failures: number;
+  /** Reads in flight now, and the most seen at once. */
+  inFlight: number;
+  maxInFlight: number;
+  /** Time from a fault reaching JavaScript to its answer. */
+  latencyNs: { p50: number; p99: number };
 }
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }
