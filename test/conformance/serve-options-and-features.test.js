@@ -339,19 +339,31 @@ const OPEN_OPTIONS = {
     observed: "what a touch of region.buffer by the JS thread reads: 'zeropage' (default) zeros, 'source' a " +
       "served range's bytes (both: no hang); 'sigbus' kills the thread (native), refused by the simulator",
     see: 'test/native/reader.test.js (self-fault guard), docs/threads-and-deadlock.md',
+    // The JS thread touches registered memory itself: in a child with a deadline, as a guard
+    // that failed to answer would leave that thread waiting forever.
     async check(t) {
-      for (const policy of ['zeropage', 'source']) {
-        const u = t.open({ onSelfFault: policy });
-        u.on('error', () => undefined); // the kernel backend reports each self-fault (ERR_UFFD_SELF_FAULT)
-        const r = t.map(2);
-        u.register(r);
-        recordFaults(u, (e) => u.copy(e.address, pattern(PAGE, 1)));
-        assert.strictEqual(new Uint8Array(r.buffer)[PAGE + 5], 0, policy);
-        const served = t.map(2);
-        const src = pattern(2 * PAGE, 21);
-        u.serve(served, PageSource.buffer(src));
-        assert.strictEqual(new Uint8Array(served.buffer)[PAGE + 7], src[PAGE + 7], policy);
-      }
+      const r = await runChild(`
+        const { Userfaultfd, Region, PageSource } = require('./dist');
+        const backend = '${t.backend}';
+        const out = {};
+        for (const policy of ['zeropage', 'source']) {
+          const uffd = Userfaultfd.open({ backend, onSelfFault: policy });
+          uffd.on('error', () => {}); // the kernel backend reports each self-fault (ERR_UFFD_SELF_FAULT)
+          uffd.on('pagefault', (e) => uffd.copy(e.address - (e.address % 4096n), Buffer.alloc(4096, 0x55)));
+          const registered = Region.map(2 * 4096, { backend });
+          uffd.register(registered);
+          const served = Region.map(2 * 4096, { backend });
+          uffd.serve(served, PageSource.buffer(Buffer.alloc(2 * 4096, 0x33)));
+          out[policy] = [new Uint8Array(registered.buffer)[4096 + 5], new Uint8Array(served.buffer)[4096 + 7]];
+          uffd.close();
+          registered.unmap();
+          served.unmap();
+        }
+        console.log(JSON.stringify(out));`);
+      assert.strictEqual(r.timedOut, false, 'no hang');
+      assert.strictEqual(r.code, 0, r.stderr);
+      // Zeros where nothing serves the page (never the handler's 0x55), the source where a range is served.
+      assert.deepStrictEqual(JSON.parse(r.stdout), { zeropage: [0, 0x33], source: [0, 0x33] });
     },
     // The sigbus policy kills the process: run apart, in a child with a deadline.
     async native(t) {
