@@ -32,13 +32,19 @@ export interface ProbeResult {
 export type SelfFaultPolicy = 'zeropage' | 'sigbus' | 'source';
 
 export interface OpenOptions {
-  /** Features to enable; each must be supported or open() throws naming it. */
+  /**
+   * Features to enable; each must be supported or open() throws naming it (`err.feature`). The
+   * simulator cannot fork or mremap: it refuses EVENT_FORK and EVENT_REMAP (ERR_UFFD_UNSUPPORTED).
+   */
   features?: FeatureName[];
   /** The fd is always non-blocking; `true` says so, anything else is refused. */
   nonBlocking?: true;
   userModeOnly?: boolean;
   backend?: BackendChoice;
-  /** What answers a fault raised by the thread that runs this uffd's JS handlers. */
+  /**
+   * What answers a fault raised by the thread that runs this uffd's JS handlers. The simulator,
+   * where such a touch never faults, refuses 'sigbus' (ERR_UFFD_UNSUPPORTED).
+   */
   onSelfFault?: SelfFaultPolicy;
   /** Answer a fault by the fallback when no handler answered it within this time. */
   faultTimeoutMs?: number;
@@ -58,7 +64,8 @@ export interface ServeOptions {
    * What a page reads as when it is touched again after the program dropped it
    * (UFFD_EVENT_REMOVE: madvise(MADV_DONTNEED/MADV_REMOVE), a balloon): 'source' (default)
    * fills it from the source again; 'zero' gives a zero page, as the kernel would without a
-   * userfaultfd. Native backend only; needs the EVENT_REMOVE feature on the uffd to matter.
+   * userfaultfd. Both backends; needs the EVENT_REMOVE feature on the uffd to matter (without
+   * it no REMOVE is reported, so a dropped page is filled from the source again).
    */
   removed?: 'source' | 'zero';
   /**
