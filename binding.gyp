@@ -17,6 +17,7 @@
             "native/working_set.cc",
             "native/prefetcher.cc",
             "native/local_uffds.cc",
+            "native/reader_claims.cc",
             "native/dirty_tracker.cc",
             "native/snapshot_writer.cc",
             "native/teardown_registry.cc"

@@ -14,7 +14,7 @@ export interface NativeConstants {
   delivery: { size: number; msg: number; note: number; err: number };
   /** What the native side says about a record (native/fault_reader.h Note). */
   notes: { kernel: number; selfFault: number; sourceFailed: number; readerFailed: number;
-    sourceFailedAnswered: number; selfFaultFallback: number };
+    sourceFailedAnswered: number; selfFaultFallback: number; yielded: number };
   /** Serve()'s source kinds and setSelfFaultPolicy()'s values (native/userfaultfd.h). */
   sourceKinds: { zero: number; buffer: number; fd: number; path: number };
   selfFaultPolicies: { zeropage: number; sigbus: number; source: number };
@@ -49,6 +49,8 @@ export interface NativeUserfaultfd {
   ref(): void;
   unref(): void;
   setSelfFaultPolicy(policy: number): void;
+  /** This object consumes the uffd's messages: an idle reader of the same uffd steps aside. */
+  claimReads(): void;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,

@@ -105,6 +105,7 @@ Napi::Object Constants(Napi::Env env) {
   set(notes, "readerFailed", kNoteReaderFailed);
   set(notes, "sourceFailedAnswered", kNoteSourceFailedAnswered);
   set(notes, "selfFaultFallback", kNoteSelfFaultFallback);
+  set(notes, "yielded", kNoteYielded);
   c.Set("notes", notes);
 
   Napi::Object kinds = Napi::Object::New(env);

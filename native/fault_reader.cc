@@ -60,11 +60,13 @@ void FaultReader::Unref(Napi::Env env) {
 
 // Reader thread.
 void FaultReader::Run() {
-  pollfd fds[2] = {{fd_, POLLIN, 0}, {thread_.wakeFd(), POLLIN, 0}};
+  // The eventfd first: while yielding, the reader polls it alone.
+  pollfd fds[2] = {{thread_.wakeFd(), POLLIN, 0}, {fd_, POLLIN, 0}};
   while (!thread_.stopping()) {
+    UpdateYield();
     // A fault waiting for a retry (EAGAIN: the kernel was still finishing a non-cooperative
     // event when it was answered) must not wait for another message that may never come.
-    int n = poll(fds, 2, retry_.empty() ? -1 : kRetryMs);
+    int n = poll(fds, yielding_ ? 1 : 2, retry_.empty() ? -1 : kRetryMs);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
@@ -73,16 +75,36 @@ void FaultReader::Run() {
       Retry();
       continue;
     }
-    if (fds[1].revents != 0) break;
-    if (fds[0].revents & (POLLERR | POLLNVAL)) {
-      Delivery d{};
-      d.note = kNoteReaderFailed;
-      d.err = (fds[0].revents & POLLNVAL) ? EBADF : EINVAL;
-      PostAndSignal(&d, 1);
-      break;
+    if (fds[0].revents != 0) {  // stopped, or nudged: look again
+      thread_.Drain();
+      continue;
     }
-    if ((fds[0].revents & (POLLIN | POLLHUP)) && !ReadBatch()) break;
+    if (!yielding_ && !HandleReady(fds[1].revents)) break;
   }
+}
+
+// Reader thread. A reader that steps aside tells JavaScript, which wakes the faults it was
+// holding: they fault again, and the consumer that claimed the uffd reads them.
+void FaultReader::UpdateYield() {
+  bool yielding = handler_->ShouldYield();
+  if (yielding == yielding_) return;
+  yielding_ = yielding;
+  if (!yielding) return;
+  Delivery d{};
+  d.note = kNoteYielded;
+  PostAndSignal(&d, 1);
+}
+
+// Reader thread: what poll(2) said of the uffd. False when the reader must stop.
+bool FaultReader::HandleReady(short revents) {
+  if (revents & (POLLERR | POLLNVAL)) {
+    Delivery d{};
+    d.note = kNoteReaderFailed;
+    d.err = (revents & POLLNVAL) ? EBADF : EINVAL;
+    PostAndSignal(&d, 1);
+    return false;
+  }
+  return !(revents & (POLLIN | POLLHUP)) || ReadBatch();
 }
 
 // Reader thread: one read(2) of up to kBatch messages, answered or queued for JS.

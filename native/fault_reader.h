@@ -31,6 +31,7 @@ enum Note : int32_t {
   kNoteSourceFailedAnswered = 4,  // a page source failed on the JS thread's own fault; the
                                   // guard answered it (onSelfFault), err says why it failed
   kNoteSelfFaultFallback = 5,  // the JS thread faulted; POISON failed (err), a zero page answered
+  kNoteYielded = 6,            // the reader stopped reading: a consumer elsewhere claims the uffd
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };
@@ -41,6 +42,9 @@ class FaultHandler {
   // Called on the reader thread for every message. May rewrite *out (note, err) when the
   // message was handled natively but JS must hear about it (returns kToJs then).
   virtual Disposition OnMessage(const uffd_msg& msg, Delivery* out) = 0;
+  // Reader thread, before each wait: whether to leave the uffd's messages to another reader
+  // (reader_claims.h). The reader is nudged when the answer may have changed.
+  virtual bool ShouldYield() = 0;
 };
 
 class FaultReader {
@@ -62,14 +66,18 @@ class FaultReader {
   void Stop();
   void Ref(Napi::Env env);
   void Unref(Napi::Env env);
+  // Any thread: makes the reader ask its handler ShouldYield() again.
+  void Nudge() { thread_.Wake(); }
 
  private:
   static void CallJs(Napi::Env env, Napi::Function fn, FaultReader* self, void* unused);
   using Tsfn = Napi::TypedThreadSafeFunction<FaultReader, void, &FaultReader::CallJs>;
   ~FaultReader();
 
-  void Run();        // reader thread
-  bool ReadBatch();  // reader thread; false when the reader must stop
+  void Run();                       // reader thread
+  void UpdateYield();               // reader thread
+  bool HandleReady(short revents);  // reader thread; false when the reader must stop
+  bool ReadBatch();                 // reader thread; false when the reader must stop
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
   void Retry();                                       // reader thread
   void PostBatch();                                   // reader thread
@@ -98,6 +106,7 @@ class FaultReader {
   std::vector<uffd_msg> retry_;       // reader thread: messages to answer after the next read
   std::vector<uffd_msg> retryNext_;
   uffd_msg buffer_[kBatch];
+  bool yielding_ = false;  // reader thread
 };
 
 }  // namespace uffd

@@ -13,6 +13,7 @@
 #include "args.h"
 #include "errors.h"
 #include "local_uffds.h"
+#include "reader_claims.h"
 #include "region.h"
 #include "sync_reader.h"
 #include "teardown_registry.h"
@@ -115,6 +116,7 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
                          InstanceMethod<&Userfaultfd::RefReader>("ref"),
                          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
                          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
+                         InstanceMethod<&Userfaultfd::ClaimReadsMethod>("claimReads"),
                          InstanceMethod<&Userfaultfd::Serve>("serve"),
                          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
                          InstanceMethod<&Userfaultfd::Stats>("stats"),
@@ -149,6 +151,7 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   bool opened = info.Length() > 2 && ArgBool(info, 2);
   localClaim_ = ClaimLocalUffd(fd, opened);
   localMemory_ = localClaim_ != 0 || opened;
+  inode_ = UffdInode(fd);
   served_.SetLocalMemory(localMemory_);
   fd_ = fd;
   env_ = env;
@@ -177,6 +180,7 @@ void Userfaultfd::Shutdown() {
   }
   // Stopping the reader before closing: a poll never wakes on close(2) of its fd.
   if (reader_ != nullptr) {
+    UnwatchReadClaims(inode_, this);
     reader_->Stop();
     reader_ = nullptr;
   }
@@ -201,6 +205,7 @@ void Userfaultfd::Shutdown() {
   }
   ReleaseLocalUffd(localClaim_);
   localClaim_ = 0;
+  if (consumer_.exchange(false)) ReleaseReads(inode_);  // a reader stepping aside resumes
   for (auto& s : snapshots) s->Join();  // a read it waited on was released by the close
 }
 
@@ -351,7 +356,26 @@ Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
       new FaultReader(env, fd, this, info[0].As<Napi::Function>(), info[1].As<Napi::Uint8Array>());
   reader->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
   reader_ = reader;
+  WatchReadClaims(inode_, this, [reader] { reader->Nudge(); });
   return env.Undefined();
+}
+
+// () -> undefined. JS thread: this object consumes the uffd's messages (a listener, events(),
+// serve(), readSync()): a reader elsewhere in the process that only keeps non-cooperative events
+// from blocking steps aside for it. Idempotent; released at close.
+Napi::Value Userfaultfd::ClaimReadsMethod(const Napi::CallbackInfo& info) {
+  CheckedFd(info.Env(), "read");
+  ClaimReadsOnce();
+  return info.Env().Undefined();
+}
+
+void Userfaultfd::ClaimReadsOnce() {
+  if (!consumer_.exchange(true)) ClaimReads(inode_);
+}
+
+// Reader thread: a reader with no consumer of its own leaves the messages to one elsewhere.
+bool Userfaultfd::ShouldYield() {
+  return !consumer_.load(std::memory_order_acquire) && ReadClaims(inode_) > 0;
 }
 
 Napi::Value Userfaultfd::RefReader(const Napi::CallbackInfo& info) {
@@ -581,6 +605,7 @@ Napi::Value Userfaultfd::ReadSync(const Napi::CallbackInfo& info) {
       std::min<size_t>(static_cast<size_t>(std::max(ArgInt(info, 1), 0)), bytes / sizeof(uffd_msg));
   if (max == 0) ThrowRangeError(env, "scratch holds no message");
   auto* msgs = reinterpret_cast<uffd_msg*>(const_cast<uint8_t*>(data));
+  ClaimReadsOnce();
   long n = ReadMessagesSync(env, fd, msgs, max, ArgInt(info, 2));
   if (n < 0) ThrowErrno(env, static_cast<int>(-n), "read");
   for (long i = 0; i < n; i++) {

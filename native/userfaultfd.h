@@ -38,6 +38,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
 
   // Reader thread.
   Disposition OnMessage(const uffd_msg& msg, Delivery* out) override;
+  bool ShouldYield() override;
 
   // JS thread. Idempotent: close(), the finalizer, the env cleanup hook and the teardown
   // watch (addon.h) all end here.
@@ -65,6 +66,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value RefReader(const Napi::CallbackInfo& info);
   Napi::Value UnrefReader(const Napi::CallbackInfo& info);
   Napi::Value SetSelfFaultPolicy(const Napi::CallbackInfo& info);
+  Napi::Value ClaimReadsMethod(const Napi::CallbackInfo& info);
+  void ClaimReadsOnce();  // JS thread
   Napi::Value Serve(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
@@ -89,6 +92,9 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   pid_t jsTid_ = 0;
   bool localMemory_ = false;  // this process's memory: the only faults the guard may answer
   uint64_t localClaim_ = 0;   // ClaimLocalUffd's, released at Shutdown
+  uint64_t inode_ = 0;        // reader_claims.h: this uffd's entry
+  std::atomic<bool> consumer_{
+      false};  // this object claims the uffd's messages; released at Shutdown
   std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};
   FaultStats stats_;
   ServedRanges served_;

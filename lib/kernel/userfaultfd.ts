@@ -181,8 +181,12 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
   protected _startReader(): void {
     this.consumerReader = true;
+    this.handle.claimReads();
     this.runReader();
     // Faults held while nobody consumed them run again, to be served or delivered now.
+    this.wakeHeld();
+  }
+  private wakeHeld(): void {
     for (const page of this.held) this.handle.wake(page, this.pageSize);
     this.held.clear();
   }
@@ -233,6 +237,12 @@ export class KernelUserfaultfd extends Userfaultfd {
     const v = this.view!;
     const note = v.getInt32(o + constants.delivery.note, true);
     const err = v.getInt32(o + constants.delivery.err, true);
+    if (note === NOTE.yielded) {
+      // A consumer elsewhere in the process (a fromFd duplicate, a Worker's readSync) claimed
+      // the uffd: the faults held here fault again, for it to read.
+      this.wakeHeld();
+      return;
+    }
     if (note === NOTE.readerFailed) {
       this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;

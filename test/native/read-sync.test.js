@@ -114,4 +114,52 @@ describeNative('readSync blocking', function () {
     `);
     assert.strictEqual(out.trim(), 'exiting');
   });
+  it("a Worker's readSync gets the faults of a uffd opened with EVENT_REMOVE (whose own reader runs from open)", async () => {
+    // The main thread's uffd reads from open() so that REMOVE never blocks madvise; it has no
+    // consumer, so it steps aside for the Worker that readSync()s a duplicate: faults raised
+    // before and after the Worker starts reach the Worker, and so do the REMOVE events.
+    const out = await child(`
+      const { Worker } = require('worker_threads');
+      const uffd = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
+      const region = Region.map(4 * PAGE);
+      uffd.register(region);
+      const early = region.read(0, PAGE);
+      setTimeout(() => {
+        const w = new Worker(\`
+          const { workerData: { fd }, parentPort } = require('worker_threads');
+          const { Userfaultfd } = require(${DIST.replace(/\\/g, '\\\\')});
+          const u = Userfaultfd.fromFd(fd);
+          const seen = [];
+          for (let faults = 0, removes = 0; faults < 3 || removes < 1; ) {
+            const events = u.readSync({ timeoutMs: 5000 });
+            if (events.length === 0) break;
+            for (const e of events) {
+              seen.push(e.type);
+              if (e.type === 'remove') removes++;
+              if (e.type !== 'pagefault') continue;
+              faults++;
+              u.copy(e.address - (e.address % 4096n), Buffer.alloc(4096, 0x40 + faults));
+            }
+          }
+          u.close();
+          parentPort.postMessage(seen.join(','));
+        \`, { eval: true, workerData: { fd: uffd.fd } });
+        let seen;
+        w.on('message', (m) => { seen = m; });
+        (async () => {
+          const a = (await early)[0];
+          const b = (await region.read(PAGE, PAGE))[0];
+          const c = (await region.read(2 * PAGE, PAGE))[0];
+          region.dontneed(PAGE, PAGE);
+          w.on('exit', () => {
+            // The Worker closed its duplicate: the main uffd reads REMOVE again, so this returns.
+            region.dontneed(2 * PAGE, PAGE);
+            console.log(a, b, c, seen);
+            uffd.close();
+          });
+        })();
+      }, 100);
+    `);
+    assert.strictEqual(out.trim(), '65 66 67 pagefault,pagefault,pagefault,remove');
+  });
 });
