@@ -82,6 +82,12 @@ function requireFeature(ctx, backend, feature) {
   }
 }
 
+/** Skips the current test where the backend `name` cannot serve here (a kernel-only step); says why. */
+function requireBackend(ctx, name) {
+  const p = name === 'simulator' ? simulatorProbe : nativeProbe;
+  if (!p.available) skipWithReason(ctx, `the ${name} backend is unavailable here (${p.reason})`);
+}
+
 /** Skips the current test where `backend` has `feature`: a fallback for kernels without it; says why. */
 function requireLacking(ctx, backend, feature, why) {
   const p = backend === 'simulator' ? simulatorProbe : nativeProbe;
@@ -192,4 +198,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend };

@@ -11,7 +11,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Userfaultfd, Region, PageSource, constants, probe, readWorkingSet } = require('../../dist');
 const {
-  describeBackends, requireFeature, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE,
+  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE,
 } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
@@ -330,7 +330,7 @@ const OPEN_OPTIONS = {
       const u = t.open();
       assert.strictEqual(u.backend, t.backend);
       const other = t.backend === 'native' ? 'simulator' : 'native';
-      if (!probe({ backend: other }).available) return;
+      requireBackend(t.ctx, other);
       const r = t.keep(Region.map(PAGE, { backend: other }));
       assert.throws(() => u.register(r), { code: 'ERR_INVALID_ARG_TYPE' });
     },
