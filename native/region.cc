@@ -223,7 +223,7 @@ class AccessWorker : public Napi::AsyncWorker {
 // once, but also when it refuses the buffer (too large: ERR_BUFFER_TOO_LARGE), before the
 // refusal returns, on some versions and not others. Whoever comes second (the finalizer or the
 // refused creator) frees the hold; whoever comes first releases the mapping. node-addon-api's
-// own finalizer wrapper freed its data twice there (KERNEL.md, Node-API traps).
+// own finalizer wrapper freed its data twice there (test/reliability/large-regions.test.js).
 struct BufferHold {
   Mapping* mapping;
   std::atomic<bool> released{false};

@@ -2,7 +2,7 @@
  * A simulated userfaultfd context: what the kernel's `struct userfaultfd_ctx` holds and what
  * every fd duplicated from one open (`fromFd`) shares — the registered pages, the threads
  * waiting on faults, the queue of unread messages. The range ioctls live here, with the
- * kernel's checks in the kernel's order (KERNEL.md; mm/userfaultfd.c). JS thread only.
+ * kernel's checks in the kernel's order (the kernel's mm/userfaultfd.c). JS thread only.
  */
 import { constants, ioctlMask } from '../constants';
 import type { UffdEvent } from '../typed-events';

@@ -1,4 +1,4 @@
-// uffd.readSync(): the calling thread reads its uffd itself (DESIGN.md "Next capabilities").
+// uffd.readSync(): the calling thread reads its uffd itself (docs/fast-handlers.md).
 // On the kernel it blocks until a message is queued; the simulator returns what is queued.
 // Here the faults come from region.read (the thread pool), so waiting is safe on both.
 const assert = require('assert');
