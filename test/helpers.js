@@ -168,6 +168,23 @@ const pages = (region, first, count) => ({ start: at(region, first), length: cou
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Resolves with the next event of `type` on `emitter`. */
+const nextEvent = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
+
+/** Resolves with the first `n` faults delivered to `uffd` (without answering them). */
+function collectFaults(uffd, n) {
+  return new Promise((resolve) => {
+    const seen = [];
+    uffd.on('pagefault', function on(e) {
+      seen.push(e);
+      if (seen.length === n) {
+        uffd.off('pagefault', on);
+        resolve(seen);
+      }
+    });
+  });
+}
+
 /**
  * What this process may do, for tests that only a privileged process can run: 'root' (uid 0:
  * sysctls, hugetlb pools, namespaces), 'ptrace' (CAP_SYS_PTRACE: EVENT_FORK), 'uffd' (a full
@@ -198,4 +215,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

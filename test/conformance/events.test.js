@@ -3,23 +3,7 @@
 // pending, handler errors and faults nobody listens to.
 const assert = require('assert');
 const { Region } = require('../../dist');
-const { describeBackends, requireFeature, pattern, delay, PAGE, perTestUffd } = require('../helpers');
-
-/** Resolves with the next event of `type` on `emitter`. */
-function next(emitter, type) {
-  return new Promise((resolve) => emitter.once(type, resolve));
-}
-
-/** Resolves with the first `n` faults (not answered). */
-function faults(uffd, n) {
-  return new Promise((resolve) => {
-    const seen = [];
-    uffd.on('pagefault', function on(e) {
-      seen.push(e);
-      if (seen.length === n) { uffd.off('pagefault', on); resolve(seen); }
-    });
-  });
-}
+const { describeBackends, requireFeature, pattern, delay, PAGE, perTestUffd, nextEvent, collectFaults } = require('../helpers');
 
 describeBackends('events: a JS handler answers thread-pool faults', (backend) => {
   let uffd;
@@ -93,7 +77,7 @@ describeBackends('events: a JS handler answers thread-pool faults', (backend) =>
   it('dontWake copies keep two reads waiting; one wake over the range releases both', async () => {
     const region = map(2);
     uffd.register(region);
-    const pending = faults(uffd, 2);
+    const pending = collectFaults(uffd, 2);
     let finished = 0;
     const reads = [region.read(0, PAGE), region.read(PAGE, PAGE)].map((p) => p.then((b) => { finished++; return b; }));
     const seen = await pending;
@@ -151,7 +135,7 @@ describeBackends('events: non-cooperative events', (backend) => {
     const region = map(4);
     uffd.register(region);
     uffd.copy(region.address, pattern(4 * PAGE, 60));
-    const removed = next(uffd, 'remove');
+    const removed = nextEvent(uffd, 'remove');
     region.dontneed(PAGE, 2 * PAGE); // blocks in the kernel until the reader reads the event
     const e = await removed;
     assert.strictEqual(e.type, 'remove');
@@ -172,7 +156,7 @@ describeBackends('events: non-cooperative events', (backend) => {
     const region = Region.map(3 * PAGE, { backend });
     const { address, length } = region;
     uffd.register(region);
-    const unmapped = next(uffd, 'unmap');
+    const unmapped = nextEvent(uffd, 'unmap');
     region.unmap();
     const e = await unmapped;
     assert.strictEqual(e.type, 'unmap');
@@ -221,10 +205,10 @@ describeBackends('events: releasing waiting faults', (backend) => {
   it('close() with faults pending releases them: the reads resolve with zeros', async () => {
     const region = map(3);
     uffd.register(region);
-    const pending = faults(uffd, 3);
+    const pending = collectFaults(uffd, 3);
     const reads = [0, 1, 2].map((i) => region.read(i * PAGE, PAGE));
     await pending;
-    const closed = next(uffd, 'close');
+    const closed = nextEvent(uffd, 'close');
     uffd.close();
     for (const b of await Promise.all(reads)) assert.deepStrictEqual(b, Buffer.alloc(PAGE));
     await closed;
@@ -235,7 +219,7 @@ describeBackends('events: releasing waiting faults', (backend) => {
   it('unregister() with a fault pending releases it: the read resolves with zeros', async () => {
     const region = map(2);
     uffd.register(region);
-    const pending = faults(uffd, 1);
+    const pending = collectFaults(uffd, 1);
     const read = region.read(PAGE, PAGE);
     await pending;
     uffd.unregister(region);
@@ -273,7 +257,7 @@ describeBackends('events: releasing waiting faults', (backend) => {
     const region = map(1);
     uffd.register(region);
     uffd.on('remove', () => {}); // the reader runs, but nobody handles page faults
-    const error = next(uffd, 'error');
+    const error = nextEvent(uffd, 'error');
     assert.deepStrictEqual(await region.read(0, PAGE), Buffer.alloc(PAGE));
     const err = await error;
     assert.strictEqual(err.code, 'ERR_UFFD_UNHANDLED_FAULT');

@@ -2,7 +2,7 @@
 // thread-pool read sees afterwards, and the kernel's documented errors as UffdError codes.
 const assert = require('assert');
 const { UffdError, probe } = require('../../dist');
-const { describeBackends, requireFeature, pattern, delay, PAGE, pages, perTestUffd } = require('../helpers');
+const { describeBackends, requireFeature, pattern, delay, PAGE, pages, perTestUffd, collectFaults } = require('../helpers');
 
 /** assert.throws for a UffdError with these fields. */
 function throwsUffd(fn, code, syscall, extra = {}) {
@@ -14,20 +14,6 @@ function throwsUffd(fn, code, syscall, extra = {}) {
   assert.strictEqual(typeof caught.errno, 'number');
   for (const [k, v] of Object.entries(extra)) assert.strictEqual(caught[k], v, `${k} of ${caught.message}`);
   return caught;
-}
-
-/** Resolves with the first `n` faults delivered to `uffd` (without answering them). */
-function collectFaults(uffd, n) {
-  return new Promise((resolve) => {
-    const seen = [];
-    uffd.on('pagefault', function on(e) {
-      seen.push(e);
-      if (seen.length === n) {
-        uffd.off('pagefault', on);
-        resolve(seen);
-      }
-    });
-  });
 }
 
 const ERRNO = { EEXIST: 17, EAGAIN: 11, EINVAL: 22, EBUSY: 16, ENOENT: 2 };

@@ -8,10 +8,9 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged } = require('../helpers');
+const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged, nextEvent } = require('../helpers');
 
 
-const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
 
 describeNative('FORK events', () => {
   it('spawnSync(\'true\') with EVENT_FORK delivers a fork event with a Userfaultfd, and does not hang', async function () {
@@ -23,7 +22,7 @@ describeNative('FORK events', () => {
     try {
       uffd.register(region);
       uffd.copy(region.address, pattern(PAGE, 1));
-      const forked = next(uffd, 'fork');
+      const forked = nextEvent(uffd, 'fork');
       const r = spawnSync('true');
       assert.strictEqual(r.status, 0);
       const e = await forked;
@@ -66,7 +65,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
       uffd.register(region);
       const handled = [];
       uffd.on('pagefault', (e) => handled.push(e));
-      const error = next(uffd, 'error');
+      const error = nextEvent(uffd, 'error');
       const view = new Uint8Array(region.buffer);
       assert.strictEqual(view[PAGE + 5], 0); // the JS thread sleeps in the kernel until the guard answers
       const err = await error;
@@ -88,7 +87,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
       uffd.register(region, { missing: true, wp: true });
       uffd.copy(region.address, pattern(PAGE, 4), { wp: true });
       uffd.on('pagefault', () => {});
-      const error = next(uffd, 'error');
+      const error = nextEvent(uffd, 'error');
       new Uint8Array(region.buffer)[3] = 99;
       const err = await error;
       assert.strictEqual(err.code, 'ERR_UFFD_SELF_FAULT');
@@ -120,7 +119,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
     try {
       uffd.register(region);
       uffd.on('pagefault', () => {});
-      const error = next(uffd, 'error');
+      const error = nextEvent(uffd, 'error');
       assert.strictEqual(new Uint8Array(region.buffer)[0], 0);
       assert.strictEqual((await error).code, 'ERR_UFFD_SELF_FAULT');
     } finally { uffd.close(); region.unmap(); }
@@ -151,7 +150,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
     try {
       uffd.register(region);
       uffd.on('pagefault', () => {});
-      const error = next(uffd, 'error');
+      const error = nextEvent(uffd, 'error');
       assert.strictEqual(new Uint8Array(region.buffer)[0], 0);
       const err = await error;
       assert.strictEqual(err.code, 'ERR_UFFD_SELF_FAULT');
@@ -230,7 +229,7 @@ describeNative('a Worker monitor', () => {
     const messages = [];
     worker.on('message', (m) => messages.push(m));
     try {
-      await next(worker, 'message'); // 'ready'
+      await nextEvent(worker, 'message'); // 'ready'
       uffd.register(region); // the main uffd has no listener: its reader never starts
       const view = new Uint8Array(region.buffer);
       for (let i = 0; i < 4; i++) {
@@ -239,13 +238,13 @@ describeNative('a Worker monitor', () => {
       }
       assert.strictEqual(uffd.listenerCount('pagefault'), 0);
       await new Promise((r) => setImmediate(r));
-      while (messages.filter((m) => m !== 'ready').length < 4) await next(worker, 'message');
+      while (messages.filter((m) => m !== 'ready').length < 4) await nextEvent(worker, 'message');
       const answers = messages.filter((m) => m !== 'ready');
       assert.strictEqual(answers.length, 4);
       for (const a of answers) assert.strictEqual(a.tid, process.pid, 'the faults came from the main thread');
     } finally {
       worker.postMessage('stop');
-      await next(worker, 'exit');
+      await nextEvent(worker, 'exit');
       uffd.close();
       region.unmap();
     }
