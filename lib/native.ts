@@ -96,6 +96,8 @@ export interface NativeFdListener {
   release(conn: number): void;
   /** Close the connection now. */
   drop(conn: number): void;
+  /** Close received fds JS is done with; the listener closes the rest when it closes. */
+  closeReceived(fds: number[]): void;
 }
 
 export interface FdPassBinding {
