@@ -153,6 +153,7 @@ void ListenCore::Start(Napi::Env env) {
 }
 
 ListenCore::~ListenCore() {
+  for (int fd : handed_) close(fd);  // empty after Stop
   for (const Conn& c : conns_) close(c.fd);
   if (listenFd_ >= 0) close(listenFd_);
   if (spareFd_ >= 0) close(spareFd_);

@@ -147,6 +147,12 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   features_ = ArgU64(info, 1);
   // (fd, features, opened): true when this process opened the uffd for its own memory.
   bool opened = info.Length() > 2 && ArgBool(info, 2);
+  // (…, dup): adopt a duplicate, made here, after every check that can throw: made in JS, a
+  // Worker terminated between the dup and this object would leak it (no JS runs to close it).
+  if (info.Length() > 3 && ArgBool(info, 3)) {
+    fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) ThrowErrno(env, errno, "dup");
+  }
   localClaim_ = ClaimLocalUffd(fd, opened);
   localMemory_ = localClaim_ != 0 || opened;
   served_.SetLocalMemory(localMemory_);

@@ -377,8 +377,6 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
   // whose faulting threads would then wait forever).
   let features = options.features ? featureMask(toFeatureNames(options.features)) : 0;
-  // fdinfo is read from `fd`, before the dup: a Worker terminated between the dup and the
-  // native object that owns it would leak the dup (no JS runs to close it).
   let ioctls = 0n;
   try {
     const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
@@ -390,11 +388,13 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   } catch {
     // No fdinfo (an old kernel, a sandbox): the caller's features stand.
   }
-  const dup = binding!.dupFd(fd);
+  // The native object makes the dup itself: a Worker terminated between a dup made here and
+  // the object that owns it would leak the dup (no JS runs to close it).
+  const native = new binding!.Userfaultfd(fd, features, false, true);
   try {
-    return new KernelUserfaultfd(new binding!.Userfaultfd(dup, features), features, ioctls, options);
+    return new KernelUserfaultfd(native, features, ioctls, options);
   } catch (e) {
-    binding!.closeFd(dup);
+    native.close();
     throw e;
   }
 }

@@ -64,13 +64,15 @@ async function round(i) {
   await next(listener, 'message');
   const stop = new SharedArrayBuffer(4);
   const senders = [0, 1].map(() => new Worker(SENDER, { eval: true, workerData: { dist: DIST, sock, stop } }));
+  // Listened for now: a sender may exit before the other's last message arrives.
+  const exited = senders.map((s) => next(s, 'exit'));
   await Promise.all(senders.map((s) => next(s, 'message')));
   // Let fds flow, then terminate the listener with more on the way.
   await new Promise((resolve) => setTimeout(resolve, 30));
   const exitCode = await listener.terminate();
   Atomics.store(new Int32Array(stop), 0, 1);
   const sent = await Promise.all(senders.map((s) => next(s, 'message')));
-  await Promise.all(senders.map((s) => next(s, 'exit')));
+  await Promise.all(exited);
   return { exitCode, sent: sent[0] + sent[1] };
 }
 
