@@ -3,7 +3,6 @@ import type { Region } from './region';
 import type { BackendChoice, BackendName, MapOptions, OpenOptions, ProbeResult } from './types';
 import type { Userfaultfd } from './userfaultfd';
 import { invalidArgType } from './errors';
-import { binding } from './native';
 
 export interface Backend {
   readonly name: BackendName;
@@ -11,6 +10,18 @@ export interface Backend {
   open(options: OpenOptions): Userfaultfd;
   fromFd(fd: number, options: OpenOptions): Userfaultfd;
   mapRegion(length: number, options: MapOptions): Region;
+  /**
+   * The native backend: why 'auto' falls back to the simulator (`opening`: to open or map on
+   * it, not just probe()), the first time (never a silent fallback on Linux); null when there
+   * is nothing (more) to say.
+   */
+  fallbackWarning?(probe: ProbeResult, opening: boolean): FallbackWarning | null;
+}
+
+export interface FallbackWarning {
+  code: string;
+  message: string;
+  detail: string;
 }
 
 const backends = new Map<BackendName, Backend>();
@@ -41,41 +52,13 @@ export function chooseBackend(choice: unknown = 'auto'): Backend {
   if (f) return get(f);
   const native = get('native').probe();
   if (native.available) return get('native');
-  warnFallback(native);
-  warnSimulator(native);
+  warnFallback(native, true);
   return get('simulator');
 }
 
-let warnedSimulator = false;
-
-/**
- * The kernel refused every userfaultfd (seccomp, no device, no CONFIG_USERFAULTFD): 'auto'
- * serves from the simulator, where serve() loads nothing lazily and direct touches never fault.
- * Said once per process, with the reason and the fix (probe().reason has them too).
- */
-function warnSimulator(native: ProbeResult): void {
-  if (warnedSimulator || process.platform !== 'linux' || binding === null) return;
-  warnedSimulator = true;
-  const [reason, fix] = (native.reason ?? 'the kernel refused userfaultfd').split('; fix: ');
-  process.emitWarning(`userfaultfd: using the simulator backend because ${reason}`, {
-    code: 'USERFAULTFD_SIMULATOR',
-    detail: `${fix ? `Fix: ${fix}. ` : ''}Run npx userfaultfd doctor for details; set USERFAULTFD_BACKEND=simulator to choose the simulator on purpose.`,
-  });
-}
-
-let warned = false;
-
-/**
- * On Linux the kernel is expected: falling back because the addon did not load is never
- * silent (a broken install would otherwise pass every test on the simulator).
- */
-function warnFallback(native: ProbeResult): void {
-  if (warned || process.platform !== 'linux' || binding !== null) return;
-  warned = true;
-  process.emitWarning(`userfaultfd: using the simulator backend because ${native.reason}`, {
-    code: 'USERFAULTFD_NATIVE_UNAVAILABLE',
-    detail: 'Rebuild the addon (npm rebuild userfaultfd), or set USERFAULTFD_BACKEND=simulator to choose the simulator on purpose.',
-  });
+function warnFallback(native: ProbeResult, opening: boolean): void {
+  const w = get('native').fallbackWarning?.(native, opening);
+  if (w) process.emitWarning(w.message, { code: w.code, detail: w.detail });
 }
 
 /** What `backend: 'auto'` would use here, and why. */
@@ -85,7 +68,7 @@ export function probe(options: { backend?: BackendChoice } = {}): ProbeResult {
   const f = forced();
   const native = get('native').probe();
   if (f === 'simulator' || (f === null && !native.available)) {
-    if (f === null) warnFallback(native);
+    if (f === null) warnFallback(native, false);
     const sim = get('simulator').probe();
     const reason = f === 'simulator' ? 'USERFAULTFD_BACKEND=simulator' : native.reason;
     return { ...sim, reason, unprivileged: native.unprivileged };

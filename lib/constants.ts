@@ -1,7 +1,7 @@
 /**
  * The userfaultfd ABI table. On Linux it comes from the addon (built from
  * <linux/userfaultfd.h>); elsewhere from the same values written here, for the simulator.
- * test/constants.test.js checks that the two agree.
+ * test/simulator/backend-choice.test.js checks that the two agree.
  */
 import { binding, NativeConstants } from './native';
 
@@ -29,6 +29,13 @@ export const FALLBACK_CONSTANTS: NativeConstants = {
   notes: { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5 },
   sourceKinds: { zero: 0, buffer: 1, fd: 2, path: 3 },
   selfFaultPolicies: { zeropage: 1, sigbus: 2, source: 3 },
+  errno: {
+    EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13,
+    EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22, EMFILE: 24,
+    ENFILE: 23, ENOTTY: 25, EFBIG: 27, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, ECONNREFUSED: 111,
+    ECONNRESET: 104, EPIPE: 32, ENOTSOCK: 88, EADDRINUSE: 98, ENAMETOOLONG: 36, EMSGSIZE: 90,
+    EPROTO: 71, ETIMEDOUT: 110, ESPIPE: 29, ECANCELED: 125,
+  },
   API: 0xaa,
   USER_MODE_ONLY: 1,
   pageSize: 4096,

@@ -20,8 +20,20 @@ import { setMaxListeners } from 'events';
 import { checkAligned, toLength, toOptions } from './args';
 import { codedError, invalidArgType, outOfRange, UffdError } from './errors';
 import { FaultStats } from './fault-stats';
-import type { PageFault } from './types';
-import type { Userfaultfd } from './userfaultfd';
+import type { PageFault, Range, SourceStats } from './types';
+
+/**
+ * What a custom source needs of the uffd it answers for: its page size and the answering
+ * ioctls. The uffd passes itself; a source never reaches for the rest of the class.
+ */
+export interface FaultAnswerer {
+  readonly pageSize: number;
+  readonly closed: boolean;
+  copy(dst: bigint, src: Uint8Array): number;
+  zeropage(range: Range): number;
+  poison(range: Range): number;
+  wake(range: Range): void;
+}
 
 /** The user's read: the bytes at [offset, offset + length) of the source. */
 export type CustomRead = (offset: number, length: number, options: { signal: AbortSignal }) =>
@@ -67,28 +79,6 @@ export interface CustomSpec {
   onError: 'sigbus' | 'zeropage';
   /** For error messages: 'PageSource.custom' or the URL without its query. */
   label: string;
-}
-
-/** Counters of every custom source served by one uffd: stats().source. */
-export interface SourceStats {
-  /** Faults answered by custom sources (from a read or the cache). */
-  faults: number;
-  /** read() calls made, retries included. */
-  reads: number;
-  bytesRead: number;
-  /** Faults that joined a read already queued or in flight instead of starting one. */
-  deduplicated: number;
-  /** Faults answered from a cached window, with no read. */
-  cacheHits: number;
-  retries: number;
-  timeouts: number;
-  /** Windows whose read failed after every retry. */
-  failures: number;
-  /** Reads in flight now, and the most seen at once. */
-  inFlight: number;
-  maxInFlight: number;
-  /** Time from a fault reaching JavaScript to its answer. */
-  latencyNs: { p50: number; p99: number };
 }
 
 const DEFAULTS = { chunkSize: 1 << 20, concurrency: 4, retries: 3, retryDelayMs: 50, timeoutMs: 10_000 };
@@ -198,7 +188,7 @@ export class CustomServer {
 
   /** `span`: bytes copied per fault from a fetched window (0: the whole window). */
   constructor(
-    private readonly uffd: Userfaultfd,
+    private readonly uffd: FaultAnswerer,
     readonly start: bigint,
     readonly length: number,
     private readonly spec: CustomSpec,

@@ -1,5 +1,6 @@
 /** Errors: one class for what the kernel refused, Node's own codes for bad arguments. */
 import { constants as osConstants } from 'os';
+import { constants } from './constants';
 
 export type UffdErrorCode =
   | 'EEXIST' | 'EAGAIN' | 'EINVAL' | 'ENOENT' | 'ESRCH' | 'EBUSY' | 'EPERM' | 'EFAULT' | 'ENOMEM'
@@ -27,13 +28,11 @@ export class UffdError extends Error {
   }
 }
 
-/** Linux errno values, for errors raised in JavaScript (the simulator, policy checks). */
-export const ERRNO: Record<string, number> = {
-  EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12,
-  EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22,
-  EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95, SIGBUS: 135, SIGSEGV: 139,
-  ESPIPE: 29, ECANCELED: 125,
-};
+/**
+ * Linux errno values, for errors raised in JavaScript (the simulator, policy checks): the
+ * addon's table (native/errors.cc), and two signal codes of memory accesses (128 + the signal).
+ */
+export const ERRNO: Record<string, number> = { ...constants.errno, SIGBUS: 135, SIGSEGV: 139 };
 
 /** The name of a Linux errno number (this table first, then the platform's own). */
 export function errnoName(errno: number): string {

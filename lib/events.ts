@@ -1,16 +1,15 @@
-/** Event streams: the async iterator over a uffd's events. */
-import type { UffdEvent } from './types';
+/** Event streams: the async iterator over a uffd's events (generic: the event types live in typed-events.ts). */
 
 /** One `for await` consumer: events are queued until it asks for them. */
-export class EventQueue implements AsyncIterableIterator<UffdEvent> {
-  private readonly queued: UffdEvent[] = [];
-  private readonly waiting: Array<{ resolve: (r: IteratorResult<UffdEvent>) => void; reject: (e: Error) => void }> = [];
+export class EventQueue<T> implements AsyncIterableIterator<T> {
+  private readonly queued: T[] = [];
+  private readonly waiting: Array<{ resolve: (r: IteratorResult<T>) => void; reject: (e: Error) => void }> = [];
   private ended = false;
   private failure: Error | null = null;
 
-  constructor(private readonly onReturn: (q: EventQueue) => void) {}
+  constructor(private readonly onReturn: (q: EventQueue<T>) => void) {}
 
-  push(e: UffdEvent): void {
+  push(e: T): void {
     if (this.ended) return;
     const w = this.waiting.shift();
     if (w) w.resolve({ value: e, done: false });
@@ -28,7 +27,7 @@ export class EventQueue implements AsyncIterableIterator<UffdEvent> {
     }
   }
 
-  next(): Promise<IteratorResult<UffdEvent>> {
+  next(): Promise<IteratorResult<T>> {
     const e = this.queued.shift();
     if (e) return Promise.resolve({ value: e, done: false });
     if (this.ended) {
@@ -42,14 +41,14 @@ export class EventQueue implements AsyncIterableIterator<UffdEvent> {
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
-  return(): Promise<IteratorResult<UffdEvent>> {
+  return(): Promise<IteratorResult<T>> {
     this.queued.length = 0;
     this.end();
     this.onReturn(this);
     return Promise.resolve({ value: undefined, done: true });
   }
 
-  [Symbol.asyncIterator](): AsyncIterableIterator<UffdEvent> {
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return this;
   }
 }

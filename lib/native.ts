@@ -18,6 +18,8 @@ export interface NativeConstants {
   /** Serve()'s source kinds and setSelfFaultPolicy()'s values (native/userfaultfd.h). */
   sourceKinds: { zero: number; buffer: number; fd: number; path: number };
   selfFaultPolicies: { zeropage: number; sigbus: number; source: number };
+  /** The errnos this package names (native/errors.cc): name -> Linux number. */
+  errno: Record<string, number>;
   API: number;
   USER_MODE_ONLY: number;
   pageSize: number;

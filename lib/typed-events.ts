@@ -3,7 +3,13 @@
  * EventEmitter implementation): `uffd.on('pagefault', (e) => …)` gives `e: PageFault`, and a
  * misspelt event name does not compile (no catch-all string overload).
  */
-import type { ForkEvent, PageFault, RemapEvent, RemoveEvent, UnmapEvent } from './types';
+import type { PageFault, RemapEvent, RemoveEvent, UnmapEvent } from './types';
+import type { Userfaultfd } from './userfaultfd';
+
+/** A child forked with EVENT_FORK: its own uffd, for the memory it inherited. */
+export interface ForkEvent { type: 'fork'; uffd: Userfaultfd }
+/** Every event a uffd reports (the plain-data ones are in types.ts; fork carries a uffd). */
+export type UffdEvent = PageFault | ForkEvent | RemapEvent | RemoveEvent | UnmapEvent;
 
 /** Userfaultfd's events and their payloads. */
 export interface UserfaultfdEvents {

@@ -32,13 +32,19 @@ export interface ProbeResult {
 export type SelfFaultPolicy = 'zeropage' | 'sigbus' | 'source';
 
 export interface OpenOptions {
-  /** Features to enable; each must be supported or open() throws naming it. */
+  /**
+   * Features to enable; each must be supported or open() throws naming it (`err.feature`). The
+   * simulator cannot fork or mremap: it refuses EVENT_FORK and EVENT_REMAP (ERR_UFFD_UNSUPPORTED).
+   */
   features?: FeatureName[];
   /** The fd is always non-blocking; `true` says so, anything else is refused. */
   nonBlocking?: true;
   userModeOnly?: boolean;
   backend?: BackendChoice;
-  /** What answers a fault raised by the thread that runs this uffd's JS handlers. */
+  /**
+   * What answers a fault raised by the thread that runs this uffd's JS handlers. The simulator,
+   * where such a touch never faults, refuses 'sigbus' (ERR_UFFD_UNSUPPORTED).
+   */
   onSelfFault?: SelfFaultPolicy;
   /** Answer a fault by the fallback when no handler answered it within this time. */
   faultTimeoutMs?: number;
@@ -58,7 +64,8 @@ export interface ServeOptions {
    * What a page reads as when it is touched again after the program dropped it
    * (UFFD_EVENT_REMOVE: madvise(MADV_DONTNEED/MADV_REMOVE), a balloon): 'source' (default)
    * fills it from the source again; 'zero' gives a zero page, as the kernel would without a
-   * userfaultfd. Native backend only; needs the EVENT_REMOVE feature on the uffd to matter.
+   * userfaultfd. Both backends; needs the EVENT_REMOVE feature on the uffd to matter (without
+   * it no REMOVE is reported, so a dropped page is filled from the source again).
    */
   removed?: 'source' | 'zero';
   /**
@@ -82,7 +89,15 @@ export interface ServeOptions {
    */
   prefetch?: string;
   /** With both record and prefetch: how the saved set is refined across runs. */
-  workingSet?: import('./working-set').RefineOptions;
+  workingSet?: RefineOptions;
+}
+
+/** ServeOptions.workingSet: how a set recorded while prefetching is refined. */
+export interface RefineOptions {
+  /** Keep at most this many MiB of pages (the first in order). Default: no cap. */
+  maxMiB?: number;
+  /** Drop pages known to be untouched in this many runs in a row. Default 4. */
+  maxAge?: number;
 }
 
 export interface PageFault {
@@ -96,11 +111,9 @@ export interface PageFault {
   /** The raw UFFD_PAGEFAULT_FLAG_* bits. */
   flags: number;
 }
-export interface ForkEvent { type: 'fork'; uffd: import('./userfaultfd').Userfaultfd }
 export interface RemapEvent { type: 'remap'; from: bigint; to: bigint; length: number }
 export interface RemoveEvent { type: 'remove'; start: bigint; end: bigint }
 export interface UnmapEvent { type: 'unmap'; start: bigint; end: bigint }
-export type UffdEvent = PageFault | ForkEvent | RemapEvent | RemoveEvent | UnmapEvent;
 
 export interface Stats {
   faults: number;
@@ -115,7 +128,29 @@ export interface Stats {
   /** Demand faults on pages of a set being prefetched: prefetch would have covered them, had it got there first. */
   prefetchMisses: number;
   /** Custom and http sources (PageSource.custom/http) served by this uffd, once one is. */
-  source?: import('./custom-source').SourceStats;
+  source?: SourceStats;
+}
+
+/** Counters of every custom source served by one uffd: stats().source. */
+export interface SourceStats {
+  /** Faults answered by custom sources (from a read or the cache). */
+  faults: number;
+  /** read() calls made, retries included. */
+  reads: number;
+  bytesRead: number;
+  /** Faults that joined a read already queued or in flight instead of starting one. */
+  deduplicated: number;
+  /** Faults answered from a cached window, with no read. */
+  cacheHits: number;
+  retries: number;
+  timeouts: number;
+  /** Windows whose read failed after every retry. */
+  failures: number;
+  /** Reads in flight now, and the most seen at once. */
+  inFlight: number;
+  maxInFlight: number;
+  /** Time from a fault reaching JavaScript to its answer. */
+  latencyNs: { p50: number; p99: number };
 }
 
 export interface MapOptions { shared?: boolean; hugetlb?: boolean; backend?: BackendChoice }

@@ -20,9 +20,10 @@ import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult
 import { checkSourceOverlap } from './source-overlap';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
-  ReadSyncOptions, RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, UffdEvent,
-  WakeOptions, WriteProtectOptions,
+  ReadSyncOptions, RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, WakeOptions,
+  WriteProtectOptions,
 } from './types';
+import type { UffdEvent } from './typed-events';
 
 const M = constants.modes;
 
@@ -109,7 +110,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private isClosed = false;
   private refed = true;
   private readerStarted = false;
-  private readonly queues = new Set<EventQueue>();
+  private readonly queues = new Set<EventQueue<UffdEvent>>();
   private readonly registered: Array<CheckedRange & { mode: number }> = [];
   private readonly snapshotting = new Set<CheckedRange>();
   private readonly servedHandles = new Set<Served>();
@@ -545,7 +546,7 @@ export abstract class Userfaultfd extends EventEmitter {
   /** The events as an async iterator (the same stream the listeners see). */
   events(): AsyncIterableIterator<UffdEvent> {
     this.checkOpen();
-    const q = new EventQueue((done) => {
+    const q = new EventQueue<UffdEvent>((done) => {
       this.queues.delete(done);
       this.consumersChanged(0);
     });

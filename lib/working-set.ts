@@ -7,6 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { invalidArgType, outOfRange } from './errors';
 import type { PageSource } from './page-source';
+import type { RefineOptions } from './types';
 
 export const WORKING_SET_VERSION = 1;
 const MAGIC = 0x53574655; // 'UFWS', little-endian
@@ -53,14 +54,6 @@ function workingSetError(code: WorkingSetErrorCode, message: string, path?: stri
   const e = new Error(path === undefined ? message : `${message}: ${path}`);
   Object.assign(e, { code }, path === undefined ? {} : { path });
   return e;
-}
-
-/** ServeOptions.workingSet: how a set recorded while prefetching is refined. */
-export interface RefineOptions {
-  /** Keep at most this many MiB of pages (the first in order). Default: no cap. */
-  maxMiB?: number;
-  /** Drop pages known to be untouched in this many runs in a row. Default 4. */
-  maxAge?: number;
 }
 
 export interface CheckedRefine { maxPages: number; maxAge: number }

@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "dirty_tracker.h"
+#include "errors.h"
 #include "fast_ioctl.h"
 #include "fault_reader.h"
 #include "fdpass.h"
@@ -118,6 +119,11 @@ Napi::Object Constants(Napi::Env env) {
   set(policies, "sigbus", static_cast<double>(SelfFaultPolicy::kSigbus));
   set(policies, "source", static_cast<double>(SelfFaultPolicy::kSource));
   c.Set("selfFaultPolicies", policies);
+
+  Napi::Object errnos = Napi::Object::New(env);
+  for (size_t i = 0; i < kErrnoNameCount; i++)
+    set(errnos, kErrnoNames[i].name, kErrnoNames[i].value);
+  c.Set("errno", errnos);
 
   set(c, "API", static_cast<double>(UFFD_API));
   set(c, "USER_MODE_ONLY", UFFD_USER_MODE_ONLY);

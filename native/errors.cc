@@ -9,82 +9,34 @@
 
 namespace uffd {
 
+// The errnos this package names: one table, read by ErrnoCode and exported to JavaScript
+// (constants.errno), where the simulator and lib/errors.ts use the same names and numbers.
+#define UFFD_ERRNO(e) \
+  { e, #e }
+const ErrnoName kErrnoNames[] = {
+    UFFD_ERRNO(EPERM),      UFFD_ERRNO(ENOENT),       UFFD_ERRNO(ESRCH),
+    UFFD_ERRNO(EINTR),      UFFD_ERRNO(EIO),          UFFD_ERRNO(EBADF),
+    UFFD_ERRNO(EAGAIN),     UFFD_ERRNO(ENOMEM),       UFFD_ERRNO(EACCES),
+    UFFD_ERRNO(EFAULT),     UFFD_ERRNO(EBUSY),        UFFD_ERRNO(EEXIST),
+    UFFD_ERRNO(ENODEV),     UFFD_ERRNO(ENOTDIR),      UFFD_ERRNO(EISDIR),
+    UFFD_ERRNO(EINVAL),     UFFD_ERRNO(EMFILE),       UFFD_ERRNO(ENFILE),
+    UFFD_ERRNO(ENOTTY),     UFFD_ERRNO(EFBIG),        UFFD_ERRNO(ENOSPC),
+    UFFD_ERRNO(ENOSYS),     UFFD_ERRNO(EOPNOTSUPP),   UFFD_ERRNO(ECONNREFUSED),
+    UFFD_ERRNO(ECONNRESET), UFFD_ERRNO(EPIPE),        UFFD_ERRNO(ENOTSOCK),
+    UFFD_ERRNO(EADDRINUSE), UFFD_ERRNO(ENAMETOOLONG), UFFD_ERRNO(EMSGSIZE),
+    UFFD_ERRNO(EPROTO),     UFFD_ERRNO(ETIMEDOUT),    UFFD_ERRNO(ESPIPE),
+    UFFD_ERRNO(ECANCELED),
+};
+#undef UFFD_ERRNO
+const size_t kErrnoNameCount = sizeof kErrnoNames / sizeof kErrnoNames[0];
+
 const char* ErrnoCode(int err) {
-  switch (err) {
-    case EPERM:
-      return "EPERM";
-    case ENOENT:
-      return "ENOENT";
-    case ESRCH:
-      return "ESRCH";
-    case EINTR:
-      return "EINTR";
-    case EIO:
-      return "EIO";
-    case EBADF:
-      return "EBADF";
-    case EAGAIN:
-      return "EAGAIN";
-    case ENOMEM:
-      return "ENOMEM";
-    case EACCES:
-      return "EACCES";
-    case EFAULT:
-      return "EFAULT";
-    case EBUSY:
-      return "EBUSY";
-    case EEXIST:
-      return "EEXIST";
-    case ENODEV:
-      return "ENODEV";
-    case ENOTDIR:
-      return "ENOTDIR";
-    case EISDIR:
-      return "EISDIR";
-    case EINVAL:
-      return "EINVAL";
-    case EMFILE:
-      return "EMFILE";
-    case ENFILE:
-      return "ENFILE";
-    case ENOTTY:
-      return "ENOTTY";
-    case EFBIG:
-      return "EFBIG";
-    case ENOSPC:
-      return "ENOSPC";
-    case ENOSYS:
-      return "ENOSYS";
-    case EOPNOTSUPP:
-      return "EOPNOTSUPP";
-    case ECONNREFUSED:
-      return "ECONNREFUSED";
-    case ECONNRESET:
-      return "ECONNRESET";
-    case EPIPE:
-      return "EPIPE";
-    case ENOTSOCK:
-      return "ENOTSOCK";
-    case EADDRINUSE:
-      return "EADDRINUSE";
-    case ENAMETOOLONG:
-      return "ENAMETOOLONG";
-    case EMSGSIZE:
-      return "EMSGSIZE";
-    case EPROTO:
-      return "EPROTO";
-    case ETIMEDOUT:
-      return "ETIMEDOUT";
-    case ESPIPE:
-      return "ESPIPE";
-    case ECANCELED:
-      return "ECANCELED";
-    default: {
-      static thread_local char buf[16];
-      snprintf(buf, sizeof buf, "E%d", err);
-      return buf;
-    }
+  for (size_t i = 0; i < kErrnoNameCount; i++) {
+    if (kErrnoNames[i].value == err) return kErrnoNames[i].name;
   }
+  static thread_local char buf[16];
+  snprintf(buf, sizeof buf, "E%d", err);
+  return buf;
 }
 
 namespace {

@@ -3,12 +3,20 @@
 #pragma once
 #include <napi.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace uffd {
 
 constexpr int64_t kNoBytes = -1;
+
+struct ErrnoName {
+  int value;
+  const char* name;
+};
+extern const ErrnoName kErrnoNames[];
+extern const size_t kErrnoNameCount;
 
 // The symbolic name of an errno ("EEXIST"), or "E<n>" for one we do not name.
 const char* ErrnoCode(int err);

@@ -12,8 +12,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { probe } = require('../dist');
-const { runChild, skipWithReason } = require('./helpers');
+const { runChild, skipWithReason, describeNative } = require('./helpers');
 
 const DIR = path.join(__dirname, '..', 'examples');
 const HEADER_LINES = 30;
@@ -70,17 +69,38 @@ function discover() {
   return out;
 }
 
-const nativeAvailable = probe({ backend: 'native' }).available;
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+/** `test-requires: native` puts an example under describeNative, the one gate on the kernel. */
+const needsKernel = (ex) => (ex.spec.requires || []).includes('native');
 
 function unmet(requires = []) {
   for (const r of requires) {
-    if (r === 'native' && !nativeAvailable) return 'the native backend is unavailable';
     if (r === 'root' && !isRoot) return 'not running as root';
     if (r === 'linux' && process.platform !== 'linux') return 'not Linux';
     if (!['native', 'root', 'linux'].includes(r)) return `unknown requirement '${r}'`;
   }
   return null;
+}
+
+/** The test of one example: run in a child as its spec says, it exits 0. */
+function runsAndExits0(ex) {
+  const timeoutMs = ex.spec.timeoutMs || 30000;
+  it(`${ex.name}${ex.spec.args && ex.spec.args.length ? ' ' + ex.spec.args.join(' ') : ''}`, async function () {
+    this.timeout(timeoutMs + 10000);
+    if (ex.spec.skip) {
+      skipWithReason(this, `${ex.spec.skip}`);
+    }
+    const why = unmet(ex.spec.requires);
+    if (why) {
+      skipWithReason(this, `${why}`);
+    }
+    const r = await runChild(ex.file, { isFile: true, args: ex.spec.args || [], env: ex.spec.env || {}, timeoutMs });
+    const output = `\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+    assert.strictEqual(r.timedOut, false, `killed after ${timeoutMs} ms${output}`);
+    assert.strictEqual(r.signal, null, `died of ${r.signal}${output}`);
+    assert.strictEqual(r.code, 0, `exit ${r.code}${output}`);
+    if (ex.spec.expect) assert.match(r.stdout, new RegExp(ex.spec.expect), output);
+  });
 }
 
 describe('examples: every file in examples/ runs and exits 0', function () {
@@ -99,25 +119,11 @@ describe('examples: every file in examples/ runs and exits 0', function () {
     assert.strictEqual(block.split('\n').length, 15);
   });
 
-  for (const ex of examples) {
-    const timeoutMs = ex.spec.timeoutMs || 30000;
-    it(`${ex.name}${ex.spec.args && ex.spec.args.length ? ' ' + ex.spec.args.join(' ') : ''}`, async function () {
-      this.timeout(timeoutMs + 10000);
-      if (ex.spec.skip) {
-        skipWithReason(this, `${ex.spec.skip}`);
-      }
-      const why = unmet(ex.spec.requires);
-      if (why) {
-        skipWithReason(this, `${why}`);
-      }
-      const r = await runChild(ex.file, { isFile: true, args: ex.spec.args || [], env: ex.spec.env || {}, timeoutMs });
-      const output = `\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-      assert.strictEqual(r.timedOut, false, `killed after ${timeoutMs} ms${output}`);
-      assert.strictEqual(r.signal, null, `died of ${r.signal}${output}`);
-      assert.strictEqual(r.code, 0, `exit ${r.code}${output}`);
-      if (ex.spec.expect) assert.match(r.stdout, new RegExp(ex.spec.expect), output);
-    });
-  }
+  for (const ex of examples.filter((e) => !needsKernel(e))) runsAndExits0(ex);
+});
+
+describeNative('examples: those whose test-requires names native', function () {
+  for (const ex of discover().filter(needsKernel)) runsAndExits0(ex);
 });
 
 describe('examples: command lines a person types', function () {
@@ -130,5 +136,15 @@ describe('examples: command lines a person types', function () {
     assert.strictEqual(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /Unknown option '--bogus'[\s\S]*usage:/);
     assert.doesNotMatch(bad.stderr, /\n\s+at /, 'a stack trace was printed');
+  });
+
+  it('migrate --help prints the usage; a bad --mode exits 2 with it', async () => {
+    const file = path.join(DIR, 'migrate', 'index.js');
+    const help = await runChild(file, { isFile: true, args: ['--help'] });
+    assert.strictEqual(help.code, 0);
+    assert.match(help.stdout, /^usage: .*--mode hybrid\|postcopy\|stopcopy/s);
+    const bad = await runChild(file, { isFile: true, args: ['--mode', 'teleport'] });
+    assert.strictEqual(bad.code, 2);
+    assert.match(bad.stderr, /--mode must be hybrid, postcopy or stopcopy[\s\S]*usage:/);
   });
 });

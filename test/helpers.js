@@ -37,17 +37,16 @@ function describeBackends(title, body) {
 /**
  * A fresh uffd of `backend` for each test (handed to `use`), closed after it, with the regions
  * mapped through the returned `map(pages, options)` (or kept with `map.keep(region)`) unmapped
- * after it.
+ * after it. Without `use` no uffd is opened for the test: it opens its own with `map.open()`.
  */
 function perTestUffd(backend, use) {
   const { Userfaultfd, Region } = require('../dist');
   let uffds = [];
   let regions = [];
   beforeEach(() => {
-    const uffd = Userfaultfd.open({ backend });
-    uffds = [uffd];
+    uffds = [];
     regions = [];
-    use(uffd);
+    if (use) use(map.open());
   });
   afterEach(() => {
     for (const u of uffds) u.close();
@@ -59,6 +58,8 @@ function perTestUffd(backend, use) {
     uffds.push(uffd);
     return uffd;
   };
+  /** Opens a uffd of this backend (with `options`: features, say), closed after the test. */
+  map.open = (options = {}) => map.closeAfter(Userfaultfd.open({ backend, ...options }));
   /** Unmaps `region` (an alias, say) after the test too. */
   map.keep = (region) => {
     regions.push(region);
@@ -79,6 +80,12 @@ function requireFeature(ctx, backend, feature) {
   if (!p.features.includes(feature)) {
     skipWithReason(ctx, `the ${backend} backend lacks ${feature}`);
   }
+}
+
+/** Skips the current test where `backend` has `feature`: a fallback for kernels without it; says why. */
+function requireLacking(ctx, backend, feature, why) {
+  const p = backend === 'simulator' ? simulatorProbe : nativeProbe;
+  if (p.features.includes(feature)) skipWithReason(ctx, `the ${backend} backend has ${feature} (${why})`);
 }
 
 /** A page of bytes that says which page it is: byte i = (seed + page * 31 + i) & 0xff. */
@@ -123,11 +130,25 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
   return runProcess(process.execPath, argv, { timeoutMs, env });
 }
 
-/** describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere. */
-function describeNative(title, body) {
+/**
+ * describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere.
+ * `describeNative(title, { features: ['POISON'] }, body)` also skips it, saying so, where the
+ * kernel lacks one of `features`.
+ */
+function describeNative(title, options, body) {
+  if (typeof options === 'function') [options, body] = [{}, options];
+  const features = options.features || [];
+  // A misspelt name would skip the block on every kernel.
+  const unknown = features.filter((f) => !(f in require('../dist').constants.features));
+  if (unknown.length > 0) throw new Error(`describeNative: unknown feature ${unknown.join(', ')}`);
+  const lacking = features.filter((f) => !nativeProbe.features.includes(f));
   describe(`${title} (native-only)`, function () {
     if (!nativeProbe.available) {
       it(`skipped: ${nativeProbe.reason}`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
+      return;
+    }
+    if (lacking.length > 0) {
+      it(`skipped: the kernel lacks ${lacking.join(', ')}`, function () { skipWithReason(this, `the kernel lacks ${lacking.join(', ')}`); });
       return;
     }
     body.call(this);
@@ -171,4 +192,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking };

@@ -1,6 +1,7 @@
 /** The native backend: the real kernel, where it can serve. */
 import { registerBackend } from '../backend';
 import { binding } from '../native';
+import { fallbackWarning } from './fallback-warning';
 import { probeKernel } from './probe';
 import { KernelRegion } from './region';
 import { adoptKernelFd, openKernel } from './userfaultfd';
@@ -30,6 +31,7 @@ registerBackend({
     if (!binding) requireKernel();
     return KernelRegion.create(length, options);
   },
+  fallbackWarning,
 });
 
 export { KernelRegion, probeKernel };

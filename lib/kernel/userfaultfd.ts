@@ -7,7 +7,8 @@ import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
 import type { RawSnapshotResult } from '../snapshot';
 import { binding, NativeUserfaultfd } from '../native';
 import { PageSource } from '../page-source';
-import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
+import type { UffdEvent } from '../typed-events';
+import type { OpenOptions, PageFault, Stats } from '../types';
 import { ServeSets, Userfaultfd } from '../userfaultfd';
 import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 

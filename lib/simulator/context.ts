@@ -5,7 +5,7 @@
  * kernel's checks in the kernel's order (KERNEL.md; mm/userfaultfd.c). JS thread only.
  */
 import { constants, ioctlMask } from '../constants';
-import type { UffdEvent } from '../types';
+import type { UffdEvent } from '../typed-events';
 import { addressSpace, Mapping, PROT_NONE, PROT_READWRITE } from './address-space';
 
 const M = constants.modes;

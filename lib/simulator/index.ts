@@ -1,7 +1,8 @@
 /** The simulator backend: the same API over JavaScript memory, available on every platform. */
 import { registerBackend } from '../backend';
-import { constants, FEATURE_NAMES, ioctlNames } from '../constants';
+import { constants, ioctlNames } from '../constants';
 import { SimRegion } from './region';
+import { SIMULATED_FEATURES } from './refusals';
 import { adoptSimulatedFd, openSimulated, SimUserfaultfd } from './userfaultfd';
 
 registerBackend({
@@ -10,7 +11,7 @@ registerBackend({
     backend: 'simulator',
     available: true,
     api: constants.API,
-    features: [...FEATURE_NAMES],
+    features: [...SIMULATED_FEATURES],
     ioctls: ioctlNames((1n << 0n) | (1n << 1n) | (1n << 63n)),
     pageSize: constants.pageSize,
     unprivileged: 'allowed',

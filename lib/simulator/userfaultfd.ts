@@ -6,7 +6,8 @@ import { CheckedRange, toFeatureNames } from '../args';
 import { constants, featureMask, featureNames, ioctlNames } from '../constants';
 import { invalidArgType, uffdError } from '../errors';
 import type { PageSource } from '../page-source';
-import type { OpenOptions, PageFault, Stats, UffdEvent } from '../types';
+import type { UffdEvent } from '../typed-events';
+import type { OpenOptions, PageFault, Stats } from '../types';
 import { ServeSets, Userfaultfd } from '../userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
@@ -14,6 +15,7 @@ import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges, stage, unstage } from './page-sources';
 import { FaultStats } from '../fault-stats';
 import { SimWorkingSet } from './working-sets';
+import { refuseUnsimulated } from './refusals';
 import { scanWritten, SimSnapshot } from './snapshot';
 import type { DirtyRun } from '../dirty';
 import type { RawSnapshotResult } from '../snapshot';
@@ -206,9 +208,9 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (m.kind === 'event') {
       const e = m.event;
       if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
+      // No remap here: EVENT_REMAP is refused (refusals.ts).
       for (const ws of this.workingSets.values()) {
         if (e.type === 'remove' || e.type === 'unmap') ws.layoutChanged(e.start, e.end);
-        else if (e.type === 'remap') ws.layoutChanged(e.from, e.from + BigInt(e.length));
       }
       this.dispatch(e);
       return;
@@ -251,9 +253,13 @@ function resident(address: bigint): boolean | null {
   return (m.shared ? m.backing.cached[p] : m.mapped[p]) === 1;
 }
 
-/** Userfaultfd.open on the simulator: every feature is offered; THREAD_ID is on by default. */
+/**
+ * Userfaultfd.open on the simulator: every feature it models is offered (refusals.ts lists the
+ * rest); THREAD_ID is on by default.
+ */
 export function openSimulated(options: OpenOptions): SimUserfaultfd {
   const wanted = toFeatureNames(options.features);
+  refuseUnsimulated(wanted, options);
   let mask = featureMask(wanted);
   if (!wanted.includes('THREAD_ID')) mask += constants.features.THREAD_ID;
   return new SimUserfaultfd(new UffdContext(mask), options);
@@ -263,5 +269,7 @@ export function openSimulated(options: OpenOptions): SimUserfaultfd {
 export function adoptSimulatedFd(fd: number, options: OpenOptions): SimUserfaultfd {
   const u = byFd.get(fd);
   if (!u || u.closed) throw invalidArgType('fd', 'an open simulated userfaultfd (of this thread)', fd);
+  // The features are the fd's own (as native reads them from fdinfo); the policy is this copy's.
+  refuseUnsimulated([], options);
   return new SimUserfaultfd(u['ctx'], options);
 }

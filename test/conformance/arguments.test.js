@@ -3,7 +3,7 @@
 // crashes the process: every case below runs in this one process, which must survive them all.
 const assert = require('assert');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { describeBackends, pattern, PAGE, skipWithReason } = require('../helpers');
+const { describeBackends, pattern, PAGE, skipWithReason, perTestUffd } = require('../helpers');
 
 const TYPE = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
 const RANGE = { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' };
@@ -19,15 +19,10 @@ const BAD_NUMBERS = [
 
 describeBackends('bad arguments: Userfaultfd', (backend) => {
   let uffd, region, other;
+  const map = perTestUffd(backend, (u) => { uffd = u; });
   beforeEach(() => {
-    uffd = Userfaultfd.open({ backend });
-    region = Region.map(4 * PAGE, { backend });
-    other = Region.map(PAGE, { backend });
-  });
-  afterEach(() => {
-    uffd.close();
-    region.unmap();
-    other.unmap();
+    region = map(4);
+    other = map(1);
   });
 
   // Every method that takes a range, called as `fn(uffd, range)`.
@@ -197,8 +192,8 @@ describeBackends('bad arguments: Userfaultfd', (backend) => {
 
 describeBackends('bad arguments: Region', (backend) => {
   let region;
-  beforeEach(() => { region = Region.map(4 * PAGE, { backend }); });
-  afterEach(() => region.unmap());
+  const map = perTestUffd(backend);
+  beforeEach(() => { region = map(4); });
 
   it('Region.map(): wrong types, negative, fractional, zero, misaligned, bad options', () => {
     for (const [what, v, err] of BAD_NUMBERS) assert.throws(() => Region.map(v, { backend }), err, what);

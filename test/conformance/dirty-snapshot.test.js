@@ -5,8 +5,8 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { describeBackends, requireFeature, PAGE } = require('../helpers');
+const { UffdError } = require('../../dist');
+const { describeBackends, requireFeature, PAGE, perTestUffd } = require('../helpers');
 
 const TRACK = { features: ['WP_ASYNC', 'WP_UNPOPULATED'] };
 
@@ -23,18 +23,14 @@ function tmpFile(name) {
 }
 
 describeBackends('dirtyPages', (backend) => {
-  let open;
-  beforeEach(() => { open = []; });
-  afterEach(() => { for (const x of open.reverse()) (x instanceof Region ? x.unmap() : x.close()); });
-  const uffd = (o) => { const u = Userfaultfd.open({ backend, ...o }); open.push(u); return u; };
-  const region = (n, o = {}) => { const r = Region.map(n * PAGE, { backend, ...o }); open.push(r); return r; };
+  const map = perTestUffd(backend);
 
   /** A uffd tracking a fresh region of `n` pages, armed. */
   function tracked(n, o) {
     requireFeature(this, backend, 'WP_ASYNC');
     requireFeature(this, backend, 'WP_UNPOPULATED');
-    const u = uffd(TRACK);
-    const r = region(n, o);
+    const u = map.open(TRACK);
+    const r = map(n, o);
     u.register(r, { wp: true });
     u.writeProtect(r, { protect: true });
     return { u, r };
@@ -103,8 +99,8 @@ describeBackends('dirtyPages', (backend) => {
   });
 
   it('needs WP_ASYNC: EINVAL naming the features', async function () {
-    const u = uffd();
-    const r = region(4);
+    const u = map.open();
+    const r = map(4);
     u.register(r, { wp: true });
     assert.throws(() => u.dirtyPages(r), (e) => e instanceof UffdError && e.code === 'EINVAL' &&
       e.syscall === 'PAGEMAP_SCAN' && /WP_ASYNC/.test(e.message));
@@ -112,8 +108,8 @@ describeBackends('dirtyPages', (backend) => {
 
   it('a range this uffd did not register for WP: ENOENT', function () {
     requireFeature(this, backend, 'WP_ASYNC');
-    const u = uffd(TRACK);
-    const r = region(4);
+    const u = map.open(TRACK);
+    const r = map(4);
     assert.throws(() => u.dirtyPages(r), (e) => e instanceof UffdError && e.code === 'ENOENT' && e.syscall === 'PAGEMAP_SCAN');
     u.register(r, { missing: true });
     assert.throws(() => u.dirtyPages(r), (e) => e.code === 'ENOENT');
@@ -131,20 +127,17 @@ describeBackends('dirtyPages', (backend) => {
 });
 
 describeBackends('snapshot', (backend) => {
-  let open;
+  const map = perTestUffd(backend);
   let files;
-  beforeEach(() => { open = []; files = []; });
+  beforeEach(() => { files = []; });
   afterEach(() => {
-    for (const x of open.reverse()) (x instanceof Region ? x.unmap() : x.close());
     for (const f of files) fs.rmSync(f, { force: true });
   });
-  const uffd = (o) => { const u = Userfaultfd.open({ backend, ...o }); open.push(u); return u; };
-  const region = (n, o = {}) => { const r = Region.map(n * PAGE, { backend, ...o }); open.push(r); return r; };
   const file = (name) => { const f = tmpFile(`${backend}-${name}`); files.push(f); return f; };
 
   it('writes the range\'s bytes to a path, untouched pages as zeros', async () => {
-    const u = uffd();
-    const r = region(64);
+    const u = map.open();
+    const r = map(64);
     const data = Buffer.alloc(40 * PAGE);
     for (let i = 0; i < data.length; i += 97) data[i] = (i / 97) & 0xff;
     await r.write(0, data);
@@ -160,8 +153,8 @@ describeBackends('snapshot', (backend) => {
   });
 
   it('writes to an fd from its current offset', async () => {
-    const u = uffd();
-    const r = region(4);
+    const u = map.open();
+    const r = map(4);
     await r.write(0, Buffer.alloc(4 * PAGE, 0x5a));
     const f = file('fd');
     const fd = fs.openSync(f, 'w+');
@@ -178,8 +171,8 @@ describeBackends('snapshot', (backend) => {
   });
 
   it('holds a write that races the stream until its page is saved: the image has the old bytes, memory the new', async () => {
-    const u = uffd();
-    const r = region(2048);
+    const u = map.open();
+    const r = map(2048);
     await r.write(0, Buffer.alloc(2048 * PAGE, 1));
     const f = file('race');
     const snap = u.snapshot(r, f);
@@ -200,8 +193,8 @@ describeBackends('snapshot', (backend) => {
   });
 
   it('leaves an unregistered range unregistered, and a MISSING registration as it was', async () => {
-    const u = uffd();
-    const r = region(8);
+    const u = map.open();
+    const r = map(8);
     await r.write(0, Buffer.alloc(8 * PAGE, 3));
     await u.snapshot(r, file('a'));
     assert.throws(() => u.writeProtect(r, { protect: true }), (e) => e.code === 'ENOENT', 'no WP registration left');
@@ -216,9 +209,9 @@ describeBackends('snapshot', (backend) => {
 
   it('refuses a uffd with WP_ASYNC, a bad destination, a pipe, and an overlapping snapshot', async function () {
     requireFeature(this, backend, 'WP_ASYNC');
-    const r = region(4);
-    await assert.rejects(uffd(TRACK).snapshot(r, file('x')), { code: 'ERR_UFFD_WP_ASYNC' });
-    const u = uffd();
+    const r = map(4);
+    await assert.rejects(map.open(TRACK).snapshot(r, file('x')), { code: 'ERR_UFFD_WP_ASYNC' });
+    const u = map.open();
     await assert.rejects(u.snapshot(r, {}), { code: 'ERR_INVALID_ARG_TYPE' });
     await assert.rejects(u.snapshot(r, -1), { code: 'ERR_OUT_OF_RANGE' });
     await assert.rejects(u.snapshot({ start: r.address, length: 100 }, file('y')), { code: 'ERR_OUT_OF_RANGE' });
@@ -229,7 +222,7 @@ describeBackends('snapshot', (backend) => {
       fs.closeSync(rd);
       fs.closeSync(wr);
     }
-    const big = region(4096);
+    const big = map(4096);
     const first = u.snapshot(big, file('big'));
     await assert.rejects(u.snapshot(big, file('big2')), { code: 'ERR_UFFD_SNAPSHOT_BUSY' });
     await first;

@@ -2,23 +2,18 @@
 // a SIGBUS, as in the kernel's sigbus and sigbus-wp selftests), WP_UNPOPULATED, and pages
 // written through region.buffer before registration.
 const assert = require('assert');
-const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { describeBackends, requireFeature, pattern, pages, PAGE } = require('../helpers');
+const { PageSource } = require('../../dist');
+const { describeBackends, requireFeature, pattern, pages, PAGE, perTestUffd } = require('../helpers');
 
 describeBackends('features', (backend) => {
-  const open = [];
-  const uffd = (options = {}) => { const u = Userfaultfd.open({ backend, ...options }); open.push(u); return u; };
-  const map = (n, options = {}) => { const r = Region.map(n * PAGE, { backend, ...options }); open.push(r); return r; };
-  afterEach(() => {
-    for (const x of open.splice(0).reverse()) (x instanceof Region ? x.unmap() : x.close());
-  });
+  const map = perTestUffd(backend);
   const rejectsWithSigbus = (promise) => assert.rejects(promise, (e) => e.code === 'SIGBUS');
 
   describe('SIGBUS: a userfault raises SIGBUS instead of a message', () => {
     beforeEach(function () { requireFeature(this, backend, 'SIGBUS'); });
 
     it('a missing-page read and write reject with SIGBUS; no pagefault event', async () => {
-      const u = uffd({ features: ['SIGBUS'] });
+      const u = map.open({ features: ['SIGBUS'] });
       const r = map(4);
       u.register(r);
       const faults = [];
@@ -29,7 +24,7 @@ describeBackends('features', (backend) => {
     });
 
     it('a page copied in reads normally; the next missing page still raises SIGBUS', async () => {
-      const u = uffd({ features: ['SIGBUS'] });
+      const u = map.open({ features: ['SIGBUS'] });
       const r = map(4);
       u.register(r);
       const data = pattern(PAGE, 3);
@@ -40,7 +35,7 @@ describeBackends('features', (backend) => {
 
     it('a write to a write-protected page raises SIGBUS (sigbus-wp)', async function () {
       requireFeature(this, backend, 'PAGEFAULT_FLAG_WP');
-      const u = uffd({ features: ['SIGBUS', 'PAGEFAULT_FLAG_WP'] });
+      const u = map.open({ features: ['SIGBUS', 'PAGEFAULT_FLAG_WP'] });
       const r = map(2);
       u.register(r, { missing: true, wp: true });
       u.copy(r.address, pattern(2 * PAGE, 4));
@@ -53,7 +48,7 @@ describeBackends('features', (backend) => {
     });
 
     it('serve() on a SIGBUS uffd is refused with ERR_UFFD_SERVE_SIGBUS, nothing registered', async () => {
-      const u = uffd({ features: ['SIGBUS'] });
+      const u = map.open({ features: ['SIGBUS'] });
       const r = map(2);
       assert.throws(() => u.serve(r, PageSource.zero()), (e) => e.code === 'ERR_UFFD_SERVE_SIGBUS');
       await r.write(0, Buffer.from([5])); // not registered: an ordinary page
@@ -65,7 +60,7 @@ describeBackends('features', (backend) => {
     beforeEach(function () { requireFeature(this, backend, 'WP_UNPOPULATED'); });
 
     it('a write to a never-touched page of a protected WP range is a write-protect fault', async () => {
-      const u = uffd({ features: ['WP_UNPOPULATED', 'PAGEFAULT_FLAG_WP'] });
+      const u = map.open({ features: ['WP_UNPOPULATED', 'PAGEFAULT_FLAG_WP'] });
       const r = map(4);
       u.register(r, { wp: true });
       u.writeProtect(r, { protect: true });
@@ -83,7 +78,7 @@ describeBackends('features', (backend) => {
     });
 
     it('without it, the same write goes through with no fault', async () => {
-      const u = uffd({ features: ['PAGEFAULT_FLAG_WP'] });
+      const u = map.open({ features: ['PAGEFAULT_FLAG_WP'] });
       const r = map(4);
       u.register(r, { wp: true });
       u.writeProtect(r, { protect: true });
@@ -95,7 +90,7 @@ describeBackends('features', (backend) => {
   });
 
   it('a page written through region.buffer before register() is present: no fault, its bytes read back', async () => {
-    const u = uffd();
+    const u = map.open();
     const r = map(4);
     new Uint8Array(r.buffer)[PAGE + 10] = 0x5a; // unregistered: an ordinary write on any thread
     u.register(r);

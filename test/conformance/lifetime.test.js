@@ -71,3 +71,78 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
     assert.deepStrictEqual(r.stdout.trim().split('\n'), ['fault', 'closing', 'read 0']);
   });
 });
+
+/** The prelude with a uffd and a registered region, and a heartbeat that holds nothing. */
+const registered = (backend) => `${prelude(backend)}
+  const uffd = Userfaultfd.open({ backend });
+  const region = Region.map(4 * 4096, { backend });
+  uffd.register(region);
+  setInterval(() => console.log('alive'), 50).unref();
+`;
+
+describeBackends('lifetime: a registered region, faults answered or waiting', (backend) => {
+  it('exits by itself with no listener', async () => {
+    const r = await runChild(`${registered(backend)} console.log('done');`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /done/);
+  });
+  it('exits by itself after close()', async () => {
+    const r = await runChild(`${registered(backend)}
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 1)));
+      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.close(); });`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /read 1/);
+  });
+  it('exits by itself after unref(), with the listener still on', async () => {
+    const r = await runChild(`${registered(backend)}
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 2)));
+      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.unref(); });`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /read 2/);
+  });
+  it('a read left waiting on an unanswered fault keeps the process alive after unref(), like a pending fs.read', async () => {
+    const r = await runChild(`${registered(backend)}
+      uffd.on('pagefault', () => { console.log('fault'); uffd.unref(); });
+      region.read(0, 1).then((b) => console.log('released', b[0]));`, { timeoutMs: 1500 });
+    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
+    assert.match(r.stdout, /fault/);
+    assert.doesNotMatch(r.stdout, /released/);
+  });
+  it('... and close() from a timer releases that read, and the process exits', async () => {
+    const r = await runChild(`${registered(backend)}
+      uffd.on('pagefault', () => { console.log('fault'); setTimeout(() => uffd.close(), 100); });
+      region.read(0, 1).then((b) => console.log('released', b[0]));`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /fault\n(alive\n)*released 0/);
+  });
+  it('exits after removing its last listener', async () => {
+    const r = await runChild(`${registered(backend)}
+      const h = (e) => { uffd.copy(e.address, Buffer.alloc(4096, 3)); };
+      uffd.on('pagefault', h);
+      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.off('pagefault', h); });`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+  });
+  it('exits after an events() iteration ends with break', async () => {
+    const r = await runChild(`${registered(backend)}
+      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(4096, 4)); break; } console.log('loop done'); })();
+      region.read(0, 1).then((b) => console.log('read', b[0]));`);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.match(r.stdout, /read 4/);
+  });
+  it('stays alive while a ref\'d uffd has a listener (killed by the timeout, heartbeats printed)', async () => {
+    const r = await runChild(`${registered(backend)}
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 5)));
+      region.read(0, 1).then((b) => console.log('read', b[0]));`, { timeoutMs: 1500 });
+    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
+    assert.strictEqual(r.signal, 'SIGKILL');
+    assert.match(r.stdout, /read 5/);
+    assert.ok(r.stdout.split('\n').filter((l) => l === 'alive').length >= 2, r.stdout);
+  });
+  it('ref() after unref() keeps it alive again', async () => {
+    const r = await runChild(`${registered(backend)}
+      uffd.on('pagefault', () => {});
+      uffd.unref().ref();`, { timeoutMs: 1500 });
+    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
+    assert.ok(r.stdout.includes('alive'));
+  });
+});

@@ -1,27 +1,17 @@
 // Non-cooperative events: REMOVE from dontneed, UNMAP from unmap.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { at, describeBackends, requireFeature, pattern, delay, PAGE } = require('../helpers');
+const { at, describeBackends, requireFeature, pattern, delay, PAGE, perTestUffd } = require('../helpers');
 
 
 describeBackends('events: remove and unmap', (backend) => {
   let uffd;
-  let regions;
+  const map = perTestUffd(backend);
   beforeEach(function () {
     requireFeature(this, backend, 'EVENT_REMOVE');
     requireFeature(this, backend, 'EVENT_UNMAP');
-    uffd = Userfaultfd.open({ backend, features: ['EVENT_REMOVE', 'EVENT_UNMAP'] });
-    regions = [];
+    uffd = map.open({ features: ['EVENT_REMOVE', 'EVENT_UNMAP'] });
   });
-  afterEach(() => {
-    if (uffd) uffd.close();
-    for (const r of regions) r.unmap();
-  });
-  const map = (n, o = {}) => {
-    const r = Region.map(n * PAGE, { backend, ...o });
-    regions.push(r);
-    return r;
-  };
   const next = (type) => new Promise((resolve) => uffd.once(type, resolve));
 
   it('the negotiated features are listed', () => {

@@ -6,7 +6,7 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { listenForUffd } = require('../../dist');
-const { nativeProbe, runProcess, skipWithReason, delay, requirePrivileged } = require('../helpers');
+const { runProcess, skipWithReason, delay, requirePrivileged, describeNative } = require('../helpers');
 const { buildPeer } = require('../fixtures/firecracker-peer');
 
 /** Connects (retrying until the listener is up), writes `bytes` without an fd, and stays. */
@@ -24,11 +24,10 @@ async function sendWithoutFd(sock, bytes) {
   }
 }
 
-describe('listenForUffd awaitFd (native-only)', function () {
+describeNative('listenForUffd awaitFd', function () {
   this.timeout(30000);
   let dir;
   before(function () {
-    if (!nativeProbe.available) skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-awaitfd-'));
   });
   after(() => {

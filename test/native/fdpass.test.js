@@ -5,7 +5,7 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, sendUffd, listenForUffd } = require('../../dist');
-const { nativeProbe, pattern, runChild, delay, PAGE, skipWithReason } = require('../helpers');
+const { pattern, runChild, delay, PAGE, describeNative } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
@@ -22,11 +22,10 @@ function sendPlain(socketPath, bytes) {
   });
 }
 
-describe('fdpass: sendUffd / listenForUffd (native-only)', function () {
+describeNative('fdpass: sendUffd / listenForUffd', function () {
   let dir;
   let sock;
   before(function () {
-    if (!nativeProbe.available) skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fdpass-'));
   });
   beforeEach(function () {

@@ -8,7 +8,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { nativeProbe, pattern, runProcess, skipWithReason, requirePrivileged } = require('../helpers');
+const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
 const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
@@ -46,7 +46,7 @@ function assertExited(h, code) {
   assert.deepStrictEqual([h.code, h.signal], [code, null], h.stderr);
 }
 
-describe('npx userfaultfd firecracker-handler (native-only)', function () {
+describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE'] }, function () {
   this.timeout(90000);
   let dir;
   let peerBin;
@@ -56,7 +56,6 @@ describe('npx userfaultfd firecracker-handler (native-only)', function () {
   const peer = (sock, args = [], mem = memFile) => runProcess(peerBin, [sock, mem, ...args], { timeoutMs: 40000 });
 
   before(function () {
-    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
     requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fccli-'));
     try {

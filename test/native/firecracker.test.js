@@ -7,7 +7,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { nativeProbe, pattern, runChild, runProcess, skipWithReason, requirePrivileged } = require('../helpers');
+const { pattern, runChild, runProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
 const { buildPeer, assertPeerOk, raiseHugepages } = require('../fixtures/firecracker-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -17,13 +17,12 @@ const HUGE = 2 << 20;
 
 const run = (file, args, timeoutMs = 30000) => runProcess(file, args, { timeoutMs });
 
-describe('examples/firecracker-handler with the C Firecracker peer (native-only)', function () {
+describeNative('examples/firecracker-handler with the C Firecracker peer', { features: ['EVENT_REMOVE'] }, function () {
   this.timeout(60000);
   let dir;
   let peerBin;
   let memFile;
   before(function () {
-    if (!nativeProbe.available || !nativeProbe.features.includes('EVENT_REMOVE')) skipWithReason(this, `the kernel backend or its EVENT_REMOVE is unavailable (${nativeProbe.reason || 'no EVENT_REMOVE'})`);
     requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fc-'));
     try {
@@ -90,12 +89,9 @@ describe('examples/firecracker-handler with the C Firecracker peer (native-only)
   });
 });
 
-describe('serve() of 2 MiB hugetlb pages (native-only)', function () {
+describeNative('serve() of 2 MiB hugetlb pages', { features: ['MISSING_HUGETLBFS'] }, function () {
   let restore;
   before(function () {
-    if (!nativeProbe.available || !nativeProbe.features.includes('MISSING_HUGETLBFS')) {
-      skipWithReason(this, `the kernel backend or its MISSING_HUGETLBFS is unavailable (${nativeProbe.reason || 'no MISSING_HUGETLBFS'})`);
-    }
     restore = raiseHugepages(4);
     if (typeof restore === 'string') skipWithReason(this, restore);
   });

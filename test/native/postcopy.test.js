@@ -2,15 +2,12 @@
 // spawned by the example itself.
 const assert = require('assert');
 const path = require('path');
-const { nativeProbe, runChild, skipWithReason } = require('../helpers');
+const { runChild, describeNative } = require('../helpers');
 
 const EXAMPLE = path.join(__dirname, '..', '..', 'examples', 'postcopy', 'index.js');
 
-describe('examples/postcopy over TCP loopback (native-only)', function () {
+describeNative('examples/postcopy over TCP loopback', function () {
   this.timeout(180000);
-  before(function () {
-    if (!nativeProbe.available) skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-  });
 
   it('a 64 MiB image arrives whole: destination checksum == source checksum', async function () {
     const r = await runChild(EXAMPLE, { isFile: true, args: ['--size', '64', '--json'], timeoutMs: 150000 });

@@ -1,13 +1,14 @@
 // Issue 3, what only the kernel shows: FORK events, the self-fault guard (a fault raised by
 // the JS thread itself), a Worker monitor answering the main thread's synchronous access, and
-// the process lifetime rule, each in a child process with a timeout.
+// Workers terminated with a reader running, each in a child process with a timeout. The process
+// lifetime rule both backends follow is in test/conformance/lifetime.test.js.
 const assert = require('assert');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged } = require('../helpers');
+const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged } = require('../helpers');
 
 
 const next = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
@@ -144,9 +145,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
   });
 
   it("'sigbus' on a kernel without POISON falls back to a zero page and reports it", async function () {
-    if (nativeProbe.features.includes('POISON')) {
-      skipWithReason(this, 'this kernel has POISON (the fallback is for kernels before 6.6)');
-    }
+    requireLacking(this, 'native', 'POISON', 'the fallback is for kernels before 6.6');
     const uffd = Userfaultfd.open({ onSelfFault: 'sigbus' });
     const region = Region.map(PAGE);
     try {
@@ -253,85 +252,7 @@ describeNative('a Worker monitor', () => {
   });
 });
 
-describeNative('process lifetime (child processes, with a timeout)', () => {
-  const prelude = `
-    const { Userfaultfd, Region } = require('./dist');
-    const uffd = Userfaultfd.open();
-    const region = Region.map(4 * 4096);
-    uffd.register(region);
-    setInterval(() => console.log('alive'), 50).unref();
-  `;
-  it('exits by itself with no listener', async () => {
-    const r = await runChild(`${prelude} console.log('done');`);
-    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
-    assert.match(r.stdout, /done/);
-  });
-  it('exits by itself after close()', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 1)));
-      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.close(); });`);
-    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
-    assert.match(r.stdout, /read 1/);
-  });
-  it('exits by itself after unref(), with the listener still on', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 2)));
-      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.unref(); });`);
-    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
-    assert.match(r.stdout, /read 2/);
-  });
-  it('a read left waiting on an unanswered fault keeps the process alive after unref(), like a pending fs.read', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', () => { console.log('fault'); uffd.unref(); });
-      region.read(0, 1).then((b) => console.log('released', b[0]));`, { timeoutMs: 1500 });
-    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
-    assert.match(r.stdout, /fault/);
-    assert.doesNotMatch(r.stdout, /released/);
-  });
-  it('... and close() from a timer releases that read, and the process exits', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', () => { console.log('fault'); setTimeout(() => uffd.close(), 100); });
-      region.read(0, 1).then((b) => console.log('released', b[0]));`);
-    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
-    assert.match(r.stdout, /fault\n(alive\n)*released 0/);
-  });
-  it('exits after removing its last listener', async () => {
-    const r = await runChild(`${prelude}
-      const h = (e) => { uffd.copy(e.address, Buffer.alloc(4096, 3)); };
-      uffd.on('pagefault', h);
-      region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.off('pagefault', h); });`);
-    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
-  });
-  it('exits after an events() iteration ends with break', async () => {
-    const r = await runChild(`${prelude}
-      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(4096, 4)); break; } console.log('loop done'); })();
-      region.read(0, 1).then((b) => console.log('read', b[0]));`);
-    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
-    assert.match(r.stdout, /read 4/);
-  });
-  it('stays alive while a ref\'d uffd has a listener (killed by the timeout, heartbeats printed)', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 5)));
-      region.read(0, 1).then((b) => console.log('read', b[0]));`, { timeoutMs: 1500 });
-    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
-    assert.strictEqual(r.signal, 'SIGKILL');
-    assert.match(r.stdout, /read 5/);
-    assert.ok(r.stdout.split('\n').filter((l) => l === 'alive').length >= 2, r.stdout);
-  });
-  it('ref() after unref() keeps it alive again', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', () => {});
-      uffd.unref().ref();`, { timeoutMs: 1500 });
-    assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
-    assert.ok(r.stdout.includes('alive'));
-  });
-  it('process.exit() with a pool thread waiting on a fault exits (the exit hook closes the uffd)', async () => {
-    const r = await runChild(`${prelude}
-      uffd.on('pagefault', () => { console.log('fault'); process.exit(7); });
-      region.read(0, 1);`);
-    assert.strictEqual(r.timedOut, false, `hung: ${r.stdout}`);
-    assert.strictEqual(r.code, 7, r.stderr);
-  });
+describeNative('process lifetime: Workers (child processes, with a timeout)', () => {
   for (const pending of [false, true]) {
     it(`a Worker with an open uffd, a running reader${pending ? ' and a read waiting on a fault' : ''} is terminated cleanly`, async () => {
       const r = await runChild(`

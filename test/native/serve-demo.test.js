@@ -3,15 +3,11 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { runChild, describeNative } = require('../helpers');
 
 const DEMO = path.join(__dirname, '..', '..', 'examples', 'lazy-file-demo.js');
 
-describe('the lazy-file demo (native-only)', function () {
-  if (!nativeProbe.available) {
-    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
-    return;
-  }
+describeNative('the lazy-file demo', function () {
 
   it('generates a 16 MiB file, verifies every touched byte, prints the table, exits 0, cleans up', async () => {
     const before = new Set(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('uffd-demo-')));

@@ -4,7 +4,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, delay, nativeProbe, skipWithReason } = require('../helpers');
+const { PAGE, pattern, delay, describeNative } = require('../helpers');
 
 const MiB = 1 << 20;
 const MAX_WINDOW = 4 * MiB; // native/page_source.h kMaxWindow
@@ -18,11 +18,7 @@ async function eventually(check, what) {
   assert.fail(`never: ${what}`);
 }
 
-describe('serve: read-ahead, residency, dontneed, stats (native-only)', function () {
-  if (!nativeProbe.available) {
-    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
-    return;
-  }
+describeNative('serve: read-ahead, residency, dontneed, stats', function () {
   let dir;
   let file;
   let data;

@@ -6,7 +6,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, nativeProbe, runChild, skipWithReason } = require('../helpers');
+const { PAGE, pattern, runChild, describeNative } = require('../helpers');
 
 const SIZE = 4 * 1024 * 1024;
 
@@ -19,11 +19,7 @@ function lcg(seed) {
   };
 }
 
-describe('serve: page sources, byte for byte (native-only)', function () {
-  if (!nativeProbe.available) {
-    it(`skipped: native backend unavailable (${nativeProbe.reason})`, function () { skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`); });
-    return;
-  }
+describeNative('serve: page sources, byte for byte', function () {
   let dir;
   let file;
   let data; // the file's bytes

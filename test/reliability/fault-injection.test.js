@@ -6,29 +6,18 @@ const { Worker } = require('worker_threads');
 const { spawn } = require('child_process');
 const path = require('path');
 const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { PAGE, pattern, delay, runChild, nativeProbe, skipWithReason, requirePrivileged } = require('../helpers');
+const { PAGE, pattern, delay, runChild, requirePrivileged, describeNative, perTestUffd } = require('../helpers');
 
 const DIST = path.resolve(__dirname, '../../dist');
 
-describe('reliability: fault injection, native-only', function () {
+describeNative('reliability: fault injection', function () {
   this.timeout(20000);
-  let uffd;
-  let region;
-  before(function () {
-    if (!nativeProbe.available) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
-  });
-  afterEach(() => {
-    if (uffd) uffd.close();
-    if (region) region.unmap();
-    uffd = region = undefined;
-  });
+  const map = perTestUffd('native');
 
   describe('a handler that throws', () => {
     it("emits 'error' with the fault, and the fault is answered by the fallback (zero page)", async () => {
-      uffd = Userfaultfd.open({ backend: 'native' });
-      region = Region.map(4 * PAGE, { backend: 'native' });
+      const uffd = map.open();
+      const region = map(4);
       uffd.register(region);
       const errors = [];
       uffd.on('error', (e) => errors.push(e));
@@ -41,8 +30,8 @@ describe('reliability: fault injection, native-only', function () {
     });
 
     it('a write-protect fault whose handler throws is un-protected, and the write lands', async () => {
-      uffd = Userfaultfd.open({ backend: 'native' });
-      region = Region.map(2 * PAGE, { backend: 'native' });
+      const uffd = map.open();
+      const region = map(2);
       await region.write(0, pattern(2 * PAGE, 3)); // populated before registering
       uffd.register(region, { wp: true });
       uffd.writeProtect(region, { protect: true });
@@ -71,8 +60,8 @@ describe('reliability: fault injection, native-only', function () {
 
   describe('a handler that never answers: faultTimeoutMs', () => {
     it('answers by the fallback and emits ERR_UFFD_FAULT_TIMEOUT', async () => {
-      uffd = Userfaultfd.open({ backend: 'native', faultTimeoutMs: 30 });
-      region = Region.map(4 * PAGE, { backend: 'native' });
+      const uffd = map.open({ faultTimeoutMs: 30 });
+      const region = map(4);
       uffd.register(region);
       const errors = [];
       uffd.on('error', (e) => errors.push(e));
@@ -85,8 +74,8 @@ describe('reliability: fault injection, native-only', function () {
     });
 
     it('covers events() consumers and write-protect faults too', async () => {
-      uffd = Userfaultfd.open({ backend: 'native', faultTimeoutMs: 20 });
-      region = Region.map(2 * PAGE, { backend: 'native' });
+      const uffd = map.open({ faultTimeoutMs: 20 });
+      const region = map(2);
       await region.write(0, pattern(2 * PAGE, 5));
       uffd.register(region, { wp: true });
       uffd.writeProtect(region, { protect: true });
@@ -105,8 +94,8 @@ describe('reliability: fault injection, native-only', function () {
     });
 
     it('does not fire for faults that were answered (copy, or EEXIST + wake)', async () => {
-      uffd = Userfaultfd.open({ backend: 'native', faultTimeoutMs: 30 });
-      region = Region.map(8 * PAGE, { backend: 'native' });
+      const uffd = map.open({ faultTimeoutMs: 30 });
+      const region = map(8);
       uffd.register(region);
       const errors = [];
       uffd.on('error', (e) => errors.push(e));
@@ -135,8 +124,8 @@ describe('reliability: fault injection, native-only', function () {
   });
 
   it('closing the uffd with faults pending releases every waiting thread', async () => {
-    uffd = Userfaultfd.open({ backend: 'native' });
-    region = Region.map(8 * PAGE, { backend: 'native' });
+    const uffd = map.open();
+    const region = map(8);
     uffd.register(region);
     let faults = 0;
     uffd.on('pagefault', () => { faults++; if (faults === 4) setImmediate(() => uffd.close()); }); // never answered
@@ -149,8 +138,8 @@ describe('reliability: fault injection, native-only', function () {
   });
 
   it('a Region unmapped while a write from a view of it waits on a fault stays mapped until the copy ends', async () => {
-    uffd = Userfaultfd.open({ backend: 'native' });
-    region = Region.map(4 * PAGE, { backend: 'native' });
+    const uffd = map.open();
+    const region = map(4);
     const other = Region.map(4 * PAGE, { backend: 'native' });
     new Uint8Array(other.buffer).fill(7);
     uffd.register(region);
@@ -165,7 +154,7 @@ describe('reliability: fault injection, native-only', function () {
   });
 
   it('a write from a view of a protected Region fails with EFAULT instead of killing the process', async () => {
-    region = Region.map(2 * PAGE, { backend: 'native' });
+    const region = map(2);
     const other = Region.map(2 * PAGE, { backend: 'native' });
     try {
       other.protect(0, PAGE, 'none');
@@ -183,7 +172,7 @@ describe('reliability: fault injection, native-only', function () {
     // A uffd opened with EVENT_REMOVE reads its events from open() on (docs/hardening.md); an
     // adopted copy reads nothing until asked, so the REMOVE below stays unread.
     const opener = Userfaultfd.open({ backend: 'native', features: ['EVENT_REMOVE'] });
-    uffd = Userfaultfd.fromFd(opener.fd, { backend: 'native' });
+    const uffd = map.closeAfter(Userfaultfd.fromFd(opener.fd, { backend: 'native' }));
     opener.close();
     // The madvise that raises REMOVE blocks until the event is read, so it must come from
     // another thread: a Worker maps the memory and drops a page of it.
@@ -232,8 +221,8 @@ describe('reliability: fault injection, native-only', function () {
 
   it("ESRCH: copying into a forked child's memory after it has exited", async function () {
     requirePrivileged(this, 'EVENT_FORK', 'ptrace');
-    uffd = Userfaultfd.open({ backend: 'native', features: ['EVENT_FORK'] });
-    region = Region.map(4 * PAGE, { backend: 'native' });
+    const uffd = map.open({ features: ['EVENT_FORK'] });
+    const region = map(4);
     uffd.register(region);
     const forked = new Promise((resolve) => uffd.on('fork', (e) => resolve(e.uffd)));
     // libuv spawns with fork(): the child's copy of the registered range comes with a new uffd.

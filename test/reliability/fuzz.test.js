@@ -4,15 +4,13 @@
 //   FUZZ_SEED=<seed> node test/reliability/fuzz-child.js
 const assert = require('assert');
 const path = require('path');
-const { runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { runChild, describeNative } = require('../helpers');
 
-describe('reliability: API fuzzing (native-only: the guarded self-fault path needs the kernel)', function () {
+// Native-only: the guarded self-fault path needs the kernel.
+describeNative('reliability: API fuzzing', function () {
   this.timeout(120000);
 
   it('survives 100,000 random calls with only TypeError/RangeError/UffdError failures', async function () {
-    if (!nativeProbe.available) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
     const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
     const calls = Number(process.env.FUZZ_CALLS || 100000);
     const r = await runChild(path.join(__dirname, 'fuzz-child.js'), {

@@ -3,7 +3,7 @@
 // (leak-child.js, with --expose-gc) after a warm-up (libuv's pool threads start lazily).
 const assert = require('assert');
 const path = require('path');
-const { runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { runChild, describeNative } = require('../helpers');
 
 async function leakRun(kind, cycles) {
   const r = await runChild(path.join(__dirname, 'leak-child.js'), {
@@ -19,13 +19,8 @@ async function leakRun(kind, cycles) {
   return result;
 }
 
-describe('reliability: leaks, native-only', function () {
+describeNative('reliability: leaks', function () {
   this.timeout(90000);
-  before(function () {
-    if (!nativeProbe.available) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
-  });
 
   it('1,000 cycles of open -> register -> fault -> close leave no fd, thread or mapping behind', async () => {
     const { before, after } = await leakRun('faults', 1000);

@@ -1,7 +1,7 @@
 // Lifecycle: a child process stopped at each stage of a uffd's life exits by itself, with the
 // expected status, within a bound (runChild kills it at the bound: a hang fails the case).
 const assert = require('assert');
-const { runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { runChild, describeNative } = require('../helpers');
 
 const PRELUDE = `
 const { Userfaultfd, Region, PageSource } = require('./dist');
@@ -18,13 +18,8 @@ function expectExit(r, code, what) {
   assert.strictEqual(r.code, code, info);
 }
 
-describe('reliability: lifecycle, native-only (each stage exits by itself)', function () {
+describeNative('reliability: lifecycle (each stage exits by itself)', function () {
   this.timeout(60000);
-  before(function () {
-    if (!nativeProbe.available) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
-  });
 
   it('opened: an open uffd does not hold the process', async () => {
     expectExit(await runChild(`${PRELUDE} console.log('opened', uffd.fd > 0);`, { timeoutMs: BOUND }), 0, 'opened');

@@ -10,7 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync, spawnSync } = require('child_process');
-const { nativeProbe, runProcess, skipWithReason, requirePrivileged, privileges } = require('../helpers');
+const { runProcess, skipWithReason, requirePrivileged, privileges, describeNative } = require('../helpers');
 
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
 const ROOT = path.resolve(__dirname, '../..');
@@ -26,7 +26,7 @@ const done = () => setImmediate(() => console.log(JSON.stringify(out)));
 const fail = (e) => { out.failed = e.stack; done(); };
 `;
 
-describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaultfd=0)', function () {
+describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)', function () {
   this.timeout(60000);
   let saved = null;
   let dir = ROOT;
@@ -35,11 +35,8 @@ describe('reliability: privileges, native-only (nobody, vm.unprivileged_userfaul
   let deny = null;
 
   before(function () {
-    if (process.platform !== 'linux' || !nativeProbe.available && !privileges.root) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
     asRoot = privileges.root;
-    if (!asRoot && !nativeProbe.userModeOnly) {
+    if (!asRoot && privileges.uffd) {
       skipWithReason(this, `this user already has a full userfaultfd (${privileges.summary}): nothing to fall back from`);
     }
     if (asRoot) {

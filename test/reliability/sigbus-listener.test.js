@@ -2,7 +2,7 @@
 // guard; a region.read of a poisoned page then faulted again forever on its pool thread. Each
 // case runs in a child with a deadline: a loop fails the case.
 const assert = require('assert');
-const { describeNative, runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { describeNative, runChild } = require('../helpers');
 
 const BODY = (listenerFirst) => `
   const { Userfaultfd, Region } = require('./dist');
@@ -29,11 +29,8 @@ const BODY = (listenerFirst) => `
     console.log(JSON.stringify(out));
   })();`;
 
-describeNative('reliability: SIGBUS with a JS SIGBUS listener', function () {
+describeNative('reliability: SIGBUS with a JS SIGBUS listener', { features: ['POISON'] }, function () {
   this.timeout(30000);
-  before(function () {
-    if (!nativeProbe.features.includes('POISON')) skipWithReason(this, 'the kernel lacks UFFDIO_POISON');
-  });
 
   for (const listenerFirst of [false, true]) {
     it(`listener added ${listenerFirst ? 'before' : 'after'} the first region: a poisoned page rejects with SIGBUS, kill -BUS reaches the listener`, async () => {

@@ -4,7 +4,7 @@
 // once with a native source. Each run is a child bounded to a minute.
 const assert = require('assert');
 const path = require('path');
-const { runChild, nativeProbe, skipWithReason } = require('../helpers');
+const { runChild, describeNative } = require('../helpers');
 
 const MODES = {
   js: 'a JS handler on the main thread; the thread pool faults',
@@ -12,13 +12,8 @@ const MODES = {
   native: 'a native source (serve); the main thread and the thread pool fault',
 };
 
-describe('reliability: uffd-stress, native-only (20 MiB, 16 bounces, counters checked)', function () {
+describeNative('reliability: uffd-stress (20 MiB, 16 bounces, counters checked)', function () {
   this.timeout(70000);
-  before(function () {
-    if (!nativeProbe.available) {
-      skipWithReason(this, `native backend unavailable (${nativeProbe.reason})`);
-    }
-  });
 
   for (const [mode, what] of Object.entries(MODES)) {
     it(`${mode}: ${what}`, async () => {

@@ -4,7 +4,7 @@ const assert = require('assert');
 const { probe, constants, FEATURE_NAMES } = require('../../dist');
 const { FALLBACK_CONSTANTS } = require('../../dist/constants');
 const { binding } = require('../../dist/native');
-const { runChild, skipWithReason, requirePrivileged } = require('../helpers');
+const { runChild, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
 
 /** Runs `body` in a child after `setup`, printing JSON on stdout; returns { out, stderr, code }. */
 async function child(body, { env = {}, setup = '' } = {}) {
@@ -38,13 +38,13 @@ const report = `
   region.unmap();`;
 
 describe('simulator: probe and constants', () => {
-  it("probe({ backend: 'simulator' }) is available with every feature", () => {
+  it("probe({ backend: 'simulator' }) is available with every feature but EVENT_FORK and EVENT_REMAP (it cannot fork or mremap)", () => {
     const p = probe({ backend: 'simulator' });
     assert.strictEqual(p.backend, 'simulator');
     assert.strictEqual(p.available, true);
     assert.strictEqual(p.api, 0xaa);
-    assert.deepStrictEqual(p.features, [...FEATURE_NAMES]);
-    assert.strictEqual(p.features.length, 17);
+    assert.deepStrictEqual(p.features, FEATURE_NAMES.filter((n) => n !== 'EVENT_FORK' && n !== 'EVENT_REMAP'));
+    assert.strictEqual(p.features.length, 15);
     assert.deepStrictEqual(p.ioctls, ['register', 'unregister', 'api']);
     assert.strictEqual(p.pageSize, constants.pageSize);
   });
@@ -53,24 +53,26 @@ describe('simulator: probe and constants', () => {
     if (!binding) skipWithReason(this, 'the native addon is not loaded here');
     assert.deepStrictEqual(FALLBACK_CONSTANTS, binding.constants);
   });
-
-  it("the simulator's ioctls answer matches the kernel's", function () {
-    const native = probe({ backend: 'native' });
-    if (!native.available) skipWithReason(this, `native backend unavailable (${native.reason})`);
-    assert.deepStrictEqual(probe({ backend: 'simulator' }).ioctls, native.ioctls);
-  });
 });
 
-describe('simulator: backend choice', function () {
+// The simulator beside this machine's kernel: what it must match, and when 'auto' prefers the kernel.
+describeNative('simulator: beside the kernel', function () {
   this.timeout(60000);
 
+  it("the simulator's ioctls answer matches the kernel's", function () {
+    assert.deepStrictEqual(probe({ backend: 'simulator' }).ioctls, probe({ backend: 'native' }).ioctls);
+  });
+
   it("'auto' uses the kernel on this Linux machine", async function () {
-    if (!probe({ backend: 'native' }).available) skipWithReason(this, `native backend unavailable (${probe({ backend: 'native' }).reason})`);
     requirePrivileged(this, 'a silent open (user-mode-only warns; test/reliability/privileges.test.js covers that)');
     const { out, stderr } = await child(report);
     assert.deepStrictEqual([out.backend, out.available, out.opened, out.mapped], ['native', true, 'native', 'native']);
     assert.strictEqual(stderr, '');
   });
+});
+
+describe('simulator: backend choice', function () {
+  this.timeout(60000);
 
   it('USERFAULTFD_BACKEND=simulator forces the simulator, says so, and warns about nothing', async () => {
     const { out, stderr } = await child(report, { env: { USERFAULTFD_BACKEND: 'simulator' } });
@@ -128,5 +130,32 @@ describe('simulator: backend choice', function () {
     assert.deepStrictEqual([out.backend, out.opened, out.mapped], ['simulator', 'simulator', 'simulator']);
     assert.strictEqual(out.reason, 'userfaultfd is Linux-only (this is darwin)');
     assert.strictEqual(stderr, '');
+  });
+});
+
+describe("simulator: 'auto' falling back refuses what the simulator cannot model", function () {
+  this.timeout(60000);
+
+  it('EVENT_FORK, EVENT_REMAP and onSelfFault sigbus: ERR_UFFD_UNSUPPORTED naming them, not a uffd that never reports', async () => {
+    const setup = "Object.defineProperty(process, 'platform', { value: 'darwin' });";
+    const { out } = await child(`
+      out.backend = u.probe().backend;
+      out.offered = u.probe().features;
+      out.refused = [];
+      for (const options of [{ features: ['EVENT_FORK'] }, { features: ['EVENT_REMOVE', 'EVENT_REMAP'] }, { onSelfFault: 'sigbus' }]) {
+        try { u.Userfaultfd.open(options).close(); out.refused.push('opened'); } catch (e) {
+          out.refused.push({ code: e.code, feature: e.feature, option: e.option, backend: e.backend, message: e.message });
+        }
+      }
+      out.other = u.Userfaultfd.open({ features: ['EVENT_REMOVE', 'EVENT_UNMAP'], onSelfFault: 'source' }).features;`, { setup });
+    assert.strictEqual(out.backend, 'simulator');
+    assert.ok(!out.offered.includes('EVENT_FORK') && !out.offered.includes('EVENT_REMAP'), out.offered.join());
+    const [fork, remap, sigbus] = out.refused;
+    assert.deepStrictEqual([fork.code, fork.feature, fork.backend], ['ERR_UFFD_UNSUPPORTED', 'EVENT_FORK', 'simulator']);
+    assert.match(fork.message, /EVENT_FORK.*fork/);
+    assert.deepStrictEqual([remap.code, remap.feature], ['ERR_UFFD_UNSUPPORTED', 'EVENT_REMAP']);
+    assert.deepStrictEqual([sigbus.code, sigbus.option], ['ERR_UFFD_UNSUPPORTED', 'onSelfFault']);
+    assert.match(sigbus.message, /onSelfFault 'sigbus'/);
+    assert.deepStrictEqual(out.other, ['EVENT_REMOVE', 'EVENT_UNMAP', 'THREAD_ID']);
   });
 });

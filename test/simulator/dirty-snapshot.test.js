@@ -3,20 +3,17 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { PAGE } = require('../helpers');
+const { UffdError } = require('../../dist');
+const { PAGE, perTestUffd } = require('../helpers');
 
 const backend = 'simulator';
 
 describe('dirty tracking and snapshots on the simulator', () => {
-  let open;
-  beforeEach(() => { open = []; });
-  afterEach(() => { for (const x of open.reverse()) (x instanceof Region ? x.unmap() : x.close()); });
-  const keep = (x) => { open.push(x); return x; };
+  const map = perTestUffd(backend);
 
   it('tracks region.write(), not stores through region.buffer (a plain ArrayBuffer here)', async () => {
-    const uffd = keep(Userfaultfd.open({ backend, features: ['WP_ASYNC', 'WP_UNPOPULATED'] }));
-    const region = keep(Region.map(8 * PAGE, { backend }));
+    const uffd = map.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED'] });
+    const region = map(8);
     uffd.register(region, { wp: true });
     uffd.writeProtect(region, { protect: true });
     new Uint8Array(region.buffer)[3 * PAGE] = 1; // unseen: no page table is involved
@@ -25,8 +22,8 @@ describe('dirty tracking and snapshots on the simulator', () => {
   });
 
   it('refuses to snapshot a page still missing in a MISSING range (EOPNOTSUPP), and leaves the range as it was', async () => {
-    const uffd = keep(Userfaultfd.open({ backend }));
-    const region = keep(Region.map(4 * PAGE, { backend }));
+    const uffd = map.open();
+    const region = map(4);
     uffd.register(region);
     const file = path.join(os.tmpdir(), `uffd-sim-snap-${process.pid}`);
     try {

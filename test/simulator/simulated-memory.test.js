@@ -1,4 +1,5 @@
-// Simulator-only: fake fds and fromFd, the buffer of a simulated region, protections, hugetlb.
+// Simulator-only: fake fds and fromFd of them, the buffer of a simulated region, protections,
+// hugetlb. What a fromFd duplicate shares, both backends show: test/conformance/from-fd.test.js.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
 const { pattern, PAGE } = require('../helpers');
@@ -22,32 +23,6 @@ describe('simulator: fake fds and fromFd', () => {
     }
     assert.strictEqual(uffd.fd, -1);
     assert.strictEqual(shared.fd, -1);
-  });
-
-  it('fromFd duplicates: registrations and faults are shared; closing either copy leaves the other working', async () => {
-    const a = Userfaultfd.open({ backend, features: ['EVENT_REMOVE'] });
-    const region = Region.map(2 * PAGE, { backend });
-    let b;
-    try {
-      b = Userfaultfd.fromFd(a.fd, { backend });
-      assert.notStrictEqual(b.fd, a.fd);
-      assert.strictEqual(b.backend, 'simulator');
-      assert.ok(b.features.includes('EVENT_REMOVE'));
-      a.register(region);
-      // b owns the events: its reader takes the fault raised in a's registration.
-      b.on('pagefault', (e) => b.copy(e.address, pattern(PAGE, 4)));
-      assert.deepStrictEqual(await region.read(0, PAGE), pattern(PAGE, 4));
-      a.close();
-      assert.deepStrictEqual(await region.read(PAGE, PAGE), pattern(PAGE, 4));
-      // The range stays registered to the context while b is open.
-      const other = Userfaultfd.open({ backend });
-      assert.throws(() => other.register(region), { code: 'EBUSY' });
-      other.close();
-    } finally {
-      a.close();
-      if (b) b.close();
-      region.unmap();
-    }
   });
 
   it('fromFd of a number that is no open simulated uffd is a TypeError', () => {

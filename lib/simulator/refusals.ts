@@ -1,0 +1,41 @@
+/**
+ * What the simulator cannot model, in one table: asked for, it is refused at open() with
+ * ERR_UFFD_UNSUPPORTED, never accepted and then silently never honoured (docs/simulator.md).
+ * Every feature and option not listed here is modelled. JS thread only.
+ */
+import { FEATURE_NAMES, FeatureName } from '../constants';
+import { codedError } from '../errors';
+import type { OpenOptions, SelfFaultPolicy } from '../types';
+
+/** The features the simulator refuses, each with what a user would wait for in vain. */
+export const REFUSED_FEATURES: Readonly<Partial<Record<FeatureName, string>>> = {
+  EVENT_FORK: 'it cannot fork(): no child ever shares its memory, so no fork event would ever come',
+  EVENT_REMAP: 'it cannot mremap(): its regions never move, so no remap event would ever come',
+};
+
+/** The onSelfFault policies the simulator refuses, and why. */
+export const REFUSED_SELF_FAULT_POLICIES: Readonly<Partial<Record<SelfFaultPolicy, string>>> = {
+  sigbus: 'a touch of region.buffer raises no fault here, so it would read zeros where the kernel backend ' +
+    'kills the thread with SIGBUS (the outcome this policy is chosen for)',
+};
+
+/** The features the simulator offers (its probe()). */
+export const SIMULATED_FEATURES: FeatureName[] = FEATURE_NAMES.filter((n) => REFUSED_FEATURES[n] === undefined);
+
+/** The refusal error: what was asked, why the simulator cannot honour it, and where it can be. */
+function unsupported(what: string, why: string, detail: { feature?: FeatureName; option?: string }): Error {
+  return Object.assign(codedError('ERR_UFFD_UNSUPPORTED',
+    `The simulator backend does not support ${what}: ${why}. Use the native backend (Linux) for it`),
+  { backend: 'simulator', ...detail });
+}
+
+/** Throws ERR_UFFD_UNSUPPORTED for the first feature or option of `options` the simulator refuses. */
+export function refuseUnsimulated(features: readonly FeatureName[], options: OpenOptions): void {
+  for (const name of features) {
+    const why = REFUSED_FEATURES[name];
+    if (why !== undefined) throw unsupported(`the feature ${name}`, why, { feature: name });
+  }
+  const policy = options.onSelfFault;
+  const why = policy === undefined ? undefined : REFUSED_SELF_FAULT_POLICIES[policy];
+  if (why !== undefined) throw unsupported(`onSelfFault '${policy}'`, why, { option: 'onSelfFault' });
+}
