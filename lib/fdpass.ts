@@ -289,7 +289,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     this.handle.close();
     for (const c of this.conns.values()) {
       clearTimeout(c.timer);
-      closeAll(c.fds);
+      this.closeReceived(c.fds);
       c.closed?.();
     }
     this.conns.clear();
@@ -307,7 +307,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private onEvents(events: NativeListenEvent[]): void {
     for (const e of events) {
       if (this.isClosed) {
-        if (e.type === 'data') closeAll(e.fds);
+        if (e.type === 'data') this.closeReceived(e.fds);
         continue;
       }
       switch (e.type) {
@@ -340,11 +340,11 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private onData(id: number, data: Buffer, fds: number[]): void {
     const c = this.conns.get(id);
     if (!c || c.done) {
-      closeAll(fds);
+      this.closeReceived(fds);
       return;
     }
     // One fd a connection (the native thread already closes the rest; this is the backstop).
-    if (c.fds.length > 0) closeAll(fds);
+    if (c.fds.length > 0) this.closeReceived(fds);
     else c.fds.push(...fds);
     c.chunks.push(data);
     c.received += data.length;
@@ -394,7 +394,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
       c.closed?.();
       return;
     }
-    closeAll(c.fds);
+    this.closeReceived(c.fds);
     c.fds = [];
     if (e.type === 'error') {
       this.report(makeError(e.code, `the connection failed before a userfaultfd arrived: ${e.code}`, c, e.errno));
@@ -420,14 +420,14 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     try {
       uffd = Userfaultfd.fromFd(fds[0], this.adoptOptions);
     } catch (err) {
-      closeAll(fds);
+      this.closeReceived(fds);
       this.handle.drop(id);
       this.conns.delete(id);
       const code = (err as { code?: string }).code === 'ERR_INVALID_ARG_TYPE' ? 'ERR_UFFD_NOT_USERFAULTFD' : (err as { code?: string }).code ?? 'EIO';
       this.report(makeError(code, `the received fd is not a usable userfaultfd: ${(err as Error).message}`, c));
       return;
     }
-    closeAll(fds); // fromFd duplicated the first; extra fds are not ours to keep
+    this.closeReceived(fds); // fromFd duplicated the first; extra fds are not ours to keep
     this.handle.release(id);
     const peerClosed = new Promise<void>((resolve) => {
       c.closed = resolve;
@@ -442,11 +442,17 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private fail(id: number, c: Connection, code: FdPassErrorCode, message: string): void {
     c.done = true;
     clearTimeout(c.timer);
-    closeAll(c.fds);
+    this.closeReceived(c.fds);
     c.fds = [];
     this.handle.drop(id);
     this.conns.delete(id);
     this.report(makeError(code, message, c));
+  }
+
+  // Received fds are closed by the listener, which closes the ones JS still holds when it
+  // closes (a Worker terminated mid-message cannot run JS to close them).
+  private closeReceived(fds: number[]): void {
+    if (fds.length > 0) this.handle.closeReceived(fds);
   }
 
   private report(err: FdPassError): void {
@@ -480,16 +486,6 @@ function checkUids(uids: unknown): ReadonlySet<number> {
     if (!Number.isInteger(u) || u < 0 || u > 0xffffffff) throw outOfRange('options.allowUids', 'uids (integers from 0 to 2^32 - 1)', u);
   }
   return new Set(uids as number[]);
-}
-
-function closeAll(fds: number[]): void {
-  for (const fd of fds) {
-    try {
-      binding!.closeFd(fd);
-    } catch {
-      // already closed
-    }
-  }
 }
 
 function unlinkStaleSocket(socketPath: string): void {

@@ -100,6 +100,8 @@ export interface NativeFdListener {
   release(conn: number): void;
   /** Close the connection now. */
   drop(conn: number): void;
+  /** Close received fds JS is done with; the listener closes the rest when it closes. */
+  closeReceived(fds: number[]): void;
 }
 
 export interface FdPassBinding {
@@ -111,7 +113,8 @@ export interface FdPassBinding {
 export interface Binding extends FdPassBinding {
   supported: true;
   /** localMemory: the uffd was opened here, for this process's own memory (not received or forked). */
-  Userfaultfd: new (fd: number, features: number, localMemory?: boolean) => NativeUserfaultfd;
+  /** dup: adopt a duplicate of fd, made by the constructor (the caller keeps fd). */
+  Userfaultfd: new (fd: number, features: number, localMemory?: boolean, dup?: boolean) => NativeUserfaultfd;
   Region: new (length: number, shared: boolean, hugetlb: boolean, aliasFd?: number) => NativeRegion;
   constants: NativeConstants;
   setErrorClass(cls: new (...args: never[]) => Error): void;

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -16,23 +17,20 @@ constexpr size_t kReserve = 256;  // deliveries kept allocated, so steady state 
 
 FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
                          Napi::Uint8Array scratch)
-    : fd_(fd), handler_(handler) {
+    : fd_(fd), handler_(handler), queue_(this, kReserve) {
   if (thread_.initError() != 0) ThrowErrno(env, thread_.initError(), "eventfd");
   scratch_ = Napi::Persistent(scratch.As<Napi::Object>());
   scratchData_ = scratch.Data();
   scratchCapacity_ = scratch.ByteLength() / sizeof(Delivery);
   if (scratchCapacity_ == 0) ThrowRangeError(env, "scratch buffer too small");
-  pending_.reserve(kReserve);
-  delivering_.reserve(kReserve);
   toPost_.reserve(kBatch);
   retry_.reserve(kReserve);
   retryNext_.reserve(kReserve);
-  tsfn_ = Tsfn::New(env, onBatch, "userfaultfd-reader", 0, 1, this, Finalize,
-                    static_cast<void*>(nullptr));
+  queue_.Open(env, onBatch, "userfaultfd-reader");
 }
 
-// Not in the constructor: once the thread-safe function exists, its finalizer owns this object,
-// and a constructor that threw would free it a second time.
+// Not in the constructor: once the thread-safe function exists (JsBatchQueue::Open), its
+// finalizer owns this object, and a constructor that threw would free it a second time.
 void FaultReader::Start(Napi::Env env) {
   int err = thread_.Start([this] { Run(); });
   if (err == 0) return;
@@ -40,23 +38,14 @@ void FaultReader::Start(Napi::Env env) {
   ThrowErrno(env, err, "pthread_create");
 }
 
-FaultReader::~FaultReader() {
-  DropUndelivered(pending_);
-  DropUndelivered(delivering_);
-}
-
 void FaultReader::Stop() {
   if (!thread_.Stop()) return;
-  tsfn_.Release();  // Finalize deletes this once the queue has drained
+  queue_.Release();  // its finalizer deletes this once the queue has drained
 }
 
-void FaultReader::Ref(Napi::Env env) {
-  if (!thread_.stopped()) tsfn_.Ref(env);
-}
+void FaultReader::Ref(Napi::Env env) { queue_.Ref(env); }
 
-void FaultReader::Unref(Napi::Env env) {
-  if (!thread_.stopped()) tsfn_.Unref(env);
-}
+void FaultReader::Unref(Napi::Env env) { queue_.Unref(env); }
 
 // Reader thread.
 void FaultReader::Run() {
@@ -92,7 +81,7 @@ void FaultReader::UpdateYield() {
   if (!yielding) return;
   Delivery d{};
   d.note = kNoteYielded;
-  PostAndSignal(&d, 1);
+  queue_.Post(&d, 1);
 }
 
 // Reader thread: what poll(2) said of the uffd. False when the reader must stop.
@@ -101,7 +90,7 @@ bool FaultReader::HandleReady(short revents) {
     Delivery d{};
     d.note = kNoteReaderFailed;
     d.err = (revents & POLLNVAL) ? EBADF : EINVAL;
-    PostAndSignal(&d, 1);
+    queue_.Post(&d, 1);
     return false;
   }
   return !(revents & (POLLIN | POLLHUP)) || ReadBatch();
@@ -118,7 +107,7 @@ bool FaultReader::ReadBatch() {
     Delivery d{};
     d.note = kNoteReaderFailed;
     d.err = errno;
-    PostAndSignal(&d, 1);
+    queue_.Post(&d, 1);
     return false;
   }
   size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
@@ -143,7 +132,7 @@ void FaultReader::Retry() {
 // Reader thread: hands this batch's deliveries to JS.
 void FaultReader::PostBatch() {
   if (toPost_.empty()) return;
-  PostAndSignal(toPost_.data(), toPost_.size());
+  queue_.Post(toPost_.data(), toPost_.size());
   toPost_.clear();
 }
 
@@ -167,73 +156,30 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
   }
 }
 
-// Reader thread. The thread-safe function is called after mutex_ is released: its call wakes
-// the JS thread, and a reader preempted while still holding mutex_ (one CPU, or a busy
-// machine) made the JS thread block on it and switch back and forth twice more per batch
-// (measured with perf stat: 6.9 -> 5.7 context switches per fault; docs/performance.md).
-void FaultReader::PostAndSignal(const Delivery* d, size_t count) {
-  bool signal = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    pending_.insert(pending_.end(), d, d + count);
-    if (!signalled_) signalled_ = signal = true;
-  }
-  // NonBlockingCall on an unbounded queue never waits for JS: the reader keeps reading
-  // (non-cooperative events block their callers until read) even while JS is busy. A call
-  // that finds the deliveries already taken by an earlier one delivers nothing.
-  if (signal && tsfn_.NonBlockingCall() != napi_ok) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    signalled_ = false;
-  }
-}
-
-void FaultReader::CallJs(Napi::Env env, Napi::Function fn, FaultReader* self, void*) {
-  if (env == nullptr || self == nullptr) return;
-  self->DeliverToJs(env, fn);
-}
-
 // JS thread.
-void FaultReader::DeliverToJs(Napi::Env env, Napi::Function fn) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    delivering_.swap(pending_);
-    signalled_ = false;
-  }
-  if (thread_.stopped()) {
-    DropUndelivered(delivering_);
-    return;
-  }
+size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch) {
   size_t done = 0;
-  while (done < delivering_.size()) {
-    size_t n = std::min(scratchCapacity_, delivering_.size() - done);
-    memcpy(scratchData_, &delivering_[done], n * sizeof(Delivery));
+  while (done < batch.size()) {
+    size_t n = std::min(scratchCapacity_, batch.size() - done);
+    memcpy(scratchData_, &batch[done], n * sizeof(Delivery));
     done += n;
-    // Raw napi: node-addon-api's Call() would build a Napi::Error on failure, and building
-    // one aborts the process while a Worker is being torn down (JS cannot run then).
-    napi_value arg = Napi::Number::New(env, static_cast<double>(n));
+    napi_value arg;
+    napi_value undefined;
     napi_value result;
-    if (napi_call_function(env, env.Undefined(), fn, 1, &arg, &result) != napi_ok) {
+    napi_create_uint32(env, static_cast<uint32_t>(n), &arg);
+    napi_get_undefined(env, &undefined);
+    if (napi_call_function(env, undefined, fn, 1, &arg, &result) != napi_ok) {
       // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any
       // exception left pending here is reported by Node) or JS cannot run any more
       // (environment teardown: the uffd is closed by its cleanup hook). Stop either way.
       break;
     }
   }
-  if (done < delivering_.size()) {
-    std::vector<Delivery> rest(delivering_.begin() + done, delivering_.end());
-    DropUndelivered(rest);
-  }
-  delivering_.clear();
+  return done;
 }
 
-// Fork events carry an fd installed in this process: close those nobody will receive.
-void FaultReader::DropUndelivered(std::vector<Delivery>& batch) {
-  for (const Delivery& d : batch) {
-    if (d.note == kNoteKernel && d.msg.event == UFFD_EVENT_FORK) close(d.msg.arg.fork.ufd);
-  }
-  batch.clear();
+void FaultReader::Discard(Delivery& d) {
+  if (d.note == kNoteKernel && d.msg.event == UFFD_EVENT_FORK) close(d.msg.arg.fork.ufd);
 }
-
-void FaultReader::Finalize(Napi::Env, void*, FaultReader* self) { delete self; }
 
 }  // namespace uffd

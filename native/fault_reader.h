@@ -4,11 +4,10 @@
 #pragma once
 #include <napi.h>
 
-#include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
+#include "js_batch_queue.h"
 #include "kernel_abi.h"
 #include "wakeable_thread.h"
 
@@ -70,9 +69,8 @@ class FaultReader {
   void Nudge() { thread_.Wake(); }
 
  private:
-  static void CallJs(Napi::Env env, Napi::Function fn, FaultReader* self, void* unused);
-  using Tsfn = Napi::TypedThreadSafeFunction<FaultReader, void, &FaultReader::CallJs>;
-  ~FaultReader();
+  friend class JsBatchQueue<FaultReader, Delivery>;
+  ~FaultReader() = default;
 
   void Run();                       // reader thread
   void UpdateYield();               // reader thread
@@ -81,13 +79,12 @@ class FaultReader {
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
   void Retry();                                       // reader thread
   void PostBatch();                                   // reader thread
-  // Reader thread: queue deliveries for JS and signal it (outside mutex_) unless a signal
-  // is already pending.
-  void PostAndSignal(const Delivery* d, size_t count);
 
-  void DeliverToJs(Napi::Env env, Napi::Function fn);  // JS thread
-  static void Finalize(Napi::Env env, void* unused, FaultReader* self);
-  void DropUndelivered(std::vector<Delivery>& batch);
+  // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful.
+  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch);
+  // Any thread: a fork event carries an fd installed in this process; close it if nobody
+  // will receive it.
+  static void Discard(Delivery& d);
 
   int fd_;
   FaultHandler* handler_;
@@ -96,14 +93,10 @@ class FaultReader {
   size_t scratchCapacity_;  // deliveries that fit in scratch
 
   WakeableThread thread_;
-  Tsfn tsfn_;
+  JsBatchQueue<FaultReader, Delivery> queue_;
 
-  std::mutex mutex_;
-  std::vector<Delivery> pending_;     // filled by the reader, under mutex_
-  std::vector<Delivery> delivering_;  // JS thread's side of the swap
-  bool signalled_ = false;            // under mutex_: a CallJs is queued
-  std::vector<Delivery> toPost_;      // reader thread's batch, posted once per read
-  std::vector<uffd_msg> retry_;       // reader thread: messages to answer after the next read
+  std::vector<Delivery> toPost_;  // reader thread's batch, posted once per read
+  std::vector<uffd_msg> retry_;   // reader thread: messages to answer after the next read
   std::vector<uffd_msg> retryNext_;
   uffd_msg buffer_[kBatch];
   bool yielding_ = false;  // reader thread

@@ -29,6 +29,9 @@ constexpr size_t kMaxFdsPerMessage = 1;
 constexpr int kFirstBackoffMs = 10;
 constexpr int kMaxBackoffMs = 1000;
 
+// Events kept allocated on both sides of the queue's swap.
+constexpr size_t kReserve = 64;
+
 int64_t NowMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -129,25 +132,28 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
 // ---- the listener thread ------------------------------------------------------------------
 
 ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents)
-    : listenFd_(listenFd), readSize_(readSize), buffer_(readSize), spareFd_(OpenSpare()) {
+    : listenFd_(listenFd),
+      readSize_(readSize),
+      buffer_(readSize),
+      spareFd_(OpenSpare()),
+      queue_(this, kReserve) {
   if (thread_.initError() != 0) {
     close(listenFd_);
     if (spareFd_ >= 0) close(spareFd_);
     ThrowErrno(env, thread_.initError(), "eventfd");
   }
-  tsfn_ = Tsfn::New(env, onEvents, "userfaultfd-listener", 0, 1, this, Finalize,
-                    static_cast<void*>(nullptr));
+  queue_.Open(env, onEvents, "userfaultfd-listener");
 }
 
 void ListenCore::Start(Napi::Env env) {
   int err = thread_.Start([this] { Run(); });
   if (err == 0) return;
-  Stop();  // no thread to join; Finalize deletes this
+  Stop();  // no thread to join; the queue's finalizer deletes this
   ThrowErrno(env, err, "pthread_create");
 }
 
 ListenCore::~ListenCore() {
-  CloseFds(pending_);
+  for (int fd : handed_) close(fd);  // empty after Stop
   for (const Conn& c : conns_) close(c.fd);
   if (listenFd_ >= 0) close(listenFd_);
   if (spareFd_ >= 0) close(spareFd_);
@@ -162,22 +168,29 @@ void ListenCore::Stop() {
   listenFd_ = -1;
   if (spareFd_ >= 0) close(spareFd_);
   spareFd_ = -1;
-  tsfn_.Release();
+  for (int fd : handed_) close(fd);
+  handed_.clear();
+  queue_.Release();
 }
 
-void ListenCore::Ref(Napi::Env env) {
-  if (!thread_.stopped()) tsfn_.Ref(env);
-}
+void ListenCore::Ref(Napi::Env env) { queue_.Ref(env); }
 
-void ListenCore::Unref(Napi::Env env) {
-  if (!thread_.stopped()) tsfn_.Unref(env);
-}
+void ListenCore::Unref(Napi::Env env) { queue_.Unref(env); }
 
 void ListenCore::Release(uint32_t conn) {
   if (thread_.stopped()) return;
   std::lock_guard<std::mutex> lock(mutex_);
   commands_.push_back({conn, false});
   thread_.Wake();
+}
+
+void ListenCore::CloseReceived(const std::vector<int>& fds) {
+  for (int fd : fds) {
+    auto it = std::find(handed_.begin(), handed_.end(), fd);
+    if (it == handed_.end()) continue;
+    handed_.erase(it);
+    close(fd);
+  }
 }
 
 void ListenCore::Drop(uint32_t conn) {
@@ -205,7 +218,7 @@ void ListenCore::Run() {
     if (n < 0) {
       if (errno == EINTR) continue;
       ListenEvent e{ListenEvent::kError, 0, 0, 0, 0, errno, {}, {}};
-      Post(std::move(e));
+      queue_.Post(std::move(e));
       return;
     }
     if (fds[0].revents != 0) {
@@ -226,7 +239,7 @@ void ListenCore::Run() {
         if (c.reading && (re & (POLLIN | POLLHUP | POLLERR))) {
           alive = Receive(c);
         } else if (!c.reading && (re & (POLLRDHUP | POLLHUP | POLLERR))) {
-          Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
+          queue_.Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
           alive = false;
         }
       }
@@ -269,7 +282,7 @@ void ListenCore::AcceptAll() {
     uint32_t id = nextConn_++;
     if (id == 0) id = nextConn_++;
     conns_.push_back({id, fd, true, false});
-    Post({ListenEvent::kAccept, id, cred.pid, cred.uid, cred.gid, 0, {}, {}});
+    queue_.Post({ListenEvent::kAccept, id, cred.pid, cred.uid, cred.gid, 0, {}, {}});
   }
 }
 
@@ -280,7 +293,7 @@ void ListenCore::PauseAccepting(int err) {
   resumeAcceptAt_ = NowMs() + backoffMs_;
   if (err == acceptErrno_) return;
   acceptErrno_ = err;
-  Post({ListenEvent::kError, 0, 0, 0, 0, err, {}, {}});
+  queue_.Post({ListenEvent::kError, 0, 0, 0, 0, err, {}, {}});
 }
 
 // Listener thread. One recvmsg(2): bytes and the fds that came with them.
@@ -308,7 +321,7 @@ bool ListenCore::Receive(Conn& c) {
   errno = err;
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
-    Post({ListenEvent::kError, c.id, 0, 0, 0, errno, {}, {}});
+    queue_.Post({ListenEvent::kError, c.id, 0, 0, 0, errno, {}, {}});
     return false;
   }
   ListenEvent e{ListenEvent::kData, c.id, 0, 0, 0, 0, {}, {}};
@@ -328,15 +341,15 @@ bool ListenCore::Receive(Conn& c) {
   }
   if (!c.hasFd && (msg.msg_flags & MSG_CTRUNC)) {
     // An fd came but none could be installed (EMFILE): say so, not "no fd".
-    Post({ListenEvent::kError, c.id, 0, 0, 0, EMFILE, {}, {}});
+    queue_.Post({ListenEvent::kError, c.id, 0, 0, 0, EMFILE, {}, {}});
     return false;
   }
   if (n == 0 && e.fds.empty()) {
-    Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
+    queue_.Post({ListenEvent::kEnd, c.id, 0, 0, 0, 0, {}, {}});
     return false;
   }
   e.data.assign(buffer_.data(), buffer_.data() + n);
-  Post(std::move(e));
+  queue_.Post(std::move(e));
   return true;
 }
 
@@ -363,77 +376,78 @@ void ListenCore::ApplyCommands() {
   }
 }
 
-// Listener thread.
-void ListenCore::Post(ListenEvent&& e) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  pending_.push_back(std::move(e));
-  if (signalled_) return;
-  signalled_ = true;
-  if (tsfn_.NonBlockingCall() != napi_ok) signalled_ = false;  // napi_closing: stop quietly
+namespace {
+
+// JS thread. Raw napi, each status checked: while a Worker is torn down JS cannot run, napi
+// calls that need it fail, and node-addon-api would build a Napi::Error from the failure, which
+// aborts. Returns false on the first failure.
+bool SetNumber(napi_env env, napi_value o, const char* key, double v) {
+  napi_value n;
+  return napi_create_double(env, v, &n) == napi_ok &&
+         napi_set_named_property(env, o, key, n) == napi_ok;
 }
 
-void ListenCore::CallJs(Napi::Env env, Napi::Function fn, ListenCore* self, void*) {
-  if (self == nullptr) return;
-  if (env == nullptr) {
-    std::lock_guard<std::mutex> lock(self->mutex_);
-    CloseFds(self->pending_);
-    return;
-  }
-  self->Deliver(env, fn);
+bool SetString(napi_env env, napi_value o, const char* key, const char* v) {
+  napi_value s;
+  return napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &s) == napi_ok &&
+         napi_set_named_property(env, o, key, s) == napi_ok;
 }
 
-// JS thread.
-void ListenCore::Deliver(Napi::Env env, Napi::Function fn) {
-  std::vector<ListenEvent> events;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    events.swap(pending_);
-    signalled_ = false;
-  }
-  if (thread_.stopped()) {
-    CloseFds(events);
-    return;
-  }
-  Napi::Array arr = Napi::Array::New(env, events.size());
+// JS thread: {type, conn, ...} as lib/native.ts NativeListenEvent declares it, or null.
+napi_value EventToJs(napi_env env, const ListenEvent& e) {
   static const char* kKinds[] = {"accept", "data", "end", "error"};
-  for (size_t i = 0; i < events.size(); i++) {
-    ListenEvent& e = events[i];
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("type", kKinds[e.kind]);
-    o.Set("conn", Napi::Number::New(env, e.conn));
-    if (e.kind == ListenEvent::kAccept) {
-      o.Set("pid", Napi::Number::New(env, e.pid));
-      o.Set("uid", Napi::Number::New(env, e.uid));
-      o.Set("gid", Napi::Number::New(env, e.gid));
-    } else if (e.kind == ListenEvent::kData) {
-      o.Set("data", Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size()));
-      Napi::Array fds = Napi::Array::New(env, e.fds.size());
-      for (size_t k = 0; k < e.fds.size(); k++)
-        fds.Set(static_cast<uint32_t>(k), Napi::Number::New(env, e.fds[k]));
-      e.fds.clear();  // JavaScript owns them now
-      o.Set("fds", fds);
-    } else if (e.kind == ListenEvent::kError) {
-      o.Set("errno", Napi::Number::New(env, e.err));
-      o.Set("code", ErrnoCode(e.err));
+  napi_value o;
+  if (napi_create_object(env, &o) != napi_ok || !SetString(env, o, "type", kKinds[e.kind]) ||
+      !SetNumber(env, o, "conn", e.conn))
+    return nullptr;
+  bool ok = true;
+  if (e.kind == ListenEvent::kAccept) {
+    ok = SetNumber(env, o, "pid", e.pid) && SetNumber(env, o, "uid", e.uid) &&
+         SetNumber(env, o, "gid", e.gid);
+  } else if (e.kind == ListenEvent::kData) {
+    napi_value data;
+    napi_value fds;
+    ok = napi_create_buffer_copy(env, e.data.size(), e.data.data(), nullptr, &data) == napi_ok &&
+         napi_set_named_property(env, o, "data", data) == napi_ok &&
+         napi_create_array_with_length(env, e.fds.size(), &fds) == napi_ok &&
+         napi_set_named_property(env, o, "fds", fds) == napi_ok;
+    for (size_t k = 0; ok && k < e.fds.size(); k++) {
+      napi_value fd;
+      ok = napi_create_int32(env, e.fds[k], &fd) == napi_ok &&
+           napi_set_element(env, fds, static_cast<uint32_t>(k), fd) == napi_ok;
     }
-    arr.Set(static_cast<uint32_t>(i), o);
+  } else if (e.kind == ListenEvent::kError) {
+    ok = SetNumber(env, o, "errno", e.err) && SetString(env, o, "code", ErrnoCode(e.err));
   }
-  try {
-    fn.Call({arr});
-  } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
-  }
+  return ok ? o : nullptr;
 }
 
-void ListenCore::CloseFds(std::vector<ListenEvent>& events) {
-  for (ListenEvent& e : events) {
-    for (int fd : e.fds) close(fd);
-    e.fds.clear();
+}  // namespace
+
+// JS thread. Once the array is built the call is made, and the fds in it are in handed_ until
+// JS closes them through CloseReceived or Stop does, whether the call succeeds or not (it may
+// have taken some before it failed).
+size_t ListenCore::DeliverBatch(napi_env env, napi_value fn, std::vector<ListenEvent>& batch) {
+  napi_value arr;
+  if (napi_create_array_with_length(env, batch.size(), &arr) != napi_ok) return 0;
+  for (size_t i = 0; i < batch.size(); i++) {
+    napi_value o = EventToJs(env, batch[i]);
+    if (o == nullptr || napi_set_element(env, arr, static_cast<uint32_t>(i), o) != napi_ok)
+      return 0;
   }
-  events.clear();
+  for (const ListenEvent& e : batch) handed_.insert(handed_.end(), e.fds.begin(), e.fds.end());
+  napi_value undefined;
+  napi_value result;
+  napi_get_undefined(env, &undefined);
+  // A failure (JS cannot run, or lib/ threw, which it never does) is left to Node to report.
+  napi_call_function(env, undefined, fn, 1, &arr, &result);
+  return batch.size();
 }
 
-void ListenCore::Finalize(Napi::Env, void*, ListenCore* self) { delete self; }
+void ListenCore::Discard(ListenEvent& e) {
+  for (int fd : e.fds) close(fd);
+  e.fds.clear();
+}
 
 // ---- the JS object ----------------------------------------------------------------------------
 
@@ -445,6 +459,7 @@ Napi::Function FdListener::Init(Napi::Env env) {
                          InstanceMethod<&FdListener::Unref>("unref"),
                          InstanceMethod<&FdListener::Release>("release"),
                          InstanceMethod<&FdListener::Drop>("drop"),
+                         InstanceMethod<&FdListener::CloseReceived>("closeReceived"),
                      });
 }
 
@@ -534,6 +549,22 @@ Napi::Value FdListener::Drop(const Napi::CallbackInfo& info) {
   uint32_t conn = static_cast<uint32_t>(ArgInt(info, 0));
   if (core_ != nullptr) core_->Drop(conn);
   return info.Env().Undefined();
+}
+
+// (fds: number[]) -> undefined.
+Napi::Value FdListener::CloseReceived(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) ThrowTypeError(env, "fds must be an array");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<int> fds;
+  fds.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsNumber()) ThrowTypeError(env, "fds must be numbers");
+    fds.push_back(v.As<Napi::Number>().Int32Value());
+  }
+  if (core_ != nullptr) core_->CloseReceived(fds);
+  return env.Undefined();
 }
 
 void InitFdPass(Napi::Env env, Napi::Object exports) {

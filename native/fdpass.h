@@ -10,12 +10,12 @@
 #include <napi.h>
 #include <sys/types.h>
 
-#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "js_batch_queue.h"
 #include "wakeable_thread.h"
 
 namespace uffd {
@@ -57,6 +57,9 @@ class ListenCore {
   void Release(uint32_t conn);
   // JS thread. Close a connection now (after an error on it).
   void Drop(uint32_t conn);
+  // JS thread. Closes received fds that JavaScript is done with (adopted or refused). Only fds
+  // this listener handed to JS and that are still open are closed: never one twice.
+  void CloseReceived(const std::vector<int>& fds);
 
  private:
   struct Conn {
@@ -69,9 +72,7 @@ class ListenCore {
     uint32_t conn;
     bool drop;
   };
-  static void CallJs(Napi::Env env, Napi::Function fn, ListenCore* self, void* unused);
-  using Tsfn = Napi::TypedThreadSafeFunction<ListenCore, void, &ListenCore::CallJs>;
-  static void Finalize(Napi::Env env, void* unused, ListenCore* self);
+  friend class JsBatchQueue<ListenCore, ListenEvent>;
   ~ListenCore();
 
   void Run();                    // listener thread
@@ -79,9 +80,10 @@ class ListenCore {
   bool Receive(Conn& c);         // listener thread; false: the connection is finished
   void ApplyCommands();          // listener thread
   void PauseAccepting(int err);  // listener thread
-  void Post(ListenEvent&& e);    // listener thread
-  void Deliver(Napi::Env env, Napi::Function fn);  // JS thread
-  static void CloseFds(std::vector<ListenEvent>& events);
+  // JS thread: the batch as an array of event objects, passed to onEvents(events). Hands all
+  // or none: none when JS cannot run (a Worker being torn down).
+  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<ListenEvent>& batch);
+  static void Discard(ListenEvent& e);  // any thread: closes the fds nobody will receive
 
   int listenFd_;
   size_t readSize_;
@@ -93,12 +95,14 @@ class ListenCore {
   int backoffMs_ = 0;            // listener thread
   int acceptErrno_ = 0;  // listener thread: the accept error reported last, 0 after a success
   WakeableThread thread_;
-  Tsfn tsfn_;
+  JsBatchQueue<ListenCore, ListenEvent> queue_;
 
   std::mutex mutex_;
-  std::vector<ListenEvent> pending_;  // under mutex_
-  bool signalled_ = false;            // under mutex_
-  std::vector<Command> commands_;     // under mutex_
+  std::vector<Command> commands_;  // under mutex_
+  // JS thread: fds handed to JS that it has not closed through CloseReceived. Stop closes them:
+  // a Worker terminated while its JS held them (mid-message, or between adopting an fd and
+  // closing the original) would leak them otherwise, as JS cannot run to close them.
+  std::vector<int> handed_;
 };
 
 class FdListener : public Napi::ObjectWrap<FdListener> {
@@ -115,6 +119,7 @@ class FdListener : public Napi::ObjectWrap<FdListener> {
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value Drop(const Napi::CallbackInfo& info);
+  Napi::Value CloseReceived(const Napi::CallbackInfo& info);
   void Shutdown();  // idempotent: close(), the finalizer and the env cleanup hook end here
   static void OnEnvCleanup(void* self);
 

@@ -149,6 +149,12 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   features_ = ArgU64(info, 1);
   // (fd, features, opened): true when this process opened the uffd for its own memory.
   bool opened = info.Length() > 2 && ArgBool(info, 2);
+  // (…, dup): adopt a duplicate, made here, after every check that can throw: made in JS, a
+  // Worker terminated between the dup and this object would leak it (no JS runs to close it).
+  if (info.Length() > 3 && ArgBool(info, 3)) {
+    fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) ThrowErrno(env, errno, "dup");
+  }
   localClaim_ = ClaimLocalUffd(fd, opened);
   localMemory_ = localClaim_ != 0 || opened;
   inode_ = UffdInode(fd);
@@ -192,12 +198,8 @@ void Userfaultfd::Shutdown() {
   }
   for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
   served_.Clear();
+  for (KeepAlive& k : keepAlive_) ReleaseKeepAlive(k);
   keepAlive_.clear();
-  keepAliveIds_.clear();
-  for (Mapping* m : keepMapped_) {
-    if (m != nullptr) m->EndAccess();
-  }
-  keepMapped_.clear();
   if (fd_ >= 0) {
     ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
     close(fd_);               // wakes every faulting thread: they retry as ordinary faults
@@ -485,11 +487,7 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0))
     ThrowRangeError(env, "unit must be a page size");
   uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
-  if (!keep.IsEmpty()) {
-    keepAlive_.push_back(std::move(keep));
-    keepAliveIds_.push_back(id);
-    keepMapped_.push_back(keepMapping);
-  }
+  if (!keep.IsEmpty()) keepAlive_.push_back(KeepAlive{id, std::move(keep), keepMapping});
   AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
 }
@@ -559,16 +557,22 @@ Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
 bool Userfaultfd::RemoveServed(uint32_t id) {
   workingSets_.Remove(id);  // joins its prefetch thread before the source goes
   bool removed = served_.Remove(id);
-  for (size_t i = 0; i < keepAliveIds_.size(); i++) {
-    if (keepAliveIds_[i] == id) {
-      keepAlive_.erase(keepAlive_.begin() + static_cast<long>(i));
-      keepAliveIds_.erase(keepAliveIds_.begin() + static_cast<long>(i));
-      if (keepMapped_[i] != nullptr) keepMapped_[i]->EndAccess();
-      keepMapped_.erase(keepMapped_.begin() + static_cast<long>(i));
+  for (auto it = keepAlive_.begin(); it != keepAlive_.end(); ++it) {
+    if (it->id == id) {
+      ReleaseKeepAlive(*it);
+      keepAlive_.erase(it);
       break;
     }
   }
   return removed;
+}
+
+// The source that read the buffer is gone (served_ no longer holds it): the Region may unmap
+// and the buffer may be collected.
+void Userfaultfd::ReleaseKeepAlive(KeepAlive& k) {
+  if (k.mapping != nullptr) k.mapping->EndAccess();
+  k.mapping = nullptr;
+  k.buffer.Reset();
 }
 
 Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {

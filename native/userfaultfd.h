@@ -98,10 +98,16 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};
   FaultStats stats_;
   ServedRanges served_;
-  std::vector<Napi::Reference<Napi::Value>> keepAlive_;  // buffers of served memory sources
-  std::vector<uint32_t> keepAliveIds_;
-  std::vector<class Mapping*> keepMapped_;  // per keepAlive_ entry: the Region it views, or null
-  static void OnEnvCleanup(void* self);     // JS thread, at environment teardown
+  // A served memory source's JS buffer, held from GC while the reader copies from it, and the
+  // Region it views, whose unmap() waits until EndAccess.
+  struct KeepAlive {
+    uint32_t id;  // the served range's
+    Napi::Reference<Napi::Value> buffer;
+    class Mapping* mapping;  // null: not a view of a Region
+  };
+  static void ReleaseKeepAlive(KeepAlive& k);  // JS thread, once the source is gone
+  std::vector<KeepAlive> keepAlive_;
+  static void OnEnvCleanup(void* self);  // JS thread, at environment teardown
   napi_env env_;
   bool hookInstalled_ = false;
   bool tracked_ = false;     // in AddonData::uffds

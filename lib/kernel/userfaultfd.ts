@@ -388,10 +388,9 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   // Options are checked before the dup: a bad one must not leak an fd (and with it the uffd,
   // whose faulting threads would then wait forever).
   let features = options.features ? featureMask(toFeatureNames(options.features)) : 0;
-  const dup = binding!.dupFd(fd);
   let ioctls = 0n;
   try {
-    const info = fs.readFileSync(`/proc/self/fdinfo/${dup}`, 'utf8');
+    const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
     const m = /^API:\s*([0-9a-f]+):([0-9a-f]+):([0-9a-f]+)/m.exec(info);
     if (m) {
       features = parseInt(m[2], 16) & 0x7fffffff; // bit 31 marks the handshake done
@@ -400,10 +399,13 @@ export function adoptKernelFd(fd: number, options: OpenOptions): KernelUserfault
   } catch {
     // No fdinfo (an old kernel, a sandbox): the caller's features stand.
   }
+  // The native object makes the dup itself: a Worker terminated between a dup made here and
+  // the object that owns it would leak the dup (no JS runs to close it).
+  const native = new binding!.Userfaultfd(fd, features, false, true);
   try {
-    return new KernelUserfaultfd(new binding!.Userfaultfd(dup, features), features, ioctls, options);
+    return new KernelUserfaultfd(native, features, ioctls, options);
   } catch (e) {
-    binding!.closeFd(dup);
+    native.close();
     throw e;
   }
 }
