@@ -17,6 +17,27 @@
 #include "userfaultfd.h"
 
 namespace uffd {
+
+AddonData::~AddonData() {
+  for (int fd : handedFds) close(fd);
+}
+
+void HandOverFd(Napi::Env env, int fd) {
+  AddonData* data = GetAddonData(env);
+  if (data != nullptr) data->handedFds.push_back(fd);
+}
+
+void TakeOverFd(Napi::Env env, int fd) {
+  AddonData* data = GetAddonData(env);
+  if (data == nullptr) return;
+  auto& fds = data->handedFds;
+  for (size_t i = 0; i < fds.size(); i++) {
+    if (fds[i] == fd) {
+      fds.erase(fds.begin() + static_cast<long>(i));
+      return;
+    }
+  }
+}
 namespace {
 
 // The kernel ABI as this build knows it; lib/constants.ts and the simulator share this table.

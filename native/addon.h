@@ -25,11 +25,18 @@ struct AddonData {
   napi_async_cleanup_hook_handle prepareCleanup = nullptr;
   Napi::ObjectReference
       canary;  // a plain object: setting a property on it fails once JS cannot run
+
+  // Fork events' fds handed to JavaScript and not yet wrapped or closed by it. A Worker
+  // terminated in between runs no more JS: they are closed with the environment.
+  std::vector<int> handedFds;
+  ~AddonData();
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
 // JS thread only.
+void HandOverFd(Napi::Env env, int fd);  // JavaScript owns `fd` from now on
+void TakeOverFd(Napi::Env env, int fd);  // JavaScript wrapped or closed it
 void TrackUffd(Napi::Env env, Userfaultfd* u);
 void UntrackUffd(Napi::Env env, Userfaultfd* u);
 void BeginEnvAccess(Napi::Env env);

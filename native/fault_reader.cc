@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "addon.h"
 #include "errors.h"
 
 namespace uffd {
@@ -162,6 +163,9 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delive
   while (done < batch.size()) {
     size_t n = std::min(scratchCapacity_, batch.size() - done);
     memcpy(scratchData_, &batch[done], n * sizeof(Delivery));
+    for (size_t i = done; i < done + n; i++) {
+      if (IsForkFd(batch[i])) HandOverFd(Napi::Env(env), batch[i].msg.arg.fork.ufd);
+    }
     done += n;
     napi_value arg;
     napi_value undefined;
@@ -178,8 +182,12 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delive
   return done;
 }
 
+bool FaultReader::IsForkFd(const Delivery& d) {
+  return d.note == kNoteKernel && d.msg.event == UFFD_EVENT_FORK;
+}
+
 void FaultReader::Discard(Delivery& d) {
-  if (d.note == kNoteKernel && d.msg.event == UFFD_EVENT_FORK) close(d.msg.arg.fork.ufd);
+  if (IsForkFd(d)) close(d.msg.arg.fork.ufd);
 }
 
 }  // namespace uffd

@@ -85,6 +85,7 @@ class FaultReader {
   // Any thread: a fork event carries an fd installed in this process; close it if nobody
   // will receive it.
   static void Discard(Delivery& d);
+  static bool IsForkFd(const Delivery& d);  // the record carries a fork event's new uffd
 
   int fd_;
   FaultHandler* handler_;

@@ -88,6 +88,7 @@ Napi::Value DupFd(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  TakeOverFd(info.Env(), ArgInt(info, 0));
   if (close(ArgInt(info, 0)) != 0) ThrowErrno(info.Env(), errno, "close");
   return info.Env().Undefined();
 }
@@ -154,6 +155,8 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   if (info.Length() > 3 && ArgBool(info, 3)) {
     fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) ThrowErrno(env, errno, "dup");
+  } else {
+    TakeOverFd(env, fd);  // a fork event's fd, wrapped: this object closes it from now on
   }
   localClaim_ = ClaimLocalUffd(fd, opened);
   localMemory_ = localClaim_ != 0 || opened;
