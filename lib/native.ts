@@ -121,7 +121,6 @@ export interface Binding extends FdPassBinding {
   openSyscall(userModeOnly: boolean): number;
   openDevice(userModeOnly: boolean): number;
   apiHandshake(fd: number, features: number): { api: number; features: number; ioctls: bigint };
-  dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
   /** bench/: `count` UFFDIO_COPY (op 0) or UFFDIO_WAKE (op 1) in a C loop in this process; ns. */

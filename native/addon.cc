@@ -250,7 +250,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openSyscall", Napi::Function::New(env, OpenSyscall, "openSyscall"));
   exports.Set("openDevice", Napi::Function::New(env, OpenDevice, "openDevice"));
   exports.Set("apiHandshake", Napi::Function::New(env, ApiHandshake, "apiHandshake"));
-  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));

@@ -1,7 +1,5 @@
 #include "local_uffds.h"
 
-#include <sys/stat.h>
-
 #include <map>
 #include <mutex>
 
@@ -22,18 +20,17 @@ Registry& registry() {
 
 }  // namespace
 
-uint64_t ClaimLocalUffd(int fd, bool opened) {
-  struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_ino == 0) return 0;
+uint64_t ClaimLocalUffd(uint64_t inode, bool opened) {
+  if (inode == 0) return 0;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  auto it = r.claims.find(st.st_ino);
+  auto it = r.claims.find(inode);
   if (it == r.claims.end()) {
     if (!opened) return 0;
-    it = r.claims.emplace(st.st_ino, 0).first;
+    it = r.claims.emplace(inode, 0).first;
   }
   it->second++;
-  return st.st_ino;
+  return inode;
 }
 
 void ReleaseLocalUffd(uint64_t claim) {

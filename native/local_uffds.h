@@ -15,9 +15,10 @@
 
 namespace uffd {
 
-// Any JS thread (the registry is process-wide; Workers share it). `opened`: this process
-// created the uffd for its own memory. Returns the claim (0: not local) to pass to Release.
-uint64_t ClaimLocalUffd(int fd, bool opened);
+// Any JS thread (the registry is process-wide; Workers share it). `inode`: the uffd's
+// (reader_claims.h UffdInode). `opened`: this process created the uffd for its own memory.
+// Returns the claim (0: not local) to pass to Release.
+uint64_t ClaimLocalUffd(uint64_t inode, bool opened);
 
 // Any JS thread, once per non-zero claim.
 void ReleaseLocalUffd(uint64_t claim);

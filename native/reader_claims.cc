@@ -31,12 +31,13 @@ void Change(uint64_t inode, int delta) {
   if (inode == 0) return;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  Entry& e = r.entries[inode];
-  if (delta < 0 && e.claims == 0) return;
+  auto it = delta > 0 ? r.entries.try_emplace(inode).first : r.entries.find(inode);
+  if (it == r.entries.end() || (delta < 0 && it->second.claims == 0)) return;
+  Entry& e = it->second;
   e.claims += delta;
   // Nudging only writes an eventfd: safe under the lock, and no watcher can go away meanwhile.
   for (auto& w : e.watchers) w.second();
-  if (e.claims == 0 && e.watchers.empty()) r.entries.erase(inode);
+  if (e.claims == 0 && e.watchers.empty()) r.entries.erase(it);
 }
 
 }  // namespace

@@ -81,12 +81,6 @@ Napi::Value ApiHandshake(const Napi::CallbackInfo& info) {
   return r;
 }
 
-Napi::Value DupFd(const Napi::CallbackInfo& info) {
-  int fd = fcntl(ArgInt(info, 0), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno(info.Env(), errno, "dup");
-  return Napi::Number::New(info.Env(), fd);
-}
-
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   TakeOverFd(info.Env(), ArgInt(info, 0));
   if (close(ArgInt(info, 0)) != 0) ThrowErrno(info.Env(), errno, "close");
@@ -158,9 +152,9 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   } else {
     TakeOverFd(env, fd);  // a fork event's fd, wrapped: this object closes it from now on
   }
-  localClaim_ = ClaimLocalUffd(fd, opened);
-  localMemory_ = localClaim_ != 0 || opened;
   inode_ = UffdInode(fd);
+  localClaim_ = ClaimLocalUffd(inode_, opened);
+  localMemory_ = localClaim_ != 0 || opened;
   served_.SetLocalMemory(localMemory_);
   fd_ = fd;
   env_ = env;

@@ -21,7 +21,6 @@ Napi::Value OpenSyscall(const Napi::CallbackInfo& info);  // (userModeOnly) -> f
 Napi::Value OpenDevice(const Napi::CallbackInfo& info);   // (userModeOnly) -> fd
 Napi::Value ApiHandshake(
     const Napi::CallbackInfo& info);                  // (fd, features) -> {api, features, ioctls}
-Napi::Value DupFd(const Napi::CallbackInfo& info);    // (fd) -> fd, close-on-exec
 Napi::Value CloseFd(const Napi::CallbackInfo& info);  // (fd)
 Napi::Value GetTid(const Napi::CallbackInfo& info);   // gettid() of the calling JS thread
 

@@ -83,7 +83,7 @@ describeNative('the kernel\'s own errors through the raw binding', () => {
       (v) => raw.serve(region.address, PAGE, v, null, 0, 0, false),
       (v) => raw.serve(region.address, PAGE, 1, v, 0, 0, false),
       (v) => new binding.Region(v, false, false), (v) => new binding.Userfaultfd(v, 0),
-      (v) => binding.apiHandshake(v, 0), (v) => binding.closeFd(v), (v) => binding.dupFd(v),
+      (v) => binding.apiHandshake(v, 0), (v) => binding.closeFd(v), (v) => new binding.Userfaultfd(v, 0, false, true),
     ];
     for (const call of calls) for (const v of junk) assert.throws(() => call(v), undefined, `${call} with ${String(v)}`);
     assert.strictEqual(raw.unserve(12345), false);
