@@ -1,11 +1,11 @@
 /** The native backend: the real kernel, where it can serve. */
-import { registerBackend } from '../backend';
-import { binding } from '../native';
+import { registerBackend } from '../core/backend';
+import { binding } from '../base/native';
 import { fallbackWarning } from './fallback-warning';
 import { probeKernel } from './probe';
 import { KernelRegion } from './region';
 import { adoptKernelFd, openKernel } from './userfaultfd';
-import { codedError, UffdError } from '../errors';
+import { codedError, UffdError } from '../base/errors';
 
 if (binding) binding.setErrorClass(UffdError);
 

@@ -1,15 +1,15 @@
-/** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
+/** Userfaultfd over the real kernel (native/uffd/userfaultfd.cc and native/reader/fault_reader.cc). */
 import * as fs from 'fs';
-import { CheckedRange, toFeatureNames } from '../args';
-import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { DirtyRun, foreignMemoryError } from '../dirty';
-import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
-import type { RawSnapshotResult } from '../snapshot';
-import { binding, NativeUserfaultfd } from '../native';
-import { PageSource } from '../page-source';
-import type { UffdEvent } from '../typed-events';
-import type { OpenOptions, PageFault, Stats } from '../types';
-import { ServeSets, Userfaultfd } from '../userfaultfd';
+import { CheckedRange, toFeatureNames } from '../base/args';
+import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
+import { DirtyRun, foreignMemoryError } from '../sources/dirty';
+import { errnoName, invalidArgType, UffdError, uffdError } from '../base/errors';
+import type { RawSnapshotResult } from '../sources/snapshot';
+import { binding, NativeUserfaultfd } from '../base/native';
+import { PageSource } from '../sources/page-source';
+import type { UffdEvent } from '../core/typed-events';
+import type { OpenOptions, PageFault, Stats } from '../base/types';
+import { ServeSets, Userfaultfd } from '../core/userfaultfd';
 import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
 const RECORD = constants.delivery.size;

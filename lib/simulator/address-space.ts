@@ -7,7 +7,7 @@
  * whose per-page `cached` flags are the page cache that MINOR faults and CONTINUE work on.
  */
 import type { UffdContext } from './context';
-import { uffdError } from '../errors';
+import { uffdError } from '../base/errors';
 
 /** Page protections, as mprotect would set them. */
 export const PROT_NONE = 0;

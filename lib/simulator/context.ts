@@ -4,8 +4,8 @@
  * waiting on faults, the queue of unread messages. The range ioctls live here, with the
  * kernel's checks in the kernel's order (the kernel's mm/userfaultfd.c). JS thread only.
  */
-import { constants, ioctlMask } from '../constants';
-import type { UffdEvent } from '../typed-events';
+import { constants, ioctlMask } from '../base/constants';
+import type { UffdEvent } from '../core/typed-events';
 import { addressSpace, Mapping, PROT_NONE, PROT_READWRITE } from './address-space';
 
 const M = constants.modes;

@@ -2,10 +2,10 @@
  * Region over simulated memory: an ArrayBuffer at a fake address, whose read/write touch the
  * pages in order and wait on userfaults as a thread-pool thread would. JS thread only.
  */
-import { HUGE_PAGE_SIZE, PAGE_SIZE } from '../constants';
-import { uffdError, UffdError } from '../errors';
-import { Region } from '../region';
-import type { MapOptions, Protection } from '../types';
+import { HUGE_PAGE_SIZE, PAGE_SIZE } from '../base/constants';
+import { uffdError, UffdError } from '../base/errors';
+import { Region } from '../core/region';
+import type { MapOptions, Protection } from '../base/types';
 import { addressSpace, Backing, detachBuffer, Mapping, PROT_NONE, PROT_READ, PROT_READWRITE } from './address-space';
 import { touch, UffdContext } from './context';
 import { allocateFd, releaseFd } from './fds';
