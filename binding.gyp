@@ -9,6 +9,7 @@
             "native/uffd/errors.cc",
             "native/uffd/userfaultfd.cc",
             "native/reader/fault_reader.cc",
+            "native/reader/loop_reader.cc",
             "native/sources/page_source.cc",
             "native/memory/region.cc",
             "native/fdpass/fdpass.cc",

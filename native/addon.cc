@@ -237,7 +237,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData(data);
   Napi::Function uffdClass = Userfaultfd::Init(env);
-  AddFastMethods(env, uffdClass);
   Napi::Function regionClass = Region::Init(env);
   data->userfaultfdClass = Napi::Persistent(uffdClass);
   data->regionClass = Napi::Persistent(regionClass);

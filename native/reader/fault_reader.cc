@@ -6,15 +6,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "addon.h"
 #include "uffd/errors.h"
+#include "uffd/uffd_ioctl.h"
 
 namespace uffd {
 
 namespace {
 constexpr size_t kReserve = 256;  // deliveries kept allocated, so steady state allocates nothing
-}
+const uint64_t kPageSize = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}  // namespace
 
 FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
                          Napi::Uint8Array scratch)
@@ -27,7 +30,15 @@ FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Fun
   toPost_.reserve(kBatch);
   retry_.reserve(kReserve);
   retryNext_.reserve(kReserve);
+  jsBatch_.reserve(kReserve);
+  onBatch_ = Napi::Persistent(onBatch);
   queue_.Open(env, onBatch, "userfaultfd-reader");
+}
+
+// The queue's finalizer runs at environment teardown even when Stop() did not: the loop watch
+// must not outlive its target.
+FaultReader::~FaultReader() {
+  if (loop_ != nullptr) loop_->Close();
 }
 
 // Not in the constructor: once the thread-safe function exists (JsBatchQueue::Open), its
@@ -40,20 +51,62 @@ void FaultReader::Start(Napi::Env env) {
 }
 
 void FaultReader::Stop() {
+  // The loop watch first: from here on only the thread reads, until it is joined.
+  if (loop_ != nullptr) loop_->Close();
+  direct_.store(false, std::memory_order_release);
   if (!thread_.Stop()) return;
+  onBatch_.Reset();
   queue_.Release();  // its finalizer deletes this once the queue has drained
 }
 
-void FaultReader::Ref(Napi::Env env) { queue_.Ref(env); }
+void FaultReader::Ref(Napi::Env env) {
+  refed_ = true;
+  if (loop_ != nullptr) loop_->Ref();
+  queue_.Ref(env);
+}
 
-void FaultReader::Unref(Napi::Env env) { queue_.Unref(env); }
+void FaultReader::Unref(Napi::Env env) {
+  refed_ = false;
+  if (loop_ != nullptr) loop_->Unref();
+  queue_.Unref(env);
+}
+
+bool FaultReader::SetDirect(Napi::Env env, bool direct) {
+  if (thread_.stopped()) return false;
+  if (direct && loop_ == nullptr && LoopReader::Open(env, fd_, this, &loop_) != nullptr) {
+    if (!refed_) loop_->Unref();
+  }
+  if (loop_ == nullptr) direct = false;
+  if (direct == direct_.load(std::memory_order_relaxed)) return direct;
+  if (direct) {
+    loop_->Start();
+  } else {
+    loop_->Stop();
+  }
+  direct_.store(direct, std::memory_order_release);
+  thread_.Wake();  // the thread reads, or watches, from now on
+  return direct;
+}
 
 // Reader thread.
 void FaultReader::Run() {
   // The eventfd first: while yielding, the reader polls it alone.
   pollfd fds[2] = {{thread_.wakeFd(), POLLIN, 0}, {fd_, POLLIN, 0}};
+  // Reading in the stead of a JS thread that stopped reading; until it reads again (its turns
+  // then differ from standInFrom).
+  bool standIn = false;
+  uint64_t standInFrom = 0;
   while (!thread_.stopping()) {
     UpdateYield();
+    bool direct = direct_.load(std::memory_order_acquire);
+    if (standIn && (!direct || jsTurns_.load(std::memory_order_acquire) != standInFrom)) {
+      standIn = false;
+    }
+    if (direct && !standIn && !yielding_ && retry_.empty()) {
+      standIn = WaitForJs(fds, &standInFrom);
+      if (standIn && !ReadBatch()) break;
+      continue;
+    }
     // A fault waiting for a retry (EAGAIN: the kernel was still finishing a non-cooperative
     // event when it was answered) must not wait for another message that may never come.
     int n = poll(fds, yielding_ ? 1 : 2, retry_.empty() ? -1 : kRetryMs);
@@ -71,6 +124,31 @@ void FaultReader::Run() {
     }
     if (!yielding_ && !HandleReady(fds[1].revents)) break;
   }
+}
+
+// Reader thread, while the JS thread reads the uffd. Sleeps until a message is queued, then
+// gives the JS thread kWatchNs to take it. True when it is still queued and the JS thread has
+// not read since (busy in JavaScript, or stopped on a fault of its own): the caller then reads
+// in its stead. `*seen` gets the JS thread's turns at the start of the wait. While faults keep
+// coming this wakes once per kWatchNs, not once per fault.
+bool FaultReader::WaitForJs(pollfd* fds, uint64_t* seen) {
+  int n = poll(fds, 2, -1);
+  if (n <= 0) return false;  // EINTR: look again
+  if (fds[0].revents != 0) {
+    thread_.Drain();
+    return false;
+  }
+  // A failed fd is for the reading path to report (HandleReady).
+  if (fds[1].revents & (POLLERR | POLLNVAL)) return true;
+  *seen = jsTurns_.load(std::memory_order_acquire);
+  timespec wait = {0, kWatchNs};
+  if (ppoll(fds, 1, &wait, nullptr) != 0) {  // stopped or nudged (or EINTR): look again
+    thread_.Drain();
+    return false;
+  }
+  if (jsTurns_.load(std::memory_order_acquire) != *seen) return false;
+  pollfd uffd = {fd_, POLLIN, 0};
+  return poll(&uffd, 1, 0) > 0;
 }
 
 // Reader thread. A reader that steps aside tells JavaScript, which wakes the faults it was
@@ -99,10 +177,11 @@ bool FaultReader::HandleReady(short revents) {
 
 // Reader thread: one read(2) of up to kBatch messages, answered or queued for JS.
 bool FaultReader::ReadBatch() {
+  std::lock_guard<std::mutex> lock(readMutex_);
   ssize_t n = read(fd_, buffer_, sizeof buffer_);
   if (n < 0) {
     if (errno == EAGAIN || errno == EINTR) {
-      Retry();
+      RetryLocked();
       return true;
     }
     Delivery d{};
@@ -114,8 +193,8 @@ bool FaultReader::ReadBatch() {
   size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
   // Faults that had to wait for a non-cooperative event are answered after it was read.
   retryNext_.swap(retry_);
-  Dispatch(buffer_, count);
-  Dispatch(retryNext_.data(), retryNext_.size());
+  Dispatch(buffer_, count, toPost_, &retry_);
+  Dispatch(retryNext_.data(), retryNext_.size(), toPost_, &retry_);
   retryNext_.clear();
   PostBatch();
   return true;
@@ -124,8 +203,15 @@ bool FaultReader::ReadBatch() {
 // Reader thread: answers again the faults that met EAGAIN, with no new message read.
 void FaultReader::Retry() {
   if (retry_.empty()) return;
+  std::lock_guard<std::mutex> lock(readMutex_);
+  RetryLocked();
+}
+
+// Reader thread, readMutex_ held.
+void FaultReader::RetryLocked() {
+  if (retry_.empty()) return;
   retryNext_.swap(retry_);
-  Dispatch(retryNext_.data(), retryNext_.size());
+  Dispatch(retryNext_.data(), retryNext_.size(), toPost_, &retry_);
   retryNext_.clear();
   PostBatch();
 }
@@ -137,8 +223,8 @@ void FaultReader::PostBatch() {
   toPost_.clear();
 }
 
-// Reader thread.
-void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
+void FaultReader::Dispatch(const uffd_msg* msgs, size_t count, std::vector<Delivery>& out,
+                           std::vector<uffd_msg>* retry) {
   for (size_t i = 0; i < count; i++) {
     Delivery d;
     d.msg = msgs[i];
@@ -146,10 +232,17 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
     d.err = 0;
     switch (handler_->OnMessage(msgs[i], &d)) {
       case Disposition::kToJs:
-        toPost_.push_back(d);
+        out.push_back(d);
         break;
       case Disposition::kRetry:
-        retry_.push_back(msgs[i]);
+        if (retry != nullptr) {
+          retry->push_back(msgs[i]);
+        } else {
+          // No retry list on the JS thread: woken, the thread faults again and a new message
+          // comes, answered once the event in the way has been read.
+          uint64_t page = msgs[i].arg.pagefault.address & ~(kPageSize - 1);
+          uffd::Wake(fd_, page, kPageSize);
+        }
         break;
       case Disposition::kHandled:
         break;
@@ -157,8 +250,42 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
   }
 }
 
+// JS thread, from the loop: the uffd is readable (status 0), or libuv failed to watch it.
+void FaultReader::OnReadable(napi_env env, int status) {
+  jsTurns_.fetch_add(1, std::memory_order_release);
+  if (status < 0) {
+    // The thread's own poll sees the same failure, reads in our stead and reports it.
+    if (loop_ != nullptr) loop_->Stop();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(readMutex_);
+    // What the thread read while this one was busy goes first: the kernel's order.
+    queue_.TakePending(jsBatch_);
+    ssize_t n = read(fd_, jsBuffer_, sizeof jsBuffer_);
+    if (n > 0) {
+      Dispatch(jsBuffer_, static_cast<size_t>(n) / sizeof(uffd_msg), jsBatch_, nullptr);
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR && loop_ != nullptr) {
+      loop_->Stop();  // as above: the thread reads next, meets the error and reports it
+    }
+  }
+  if (jsBatch_.empty()) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    for (Delivery& d : jsBatch_) Discard(d);
+    jsBatch_.clear();
+    return;
+  }
+  size_t handed = onBatch_.IsEmpty() ? 0 : DeliverBatch(env, onBatch_.Value(), jsBatch_, true);
+  for (size_t i = handed; i < jsBatch_.size(); i++) Discard(jsBatch_[i]);
+  jsBatch_.clear();
+  napi_close_handle_scope(env, scope);
+}
+
 // JS thread.
-size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch) {
+size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch,
+                                 bool fromLoop) {
+  jsTurns_.fetch_add(1, std::memory_order_release);  // free to run JavaScript: not stuck
   size_t done = 0;
   while (done < batch.size()) {
     size_t n = std::min(scratchCapacity_, batch.size() - done);
@@ -168,14 +295,29 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delive
     }
     done += n;
     napi_value arg;
-    napi_value undefined;
+    napi_value recv;
     napi_value result;
     napi_create_uint32(env, static_cast<uint32_t>(n), &arg);
-    napi_get_undefined(env, &undefined);
-    if (napi_call_function(env, undefined, fn, 1, &arg, &result) != napi_ok) {
+    // napi_make_callback wants an object for `this` (the callback ignores it).
+    if (fromLoop) {
+      napi_get_global(env, &recv);
+    } else {
+      napi_get_undefined(env, &recv);
+    }
+    // From the loop there is no callback scope around this call: napi_make_callback opens one,
+    // so that process.nextTick callbacks and promise jobs run after it, as after any I/O.
+    napi_status st = fromLoop ? napi_make_callback(env, nullptr, recv, fn, 1, &arg, &result)
+                              : napi_call_function(env, recv, fn, 1, &arg, &result);
+    if (st != napi_ok) {
       // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any
       // exception left pending here is reported by Node) or JS cannot run any more
       // (environment teardown: the uffd is closed by its cleanup hook). Stop either way.
+      bool pending = false;
+      napi_value error;
+      if (fromLoop && napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+          napi_get_and_clear_last_exception(env, &error) == napi_ok) {
+        napi_fatal_exception(env, error);  // as an uncaught exception: no JS frame to throw into
+      }
       break;
     }
   }

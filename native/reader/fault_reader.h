@@ -1,13 +1,23 @@
 // One thread per userfaultfd: poll {uffd, eventfd}, read uffd_msgs in batches, let the
 // native handler answer what it can, and hand the rest to JavaScript in batches through
 // one thread-safe function.
+//
+// Or, where only JavaScript answers (SetDirect), the JS thread reads the uffd itself from its
+// own event loop (loop_reader.h), with no hop, and the thread becomes a watchdog: it reads
+// only a message that has stayed unread for kWatchNs while the JS thread read nothing (busy in
+// JavaScript, or stopped on a fault of its own), and keeps reading in its stead, by the same
+// rules, until the JS thread reads again.
 #pragma once
 #include <napi.h>
+#include <poll.h>
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "reader/js_batch_queue.h"
+#include "reader/loop_reader.h"
 #include "reader/wakeable_thread.h"
 #include "uffd/kernel_abi.h"
 
@@ -46,10 +56,14 @@ class FaultHandler {
   virtual bool ShouldYield() = 0;
 };
 
-class FaultReader {
+class FaultReader : private LoopReader::Target {
  public:
   static constexpr size_t kBatch = 64;  // messages per read(2)
   static constexpr int kRetryMs = 1;    // poll timeout while faults wait for a retry
+  // How long a message may wait unread while the JS thread reads the uffd, before the thread
+  // reads it instead: the delay a fault of the JS thread itself sees (the self-fault guard
+  // answers it then), and the watchdog's wake-ups while faults keep coming (one per period).
+  static constexpr long kWatchNs = 1000000;
 
   // JS thread only. `onBatch(count)` is called with the deliveries copied into `scratch`.
   FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
@@ -65,23 +79,37 @@ class FaultReader {
   void Stop();
   void Ref(Napi::Env env);
   void Unref(Napi::Env env);
+  // JS thread. Whether the JS thread reads the uffd itself (the thread only watches), as
+  // decided by the owner; false by default. Returns whether it does: it cannot where libuv
+  // refuses the fd.
+  bool SetDirect(Napi::Env env, bool direct);
+  bool direct() const { return direct_.load(std::memory_order_relaxed); }  // JS thread
   // Any thread: makes the reader ask its handler ShouldYield() again.
   void Nudge() { thread_.Wake(); }
 
  private:
   friend class JsBatchQueue<FaultReader, Delivery>;
-  ~FaultReader() = default;
+  ~FaultReader();  // JS thread (the queue's finalizer)
 
-  void Run();                       // reader thread
-  void UpdateYield();               // reader thread
-  bool HandleReady(short revents);  // reader thread; false when the reader must stop
-  bool ReadBatch();                 // reader thread; false when the reader must stop
-  void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
-  void Retry();                                       // reader thread
-  void PostBatch();                                   // reader thread
+  void Run();                                   // reader thread
+  bool WaitForJs(pollfd* fds, uint64_t* seen);  // reader thread: true when JS is not reading
+  void UpdateYield();                           // reader thread
+  bool HandleReady(short revents);              // reader thread; false when the reader must stop
+  bool ReadBatch();                             // reader thread; false when the reader must stop
+  // Under readMutex_: answers or queues the messages; kRetry ones go to `retry`, or, with
+  // none (the JS thread), are woken to fault again.
+  void Dispatch(const uffd_msg* msgs, size_t count, std::vector<Delivery>& out,
+                std::vector<uffd_msg>* retry);
+  void Retry();        // reader thread
+  void RetryLocked();  // reader thread, readMutex_ held
+  void PostBatch();    // reader thread
 
-  // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful.
-  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch);
+  // JS thread, from the loop: reads and delivers, as the thread would.
+  void OnReadable(napi_env env, int status) override;
+  // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful
+  // (from the loop, `fromLoop`: in a callback scope of its own).
+  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch,
+                      bool fromLoop = false);
   // Any thread: a fork event carries an fd installed in this process; close it if nobody
   // will receive it.
   static void Discard(Delivery& d);
@@ -96,11 +124,26 @@ class FaultReader {
   WakeableThread thread_;
   JsBatchQueue<FaultReader, Delivery> queue_;
 
+  // Held by whichever thread reads, from its read(2) until what it read is answered or queued
+  // for JavaScript: deliveries then reach JavaScript in the order the kernel gave them. Never
+  // held while JavaScript runs, nor while waiting for anything the JS thread does.
+  std::mutex readMutex_;
   std::vector<Delivery> toPost_;  // reader thread's batch, posted once per read
   std::vector<uffd_msg> retry_;   // reader thread: messages to answer after the next read
   std::vector<uffd_msg> retryNext_;
-  uffd_msg buffer_[kBatch];
-  bool yielding_ = false;  // reader thread
+  uffd_msg buffer_[kBatch];  // reader thread's read(2) buffer
+  bool yielding_ = false;    // reader thread
+
+  // The JS thread's reading (SetDirect).
+  std::atomic<bool> direct_{false};  // written by the JS thread (release), read by the reader
+  // Bumped (release) each time the JS thread is free to take messages: a loop read, or a
+  // delivery from the queue. The watchdog compares two loads (acquire) kWatchNs apart.
+  std::atomic<uint64_t> jsTurns_{0};
+  LoopReader* loop_ = nullptr;       // JS thread; cleared by LoopReader::Close
+  bool refed_ = true;                // JS thread: the loop watch follows the queue's ref
+  Napi::FunctionReference onBatch_;  // JS thread
+  std::vector<Delivery> jsBatch_;    // JS thread's deliveries of one loop read
+  uffd_msg jsBuffer_[kBatch];        // JS thread's read(2) buffer
 };
 
 }  // namespace uffd

@@ -24,6 +24,7 @@
 #include <napi.h>
 
 #include <cstddef>
+#include <iterator>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -67,6 +68,14 @@ class JsBatchQueue {
     if (released_) return;
     released_ = true;
     tsfn_.Release();
+  }
+  // JS thread: moves what is pending to the end of `out` (the owner delivers it itself, before
+  // what it reads next). A delivery already signalled then finds nothing, which is harmless.
+  void TakePending(std::vector<Item>& out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    out.insert(out.end(), std::make_move_iterator(pending_.begin()),
+               std::make_move_iterator(pending_.end()));
+    pending_.clear();
   }
   void Ref(Napi::Env env) {  // JS thread
     if (!released_) tsfn_.Ref(env);

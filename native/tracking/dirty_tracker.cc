@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "uffd/args.h"
 #include "uffd/errors.h"
@@ -68,32 +70,45 @@ int PagemapFd() {
   return pagemapFd;
 }
 
-// JS thread. (start: bigint, end: bigint, reset: boolean, out: BigUint64Array)
-//   -> { count: number, walkEnd: bigint }
-Napi::Value PagemapScan(const Napi::CallbackInfo& info) {
+constexpr uint64_t kRunsPerScan = 512;  // page_region entries per PAGEMAP_SCAN call
+
+// JS thread. (start: bigint, end: bigint, reset: boolean) -> Float64Array of [offset, length]
+// pairs, in bytes from `start`: every written run of [start, end), adjacent runs merged, in as
+// many PAGEMAP_SCAN calls as it takes. One array for the whole range, and no object or bigint
+// per run: a migration loop calls this every round (docs/dirty-tracking.md).
+Napi::Value PagemapScanRuns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t start = ArgU64(info, 0), end = ArgU64(info, 1);
   bool reset = ArgBool(info, 2);
-  if (!info[3].IsTypedArray() ||
-      info[3].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
-    ThrowTypeError(env, "out must be a BigUint64Array");
+  if (end <= start) ThrowRangeError(env, "empty scan");
+  page_region_abi vec[kRunsPerScan];
+  std::vector<double> runs;
+  uint64_t lastEnd = 0;
+  for (uint64_t at = start; at < end;) {
+    uint64_t walkEnd = at;
+    long n = ScanWritten(at, end, reset, vec, kRunsPerScan, &walkEnd);
+    if (n < 0) {
+      int err = static_cast<int>(-n);
+      // ENOTTY: the pagemap has no such ioctl, so the kernel predates 6.7.
+      ThrowErrno(env, err, "PAGEMAP_SCAN", kNoBytes,
+                 err == ENOTTY ? "dirty tracking needs Linux 6.7 or later" : nullptr);
+    }
+    for (long i = 0; i < n; i++) {
+      // A run split only by the end of the vector continues the previous one.
+      if (!runs.empty() && vec[i].start == lastEnd) {
+        runs.back() += static_cast<double>(vec[i].end - vec[i].start);
+      } else {
+        runs.push_back(static_cast<double>(vec[i].start - start));
+        runs.push_back(static_cast<double>(vec[i].end - vec[i].start));
+      }
+      lastEnd = vec[i].end;
+    }
+    if (walkEnd <= at) break;  // no progress: nothing more to read
+    at = walkEnd;
   }
-  Napi::BigUint64Array out = info[3].As<Napi::BigUint64Array>();
-  uint64_t cap = out.ElementLength() / 3;
-  if (cap == 0 || end <= start) ThrowRangeError(env, "empty scan");
-  uint64_t walkEnd = start;
-  long n =
-      ScanWritten(start, end, reset, reinterpret_cast<page_region_abi*>(out.Data()), cap, &walkEnd);
-  if (n < 0) {
-    int err = static_cast<int>(-n);
-    // ENOTTY: the pagemap has no such ioctl, so the kernel predates 6.7.
-    ThrowErrno(env, err, "PAGEMAP_SCAN", kNoBytes,
-               err == ENOTTY ? "dirty tracking needs Linux 6.7 or later" : nullptr);
-  }
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("count", Napi::Number::New(env, static_cast<double>(n)));
-  r.Set("walkEnd", Napi::BigInt::New(env, walkEnd));
-  return r;
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, runs.size() * sizeof(double));
+  if (!runs.empty()) memcpy(buffer.Data(), runs.data(), runs.size() * sizeof(double));
+  return Napi::Float64Array::New(env, runs.size(), buffer, 0);
 }
 
 }  // namespace
@@ -121,7 +136,7 @@ long ScanWritten(uint64_t start, uint64_t end, bool reset, page_region_abi* out,
 }
 
 void InitDirtyTracker(Napi::Env env, Napi::Object exports) {
-  exports.Set("pagemapScan", Napi::Function::New(env, PagemapScan, "pagemapScan"));
+  exports.Set("pagemapScanRuns", Napi::Function::New(env, PagemapScanRuns, "pagemapScanRuns"));
 }
 
 }  // namespace uffd

@@ -18,8 +18,8 @@ struct page_region_abi {  // struct page_region of <linux/fs.h>
 long ScanWritten(uint64_t start, uint64_t end, bool reset, page_region_abi* out, uint64_t cap,
                  uint64_t* walkEnd);
 
-// JS: pagemapScan(start, end, reset, out: BigUint64Array of 3 words per run)
-//     -> { count, walkEnd: bigint }
+// JS: pagemapScanRuns(start, end, reset) -> Float64Array of [offset, length] pairs (bytes from
+//     start): the written runs of [start, end), merged
 void InitDirtyTracker(Napi::Env env, Napi::Object exports);
 
 }  // namespace uffd

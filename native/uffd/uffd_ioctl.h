@@ -10,6 +10,10 @@
 
 namespace uffd {
 
+// What the JS methods return for EEXIST with nothing done, when asked not to throw it
+// (lib/core/userfaultfd.ts EXISTED): the page was there already.
+constexpr double kExisted = -1;
+
 struct IoctlResult {
   int64_t bytes;  // the kernel's result field when positive, else 0
   int err;        // 0 on success

@@ -37,6 +37,11 @@ RangeArgs ReadRange(const Napi::CallbackInfo& info) {
   return {ArgU64(info, 0), ArgU64(info, 1), info.Length() > 2 ? ArgU64(info, 2) : 0};
 }
 
+// (…, existOk at `index`): EEXIST with nothing done returns kExisted instead of throwing.
+bool Existed(const Napi::CallbackInfo& info, size_t index, const IoctlResult& r) {
+  return r.err == EEXIST && r.bytes == 0 && info.Length() > index && info[index].ToBoolean();
+}
+
 // Whether a view's memory belongs to an ArrayBuffer (detachable), not a SharedArrayBuffer.
 bool Detachable(Napi::Value view) {
   napi_value buffer = nullptr;
@@ -107,11 +112,13 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
                          InstanceMethod<&Userfaultfd::Move>("move"),
                          InstanceMethod<&Userfaultfd::Close>("close"),
                          InstanceMethod<&Userfaultfd::Noop>("noop"),
+                         InstanceMethod<&Userfaultfd::FastMethods>("fastMethods"),
                          InstanceMethod<&Userfaultfd::StartReader>("startReader"),
                          InstanceMethod<&Userfaultfd::RefReader>("ref"),
                          InstanceMethod<&Userfaultfd::UnrefReader>("unref"),
                          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
                          InstanceMethod<&Userfaultfd::ClaimReadsMethod>("claimReads"),
+                         InstanceMethod<&Userfaultfd::SetJsReads>("setJsReads"),
                          InstanceMethod<&Userfaultfd::Serve>("serve"),
                          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
                          InstanceMethod<&Userfaultfd::Stats>("stats"),
@@ -157,6 +164,7 @@ Userfaultfd::Userfaultfd(const Napi::CallbackInfo& info)
   localMemory_ = localClaim_ != 0 || opened;
   served_.SetLocalMemory(localMemory_);
   fd_ = fd;
+  fast_ = std::make_shared<FastTarget>(FastTarget{fd, &stats_});
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
   TrackUffd(env, this);
@@ -195,8 +203,10 @@ void Userfaultfd::Shutdown() {
   }
   for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
   served_.Clear();
+  servedCount_ = 0;
   for (KeepAlive& k : keepAlive_) ReleaseKeepAlive(k);
   keepAlive_.clear();
+  if (fast_) *fast_ = FastTarget{};  // its functions throw from now on
   if (fd_ >= 0) {
     ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
     close(fd_);               // wakes every faulting thread: they retry as ordinary faults
@@ -280,6 +290,7 @@ Napi::Value Userfaultfd::Zeropage(const Napi::CallbackInfo& info) {
   int fd = CheckedFd(env, "UFFDIO_ZEROPAGE");
   RangeArgs a = ReadRange(info);
   IoctlResult r = uffd::Zeropage(fd, a.start, a.length, a.mode);
+  if (Existed(info, 3, r)) return Napi::Number::New(env, kExisted);
   if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_ZEROPAGE", r.bytes);
   stats_.CountResolve(static_cast<uint64_t>(r.bytes));
   return Napi::Number::New(env, static_cast<double>(r.bytes));
@@ -309,6 +320,7 @@ Napi::Value Userfaultfd::Continue(const Napi::CallbackInfo& info) {
   int fd = CheckedFd(env, "UFFDIO_CONTINUE");
   RangeArgs a = ReadRange(info);
   IoctlResult r = uffd::Continue(fd, a.start, a.length, a.mode);
+  if (Existed(info, 3, r)) return Napi::Number::New(env, kExisted);
   if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_CONTINUE", r.bytes);
   stats_.CountResolve(static_cast<uint64_t>(r.bytes));
   return Napi::Number::New(env, static_cast<double>(r.bytes));
@@ -323,12 +335,13 @@ Napi::Value Userfaultfd::Poison(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(r.bytes));
 }
 
-// (dst, src, length, mode) -> bytes moved
+// (dst, src, length, mode, existOk) -> bytes moved
 Napi::Value Userfaultfd::Move(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = CheckedFd(env, "UFFDIO_MOVE");
   uint64_t dst = ArgU64(info, 0), src = ArgU64(info, 1), len = ArgU64(info, 2);
   IoctlResult r = uffd::Move(fd, dst, src, len, ArgU64(info, 3));
+  if (Existed(info, 4, r)) return Napi::Number::New(env, kExisted);
   if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_MOVE", r.bytes);
   stats_.CountResolve(static_cast<uint64_t>(r.bytes));
   return Napi::Number::New(env, static_cast<double>(r.bytes));
@@ -341,6 +354,12 @@ Napi::Value Userfaultfd::Close(const Napi::CallbackInfo& info) {
 
 // The cheapest call into the binding: the benchmarks' measure of call overhead.
 Napi::Value Userfaultfd::Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+// () -> { copy, wake }: this uffd's per-fault calls as plain functions (fast_ioctl.h).
+Napi::Value Userfaultfd::FastMethods(const Napi::CallbackInfo& info) {
+  CheckedFd(info.Env(), "fastMethods");
+  return MakeFastMethods(info.Env(), fast_);
+}
 
 // (onBatch(count), scratch: Uint8Array). JS thread: its tid is the one the guard protects.
 Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
@@ -356,7 +375,34 @@ Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
   reader->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
   reader_ = reader;
   WatchReadClaims(inode_, this, [reader] { reader->Nudge(); });
+  UpdateDirect(env);
   return env.Undefined();
+}
+
+// (allowed: boolean) -> whether the JS thread now reads the uffd itself. For the benchmarks,
+// which time the reader thread's hop against the JS thread's own reads in one run.
+Napi::Value Userfaultfd::SetJsReads(const Napi::CallbackInfo& info) {
+  jsReads_ = ArgBool(info, 0);
+  UpdateDirect(info.Env());
+  return Napi::Boolean::New(info.Env(), reader_ != nullptr && reader_->direct());
+}
+
+void Userfaultfd::UpdateDirect(Napi::Env env) {
+  if (reader_ == nullptr) return;
+  // Native page sources and snapshots answer on the reader thread, and must, since the JS
+  // thread may touch their memory itself. Non-cooperative events stop the thread that caused
+  // them, often the JS thread itself (madvise, munmap, fork), until they are read: the reader
+  // thread reads them at once.
+  constexpr uint64_t kWaitingEvents = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+                                      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+  bool snapshotting;
+  {
+    std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    snapshotting = !snapshots_.empty();
+  }
+  bool direct = jsReads_ && consumer_.load(std::memory_order_relaxed) && servedCount_ == 0 &&
+                !snapshotting && (features_ & kWaitingEvents) == 0;
+  reader_->SetDirect(env, direct);
 }
 
 // () -> undefined. JS thread: this object consumes the uffd's messages (a listener, events(),
@@ -369,7 +415,9 @@ Napi::Value Userfaultfd::ClaimReadsMethod(const Napi::CallbackInfo& info) {
 }
 
 void Userfaultfd::ClaimReadsOnce() {
-  if (!consumer_.exchange(true)) ClaimReads(inode_);
+  if (consumer_.exchange(true)) return;
+  ClaimReads(inode_);
+  UpdateDirect(Napi::Env(env_));
 }
 
 // Reader thread: a reader with no consumer of its own leaves the messages to one elsewhere.
@@ -483,6 +531,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
   if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0))
     ThrowRangeError(env, "unit must be a page size");
+  servedCount_++;
+  UpdateDirect(env);  // before the range is served: its faults are the reader thread's
   uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
   if (!keep.IsEmpty()) keepAlive_.push_back(KeepAlive{id, std::move(keep), keepMapping});
   AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
@@ -554,6 +604,7 @@ Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
 bool Userfaultfd::RemoveServed(uint32_t id) {
   workingSets_.Remove(id);  // joins its prefetch thread before the source goes
   bool removed = served_.Remove(id);
+  if (removed && servedCount_ > 0 && --servedCount_ == 0) UpdateDirect(Napi::Env(env_));
   for (auto it = keepAlive_.begin(); it != keepAlive_.end(); ++it) {
     if (it->id == id) {
       ReleaseKeepAlive(*it);
@@ -724,10 +775,14 @@ Napi::Value Userfaultfd::Snapshot(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(snapshotsMutex_);
     snapshots_.push_back(writer);
   }
+  UpdateDirect(env);  // before any page is protected: its write faults are the reader's
   int err = writer->Start(env, info[5].As<Napi::Function>());
   if (err != 0) {
-    std::lock_guard<std::mutex> lock(snapshotsMutex_);
-    snapshots_.pop_back();
+    {
+      std::lock_guard<std::mutex> lock(snapshotsMutex_);
+      snapshots_.pop_back();
+    }
+    UpdateDirect(env);
     ThrowErrno(env, err, "pthread_create");
   }
   return env.Undefined();
@@ -747,6 +802,7 @@ Napi::Value Userfaultfd::SnapshotEnd(const Napi::CallbackInfo& info) {
       }
     }
   }
+  UpdateDirect(info.Env());
   return info.Env().Undefined();  // `gone` joins its finished thread here
 }
 

@@ -12,6 +12,7 @@
 #include "sources/page_source.h"
 #include "sources/working_set.h"
 #include "tracking/snapshot_writer.h"
+#include "uffd/fast_ioctl.h"
 #include "uffd/fault_stats.h"
 
 namespace uffd {
@@ -43,10 +44,6 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // watch (addon.h) all end here.
   void Shutdown();
 
-  // For the plain Node-API methods of fast_ioctl.cc. JS thread.
-  int fd() const { return fd_; }
-  FaultStats& stats() { return stats_; }
-
  private:
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value Register(const Napi::CallbackInfo& info);
@@ -61,12 +58,18 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Move(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Noop(const Napi::CallbackInfo& info);
+  Napi::Value FastMethods(const Napi::CallbackInfo& info);  // fast_ioctl.h
   Napi::Value StartReader(const Napi::CallbackInfo& info);
   Napi::Value RefReader(const Napi::CallbackInfo& info);
   Napi::Value UnrefReader(const Napi::CallbackInfo& info);
   Napi::Value SetSelfFaultPolicy(const Napi::CallbackInfo& info);
   Napi::Value ClaimReadsMethod(const Napi::CallbackInfo& info);
   void ClaimReadsOnce();  // JS thread
+  Napi::Value SetJsReads(const Napi::CallbackInfo& info);
+  // JS thread: lets the JS thread read the uffd itself (fault_reader.h SetDirect) exactly when
+  // only JavaScript answers its faults and nothing waits on the reader thread; called whenever
+  // one of those conditions may have changed.
+  void UpdateDirect(Napi::Env env);
   Napi::Value Serve(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
@@ -88,6 +91,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   uint64_t features_ = 0;
   uint64_t pageSize_;
   FaultReader* reader_ = nullptr;  // deletes itself after Stop()
+  bool jsReads_ = true;            // JS thread: setJsReads (the benchmarks' switch)
+  size_t servedCount_ = 0;         // JS thread: ranges served (served_)
   pid_t jsTid_ = 0;
   bool localMemory_ = false;  // this process's memory: the only faults the guard may answer
   uint64_t localClaim_ = 0;   // ClaimLocalUffd's, released at Shutdown
@@ -96,6 +101,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
       false};  // this object claims the uffd's messages; released at Shutdown
   std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};
   FaultStats stats_;
+  std::shared_ptr<FastTarget> fast_;  // fast_ioctl.h: cleared at Shutdown
   ServedRanges served_;
   // A served memory source's JS buffer, held from GC while the reader copies from it, and the
   // Region it views, whose unmap() waits until EndAccess.
