@@ -49,17 +49,20 @@ export interface CheckedRange { start: bigint; length: number }
 export function toRange(value: unknown, pageSize: number, name = 'range'): CheckedRange {
   if (value === null || typeof value !== 'object') throw invalidArgType(name, 'a Range or a Region', value);
   const r = value as Partial<Range>;
+  // The default names are constants: a template string here cost every wake() a concatenation.
+  const startName = name === 'range' ? 'range.start' : `${name}.start`;
+  const lengthName = name === 'range' ? 'range.length' : `${name}.length`;
   let start: bigint;
   let length: number;
   try {
-    start = toAddress(r.start, `${name}.start`);
-    length = toLength(r.length, `${name}.length`);
+    start = toAddress(r.start, startName);
+    length = toLength(r.length, lengthName);
   } catch (e) {
     if (r.start === undefined && r.length === undefined) throw invalidArgType(name, 'a Range or a Region', value);
     throw e;
   }
-  checkAligned(start, pageSize, `${name}.start`);
-  checkAligned(length, pageSize, `${name}.length`);
+  checkAligned(start, pageSize, startName);
+  checkAligned(length, pageSize, lengthName);
   return { start, length };
 }
 
@@ -84,6 +87,11 @@ export function toFlag(value: unknown, name: string): boolean {
   if (value === undefined) return false;
   if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value);
   return value;
+}
+
+/** options.errorOnExist (default true) as "EEXIST is success": ExistOptions in base/types.ts. */
+export function toExistOk(o: { errorOnExist?: unknown }): boolean {
+  return o.errorOnExist === undefined ? false : !toFlag(o.errorOnExist, 'options.errorOnExist');
 }
 
 /** [offset, offset + length) inside [0, size). */

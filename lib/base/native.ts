@@ -31,18 +31,27 @@ export interface NativeStats {
   prefetched: number; demandFaults: number; prefetchMisses: number;
 }
 
+/** One uffd's per-fault calls; they throw once it is closed. */
+export interface FastMethods {
+  /** Bytes copied; with `existOk`, -1 (EXISTED), not a thrown EEXIST, when the page was there. */
+  copy(dst: bigint, src: Uint8Array, mode: number, existOk: boolean): number;
+  wake(start: bigint, length: number): void;
+}
+
 export interface NativeUserfaultfd {
   readonly fd: number;
   register(start: bigint, length: number, mode: number): bigint;
   unregister(start: bigint, length: number): void;
   copy(dst: bigint, src: Uint8Array, mode: number): number;
   copyFromAddress(dst: bigint, src: bigint, length: number, mode: number): number;
-  zeropage(start: bigint, length: number, mode: number): number;
+  // The resolving ioctls: bytes done. `existOk`: -1 (EXISTED), not a thrown EEXIST, when the
+  // page was there (nothing done, nothing woken: lib/ wakes).
+  zeropage(start: bigint, length: number, mode: number, existOk?: boolean): number;
   wake(start: bigint, length: number): void;
   writeProtect(start: bigint, length: number, mode: number): void;
-  continue(start: bigint, length: number, mode: number): number;
+  continue(start: bigint, length: number, mode: number, existOk?: boolean): number;
   poison(start: bigint, length: number, mode: number): number;
-  move(dst: bigint, src: bigint, length: number, mode: number): number;
+  move(dst: bigint, src: bigint, length: number, mode: number, existOk?: boolean): number;
   close(): void;
   noop(): void;
   startReader(onBatch: (count: number) => void, scratch: Uint8Array): void;
@@ -51,6 +60,9 @@ export interface NativeUserfaultfd {
   setSelfFaultPolicy(policy: number): void;
   /** This object consumes the uffd's messages: an idle reader of the same uffd steps aside. */
   claimReads(): void;
+  /** Whether the JS thread may read the uffd itself (the default); returns whether it now does.
+   * For the benchmarks, which time the reader thread's hop beside it (docs/threads-and-deadlock.md). */
+  setJsReads(allowed: boolean): boolean;
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
@@ -63,9 +75,8 @@ export interface NativeUserfaultfd {
   stats(): NativeStats;
   /** Blocks the calling thread; reads at most `max` uffd_msg (32 bytes each) into scratch; returns the count. */
   readSync(scratch: Uint8Array, max: number, timeoutMs: number): number;
-  /** copy() and wake() as plain Node-API methods (native/uffd/fast_ioctl.cc): the per-fault calls. */
-  copyFast(dst: bigint, src: Uint8Array, mode: number): number;
-  wakeFast(start: bigint, length: number): void;
+  /** copy() and wake() as plain Node-API functions made for this uffd (native/uffd/fast_ioctl.h): the per-fault calls. */
+  fastMethods(): FastMethods;
   /** A live snapshot (native/tracking/snapshot_writer.h); onDone is called once, on the JS thread. */
   snapshot(start: bigint, length: number, pageSize: number, destFd: number, populate: boolean,
            onDone: (err: Error | null, result?: { bytes: number; savedBeforeWrite: number; p50: number; p99: number }) => void): void;
@@ -126,7 +137,8 @@ export interface Binding extends FdPassBinding {
   /** bench/: `count` UFFDIO_COPY (op 0) or UFFDIO_WAKE (op 1) in a C loop in this process; ns. */
   benchIoctlLoop(fd: number, op: number, start: bigint, count: number, src?: Uint8Array): number;
   /** One PAGEMAP_SCAN of the written pages (native/tracking/dirty_tracker.h); out holds 3 words per run. */
-  pagemapScan(start: bigint, end: bigint, reset: boolean, out: BigUint64Array): { count: number; walkEnd: bigint };
+  /** [offset, length] pairs (bytes from start) of the written runs of [start, end), merged. */
+  pagemapScanRuns(start: bigint, end: bigint, reset: boolean): Float64Array;
   /** The calling thread's worker_threads.threadId, for releaseThreads. */
   setThreadId(threadId: number): void;
   /** Unregisters the ranges of the uffds of thread `threadId` (every thread but `except` when < 0). */

@@ -52,11 +52,19 @@ export interface OpenOptions {
 
 export interface RegisterOptions { missing?: boolean; wp?: boolean; minor?: boolean }
 export interface RegisterResult { ioctls: Array<IoctlName | number> }
-export interface CopyOptions { dontWake?: boolean; wp?: boolean }
+/**
+ * `errorOnExist: false`: a destination page that is already there (EEXIST: another thread's
+ * fault on the same page was answered first, or a prefetch got there) is success, not an
+ * error. The call then wakes the range (unless `dontWake`) and returns 0, and no exception
+ * object is made. Default true: EEXIST throws a UffdError, as the kernel reports it.
+ */
+export interface ExistOptions { errorOnExist?: boolean }
+export interface CopyOptions extends ExistOptions { dontWake?: boolean; wp?: boolean }
 export interface WakeOptions { dontWake?: boolean }
+export interface ZeropageOptions extends ExistOptions { dontWake?: boolean }
 export interface WriteProtectOptions { protect: boolean; dontWake?: boolean }
-export interface ContinueOptions { dontWake?: boolean; wp?: boolean }
-export interface MoveOptions { dontWake?: boolean; allowSrcHoles?: boolean }
+export interface ContinueOptions extends ExistOptions { dontWake?: boolean; wp?: boolean }
+export interface MoveOptions extends ExistOptions { dontWake?: boolean; allowSrcHoles?: boolean }
 export interface ServeOptions {
   /** Bytes filled per fault: 'adaptive' (default), 0 or false for one page, or a fixed size. */
   readahead?: number | 'adaptive' | false;

@@ -28,6 +28,8 @@ export interface TrackingHost {
   startReader(): void;
   /** The written runs of [start, start + length), adjacent runs merged; `reset` re-protects them. */
   dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
+  /** The same runs as [offset, length] pairs, bytes from `start`. */
+  dirtyOffsets(start: bigint, length: number, reset: boolean): Float64Array;
   /** Protects, streams and releases the range; the range is registered for WP already. */
   snapshot(start: bigint, length: number, pageSize: number, fd: number, populate: boolean): Promise<RawSnapshotResult>;
 }
@@ -39,9 +41,20 @@ export class Tracking {
 
   /** Userfaultfd.dirtyPages() past its range check. */
   dirtyPages(r: CheckedRange, options: unknown): DirtyRun[] {
-    const { reset } = toDirtyOptions(options);
-    checkDirtyTracking(this.host.uffd.features, r, this.host.registrations.modeOf(r));
+    const { reset } = this.checkDirty(r, options);
     return this.host.dirtyPages(r.start, r.length, reset);
+  }
+
+  /** Userfaultfd.dirtyOffsets() past its range check. */
+  dirtyOffsets(r: CheckedRange, options: unknown): Float64Array {
+    const { reset } = this.checkDirty(r, options);
+    return this.host.dirtyOffsets(r.start, r.length, reset);
+  }
+
+  private checkDirty(r: CheckedRange, options: unknown): { reset: boolean } {
+    const o = toDirtyOptions(options);
+    checkDirtyTracking(this.host.uffd.features, r, this.host.registrations.modeOf(r));
+    return o;
   }
 
   /** Userfaultfd.snapshot() past its range check; `pageSize` is the range's (a hugetlb Region's). */

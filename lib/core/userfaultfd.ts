@@ -1,23 +1,25 @@
+/* eslint max-lines: ["error", 520] -- one cohesive thing: the header says why */
 /**
  * Userfaultfd: the public class, a facade. It checks arguments, carries out the ioctls through
  * its backend (the kernel, or the simulator, which supply the `_` operations), and keeps the
  * lifetime: consumers, the reader, ref/unref, close. Three collaborators hold the rest, each in
  * its own file: delivery (faults to listeners, the fallback policy, fault reports), serving
- * (page sources, custom sources, working sets) and tracking (dirty pages, snapshots).
+ * (page sources, custom sources, working sets) and tracking (dirty pages, snapshots). Over the
+ * usual length because every public method lives here, each a few lines of argument checks.
  */
 import { EventEmitter } from 'events';
 import {
-  checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toFlag, toLength, toOpenOptions, toOptions,
-  toReadSyncOptions,
+  checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toExistOk, toFlag, toLength, toOpenOptions,
+  toOptions, toReadSyncOptions,
 } from '../base/args';
 import { constants, FeatureName, IoctlName, ioctlNames } from '../base/constants';
 import { closedError, codedError, invalidArgType, outOfRange } from '../base/errors';
 import type {
   BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range, ReadSyncOptions,
   RegisterOptions, RegisterResult, RemapEvent, RemoveEvent, SelfFaultPolicy, ServeOptions, Stats, UnmapEvent,
-  WakeOptions, WriteProtectOptions,
+  WakeOptions, WriteProtectOptions, ZeropageOptions,
 } from '../base/types';
-import type { DirtyRun } from '../sources/dirty';
+import type { DirtyPagesOptions, DirtyRun } from '../sources/dirty';
 import type { PageSource } from '../sources/page-source';
 import type { RawSnapshotResult, SnapshotResult } from '../sources/snapshot';
 import { chooseBackend } from './backend';
@@ -30,6 +32,9 @@ import { Tracking } from './tracking';
 import { closeAtExit, forget } from './open-uffds';
 
 const M = constants.modes;
+
+/** What a backend's resolving ioctl returns, asked not to throw EEXIST, when the page was there. */
+export const EXISTED = -1;
 
 /** A child forked with EVENT_FORK: its own uffd, for the memory it inherited. */
 export interface ForkEvent { type: 'fork'; uffd: Userfaultfd }
@@ -129,6 +134,7 @@ export abstract class Userfaultfd extends EventEmitter {
       ...registering,
       checkOpen: () => this.checkOpen(),
       dirtyPages: (start, length, reset) => this._dirtyPages(start, length, reset),
+      dirtyOffsets: (start, length, reset) => this._dirtyOffsets(start, length, reset),
       snapshot: (start, length, pageSize, fd, populate) => this._snapshot(start, length, pageSize, fd, populate),
     });
     this.on('newListener', (name: string | symbol) => {
@@ -178,22 +184,34 @@ export abstract class Userfaultfd extends EventEmitter {
     checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
     const o = toOptions<CopyOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
+    const existOk = toExistOk(o);
     // The per-fault path: no closure here, or V8 allocates its context on every call (96 bytes).
-    if (!this.delivery.watching) return this._copy(d, bytes, mode);
-    return this.copyWatched(d, bytes, mode);
+    const done = this.delivery.watching ? this.copyWatched(d, bytes, mode, existOk) : this._copy(d, bytes, mode, existOk);
+    return done !== EXISTED ? done : this.existed(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0);
   }
 
-  private copyWatched(d: bigint, bytes: Uint8Array, mode: number): number {
-    return this.delivery.answering(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0, () => this._copy(d, bytes, mode));
+  private copyWatched(d: bigint, bytes: Uint8Array, mode: number, existOk: boolean): number {
+    return this.delivery.answering(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0, () => this._copy(d, bytes, mode, existOk));
+  }
+
+  /** errorOnExist: false met EEXIST: the page is there, so its waiting threads may run. */
+  private existed(start: bigint, length: number, wakes: boolean): number {
+    if (!wakes) return 0;
+    this._wake(start, length);
+    this.delivery.answered(start, length);
+    return 0;
   }
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
-  zeropage(range: Range | Region, options: WakeOptions = {}): number {
+  zeropage(range: Range | Region, options: ZeropageOptions = {}): number {
     this.checkOpen();
     const r = this.range(range);
-    const o = toOptions<WakeOptions>(options, 'options');
+    const o = toOptions<ZeropageOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
-    return this.delivery.answering(r.start, r.length, !dontWake, () => this._zeropage(r.start, r.length, dontWake ? M.ZEROPAGE_DONTWAKE : 0));
+    const existOk = toExistOk(o);
+    const done = this.delivery.answering(r.start, r.length, !dontWake,
+      () => this._zeropage(r.start, r.length, dontWake ? M.ZEROPAGE_DONTWAKE : 0, existOk));
+    return done !== EXISTED ? done : this.existed(r.start, r.length, !dontWake);
   }
 
   /** UFFDIO_WAKE: wakes the threads waiting on faults in the range. */
@@ -221,7 +239,10 @@ export abstract class Userfaultfd extends EventEmitter {
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.CONTINUE_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.CONTINUE_WP : 0);
-    return this.delivery.answering(r.start, r.length, (mode & M.CONTINUE_DONTWAKE) === 0, () => this._continue(r.start, r.length, mode));
+    const existOk = toExistOk(o);
+    const wakes = (mode & M.CONTINUE_DONTWAKE) === 0;
+    const done = this.delivery.answering(r.start, r.length, wakes, () => this._continue(r.start, r.length, mode, existOk));
+    return done !== EXISTED ? done : this.existed(r.start, r.length, wakes);
   }
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
@@ -243,7 +264,10 @@ export abstract class Userfaultfd extends EventEmitter {
     const o = toOptions<MoveOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.MOVE_DONTWAKE : 0) |
       (toFlag(o.allowSrcHoles, 'options.allowSrcHoles') ? M.MOVE_ALLOW_SRC_HOLES : 0);
-    return this.delivery.answering(d, length, (mode & M.MOVE_DONTWAKE) === 0, () => this._move(d, s, length, mode));
+    const existOk = toExistOk(o);
+    const wakes = (mode & M.MOVE_DONTWAKE) === 0;
+    const done = this.delivery.answering(d, length, wakes, () => this._move(d, s, length, mode, existOk));
+    return done !== EXISTED ? done : this.existed(d, length, wakes);
   }
 
   // ---- serving (core/serving.ts) --------------------------------------------------------------
@@ -296,9 +320,19 @@ export abstract class Userfaultfd extends EventEmitter {
    * The runs of pages written since the last reset (or since writeProtect armed the range), in
    * address order, adjacent runs merged. Needs WP_ASYNC and a { wp: true } registration.
    */
-  dirtyPages(range: Range | Region, options: { reset?: boolean } = {}): DirtyRun[] {
+  dirtyPages(range: Range | Region, options: DirtyPagesOptions = {}): DirtyRun[] {
     this.checkOpen();
     return this.tracking.dirtyPages(this.range(range), options);
+  }
+
+  /**
+   * The same runs as dirtyPages(), as one Float64Array of [offset, length] pairs: byte offsets
+   * from range.start, and byte lengths. No object or bigint per run: the form for a loop that
+   * scans every round (docs/dirty-tracking.md).
+   */
+  dirtyOffsets(range: Range | Region, options: DirtyPagesOptions = {}): Float64Array {
+    this.checkOpen();
+    return this.tracking.dirtyOffsets(this.range(range), options);
   }
 
   /**
@@ -401,13 +435,14 @@ export abstract class Userfaultfd extends EventEmitter {
 
   protected abstract _register(start: bigint, length: number, mode: number): bigint;
   protected abstract _unregister(start: bigint, length: number): void;
-  protected abstract _copy(dst: bigint, src: Uint8Array, mode: number): number;
-  protected abstract _zeropage(start: bigint, length: number, mode: number): number;
+  // The resolving ioctls return the bytes done; with `existOk`, EXISTED instead of throwing EEXIST.
+  protected abstract _copy(dst: bigint, src: Uint8Array, mode: number, existOk?: boolean): number;
+  protected abstract _zeropage(start: bigint, length: number, mode: number, existOk?: boolean): number;
   protected abstract _wake(start: bigint, length: number): void;
   protected abstract _writeProtect(start: bigint, length: number, mode: number): void;
-  protected abstract _continue(start: bigint, length: number, mode: number): number;
+  protected abstract _continue(start: bigint, length: number, mode: number, existOk?: boolean): number;
   protected abstract _poison(start: bigint, length: number, mode: number): number;
-  protected abstract _move(dst: bigint, src: bigint, length: number, mode: number): number;
+  protected abstract _move(dst: bigint, src: bigint, length: number, mode: number, existOk?: boolean): number;
   // Serving's and tracking's half: ServingHost (core/serving.ts) and TrackingHost (core/tracking.ts) say what each does.
   protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean,
                             sets: ServeSets, unit?: number): unknown;
@@ -421,6 +456,7 @@ export abstract class Userfaultfd extends EventEmitter {
     return this.readerStarted;
   }
   protected abstract _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[];
+  protected abstract _dirtyOffsets(start: bigint, length: number, reset: boolean): Float64Array;
   protected abstract _snapshot(start: bigint, length: number, pageSize: number, fd: number, populate: boolean): Promise<RawSnapshotResult>;
   /** Starts delivering events through dispatch(). Called once. */
   protected abstract _startReader(): void;

@@ -5,7 +5,7 @@ import { constants, featureMask, featureNames, ioctlNames } from '../base/consta
 import { DirtyRun, foreignMemoryError } from '../sources/dirty';
 import { errnoName, invalidArgType, UffdError, uffdError } from '../base/errors';
 import type { RawSnapshotResult } from '../sources/snapshot';
-import { binding, NativeUserfaultfd } from '../base/native';
+import { binding, FastMethods, NativeUserfaultfd } from '../base/native';
 import { PageSource } from '../sources/page-source';
 import type { OpenOptions, Stats } from '../base/types';
 import { selfFaultError } from '../core/delivery';
@@ -71,6 +71,9 @@ export class KernelUserfaultfd extends Userfaultfd {
   /** How the fd was opened: the userfaultfd syscall or /dev/userfaultfd (undefined: adopted). */
   readonly via: 'syscall' | 'dev-userfaultfd' | undefined;
   private readonly handle: NativeUserfaultfd;
+  /** The per-fault calls, bound to this uffd (no lookup of `this` in the binding). */
+  private readonly fastCopy: FastMethods['copy'];
+  private readonly fastWake: FastMethods['wake'];
   private readonly featureBits: number;
   private readonly ioctlBits: bigint;
   private readonly fdNumber: number;
@@ -96,6 +99,7 @@ export class KernelUserfaultfd extends Userfaultfd {
               via?: 'syscall' | 'dev-userfaultfd', localMemory = false, readsEvents = false) {
     super({ features: featureNames(featureBits), ioctls: ioctlNames(ioctls), pageSize: constants.pageSize, options });
     this.handle = handle;
+    ({ copy: this.fastCopy, wake: this.fastWake } = handle.fastMethods());
     this.featureBits = featureBits;
     this.ioctlBits = ioctls;
     this.fdNumber = handle.fd;
@@ -122,26 +126,26 @@ export class KernelUserfaultfd extends Userfaultfd {
   protected _unregister(start: bigint, length: number): void {
     this.handle.unregister(start, length);
   }
-  protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
-    return this.handle.copyFast(dst, src, mode);
+  protected _copy(dst: bigint, src: Uint8Array, mode: number, existOk = false): number {
+    return this.fastCopy(dst, src, mode, existOk);
   }
-  protected _zeropage(start: bigint, length: number, mode: number): number {
-    return this.handle.zeropage(start, length, mode);
+  protected _zeropage(start: bigint, length: number, mode: number, existOk = false): number {
+    return this.handle.zeropage(start, length, mode, existOk);
   }
   protected _wake(start: bigint, length: number): void {
-    this.handle.wakeFast(start, length);
+    this.fastWake(start, length);
   }
   protected _writeProtect(start: bigint, length: number, mode: number): void {
     this.handle.writeProtect(start, length, mode);
   }
-  protected _continue(start: bigint, length: number, mode: number): number {
-    return this.handle.continue(start, length, mode);
+  protected _continue(start: bigint, length: number, mode: number, existOk = false): number {
+    return this.handle.continue(start, length, mode, existOk);
   }
   protected _poison(start: bigint, length: number, mode: number): number {
     return this.handle.poison(start, length, mode);
   }
-  protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
-    return this.handle.move(dst, src, length, mode);
+  protected _move(dst: bigint, src: bigint, length: number, mode: number, existOk = false): number {
+    return this.handle.move(dst, src, length, mode, existOk);
   }
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
                    unit = 0): unknown {
@@ -168,8 +172,11 @@ export class KernelUserfaultfd extends Userfaultfd {
     };
   }
   protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
+    return runsOf(start, this._dirtyOffsets(start, length, reset));
+  }
+  protected _dirtyOffsets(start: bigint, length: number, reset: boolean): Float64Array {
     if (!this.localMemory) throw foreignMemoryError();
-    return scanWritten(start, start + BigInt(length), reset);
+    return binding!.pagemapScanRuns(start, start + BigInt(length), reset);
   }
   protected _snapshot(start: bigint, length: number, pageSize: number, fd: number, populate: boolean): Promise<RawSnapshotResult> {
     return new Promise((resolve, reject) => {
@@ -308,33 +315,15 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
 }
 
-/** Runs per PAGEMAP_SCAN call; a walk that fills them goes on from where it stopped. */
-const SCAN_RUNS = 512;
-let scanBuffer: BigUint64Array | null = null;
-let scanWords: Uint32Array | null = null;
-
 /**
- * Every written run of [start, end), merged, in as many PAGEMAP_SCAN calls as it takes. The
- * addresses are read as numbers (user-space addresses are below 2^53): BigInt arithmetic per run
- * cost 30x the scan itself.
+ * Every written run of [start, start + length) as objects (dirtyPages). The native scan returns
+ * [offset, length] pairs in one Float64Array (dirtyOffsets' form); the addresses are added as
+ * numbers (user-space addresses are below 2^53): BigInt arithmetic per run cost 30x the scan.
  */
-function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
-  const out = (scanBuffer ??= new BigUint64Array(SCAN_RUNS * 3));
-  const words = (scanWords ??= new Uint32Array(out.buffer));
-  const runs: DirtyRun[] = [];
-  let lastEnd = -1;
-  for (let at = start; at < end;) {
-    const { count, walkEnd } = binding!.pagemapScan(at, end, reset, out);
-    for (let i = 0; i < count; i++) {
-      const s = words[i * 6] + words[i * 6 + 1] * 0x100000000;
-      const e = words[i * 6 + 2] + words[i * 6 + 3] * 0x100000000;
-      if (s === lastEnd) runs[runs.length - 1].length += e - s; // split only by the vector's end
-      else runs.push({ start: BigInt(s), length: e - s });
-      lastEnd = e;
-    }
-    if (walkEnd <= at) break; // no progress: nothing more to read
-    at = walkEnd;
-  }
+function runsOf(start: bigint, offsets: Float64Array): DirtyRun[] {
+  const base = Number(start);
+  const runs = new Array<DirtyRun>(offsets.length / 2);
+  for (let i = 0; i < runs.length; i++) runs[i] = { start: BigInt(base + offsets[2 * i]), length: offsets[2 * i + 1] };
   return runs;
 }
 

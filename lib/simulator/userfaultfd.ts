@@ -8,7 +8,7 @@ import { invalidArgType, uffdError } from '../base/errors';
 import type { PageSource } from '../sources/page-source';
 import type { OpenOptions, PageFault, Stats } from '../base/types';
 import type { ServeSets } from '../core/serving';
-import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
+import { EXISTED, UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
@@ -62,11 +62,11 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     const err = this.ctx.unregister(start, length);
     if (err) throw uffdError(err, 'UFFDIO_UNREGISTER');
   }
-  protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
-    return this.resolved(this.ctx.copy(dst, src, mode), 'UFFDIO_COPY');
+  protected _copy(dst: bigint, src: Uint8Array, mode: number, existOk = false): number {
+    return this.resolved(this.ctx.copy(dst, src, mode), 'UFFDIO_COPY', existOk);
   }
-  protected _zeropage(start: bigint, length: number, mode: number): number {
-    return this.resolved(this.ctx.zeropage(start, length, mode), 'UFFDIO_ZEROPAGE');
+  protected _zeropage(start: bigint, length: number, mode: number, existOk = false): number {
+    return this.resolved(this.ctx.zeropage(start, length, mode), 'UFFDIO_ZEROPAGE', existOk);
   }
   protected _wake(start: bigint, length: number): void {
     this.ctx.wakeRange(start, length);
@@ -76,20 +76,22 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     const err = this.ctx.writeProtect(start, length, mode);
     if (err) throw uffdError(err, 'UFFDIO_WRITEPROTECT');
   }
-  protected _continue(start: bigint, length: number, mode: number): number {
-    return this.resolved(this.ctx.continue(start, length, mode), 'UFFDIO_CONTINUE');
+  protected _continue(start: bigint, length: number, mode: number, existOk = false): number {
+    return this.resolved(this.ctx.continue(start, length, mode), 'UFFDIO_CONTINUE', existOk);
   }
   protected _poison(start: bigint, length: number, mode: number): number {
     const r = this.ctx.poison(start, length, mode);
     if (r.err) throw uffdError(r.err, 'UFFDIO_POISON', r.bytes);
     return r.bytes;
   }
-  protected _move(dst: bigint, src: bigint, length: number, mode: number): number {
-    return this.resolved(this.ctx.move(dst, src, length, mode), 'UFFDIO_MOVE');
+  protected _move(dst: bigint, src: bigint, length: number, mode: number, existOk = false): number {
+    return this.resolved(this.ctx.move(dst, src, length, mode), 'UFFDIO_MOVE', existOk);
   }
 
-  /** Throws the kernel's error for a failed ioctl; counts a successful one (as native stats). */
-  private resolved(r: Outcome, syscall: string): number {
+  /** Throws the kernel's error for a failed ioctl (EEXIST is EXISTED with `existOk`, as native);
+   * counts a successful one (as native stats). */
+  private resolved(r: Outcome, syscall: string, existOk = false): number {
+    if (r.err === 'EEXIST' && existOk && !r.bytes) return EXISTED;
     if (r.err) throw uffdError(r.err, syscall, r.bytes);
     this.counters.countResolve(r.bytes);
     return r.bytes;
@@ -146,6 +148,15 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   }
   protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
     return scanWritten(this.ctx, start, length, reset);
+  }
+  protected _dirtyOffsets(start: bigint, length: number, reset: boolean): Float64Array {
+    const runs = scanWritten(this.ctx, start, length, reset);
+    const offsets = new Float64Array(runs.length * 2);
+    runs.forEach((r, i) => {
+      offsets[2 * i] = Number(r.start - start);
+      offsets[2 * i + 1] = r.length;
+    });
+    return offsets;
   }
   protected async _snapshot(start: bigint, length: number, _pageSize: number, fd: number): Promise<RawSnapshotResult> {
     const s = new SimSnapshot(this.ctx, start, length);
