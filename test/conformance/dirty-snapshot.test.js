@@ -126,6 +126,74 @@ describeBackends('dirtyPages', (backend) => {
   });
 });
 
+describeBackends('dirtyOffsets: the runs as one Float64Array', (backend) => {
+  const map = perTestUffd(backend);
+
+  function tracked(n) {
+    requireFeature(this, backend, 'WP_ASYNC');
+    requireFeature(this, backend, 'WP_UNPOPULATED');
+    const u = map.open(TRACK);
+    const r = map(n);
+    u.register(r, { wp: true });
+    u.writeProtect(r, { protect: true });
+    return { u, r };
+  }
+  /** [[offset, length], ...] pairs of a dirtyOffsets() result, in pages. */
+  const pairs = (a) => {
+    assert.ok(a instanceof Float64Array);
+    const out = [];
+    for (let i = 0; i < a.length; i += 2) out.push([a[i] / PAGE, a[i + 1] / PAGE]);
+    return out;
+  };
+
+  it('the same merged runs as dirtyPages(), as [offset, length] pairs from range.start; empty when nothing was written', async function () {
+    const { u, r } = tracked.call(this, 64);
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(r)), []);
+    await r.write(5 * PAGE + 7, Buffer.from([1]));
+    await r.write(6 * PAGE, Buffer.from([1]));
+    await r.write(10 * PAGE, Buffer.alloc(5 * PAGE, 1));
+    await r.write(63 * PAGE + 100, Buffer.from([1, 2, 3]));
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(r)), [[5, 2], [10, 5], [63, 1]]);
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(r)), pages(r, u.dirtyPages(r)));
+    const sub = { start: r.address + BigInt(8 * PAGE), length: 4 * PAGE }; // offsets from sub.start
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(sub)), [[2, 2]]);
+  });
+
+  it('reset re-protects what it reports: the next call sees only later writes', async function () {
+    const { u, r } = tracked.call(this, 32);
+    await r.write(4 * PAGE, Buffer.alloc(3 * PAGE, 9));
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(r, { reset: true })), [[4, 3]]);
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(r)), []);
+    await r.write(20 * PAGE, Buffer.from([1]));
+    assert.deepStrictEqual(pairs(u.dirtyOffsets(r, { reset: true })), [[20, 1]]);
+    assert.deepStrictEqual(u.dirtyPages(r), []);
+  });
+
+  it('many separate runs (more than one scan buffer holds) all come back', async function () {
+    const { u, r } = tracked.call(this, 2048);
+    const writes = [];
+    for (let p = 0; p < 2048; p += 2) writes.push(r.write(p * PAGE, Buffer.from([1])));
+    await Promise.all(writes);
+    const runs = pairs(u.dirtyOffsets(r));
+    assert.strictEqual(runs.length, 1024);
+    assert.ok(runs.every(([first, n], i) => first === 2 * i && n === 1));
+  });
+
+  it('the errors of dirtyPages(): WP_ASYNC, a WP registration, bad arguments, a closed uffd', function () {
+    requireFeature(this, backend, 'WP_ASYNC');
+    const plain = map.open();
+    const p = map(4);
+    plain.register(p, { wp: true });
+    assert.throws(() => plain.dirtyOffsets(p), (e) => e instanceof UffdError && e.code === 'EINVAL' && e.syscall === 'PAGEMAP_SCAN');
+    const { u, r } = tracked.call(this, 4);
+    assert.throws(() => u.dirtyOffsets(map(1)), (e) => e instanceof UffdError && e.code === 'ENOENT' && e.syscall === 'PAGEMAP_SCAN');
+    assert.throws(() => u.dirtyOffsets(r, { reset: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => u.dirtyOffsets({ start: r.address + 1n, length: PAGE }), { code: 'ERR_OUT_OF_RANGE' });
+    u.close();
+    assert.throws(() => u.dirtyOffsets(r), { code: 'ERR_OUT_OF_RANGE' });
+  });
+});
+
 describeBackends('snapshot', (backend) => {
   const map = perTestUffd(backend);
   let files;

@@ -58,6 +58,8 @@ describeNative('dirtyPages on the kernel', function () {
       w.worker.postMessage({ cmd: 'touch', pages: [7] });
       await nextMessage(w.worker);
       assert.deepStrictEqual(rel(w.range, uffd.dirtyPages(w.range)), [[7, 1]]);
+      assert.deepStrictEqual([...uffd.dirtyOffsets(w.range, { reset: true })], [7 * PAGE, PAGE]);
+      assert.deepStrictEqual([...uffd.dirtyOffsets(w.range)], []);
     } finally {
       uffd.close();
       await stopWriter(w);
@@ -117,6 +119,7 @@ describeNative('dirtyPages on the kernel', function () {
     try {
       adopted.register(region, { wp: true });
       assert.throws(() => adopted.dirtyPages(region), { code: 'ERR_UFFD_FOREIGN_MEMORY' });
+      assert.throws(() => adopted.dirtyOffsets(region), { code: 'ERR_UFFD_FOREIGN_MEMORY' });
     } finally {
       adopted.close();
       uffd.close();

@@ -19,7 +19,7 @@ export async function consumer(): Promise<void> {
   const ioctls: Array<IoctlName | number> = reg.ioctls;
   uffd.on('pagefault', (e: PageFault) => {
     const tid: number | undefined = e.tid;
-    const copied: number = uffd.copy(e.address, Buffer.alloc(uffd.pageSize), { dontWake: false });
+    const copied: number = uffd.copy(e.address, Buffer.alloc(uffd.pageSize), { dontWake: false, errorOnExist: false });
     void tid; void copied;
   });
   uffd.once('pagefault', (e) => { const a: bigint = e.address; const w: boolean = e.wp; void a; void w; });
@@ -27,7 +27,7 @@ export async function consumer(): Promise<void> {
   uffd.on('remap', (e) => { const len: number = e.length; void len; });
   uffd.on('error', (err) => { const code: string | undefined = err.code; void code; });
   uffd.on('close', () => undefined);
-  const zeroed: number = uffd.zeropage(range, { dontWake: true });
+  const zeroed: number = uffd.zeropage(range, { dontWake: true, errorOnExist: false });
   uffd.wake(range);
   uffd.writeProtect(numeric, { protect: true });
   uffd.continue(region.alias(), { wp: false });
@@ -70,6 +70,8 @@ export async function consumer(): Promise<void> {
   // Dirty tracking and live snapshots (docs/dirty-tracking.md)
   const runs: DirtyRun[] = uffd.dirtyPages(region, { reset: true });
   const runStart: bigint = runs[0].start;
+  const offsets: Float64Array = uffd.dirtyOffsets(region, { reset: true });
+  void offsets;
   const snap: SnapshotResult = await uffd.snapshot(region, '/tmp/image');
   const held: number = snap.savedBeforeWrite + snap.stallNs.p99 + (await uffd.snapshot({ start: runStart, length: 4096 }, 3)).bytes;
   void held;

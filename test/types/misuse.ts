@@ -1,6 +1,7 @@
 // Each line below is a misuse that must NOT compile: tsc fails with "Unused '@ts-expect-error'
 // directive" if one of them type-checks.
 import { PageSource, Region, Userfaultfd } from 'userfaultfd';
+import type { DirtyRun } from 'userfaultfd';
 
 const uffd = Userfaultfd.open();
 const region = Region.map(4096);
@@ -49,5 +50,10 @@ uffd.dirtyPages(region, { reset: 1 });
 // @ts-expect-error a dirty run's start is a bigint
 const runStart: number = uffd.dirtyPages(region)[0].start;
 void runStart;
+// @ts-expect-error errorOnExist is a boolean
+uffd.copy(region, new Uint8Array(4096), { errorOnExist: 'no' });
+// @ts-expect-error dirtyOffsets gives numbers, not runs
+const offsetRun: DirtyRun[] = uffd.dirtyOffsets(region);
+void offsetRun;
 // @ts-expect-error a snapshot goes to a path or an fd, not a Buffer
 void uffd.snapshot(region, Buffer.alloc(1));
