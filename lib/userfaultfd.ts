@@ -114,6 +114,8 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly registered: Array<CheckedRange & { mode: number }> = [];
   private readonly snapshotting = new Set<CheckedRange>();
   private readonly servedHandles = new Set<Served>();
+  /** Pages of faults read before their range's serve(), woken to fault again (refaultServedSince). */
+  private readonly refaulted = new Set<bigint>();
   private readonly servedSets = new Map<Served, ServedSet>();
   private readonly faultTimeoutMs: number | undefined;
   /** Faults delivered to JS and not yet answered, by page: the faultTimeoutMs watch. */
@@ -350,6 +352,7 @@ export abstract class Userfaultfd extends EventEmitter {
       length: r.length,
       stop: () => {
         if (!this.servedHandles.delete(served) || this.isClosed) return;
+        this.refaulted.clear();
         const ws = this.servedSets.get(served);
         if (ws) this.autoSave(ws);
         this.servedSets.delete(served);
@@ -438,6 +441,26 @@ export abstract class Userfaultfd extends EventEmitter {
       if (!server.covers(e.address)) continue;
       if (this.faultTimeoutMs !== undefined) this.watch(e);
       server.fault(e);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * A missing-page fault in a natively served range reaches JavaScript only when the reader read
+   * it before that range's serve(): a peer already faulting while its ranges are served one by
+   * one (a VM's vCPUs run from the handshake on). Woken, it faults again and the source answers
+   * it; answered by the handlers or the fallback instead, it would read zeros. Once per page: a
+   * page that comes back (a source that cannot answer it) goes on to the handlers.
+   */
+  private refaultServedSince(e: PageFault): boolean {
+    if (e.wp || e.minor || this.servedHandles.size === 0) return false;
+    const page = pageOf(e.address, this.pageSize);
+    if (this.refaulted.delete(page)) return false;
+    for (const s of this.servedHandles) {
+      if (e.address < s.start || e.address >= s.start + BigInt(s.length)) continue;
+      this.refaulted.add(page);
+      this._wake(page, this.pageSize);
       return true;
     }
     return false;
@@ -595,7 +618,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * nobody listens to throws.
    */
   protected deliverFault(e: PageFault, sourceFailure?: string): void {
-    if (sourceFailure === undefined && this.claimFault(e)) return;
+    if (sourceFailure === undefined && (this.claimFault(e) || this.refaultServedSince(e))) return;
     if (!this.hasPagefaultConsumers) {
       this.answerByFallback(e);
       if (sourceFailure) this.reportError(sourceError(sourceFailure), e);
