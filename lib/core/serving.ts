@@ -72,10 +72,13 @@ export interface ServingHost {
   prefetchCursor(handle: unknown): number;
 }
 
+/** How often one page's fault may be woken into its source before it goes to the handlers. */
+const MAX_REFAULTS = 64;
+
 export class Serving {
   private readonly served = new Set<Served>();
-  /** Pages of faults read before their range's serve(), woken to fault again (refaultIntoSource). */
-  private readonly refaulted = new Set<bigint>();
+  /** Pages of faults read before their range's serve(), woken to fault again: how often (refaultIntoSource). */
+  private readonly refaulted = new Map<bigint, number>();
   private readonly sets = new Map<Served, ServedSet>();
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
@@ -218,16 +221,22 @@ export class Serving {
    * A missing-page fault in a natively served range reaches JavaScript only when the reader read
    * it before that range's serve(): a peer already faulting while its ranges are served one by
    * one (a VM's vCPUs run from the handshake on). Woken, it faults again and the source answers
-   * it; answered by the handlers or the fallback instead, it would read zeros. Once per page: a
-   * page that comes back (a source that cannot answer it) goes on to the handlers.
+   * it; answered by the handlers or the fallback instead, it would read zeros. Several threads
+   * may have faulted the page (vCPUs on one huge page all report its first address), so a page
+   * may come back a few times; one that keeps coming back (a source that cannot answer it) goes
+   * on to the handlers after MAX_REFAULTS.
    */
   private refaultIntoSource(e: PageFault): boolean {
     if (this.served.size === this.customServers.size) return false;
     const page = e.address - (e.address % BigInt(this.pageSize));
-    if (this.refaulted.delete(page)) return false;
+    const n = this.refaulted.get(page) ?? 0;
+    if (n >= MAX_REFAULTS) {
+      this.refaulted.delete(page);
+      return false;
+    }
     for (const x of this.served) {
       if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
-      this.refaulted.add(page);
+      this.refaulted.set(page, n + 1);
       this.host.uffd.wake({ start: page, length: this.pageSize });
       return true;
     }

@@ -97,13 +97,17 @@ describeBackends('serve: page sources', (backend) => {
     const errors = [];
     uffd.on('error', (e) => errors.push(e));
     uffd.register(region);
-    const waiting = region.read(5 * PAGE, PAGE); // a fault in the second range, before any serve()
+    // Faults in the second range before any serve(): two threads on one page, two messages with
+    // one address (as vCPUs on one huge page), and one on another page.
+    const waiting = [region.read(5 * PAGE, PAGE), region.read(5 * PAGE + 64, 64), region.read(7 * PAGE, 8)];
     await delay(50);
     uffd.serve({ start: region.address, length: 4 * PAGE }, PageSource.buffer(pattern(4 * PAGE, 2))); // starts the reader
     // The reader reads the waiting fault while this thread has not served its range yet.
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
     uffd.serve({ start: region.address + BigInt(4 * PAGE), length: 4 * PAGE }, PageSource.buffer(pattern(4 * PAGE, 3)));
-    assert.deepStrictEqual(await waiting, pattern(4 * PAGE, 3).subarray(PAGE, 2 * PAGE));
+    const second = pattern(4 * PAGE, 3);
+    assert.deepStrictEqual(await Promise.all(waiting), [second.subarray(PAGE, 2 * PAGE), second.subarray(PAGE + 64, PAGE + 128),
+      second.subarray(3 * PAGE, 3 * PAGE + 8)]);
     assert.deepStrictEqual(await region.read(0, 4 * PAGE), pattern(4 * PAGE, 2));
     assert.deepStrictEqual(errors, []);
   }));
