@@ -29,7 +29,7 @@ const path = require('path');
 const { parseArgs } = require('util');
 const { PageSource, listenForUffd } = require('../dist');
 const { encodeWorkingSet } = require('../dist/sources/working-set');
-const { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle } = require('./workload');
+const { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle, runPasses } = require('./workload');
 
 const { values } = parseArgs({ options: {
   size: { type: 'string', default: '1GiB' },
@@ -250,19 +250,7 @@ async function main() {
   try {
     const self = [__filename, '--dir', dir, '--size', values.size, '--touched', values.touched, '--runs', values.runs, '--vcpus', values.vcpus,
       ...(values.only ? ['--only', values.only] : [])];
-    const run = (cmd, args) => JSON.parse(execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString());
-    const sections = [];
-    sections.push(table('Warm page cache, unpinned', run(process.execPath, [...self, '--pass', 'warm'])));
-    sections.push(table('Warm page cache, pinned (taskset -c 0: the VMM, its vCPUs and the handler share one CPU)',
-      run('taskset', ['-c', '0', process.execPath, ...self, '--pass', 'warm'])));
-    let coldNote = '';
-    if (!values['no-cold']) {
-      try {
-        sections.push(table('Cold page cache (drop_caches before each run), unpinned', run(process.execPath, [...self, '--pass', 'cold'])));
-      } catch (e) {
-        coldNote = `Cold page cache: not measured (${e.message.split('\n')[0]}).\n`;
-      }
-    }
+    const sections = runPasses(self, table, { pinned: 'the VMM, its vCPUs and the handler', cold: !values['no-cold'] });
     const md = ['## Restore seen from a KVM guest', '',
       `A ${values.size} memory file; the guest of test/fixtures/kvm_peer.c (32-bit, its vCPUs started right after the ` +
       `handshake, as Firecracker resumes) touches ${env.touched} pages (${(100 * env.touched * PAGE / SIZE).toFixed(1)}%) in runs ` +
@@ -271,7 +259,7 @@ async function main() {
       'is the VMM\'s clock from sending the uffd to the last vCPU\'s halt (for precopy it includes the copy). ' +
       `Median of ${RUNS} runs; variants in random order. Host: ${os.cpus().length} CPUs (${os.cpus()[0].model}), ` +
       `Linux ${os.release()}, KVM ${fs.existsSync('/sys/module/kvm_pvm') ? 'PVM (no hardware virtualisation: shadow paging)' : 'hardware'}.`,
-      '', ...sections, coldNote].join('\n');
+      '', ...sections].join('\n');
     process.stdout.write(md + '\n');
     if (!values.only) fs.writeFileSync(path.join(__dirname, 'results-kvm-restore.md'), md + '\n');
   } finally {

@@ -19,7 +19,7 @@ const path = require('path');
 const { parseArgs } = require('util');
 const { PageSource, listenForUffd } = require('../dist');
 const { encodeWorkingSet } = require('../dist/sources/working-set');
-const { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle } = require('./workload');
+const { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle, runPasses } = require('./workload');
 
 const { values } = parseArgs({ options: {
   size: { type: 'string', default: '1GiB' },
@@ -145,27 +145,14 @@ async function main() {
   try {
     const self = [__filename, '--dir', dir, '--size', values.size, '--touched', values.touched, '--runs', values.runs,
       '--bytes', values.bytes];
-    const run = (cmd, args) => JSON.parse(execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString());
-    const sections = [];
-    const warm = run(process.execPath, [...self, '--pass', 'warm']);
-    sections.push(table('Warm page cache, unpinned', warm));
-    const pinned = run('taskset', ['-c', '0', process.execPath, ...self, '--pass', 'warm']);
-    sections.push(table('Warm page cache, pinned (taskset -c 0: the program, the reader and the prefetcher share one CPU)', pinned));
-    let coldNote = '';
-    if (!values['no-cold']) {
-      try {
-        sections.push(table('Cold page cache (drop_caches before each run), unpinned', run(process.execPath, [...self, '--pass', 'cold'])));
-      } catch (e) {
-        coldNote = `Cold page cache: not measured (${e.message.split('\n')[0]}).\n`;
-      }
-    }
+    const sections = runPasses(self, table, { pinned: 'the program, the reader and the prefetcher', cold: !values['no-cold'] });
     const md = ['## Working sets: record, then prefetch', '',
       `A ${values.size} image; the program (bench/c/ws-touch.c, another process that sends its userfaultfd) reads ` +
       `${env.touched} pages (${(100 * env.touched / PAGES).toFixed(1)}%) in runs of 1-32 pages at scattered places, ` +
       `in a fixed shuffled order, reading the first ${values.bytes} bytes of each page. ` +
       'Times from the moment the image starts being served. ' +
       `Median of ${RUNS} runs; variants in random order. Baseline "memory": the image already in the program's memory.`,
-      '', ...sections, coldNote].join('\n');
+      '', ...sections].join('\n');
     process.stdout.write(md + '\n');
     fs.writeFileSync(path.join(__dirname, values.bytes === '64' ? 'results-working-set.md' : `results-working-set-${values.bytes}.md`), md + '\n');
   } finally {

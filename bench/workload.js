@@ -74,4 +74,25 @@ function shuffle(a, rand) {
   return a;
 }
 
-module.exports = { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle };
+/**
+ * Runs `self` (this benchmark and its options) in a child once per pass, each printing its
+ * results as one JSON line: warm page cache unpinned, warm pinned (taskset -c 0: `pinned` share
+ * one CPU), and cold unless `cold` is false. Returns the markdown `table(title, results)` makes of
+ * each, or a line saying why the cold pass could not run (it needs root).
+ */
+function runPasses(self, table, { pinned, cold = true }) {
+  const run = (cmd, args) => JSON.parse(execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString());
+  const sections = [table('Warm page cache, unpinned', run(process.execPath, [...self, '--pass', 'warm']))];
+  sections.push(table(`Warm page cache, pinned (taskset -c 0: ${pinned} share one CPU)`,
+    run('taskset', ['-c', '0', process.execPath, ...self, '--pass', 'warm'])));
+  if (cold) {
+    try {
+      sections.push(table('Cold page cache (drop_caches before each run), unpinned', run(process.execPath, [...self, '--pass', 'cold'])));
+    } catch (e) {
+      sections.push(`Cold page cache: not measured (${e.message.split('\n')[0]}).\n`);
+    }
+  }
+  return sections;
+}
+
+module.exports = { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle, runPasses };
