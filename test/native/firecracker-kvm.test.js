@@ -11,7 +11,7 @@ const os = require('os');
 const path = require('path');
 const { listenForUffd } = require('../../dist');
 const { pattern, runProcess, runChild, startProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
-const { raiseHugepages } = require('../fixtures/firecracker-peer');
+const { raiseHugepages, parseJson, assertExited } = require('../fixtures/firecracker-peer');
 const { buildVmm, kvmUnavailable, assertGuestOk, VMM_STATUS } = require('../fixtures/kvm-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -21,19 +21,6 @@ const MEM_SIZE = 16 << 20;
 const HUGE = 2 << 20;
 const PAGE_4K = 4096; // the guest's own page size (x86), whatever the host's
 const DEADLINE = 45000;
-
-/** The handler's --json output: one line per VM, then the summary. */
-function parseJson(stdout) {
-  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
-  const summary = lines.pop();
-  assert.strictEqual(summary.type, 'summary', stdout);
-  return { vms: lines, summary };
-}
-
-function assertExited(h, code) {
-  assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
-  assert.deepStrictEqual([h.code, h.signal], [code, null], h.stderr);
-}
 
 describeNative('Firecracker handlers with a KVM guest (vCPU faults)', { features: ['EVENT_REMOVE'] }, function () {
   this.timeout(90000);
