@@ -1,7 +1,8 @@
 'use strict';
 // Dirty tracking and live snapshots (issue 16), each against a baseline measured in the same run:
-//   scan      dirtyPages() of a 256 MiB armed range with 5% of its pages written, per GiB,
-//             against a C loop doing the same PAGEMAP_SCAN walk (bench/c/dirty-scan.c)
+//   scan      dirtyOffsets() (one Float64Array) and dirtyPages() (objects) of a 256 MiB armed
+//             range with 5% of its pages written, per GiB, against a C loop doing the same
+//             PAGEMAP_SCAN walk (bench/c/dirty-scan.c)
 //   snapshot  uffd.snapshot() of a quiescent 256 MiB region to a file, against write(2) of the
 //             same bytes from C
 //   stall     uffd.snapshot() of 32 MiB while a Worker rewrites it in a loop: how long writers
@@ -25,6 +26,7 @@ const { values } = parseArgs({ options: {
   'size-mib': { type: 'string', default: '256' },
   only: { type: 'string', default: 'scan,snapshot,stall,migrate' },
   child: { type: 'string' },
+  form: { type: 'string', default: 'objects' },
 } });
 const RUNS = Number(values.runs);
 const SIZE = Number(values['size-mib']) * 1024 * 1024;
@@ -44,10 +46,11 @@ async function childScan() {
   const v = new Uint8Array(region.buffer);
   for (let p = 0; p < SIZE / PAGE; p++) if (((p * 2654435761) >>> 0) % 1000 < 50) v[p * PAGE] = 1;
   const reps = 5;
-  uffd.dirtyPages(region);
+  const scan = values.form === 'offsets' ? () => uffd.dirtyOffsets(region).length / 2 : () => uffd.dirtyPages(region).length;
+  scan();
   const t0 = process.hrtime.bigint();
   let runs = 0;
-  for (let i = 0; i < reps; i++) runs = uffd.dirtyPages(region).length;
+  for (let i = 0; i < reps; i++) runs = scan();
   const ns = Number(process.hrtime.bigint() - t0) / reps;
   uffd.close();
   region.unmap();
@@ -152,16 +155,18 @@ function main() {
       const variants = [];
       for (const pinned of [true, false]) {
         variants.push({ name: `js-${pinned}`, pinned, argv: [...self, '--child', 'scan'] });
+        variants.push({ name: `offsets-${pinned}`, pinned, argv: [...self, '--child', 'scan', '--form', 'offsets'] });
         variants.push({ name: `c-${pinned}`, pinned, argv: [c, 'scan', String(SIZE), '50', '5'] });
       }
       const m = measure(variants, (r) => r.nsPerScan);
       const perGiB = (ns) => (ns * (1 << 30) / SIZE / 1e6).toFixed(2);
-      lines.push('### Dirty scan: dirtyPages() vs a C PAGEMAP_SCAN loop (5% of pages written, no reset)', '',
-        '| | dirtyPages ms/GiB | C ms/GiB | ratio |', '|---|---|---|---|');
+      lines.push('### Dirty scan: dirtyOffsets() and dirtyPages() vs a C PAGEMAP_SCAN loop (5% of pages written, no reset)', '',
+        '| | dirtyOffsets ms/GiB | dirtyPages ms/GiB | C ms/GiB | dirtyOffsets ÷ C | dirtyPages ÷ C |', '|---|---|---|---|---|---|');
       for (const pinned of [true, false]) {
+        const off = m.get(`offsets-${pinned}`);
         const js = m.get(`js-${pinned}`);
         const cc = m.get(`c-${pinned}`);
-        lines.push(`| ${pinned ? 'pinned' : 'unpinned'} | ${perGiB(js)} | ${perGiB(cc)} | ${(js / cc).toFixed(2)}x |`);
+        lines.push(`| ${pinned ? 'pinned' : 'unpinned'} | ${perGiB(off)} | ${perGiB(js)} | ${perGiB(cc)} | ${(off / cc).toFixed(2)}x | ${(js / cc).toFixed(2)}x |`);
       }
       lines.push('');
     }

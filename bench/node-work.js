@@ -11,10 +11,11 @@
 //   node bench/node-work.js batch K ROUNDS wake|dontwake
 //   node bench/node-work.js allocs LENGTH          (run with LD_PRELOAD=malloc-count.so)
 //   node bench/node-work.js sim COUNT
-//   node bench/node-work.js fault COUNT worker|serve|js   (baseline.c fault: the same touches)
+//   node bench/node-work.js fault COUNT worker|serve|js|js-hop   (baseline.c fault: the same touches)
 //   node bench/node-work.js heap COUNT                     V8 heap bytes per fault, Worker path
 //   node bench/node-work.js ioctl2 COUNT                   copy/wake against the in-process C loop
 //   node bench/node-work.js seq-direct FILE LENGTH WINDOW  serve with fixed windows, JS-thread memcpy
+//   node bench/node-work.js dirty MIB PERMILLE REPS objects|offsets   dirtyPages / dirtyOffsets scans
 const fs = require('fs');
 const { Userfaultfd, Region, PageSource } = require('../dist');
 
@@ -417,10 +418,12 @@ async function fault([countArg, mode, youngMb]) {
     Atomics.store(stop, 0, 1);
     const done = await new Promise((res) => w.once('message', res));
     r.heapBytesPerFault = done.heapFaults ? done.heapBytes / done.heapFaults : undefined;
-  } else if (mode === 'js') {
+  } else if (mode === 'js' || mode === 'js-hop') {
     // The faulting thread is a Worker touching a Region of its own (a structured clone of
     // region.buffer would copy it, touching every page from here); this thread registers that
-    // memory by address and answers its faults in a 'pagefault' listener.
+    // memory by address and answers its faults in a 'pagefault' listener. js: the JS thread
+    // reads the uffd from its loop (the default); js-hop: the reader thread reads it and hands
+    // each batch over (the design before, still what serve() and non-cooperative events use).
     const w = new Worker(__filename, { argv: ['worker'], workerData: { role: 'toucher', count } });
     const base = await new Promise((res) => w.once('message', res));
     uffd.register({ start: base, length: count * PAGE });
@@ -428,6 +431,7 @@ async function fault([countArg, mode, youngMb]) {
       const off = Number(e.address - base);
       uffd.copy(e.address, source.subarray(off, off + PAGE));
     });
+    if (uffd.handle.setJsReads(mode === 'js') !== (mode === 'js')) throw new Error(`${mode}: not set`);
     const c0 = ctx();
     const done = new Promise((res) => w.once('message', res));
     w.postMessage('go');
@@ -507,12 +511,33 @@ function ioctl2([countArg]) {
   const take = () => { const s = next; next += BigInt(N * PAGE); return Array.from({ length: N }, (_, i) => s + BigInt(i * PAGE)); };
   const ranges = Array.from({ length: 64 }, (_, i) => ({ start: region.address + BigInt(i * PAGE), length: PAGE }));
   const opts = { dontWake: true };
+  // 64 present pages for the EEXIST rows (the wake rows' 64 pages are left missing).
+  const present = Region.map(64 * PAGE);
+  uffd.register(present);
+  uffd.copy(present.address, new Uint8Array(64 * PAGE));
+  const existing = Array.from({ length: 64 }, (_, i) => present.address + BigInt(i * PAGE));
+  const existOk = { errorOnExist: false };
   const blocks = {
     cCopy: () => { const a = take(); return binding.benchIoctlLoop(uffd.fd, 0, a[0], N, src); },
     copy: () => { const a = take(); const t = now(); for (let i = 0; i < N; i++) uffd.copy(a[i], src, opts); return Number(now() - t); },
     cWake: () => binding.benchIoctlLoop(uffd.fd, 1, region.address, N),
     wake: () => { const t = now(); for (let i = 0; i < N; i++) uffd.wake(ranges[i & 63]); return Number(now() - t); },
     noop: () => { const t = now(); for (let i = 0; i < N; i++) uffd.noop(); return Number(now() - t); },
+    cExist: () => binding.benchIoctlLoop(uffd.fd, 2, present.address, N, src),
+    // The way before errorOnExist: the thrown UffdError caught, then a wake.
+    existThrow: () => {
+      const t = now();
+      for (let i = 0; i < N; i++) {
+        try {
+          uffd.copy(existing[i & 63], src);
+        } catch (e) {
+          if (e.code !== 'EEXIST') throw e;
+          uffd.wake({ start: existing[i & 63], length: PAGE });
+        }
+      }
+      return Number(now() - t);
+    },
+    existOk: () => { const t = now(); for (let i = 0; i < N; i++) uffd.copy(existing[i & 63], src, existOk); return Number(now() - t); },
   };
   const res = Object.fromEntries(Object.keys(blocks).map((k) => [k, []]));
   for (let r = 0; r < rounds + 2; r++) {
@@ -521,20 +546,20 @@ function ioctl2([countArg]) {
       if (r >= 2) res[k].push(ns); // two warm-up rounds
     }
   }
-  // The same public wake() with the system call taken out (the binding method replaced by an
+  // The same public wake() with the system call taken out (the binding function replaced by an
   // empty JS function): what lib/ adds in user space, without the kernel's side effects.
-  const handle = uffd.handle;
-  const wakeFast = handle.wakeFast;
-  handle.wakeFast = () => undefined;
+  const fastWake = uffd.fastWake;
+  uffd.fastWake = () => undefined;
   const noSyscall = [];
   for (let r = 0; r < rounds; r++) {
     const t = now();
     for (let i = 0; i < N; i++) uffd.wake(ranges[i & 63]);
     noSyscall.push(Number(now() - t) / N);
   }
-  handle.wakeFast = wakeFast;
+  uffd.fastWake = fastWake;
   uffd.close();
   region.unmap();
+  present.unmap();
   srcRegion.unmap();
   const med = (a) => { const b = [...a].sort((x, y) => x - y); return b[b.length >> 1]; };
   out({ ...Object.fromEntries(Object.entries(res).map(([k, v]) => [k, med(v)])), wakeNoSyscall: med(noSyscall) });
@@ -566,13 +591,37 @@ function seqDirect([file, lengthArg, windowArg]) {
   out({ ns, bytes: length, faults });
 }
 
+/** dirtyPages() (objects) or dirtyOffsets() (one Float64Array) of an armed WP_ASYNC range with
+ * PERMILLE/1000 of its pages written, REPS times (bench/c/dirty-scan.c scan: the same walk). */
+function dirty([mibArg, permilleArg, repsArg, form]) {
+  const size = Number(mibArg) << 20;
+  const permille = Number(permilleArg);
+  const reps = Number(repsArg);
+  const uffd = Userfaultfd.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED'] });
+  const region = Region.map(size);
+  uffd.register(region, { wp: true });
+  uffd.writeProtect(region, { protect: true });
+  // WP_ASYNC: writes take no userfault, so this thread may write the region itself.
+  const v = new Uint8Array(region.buffer);
+  for (let p = 0; p < size / PAGE; p++) if (((p * 2654435761) >>> 0) % 1000 < permille) v[p * PAGE] = 1;
+  const scan = form === 'offsets' ? () => uffd.dirtyOffsets(region).length / 2 : () => uffd.dirtyPages(region).length;
+  scan();
+  const t0 = now();
+  let runs = 0;
+  for (let i = 0; i < reps; i++) runs = scan();
+  const ns = Number(now() - t0) / reps;
+  uffd.close();
+  region.unmap();
+  out({ nsPerScan: ns, msPerGiB: ns / 1e6 / (size / 2 ** 30), runs });
+}
+
 if (!isMainThread) {
   faultWorker(workerData);
   return;
 }
 
 const [cmd, ...args] = process.argv.slice(2);
-const fns = { seq, rand, ioctl, scale, batch, allocs, sim, fault, heap, ioctl2, 'seq-direct': seqDirect };
+const fns = { seq, rand, ioctl, scale, batch, allocs, sim, fault, heap, ioctl2, 'seq-direct': seqDirect, dirty };
 if (!fns[cmd]) {
   process.stderr.write(`unknown workload ${cmd}\n`);
   process.exit(2);
