@@ -45,7 +45,7 @@ async function childScan() {
   // WP_ASYNC: writes take no userfault, so this thread may write the region itself.
   const v = new Uint8Array(region.buffer);
   for (let p = 0; p < SIZE / PAGE; p++) if (((p * 2654435761) >>> 0) % 1000 < 50) v[p * PAGE] = 1;
-  const reps = 5;
+  const reps = 20; // one scan of 256 MiB takes about 0.2 ms: too short to time alone
   const scan = values.form === 'offsets' ? () => uffd.dirtyOffsets(region).length / 2 : () => uffd.dirtyPages(region).length;
   scan();
   const t0 = process.hrtime.bigint();
@@ -156,7 +156,7 @@ function main() {
       for (const pinned of [true, false]) {
         variants.push({ name: `js-${pinned}`, pinned, argv: [...self, '--child', 'scan'] });
         variants.push({ name: `offsets-${pinned}`, pinned, argv: [...self, '--child', 'scan', '--form', 'offsets'] });
-        variants.push({ name: `c-${pinned}`, pinned, argv: [c, 'scan', String(SIZE), '50', '5'] });
+        variants.push({ name: `c-${pinned}`, pinned, argv: [c, 'scan', String(SIZE), '50', '20'] });
       }
       const m = measure(variants, (r) => r.nsPerScan);
       const perGiB = (ns) => (ns * (1 << 30) / SIZE / 1e6).toFixed(2);
