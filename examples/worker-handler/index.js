@@ -71,13 +71,9 @@ function handle({ fd, base, stop }) {
       if (e.type !== 'pagefault') continue;
       const page = e.address - (e.address % BigInt(PAGE));
       fillPage(src, Number(page - base) / PAGE);
-      try {
-        uffd.copy(page, src);
-      } catch (err) {
-        // Two threads faulted on the page: the first answer installed it; wake the rest.
-        if (err.code !== 'EEXIST') throw err;
-        uffd.wake({ start: page, length: PAGE });
-      }
+      // Two threads faulted on the page: the first answer installed it; errorOnExist: false
+      // makes the second one wake the rest and return 0, with no exception.
+      uffd.copy(page, src, { errorOnExist: false });
     }
   }
   uffd.close();
