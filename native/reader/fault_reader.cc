@@ -21,7 +21,7 @@ const uint64_t kPageSize = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 
 FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
                          Napi::Uint8Array scratch)
-    : fd_(fd), handler_(handler), queue_(this, kReserve) {
+    : fd_(fd), handler_(handler), queue_(this, kReserve), env_(env) {
   if (thread_.initError() != 0) ThrowErrno(env, thread_.initError(), "eventfd");
   scratch_ = Napi::Persistent(scratch.As<Napi::Object>());
   scratchData_ = scratch.Data();
@@ -32,6 +32,8 @@ FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Fun
   retryNext_.reserve(kReserve);
   jsBatch_.reserve(kReserve);
   onBatch_ = Napi::Persistent(onBatch);
+  napi_value name = Napi::String::New(env, "userfaultfd-reader");
+  if (napi_async_init(env, nullptr, name, &asyncContext_) != napi_ok) asyncContext_ = nullptr;
   queue_.Open(env, onBatch, "userfaultfd-reader");
 }
 
@@ -55,6 +57,8 @@ void FaultReader::Stop() {
   if (loop_ != nullptr) loop_->Close();
   direct_.store(false, std::memory_order_release);
   if (!thread_.Stop()) return;
+  if (asyncContext_ != nullptr) napi_async_destroy(env_, asyncContext_);
+  asyncContext_ = nullptr;
   onBatch_.Reset();
   queue_.Release();  // its finalizer deletes this once the queue has drained
 }
@@ -306,7 +310,7 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delive
     }
     // From the loop there is no callback scope around this call: napi_make_callback opens one,
     // so that process.nextTick callbacks and promise jobs run after it, as after any I/O.
-    napi_status st = fromLoop ? napi_make_callback(env, nullptr, recv, fn, 1, &arg, &result)
+    napi_status st = fromLoop ? napi_make_callback(env, asyncContext_, recv, fn, 1, &arg, &result)
                               : napi_call_function(env, recv, fn, 1, &arg, &result);
     if (st != napi_ok) {
       // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any

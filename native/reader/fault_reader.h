@@ -142,8 +142,12 @@ class FaultReader : private LoopReader::Target {
   LoopReader* loop_ = nullptr;       // JS thread; cleared by LoopReader::Close
   bool refed_ = true;                // JS thread: the loop watch follows the queue's ref
   Napi::FunctionReference onBatch_;  // JS thread
-  std::vector<Delivery> jsBatch_;    // JS thread's deliveries of one loop read
-  uffd_msg jsBuffer_[kBatch];        // JS thread's read(2) buffer
+  // JS thread: the async context the loop's calls run in, as the queue's calls run in the
+  // thread-safe function's (AsyncLocalStorage, async_hooks); destroyed at Stop().
+  napi_async_context asyncContext_ = nullptr;
+  napi_env env_;                   // the JS thread's environment
+  std::vector<Delivery> jsBatch_;  // JS thread's deliveries of one loop read
+  uffd_msg jsBuffer_[kBatch];      // JS thread's read(2) buffer
 };
 
 }  // namespace uffd

@@ -160,6 +160,30 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
   });
 });
 
+describeNative('the async context a handler runs in', () => {
+  it("AsyncLocalStorage: a listener added inside als.run() sees its store, read on the loop or through the reader thread", async () => {
+    const r = await runChild(`
+      const { AsyncLocalStorage } = require('async_hooks');
+      const { Userfaultfd, Region } = require('./dist');
+      const als = new AsyncLocalStorage();
+      const once = (jsReads) => {
+        const u = Userfaultfd.open();
+        const region = Region.map(4096);
+        u.register(region);
+        let seen;
+        als.run({ who: jsReads ? 'loop' : 'hop' }, () => {
+          u.on('pagefault', (e) => { seen = als.getStore(); u.copy(e.address, Buffer.alloc(4096, 1)); });
+        });
+        if (u.handle.setJsReads(jsReads) !== jsReads) throw new Error('setJsReads');
+        return region.read(0, 1).then(() => { u.close(); return seen && seen.who; });
+      };
+      (async () => console.log(await once(true), await once(false)))();
+    `);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.strictEqual(r.stdout.trim(), 'loop hop');
+  });
+});
+
 describeNative('process.exit() and close() from a handler the loop called', () => {
   it('close() inside the listener, then process.exit() inside the next one: no crash, exit code kept', async () => {
     const r = await runChild(`
