@@ -137,6 +137,25 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
 }
 
 /**
+ * runChild for a child that prints one JSON line last: that object, once the child has exited
+ * by itself with status 0 (a timeout, a signal or another status throws, with what it printed).
+ * `ulimit` (bash's arguments, '-v 2000000' say) runs it under that resource limit.
+ */
+async function runChildJson(source, { ulimit, ...options } = {}) {
+  const r = ulimit === undefined ? await runChild(source, options)
+    : await runProcess('bash', ['-c', `ulimit ${ulimit} && exec "$0" -e "$1"`, process.execPath, source], options);
+  const info = `code ${r.code} signal ${r.signal} timedOut ${r.timedOut}\n${r.stdout}\n${r.stderr}`;
+  if (r.timedOut) throw new Error(`the child did not exit within its deadline: ${info}`);
+  if (r.code !== 0 || r.signal !== null) throw new Error(`the child failed: ${info}`);
+  const lines = r.stdout.trim().split('\n');
+  try {
+    return JSON.parse(lines[lines.length - 1]);
+  } catch {
+    throw new Error(`the child printed no JSON last: ${info}`);
+  }
+}
+
+/**
  * describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere.
  * `describeNative(title, { features: ['POISON'] }, body)` also skips it, saying so, where the
  * kernel lacks one of `features`.
@@ -215,4 +234,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

@@ -21,6 +21,25 @@ export function regionSpanOf(bytes: Uint8Array): { start: bigint; length: number
   return { start: region.address + BigInt(bytes.byteOffset), length: bytes.byteLength };
 }
 
+/** What hears of every unmap() (a Userfaultfd: it forgets what it served and registered there). */
+export interface UnmapWatcher {
+  regionUnmapped(start: bigint, length: number): void;
+}
+
+/**
+ * The watchers, held weakly: a uffd dropped without close() is still collected. An unmapped
+ * range stops being served at once: the kernel forgets its registration with the mapping, and
+ * a new mapping at the same address (mmap reuses them) must not be answered by the old source.
+ */
+const unmapWatchers = new Set<WeakRef<UnmapWatcher>>();
+
+/** Tells `w` of every region unmapped from now on; returns how to stop. */
+export function watchUnmaps(w: UnmapWatcher): () => void {
+  const ref = new WeakRef(w);
+  unmapWatchers.add(ref);
+  return () => unmapWatchers.delete(ref);
+}
+
 /**
  * A uffd method's range argument: a Region of the uffd's backend (still mapped), or a Range
  * checked against the uffd's page size.
@@ -76,7 +95,7 @@ export abstract class Region {
 
   /** Copies bytes out on another thread (the thread pool): faults there do not stop JS. */
   read(offset: number, length: number): Promise<Buffer> {
-    this.checkLive();
+    if (this.unmapped) return Promise.reject(closedError('region'));
     toLength(offset, 'offset', true);
     toLength(length, 'length');
     checkSpan(offset, length, this.length, 'offset + length');
@@ -86,7 +105,7 @@ export abstract class Region {
 
   /** Copies `data` in on another thread (the thread pool). */
   write(offset: number, data: Uint8Array): Promise<void> {
-    this.checkLive();
+    if (this.unmapped) return Promise.reject(closedError('region'));
     toLength(offset, 'offset', true);
     const bytes = toBytes(data, 'data');
     if (bytes.byteLength === 0) return Promise.resolve();
@@ -133,6 +152,11 @@ export abstract class Region {
   unmap(): void {
     if (this.unmapped) return;
     this._unmap();
+    for (const ref of unmapWatchers) {
+      const w = ref.deref();
+      if (w === undefined) unmapWatchers.delete(ref);
+      else w.regionUnmapped(this.address, this.length);
+    }
   }
 
   protected abstract _read(offset: number, length: number): Promise<Buffer>;

@@ -56,6 +56,8 @@ export interface ServingHost {
   readonly delivery: Delivery;
   register(r: CheckedRange, options: RegisterOptions): void;
   unregister(r: CheckedRange): void;
+  /** Throws ERR_UFFD_CLOSED once the uffd is closed. */
+  checkOpen(): void;
   startReader(): void;
   /** Serving alone does not keep the process alive: only event consumers do. */
   updateRef(): void;
@@ -112,6 +114,7 @@ export class Serving {
     if (source.custom !== null && removed !== 'source') {
       throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
     }
+    host.checkOpen(); // the options read: a getter of theirs may have closed it
     if (source.custom !== null && prefetch !== undefined) {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
         '({ record }) but cannot prefetch one yet ({ prefetch })');
@@ -189,6 +192,12 @@ export class Serving {
     for (const ws of this.sets.values()) {
       if (ws.range.start < rEnd && ws.range.start + BigInt(ws.range.length) > r.start) this.autoSave(ws);
     }
+  }
+
+  /** A region was unmapped: the ranges served in it stop (their sets saved, faults given back). */
+  regionUnmapped(start: bigint, length: number): void {
+    const end = start + BigInt(length);
+    for (const x of [...this.served]) if (x.start < end && x.start + BigInt(x.length) > start) x.stop();
   }
 
   /** The custom sources' counters for stats(); null when none was served. */
