@@ -93,7 +93,10 @@ export abstract class Region {
   /** A view of the memory. After unmap() it is detached (length 0). */
   abstract get buffer(): ArrayBuffer;
 
-  /** Copies bytes out on another thread (the thread pool): faults there do not stop JS. */
+  /**
+   * Copies bytes out on another thread (the thread pool): faults there do not stop JS. After
+   * unmap() the promise rejects with ERR_UFFD_UNMAPPED.
+   */
   read(offset: number, length: number): Promise<Buffer> {
     if (this.unmapped) return Promise.reject(closedError('region'));
     toLength(offset, 'offset', true);
@@ -103,7 +106,7 @@ export abstract class Region {
     return this._read(offset, length);
   }
 
-  /** Copies `data` in on another thread (the thread pool). */
+  /** Copies `data` in on another thread (the thread pool); rejects with ERR_UFFD_UNMAPPED after unmap(). */
   write(offset: number, data: Uint8Array): Promise<void> {
     if (this.unmapped) return Promise.reject(closedError('region'));
     toLength(offset, 'offset', true);
@@ -148,7 +151,10 @@ export abstract class Region {
     return this._residentPages();
   }
 
-  /** Unmaps now, or once the reads and writes in flight end; the buffer is detached. */
+  /**
+   * Unmaps now, or once the reads and writes in flight end; the buffer is detached. Every uffd
+   * stops serving the ranges it served in this region and forgets its registrations there.
+   */
   unmap(): void {
     if (this.unmapped) return;
     this._unmap();
