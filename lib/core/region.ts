@@ -21,16 +21,12 @@ export function regionSpanOf(bytes: Uint8Array): { start: bigint; length: number
   return { start: region.address + BigInt(bytes.byteOffset), length: bytes.byteLength };
 }
 
-/** What hears of every unmap() (a Userfaultfd: it forgets what it served and registered there). */
+/** What hears of every unmap() (a Userfaultfd: what it served and registered there is stale). */
 export interface UnmapWatcher {
   regionUnmapped(start: bigint, length: number): void;
 }
 
-/**
- * The watchers, held weakly: a uffd dropped without close() is still collected. An unmapped
- * range stops being served at once: the kernel forgets its registration with the mapping, and
- * a new mapping at the same address (mmap reuses them) must not be answered by the old source.
- */
+/** The watchers, held weakly: a uffd dropped without close() is still collected. */
 const unmapWatchers = new Set<WeakRef<UnmapWatcher>>();
 
 /** Tells `w` of every region unmapped from now on; returns how to stop. */
@@ -152,8 +148,9 @@ export abstract class Region {
   }
 
   /**
-   * Unmaps now, or once the reads and writes in flight end; the buffer is detached. Every uffd
-   * stops serving the ranges it served in this region and forgets its registrations there.
+   * Unmaps now, or once the reads and writes in flight end; the buffer is detached. What a uffd
+   * served or registered in this region is forgotten before it registers or serves anything
+   * there again (a new region mmap places at this address is never answered by the old source).
    */
   unmap(): void {
     if (this.unmapped) return;

@@ -5,7 +5,7 @@
  * saved when a served range stops, is unregistered or its uffd closes. Userfaultfd's
  * collaborator (core/userfaultfd.ts); JS thread only.
  */
-import { checkAligned, CheckedRange, toLength, toOptions } from '../base/args';
+import { checkAligned, CheckedRange, rangesOverlap, toLength, toOptions } from '../base/args';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
 import type { PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
@@ -194,10 +194,14 @@ export class Serving {
     }
   }
 
-  /** A region was unmapped: the ranges served in it stop (their sets saved, faults given back). */
-  regionUnmapped(start: bigint, length: number): void {
-    const end = start + BigInt(length);
-    for (const x of [...this.served]) if (x.start < end && x.start + BigInt(x.length) > start) x.stop();
+  /** Whether a served range overlaps `r`. */
+  overlaps(r: CheckedRange): boolean {
+    return [...this.served].some((x) => rangesOverlap(x, r));
+  }
+
+  /** The ranges served over `r` (a region since unmapped) stop: their sets saved, faults given back. */
+  stopWithin(r: CheckedRange): void {
+    for (const x of [...this.served]) if (rangesOverlap(x, r)) x.stop();
   }
 
   /** The custom sources' counters for stats(); null when none was served. */

@@ -157,6 +157,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
     const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
     this.checkOpen();
+    this.forgetUnmapped(r);
     const mask = this._register(r.start, r.length, mode);
     this.registrations.add(r, mode);
     return { ioctls: ioctlNames(mask) };
@@ -261,7 +262,9 @@ export abstract class Userfaultfd extends EventEmitter {
    */
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
     this.checkOpen();
-    return this.serving.serve(range, this.range(range), source, options); // which checks again past the options
+    const r = this.range(range);
+    this.forgetUnmapped(r);
+    return this.serving.serve(range, r, source, options); // which checks again past the options
   }
 
   /**
@@ -362,14 +365,22 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /**
-   * A region was unmapped (region.ts): the kernel drops its registrations with the mapping, so
-   * they are forgotten here too, and a range served in it stops being served, or a new mapping
-   * at the same address would be answered by the old source.
+   * A region was unmapped (region.ts) under what this uffd registered or served: the kernel
+   * drops the registrations with the mapping. Noted, not acted on yet: the kernel backend
+   * unmaps once the reads in flight there end, and those are still answered by the source.
    */
   private regionUnmapped(start: bigint, length: number): void {
-    if (this.isClosed) return;
-    this.serving.regionUnmapped(start, length);
-    this.registrations.removeWithin({ start, length });
+    const span = { start, length };
+    if (!this.isClosed) this.registrations.noteUnmapped(span, this.serving.overlaps(span));
+  }
+
+  /**
+   * Before `r` is registered or served: what was unmapped under it is forgotten, registrations
+   * and serving both. A new mapping there (mmap reuses addresses, and can only do so once the
+   * old one is gone) must not be answered by the old source, nor taken for registered.
+   */
+  private forgetUnmapped(r: CheckedRange): void {
+    for (const s of this.registrations.takeUnmapped(r)) this.serving.stopWithin(s);
   }
 
   /** An event's one way out: to the iterators, then the listeners. */

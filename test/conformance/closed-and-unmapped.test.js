@@ -6,7 +6,8 @@
 //   simulator used to register anyway, or answer ENOENT/EINVAL), or ERR_OUT_OF_RANGE for the
 //   empty `src` (the simulator copied 0 bytes);
 // - unmap() of a served (or registered) region stops its serving: a new region mapped at the
-//   same address is never answered by the old source.
+//   same address is never answered by the old source; a read in flight across unmap() still
+//   gets the source's bytes.
 const assert = require('assert');
 const { describeBackends, runChildJson } = require('../helpers');
 
@@ -126,6 +127,20 @@ describeBackends('closed uffds and unmapped regions: one answer on both backends
     assert.strictEqual(out.registered, true, JSON.stringify(out));
     assert.deepStrictEqual(out.served, { returned: 'object' });
     assert.strictEqual(out.servedBytes, true);
+  });
+
+  it('unmap() with a read in flight: the read still gets its source\'s bytes (the mapping goes when it ends)', async () => {
+    const out = await child(backend, `
+      // No 'error' listener: a fault given to nobody would throw ERR_UFFD_UNHANDLED_FAULT.
+      u.serve(r, PageSource.custom(async (offset, length) => {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return Buffer.alloc(length, 0x0c);
+      }, { size: 4 * PAGE }));
+      const pending = r.read(0, 2 * PAGE);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      r.unmap();
+      out.bytes = (await pending).every((b) => b === 0x0c);`);
+    assert.strictEqual(out.bytes, true, JSON.stringify(out));
   });
 
   it('unmap() of a registered region: serve() of a new region at its address registers it (not taken as registered)', async () => {
