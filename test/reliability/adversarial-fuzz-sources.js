@@ -25,7 +25,8 @@ function sourceScenarios(t) {
     later(() => fs.rmSync(dir, { recursive: true, force: true }));
     return dir;
   };
-  const peakRssMiB = () => Math.round(process.resourceUsage().maxRSS / 1024);
+  // VmHWM, this process's own peak: getrusage's maxRSS carries the parent's over exec.
+  const peakRssMiB = () => Math.round(Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024);
 
   /** Reads `pages` pages of `r` in a random order and span; each is the source's or zeros. */
   async function readBack(r, pages, source, where, ms = 3000) {
