@@ -156,6 +156,26 @@ async function runChildJson(source, { ulimit, ...options } = {}) {
 }
 
 /**
+ * Runs `body` (the source of an async function body) in a child with a deadline, where `u` is a
+ * uffd of `backend` (opened with the `open` options), `PAGE` its page size, `r` a region of
+ * `pages` pages, `out` an object printed as JSON once the body has settled (its error, if any,
+ * in `out.failed`), and Userfaultfd, Region and PageSource are in scope. Resolves with `out`.
+ */
+function runUffdChild(backend, body, { open = {}, pages = 4, timeoutMs = 15000 } = {}) {
+  return runChildJson(`
+    const { Userfaultfd, Region, PageSource } = require('./dist');
+    const u = Userfaultfd.open({ backend: '${backend}', ...${JSON.stringify(open)} });
+    const PAGE = u.pageSize;
+    const r = Region.map(${pages} * PAGE, { backend: '${backend}' });
+    const out = {};
+    (async () => { ${body} })().catch((e) => { out.failed = String(e && e.stack); }).finally(() => {
+      u.close();
+      r.unmap();
+      console.log(JSON.stringify(out));
+    });`, { timeoutMs });
+}
+
+/**
  * describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere.
  * `describeNative(title, { features: ['POISON'] }, body)` also skips it, saying so, where the
  * kernel lacks one of `features`.
@@ -234,4 +254,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

@@ -9,30 +9,20 @@
 //   same address is never answered by the old source; a read in flight across unmap() still
 //   gets the source's bytes.
 const assert = require('assert');
-const { describeBackends, runChildJson } = require('../helpers');
+const { describeBackends, runUffdChild } = require('../helpers');
 
 const DEADLINE = 15000;
 
-/** Runs `body` in a child with `u` (a uffd), `r` and `other` (4-page regions), and prints `out`. */
+/** runUffdChild with `other` (a second region of 4 pages) and `outcome(fn)`: what fn() returned or threw. */
 function child(backend, body) {
-  return runChildJson(`
-    const { Userfaultfd, Region, PageSource } = require('./dist');
-    const u = Userfaultfd.open({ backend: '${backend}' });
-    const PAGE = u.pageSize;
-    const r = Region.map(4 * PAGE, { backend: '${backend}' });
+  return runUffdChild(backend, `
     const other = Region.map(4 * PAGE, { backend: '${backend}' });
-    const out = {};
     const outcome = (fn) => {
       try { const v = fn(); return v && typeof v.then === 'function' ? 'a promise' : { returned: typeof v }; } catch (e) {
         return { name: e.constructor.name, code: e.code };
       }
     };
-    (async () => { ${body} })().catch((e) => { out.failed = String(e && e.stack); }).finally(() => {
-      u.close();
-      r.unmap();
-      other.unmap();
-      console.log(JSON.stringify(out));
-    });`, { timeoutMs: DEADLINE });
+    ${body}`, { timeoutMs: DEADLINE });
 }
 
 const CLOSED = { name: 'Error', code: 'ERR_UFFD_CLOSED' };

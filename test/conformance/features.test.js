@@ -7,7 +7,7 @@
 const assert = require('assert');
 const { PageSource } = require('../../dist');
 const {
-  describeBackends, requireFeature, requirePrivileged, pattern, pages, PAGE, perTestUffd, runChildJson,
+  describeBackends, requireFeature, requirePrivileged, pattern, pages, PAGE, perTestUffd, runUffdChild,
 } = require('../helpers');
 
 describeBackends('features', (backend) => {
@@ -98,25 +98,16 @@ describeBackends('features', (backend) => {
   describe("the kernel's uffd-unit-tests, with the features they open", function () {
     this.timeout(30000);
     const NR = 8;
-    /** Runs `body` in a child with `u` (opened with `features`) and `r` (NR pages, registered). */
-    const selftest = (features, body) => runChildJson(`
-      const { Userfaultfd, Region } = require('./dist');
-      const u = Userfaultfd.open({ backend: '${backend}', features: ${JSON.stringify(features)} });
-      const PAGE = u.pageSize;
+    /** runUffdChild with `u` opened with `features`, `r` (NR pages) registered, `data` and helpers. */
+    const selftest = (features, body) => runUffdChild(backend, `
       const NR = ${NR};
-      const r = Region.map(NR * PAGE, { backend: '${backend}' });
       u.register(r);
       const data = Buffer.alloc(NR * PAGE);
       for (let i = 0; i < data.length; i++) data[i] = (Math.floor(i / PAGE) * 31 + i) & 0xff;
       const page = (p) => data.subarray(p * PAGE, (p + 1) * PAGE);
       const at = (p) => r.address + BigInt(p * PAGE);
       const sigbus = (promise) => promise.then(() => 'resolved', (e) => e.code);
-      const out = {};
-      (async () => { ${body} })().catch((e) => { out.failed = String(e && e.stack); }).finally(() => {
-        u.close();
-        r.unmap();
-        console.log(JSON.stringify(out));
-      });`, { timeoutMs: 20000 });
+      ${body}`, { open: { features }, pages: NR, timeoutMs: 20000 });
 
     it('sigbus (SIGBUS | EVENT_FORK): each missing page raises SIGBUS until copied, again once released; no event', async function () {
       requireFeature(this, backend, 'SIGBUS');

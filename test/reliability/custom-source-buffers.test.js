@@ -4,7 +4,7 @@
 // when the promise settled: the package copies them on receipt. Nothing may be thrown out of the
 // fault path, and no faulting thread may be left waiting.
 const assert = require('assert');
-const { describeBackends, runChildJson } = require('../helpers');
+const { describeBackends, runUffdChild } = require('../helpers');
 
 const DEADLINE = 20000;
 
@@ -15,34 +15,24 @@ const DEADLINE = 20000;
  * page read back the source's bytes, the 'error' codes, and any uncaught exception.
  */
 function serveAll(backend, readSource) {
-  return runChildJson(`
-    const { Userfaultfd, Region, PageSource } = require('./dist');
-    const uffd = Userfaultfd.open({ backend: '${backend}' });
-    const PAGE = uffd.pageSize;
-    const region = Region.map(16 * PAGE, { backend: '${backend}' });
+  return runUffdChild(backend, `
     const source = Buffer.alloc(16 * PAGE);
     for (let i = 0; i < source.length; i++) source[i] = (Math.floor(i / PAGE) * 37 + i) & 0xff;
-    const out = { errors: [], uncaught: [] };
+    out.errors = [];
+    out.uncaught = [];
     process.on('uncaughtException', (e) => out.uncaught.push(\`\${e.constructor.name} \${e.code} \${e.message}\`));
-    uffd.on('error', (e) => out.errors.push(e.code));
-    const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+    u.on('error', (e) => out.errors.push(e.code));
+    const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
     const read = ${readSource};
-    uffd.serve(region, PageSource.custom(read, { size: source.length, chunkSize: 4 * PAGE, concurrency: 4, timeoutMs: 2000, retries: 1 }),
+    u.serve(r, PageSource.custom(read, { size: source.length, chunkSize: 4 * PAGE, concurrency: 4, timeoutMs: 2000, retries: 1 }),
       { readahead: false });
-    const page = (p) => region.read(p * PAGE, PAGE).then((b) => b.equals(source.subarray(p * PAGE, (p + 1) * PAGE)), (e) => e.code);
+    const page = (p) => r.read(p * PAGE, PAGE).then((b) => b.equals(source.subarray(p * PAGE, (p + 1) * PAGE)), (e) => e.code);
     const firsts = [0, 4, 8, 12];
     const rest = Array.from({ length: 16 }, (_, p) => p).filter((p) => !firsts.includes(p));
-    (async () => {
-      const pages = [];
-      for (const [i, ok] of (await Promise.all(firsts.map(page))).entries()) pages[firsts[i]] = ok;
-      for (const [i, ok] of (await Promise.all(rest.map(page))).entries()) pages[rest[i]] = ok;
-      return pages;
-    })().then((pages) => {
-      out.pages = pages;
-      uffd.close();
-      region.unmap();
-      console.log(JSON.stringify(out));
-    });`, { timeoutMs: DEADLINE });
+    out.pages = [];
+    for (const [i, ok] of (await Promise.all(firsts.map(page))).entries()) out.pages[firsts[i]] = ok;
+    for (const [i, ok] of (await Promise.all(rest.map(page))).entries()) out.pages[rest[i]] = ok;`,
+  { pages: 16, timeoutMs: DEADLINE });
 }
 
 const ALL_RIGHT = Array(16).fill(true);

@@ -5,10 +5,9 @@
 const assert = require('assert');
 const { execFileSync } = require('child_process');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative, startProcess, delay } = require('../helpers');
-const { buildPeer, assertPeerOk } = require('../fixtures/firecracker-peer');
+const { runProcess, describeNative, startProcess, delay } = require('../helpers');
+const { assertPeerOk, peerSuite } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
 const MEM_SIZE = 4 << 20;
@@ -16,34 +15,17 @@ const DEADLINE = 30000;
 
 describeNative('reliability: firecracker-handler working sets it cannot use', { features: ['EVENT_REMOVE'] }, function () {
   this.timeout(DEADLINE * 2);
-  let dir;
-  let peerBin;
-  let memFile;
+  const fc = peerSuite('uffd-fcsets-', MEM_SIZE, 7);
   let n = 0;
-  const sockPath = () => path.join(dir, `h${n++}.sock`);
+  const sockPath = () => path.join(fc.dir, `h${n++}.sock`);
   const handler = (args) => startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: DEADLINE });
-  const peer = (sock) => runProcess(peerBin, [sock, memFile], { timeoutMs: DEADLINE });
-
-  before(function () {
-    requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fcsets-'));
-    try {
-      peerBin = buildPeer(dir);
-    } catch (e) {
-      skipWithReason(this, `cannot build the fixture with cc (${e.message.split('\n')[0]})`);
-    }
-    memFile = path.join(dir, 'mem.img');
-    fs.writeFileSync(memFile, pattern(MEM_SIZE, 7));
-  });
-  after(() => {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const peer = (sock) => runProcess(fc.peerBin, [sock, fc.memFile], { timeoutMs: DEADLINE });
 
   it('--prefetch <FIFO>: the set is logged with its code and skipped; the VM is served on demand; exit 0', async () => {
-    const fifo = path.join(dir, 'set.fifo');
+    const fifo = path.join(fc.dir, 'set.fifo');
     execFileSync('mkfifo', [fifo]);
     const sock = sockPath();
-    const h = handler([sock, memFile, '--json', '--prefetch', fifo]);
+    const h = handler([sock, fc.memFile, '--json', '--prefetch', fifo]);
     const p = await peer(sock);
     const r = await h.done;
     assert.strictEqual(r.timedOut, false, `the handler hung: ${r.stderr}`);
@@ -55,12 +37,12 @@ describeNative('reliability: firecracker-handler working sets it cannot use', { 
   });
 
   it('--prefetch <FIFO> while a VM runs: SIGTERM ends the handler (the VM failed as ERR_FC_SHUTDOWN)', async () => {
-    const fifo = path.join(dir, 'set2.fifo');
+    const fifo = path.join(fc.dir, 'set2.fifo');
     execFileSync('mkfifo', [fifo]);
     const sock = sockPath();
-    const h = handler([sock, memFile, '--prefetch', fifo]);
+    const h = handler([sock, fc.memFile, '--prefetch', fifo]);
     for (let i = 0; i < 500 && !fs.existsSync(sock); i++) await delay(10);
-    const vm = startProcess(peerBin, [sock, memFile, '--linger', '20', '--watchdog', '20'], { timeoutMs: DEADLINE });
+    const vm = startProcess(fc.peerBin, [sock, fc.memFile, '--linger', '20', '--watchdog', '20'], { timeoutMs: DEADLINE });
     // Once the VM is served (or, before the fix, once the handler is stuck on the FIFO).
     for (let i = 0; i < 300 && !/pages verified/.test(vm.output().stdout); i++) await delay(10);
     process.kill(h.pid, 'SIGTERM');
@@ -72,9 +54,9 @@ describeNative('reliability: firecracker-handler working sets it cannot use', { 
   });
 
   it('--record <missing folder>/set: the save failure is logged with its code, and the exit status is 1', async () => {
-    const set = path.join(dir, 'no-such-folder', 'set');
+    const set = path.join(fc.dir, 'no-such-folder', 'set');
     const sock = sockPath();
-    const h = handler([sock, memFile, '--json', '--record', set]);
+    const h = handler([sock, fc.memFile, '--json', '--record', set]);
     assertPeerOk(await peer(sock));
     const r = await h.done;
     assert.strictEqual(r.timedOut, false, r.stderr);

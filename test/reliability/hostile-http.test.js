@@ -5,7 +5,7 @@
 // of test/fixtures/http-peers.js, in this process; the child serves and reads.
 const assert = require('assert');
 const crypto = require('crypto');
-const { describeBackends, pattern, runChildJson, PAGE } = require('../helpers');
+const { describeBackends, pattern, runUffdChild, PAGE } = require('../helpers');
 const { startPeer } = require('../fixtures/http-peers');
 
 const PAGES = 16;
@@ -13,24 +13,17 @@ const DEADLINE = 20000;
 const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
 /**
- * A child that serves PageSource.http(url, options) on a region of PAGES pages, runs `body`
- * (with `source`, `region`, `out`), and prints `out` with the 'error' events' codes.
+ * A child (runUffdChild) whose `source` is PageSource.http(url, options), on a region of PAGES
+ * pages, with the 'error' events' codes in out.errors and `sha(bytes)` at hand; runs `body`.
  */
 function scenario(backend, url, options, body) {
-  return runChildJson(`
-    const { Userfaultfd, Region, PageSource } = require('./dist');
+  return runUffdChild(backend, `
     const crypto = require('crypto');
     const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
-    const uffd = Userfaultfd.open({ backend: '${backend}' });
-    const region = Region.map(${PAGES} * uffd.pageSize, { backend: '${backend}' });
-    const out = { errors: [] };
-    uffd.on('error', (e) => out.errors.push(e.code));
+    out.errors = [];
+    u.on('error', (e) => out.errors.push(e.code));
     const source = PageSource.http(${JSON.stringify(url)}, ${JSON.stringify(options)});
-    (async () => { ${body} })().catch((e) => { out.thrown = e.code || e.message; }).finally(() => {
-      uffd.close();
-      region.unmap();
-      console.log(JSON.stringify(out));
-    });`, { timeoutMs: DEADLINE });
+    ${body}`, { pages: PAGES, timeoutMs: DEADLINE });
 }
 
 describeBackends('reliability: hostile HTTP servers', (backend) => {
@@ -49,8 +42,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     const p = await peer();
     p.endless = true;
     const out = await scenario(backend, p.url, { size: PAGES * PAGE, chunkSize: 4 * PAGE, timeoutMs: 60000, retries: 0 }, `
-      uffd.serve(region, source);
-      out.bytes = sha(await region.read(0, 4 * uffd.pageSize));`);
+      u.serve(r, source);
+      out.bytes = sha(await r.read(0, 4 * PAGE));`);
     assert.strictEqual(out.bytes, sha(data.subarray(0, 4 * PAGE)), JSON.stringify(out));
     assert.deepStrictEqual(out.errors, []);
     assert.ok(p.endlessClosed >= 1, 'the endless body was cancelled (its connection closed)');
@@ -61,8 +54,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     p.headNoLength = true;
     const out = await scenario(backend, p.url, { chunkSize: 4 * PAGE }, `
       out.size = (await source.ready()).size;
-      uffd.serve(region, source);
-      out.bytes = sha(await region.read(0, ${PAGES} * uffd.pageSize));`);
+      u.serve(r, source);
+      out.bytes = sha(await r.read(0, ${PAGES} * PAGE));`);
     assert.strictEqual(out.size, PAGES * PAGE, JSON.stringify(out));
     assert.strictEqual(out.bytes, sha(data));
   });
@@ -72,8 +65,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     p.silentHeads = 1;
     const out = await scenario(backend, p.url, { chunkSize: 4 * PAGE, timeoutMs: 500, retries: 3, retryDelayMs: 10 }, `
       const ready = source.ready().then(() => 'resolved', (e) => e.code);
-      uffd.serve(region, source);
-      out.bytes = sha(await region.read(0, 4 * uffd.pageSize));
+      u.serve(r, source);
+      out.bytes = sha(await r.read(0, 4 * PAGE));
       out.ready = await ready;`);
     assert.strictEqual(out.ready, 'ERR_UFFD_SOURCE_TIMEOUT', JSON.stringify(out));
     assert.strictEqual(out.bytes, sha(data.subarray(0, 4 * PAGE)));
@@ -85,8 +78,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     const p = await peer();
     p.redirect = other.url;
     const out = await scenario(backend, p.url, { size: PAGES * PAGE, chunkSize: 4 * PAGE, headers: { 'x-api-key': 'secret' }, onError: 'zeropage' }, `
-      uffd.serve(region, source);
-      const b = await region.read(0, uffd.pageSize);
+      u.serve(r, source);
+      const b = await r.read(0, PAGE);
       out.zeros = b.every((x) => x === 0);`);
     assert.deepStrictEqual(out.errors, ['ERR_UFFD_SOURCE_REDIRECT'], JSON.stringify(out));
     assert.strictEqual(out.zeros, true);
@@ -100,8 +93,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     const out = await scenario(backend, p.url, {
       chunkSize: 4 * PAGE, headers: { 'x-api-key': 'secret' }, crossOriginRedirects: 'follow',
     }, `
-      uffd.serve(region, source);
-      out.bytes = sha(await region.read(0, 4 * uffd.pageSize));`);
+      u.serve(r, source);
+      out.bytes = sha(await r.read(0, 4 * PAGE));`);
     assert.strictEqual(out.bytes, sha(data.subarray(0, 4 * PAGE)), JSON.stringify(out));
     assert.ok(p.headers.length > 0 && p.headers.every((h) => h['x-api-key'] === 'secret'), 'the first origin got the key');
     assert.ok(other.requests > 0);
@@ -112,8 +105,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     const p = await peer();
     p.redirect = p.url.replace('object.bin', 'moved.bin');
     const out = await scenario(backend, p.url, { chunkSize: 4 * PAGE, headers: { 'x-api-key': 'secret' } }, `
-      uffd.serve(region, source);
-      out.bytes = sha(await region.read(0, 4 * uffd.pageSize));`);
+      u.serve(r, source);
+      out.bytes = sha(await r.read(0, 4 * PAGE));`);
     assert.strictEqual(out.bytes, sha(data.subarray(0, 4 * PAGE)), JSON.stringify(out));
     assert.ok(p.headers.every((h) => h['x-api-key'] === 'secret'));
   });
@@ -123,8 +116,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     p.noEtag = true; // HEAD still names it (and pins it); the ranged GETs do not
     const out = await scenario(backend, p.url, { chunkSize: 4 * PAGE, onError: 'zeropage', retries: 0 }, `
       out.etag = (await source.ready()).etag;
-      uffd.serve(region, source);
-      out.zeros = (await region.read(0, uffd.pageSize)).every((x) => x === 0);`);
+      u.serve(r, source);
+      out.zeros = (await r.read(0, PAGE)).every((x) => x === 0);`);
     assert.ok(out.etag, JSON.stringify(out));
     assert.deepStrictEqual(out.errors, ['ERR_UFFD_SOURCE_CHANGED']);
     assert.strictEqual(out.zeros, true);
@@ -134,8 +127,8 @@ describeBackends('reliability: hostile HTTP servers', (backend) => {
     const p = await peer();
     p.total = PAGES * PAGE + PAGE;
     const out = await scenario(backend, p.url, { size: PAGES * PAGE, chunkSize: 4 * PAGE, onError: 'zeropage', retries: 0 }, `
-      uffd.serve(region, source);
-      out.zeros = (await region.read(0, uffd.pageSize)).every((x) => x === 0);`);
+      u.serve(r, source);
+      out.zeros = (await r.read(0, PAGE)).every((x) => x === 0);`);
     assert.deepStrictEqual(out.errors, ['ERR_UFFD_SOURCE_CHANGED'], JSON.stringify(out));
     assert.strictEqual(out.zeros, true);
   });
