@@ -1,5 +1,6 @@
 // Shared test helpers: the backend matrix, child processes, byte patterns.
 const { spawn } = require('child_process');
+const fs = require('fs');
 const path = require('path');
 const { probe } = require('../dist');
 
@@ -136,6 +137,19 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
   return runProcess(process.execPath, argv, { timeoutMs, env });
 }
 
+/** npm's own entry script, so that npm can run with a PATH that holds only node and sh. */
+function findNpmCli() {
+  const candidates = [path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')];
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const npm = path.join(dir, 'npm');
+    if (fs.existsSync(npm)) {
+      const real = fs.realpathSync(npm);
+      candidates.unshift(real.endsWith('.js') ? real : path.join(path.dirname(real), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'));
+    }
+  }
+  return candidates.find((c) => fs.existsSync(c)) || null;
+}
+
 /**
  * describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere.
  * `describeNative(title, { features: ['POISON'] }, body)` also skips it, saying so, where the
@@ -194,7 +208,7 @@ const privileges = (() => {
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   let ptrace = false;
   try {
-    const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'));
+    const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
     ptrace = capEff !== null && ((BigInt('0x' + capEff[1]) >> 19n) & 1n) === 1n;
   } catch { /* not Linux */ }
   const uffd = nativeProbe.available && !nativeProbe.userModeOnly;
@@ -215,4 +229,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

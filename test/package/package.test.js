@@ -14,22 +14,9 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..', '..');
 const PKG = require('../../package.json');
-const { skipWithReason } = require('../helpers');
+const { skipWithReason, findNpmCli } = require('../helpers');
 const ARCH_DIR = `${process.platform}-${process.arch}`;
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-
-/** npm's own entry script, so that npm can run with a PATH that holds only node and sh. */
-function findNpmCli() {
-  const candidates = [path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')];
-  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
-    const npm = path.join(dir, 'npm');
-    if (fs.existsSync(npm)) {
-      const real = fs.realpathSync(npm);
-      candidates.unshift(real.endsWith('.js') ? real : path.join(path.dirname(real), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'));
-    }
-  }
-  return candidates.find((c) => fs.existsSync(c)) || null;
-}
 
 /** process.env without npm's lifecycle variables (npm test sets dozens), plus `extra`. */
 function cleanEnv(extra = {}) {
