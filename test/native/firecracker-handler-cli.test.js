@@ -8,8 +8,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
-const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
+const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, hugePagePool } = require('../helpers');
+const { buildPeer, assertPeerOk, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
 const MEM_SIZE = 4 << 20;
@@ -125,8 +125,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     });
 
     it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
-      const restore = raiseHugepages(8);
-      if (typeof restore === 'string') skipWithReason(this, restore);
+      const restore = reserveHugePages(this, 8, { size: HUGE });
       try {
         const huge = path.join(dir, 'huge.img');
         fs.writeFileSync(huge, pattern(6 * HUGE, 11));
@@ -206,7 +205,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     });
 
     it('kills a VM whose 2 MiB copy fails at fault time (no free huge page: the kernel answers EEXIST, not ENOMEM)', async function () {
-      const { free, size } = readHugepages();
+      const { free, size } = hugePagePool();
       const overcommit = Number(fs.readFileSync('/proc/sys/vm/nr_overcommit_hugepages', 'utf8'));
       if (size !== HUGE || free >= 6 || overcommit > 0) skipWithReason(this, `huge pages can be found (${free} free, overcommit ${overcommit}): the copy would not fail`);
       const huge = path.join(dir, 'huge-nomem.img');
