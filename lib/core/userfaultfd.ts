@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'events';
 import { checkAligned, CheckedRange, toAddress, toBytes, toFlag, toLength, toOptions, toRange } from '../base/args';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import { chooseBackend } from './backend';
 import { constants, FeatureName, HUGE_PAGE_SIZE, IoctlName, ioctlNames } from '../base/constants';
 import { checkDirtyTracking, DirtyRun, toDirtyOptions } from '../sources/dirty';
@@ -125,6 +126,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.open()');
     const o = checkOpenOptions(options);
     return chooseBackend(o.backend).open(o as OpenOptions);
   }
@@ -135,6 +137,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * (whose fake fds can be adopted within the same thread).
    */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.fromFd()');
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = checkOpenOptions(options);
@@ -167,6 +170,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
+    checkOptionKeys(options, OPTION_KEYS.register, 'register()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
@@ -198,6 +202,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const bytes = toBytes(src, 'src');
@@ -216,6 +221,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'zeropage()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -233,6 +239,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
+    checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
@@ -244,6 +251,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
@@ -253,6 +261,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -262,6 +271,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
@@ -280,6 +290,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * Registers the range for missing faults first if this uffd has not.
    */
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+    checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
     const r = this.range(range);
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
@@ -313,8 +324,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const end = r.start + BigInt(r.length);
     for (const x of this.servedHandles) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
-        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
-          `0x${r.start.toString(16)}, ${r.length} bytes`);
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
       }
     }
     checkSourceOverlap(source, [r, ...this.registered]);
@@ -453,6 +463,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     this.checkOpen();
     const o = toOptions<ReadSyncOptions>(options, 'options');
     const max = o.max === undefined ? 64 : o.max;

@@ -18,6 +18,7 @@
  */
 import { setMaxListeners } from 'events';
 import { checkAligned, toLength, toOptions } from '../base/args';
+import { keysOf } from '../base/option-keys';
 import { codedError, invalidArgType, outOfRange, UffdError } from '../base/errors';
 import { FaultStats } from '../base/fault-stats';
 import type { PageFault, Range, SourceStats } from '../base/types';
@@ -57,6 +58,10 @@ export interface CustomSourceOptions {
   /** What answers a fault whose read finally failed (default 'sigbus'). */
   onError?: 'sigbus' | 'zeropage';
 }
+
+export const CUSTOM_OPTION_KEYS = keysOf<CustomSourceOptions>({
+  size: true, chunkSize: true, concurrency: true, retries: true, retryDelayMs: true, timeoutMs: true, cacheSize: true, onError: true,
+});
 
 /** What a custom source knows of itself once opened: its size, and for HTTP its pinned ETag. */
 export interface SourceInfo {
