@@ -39,10 +39,11 @@ describe('doctor: npx userfaultfd doctor', function () {
   it('prints usage for --help and exits 2 for an unknown command', function () {
     const help = run(['--help']);
     assert.strictEqual(help.code, 0);
-    assert.match(help.stdout, /Usage: userfaultfd doctor/);
+    assert.match(help.stdout, /^Usage: userfaultfd \[doctor\]/);
     const bad = run(['frobnicate']);
     assert.strictEqual(bad.code, 2);
     assert.match(bad.stderr, /unknown command 'frobnicate'/);
+    // Every usage error: test/doctor/cli-errors.test.js.
     const badFlag = run(['doctor', '--nope']);
     assert.strictEqual(badFlag.code, 2);
   });
