@@ -1,71 +1,13 @@
 /**
- * The `userfaultfd` command line: dispatch, argument parsing and how errors are reported.
- *
- * Every usage error is one line naming the problem and the fix, then a pointer to --help, and
- * exit status 2. An unexpected failure is one line too (exit 1); its stack is printed only with
- * --debug or NODE_DEBUG=userfaultfd.
+ * The `userfaultfd` command line: `doctor` (the default), `firecracker-handler`, `help`,
+ * `--version`. Argument parsing and error reporting: cli-errors.ts.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { parseArgs } from 'util';
 import { closestKey } from '../base/option-keys';
-
-type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean | string[] }>;
-
-/** A command line that cannot be run as given: `problem`, and how to fix it. */
-export class UsageError extends Error {
-  constructor(readonly problem: string, readonly fix: string) {
-    super(`${problem}: ${fix}`);
-  }
-}
-
-/**
- * parseArgs, with errors that name the option and the fix (parseArgs' own messages quote
- * unevenly and suggest nothing): an unknown option suggests the nearest known one.
- */
-export function parseCommandLine(argv: string[], options: OptionSpec): { values: Record<string, unknown>; positionals: string[] } {
-  const { values, positionals, tokens } = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
-  for (const t of tokens) {
-    if (t.kind !== 'option') continue;
-    const spec = options[t.name];
-    if (spec === undefined) {
-      const near = closestKey(t.name, Object.keys(options));
-      const all = Object.keys(options).map((k) => `--${k}`).join(', ');
-      throw new UsageError(`unknown option '${t.rawName}'`, near === null ? `the options are ${all}` : `did you mean '--${near}'?`);
-    }
-    if (spec.type === 'string' && t.value === undefined) {
-      throw new UsageError(`option '${t.rawName}' needs a value`, `give it as '${t.rawName} VALUE'`);
-    }
-    if (spec.type === 'boolean' && t.inlineValue) {
-      throw new UsageError(`option '${t.rawName}' takes no value`, `write '${t.rawName}' alone`);
-    }
-  }
-  return { values, positionals };
-}
-
-/** Writes a usage error as the module comment says; returns 2. */
-export function reportUsageError(e: UsageError, program: string, err: NodeJS.WritableStream): number {
-  err.write(`${program}: ${e.problem}; ${e.fix}\nRun '${program} --help' for usage.\n`);
-  return 2;
-}
-
-/** Whether stacks are wanted: --debug on the command line, or NODE_DEBUG naming userfaultfd. */
-export function debugWanted(argv: string[]): boolean {
-  return argv.includes('--debug') || /(^|[\s,])userfaultfd([\s,]|$)/i.test(process.env.NODE_DEBUG ?? '');
-}
-
-/** Writes an unexpected failure: one line (with its code), the stack only when debugging; returns 1. */
-export function reportFailure(e: unknown, program: string, err: NodeJS.WritableStream, debug: boolean): number {
-  if (debug) {
-    err.write(`${program}: ${(e as Error)?.stack ?? String(e)}\n`);
-  } else {
-    const code = (e as { code?: unknown })?.code;
-    const message = (e as Error)?.message ?? String(e);
-    const prefix = typeof code === 'string' && !message.startsWith(code) ? `${code}: ` : '';
-    err.write(`${program}: ${prefix}${message} (run with --debug for the stack)\n`);
-  }
-  return 1;
-}
+import { debugWanted, reportFailure, reportUsageError, UsageError } from './cli-errors';
+import * as doctor from './doctor';
+import * as firecracker from './firecracker-cli';
 
 export const COMMANDS = ['doctor', 'firecracker-handler', 'help'] as const;
 
@@ -93,10 +35,10 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   if (first === '--help' || first === '-h') return help([], out, err);
   try {
     if (first === 'firecracker-handler') {
-      return await (await import('./firecracker-handler')).main(args.slice(1), out, err);
+      return await firecracker.main(args.slice(1), out, err);
     }
     if (first === undefined || first === 'doctor' || first.startsWith('-')) {
-      return (await import('./doctor')).main(first === 'doctor' ? args.slice(1) : args, out, err);
+      return doctor.main(first === 'doctor' ? args.slice(1) : args, out, err);
     }
     const near = closestKey(first, COMMANDS);
     return reportUsageError(new UsageError(`unknown command '${first}'`,
@@ -106,17 +48,17 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
 }
 
-async function help(topic: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+function help(topic: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream): number {
   if (topic.length === 0) {
-    out.write(USAGE + '\n' + (await import('./doctor')).DOCTOR_HELP);
+    out.write(USAGE + '\n' + doctor.DOCTOR_HELP);
     return 0;
   }
   if (topic.length === 1 && topic[0] === 'doctor') {
-    out.write((await import('./doctor')).DOCTOR_HELP);
+    out.write(doctor.DOCTOR_HELP);
     return 0;
   }
   if (topic.length === 1 && topic[0] === 'firecracker-handler') {
-    out.write((await import('./firecracker-handler')).USAGE);
+    out.write(firecracker.USAGE);
     return 0;
   }
   return reportUsageError(new UsageError(`no help for '${topic.join(' ')}'`, `the commands are ${COMMANDS.join(', ')}`), 'userfaultfd', err);

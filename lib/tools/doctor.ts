@@ -9,7 +9,7 @@ import { probe } from '../core/backend';
 import { binding, loadError } from '../base/native';
 import '../kernel';
 import '../simulator';
-import { parseCommandLine, reportUsageError, UsageError } from './cli';
+import { parseCommandLine, reportUsageError, UsageError } from './cli-errors';
 import type { ProbeResult } from '../base/types';
 import { OpenAttempt, OpenMethod, tryOpen } from '../kernel/attempts';
 import {

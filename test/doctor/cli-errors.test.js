@@ -104,10 +104,9 @@ describe('the command line: errors name the problem and the fix, exit 2', functi
   it('an unexpected failure is one line without --debug, the stack with --debug or NODE_DEBUG=userfaultfd', function () {
     // A dist/ whose doctor throws: the package copied, its doctor replaced.
     const copy = path.join(tmp, 'pkg');
-    fs.mkdirSync(path.join(copy, 'dist', 'tools'), { recursive: true });
-    fs.cpSync(path.join(ROOT, 'bin'), path.join(copy, 'bin'), { recursive: true });
-    fs.copyFileSync(path.join(ROOT, 'dist', 'tools', 'cli.js'), path.join(copy, 'dist', 'tools', 'cli.js'));
-    fs.cpSync(path.join(ROOT, 'dist', 'base'), path.join(copy, 'dist', 'base'), { recursive: true });
+    for (const d of ['bin', 'dist', 'package.json']) fs.cpSync(path.join(ROOT, d), path.join(copy, d), { recursive: true });
+    fs.symlinkSync(path.join(ROOT, 'build'), path.join(copy, 'build'));
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
     fs.writeFileSync(path.join(copy, 'dist', 'tools', 'doctor.js'),
       "exports.main = () => { throw Object.assign(new Error('the report could not be made'), { code: 'EIO' }); };\n");
     const bin = path.join(copy, 'bin', 'userfaultfd.js');
