@@ -101,9 +101,12 @@ describe('package: npm pack, install into an empty project, use it', function ()
     this.timeout(900000);
     const copy = path.join(tmp, 'checkout');
     fs.mkdirSync(copy);
-    for (const f of ['package.json', 'binding.gyp', 'tsconfig.json', 'README.md', 'LICENSE', 'native', 'lib', 'bin', 'scripts']) {
+    // What the build needs, and every file the `files` whitelist names (its globs are in dist/, built by the release).
+    const whitelisted = PKG.files.filter((f) => !f.includes('*') && fs.existsSync(path.join(ROOT, f)));
+    for (const f of new Set(['package.json', 'tsconfig.json', 'lib', 'scripts', ...whitelisted])) {
       fs.cpSync(path.join(ROOT, f), path.join(copy, f), { recursive: true });
     }
+    fs.rmSync(path.join(copy, 'prebuilds'), { recursive: true, force: true });
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
     // Plain `npm pack` first, with no prebuilds/ yet: it must say so (scripts/check-prebuilds.js).
     plainPack = npm(['pack', '--dry-run', '--json'], { cwd: copy, env: cleanEnv() });
