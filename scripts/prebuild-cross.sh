@@ -17,6 +17,12 @@ if ! command -v "$triple-g++" >/dev/null; then
   echo "prebuild-cross: $triple-g++ not found; install it: apt-get install -y g++-$triple" >&2
   exit 1
 fi
+# An N-API addon builds against any Node's headers: use the running Node's own, so that nothing
+# is downloaded, unless npm's nodedir (npm run passes it as npm_config_nodedir) names others.
+if [ -z "${npm_config_nodedir:-}" ]; then
+  prefix="$(node -p 'require("path").resolve(process.execPath, "..", "..")')"
+  if [ -f "$prefix/include/node/node_api.h" ]; then export npm_config_nodedir="$prefix"; fi
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp -r "$root/binding.gyp" "$root/native" "$root/package.json" "$work/"
