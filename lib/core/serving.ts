@@ -17,7 +17,7 @@ import {
   WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
-import { Region } from './region';
+import { Region, UnmapWatcher, watchUnmaps } from './region';
 import type { Registrations } from './registrations';
 import { checkSourceOverlap } from './source-overlap';
 
@@ -74,12 +74,20 @@ export interface ServingHost {
   prefetchCursor(handle: unknown): number;
 }
 
+/** How often one page's fault may be woken into its source before it goes to the handlers. */
+const MAX_REFAULTS = 64;
+
 export class Serving {
   private readonly served = new Set<Served>();
+  /** Pages of faults read before their range's serve(), woken to fault again: how often (refaultIntoSource). */
+  private readonly refaulted = new Map<bigint, number>();
   private readonly sets = new Map<Served, ServedSet>();
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
   private sourceCounters: SourceCounters | null = null;
+  /** Held here: region.ts holds it weakly (a dropped uffd is still collected). */
+  private readonly unmapWatcher: UnmapWatcher = { regionUnmapped: (start, length) => this.regionUnmapped({ start, length }) };
+  private readonly unwatchUnmaps = watchUnmaps(this.unmapWatcher);
 
   constructor(private readonly host: ServingHost) {}
 
@@ -122,8 +130,7 @@ export class Serving {
     const end = r.start + BigInt(r.length);
     for (const x of this.served) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
-        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
-          `0x${r.start.toString(16)}, ${r.length} bytes`);
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
       }
     }
     checkSourceOverlap(source, [r, ...host.registrations]);
@@ -159,6 +166,7 @@ export class Serving {
       length: r.length,
       stop: () => {
         if (!this.served.delete(served) || host.uffd.closed) return;
+        this.refaulted.clear();
         const ws = this.sets.get(served);
         if (ws) this.autoSave(ws);
         this.sets.delete(served);
@@ -194,14 +202,26 @@ export class Serving {
     }
   }
 
-  /** Whether a served range overlaps `r`. */
-  overlaps(r: CheckedRange): boolean {
-    return [...this.served].some((x) => rangesOverlap(x, r));
+  /**
+   * Before `r` is registered or served: what was unmapped under it is forgotten, registrations
+   * and served ranges both (their sets saved, faults given back). A new mapping there (mmap
+   * reuses addresses, once the old mapping is gone) must not be answered by the old source, nor
+   * taken for registered.
+   */
+  forgetUnmapped(r: CheckedRange): void {
+    for (const s of this.host.registrations.takeUnmapped(r)) {
+      for (const x of [...this.served]) if (rangesOverlap(x, s)) x.stop();
+    }
   }
 
-  /** The ranges served over `r` (a region since unmapped) stop: their sets saved, faults given back. */
-  stopWithin(r: CheckedRange): void {
-    for (const x of [...this.served]) if (rangesOverlap(x, r)) x.stop();
+  /**
+   * A region was unmapped (region.ts) under what this uffd registered or served: the kernel
+   * drops the registrations with the mapping. Noted, not acted on yet: the kernel backend
+   * unmaps once the reads in flight there end, and those are still answered by the source.
+   */
+  private regionUnmapped(span: CheckedRange): void {
+    if (this.host.uffd.closed) return;
+    this.host.registrations.noteUnmapped(span, [...this.served].some((x) => rangesOverlap(x, span)));
   }
 
   /** The custom sources' counters for stats(); null when none was served. */
@@ -211,14 +231,40 @@ export class Serving {
 
   /**
    * A fault no native source answered: true when a custom source's range holds it (that source
-   * answers it, asynchronously).
+   * answers it, asynchronously), or when a native source's range does (refaultIntoSource).
    */
   claim(e: PageFault): boolean {
-    if (this.customServers.size === 0 || e.wp || e.minor) return false;
+    if (e.wp || e.minor) return false;
     for (const server of this.customServers) {
       if (!server.covers(e.address)) continue;
       this.host.delivery.watch(e);
       server.fault(e);
+      return true;
+    }
+    return this.refaultIntoSource(e);
+  }
+
+  /**
+   * A missing-page fault in a natively served range reaches JavaScript only when the reader read
+   * it before that range's serve(): a peer already faulting while its ranges are served one by
+   * one (a VM's vCPUs run from the handshake on). Woken, it faults again and the source answers
+   * it; answered by the handlers or the fallback instead, it would read zeros. Several threads
+   * may have faulted the page (vCPUs on one huge page all report its first address), so a page
+   * may come back a few times; one that keeps coming back (a source that cannot answer it) goes
+   * on to the handlers after MAX_REFAULTS.
+   */
+  private refaultIntoSource(e: PageFault): boolean {
+    if (this.served.size === this.customServers.size) return false;
+    const page = e.address - (e.address % BigInt(this.pageSize));
+    const n = this.refaulted.get(page) ?? 0;
+    if (n >= MAX_REFAULTS) {
+      this.refaulted.delete(page);
+      return false;
+    }
+    for (const x of this.served) {
+      if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
+      this.refaulted.set(page, n + 1);
+      this.host.uffd.wake({ start: page, length: this.pageSize });
       return true;
     }
     return false;
@@ -226,6 +272,7 @@ export class Serving {
 
   /** close(): the working sets are saved; the custom sources stop (closing wakes their faults). */
   close(): void {
+    this.unwatchUnmaps();
     for (const ws of this.sets.values()) this.autoSave(ws);
     this.sets.clear();
     for (const server of this.customServers) server.stop();

@@ -6,6 +6,7 @@
  * (page sources, custom sources, working sets) and tracking (dirty pages, snapshots).
  */
 import { EventEmitter } from 'events';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import {
   checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toFlag, toLength, toOpenOptions, toOptions,
   toReadSyncOptions,
@@ -23,7 +24,7 @@ import type { RawSnapshotResult, SnapshotResult } from '../sources/snapshot';
 import { chooseBackend } from './backend';
 import { Delivery } from './delivery';
 import { EventQueue, isEventType } from './events';
-import { rangeOf, Region, UnmapWatcher, watchUnmaps } from './region';
+import { rangeOf, Region } from './region';
 import { Registrations } from './registrations';
 import { Served, ServeSets, Serving } from './serving';
 import { Tracking } from './tracking';
@@ -68,12 +69,10 @@ export abstract class Userfaultfd extends EventEmitter {
   protected readonly delivery: Delivery;
   private readonly serving: Serving;
   private readonly tracking: Tracking;
-  /** Held here: region.ts holds it weakly (a dropped uffd is still collected). */
-  private readonly unmapWatcher: UnmapWatcher = { regionUnmapped: (start, length) => this.regionUnmapped(start, length) };
-  private readonly unwatchUnmaps = watchUnmaps(this.unmapWatcher);
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.open()');
     const o = toOpenOptions(options);
     return chooseBackend<Userfaultfd>(o.backend).open(o as OpenOptions);
   }
@@ -84,6 +83,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * (whose fake fds can be adopted within the same thread).
    */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.fromFd()');
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOpenOptions(options);
@@ -150,6 +150,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
+    checkOptionKeys(options, OPTION_KEYS.register, 'register()');
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
     const wp = toFlag(o.wp, 'options.wp');
@@ -157,7 +158,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
     const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
     this.checkOpen();
-    this.forgetUnmapped(r);
+    this.serving.forgetUnmapped(r);
     const mask = this._register(r.start, r.length, mode);
     this.registrations.add(r, mode);
     return { ioctls: ioctlNames(mask) };
@@ -175,6 +176,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     const d = this.address(dst, 'dst');
     toBytes(src, 'src');
     const o = toOptions<CopyOptions>(options, 'options');
@@ -195,6 +197,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'zeropage()');
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
@@ -212,6 +215,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
+    checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
     const protect = o.protect;
@@ -225,6 +229,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.CONTINUE_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.CONTINUE_WP : 0);
@@ -234,6 +239,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
@@ -243,6 +249,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
     toLength(length, 'length');
@@ -261,9 +268,10 @@ export abstract class Userfaultfd extends EventEmitter {
    * Registers the range for missing faults first if this uffd has not.
    */
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+    checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
     const r = this.range(range);
-    this.forgetUnmapped(r);
+    this.serving.forgetUnmapped(r);
     return this.serving.serve(range, r, source, options); // which checks again past the options
   }
 
@@ -295,6 +303,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     const { max, timeoutMs } = toReadSyncOptions(options);
     this.checkOpen();
     if (this.readerRunning()) throw readerActiveError();
@@ -354,7 +363,6 @@ export abstract class Userfaultfd extends EventEmitter {
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    this.unwatchUnmaps();
     this.delivery.close();
     this.serving.close();
     forget(this.atExit);
@@ -362,25 +370,6 @@ export abstract class Userfaultfd extends EventEmitter {
     for (const q of this.queues) q.end();
     this.queues.clear();
     process.nextTick(() => this.emit('close'));
-  }
-
-  /**
-   * A region was unmapped (region.ts) under what this uffd registered or served: the kernel
-   * drops the registrations with the mapping. Noted, not acted on yet: the kernel backend
-   * unmaps once the reads in flight there end, and those are still answered by the source.
-   */
-  private regionUnmapped(start: bigint, length: number): void {
-    const span = { start, length };
-    if (!this.isClosed) this.registrations.noteUnmapped(span, this.serving.overlaps(span));
-  }
-
-  /**
-   * Before `r` is registered or served: what was unmapped under it is forgotten, registrations
-   * and serving both. A new mapping there (mmap reuses addresses, and can only do so once the
-   * old one is gone) must not be answered by the old source, nor taken for registered.
-   */
-  private forgetUnmapped(r: CheckedRange): void {
-    for (const s of this.registrations.takeUnmapped(r)) this.serving.stopWithin(s);
   }
 
   /** An event's one way out: to the iterators, then the listeners. */

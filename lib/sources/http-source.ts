@@ -20,6 +20,7 @@
  *   other 4xx are not.
  */
 import { toLength, toOptions } from '../base/args';
+import { keysOf } from '../base/option-keys';
 import { CustomSourceOptions, CustomSpec, customSpec, sourceError, SourceInfo } from './custom-source';
 import { invalidArgType } from '../base/errors';
 
@@ -41,6 +42,11 @@ export interface HttpSourceOptions extends Omit<CustomSourceOptions, 'size'> {
 
 /** Redirects followed at most per request, as fetch itself does. */
 const MAX_REDIRECTS = 20;
+
+export const HTTP_OPTION_KEYS = keysOf<HttpSourceOptions>({
+  headers: true, size: true, etag: true, chunkSize: true, concurrency: true, retries: true, retryDelayMs: true, timeoutMs: true,
+  cacheSize: true, onError: true, crossOriginRedirects: true,
+});
 
 export function httpSpec(url: unknown, options: unknown, pageSize: number): CustomSpec {
   const u = toUrl(url);
