@@ -53,6 +53,7 @@ export class Tracking {
 
   private checkDirty(r: CheckedRange, options: unknown): { reset: boolean } {
     const o = toDirtyOptions(options);
+    this.host.checkOpen(); // after the options: a getter of theirs may have closed it
     checkDirtyTracking(this.host.uffd.features, r, this.host.registrations.modeOf(r));
     return o;
   }

@@ -8,6 +8,7 @@
  * usual length because every public method lives here, each a few lines of argument checks.
  */
 import { EventEmitter } from 'events';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import {
   checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toExistOk, toFlag, toLength, toOpenOptions,
   toOptions, toReadSyncOptions,
@@ -76,6 +77,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.open()');
     const o = toOpenOptions(options);
     return chooseBackend<Userfaultfd>(o.backend).open(o as OpenOptions);
   }
@@ -86,6 +88,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * (whose fake fds can be adopted within the same thread).
    */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.fromFd()');
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOpenOptions(options);
@@ -120,6 +123,7 @@ export abstract class Userfaultfd extends EventEmitter {
       register: (r: CheckedRange, options: RegisterOptions) => this.register(r, options),
       unregister: (r: CheckedRange) => this.unregister(r),
       startReader: () => this.startReader(),
+      checkOpen: () => this.checkOpen(),
     };
     this.serving = new Serving({
       ...registering,
@@ -132,7 +136,6 @@ export abstract class Userfaultfd extends EventEmitter {
     });
     this.tracking = new Tracking({
       ...registering,
-      checkOpen: () => this.checkOpen(),
       dirtyPages: (start, length, reset) => this._dirtyPages(start, length, reset),
       dirtyOffsets: (start, length, reset) => this._dirtyOffsets(start, length, reset),
       snapshot: (start, length, pageSize, fd, populate) => this._snapshot(start, length, pageSize, fd, populate),
@@ -153,13 +156,15 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.register, 'register()');
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
     const wp = toFlag(o.wp, 'options.wp');
     const minor = toFlag(o.minor, 'options.minor');
     const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
     const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
+    this.checkOpen();
+    this.serving.forgetUnmapped(r);
     const mask = this._register(r.start, r.length, mode);
     this.registrations.add(r, mode);
     return { ioctls: ioctlNames(mask) };
@@ -167,8 +172,8 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. */
   unregister(range: Range | Region): void {
-    this.checkOpen();
     const r = this.range(range);
+    this.checkOpen();
     this._unregister(r.start, r.length);
     this.delivery.answered(r.start, r.length); // unregistering wakes the waiting threads
     this.serving.unregistered(r);
@@ -177,14 +182,17 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     const d = this.address(dst, 'dst');
-    const bytes = toBytes(src, 'src');
-    if (bytes.byteLength === 0) throw outOfRange('src.byteLength', 'a positive multiple of the page size', 0);
-    checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
+    toBytes(src, 'src');
     const o = toOptions<CopyOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
     const existOk = toExistOk(o);
+    // After the options: a getter of theirs may have detached `src` (or closed this uffd).
+    const bytes = toBytes(src, 'src');
+    if (bytes.byteLength === 0) throw outOfRange('src.byteLength', 'a positive multiple of the page size', 0);
+    checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
+    this.checkOpen();
     // The per-fault path: no closure here, or V8 allocates its context on every call (96 bytes).
     const done = this.delivery.watching ? this.copyWatched(d, bytes, mode, existOk) : this._copy(d, bytes, mode, existOk);
     return done !== EXISTED ? done : this.existed(d, bytes.byteLength, (mode & M.COPY_DONTWAKE) === 0);
@@ -204,11 +212,12 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: ZeropageOptions = {}): number {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.zeropage, 'zeropage()');
     const r = this.range(range);
     const o = toOptions<ZeropageOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
     const existOk = toExistOk(o);
+    this.checkOpen();
     const done = this.delivery.answering(r.start, r.length, !dontWake,
       () => this._zeropage(r.start, r.length, dontWake ? M.ZEROPAGE_DONTWAKE : 0, existOk));
     return done !== EXISTED ? done : this.existed(r.start, r.length, !dontWake);
@@ -216,47 +225,52 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_WAKE: wakes the threads waiting on faults in the range. */
   wake(range: Range | Region): void {
-    this.checkOpen();
     const r = this.range(range);
+    this.checkOpen();
     this._wake(r.start, r.length);
     this.delivery.answered(r.start, r.length);
   }
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
-    if (typeof o.protect !== 'boolean') throw invalidArgType('options.protect', 'of type boolean', o.protect);
-    const mode = (o.protect ? M.WRITEPROTECT_WP : 0) | (toFlag(o.dontWake, 'options.dontWake') ? M.WRITEPROTECT_DONTWAKE : 0);
+    const protect = o.protect;
+    if (typeof protect !== 'boolean') throw invalidArgType('options.protect', 'of type boolean', protect);
+    const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    const mode = (protect ? M.WRITEPROTECT_WP : 0) | (dontWake ? M.WRITEPROTECT_DONTWAKE : 0);
+    this.checkOpen();
     this._writeProtect(r.start, r.length, mode);
-    if (!o.protect && !o.dontWake) this.delivery.answered(r.start, r.length);
+    if (!protect && !dontWake) this.delivery.answered(r.start, r.length);
   }
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.CONTINUE_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.CONTINUE_WP : 0);
     const existOk = toExistOk(o);
     const wakes = (mode & M.CONTINUE_DONTWAKE) === 0;
+    this.checkOpen();
     const done = this.delivery.answering(r.start, r.length, wakes, () => this._continue(r.start, r.length, mode, existOk));
     return done !== EXISTED ? done : this.existed(r.start, r.length, wakes);
   }
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    this.checkOpen();
     return this.delivery.answering(r.start, r.length, !dontWake, () => this._poison(r.start, r.length, dontWake ? M.POISON_DONTWAKE : 0));
   }
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
     toLength(length, 'length');
@@ -266,6 +280,7 @@ export abstract class Userfaultfd extends EventEmitter {
       (toFlag(o.allowSrcHoles, 'options.allowSrcHoles') ? M.MOVE_ALLOW_SRC_HOLES : 0);
     const existOk = toExistOk(o);
     const wakes = (mode & M.MOVE_DONTWAKE) === 0;
+    this.checkOpen();
     const done = this.delivery.answering(d, length, wakes, () => this._move(d, s, length, mode, existOk));
     return done !== EXISTED ? done : this.existed(d, length, wakes);
   }
@@ -277,8 +292,11 @@ export abstract class Userfaultfd extends EventEmitter {
    * Registers the range for missing faults first if this uffd has not.
    */
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+    checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
-    return this.serving.serve(range, this.range(range), source, options);
+    const r = this.range(range);
+    this.serving.forgetUnmapped(r);
+    return this.serving.serve(range, r, source, options); // which checks again past the options
   }
 
   /**
@@ -286,8 +304,9 @@ export abstract class Userfaultfd extends EventEmitter {
    * set it prefetched, if any) to `path`. docs/working-sets.md.
    */
   saveWorkingSet(range: Range | Region, path: string): void {
+    const r = this.range(range);
     this.checkOpen();
-    this.serving.saveWorkingSet(this.range(range), path);
+    this.serving.saveWorkingSet(r, path);
   }
 
   stats(): Stats {
@@ -308,8 +327,9 @@ export abstract class Userfaultfd extends EventEmitter {
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
-    this.checkOpen();
+    checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     const { max, timeoutMs } = toReadSyncOptions(options);
+    this.checkOpen();
     if (this.readerRunning()) throw readerActiveError();
     return this._readSync(max, timeoutMs);
   }
@@ -321,8 +341,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * address order, adjacent runs merged. Needs WP_ASYNC and a { wp: true } registration.
    */
   dirtyPages(range: Range | Region, options: DirtyPagesOptions = {}): DirtyRun[] {
-    this.checkOpen();
-    return this.tracking.dirtyPages(this.range(range), options);
+    return this.tracking.dirtyPages(this.range(range), options); // which checks that this uffd is open
   }
 
   /**
@@ -331,8 +350,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * scans every round (docs/dirty-tracking.md).
    */
   dirtyOffsets(range: Range | Region, options: DirtyPagesOptions = {}): Float64Array {
-    this.checkOpen();
-    return this.tracking.dirtyOffsets(this.range(range), options);
+    return this.tracking.dirtyOffsets(this.range(range), options); // which checks that this uffd is open
   }
 
   /**
@@ -341,8 +359,8 @@ export abstract class Userfaultfd extends EventEmitter {
    * not, and leaves registration and protection as they were when the promise settles.
    */
   async snapshot(range: Range | Region, dest: string | number): Promise<SnapshotResult> {
-    this.checkOpen();
     const r = this.range(range);
+    this.checkOpen();
     return this.tracking.snapshot(r, range instanceof Region ? range.pageSize : this.pageSize, dest);
   }
 

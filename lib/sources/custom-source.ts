@@ -5,6 +5,7 @@
  * serves a range from one is custom-server.ts. JS thread only.
  */
 import { checkAligned, toLength, toOptions } from '../base/args';
+import { keysOf } from '../base/option-keys';
 import { codedError, invalidArgType, outOfRange } from '../base/errors';
 import { FaultStats } from '../base/fault-stats';
 import type { Range, SourceStats } from '../base/types';
@@ -44,6 +45,10 @@ export interface CustomSourceOptions {
   /** What answers a fault whose read finally failed (default 'sigbus'). */
   onError?: 'sigbus' | 'zeropage';
 }
+
+export const CUSTOM_OPTION_KEYS = keysOf<CustomSourceOptions>({
+  size: true, chunkSize: true, concurrency: true, retries: true, retryDelayMs: true, timeoutMs: true, cacheSize: true, onError: true,
+});
 
 /** What a custom source knows of itself once opened: its size, and for HTTP its pinned ETag. */
 export interface SourceInfo {
@@ -90,6 +95,27 @@ export function customSpec(read: unknown, options: unknown, pageSize: number, ex
     read: read as CustomRead, size, open: null, chunkSize, concurrency, retries, retryDelayMs, timeoutMs, cacheSize,
     onError, label: 'PageSource.custom', ...extra,
   };
+}
+
+/**
+ * One open() of a source (its size, for http its ETag), bounded by the source's timeoutMs even
+ * if open() ignores its signal: PageSource.ready(). Faults go through the server's retries.
+ */
+export async function openWithin(spec: CustomSpec): Promise<SourceInfo> {
+  const ac = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = sourceError('ERR_UFFD_SOURCE_TIMEOUT', `${spec.label}: no answer within ${spec.timeoutMs} ms`, true);
+      ac.abort(err);
+      reject(err);
+    }, spec.timeoutMs);
+  });
+  try {
+    return await Promise.race([spec.open!(ac.signal), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** An error of a source, coded; `retryable: false` stops the retries (a changed object). */
