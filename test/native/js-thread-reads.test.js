@@ -36,26 +36,27 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open();
-      const region = Region.map(64 * 4096);
+      const P = uffd.pageSize;
+      const region = Region.map(64 * P);
       uffd.register(region);
       const faults = [];
       const errors = [];
       uffd.on('error', (e) => errors.push(e.code));
-      uffd.on('pagefault', (e) => { faults.push(Number(e.address - region.address)); uffd.copy(e.address, Buffer.alloc(4096, 9)); });
+      uffd.on('pagefault', (e) => { faults.push(Number(e.address - region.address) / P); uffd.copy(e.address, Buffer.alloc(P, 9)); });
       if (!uffd.handle.setJsReads(true)) throw new Error('not read on the JS thread');
       // 32 pages touched by the JS thread itself: it stops on each, and the watchdog answers.
       const view = new Uint8Array(region.buffer);
       let sum = 0;
-      for (let p = 0; p < 32; p++) sum += view[p * 4096];
+      for (let p = 0; p < 32; p++) sum += view[p * P];
       setImmediate(async () => {
-        const b = await region.read(40 * 4096, 4096); // from the pool: the listener answers
+        const b = await region.read(40 * P, P); // from the pool: the listener answers
         console.log(JSON.stringify({ sum, errors: errors.length, codes: [...new Set(errors)], faults, byte: b[0] }));
         uffd.close();
       });
     `);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     const out = JSON.parse(r.stdout);
-    assert.deepStrictEqual(out, { sum: 0, errors: 32, codes: ['ERR_UFFD_SELF_FAULT'], faults: [40 * 4096], byte: 9 });
+    assert.deepStrictEqual(out, { sum: 0, errors: 32, codes: ['ERR_UFFD_SELF_FAULT'], faults: [40], byte: 9 });
   });
 
   it('a busy JS thread (a 200 ms synchronous loop): the watchdog reads the fault, the handler answers it after', async () => {
@@ -64,10 +65,11 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
       const { Worker } = require('worker_threads');
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open();
-      const region = Region.map(4096);
+      const P = uffd.pageSize;
+      const region = Region.map(P);
       uffd.register(region);
       let answeredAt = 0;
-      uffd.on('pagefault', (e) => { answeredAt = Date.now(); uffd.copy(e.address, Buffer.alloc(4096, 5)); });
+      uffd.on('pagefault', (e) => { answeredAt = Date.now(); uffd.copy(e.address, Buffer.alloc(P, 5)); });
       if (!uffd.handle.setJsReads(true)) throw new Error('not read on the JS thread');
       // A Worker reads the kernel's count of this uffd's faults while this thread is busy:
       // 'pending' counts messages nobody has read, 'total' every fault still waiting.
@@ -83,7 +85,7 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
         })();
       \`, { eval: true, workerData: uffd.fd });
       watcher.once('online', () => {
-        const read = region.read(0, 4096);
+        const read = region.read(0, P);
         const until = Date.now() + 200;
         while (Date.now() < until);
         const busyEnd = Date.now();
@@ -104,12 +106,13 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open();
-      const region = Region.map(2 * 4096);
+      const P = uffd.pageSize;
+      const region = Region.map(2 * P);
       uffd.register(region);
       let faults = 0;
-      uffd.on('pagefault', (e) => { faults++; uffd.copy(e.address, Buffer.alloc(4096, 7)); });
+      uffd.on('pagefault', (e) => { faults++; uffd.copy(e.address, Buffer.alloc(P, 7)); });
       if (!uffd.handle.setJsReads(true)) throw new Error('not read on the JS thread');
-      const read = region.read(4096, 4096); // a pending operation: it holds the process, not the uffd
+      const read = region.read(P, P); // a pending operation: it holds the process, not the uffd
       uffd.unref();
       read.then((b) => console.log('byte', b[0], 'faults', faults));
       process.on('exit', (code) => console.log('exit', code));
@@ -128,13 +131,14 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
         const { parentPort } = require('worker_threads');
         const { Userfaultfd, Region } = require(process.cwd() + '/dist');
         const u = Userfaultfd.open();
-        const r = Region.map(4 * 4096);
+        const P = u.pageSize;
+        const r = Region.map(4 * P);
         u.register(r);
         u.on('pagefault', (e) => {
-          if (e.address !== r.address) u.copy(e.address, Buffer.alloc(4096, 3));
+          if (e.address !== r.address) u.copy(e.address, Buffer.alloc(P, 3));
           parentPort.postMessage(u.handle.setJsReads(true) ? 'polled' : 'not polled');
         });
-        r.read(4096, 1).then(() => \${pending ? 'r.read(0, 1)' : "parentPort.postMessage('polled')"});
+        r.read(P, 1).then(() => \${pending ? 'r.read(0, 1)' : "parentPort.postMessage('polled')"});
       \`;
       const once = (pending) => new Promise((resolve) => {
         const w = new Worker(source(pending), { eval: true });
@@ -168,11 +172,11 @@ describeNative('the async context a handler runs in', () => {
       const als = new AsyncLocalStorage();
       const once = (jsReads) => {
         const u = Userfaultfd.open();
-        const region = Region.map(4096);
+        const region = Region.map(u.pageSize);
         u.register(region);
         let seen;
         als.run({ who: jsReads ? 'loop' : 'hop' }, () => {
-          u.on('pagefault', (e) => { seen = als.getStore(); u.copy(e.address, Buffer.alloc(4096, 1)); });
+          u.on('pagefault', (e) => { seen = als.getStore(); u.copy(e.address, Buffer.alloc(u.pageSize, 1)); });
         });
         if (u.handle.setJsReads(jsReads) !== jsReads) throw new Error('setJsReads');
         return region.read(0, 1).then(() => { u.close(); return seen && seen.who; });
@@ -190,13 +194,13 @@ describeNative('process.exit() and close() from a handler the loop called', () =
       const { Userfaultfd, Region } = require('./dist');
       const make = (onFault) => {
         const u = Userfaultfd.open();
-        const region = Region.map(4096);
+        const region = Region.map(u.pageSize);
         u.register(region);
         u.on('pagefault', (e) => onFault(u, e));
         if (!u.handle.setJsReads(true)) throw new Error('not read on the JS thread');
         return region;
       };
-      const a = make((u, e) => { u.copy(e.address, Buffer.alloc(4096, 1)); u.close(); });
+      const a = make((u, e) => { u.copy(e.address, Buffer.alloc(u.pageSize, 1)); u.close(); });
       a.read(0, 1).then((b) => {
         console.log('closed in handler', b[0]);
         make(() => process.exit(3)).read(0, 1);
