@@ -190,7 +190,7 @@ describeBackends('dirtyOffsets: the runs as one Float64Array', (backend) => {
     assert.throws(() => u.dirtyOffsets(r, { reset: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
     assert.throws(() => u.dirtyOffsets({ start: r.address + 1n, length: PAGE }), { code: 'ERR_OUT_OF_RANGE' });
     u.close();
-    assert.throws(() => u.dirtyOffsets(r), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => u.dirtyOffsets(r), { code: 'ERR_UFFD_CLOSED' });
   });
 });
 
