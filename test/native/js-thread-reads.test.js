@@ -72,26 +72,31 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
       uffd.on('pagefault', (e) => { answeredAt = Date.now(); uffd.copy(e.address, Buffer.alloc(P, 5)); });
       if (!uffd.handle.setJsReads(true)) throw new Error('not read on the JS thread');
       // A Worker reads the kernel's count of this uffd's faults while this thread is busy:
-      // 'pending' counts messages nobody has read, 'total' every fault still waiting.
+      // 'pending' counts messages nobody has read, 'total' every fault still waiting. It
+      // raises \`seen\` once the fault is read and still waits, which ends the busy loop (after
+      // 200 ms at least; a loaded machine may start the faulting pool thread late).
+      const seen = new Int32Array(new SharedArrayBuffer(4));
       const watcher = new Worker(\`
         const fs = require('fs');
         const { workerData, parentPort } = require('worker_threads');
-        const seen = [];
         const t0 = Date.now();
         (function look() {
-          const info = fs.readFileSync('/proc/self/fdinfo/' + workerData, 'utf8');
-          seen.push([Number(/pending:\\\\s*(\\\\d+)/.exec(info)[1]), Number(/total:\\\\s*(\\\\d+)/.exec(info)[1])]);
-          if (Date.now() - t0 < 150) setTimeout(look, 5); else parentPort.postMessage(seen);
+          const info = fs.readFileSync('/proc/self/fdinfo/' + workerData.fd, 'utf8');
+          const last = [Number(/pending:\\\\s*(\\\\d+)/.exec(info)[1]), Number(/total:\\\\s*(\\\\d+)/.exec(info)[1])];
+          const read = last[0] === 0 && last[1] === 1;
+          if (read) Atomics.store(workerData.seen, 0, 1);
+          if (read || Date.now() - t0 > 10000) parentPort.postMessage(last); else setTimeout(look, 5);
         })();
-      \`, { eval: true, workerData: uffd.fd });
+      \`, { eval: true, workerData: { fd: uffd.fd, seen } });
       watcher.once('online', () => {
         const read = region.read(0, P);
         const until = Date.now() + 200;
-        while (Date.now() < until);
+        const cap = Date.now() + 12000;
+        while ((Date.now() < until || Atomics.load(seen, 0) === 0) && Date.now() < cap);
         const busyEnd = Date.now();
-        watcher.once('message', async (seen) => {
+        watcher.once('message', async (last) => {
           const b = await read;
-          console.log(JSON.stringify({ last: seen[seen.length - 1], after: answeredAt >= busyEnd, byte: b[0] }));
+          console.log(JSON.stringify({ last, after: answeredAt >= busyEnd, byte: b[0] }));
           uffd.close();
         });
       });
