@@ -262,28 +262,38 @@ void FaultReader::OnReadable(napi_env env, int status) {
     if (loop_ != nullptr) loop_->Stop();
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(readMutex_);
-    // What the thread read while this one was busy goes first: the kernel's order.
-    queue_.TakePending(jsBatch_);
-    ssize_t n = read(fd_, jsBuffer_, sizeof jsBuffer_);
-    if (n > 0) {
-      Dispatch(jsBuffer_, static_cast<size_t>(n) / sizeof(uffd_msg), jsBatch_, nullptr);
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR && loop_ != nullptr) {
-      loop_->Stop();  // as above: the thread reads next, meets the error and reports it
+  // One handle scope for the whole turn: Node-API allocates each one (docs/performance.md).
+  napi_handle_scope scope = nullptr;
+  callFailed_ = onBatch_.IsEmpty();
+  for (int reads = 0; reads <= kLoopRereads && ReadOnLoop(); reads++) {
+    if (scope == nullptr && napi_open_handle_scope(env, &scope) != napi_ok) {
+      scope = nullptr;
+      for (Delivery& d : jsBatch_) Discard(d);
+      jsBatch_.clear();
+      return;
     }
-  }
-  if (jsBatch_.empty()) return;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) {
-    for (Delivery& d : jsBatch_) Discard(d);
+    size_t handed = onBatch_.IsEmpty() ? 0 : DeliverBatch(env, onBatch_.Value(), jsBatch_, true);
+    for (size_t i = handed; i < jsBatch_.size(); i++) Discard(jsBatch_[i]);
     jsBatch_.clear();
-    return;
+    // The handler may have closed the uffd, or handed it to the thread: read no more here.
+    // (And JavaScript that could not run, at teardown, is not given more.)
+    if (callFailed_ || loop_ == nullptr || !direct_.load(std::memory_order_relaxed)) break;
   }
-  size_t handed = onBatch_.IsEmpty() ? 0 : DeliverBatch(env, onBatch_.Value(), jsBatch_, true);
-  for (size_t i = handed; i < jsBatch_.size(); i++) Discard(jsBatch_[i]);
-  jsBatch_.clear();
-  napi_close_handle_scope(env, scope);
+  if (scope != nullptr) napi_close_handle_scope(env, scope);
+}
+
+// JS thread, from the loop: one read(2) into jsBatch_; true when it holds deliveries. What the
+// thread read while this one was busy (or in a listener) goes first: the kernel's order.
+bool FaultReader::ReadOnLoop() {
+  std::lock_guard<std::mutex> lock(readMutex_);
+  queue_.TakePending(jsBatch_);
+  ssize_t n = read(fd_, jsBuffer_, sizeof jsBuffer_);
+  if (n > 0) {
+    Dispatch(jsBuffer_, static_cast<size_t>(n) / sizeof(uffd_msg), jsBatch_, nullptr);
+  } else if (n < 0 && errno != EAGAIN && errno != EINTR && loop_ != nullptr) {
+    loop_->Stop();  // as above: the thread reads next, meets the error and reports it
+  }
+  return !jsBatch_.empty();
 }
 
 // JS thread.
@@ -313,6 +323,7 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delive
     napi_status st = fromLoop ? napi_make_callback(env, asyncContext_, recv, fn, 1, &arg, &result)
                               : napi_call_function(env, recv, fn, 1, &arg, &result);
     if (st != napi_ok) {
+      callFailed_ = true;
       // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any
       // exception left pending here is reported by Node) or JS cannot run any more
       // (environment teardown: the uffd is closed by its cleanup hook). Stop either way.

@@ -64,6 +64,11 @@ class FaultReader : private LoopReader::Target {
   // reads it instead: the delay a fault of the JS thread itself sees (the self-fault guard
   // answers it then), and the watchdog's wake-ups while faults keep coming (one per period).
   static constexpr long kWatchNs = 1000000;
+  // Reads the JS thread makes after a batch it answered, before it goes back to its loop: a
+  // faulting thread woken by the answer on the same CPU (one CPU, or a container held to one)
+  // has often faulted again by then, and its message is read with no epoll turn. A read that
+  // finds nothing ends the turn (no spin); bounded so that other I/O is not held up.
+  static constexpr int kLoopRereads = 8;
 
   // JS thread only. `onBatch(count)` is called with the deliveries copied into `scratch`.
   FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
@@ -106,6 +111,7 @@ class FaultReader : private LoopReader::Target {
 
   // JS thread, from the loop: reads and delivers, as the thread would.
   void OnReadable(napi_env env, int status) override;
+  bool ReadOnLoop();  // JS thread: one read into jsBatch_; true when it holds any
   // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful
   // (from the loop, `fromLoop`: in a callback scope of its own).
   size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch,
@@ -148,6 +154,7 @@ class FaultReader : private LoopReader::Target {
   napi_env env_;                   // the JS thread's environment
   std::vector<Delivery> jsBatch_;  // JS thread's deliveries of one loop read
   uffd_msg jsBuffer_[kBatch];      // JS thread's read(2) buffer
+  bool callFailed_ = false;        // JS thread: a call of onBatch failed in this loop turn
 };
 
 }  // namespace uffd

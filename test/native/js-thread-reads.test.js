@@ -107,6 +107,49 @@ describeNative('the JS thread reads its uffd from the event loop', () => {
     assert.deepStrictEqual(out, { last: [0, 1], after: true, byte: 5 });
   });
 
+  it('faults that keep coming (read up to 9 to a loop turn): the loop still turns, a setImmediate runs within 64 faults, every byte is right', async () => {
+    const r = await runChild(`
+      const { Worker } = require('worker_threads');
+      const { Userfaultfd } = require('./dist');
+      const uffd = Userfaultfd.open();
+      const P = uffd.pageSize;
+      const N = 2000;
+      // A Worker touches its own memory, one page after another (each load waits for its
+      // answer), while this thread answers in its listener.
+      const w = new Worker(\`
+        const { parentPort } = require('worker_threads');
+        const { Region } = require('./dist');
+        const region = Region.map(\${N} * \${P});
+        parentPort.postMessage(region.address);
+        parentPort.once('message', () => {
+          const view = new Uint8Array(region.buffer);
+          let bad = 0;
+          for (let p = 0; p < \${N}; p++) if (view[p * \${P}] !== (p & 0xff)) bad++;
+          parentPort.postMessage(bad);
+        });
+      \`, { eval: true });
+      w.once('message', (base) => {
+        uffd.register({ start: base, length: N * P });
+        let faults = 0;
+        let immediateAt = -1;
+        uffd.on('pagefault', (e) => {
+          const page = Number(e.address - base) / P;
+          if (faults++ === 0) setImmediate(() => { immediateAt = faults; });
+          uffd.copy(e.address, Buffer.alloc(P, page & 0xff));
+        });
+        if (!uffd.handle.setJsReads(true)) throw new Error('not read on the JS thread');
+        w.once('message', (bad) => {
+          console.log(JSON.stringify({ bad, faults, immediateSoon: immediateAt >= 1 && immediateAt <= 64 }));
+          uffd.close();
+          w.terminate();
+        });
+        w.postMessage('go');
+      });
+    `);
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
+    assert.deepStrictEqual(JSON.parse(r.stdout), { bad: 0, faults: 2000, immediateSoon: true });
+  });
+
   it('unref() with a fault pending: the loop still reads and answers it, then the process exits', async () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
