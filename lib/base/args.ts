@@ -86,7 +86,7 @@ export function toBytes(value: unknown, name: string): Uint8Array {
  * The options of a call made without them: one frozen object, not a new `{}` per call (56 bytes of
  * V8 heap on every copy(), the README's per-fault call; bench/results.md group 7).
  */
-export const NO_OPTIONS: Readonly<Record<string, never>> = Object.freeze({});
+const NO_OPTIONS: Readonly<Record<string, never>> = Object.freeze({});
 
 export function toOptions<T extends object>(value: unknown, name: string): Partial<T> {
   if (value === undefined) return NO_OPTIONS as Partial<T>;

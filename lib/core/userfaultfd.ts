@@ -11,7 +11,7 @@ import { EventEmitter } from 'events';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import {
   checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toExistOk, toFlag, toLength, toOpenOptions,
-  NO_OPTIONS, toOptions, toReadSyncOptions,
+  toOptions, toReadSyncOptions,
 } from '../base/args';
 import { constants, FeatureName, IoctlName, ioctlNames } from '../base/constants';
 import { closedError, codedError, invalidArgType, outOfRange } from '../base/errors';
@@ -181,7 +181,7 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
-  copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = NO_OPTIONS): number {
+  copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options?: CopyOptions): number {
     checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     const d = this.address(dst, 'dst');
     toBytes(src, 'src');
@@ -211,7 +211,7 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
-  zeropage(range: Range | Region, options: ZeropageOptions = NO_OPTIONS): number {
+  zeropage(range: Range | Region, options?: ZeropageOptions): number {
     checkOptionKeys(options, OPTION_KEYS.zeropage, 'zeropage()');
     const r = this.range(range);
     const o = toOptions<ZeropageOptions>(options, 'options');
@@ -246,7 +246,7 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
-  continue(range: Range | Region, options: ContinueOptions = NO_OPTIONS): number {
+  continue(range: Range | Region, options?: ContinueOptions): number {
     checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
@@ -259,7 +259,7 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
-  poison(range: Range | Region, options: WakeOptions = NO_OPTIONS): number {
+  poison(range: Range | Region, options?: WakeOptions): number {
     checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -269,7 +269,7 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
-  move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = NO_OPTIONS): number {
+  move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options?: MoveOptions): number {
     checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
@@ -326,7 +326,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * the reader thread runs (a listener, events() or serve() started it): both would race for
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
-  readSync(options: ReadSyncOptions = NO_OPTIONS): UffdEvent[] {
+  readSync(options?: ReadSyncOptions): UffdEvent[] {
     checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     const { max, timeoutMs } = toReadSyncOptions(options);
     this.checkOpen();
