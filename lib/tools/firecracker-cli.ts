@@ -15,6 +15,11 @@ export const USAGE = `usage: userfaultfd firecracker-handler <socket> <memory-fi
   --on-error kill|keep  a VM that cannot be served is killed (default) or left running
   --record FILE         record each mapping's working set (mapping i > 0: FILE.i)
   --prefetch FILE       prefetch a recorded working set (mapping i > 0: FILE.i)
+  --prefetch-mode MODE  background (default): while the VM runs, following its faults;
+                        eager: the VM's faults wait until the whole set is in
+  --pages               keep each set's pages in a compact file beside it (FILE.pages):
+                        written with --record, read by --prefetch (a cold restore reads it
+                        in order instead of seeking in the memory file)
   --allow-uid UID       also accept VMs run as this uid (repeatable; the jailer's uid):
                         the socket is then created 0666, and other uids are refused
   --json                print one JSON line per VM and a JSON summary on stdout
@@ -52,6 +57,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         'on-error': { type: 'string', default: 'kill' },
         record: { type: 'string' },
         prefetch: { type: 'string' },
+        'prefetch-mode': { type: 'string', default: 'background' },
+        pages: { type: 'boolean', default: false },
         'allow-uid': { type: 'string', multiple: true, default: [] },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -75,6 +82,10 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   if (positionals.length !== 2) return usage('expected <socket> and <memory-file>');
   if (!Number.isInteger(peers) || peers < 1) return usage(`--peers must be a positive integer (got ${values.peers})`);
   if (onError !== 'kill' && onError !== 'keep') return usage(`--on-error must be kill or keep (got ${onError})`);
+  const prefetchMode = values['prefetch-mode'];
+  if (prefetchMode !== 'background' && prefetchMode !== 'eager') {
+    return usage(`--prefetch-mode must be background or eager (got ${prefetchMode})`);
+  }
   const allowUids = (values['allow-uid'] as string[]).map(Number);
   if (!allowUids.every((u) => Number.isInteger(u) && u >= 0)) return usage(`--allow-uid must be a uid (got ${values['allow-uid']})`);
   if ((values.record !== undefined || values.prefetch !== undefined) && !hasWorkingSets()) {
@@ -89,7 +100,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return 1;
   }
   const [socket, memoryFile] = positionals;
-  const handler = new FirecrackerHandler({ socket, memoryFile, peers, onError, record: values.record, prefetch: values.prefetch, allowUids,
+  const handler = new FirecrackerHandler({ socket, memoryFile, peers, onError, record: values.record, prefetch: values.prefetch,
+    prefetchMode, pages: values.pages, allowUids,
     log: (line) => err.write(`firecracker-handler: ${line}\n`) });
   if (!fs.existsSync(memoryFile)) handler.log(`warning: the memory file ${memoryFile} does not exist (yet)`);
   const stop = (): void => handler.close();
