@@ -12,6 +12,11 @@ class DemandGate {
  public:
   void Begin() { pending_.fetch_add(1, std::memory_order_acq_rel); }
   void End();
+  // Demand faults answered so far (End() calls).
+  uint64_t answered() const { return answered_.load(std::memory_order_acquire); }
+  // Prefetch thread: waits until more than `seen` demand faults were answered, at most `maxUs`
+  // (or until `stop`): a program that runs at once gets its first fault answered first.
+  void WaitAnswered(uint64_t seen, const std::atomic<bool>& stop, int maxUs);
   // Prefetch thread: true once no demand fault is pending; false when `maxUs` went by first,
   // or `stop` was set. A bounded wait: a program that faults without pause must not keep
   // prefetch from running (on one CPU it would never run at all).
@@ -22,6 +27,7 @@ class DemandGate {
  private:
   static constexpr int kSliceUs = 50;  // a fault queued after the poll is seen this soon
   std::atomic<int> pending_{0};
+  std::atomic<uint64_t> answered_{0};
   std::atomic<int> waiters_{0};
   std::mutex mutex_;
   std::condition_variable cv_;

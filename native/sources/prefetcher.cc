@@ -30,6 +30,7 @@ Prefetcher::Prefetcher(std::shared_ptr<SetOrder> order, std::unique_ptr<SetFill>
       stats_(stats),
       installed_(installed),
       advising_(fill_->compact()),
+      answeredAtStart_(gate.answered()),
       holding_(mode == Mode::kEager) {}
 
 Prefetcher::~Prefetcher() {
@@ -68,7 +69,10 @@ void Prefetcher::Sleep(int ms) { std::this_thread::sleep_for(std::chrono::millis
 // Prefetch thread. The reader looks pages up by position only in background mode; an eager
 // install holds the range's faults, so the index is built after it, off the first fault's path.
 void Prefetcher::Run() {
-  if (mode_ == Mode::kBackground) order_->BuildIndex();
+  if (mode_ == Mode::kBackground) {
+    gate_.WaitAnswered(answeredAtStart_, stop_, kFirstFaultUs);
+    order_->BuildIndex();
+  }
   Install();
   holding_.store(false, std::memory_order_release);
   if (mode_ == Mode::kEager) order_->BuildIndex();

@@ -36,6 +36,10 @@ class Prefetcher {
   static constexpr int kYieldUs = 200;
   static constexpr uint64_t kQuantumNs = 200'000;
   static constexpr uint64_t kLookNs = 20'000;
+  // Background mode: the thread starts once the program's first demand fault was answered, or
+  // after this long: on one CPU it would otherwise run first and delay the program's first
+  // byte (the program usually faults right after serve() returns).
+  static constexpr int kFirstFaultUs = 1000;
   // File sources: read-ahead asked (POSIX_FADV_WILLNEED) up to this far ahead, growing from
   // kAdviseStartBytes so that the first demand faults do not queue behind a flood of reads.
   static constexpr uint64_t kAdviseBytes = 16 << 20;
@@ -97,6 +101,7 @@ class Prefetcher {
   uint64_t lookAt_ = 0;         // Yield(): when to look at the gate again (steady ns)
   uint64_t gaps_[kMaxGaps][2];  // [from, to) positions Follow skipped
   int gapCount_ = 0;
+  uint64_t answeredAtStart_;  // the gate's answered() when constructed
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_;
   std::atomic<uint64_t> follow_{0};
