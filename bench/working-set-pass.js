@@ -14,6 +14,7 @@ const fs = require('fs');
 const path = require('path');
 const { parseArgs } = require('util');
 const { Userfaultfd, Region, PageSource, listenForUffd } = require('../dist');
+const { median, prng, shuffle } = require('./workload');
 
 const { values } = parseArgs({ options: {
   dir: { type: 'string' },
@@ -112,27 +113,6 @@ async function processRun(variant, set, listener, sock) {
   } finally {
     uffd.close();
   }
-}
-
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-
-/** A fixed PRNG (mulberry32), for the order of the variants. */
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function shuffle(a, rand) {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }
 
 async function main() {

@@ -31,6 +31,7 @@ const path = require('path');
 const { parseArgs } = require('util');
 const { constants } = require('../dist');
 const { encodeWorkingSet } = require('../dist/sources/working-set');
+const { makeImage, touchOrder } = require('./workload');
 
 const { values } = parseArgs({ options: {
   workload: { type: 'string', default: 'both' },
@@ -54,51 +55,10 @@ const WORKLOADS = {
 };
 const PROGRAM = { js: 'JS thread (this process)', process: 'another process' };
 
-/** A fixed PRNG (mulberry32): the same order every run. */
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Runs of 1..maxRun pages at scattered places until `touched` of the image, in a shuffled order. */
-function touchOrder(pages, touched, maxRun, seed) {
-  const rand = prng(seed);
-  const used = new Uint8Array(pages);
-  const runs = [];
-  let n = 0;
-  while (n < pages * touched) {
-    const len = 1 + Math.floor(rand() * maxRun);
-    const first = Math.floor(rand() * (pages - len));
-    let free = true;
-    for (let p = first; p < first + len; p++) if (used[p]) free = false;
-    if (!free) continue;
-    used.fill(1, first, first + len);
-    runs.push([first, len]);
-    n += len;
-  }
-  const order = new Uint32Array(n);
-  let i = 0;
-  for (const [first, len] of runs) for (let p = first; p < first + len; p++) order[i++] = p;
-  return order;
-}
-
 /** The image (each 8-byte word its own offset / 8), the order, a set of every page (precopy). */
 function setup(dir, name, w, bin) {
   const image = path.join(dir, `${name}.bin`);
-  if (!fs.existsSync(image) || fs.statSync(image).size !== w.size) {
-    const fd = fs.openSync(image, 'w');
-    const chunk = Buffer.alloc(8 << 20);
-    for (let off = 0; off < w.size; off += chunk.length) {
-      for (let i = 0; i < chunk.length; i += 8) chunk.writeUInt32LE((off + i) >>> 3, i);
-      fs.writeSync(fd, chunk, 0, Math.min(chunk.length, w.size - off));
-    }
-    fs.closeSync(fd);
-  }
+  makeImage(image, w.size);
   const pages = w.size / PAGE;
   const order = touchOrder(pages, w.touched, w.maxRun, name === 'runs' ? 2026 : 2027);
   const orderFile = path.join(dir, `${name}-order.bin`);

@@ -9,7 +9,7 @@ const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
 const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
-const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
+const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS, parseJson, assertExited } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
 const MEM_SIZE = 4 << 20;
@@ -18,14 +18,6 @@ const HUGE = 2 << 20;
 /** Runs the command; `done` resolves with its result. */
 function startHandler(args) {
   return startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: 45000 });
-}
-
-/** The --json output: one line per VM, then the summary. */
-function parseJson(stdout) {
-  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
-  const summary = lines.pop();
-  assert.strictEqual(summary.type, 'summary', stdout);
-  return { vms: lines, summary };
 }
 
 function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
@@ -39,11 +31,6 @@ function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
   assert.ok(vm.bytes + (vm.prefetchedPages ?? 0) * unit >= pages * unit, JSON.stringify(vm));
   assert.ok(vm.latencyNs.p50 <= vm.latencyNs.p99, JSON.stringify(vm.latencyNs));
   if (removed !== undefined) assert.strictEqual(vm.removedPages, removed);
-}
-
-function assertExited(h, code) {
-  assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
-  assert.deepStrictEqual([h.code, h.signal], [code, null], h.stderr);
 }
 
 describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE'] }, function () {
