@@ -476,6 +476,18 @@ const SERVE_OPTIONS = {
       assert.strictEqual(u.stats().demandFaults, 0);
     },
   },
+  prefetchMode: {
+    observed: "'eager': a fault on the range is answered only once the whole set is in",
+    see: 'prefetch.test.js',
+    async check(t) {
+      const file = await recorded(t, 'eager.uffdws', [5, 1, 3]);
+      const u = t.open();
+      const r = t.map(8);
+      u.serve(r, PageSource.buffer(pattern(8 * PAGE)), { prefetch: file, prefetchMode: 'eager' });
+      assert.deepStrictEqual(await r.read(7 * PAGE, 1), pattern(8 * PAGE).subarray(7 * PAGE, 7 * PAGE + 1));
+      assert.strictEqual(u.stats().prefetched, 3);
+    },
+  },
   workingSet: {
     observed: 'with record and prefetch, maxMiB caps the refined set, keeping its first pages in order',
     see: 'working-set.test.js, working-set-format.test.js',
