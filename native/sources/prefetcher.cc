@@ -1,22 +1,15 @@
 #include "sources/prefetcher.h"
 
 #include <fcntl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <system_error>
 
-namespace uffd {
+#include "uffd/clock.h"
 
-namespace {
-uint64_t SteadyNs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
-}
-}  // namespace
+namespace uffd {
 
 Prefetcher::Prefetcher(std::shared_ptr<SetOrder> order, std::unique_ptr<SetFill> fill, Mode mode,
                        int fd, uint64_t pageSize, DemandGate& gate, WorkingSetStats& stats,
@@ -87,10 +80,10 @@ void Prefetcher::Install() {
 
 // Prefetch thread, background mode: demand faults go first, within a bound.
 void Prefetcher::Yield() {
-  uint64_t now = SteadyNs();
+  uint64_t now = MonotonicNs();
   if (now < lookAt_) return;
   bool idle = gate_.WaitIdle(fd_, stop_, kYieldUs);
-  lookAt_ = (idle ? now : SteadyNs()) + (idle ? kLookNs : kQuantumNs);
+  lookAt_ = (idle ? now : MonotonicNs()) + (idle ? kLookNs : kQuantumNs);
 }
 
 // Prefetch thread. WILLNEED starts asynchronous reads of the page cache and returns; past the
@@ -153,9 +146,9 @@ bool Prefetcher::Fill(uint64_t from, uint64_t to, bool follow) {
     uint64_t off = pos - order_->runStart(ri);
     uint64_t count = std::min({static_cast<uint64_t>(r.count) - off, batch, to - pos});
     Advise(pos);
-    uint64_t t0 = advising_ ? 0 : SteadyNs();
+    uint64_t t0 = advising_ ? 0 : MonotonicNs();
     IoctlResult res = fill_->Copy(r.first + off, pos, count, mode);
-    if (!advising_ && adviseFd_ >= 0 && SteadyNs() - t0 > kColdReadNs) advising_ = true;
+    if (!advising_ && adviseFd_ >= 0 && MonotonicNs() - t0 > kColdReadNs) advising_ = true;
     if (res.bytes > 0) {
       uint64_t pages = static_cast<uint64_t>(res.bytes) / pageSize_;
       installed_.SetRange(r.first + off, pages);

@@ -1,19 +1,12 @@
 #include "sources/working_set.h"
 
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 
-namespace uffd {
+#include "uffd/clock.h"
 
-namespace {
-uint64_t NowNs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
-}
-}  // namespace
+namespace uffd {
 
 WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pageSize,
                        SetSetup setup, int fd, DemandGate& gate, WorkingSetStats& stats)
@@ -89,7 +82,7 @@ ServedRanges::Outcome WorkingSet::AnswerAlong(int fd, uint64_t address, FaultSta
   uint64_t page = (address - start_) / pageSize_;
   int64_t at = order_->PositionOf(page);
   if (at < 0) return ServedRanges::Outcome::kNotServed;
-  uint64_t t0 = NowNs();
+  uint64_t t0 = MonotonicNs();
   uint64_t k = static_cast<uint64_t>(at);
   uint64_t window = std::min(WindowAt(k), order_->pages() - k);
   uint64_t pageAddress = start_ + page * pageSize_;
@@ -139,7 +132,7 @@ ServedRanges::Outcome WorkingSet::AnswerAlong(int fd, uint64_t address, FaultSta
   }
   lastEnd_ = pos;
   if (prefetcher_) prefetcher_->Follow(pos);
-  stats.RecordLatency(NowNs() - t0);
+  stats.RecordLatency(MonotonicNs() - t0);
   return ServedRanges::Outcome::kAnswered;
 }
 

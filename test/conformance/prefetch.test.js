@@ -7,19 +7,7 @@ const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource, readWorkingSet } = require('../../dist');
 const { encodeWorkingSet } = require('../../dist/sources/working-set');
-const { PAGE, pattern, describeBackends, delay } = require('../helpers');
-
-/** A scattered order of `count` single pages of a `pages`-page range (a fixed shuffle). */
-function scattered(pages, count, seed = 7) {
-  const all = Array.from({ length: pages }, (_, i) => i);
-  let x = seed;
-  for (let i = pages - 1; i > 0; i--) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    const j = x % (i + 1);
-    [all[i], all[j]] = [all[j], all[i]];
-  }
-  return all.slice(0, count);
-}
+const { PAGE, pattern, scatteredPages, describeBackends, delay } = require('../helpers');
 
 function writeSet(file, bytes, pages) {
   fs.writeFileSync(file, encodeWorkingSet({ pageSize: PAGE, sourceSize: bytes, rangeLength: bytes, generation: 1,
@@ -55,7 +43,7 @@ describeBackends('prefetch modes and the compact page file', (backend) => {
     this.timeout(60000);
     const pages = 2048;
     const { file, data } = image('continuous', pages, 3);
-    const order = scattered(pages, 512);
+    const order = scatteredPages(pages, 512);
     const set = path.join(dir, 'continuous.uffdws');
     await withServed(pages, PageSource.file(file), { record: set }, async (uffd, region) => {
       for (const p of order) await region.read(p * PAGE, 1);
@@ -79,7 +67,7 @@ describeBackends('prefetch modes and the compact page file', (backend) => {
     this.timeout(60000);
     const pages = 8192; // 32 MiB at 4 KiB pages: a background prefetch could not finish before one answer
     const { file, data } = image('eager', pages, 5);
-    const setPages = scattered(pages, 4096, 11).filter((p) => p !== 0);
+    const setPages = scatteredPages(pages, 4096, 11).filter((p) => p !== 0);
     const set = path.join(dir, 'eager.uffdws');
     writeSet(set, pages * PAGE, setPages);
     await withServed(pages, PageSource.file(file), { prefetch: set, prefetchMode: 'eager' }, async (uffd, region) => {
@@ -100,7 +88,7 @@ describeBackends('prefetch modes and the compact page file', (backend) => {
     const pages = 16384; // 64 MiB at 4 KiB pages
     const { file } = image('eager-close', pages, 9);
     const set = path.join(dir, 'eager-close.uffdws');
-    writeSet(set, pages * PAGE, scattered(pages, pages, 13));
+    writeSet(set, pages * PAGE, scatteredPages(pages, pages, 13));
     const uffd = Userfaultfd.open({ backend });
     const region = Region.map(pages * PAGE, { backend });
     try {

@@ -8,7 +8,7 @@ const path = require('path');
 const { Userfaultfd, Region, PageSource, listenForUffd, readWorkingSet } = require('../../dist');
 const { encodeWorkingSet } = require('../../dist/sources/working-set');
 const { execFileSync } = require('child_process');
-const { PAGE, describeNative, runChild, runProcess, delay, pattern, skipWithReason } = require('../helpers');
+const { PAGE, describeNative, runChild, runProcess, delay, pattern, scatteredPages, skipWithReason } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
@@ -18,6 +18,19 @@ function writeSet(file, bytes, runs) {
     pageSize: PAGE, sourceSize: bytes, rangeLength: bytes, generation: 1,
     runs: runs.map(([first, count]) => ({ first, count, write: false, age: 0 })),
   }));
+}
+
+/** A child that maps `bytes`, registers them and sends its uffd to `sock`, then runs `then` (source). */
+function remoteChild(sock, bytes, then) {
+  return runChild(`
+    const fs = require('fs');
+    const { Userfaultfd, Region, sendUffd } = require(${JSON.stringify(DIST)});
+    const region = Region.map(${bytes});
+    const uffd = Userfaultfd.open();
+    uffd.register(region);
+    sendUffd(${JSON.stringify(sock)}, uffd, region.address.toString());
+    ${then}
+  `, { timeoutMs: 50000 });
 }
 
 async function until(cond) {
@@ -79,13 +92,7 @@ describeNative('working sets: prefetch thread', function () {
       const sock = path.join(dir, `${name}.sock`);
       const go = path.join(dir, `${name}.go`);
       const listener = listenForUffd(sock);
-      const child = runChild(`
-        const fs = require('fs');
-        const { Userfaultfd, Region, sendUffd } = require(${JSON.stringify(DIST)});
-        const region = Region.map(${bytes});
-        const uffd = Userfaultfd.open();
-        uffd.register(region);
-        sendUffd(${JSON.stringify(sock)}, uffd, region.address.toString());
+      const child = remoteChild(sock, bytes, `
         const wait = setInterval(async () => {
           if (!fs.existsSync(${JSON.stringify(go)})) return;
           clearInterval(wait);
@@ -94,7 +101,7 @@ describeNative('working sets: prefetch thread', function () {
           console.log(require('crypto').createHash('sha256').update(b).digest('hex'));
           uffd.close();
         }, 5);
-      `, { timeoutMs: 30000 });
+      `);
       const { value } = await listener.next();
       const uffd = value.uffd;
       try {
@@ -200,14 +207,7 @@ describeNative('working sets: prefetch thread', function () {
     before(() => {
       image = path.join(dir, 'at-once.bin');
       fs.writeFileSync(image, pattern(bytes, 23));
-      // 4096 single pages at scattered places, in a fixed shuffled order.
-      const all = Array.from({ length: PAGES }, (_, i) => i);
-      for (let i = PAGES - 1, x = 5; i > 0; i--) {
-        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-        const j = x % (i + 1);
-        [all[i], all[j]] = [all[j], all[i]];
-      }
-      order = all.slice(0, 4096);
+      order = scatteredPages(PAGES, 4096, 5); // single pages at scattered places, shuffled
     });
 
     for (const cache of ['warm', 'cold']) {
@@ -264,18 +264,13 @@ describeNative('working sets: prefetch thread', function () {
       writeSet(set, bytes, setPages.map((p) => [p, 1]));
       const sock = path.join(dir, 'eager.sock');
       const listener = listenForUffd(sock);
-      const child = runChild(`
-        const { Userfaultfd, Region, sendUffd } = require(${JSON.stringify(DIST)});
-        const region = Region.map(${bytes});
-        const uffd = Userfaultfd.open();
-        uffd.register(region);
-        sendUffd(${JSON.stringify(sock)}, uffd, region.address.toString());
+      const child = remoteChild(sock, bytes, `
         // Page 0 is outside the set: the fault waits until the set is in.
         region.read(0, 1).then((b) => {
           console.log(JSON.stringify({ resident: region.residentPages(), first: b[0] }));
           uffd.close();
         });
-      `, { timeoutMs: 50000 });
+      `);
       try {
         const { value } = await listener.next();
         const uffd = value.uffd;
