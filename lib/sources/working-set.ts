@@ -9,6 +9,7 @@ import * as os from 'os';
 import { invalidArgType, outOfRange } from '../base/errors';
 import type { PageSource } from './page-source';
 import type { WorkingSetOptions } from '../base/types';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 
 export const WORKING_SET_VERSION = 1;
 const MAGIC = 0x53574655; // 'UFWS', little-endian
@@ -64,6 +65,7 @@ export interface CheckedRefine { maxPages: number; maxAge: number; pages: boolea
 export function toRefineOptions(value: unknown, pageSize: number): CheckedRefine {
   if (value === undefined) return { maxPages: Infinity, maxAge: 4, pages: false };
   if (value === null || typeof value !== 'object') throw invalidArgType('options.workingSet', 'an object', value);
+  checkOptionKeys(value, OPTION_KEYS.workingSet, 'serve()', 'options.workingSet');
   const o = value as WorkingSetOptions;
   if (o.pages !== undefined && typeof o.pages !== 'boolean') throw invalidArgType('options.workingSet.pages', 'of type boolean', o.pages);
   let maxPages = Infinity;
