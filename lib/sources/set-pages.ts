@@ -9,7 +9,8 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import type { PageSource } from './page-source';
-import { workingSetError, writeWhole } from './working-set';
+import { writeFileAtomicWith } from '../base/files';
+import { workingSetError } from './working-set';
 
 const MAGIC = 0x50574655; // 'UFWP', little-endian
 export const SET_PAGES_VERSION = 1;
@@ -102,7 +103,7 @@ export function writeSetPages(path: string, runs: Uint32Array, setChecksum: numb
   const fd = fs.openSync(src.path, 'r');
   try {
     const hash = sampleHash(fd, src, pagesAt(runs, samplePositions(count)), pageSize);
-    writeWhole(path, (out) => {
+    writeFileAtomicWith(path, (out) => {
       fs.writeSync(out, header(pageSize, setChecksum, count, src, hash));
       const chunk = Buffer.alloc(Math.max(CHUNK, pageSize));
       let used = 0;

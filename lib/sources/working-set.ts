@@ -7,6 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import { invalidArgType, outOfRange } from '../base/errors';
+import { readRegularFile, writeFileAtomic } from '../base/files';
 import type { PageSource } from './page-source';
 import type { WorkingSetOptions } from '../base/types';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
@@ -18,6 +19,11 @@ const RUN = 12;
 const TRAILER = 4; // checksum() of everything before it
 const WRITE = 1; // run flag: the first touch was a write fault
 const MAX_AGE = 255;
+/**
+ * The largest file readWorkingSet() reads without a shape to bound it (with one: the most runs a
+ * set of that range can hold, one per page). 1 GiB is about 89 million runs.
+ */
+export const MAX_WORKING_SET_BYTES = 1 << 30;
 
 /** One run of a working set: pages [first, first + count) of the range, touched in this order. */
 export interface WorkingSetRun {
@@ -179,6 +185,7 @@ export function decodeSet(b: Uint8Array, shape?: WorkingSetShape, path?: string,
   const pageSize = buf.readUInt32LE(8);
   const sourceSize = Number(buf.readBigUInt64LE(16));
   const rangeLength = Number(buf.readBigUInt64LE(24));
+  if (!Number.isSafeInteger(sourceSize) || !Number.isSafeInteger(rangeLength)) throw corrupt('a size past 2^53 bytes');
   if (pageSize === 0 || (pageSize & (pageSize - 1)) !== 0 || rangeLength % pageSize !== 0) throw corrupt('bad page size or range length');
   if (shape) {
     const diffs: string[] = [];
@@ -201,16 +208,12 @@ export function decodeSet(b: Uint8Array, shape?: WorkingSetShape, path?: string,
  * bytes 2-3 zero. The same rule as native WorkingSets' check (native/sources/set_order.cc).
  */
 export function checkRuns(words: Uint32Array, pages: number, corrupt: (why: string) => Error): void {
-  const seen = new Uint8Array(pages);
   for (let i = 0; i * 3 < words.length; i++) {
-    const first = words[i * 3];
     const n = words[i * 3 + 1];
-    if (n === 0 || first + n > pages || (words[i * 3 + 2] & ~(WRITE | 0xff00)) !== 0) throw corrupt(`bad run ${i}`);
-    for (let p = first; p < first + n; p++) {
-      if (seen[p] !== 0) throw corrupt(`a page of run ${i} is in an earlier run too`);
-      seen[p] = 1;
-    }
+    if (n === 0 || words[i * 3] + n > pages || (words[i * 3 + 2] & ~(WRITE | 0xff00)) !== 0) throw corrupt(`bad run ${i}`);
   }
+  const overlap = firstOverlap(words);
+  if (overlap >= 0) throw corrupt(`a page of run ${overlap} is in an earlier run too`);
 }
 
 /** The error of a set whose runs are not what checkRuns() says. */
@@ -229,47 +232,55 @@ function runWords(buf: Buffer, count: number): Uint32Array {
   return words;
 }
 
-/** Reads and checks a working-set file; null when there is none at `path`. */
+/**
+ * The later (in file order) of two runs sharing a page, or -1. Sorted by first page, so that
+ * nothing is allocated by the range's size: a checksummed 56-byte file may claim a range of
+ * 2^63 bytes, and a bitmap of its pages would be gigabytes (or a RangeError).
+ */
+function firstOverlap(words: Uint32Array): number {
+  const count = words.length / 3;
+  const order = Uint32Array.from({ length: count }, (_, i) => i).sort((a, b) => words[a * 3] - words[b * 3]);
+  let later = -1;
+  for (let k = 1; k < count; k++) {
+    const prev = order[k - 1] * 3;
+    if (words[order[k] * 3] < words[prev] + words[prev + 1]) later = Math.max(later, order[k], order[k - 1]);
+  }
+  return later;
+}
+
+/**
+ * Reads and checks a working-set file; null when there is none at `path`. Only a regular file is
+ * read (a FIFO or /dev/zero is a UffdError EINVAL at once), and no larger than a set can be: for
+ * `shape`, one run per page of its range; without one, MAX_WORKING_SET_BYTES.
+ */
 export function readWorkingSet(path: string, shape?: WorkingSetShape): WorkingSetFile | null {
-  const b = readSetBytes(path);
+  const b = readSetBytes(path, shape);
   return b === null ? null : decodeWorkingSet(b, shape, path);
 }
 
 /** readWorkingSet without an object per run; decodeSet says what runsChecked is. */
 export function readSet(path: string, shape?: WorkingSetShape, runsChecked = true): LoadedSet | null {
-  const b = readSetBytes(path);
+  const b = readSetBytes(path, shape);
   return b === null ? null : decodeSet(b, shape, path, runsChecked);
 }
 
-function readSetBytes(path: string): Buffer | null {
+function readSetBytes(path: string, shape?: WorkingSetShape): Buffer | null {
+  const max = shape ? HEADER + TRAILER + RUN * Math.min(shape.rangeLength / shape.pageSize, 0xffffffff) : MAX_WORKING_SET_BYTES;
   try {
-    return fs.readFileSync(path);
+    return readRegularFile(path, max, (size) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT',
+      `Corrupt working-set file (${size} bytes, more than ${max}, the most a set ${shape ? 'of this range ' : ''}can hold)`, path));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
 }
 
-/** Writes the file whole or not at all: a crash mid-write leaves the old file, never half a new one. */
+/**
+ * Writes the file whole or not at all: a crash mid-write leaves the old file, never half a new
+ * one, and a symlink planted beside it is never written through (base/files.ts).
+ */
 export function writeWorkingSet(path: string, f: Omit<WorkingSetFile, 'version'> | Buffer): void {
-  writeWhole(path, (fd) => fs.writeSync(fd, Buffer.isBuffer(f) ? f : encodeWorkingSet(f)));
-}
-
-/** Writes `path` through a temporary file renamed over it: a crash never leaves half a file. */
-export function writeWhole(path: string, write: (fd: number) => void): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    const fd = fs.openSync(tmp, 'wx');
-    try {
-      write(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, path);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(path, Buffer.isBuffer(f) ? f : encodeWorkingSet(f));
 }
 
 /** Runs as the backends take them: [firstPage, pageCount, flags] words, in order (LoadedSet.words). */
