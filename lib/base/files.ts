@@ -20,13 +20,11 @@ const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
  * `maxBytes` is `tooLarge(size)`; a missing file is Node's own ENOENT error.
  */
 export function readRegularFile(path: string, maxBytes: number, tooLarge: (size: number) => Error): Buffer {
-  const fd = fs.openSync(path, O_RDONLY | O_NONBLOCK);
+  const { fd, size } = openRegularFile(path);
   try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw uffdError('EINVAL', 'open', undefined, `${path} is not a regular file`);
-    if (st.size > maxBytes) throw tooLarge(st.size);
+    if (size > maxBytes) throw tooLarge(size);
     // A file that grows after fstat is read up to the size checked, never past it.
-    const b = Buffer.allocUnsafe(st.size);
+    const b = Buffer.allocUnsafe(size);
     let got = 0;
     while (got < b.length) {
       const n = fs.readSync(fd, b, got, b.length - got, got);
@@ -36,6 +34,22 @@ export function readRegularFile(path: string, maxBytes: number, tooLarge: (size:
     return got === b.length ? b : b.subarray(0, got);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/**
+ * The regular file at `path`, open for reading, and its size: what readRegularFile() reads, for
+ * a file read in parts (a working set's page file). The same errors; the caller closes the fd.
+ */
+export function openRegularFile(path: string): { fd: number; size: number } {
+  const fd = fs.openSync(path, O_RDONLY | O_NONBLOCK);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw uffdError('EINVAL', 'open', undefined, `${path} is not a regular file`);
+    return { fd, size: st.size };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
   }
 }
 

@@ -9,7 +9,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import type { PageSource } from './page-source';
-import { writeFileAtomicWith } from '../base/files';
+import { openRegularFile, writeFileAtomicWith } from '../base/files';
 import { workingSetError } from './working-set';
 
 const MAGIC = 0x50574655; // 'UFWP', little-endian
@@ -148,19 +148,21 @@ function readStretch(fd: number, src: SourceId, page: number, n: number, pageSiz
 /**
  * Opens and checks the page file of a loaded set. null when there is none; a coded error when
  * it is corrupt (ERR_UFFD_WORKING_SET_CORRUPT) or does not match the set or the source as it is
- * now (ERR_UFFD_WORKING_SET_STALE). The caller closes the fd.
+ * now (ERR_UFFD_WORKING_SET_STALE); a UffdError EINVAL when it is not a regular file (opened
+ * without blocking: base/files.ts). The caller closes the fd.
  */
 export function openSetPages(path: string, runs: Uint32Array, setChecksum: number, source: PageSource,
                              pageSize: number): OpenSetPages | null {
   let fd: number;
+  let size: number;
   try {
-    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    ({ fd, size } = openRegularFile(path));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
   try {
-    checkSetPages(fd, path, runs, setChecksum, source, pageSize);
+    checkSetPages(fd, size, path, runs, setChecksum, source, pageSize);
     return { fd, offset: pageSize };
   } catch (e) {
     fs.closeSync(fd);
@@ -168,14 +170,12 @@ export function openSetPages(path: string, runs: Uint32Array, setChecksum: numbe
   }
 }
 
-function checkSetPages(fd: number, path: string, runs: Uint32Array, setChecksum: number, source: PageSource,
+function checkSetPages(fd: number, size: number, path: string, runs: Uint32Array, setChecksum: number, source: PageSource,
                        pageSize: number): void {
   const corrupt = (why: string) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT', `Corrupt working-set page file (${why})`, path);
   const stale = (why: string) => workingSetError('ERR_UFFD_WORKING_SET_STALE', `Stale working-set page file (${why}); not used`, path);
-  const st = fs.fstatSync(fd);
-  if (!st.isFile()) throw corrupt('not a regular file');
   const h = Buffer.alloc(HEADER);
-  if (st.size < HEADER || fs.readSync(fd, h, 0, HEADER, 0) !== HEADER) throw corrupt(`${st.size} bytes, truncated`);
+  if (size < HEADER || fs.readSync(fd, h, 0, HEADER, 0) !== HEADER) throw corrupt(`${size} bytes, truncated`);
   if (h.readUInt32LE(0) !== MAGIC) throw corrupt('not a working-set page file');
   if (h.readUInt16LE(4) !== SET_PAGES_VERSION) {
     throw workingSetError('ERR_UFFD_WORKING_SET_VERSION',
@@ -186,7 +186,7 @@ function checkSetPages(fd: number, path: string, runs: Uint32Array, setChecksum:
   if (h.readUInt32LE(8) !== pageSize) throw stale(`recorded with ${h.readUInt32LE(8)}-byte pages, here ${pageSize}`);
   const count = pageCount(runs);
   if (h.readUInt32LE(12) !== setChecksum || Number(h.readBigUInt64LE(16)) !== count) throw stale('written for another working set');
-  if (st.size !== pageSize * (1 + count)) throw corrupt(`${st.size} bytes for ${count} pages: truncated`);
+  if (size !== pageSize * (1 + count)) throw corrupt(`${size} bytes for ${count} pages: truncated`);
   const src = sourceId(source);
   if (Number(h.readBigUInt64LE(24)) !== src.size || h.readBigUInt64LE(40) !== BigInt(src.offset)) {
     throw stale(`cut from a source of ${h.readBigUInt64LE(24)} bytes, the source has ${src.size}`);
