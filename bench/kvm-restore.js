@@ -15,6 +15,7 @@
 //   serve-1-mmap  the same, the file mapped (PageSource.file mode 'mmap') as c maps it
 //   lazy      serve() as the handler calls it (adaptive read-ahead), in this process
 //   prefetch  serve({ prefetch }) with the set recorded by a first run
+//   eager     the same with prefetchMode 'eager': the vCPUs' faults wait until the set is in
 //   precopy   the whole memory file copied in (a full prefetch) before the vCPUs start
 //   memory    the floor: guest memory already filled from the file, no userfaultfd
 // Warm page cache unpinned and pinned (taskset -c 0: VMM, vCPUs and handler on one CPU), and
@@ -58,6 +59,8 @@ const VARIANTS = [
   { name: 'serve-1-mmap', label: 'serve(), 1 page per fault, the file mapped as C maps it', serve: () => ({ readahead: false }), mode: 'mmap' },
   { name: 'lazy', label: 'serve() (adaptive read-ahead)', serve: () => ({}) },
   { name: 'prefetch', label: 'serve({ prefetch }): the recorded set', serve: (i, env) => ({ prefetch: `${env.set}.${i}` }) },
+  { name: 'eager', label: "serve({ prefetch, prefetchMode: 'eager' }): the set in before the vCPUs' faults are answered",
+    serve: (i, env) => ({ prefetch: `${env.set}.${i}`, prefetchMode: 'eager' }) },
   { name: 'precopy', label: 'full pre-copy, then resume', serve: (i, env) => ({ prefetch: `${env.full}.${i}` }), precopy: true },
   { name: 'memory', label: 'memory already present (floor)', vmm: ['--memory'], warmOnly: true },
 ];

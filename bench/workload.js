@@ -22,16 +22,16 @@ function prng(seed) {
 }
 
 /**
- * Runs of 1..32 pages at scattered places of `pages` until `touched` (a fraction) of them, in a
- * shuffled order: page numbers, each once.
+ * Runs of 1..maxRun pages at scattered places of `pages` until `touched` (a fraction) of them, in
+ * a shuffled order: page numbers, each once. maxRun 1: single pages in a random order.
  */
-function touchOrder(pages, touched) {
-  const rand = prng(2026);
+function touchOrder(pages, touched, maxRun = 32, seed = 2026) {
+  const rand = prng(seed);
   const used = new Uint8Array(pages);
   const runs = [];
   let n = 0;
   while (n < pages * touched) {
-    const len = 1 + Math.floor(rand() * 32);
+    const len = 1 + Math.floor(rand() * maxRun);
     const first = Math.floor(rand() * (pages - len));
     let free = true;
     for (let p = first; p < first + len; p++) if (used[p]) free = false;

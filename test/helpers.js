@@ -102,6 +102,18 @@ function pattern(length, seed = 1) {
   return b;
 }
 
+/** `count` of the page numbers 0..pages-1 in a fixed shuffled order (a working set of scattered single pages). */
+function scatteredPages(pages, count, seed = 7) {
+  const all = Array.from({ length: pages }, (_, i) => i);
+  let x = seed;
+  for (let i = pages - 1; i > 0; i--) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const j = x % (i + 1);
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, count);
+}
+
 /**
  * Spawns `file args` in its own process group, so that a timeout (SIGKILL after `timeoutMs`)
  * also kills what the child spawned. `pid` and `output()` (what it printed so far) are there at
@@ -317,4 +329,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, scatteredPages, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

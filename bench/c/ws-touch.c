@@ -8,6 +8,9 @@
 //                                      waits for a byte on stdin, then touches ORDER
 //   ws-touch memory IMAGE LENGTH ORDER [BYTES] the baseline: IMAGE read into populated memory first
 //                                      (not timed), then the same touches
+//   ws-touch drop FILE...              a cold cache for these files only: their pages leave the
+//                                      page cache (fdatasync, POSIX_FADV_DONTNEED), no host-wide
+//                                      setting is changed
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -70,8 +73,8 @@ static void send_uffd(const char* sock, int uffd, uint64_t addr) {
 }
 
 // Reads the first `bytes` of each page in ORDER: the data is used, not only mapped.
-static void touch(const uint8_t* mem, const uint32_t* order, size_t count, size_t bytes, uint64_t* first,
-                  uint64_t* end) {
+static uint64_t touch(const uint8_t* mem, const uint32_t* order, size_t count, size_t bytes, uint64_t* first,
+                      uint64_t* end) {
   uint64_t sum = 0;
   for (size_t i = 0; i < count; i++) {
     const uint64_t* p = (const uint64_t*)(mem + (uint64_t)order[i] * PAGE);
@@ -79,10 +82,30 @@ static void touch(const uint8_t* mem, const uint32_t* order, size_t count, size_
     if (i == 0) *first = now_ns();
   }
   *end = now_ns();
-  if (sum == 42) fprintf(stderr, "\n");  // keeps the loop
+  return sum;  // printed: every variant must read the same bytes
+}
+
+// Drops FILE's pages from the page cache (clean pages not mapped anywhere: all of them here).
+static int drop(int argc, char** argv) {
+  for (int i = 2; i < argc; i++) {
+    int fd = open(argv[i], O_RDONLY);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;
+      die("open");
+    }
+    if (fdatasync(fd) != 0) die("fdatasync");
+    int err = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (err != 0) {
+      errno = err;
+      die("posix_fadvise");
+    }
+    close(fd);
+  }
+  return 0;
 }
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && strcmp(argv[1], "drop") == 0) return drop(argc, argv);
   if (argc != 5 && argc != 6) {
     fprintf(stderr, "usage: ws-touch uffd SOCK LENGTH ORDER [BYTES] | memory IMAGE LENGTH ORDER [BYTES]\n");
     return 2;
@@ -94,7 +117,7 @@ int main(int argc, char** argv) {
   uint32_t* order = read_order(argv[4], &count);
   uint8_t* mem = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("mmap");
-  uint64_t first = 0, end = 0, start = 0;
+  uint64_t first = 0, end = 0, start = 0, sum = 0;
   if (strcmp(argv[1], "memory") == 0) {
     int fd = open(argv[2], O_RDONLY);
     if (fd < 0) die("open image");
@@ -105,7 +128,7 @@ int main(int argc, char** argv) {
     }
     close(fd);
     start = now_ns();
-    touch(mem, order, count, bytes, &first, &end);
+    sum = touch(mem, order, count, bytes, &first, &end);
   } else {
     int uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (uffd < 0) die("userfaultfd");
@@ -117,9 +140,11 @@ int main(int argc, char** argv) {
     char go;
     if (read(0, &go, 1) != 1) die("read go");
     start = now_ns();
-    touch(mem, order, count, bytes, &first, &end);
+    sum = touch(mem, order, count, bytes, &first, &end);
   }
-  printf("{\"start\":%llu,\"first\":%llu,\"end\":%llu,\"pages\":%zu}\n", (unsigned long long)start,
-         (unsigned long long)first, (unsigned long long)end, count);
+  // The sum as a string: JSON numbers lose bits past 2^53.
+  printf("{\"start\":%llu,\"first\":%llu,\"end\":%llu,\"pages\":%zu,\"sum\":\"%llu\"}\n",
+         (unsigned long long)start, (unsigned long long)first, (unsigned long long)end, count,
+         (unsigned long long)sum);
   return 0;
 }

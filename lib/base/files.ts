@@ -20,13 +20,11 @@ const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
  * `maxBytes` is `tooLarge(size)`; a missing file is Node's own ENOENT error.
  */
 export function readRegularFile(path: string, maxBytes: number, tooLarge: (size: number) => Error): Buffer {
-  const fd = fs.openSync(path, O_RDONLY | O_NONBLOCK);
+  const { fd, size } = openRegularFile(path);
   try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw uffdError('EINVAL', 'open', undefined, `${path} is not a regular file`);
-    if (st.size > maxBytes) throw tooLarge(st.size);
+    if (size > maxBytes) throw tooLarge(size);
     // A file that grows after fstat is read up to the size checked, never past it.
-    const b = Buffer.allocUnsafe(st.size);
+    const b = Buffer.allocUnsafe(size);
     let got = 0;
     while (got < b.length) {
       const n = fs.readSync(fd, b, got, b.length - got, got);
@@ -40,17 +38,38 @@ export function readRegularFile(path: string, maxBytes: number, tooLarge: (size:
 }
 
 /**
+ * The regular file at `path`, open for reading, and its size: what readRegularFile() reads, for
+ * a file read in parts (a working set's page file). The same errors; the caller closes the fd.
+ */
+export function openRegularFile(path: string): { fd: number; size: number } {
+  const fd = fs.openSync(path, O_RDONLY | O_NONBLOCK);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw uffdError('EINVAL', 'open', undefined, `${path} is not a regular file`);
+    return { fd, size: st.size };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
+/**
  * Writes `bytes` to `path` whole or not at all. The temporary file beside it has a random name
  * and is created with O_EXCL | O_NOFOLLOW, so a file or symlink planted under a predictable
  * name (`<path>.<pid>.tmp`) is never written through; rename(2) then replaces `path` itself
  * (a symlink there is replaced, not followed).
  */
 export function writeFileAtomic(path: string, bytes: Uint8Array): void {
+  writeFileAtomicWith(path, (fd) => fs.writeFileSync(fd, bytes));
+}
+
+/** writeFileAtomic for a file written in pieces (a working set's page file): `write` fills the fd. */
+export function writeFileAtomicWith(path: string, write: (fd: number) => void): void {
   const tmp = `${path}.${crypto.randomBytes(8).toString('hex')}.tmp`;
   const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o666);
   try {
     try {
-      fs.writeFileSync(fd, bytes);
+      write(fd);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

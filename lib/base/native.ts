@@ -66,12 +66,13 @@ export interface NativeUserfaultfd {
   /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
-        record?: boolean, prefetch?: Uint32Array | null, unit?: number): number;
+        record?: boolean, prefetch?: Uint32Array | null, unit?: number,
+        prefetchOptions?: { eager: boolean; window: number; pagesFd: number; pagesOffset: number }): number;
   unserve(id: number): boolean;
   /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
   recorded(id: number): Uint32Array;
-  /** Pages of the prefetched set gone past, in set order; -1 without prefetch. */
-  prefetchCursor(id: number): number;
+  /** One bit per page of the range: the loaded set's pages installed ahead of the program; null without one. */
+  installed(id: number): Uint8Array | null;
   stats(): NativeStats;
   /** Blocks the calling thread; reads at most `max` uffd_msg (32 bytes each) into scratch; returns the count. */
   readSync(scratch: Uint8Array, max: number, timeoutMs: number): number;

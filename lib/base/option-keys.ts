@@ -4,8 +4,8 @@
  * opened. A key whose value is undefined counts as absent, as it does for every known option.
  */
 import type {
-  ContinueOptions, CopyOptions, MapOptions, MoveOptions, OpenOptions, ReadSyncOptions, RefineOptions,
-  RegisterOptions, ServeOptions, WakeOptions, WriteProtectOptions, ZeropageOptions,
+  ContinueOptions, CopyOptions, MapOptions, MoveOptions, OpenOptions, ReadSyncOptions, RegisterOptions,
+  ServeOptions, WakeOptions, WorkingSetOptions, WriteProtectOptions, ZeropageOptions,
 } from './types';
 
 /**
@@ -27,8 +27,10 @@ export const OPTION_KEYS = {
   writeProtect: keysOf<WriteProtectOptions>({ protect: true, dontWake: true }),
   continue: keysOf<ContinueOptions>({ dontWake: true, wp: true, errorOnExist: true }),
   move: keysOf<MoveOptions>({ dontWake: true, allowSrcHoles: true, errorOnExist: true }),
-  serve: keysOf<ServeOptions>({ readahead: true, removed: true, pageSize: true, record: true, prefetch: true, workingSet: true }),
-  workingSet: keysOf<RefineOptions>({ maxMiB: true, maxAge: true }),
+  serve: keysOf<ServeOptions>({
+    readahead: true, removed: true, pageSize: true, record: true, prefetch: true, prefetchMode: true, workingSet: true,
+  }),
+  workingSet: keysOf<WorkingSetOptions>({ maxMiB: true, maxAge: true, pages: true }),
   map: keysOf<MapOptions>({ shared: true, hugetlb: true, backend: true }),
   readSync: keysOf<ReadSyncOptions>({ max: true, timeoutMs: true }),
 } as const;

@@ -96,8 +96,14 @@ export interface ServeOptions {
    * (the first run of a record-and-prefetch loop).
    */
   prefetch?: string;
-  /** With both record and prefetch: how the saved set is refined across runs. */
-  workingSet?: RefineOptions;
+  /**
+   * How `prefetch` installs the set (docs/working-sets.md): 'background' (default) while the
+   * program runs, demand faults first and the prefetch following the program; 'eager' before
+   * the program runs: the range's faults wait until the whole set is in.
+   */
+  prefetchMode?: 'background' | 'eager';
+  /** How the saved set is refined across runs, and whether its pages are kept beside it. */
+  workingSet?: WorkingSetOptions;
 }
 
 /** ServeOptions.workingSet: how a set recorded while prefetching is refined. */
@@ -106,6 +112,16 @@ export interface RefineOptions {
   maxMiB?: number;
   /** Drop pages known to be untouched in this many runs in a row. Default 4. */
   maxAge?: number;
+}
+
+/** ServeOptions.workingSet. */
+export interface WorkingSetOptions extends RefineOptions {
+  /**
+   * The compact image (REAP): with `record`, also write the set's pages, in recorded order, to
+   * `<record>.pages` when the set is saved; with `prefetch`, read `<prefetch>.pages` (if there
+   * is one) instead of the source, sequentially. File sources given by path only. Default false.
+   */
+  pages?: boolean;
 }
 
 export interface PageFault {

@@ -5,6 +5,7 @@
  * saved when a served range stops, is unregistered or its uffd closes. Userfaultfd's
  * collaborator (core/userfaultfd.ts); JS thread only.
  */
+import * as fs from 'fs';
 import { checkAligned, CheckedRange, rangesOverlap, toLength, toOptions } from '../base/args';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
@@ -12,9 +13,10 @@ import type { PageFault, RegisterOptions, ServeOptions, SourceStats } from '../b
 import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
+import { openSetPages, OpenSetPages, setPagesPath, writeSetPages } from '../sources/set-pages';
 import {
-  CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
-  WorkingSetShape, writeWorkingSet,
+  CheckedRefine, corruptSet, encodeWorkingSet, LoadedSet, readSet, refine, runsOf, sourceSize, toRefineOptions,
+  toRunWords, toSetPath, WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
 import { Region, UnmapWatcher, watchUnmaps } from './region';
@@ -31,16 +33,27 @@ export interface Served {
 /** What a backend's serve takes besides the source: record first touches; prefetch these runs. */
 export interface ServeSets {
   record: boolean;
-  /** [firstPage, pageCount] pairs of the range, in order; null: no prefetch. */
+  /**
+   * The loaded set's runs, [firstPage, pageCount, flags] words in order, not checked yet: the
+   * backend checks them (checkRuns) and throws corrupt(why) if they fail; null: no prefetch.
+   */
   prefetch: Uint32Array | null;
+  corrupt: (why: string) => Error;
+  /** prefetchMode 'eager': the range's faults wait until the set is in. */
+  eager: boolean;
+  /** Pages a demand fault on a page of the set installs along the set's order; 0: adaptive. */
+  window: number;
+  /** The set's compact page file, checked and open; null: the pages come from the source. */
+  pages: OpenSetPages | null;
 }
 
 /** A served range's working set: where it is saved and what it refines. */
 interface ServedSet {
   handle: unknown;
   range: CheckedRange;
+  source: PageSource;
   record: string | undefined;
-  loaded: WorkingSetFile | null;
+  loaded: LoadedSet | null;
   shape: WorkingSetShape;
   refine: CheckedRefine;
 }
@@ -70,8 +83,11 @@ export interface ServingHost {
   unserve(handle: unknown): void;
   /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
   recorded(handle: unknown): Uint32Array;
-  /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
-  prefetchCursor(handle: unknown): number;
+  /**
+   * Pages of the loaded set installed ahead of the program, one bit per page of the range (page
+   * i: bit i & 7 of byte i >> 3); null without a loaded set.
+   */
+  installed(handle: unknown): Uint8Array | null;
 }
 
 /** How often one page's fault may be woken into its source before it goes to the handlers. */
@@ -114,6 +130,10 @@ export class Serving {
       throw codedError('ERR_UFFD_UNSUPPORTED', `working sets (record, prefetch) are kept in ${pageSize}-byte pages, not ${unit}-byte ones`);
     }
     const refineOptions = toRefineOptions(o.workingSet, pageSize);
+    const eager = toPrefetchMode(o.prefetchMode);
+    if (refineOptions.pages && (source.kind !== 'file' || typeof source.file !== 'string')) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', 'options.workingSet.pages: a compact page file is cut from a file source given by path');
+    }
     // A recording is exact only one page per fault: pages read-ahead fills are never recorded.
     let readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
     if (readahead !== 0 && readahead % unit !== 0) readahead = Math.ceil(readahead / unit) * unit;
@@ -137,15 +157,23 @@ export class Serving {
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
       const shape = { pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
-      const loaded = prefetch === undefined ? null : readWorkingSet(prefetch, shape);
+      const loaded = prefetch === undefined ? null : readSet(prefetch, shape, false);
       if (prefetch !== undefined && loaded === null && prefetch !== record) {
         throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
       }
-      set = { handle: null, range: r, record, loaded, shape, refine: refineOptions };
+      set = { handle: null, range: r, source, record, loaded, shape, refine: refineOptions };
     }
+    const runs = set?.loaded && set.loaded.words.length > 0 ? set.loaded.words : null;
+    const pages = runs && refineOptions.pages ? this.openPages(prefetch!, runs, set!.loaded!.checksum, source) : null;
     const sets: ServeSets = {
       record: record !== undefined,
-      prefetch: set?.loaded && set.loaded.runs.length > 0 ? toPrefetchRuns(set.loaded.runs) : null,
+      prefetch: runs,
+      corrupt: (why) => corruptSet(why, prefetch),
+      eager,
+      // Along the set, read-ahead is adaptive unless `readahead` says otherwise, also when recording:
+      // pages so installed are known (refine keeps their age), not mistaken for untouched ones.
+      window: o.readahead === undefined || o.readahead === 'adaptive' ? 0 : readahead / pageSize,
+      pages: pages && !(pages instanceof Error) ? pages : null,
     };
     const registeredHere = !host.registrations.covers(r);
     if (registeredHere) host.register(r, { missing: true });
@@ -158,7 +186,10 @@ export class Serving {
       // A source that cannot be opened fails here, not at the first fault: leave no trace.
       if (registeredHere) host.unregister(r);
       throw err;
+    } finally {
+      if (sets.pages) fs.closeSync(sets.pages.fd); // the backend holds its own
     }
+    if (pages instanceof Error) process.nextTick(() => host.delivery.report(pages));
     host.startReader();
     host.updateRef();
     const served: Served = {
@@ -279,12 +310,29 @@ export class Serving {
     this.customServers.clear();
   }
 
+  /**
+   * The page file beside a loaded set, checked; null when there is none; the error when it is
+   * stale or corrupt: serve() reports it as an 'error' event and the pages come from the source.
+   */
+  private openPages(prefetch: string, runs: Uint32Array, setChecksum: number, source: PageSource): OpenSetPages | Error | null {
+    try {
+      return openSetPages(setPagesPath(prefetch), runs, setChecksum, source, this.pageSize);
+    } catch (err) {
+      return err as Error;
+    }
+  }
+
+  /** The page file first, naming the set by its checksum: a crash between the two leaves it stale, never wrong. */
   private writeSet(ws: ServedSet, path: string): void {
     const custom = ws.handle instanceof CustomServer;
     const recorded = custom ? (ws.handle as CustomServer).recorded() : this.host.recorded(ws.handle);
-    const cursor = custom ? 0 : Math.max(0, this.host.prefetchCursor(ws.handle));
-    const runs = refine(ws.loaded?.runs ?? null, cursor, recorded, ws.range.length / this.pageSize, ws.refine);
-    writeWorkingSet(path, { ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
+    const installed = custom ? null : this.host.installed(ws.handle);
+    const runs = refine(ws.loaded ? runsOf(ws.loaded) : null, installed, recorded, ws.range.length / this.pageSize, ws.refine);
+    const bytes = encodeWorkingSet({ ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
+    if (ws.refine.pages) {
+      writeSetPages(setPagesPath(path), toRunWords(runs), bytes.readUInt32LE(bytes.length - 4), ws.source, this.pageSize);
+    }
+    writeWorkingSet(path, bytes);
   }
 
   /** The automatic saves (unregister, stop, close) report a failure as an 'error' event. */
@@ -340,6 +388,12 @@ export class Serving {
     }
     return unit;
   }
+}
+
+function toPrefetchMode(v: unknown): boolean {
+  if (v === undefined || v === 'background') return false;
+  if (v === 'eager') return true;
+  throw invalidArgType('options.prefetchMode', "'background' or 'eager'", v);
 }
 
 /** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */

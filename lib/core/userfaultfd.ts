@@ -132,7 +132,7 @@ export abstract class Userfaultfd extends EventEmitter {
       serve: (r, source, readahead, zeroRemoved, sets, unit) => this._serve(r, source, readahead, zeroRemoved, sets, unit),
       unserve: (handle) => this._unserve(handle),
       recorded: (handle) => this._recorded(handle),
-      prefetchCursor: (handle) => this._prefetchCursor(handle),
+      installed: (handle) => this._installed(handle),
     });
     this.tracking = new Tracking({
       ...registering,
@@ -466,7 +466,7 @@ export abstract class Userfaultfd extends EventEmitter {
                             sets: ServeSets, unit?: number): unknown;
   protected abstract _unserve(handle: unknown): void;
   protected abstract _recorded(handle: unknown): Uint32Array;
-  protected abstract _prefetchCursor(handle: unknown): number;
+  protected abstract _installed(handle: unknown): Uint8Array | null;
   protected abstract _stats(): Stats;
   protected abstract _readSync(max: number, timeoutMs: number): UffdEvent[];
   /** Whether a reader of this uffd's events runs (readSync must not compete with it). */

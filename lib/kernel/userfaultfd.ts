@@ -152,14 +152,21 @@ export class KernelUserfaultfd extends Userfaultfd {
     const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
       : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
-    return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
-      zeroRemoved, sets.record, sets.prefetch, unit);
+    try {
+      return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
+        zeroRemoved, sets.record, sets.prefetch, unit,
+        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0 });
+    } catch (e) {
+      // The runs are checked in C++ (SetOrder::FromWords): a loop here would delay the first byte.
+      const bad = /^working set run (\d+)/.exec((e as Error).message);
+      throw bad ? sets.corrupt(`bad run ${bad[1]}`) : e;
+    }
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.handle.recorded(handle as number);
   }
-  protected _prefetchCursor(handle: unknown): number {
-    return this.handle.prefetchCursor(handle as number);
+  protected _installed(handle: unknown): Uint8Array | null {
+    return this.handle.installed(handle as number);
   }
   protected _unserve(handle: unknown): void {
     this.handle.unserve(handle as number);

@@ -112,7 +112,7 @@ function servedBytes(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-function openFile(file: string | number, offset: number): Source {
+export function openFile(file: string | number, offset: number): Source {
   const path = typeof file === 'string' ? file : undefined;
   let fd: number;
   if (path !== undefined) {

@@ -12,9 +12,10 @@ import { EXISTED, UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
-import { openSource, ServedRanges, stage, unstage } from './page-sources';
+import { openFile, openSource, ServedRanges, stage, unstage } from './page-sources';
 import { FaultStats } from '../base/fault-stats';
 import { SimWorkingSet } from './working-sets';
+import { checkRuns } from '../sources/working-set';
 import { refuseUnsimulated } from './refusals';
 import { scanWritten, SimSnapshot } from './snapshot';
 import type { DirtyRun } from '../sources/dirty';
@@ -99,12 +100,16 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
 
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
                    unit?: number): unknown {
+    if (sets.prefetch) checkRuns(sets.prefetch, r.length / this.pageSize, sets.corrupt);
     const src = openSource(source);
     const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit ?? this.pageSize);
     const m = addressSpace.findRange(r.start, r.length);
     if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     if (sets.record || sets.prefetch !== null) {
-      this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, sets.record, sets.prefetch, src, {
+      // The page file's fd is the caller's until serve() returns: read through a copy of it.
+      const pages = sets.pages && sets.prefetch ? openFile(sets.pages.fd, sets.pages.offset) : null;
+      const o = { record: sets.record, runs: sets.prefetch, eager: sets.eager, window: sets.window, pages };
+      this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, o, src, {
         copy: (dst, bytes, mode) => this.ctx.copy(dst, bytes, mode),
         zeropage: (dst, length, mode) => this.ctx.zeropage(dst, length, mode),
         wake: (start, length) => this.ctx.wakeRange(start, length),
@@ -115,8 +120,8 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   protected _recorded(handle: unknown): Uint32Array {
     return this.workingSets.get(handle as number)?.recorded() ?? new Uint32Array(0);
   }
-  protected _prefetchCursor(handle: unknown): number {
-    return this.workingSets.get(handle as number)?.cursor ?? -1;
+  protected _installed(handle: unknown): Uint8Array | null {
+    return this.workingSets.get(handle as number)?.installedPages() ?? null;
   }
   protected _unserve(handle: unknown): void {
     const id = handle as number;
@@ -234,20 +239,33 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         if (s.contains(w.address)) return s.onWriteFault(w);
       }
     }
+    const ws = [...this.workingSets.values()].find((x) => x.contains(w.address));
+    if (ws?.holds() && !(w.flags & (PF.WP | PF.MINOR))) {
+      // An eager install holds its range's faults until the set is in (native: retried).
+      ws.whenInstalled(() => this.onMessage(m));
+      return;
+    }
     this.counters.countFault();
     const e = this.faultEvent(w);
     // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
     let sourceFailed: string | null = null;
     if (!e.wp && !e.minor) {
-      const out = this.served.answer(w.address, {
+      const along = ws?.answerAlong(w.address) ?? 'not-served';
+      if (along === 'retry') {
+        // A non-cooperative event is not read yet (the context refuses the copy): after it.
+        this.counters.faults--;
+        setImmediate(() => this.onMessage(m));
+        return;
+      }
+      const out = along === 'answered' || along === 'present' ? { result: 'answered' as const } : this.served.answer(w.address, {
         copy: (dst, src) => this.ctx.copy(dst, src, 0),
         zeropage: (dst, length) => this.ctx.zeropage(dst, length, 0),
         wake: (start, length) => this.ctx.wakeRange(start, length),
         resident,
       }, this.counters);
       if (out.result !== 'not-served') {
-        this.counters.demandFaults++;
-        for (const ws of this.workingSets.values()) if (ws.contains(w.address)) ws.onFault(w.address, e.write);
+        if (ws) ws.onFault(w.address, e.write, along === 'present');
+        else this.counters.demandFaults++;
       }
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;

@@ -5,10 +5,11 @@
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import { invalidArgType, outOfRange } from '../base/errors';
 import { readRegularFile, writeFileAtomic } from '../base/files';
 import type { PageSource } from './page-source';
-import type { RefineOptions } from '../base/types';
+import type { WorkingSetOptions } from '../base/types';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 
 export const WORKING_SET_VERSION = 1;
@@ -44,6 +45,8 @@ export interface WorkingSetFile {
   /** How many runs (recordings) it merges. */
   generation: number;
   runs: WorkingSetRun[];
+  /** The file's trailing checksum (a compact page file names the set it belongs to by it). */
+  checksum?: number;
 }
 
 /** What a set must have been recorded for to be prefetched here. */
@@ -55,21 +58,22 @@ export interface WorkingSetShape {
 
 export type WorkingSetErrorCode =
   | 'ERR_UFFD_WORKING_SET_CORRUPT' | 'ERR_UFFD_WORKING_SET_VERSION' | 'ERR_UFFD_WORKING_SET_MISMATCH'
-  | 'ERR_UFFD_NOT_RECORDING';
+  | 'ERR_UFFD_WORKING_SET_STALE' | 'ERR_UFFD_NOT_RECORDING';
 
-function workingSetError(code: WorkingSetErrorCode, message: string, path?: string): Error {
+export function workingSetError(code: WorkingSetErrorCode, message: string, path?: string): Error {
   const e = new Error(path === undefined ? message : `${message}: ${path}`);
   Object.assign(e, { code }, path === undefined ? {} : { path });
   return e;
 }
 
-export interface CheckedRefine { maxPages: number; maxAge: number }
+export interface CheckedRefine { maxPages: number; maxAge: number; pages: boolean }
 
 export function toRefineOptions(value: unknown, pageSize: number): CheckedRefine {
-  if (value === undefined) return { maxPages: Infinity, maxAge: 4 };
+  if (value === undefined) return { maxPages: Infinity, maxAge: 4, pages: false };
   if (value === null || typeof value !== 'object') throw invalidArgType('options.workingSet', 'an object', value);
   checkOptionKeys(value, OPTION_KEYS.workingSet, 'serve()', 'options.workingSet');
-  const o = value as RefineOptions;
+  const o = value as WorkingSetOptions;
+  if (o.pages !== undefined && typeof o.pages !== 'boolean') throw invalidArgType('options.workingSet.pages', 'of type boolean', o.pages);
   let maxPages = Infinity;
   if (o.maxMiB !== undefined) {
     if (typeof o.maxMiB !== 'number') throw invalidArgType('options.workingSet.maxMiB', 'of type number', o.maxMiB);
@@ -84,7 +88,7 @@ export function toRefineOptions(value: unknown, pageSize: number): CheckedRefine
     }
     maxAge = o.maxAge;
   }
-  return { maxPages, maxAge };
+  return { maxPages, maxAge, pages: o.pages ?? false };
 }
 
 export function toSetPath(value: unknown, name: string): string | undefined {
@@ -128,12 +132,42 @@ export function encodeWorkingSet(f: Omit<WorkingSetFile, 'version'>): Buffer {
 }
 
 /**
+ * A working-set file checked and parsed without an object per run: what serve() needs before
+ * the program's first byte (a set of scattered single pages has one run per page).
+ */
+export interface LoadedSet extends Omit<WorkingSetFile, 'runs' | 'checksum'> {
+  checksum: number;
+  /** The runs as [first, count, flags] words: flags bit 0 write, bits 8-15 age. */
+  words: Uint32Array;
+}
+
+/** A loaded set's runs as objects (refining, tools). */
+export function runsOf(set: LoadedSet): WorkingSetRun[] {
+  const w = set.words;
+  const runs: WorkingSetRun[] = new Array(w.length / 3);
+  for (let i = 0; i < runs.length; i++) {
+    runs[i] = { first: w[i * 3], count: w[i * 3 + 1], write: (w[i * 3 + 2] & WRITE) !== 0, age: (w[i * 3 + 2] >>> 8) & 0xff };
+  }
+  return runs;
+}
+
+/**
  * Parses and checks a working-set file. Anything short of a whole, intact file of this version
  * is a coded error, never a set with wrong pages in it; with `shape`, a set recorded for
  * another page size, source size or range length is one too.
  */
 export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: string): WorkingSetFile {
-  const corrupt = (why: string) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT', `Corrupt working-set file (${why})`, path);
+  const { words, ...rest } = decodeSet(b, shape, path);
+  return { ...rest, runs: runsOf({ ...rest, words }) };
+}
+
+/**
+ * decodeWorkingSet without an object per run. With `checkRuns` false the runs are left for the
+ * backend to check (serve(): the kernel backend does it in C++, faster than a loop here before
+ * the program's first byte); checkRuns() says what they must be.
+ */
+export function decodeSet(b: Uint8Array, shape?: WorkingSetShape, path?: string, runsChecked = true): LoadedSet {
+  const corrupt = (why: string) => corruptSet(why, path);
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   if (buf.length < HEADER + TRAILER) throw corrupt(`${buf.length} bytes, truncated`);
   if (buf.readUInt32LE(0) !== MAGIC) throw corrupt('not a working-set file');
@@ -146,7 +180,8 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
   const count = buf.readUInt32LE(12);
   if (buf.length !== HEADER + count * RUN + TRAILER) throw corrupt(`${count} runs need ${HEADER + count * RUN + TRAILER} bytes, the file has ${buf.length}: truncated`);
   const end = HEADER + count * RUN;
-  if (checksum(buf.subarray(0, end)) !== buf.readUInt32LE(end)) throw corrupt('checksum mismatch');
+  const sum = buf.readUInt32LE(end);
+  if (checksum(buf.subarray(0, end)) !== sum) throw corrupt('checksum mismatch');
   const pageSize = buf.readUInt32LE(8);
   const sourceSize = Number(buf.readBigUInt64LE(16));
   const rangeLength = Number(buf.readBigUInt64LE(24));
@@ -162,21 +197,39 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
         `Working set recorded for another source or range (${diffs.join('; ')})`, path);
     }
   }
-  const pages = rangeLength / pageSize;
-  const runs: WorkingSetRun[] = new Array(count);
-  const v = new DataView(buf.buffer, buf.byteOffset, end);
-  for (let i = 0, o = HEADER; o < end; i++, o += RUN) {
-    const first = v.getUint32(o, true);
-    const n = v.getUint32(o + 4, true);
-    const flags = v.getUint8(o + 8);
-    if (n === 0 || first + n > pages || (flags & ~WRITE) !== 0 || v.getUint16(o + 10, true) !== 0) {
-      throw corrupt(`bad run ${i}`);
-    }
-    runs[i] = { first, count: n, write: (flags & WRITE) !== 0, age: v.getUint8(o + 9) };
+  const words = runWords(buf, count);
+  if (runsChecked) checkRuns(words, rangeLength / pageSize, corrupt);
+  return { version, pageSize, sourceSize, rangeLength, generation: buf.readUInt32LE(32), checksum: sum, words };
+}
+
+/**
+ * The runs of a set ([first, count, flags] words) of a range of `pages` pages: none empty or
+ * leaving the range, none overlapping another, flags in byte 0 (bit 0 only), age in byte 1,
+ * bytes 2-3 zero. The same rule as native WorkingSets' check (native/sources/set_order.cc).
+ */
+export function checkRuns(words: Uint32Array, pages: number, corrupt: (why: string) => Error): void {
+  for (let i = 0; i * 3 < words.length; i++) {
+    const n = words[i * 3 + 1];
+    if (n === 0 || words[i * 3] + n > pages || (words[i * 3 + 2] & ~(WRITE | 0xff00)) !== 0) throw corrupt(`bad run ${i}`);
   }
-  const overlap = firstOverlap(runs);
+  const overlap = firstOverlap(words);
   if (overlap >= 0) throw corrupt(`a page of run ${overlap} is in an earlier run too`);
-  return { version, pageSize, sourceSize, rangeLength, generation: buf.readUInt32LE(32), runs };
+}
+
+/** The error of a set whose runs are not what checkRuns() says. */
+export function corruptSet(why: string, path?: string): Error {
+  return workingSetError('ERR_UFFD_WORKING_SET_CORRUPT', `Corrupt working-set file (${why})`, path);
+}
+
+/** The run entries as 32-bit words (aligned, in this machine's byte order). */
+function runWords(buf: Buffer, count: number): Uint32Array {
+  const words = new Uint32Array(count * 3);
+  if (os.endianness() === 'LE') {
+    new Uint8Array(words.buffer).set(buf.subarray(HEADER, HEADER + count * RUN));
+  } else {
+    for (let i = 0; i < words.length; i++) words[i] = buf.readUInt32LE(HEADER + i * 4);
+  }
+  return words;
 }
 
 /**
@@ -184,12 +237,13 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
  * nothing is allocated by the range's size: a checksummed 56-byte file may claim a range of
  * 2^63 bytes, and a bitmap of its pages would be gigabytes (or a RangeError).
  */
-function firstOverlap(runs: WorkingSetRun[]): number {
-  const order = Array.from(runs.keys()).sort((a, b) => runs[a].first - runs[b].first);
+function firstOverlap(words: Uint32Array): number {
+  const count = words.length / 3;
+  const order = Uint32Array.from({ length: count }, (_, i) => i).sort((a, b) => words[a * 3] - words[b * 3]);
   let later = -1;
-  for (let k = 1; k < order.length; k++) {
-    const prev = runs[order[k - 1]];
-    if (runs[order[k]].first < prev.first + prev.count) later = Math.max(later, order[k], order[k - 1]);
+  for (let k = 1; k < count; k++) {
+    const prev = order[k - 1] * 3;
+    if (words[order[k] * 3] < words[prev] + words[prev + 1]) later = Math.max(later, order[k], order[k - 1]);
   }
   return later;
 }
@@ -200,32 +254,42 @@ function firstOverlap(runs: WorkingSetRun[]): number {
  * `shape`, one run per page of its range; without one, MAX_WORKING_SET_BYTES.
  */
 export function readWorkingSet(path: string, shape?: WorkingSetShape): WorkingSetFile | null {
+  const b = readSetBytes(path, shape);
+  return b === null ? null : decodeWorkingSet(b, shape, path);
+}
+
+/** readWorkingSet without an object per run; decodeSet says what runsChecked is. */
+export function readSet(path: string, shape?: WorkingSetShape, runsChecked = true): LoadedSet | null {
+  const b = readSetBytes(path, shape);
+  return b === null ? null : decodeSet(b, shape, path, runsChecked);
+}
+
+function readSetBytes(path: string, shape?: WorkingSetShape): Buffer | null {
   const max = shape ? HEADER + TRAILER + RUN * Math.min(shape.rangeLength / shape.pageSize, 0xffffffff) : MAX_WORKING_SET_BYTES;
-  let b: Buffer;
   try {
-    b = readRegularFile(path, max, (size) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT',
+    return readRegularFile(path, max, (size) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT',
       `Corrupt working-set file (${size} bytes, more than ${max}, the most a set ${shape ? 'of this range ' : ''}can hold)`, path));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-  return decodeWorkingSet(b, shape, path);
 }
 
 /**
  * Writes the file whole or not at all: a crash mid-write leaves the old file, never half a new
  * one, and a symlink planted beside it is never written through (base/files.ts).
  */
-export function writeWorkingSet(path: string, f: Omit<WorkingSetFile, 'version'>): void {
-  writeFileAtomic(path, encodeWorkingSet(f));
+export function writeWorkingSet(path: string, f: Omit<WorkingSetFile, 'version'> | Buffer): void {
+  writeFileAtomic(path, Buffer.isBuffer(f) ? f : encodeWorkingSet(f));
 }
 
-/** The runs as the backends take them: [firstPage, pageCount] pairs, in order. */
-export function toPrefetchRuns(runs: WorkingSetRun[]): Uint32Array {
-  const out = new Uint32Array(runs.length * 2);
+/** Runs as the backends take them: [firstPage, pageCount, flags] words, in order (LoadedSet.words). */
+export function toRunWords(runs: WorkingSetRun[]): Uint32Array {
+  const out = new Uint32Array(runs.length * 3);
   runs.forEach((r, i) => {
-    out[i * 2] = r.first;
-    out[i * 2 + 1] = r.count;
+    out[i * 3] = r.first;
+    out[i * 3 + 1] = r.count;
+    out[i * 3 + 2] = (r.write ? WRITE : 0) | (Math.min(r.age, MAX_AGE) << 8);
   });
   return out;
 }
@@ -241,16 +305,17 @@ export function setPages(runs: WorkingSetRun[]): number {
 /**
  * The set to save after a run: `recorded` holds this run's first touches as [firstPage,
  * pageCount, write] triples in order; `loaded` the set prefetched in this run (or null), of
- * which the prefetcher went past the first `cursor` pages.
+ * which the pages in `installed` (one bit per page of the range, or null) were installed ahead
+ * of the program.
  *
  * Without a loaded set, the recording is the set. With one: a page that faulted was touched
- * (age 0); a loaded page the prefetcher never reached and that never faulted was untouched
- * (age + 1); a page it installed gives no fault whether touched or not, so its age stays. Pages
- * are dropped at `maxAge`; new pages (faults outside the loaded set) follow the loaded order;
- * then the first `maxPages` are kept.
+ * (age 0); a loaded page that was not installed ahead and never faulted was untouched (age + 1);
+ * a page installed ahead gives no fault whether touched or not, so its age stays. Pages are
+ * dropped at `maxAge`; new pages (faults outside the loaded set) follow the loaded order; then
+ * the first `maxPages` are kept.
  */
-export function refine(loaded: WorkingSetRun[] | null, cursor: number, recorded: Uint32Array,
-                       rangePages: number, o: CheckedRefine): WorkingSetRun[] {
+export function refine(loaded: WorkingSetRun[] | null, installed: Uint8Array | null, recorded: Uint32Array,
+                       rangePages: number, o: Omit<CheckedRefine, 'pages'>): WorkingSetRun[] {
   const touched = new Int8Array(rangePages).fill(-1); // -1 untouched, else the write flag
   for (let i = 0; i + 2 < recorded.length; i += 3) {
     for (let p = recorded[i]; p < recorded[i] + recorded[i + 1]; p++) touched[p] = recorded[i + 2] ? 1 : 0;
@@ -258,14 +323,13 @@ export function refine(loaded: WorkingSetRun[] | null, cursor: number, recorded:
   const out: PageEntry[] = [];
   const inLoaded = new Uint8Array(rangePages);
   if (loaded) {
-    let index = 0;
     for (const r of loaded) {
-      for (let p = r.first; p < r.first + r.count; p++, index++) {
+      for (let p = r.first; p < r.first + r.count; p++) {
         inLoaded[p] = 1;
         if (touched[p] >= 0) {
           out.push({ page: p, write: touched[p] === 1, age: 0 });
         } else {
-          const age = index < cursor ? r.age : r.age + 1;
+          const age = installed !== null && (installed[p >> 3] >> (p & 7)) & 1 ? r.age : r.age + 1;
           if (age < o.maxAge) out.push({ page: p, write: r.write, age });
         }
       }

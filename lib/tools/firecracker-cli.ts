@@ -17,6 +17,11 @@ export const USAGE = `usage: userfaultfd firecracker-handler <socket> <memory-fi
   --on-error kill|keep  a VM that cannot be served is killed (default) or left running
   --record FILE         record each mapping's working set (mapping i > 0: FILE.i)
   --prefetch FILE       prefetch a recorded working set (mapping i > 0: FILE.i)
+  --prefetch-mode MODE  background (default): while the VM runs, following its faults;
+                        eager: the VM's faults wait until the whole set is in
+  --pages               keep each set's pages in a compact file beside it (FILE.pages):
+                        written with --record, read by --prefetch (a cold restore reads it
+                        in order instead of seeking in the memory file)
   --allow-uid UID       also accept VMs run as this uid (repeatable; the jailer's uid):
                         the socket is then created 0666, and other uids are refused
   --json                print one JSON line per VM and a JSON summary on stdout
@@ -57,6 +62,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       'on-error': { type: 'string', default: 'kill' },
       record: { type: 'string' },
       prefetch: { type: 'string' },
+      'prefetch-mode': { type: 'string', default: 'background' },
+      pages: { type: 'boolean', default: false },
       'allow-uid': { type: 'string', multiple: true, default: [] },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -81,11 +88,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       'run `npx userfaultfd doctor`\n');
     return 1;
   }
-  const { socket, memoryFile, peers, onError, allowUids } = o;
+  const { socket, memoryFile, peers, onError, allowUids, prefetchMode } = o;
   const inUse = await socketInUse(socket);
   if (inUse) return reportUsageError(inUse, PROGRAM, err);
   const handler = new FirecrackerHandler({ socket, memoryFile, peers, onError, allowUids,
     record: values.record as string | undefined, prefetch: values.prefetch as string | undefined,
+    prefetchMode, pages: values.pages === true,
     log: (line) => err.write(`firecracker-handler: ${line}\n`) });
   if (!fs.existsSync(memoryFile)) handler.log(`warning: the memory file ${memoryFile} does not exist (yet)`);
   const stop = (): void => handler.close();
@@ -128,6 +136,7 @@ interface CommandLine {
   peers: number;
   onError: OnError;
   allowUids: number[];
+  prefetchMode: 'background' | 'eager';
   values: Record<string, unknown>;
 }
 
@@ -145,6 +154,11 @@ function checkCommandLine(values: Record<string, unknown>, positionals: string[]
   if (onError !== 'kill' && onError !== 'keep') {
     throw new UsageError(`--on-error must be kill or keep (got '${onError}')`, 'write --on-error kill or --on-error keep');
   }
+  const prefetchMode = values['prefetch-mode'];
+  if (prefetchMode !== 'background' && prefetchMode !== 'eager') {
+    throw new UsageError(`--prefetch-mode must be background or eager (got '${prefetchMode}')`,
+      'write --prefetch-mode eager to install the set before the VM runs');
+  }
   const uids = values['allow-uid'] as string[];
   const bad = uids.find((u) => !/^\d+$/.test(u) || Number(u) > 0xffffffff);
   if (bad !== undefined) throw new UsageError(`--allow-uid must be a numeric uid (got '${bad}')`, 'e.g. --allow-uid $(id -u firecracker)');
@@ -158,7 +172,7 @@ function checkCommandLine(values: Record<string, unknown>, positionals: string[]
     throw new UsageError(`the memory file ${memoryFile} is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`,
       "give the guest memory snapshot file (Firecracker's mem_file_path)");
   }
-  return { socket, memoryFile, peers, onError, allowUids: uids.map(Number), values };
+  return { socket, memoryFile, peers, onError, allowUids: uids.map(Number), prefetchMode, values };
 }
 
 /**

@@ -35,6 +35,10 @@ export interface HandlerOptions {
   onError?: OnError;
   record?: string;
   prefetch?: string;
+  /** How --prefetch installs the set: 'background' (default) or 'eager' (before the VM's faults are answered). */
+  prefetchMode?: 'background' | 'eager';
+  /** Working sets keep their pages in a compact file beside them (serve's workingSet.pages). */
+  pages?: boolean;
   /** Uids accepted besides ours (the jailer runs Firecracker as its own uid). */
   allowUids?: number[];
   /** One line per event of note (default: stderr, prefixed). */
@@ -162,13 +166,14 @@ class Vm {
       opts.record = i === 0 ? h.record : `${h.record}.${i}`;
       this.recordings.push({ range, path: opts.record });
     }
+    if (h.pages) opts.workingSet = { pages: true };
     if (h.prefetch === undefined) {
       this.uffd.serve(range, source(), opts);
       return;
     }
     const prefetch = i === 0 ? h.prefetch : `${h.prefetch}.${i}`;
     try {
-      this.uffd.serve(range, source(), { ...opts, prefetch });
+      this.uffd.serve(range, source(), { ...opts, prefetch, prefetchMode: h.prefetchMode });
     } catch (e) {
       // A working set is a hint: one that is missing or recorded for another image costs the
       // VM its prefetch, not its life.
@@ -215,6 +220,11 @@ class Vm {
   /** A page source that failed on a fault, or the reader that stopped: the VM cannot go on. */
   private onUffdError(e: Error & { code?: string; fault?: PageFault }): void {
     if (this.done) return;
+    if (e.code?.startsWith('ERR_UFFD_WORKING_SET_')) {
+      // A stale or damaged page file of a set: the pages come from the memory file instead.
+      this.handler.log(`vm pid ${this.peer.pid}: ${describeError(e)}`);
+      return;
+    }
     const where = e.fault ? ` at 0x${e.fault.address.toString(16)}` : '';
     this.fail(new VmError('source', `a fault${where} could not be answered: ${describeError(e)}`));
   }
@@ -312,6 +322,8 @@ export class FirecrackerHandler {
   readonly onError: OnError;
   readonly record: string | undefined;
   readonly prefetch: string | undefined;
+  readonly prefetchMode: 'background' | 'eager';
+  readonly pages: boolean;
   readonly servable: number[];
   readonly vms: Vm[] = [];
   rejected = 0;
@@ -328,6 +340,8 @@ export class FirecrackerHandler {
     this.onError = o.onError ?? 'kill';
     this.record = o.record;
     this.prefetch = o.prefetch;
+    this.prefetchMode = o.prefetchMode ?? 'background';
+    this.pages = o.pages ?? false;
     this.allowUids = o.allowUids ?? [];
     this.logLine = o.log ?? ((line) => process.stderr.write(`firecracker-handler: ${line}\n`));
     this.servable = servablePageSizes(constants.pageSize);

@@ -5,22 +5,26 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <system_error>
+
+#include "uffd/clock.h"
 
 namespace uffd {
 
-Prefetcher::Prefetcher(int fd, uint64_t start, uint64_t pageSize,
-                       std::shared_ptr<PageSource> source, std::vector<PageRun> runs,
-                       DemandGate& gate, WorkingSetStats& stats)
-    : fd_(fd),
-      start_(start),
+Prefetcher::Prefetcher(std::shared_ptr<SetOrder> order, std::unique_ptr<SetFill> fill, Mode mode,
+                       int fd, uint64_t pageSize, DemandGate& gate, WorkingSetStats& stats,
+                       PageBitmap& installed)
+    : order_(std::move(order)),
+      fill_(std::move(fill)),
+      mode_(mode),
+      fd_(fd),
       pageSize_(pageSize),
-      source_(std::move(source)),
-      runs_(std::move(runs)),
       gate_(gate),
       stats_(stats),
-      tailPage_(pageSize) {}
+      installed_(installed),
+      advising_(fill_->compact()),
+      answeredAtStart_(gate.answered()),
+      holding_(mode == Mode::kEager) {}
 
 Prefetcher::~Prefetcher() {
   Stop();
@@ -32,6 +36,7 @@ int Prefetcher::Start() {
     thread_ = std::thread([this] { Run(); });
     return 0;
   } catch (const std::system_error& e) {
+    holding_.store(false, std::memory_order_release);
     return e.code().value() != 0 ? e.code().value() : EAGAIN;
   }
 }
@@ -39,63 +44,123 @@ int Prefetcher::Start() {
 void Prefetcher::Stop() {
   Cancel();
   if (thread_.joinable()) thread_.join();
+  holding_.store(false, std::memory_order_release);
+}
+
+// Called on the reader thread. Only forward: a fault before the thread's position says nothing
+// new about where the program is going.
+void Prefetcher::Follow(uint64_t pos) {
+  uint64_t cur = follow_.load(std::memory_order_relaxed);
+  while (pos > cur && !follow_.compare_exchange_weak(cur, pos, std::memory_order_relaxed)) {
+  }
 }
 
 // Prefetch thread. A bounded wait that a Cancel() (with gate_.NotifyAll()) cuts short only at
 // its end: kRetryMs is short.
 void Prefetcher::Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-// Prefetch thread.
+// Prefetch thread. The reader looks pages up by position only in background mode; an eager
+// install holds the range's faults, so the index is built after it, off the first fault's path.
 void Prefetcher::Run() {
-  for (size_t i = 0; i < runs_.size(); i++) {
-    if (stop_.load(std::memory_order_acquire)) return;
-    AdviseAhead(i);
-    const PageRun& r = runs_[i];
-    uint64_t len = static_cast<uint64_t>(r.count) * pageSize_;
-    if (!FillRun(start_ + r.first * pageSize_, len)) return;
-    doneBytes_ += len;
+  if (mode_ == Mode::kBackground) {
+    gate_.WaitAnswered(answeredAtStart_, stop_, kFirstFaultUs);
+    order_->BuildIndex();
   }
+  Install();
+  holding_.store(false, std::memory_order_release);
+  if (mode_ == Mode::kEager) order_->BuildIndex();
+}
+
+void Prefetcher::Install() {
+  if (!Fill(0, order_->pages(), mode_ == Mode::kBackground)) return;
+  for (int i = 0; i < gapCount_; i++) {
+    if (!Fill(gaps_[i][0], gaps_[i][1], false)) return;
+  }
+}
+
+// Prefetch thread, background mode: demand faults go first, within a bound.
+void Prefetcher::Yield() {
+  uint64_t now = MonotonicNs();
+  if (now < lookAt_) return;
+  bool idle = gate_.WaitIdle(fd_, stop_, kYieldUs);
+  lookAt_ = (idle ? now : MonotonicNs()) + (idle ? kLookNs : kQuantumNs);
 }
 
 // Prefetch thread. WILLNEED starts asynchronous reads of the page cache and returns; past the
-// end of the file it does nothing.
-void Prefetcher::AdviseAhead(size_t run) {
-  if (adviseFd_ < 0) return;
-  if (advisedRuns_ < run) advisedRuns_ = run;
-  while (advisedRuns_ < runs_.size() && advisedBytes_ < doneBytes_ + kAdviseBytes) {
-    const PageRun& r = runs_[advisedRuns_++];
-    uint64_t len = static_cast<uint64_t>(r.count) * pageSize_;
-    posix_fadvise(adviseFd_, static_cast<off_t>(adviseOffset_ + r.first * pageSize_),
-                  static_cast<off_t>(len), POSIX_FADV_WILLNEED);
-    advisedBytes_ += len;
+// end of the file it does nothing. A compact file is read in order: one hint per stretch.
+void Prefetcher::Advise(uint64_t pos) {
+  if (adviseFd_ < 0 || !advising_) return;
+  uint64_t ahead = std::clamp(doneBytes_, kAdviseStartBytes, kAdviseBytes) / pageSize_;
+  uint64_t target = std::min(order_->pages(), pos + ahead);
+  if (advisedPos_ < pos) advisedPos_ = pos;
+  if (advisedPos_ >= target) return;
+  if (fill_->compact()) {
+    // Not below a quarter of the window at a time: few calls for a sequential file.
+    if (target < order_->pages() && target - advisedPos_ < ahead / 4) return;
+    posix_fadvise(adviseFd_, static_cast<off_t>(adviseOffset_ + advisedPos_ * pageSize_),
+                  static_cast<off_t>((target - advisedPos_) * pageSize_), POSIX_FADV_WILLNEED);
+    advisedPos_ = target;
+    return;
+  }
+  while (advisedPos_ < target) {
+    size_t ri = order_->RunAt(advisedPos_);
+    const PageRun& r = order_->run(ri);
+    uint64_t off = advisedPos_ - order_->runStart(ri);
+    uint64_t n = std::min<uint64_t>(r.count - off, target - advisedPos_);
+    posix_fadvise(adviseFd_, static_cast<off_t>(adviseOffset_ + (r.first + off) * pageSize_),
+                  static_cast<off_t>(n * pageSize_), POSIX_FADV_WILLNEED);
+    advisedPos_ += n;
   }
 }
 
-// Prefetch thread. The copies do not wake: a thread that faulted on a page of the run waits
-// for the one wake at the end of the run (or for the reader, which answers its fault with
-// EEXIST and a wake as soon as it reads it).
-bool Prefetcher::FillRun(uint64_t dst, uint64_t len) {
-  uint64_t pos = 0;
-  bool copied = false;
-  bool ok = true;
-  while (pos < len) {
-    gate_.WaitIdle(fd_, stop_);
-    if (stop_.load(std::memory_order_acquire)) {
-      ok = false;
-      break;
+// Prefetch thread. Background copies wake at once a thread that faulted on one of their pages
+// (the kernel's wake is cheap when nobody waits); eager ones do not: the held faults are
+// answered (EEXIST and a wake) once the whole set is in.
+bool Prefetcher::Fill(uint64_t from, uint64_t to, bool follow) {
+  const uint64_t mode = mode_ == Mode::kEager ? UFFDIO_COPY_MODE_DONTWAKE : 0;
+  const uint64_t batch = std::max<uint64_t>(1, kBatchBytes / pageSize_);
+  uint64_t pos = from;
+  size_t ri = order_->RunAt(pos);
+  while (pos < to) {
+    if (stop_.load(std::memory_order_acquire)) return false;
+    if (follow) {
+      uint64_t f = follow_.load(std::memory_order_relaxed);
+      if (f > pos) {
+        if (f - pos >= kMinGap && gapCount_ < kMaxGaps) {
+          gaps_[gapCount_][0] = pos;
+          gaps_[gapCount_][1] = std::min(f, to);
+          gapCount_++;
+        }
+        pos = f;
+        position_.store(pos, std::memory_order_relaxed);
+        if (pos >= to) break;
+        ri = order_->RunAt(pos);
+      }
     }
-    IoctlResult res = CopyBatch(dst + pos, std::min(len - pos, kBatchBytes));
+    if (mode_ == Mode::kBackground) {
+      Yield();
+      if (stop_.load(std::memory_order_acquire)) return false;
+    }
+    while (pos >= order_->runStart(ri + 1)) ri++;
+    const PageRun& r = order_->run(ri);
+    uint64_t off = pos - order_->runStart(ri);
+    uint64_t count = std::min({static_cast<uint64_t>(r.count) - off, batch, to - pos});
+    Advise(pos);
+    uint64_t t0 = advising_ ? 0 : MonotonicNs();
+    IoctlResult res = fill_->Copy(r.first + off, pos, count, mode);
+    if (!advising_ && adviseFd_ >= 0 && MonotonicNs() - t0 > kColdReadNs) advising_ = true;
     if (res.bytes > 0) {
       uint64_t pages = static_cast<uint64_t>(res.bytes) / pageSize_;
+      installed_.SetRange(r.first + off, pages);
       stats_.prefetched.fetch_add(pages, std::memory_order_relaxed);
-      cursor_.fetch_add(pages, std::memory_order_relaxed);
-      pos += static_cast<uint64_t>(res.bytes);
-      copied = true;
+      pos += pages;
+      position_.store(pos, std::memory_order_relaxed);
+      doneBytes_ += static_cast<uint64_t>(res.bytes);
       continue;  // done, or partial: what stopped it shows on the next ioctl
     }
     if (res.err == EEXIST) {  // present already: a demand fault, or the program wrote it
-      cursor_.fetch_add(1, std::memory_order_relaxed);
-      pos += pageSize_;
+      installed_.SetRange(r.first + off, 1);
+      position_.store(++pos, std::memory_order_relaxed);
       continue;
     }
     if (res.err == EAGAIN) {  // a non-cooperative event is unread: the reader reads it first
@@ -103,30 +168,9 @@ bool Prefetcher::FillRun(uint64_t dst, uint64_t len) {
       continue;
     }
     // ENOENT (unregistered, unmapped), ESRCH (the owner exited), a source error: stop.
-    ok = false;
-    break;
+    return false;
   }
-  if (copied) Wake(fd_, dst, pos);
-  return ok;
-}
-
-// Prefetch thread, as ServedRanges::FillOnce: the source's bytes, a zero-padded last page,
-// zeros past its end.
-IoctlResult Prefetcher::CopyBatch(uint64_t dst, uint64_t len) {
-  PageSource& src = *source_;
-  uint64_t size = src.size();
-  uint64_t so = dst - start_;
-  if (so >= size) return Zeropage(fd_, dst, len, UFFDIO_ZEROPAGE_MODE_DONTWAKE);
-  if (size - so >= pageSize_) {
-    uint64_t n = std::min(len, (size - so) & ~(pageSize_ - 1));
-    const uint8_t* bytes = src.Read(so, n);
-    if (bytes == nullptr) return {0, errno != 0 ? errno : EIO};
-    return Copy(fd_, dst, bytes, n, UFFDIO_COPY_MODE_DONTWAKE);
-  }
-  uint64_t tail = size - so;
-  if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno != 0 ? errno : EIO};
-  memset(tailPage_.data() + tail, 0, pageSize_ - tail);
-  return Copy(fd_, dst, tailPage_.data(), pageSize_, UFFDIO_COPY_MODE_DONTWAKE);
+  return true;
 }
 
 }  // namespace uffd

@@ -1,71 +1,111 @@
-// A thread that fills a loaded working set into a served range ahead of the program: large
-// UFFDIO_COPYs with DONTWAKE, one UFFDIO_WAKE per run, in the recorded order, yielding to
-// demand faults between batches. Works on a uffd of another process too: it only issues
-// ioctls on the fd, never touches the memory.
+// A thread that installs a loaded working set into its served range, in recorded order.
+// Background mode: while the program runs; demand faults go first, within a bound, and a
+// demand fault on a page of the set moves the thread past it (Follow), so that it stays ahead
+// of the program instead of filling pages the program has already faulted in. Eager mode: at
+// full speed while the range's faults wait (WorkingSets::Holds), so the program (or VM) runs
+// only once the set is in. Works on a uffd of another process too: it only issues ioctls on
+// the fd, never touches the memory.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <thread>
-#include <vector>
 
-#include "sources/page_source.h"
-#include "sources/working_set.h"
+#include "sources/demand_gate.h"
+#include "sources/page_bitmap.h"
+#include "sources/set_fill.h"
+#include "sources/set_order.h"
 
 namespace uffd {
 
+// Counters every working set of one userfaultfd adds to (relaxed atomics; never reset).
+struct WorkingSetStats {
+  std::atomic<uint64_t> demandFaults{0};    // missing-page faults on served ranges
+  std::atomic<uint64_t> prefetched{0};      // pages of sets installed ahead of the program
+  std::atomic<uint64_t> prefetchMisses{0};  // demand faults on pages of a set being prefetched
+};
+
 class Prefetcher {
  public:
-  static constexpr uint64_t kBatchBytes = 512
-                                          << 10;  // per UFFDIO_COPY; the gate is checked between
-  static constexpr int kRetryMs = 1;              // EAGAIN: wait for the reader to read events
-  static constexpr uint64_t kAdviseBytes = 16
-                                           << 20;  // file sources: read-ahead asked this far ahead
+  enum class Mode { kBackground, kEager };
+  static constexpr uint64_t kBatchBytes = 512 << 10;  // per UFFDIO_COPY
+  static constexpr int kRetryMs = 1;                  // EAGAIN: the reader reads events first
+  // Background mode: while demand faults are pending the thread waits at most kYieldUs, then
+  // copies for kQuantumNs before it looks again: at least half of its time goes to prefetch,
+  // on one CPU as on many. With none pending it looks every kLookNs.
+  static constexpr int kYieldUs = 200;
+  static constexpr uint64_t kQuantumNs = 200'000;
+  static constexpr uint64_t kLookNs = 20'000;
+  // Background mode: the thread starts once the program's first demand fault was answered, or
+  // after this long: on one CPU it would otherwise run first and delay the program's first
+  // byte (the program usually faults right after serve() returns).
+  static constexpr int kFirstFaultUs = 1000;
+  // File sources: read-ahead asked (POSIX_FADV_WILLNEED) up to this far ahead, growing from
+  // kAdviseStartBytes so that the first demand faults do not queue behind a flood of reads.
+  static constexpr uint64_t kAdviseBytes = 16 << 20;
+  static constexpr uint64_t kAdviseStartBytes = 256 << 10;
+  // A read slower than this waited for the disk: hints start (a cached file needs none).
+  static constexpr uint64_t kColdReadNs = 100'000;
+  // Positions skipped by Follow, filled after the rest: a program that touched one late page
+  // early must not lose the pages before it. Only jumps of at least kMinGap positions count.
+  static constexpr int kMaxGaps = 64;
+  static constexpr uint64_t kMinGap = 64;
 
-  // JS thread. `runs` are page indexes of the range at `start`; they lie inside it (checked
-  // in lib/sources/working-set.ts).
-  Prefetcher(int fd, uint64_t start, uint64_t pageSize, std::shared_ptr<PageSource> source,
-             std::vector<PageRun> runs, DemandGate& gate, WorkingSetStats& stats);
+  // JS thread.
+  Prefetcher(std::shared_ptr<SetOrder> order, std::unique_ptr<SetFill> fill, Mode mode, int fd,
+             uint64_t pageSize, DemandGate& gate, WorkingSetStats& stats, PageBitmap& installed);
   ~Prefetcher();  // Stop()
+  // JS thread, before Start(): the file the pages are read from (owned from now on) and where
+  // the range's first byte (or the compact file's first page) lies in it.
+  void AdviseFile(int fd, uint64_t offset) {
+    adviseFd_ = fd;
+    adviseOffset_ = offset;
+  }
   // JS thread. 0, or the errno of creating the thread.
   int Start();
   // JS thread. Idempotent; joins the thread.
   void Stop();
   // Any thread: makes the thread end soon, without waiting for it.
   void Cancel() { stop_.store(true, std::memory_order_release); }
-  // JS thread, before Start(): a file source's fd (owned from now on) and the file offset of the
-  // range's first byte. The thread then asks the kernel to read the next runs ahead
-  // (POSIX_FADV_WILLNEED): a cold file is read with many requests in flight, not one at a time.
-  void AdviseFile(int fd, uint64_t offset) {
-    adviseFd_ = fd;
-    adviseOffset_ = offset;
-  }
-  // Pages of the set gone past, in set order.
-  uint64_t cursor() const { return cursor_.load(std::memory_order_relaxed); }
+  // Reader thread: the program is past position `pos` of the order (it faulted before it, and
+  // what the reader installed ahead of that fault ends there): prefetch goes on from there.
+  void Follow(uint64_t pos);
+  // Any thread: eager mode, and the set is not in yet (nor given up).
+  bool holding() const { return holding_.load(std::memory_order_acquire); }
+  Mode mode() const { return mode_; }
+  // Any thread: the position in the order the thread has reached.
+  uint64_t position() const { return position_.load(std::memory_order_relaxed); }
 
  private:
-  void Run();  // prefetch thread
-  // Prefetch thread: fills [dst, dst + len) of run memory; false when prefetch must stop.
-  bool FillRun(uint64_t dst, uint64_t len);
-  // Prefetch thread: one UFFDIO_COPY (or ZEROPAGE past the source's end), DONTWAKE.
-  IoctlResult CopyBatch(uint64_t dst, uint64_t len);
+  void Run();      // prefetch thread
+  void Install();  // prefetch thread: the pass over the order, then the gaps Follow left
+  // Prefetch thread: positions [from, to); false when prefetch must stop.
+  bool Fill(uint64_t from, uint64_t to, bool follow);
+  void Yield();               // prefetch thread, background mode
+  void Advise(uint64_t pos);  // prefetch thread
   void Sleep(int ms);
-  // Prefetch thread: WILLNEED for the runs after `run` up to kAdviseBytes ahead.
-  void AdviseAhead(size_t run);
 
+  std::shared_ptr<SetOrder> order_;
+  std::unique_ptr<SetFill> fill_;
+  Mode mode_;
   int fd_;
-  uint64_t start_, pageSize_;
-  std::shared_ptr<PageSource> source_;
-  std::vector<PageRun> runs_;
+  uint64_t pageSize_;
   DemandGate& gate_;
   WorkingSetStats& stats_;
-  std::vector<uint8_t> tailPage_;
+  PageBitmap& installed_;
   int adviseFd_ = -1;
   uint64_t adviseOffset_ = 0;
-  size_t advisedRuns_ = 0;  // runs [0, advisedRuns_) have been advised
-  uint64_t advisedBytes_ = 0, doneBytes_ = 0;
+  bool advising_ = false;       // a read waited for the disk (always, for a compact file)
+  uint64_t advisedPos_ = 0;     // positions before it have been advised
+  uint64_t doneBytes_ = 0;      // installed so far: how far ahead hints go
+  uint64_t lookAt_ = 0;         // Yield(): when to look at the gate again (steady ns)
+  uint64_t gaps_[kMaxGaps][2];  // [from, to) positions Follow skipped
+  int gapCount_ = 0;
+  uint64_t answeredAtStart_;  // the gate's answered() when constructed
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> cursor_{0};
+  std::atomic<bool> holding_;
+  std::atomic<uint64_t> follow_{0};
+  std::atomic<uint64_t> position_{0};
   std::thread thread_;
 };
 

@@ -1,59 +1,39 @@
 #include "sources/working_set.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 
-#include "sources/prefetcher.h"
+#include "uffd/clock.h"
 
 namespace uffd {
 
-void DemandGate::End() {
-  // Lock only when a prefetch thread waits: the reader's fast path stays one atomic.
-  if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
-      waiters_.load(std::memory_order_acquire) > 0) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    cv_.notify_all();
-  }
-}
-
-void DemandGate::NotifyAll() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  cv_.notify_all();
-}
-
-// Prefetch thread. poll(2) with a zero timeout sees faults queued on the uffd that the reader
-// has not read yet; the counter sees those it is answering.
-void DemandGate::WaitIdle(int fd, const std::atomic<bool>& stop) {
-  for (;;) {
-    if (stop.load(std::memory_order_acquire)) return;
-    pollfd p{fd, POLLIN, 0};
-    bool queued = poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
-    if (!queued && pending_.load(std::memory_order_acquire) == 0) return;
-    std::unique_lock<std::mutex> lock(mutex_);
-    waiters_.fetch_add(1, std::memory_order_acq_rel);
-    cv_.wait_for(lock, std::chrono::microseconds(kSliceUs));
-    waiters_.fetch_sub(1, std::memory_order_acq_rel);
-  }
-}
-
-WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pageSize, bool record,
-                       const std::vector<PageRun>& loaded)
-    : id_(id), start_(start), length_(length), pageSize_(pageSize), record_(record) {
+WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pageSize,
+                       SetSetup setup, int fd, DemandGate& gate, WorkingSetStats& stats)
+    : id_(id),
+      start_(start),
+      length_(length),
+      pageSize_(pageSize),
+      record_(setup.record),
+      stats_(stats),
+      installed_(setup.order ? length / pageSize : 0),
+      order_(setup.order),
+      readerFill_(std::move(setup.readerFill)),
+      fixedWindow_(setup.window),
+      maxWindow_(std::max<uint64_t>(1, kMaxAlongBytes / pageSize)) {
   uint64_t pages = length / pageSize;
   uint64_t words = (pages + 63) / 64;
-  if (record) {
+  if (record_) {
     touched_.assign(words, 0);
     runs_.reserve(pages);
   }
-  if (!loaded.empty()) {
-    loaded_.assign(words, 0);
-    for (const PageRun& r : loaded) {
-      for (uint64_t p = r.first; p < static_cast<uint64_t>(r.first) + r.count && p < pages; p++)
-        Set(loaded_, p);
-    }
+  if (order_) {
+    loaded_ = std::move(setup.loaded);
+    prefetcher_ = std::make_unique<Prefetcher>(order_, std::move(setup.prefetchFill), setup.mode,
+                                               fd, pageSize, gate, stats, installed_);
+    if (setup.adviseFd >= 0) prefetcher_->AdviseFile(setup.adviseFd, setup.adviseOffset);
+  } else if (setup.adviseFd >= 0) {
+    close(setup.adviseFd);
   }
 }
 
@@ -79,23 +59,98 @@ bool WorkingSet::OnFault(uint64_t address, bool write) {
   return !loaded_.empty() && Test(loaded_, page);
 }
 
+// Reader thread. Adaptive as ServedRanges' read-ahead, along the order: a fault where a program
+// that follows the set faults next (at or just past what was installed ahead of it, by this
+// thread or the prefetch thread) doubles the window; any other fault starts again at one page.
+// A program that touches the set in another order (a stale set) is answered as without one.
+uint64_t WorkingSet::WindowAt(uint64_t pos) {
+  if (fixedWindow_ != 0) return fixedWindow_;
+  uint64_t frontier = std::max(lastEnd_, prefetcher_ ? prefetcher_->position() : 0);
+  if (pos >= lastEnd_ && pos <= frontier + window_)
+    window_ = std::min(window_ * 2, maxWindow_);
+  else
+    window_ = 1;
+  return window_;
+}
+
+// Reader thread, under WorkingSets::mutex_ (the set cannot go meanwhile).
+ServedRanges::Outcome WorkingSet::AnswerAlong(int fd, uint64_t address, FaultStats& stats,
+                                              int* err) {
+  (void)err;  // failures are ServedRanges' to answer and report
+  if (!readerFill_ || !order_ || !following_.load(std::memory_order_relaxed) || !order_->ready())
+    return ServedRanges::Outcome::kNotServed;
+  uint64_t page = (address - start_) / pageSize_;
+  int64_t at = order_->PositionOf(page);
+  if (at < 0) return ServedRanges::Outcome::kNotServed;
+  uint64_t t0 = MonotonicNs();
+  uint64_t k = static_cast<uint64_t>(at);
+  uint64_t window = std::min(WindowAt(k), order_->pages() - k);
+  uint64_t pageAddress = start_ + page * pageSize_;
+  // The faulting page first: counted before the ioctl, which may wake its thread (as
+  // ServedRanges::FillOnce does).
+  stats.CountResolve(pageSize_);
+  IoctlResult res = readerFill_->Copy(page, k, 1, window > 1 ? UFFDIO_COPY_MODE_DONTWAKE : 0);
+  if (res.bytes <= 0) {
+    stats.Uncount(1, pageSize_);
+    if (res.err == EEXIST) {
+      // Installed since the fault (by prefetch, or for another thread's fault): it only needs a
+      // wake, and was counted there. Each page of the set counts once, prefetched or on demand.
+      stats_.demandFaults.fetch_sub(1, std::memory_order_relaxed);
+      stats_.prefetchMisses.fetch_sub(1, std::memory_order_relaxed);
+      Wake(fd, pageAddress, pageSize_);
+      stats.CountWake();
+      if (prefetcher_) prefetcher_->Follow(k + 1);
+      return ServedRanges::Outcome::kAnswered;
+    }
+    if (res.err == EAGAIN) return ServedRanges::Outcome::kRetry;
+    if (res.err == ESRCH) return ServedRanges::Outcome::kOwnerGone;
+    return ServedRanges::Outcome::kNotServed;
+  }
+  // Then the next pages of the order, given up quietly on any error, and one wake.
+  uint64_t pos = k + 1, end = k + window;
+  size_t ri = order_->RunAt(pos);
+  while (pos < end) {
+    while (pos >= order_->runStart(ri + 1)) ri++;
+    const PageRun& r = order_->run(ri);
+    uint64_t off = pos - order_->runStart(ri);
+    uint64_t count = std::min<uint64_t>(r.count - off, end - pos);
+    res = readerFill_->Copy(r.first + off, pos, count, UFFDIO_COPY_MODE_DONTWAKE);
+    if (res.bytes > 0) {
+      uint64_t pages = static_cast<uint64_t>(res.bytes) / pageSize_;
+      installed_.SetRange(r.first + off, pages);
+      stats_.prefetched.fetch_add(pages, std::memory_order_relaxed);
+      pos += pages;
+    } else if (res.err == EEXIST) {
+      pos++;
+    } else {
+      break;
+    }
+  }
+  if (window > 1) {
+    Wake(fd, pageAddress, pageSize_);
+    stats.CountWake();
+  }
+  lastEnd_ = pos;
+  if (prefetcher_) prefetcher_->Follow(pos);
+  stats.RecordLatency(MonotonicNs() - t0);
+  return ServedRanges::Outcome::kAnswered;
+}
+
+void WorkingSet::StopFollowing() {
+  following_.store(false, std::memory_order_relaxed);
+  if (prefetcher_) prefetcher_->Cancel();
+}
+
 std::vector<PageRun> WorkingSet::Recorded() {
   std::lock_guard<std::mutex> lock(mutex_);
   return runs_;
 }
 
-int WorkingSets::Add(std::unique_ptr<WorkingSet> set, int fd, std::shared_ptr<PageSource> source,
-                     std::vector<PageRun> loaded, int adviseFd, uint64_t fileOffset) {
-  Prefetcher* prefetcher = nullptr;
-  if (!loaded.empty()) {
-    set->prefetcher = std::make_unique<Prefetcher>(
-        fd, set->start(), set->pageSize(), std::move(source), std::move(loaded), gate_, stats_);
-    prefetcher = set->prefetcher.get();
-    if (adviseFd >= 0) prefetcher->AdviseFile(adviseFd, fileOffset);
-  } else if (adviseFd >= 0) {
-    close(adviseFd);
-  }
-  uint32_t id = set->id();
+int WorkingSets::Add(uint32_t id, uint64_t start, uint64_t length, uint64_t pageSize, int fd,
+                     SetSetup setup) {
+  auto set = std::make_unique<WorkingSet>(id, start, length, pageSize, std::move(setup), fd, gate_,
+                                          stats_);
+  Prefetcher* prefetcher = set->prefetcher();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     sets_.push_back(std::move(set));
@@ -121,10 +176,10 @@ std::unique_ptr<WorkingSet> WorkingSets::Take(uint32_t id) {
 bool WorkingSets::Remove(uint32_t id) {
   std::unique_ptr<WorkingSet> s = Take(id);
   if (!s) return false;
-  if (s->prefetcher) {
-    s->prefetcher->Cancel();
+  if (Prefetcher* p = s->prefetcher()) {
+    p->Cancel();
     gate_.NotifyAll();
-    s->prefetcher->Stop();
+    p->Stop();
   }
   return true;
 }
@@ -137,11 +192,11 @@ void WorkingSets::Clear() {
     count_.store(0, std::memory_order_relaxed);
   }
   for (auto& s : all) {
-    if (s->prefetcher) s->prefetcher->Cancel();
+    if (Prefetcher* p = s->prefetcher()) p->Cancel();
   }
   gate_.NotifyAll();
   for (auto& s : all) {
-    if (s->prefetcher) s->prefetcher->Stop();
+    if (Prefetcher* p = s->prefetcher()) p->Stop();
   }
 }
 
@@ -153,12 +208,15 @@ std::vector<PageRun> WorkingSets::Recorded(uint32_t id) {
   return {};
 }
 
-int64_t WorkingSets::PrefetchCursor(uint32_t id) {
+std::vector<uint8_t> WorkingSets::Installed(uint32_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& s : sets_) {
-    if (s->id() == id) return s->prefetcher ? static_cast<int64_t>(s->prefetcher->cursor()) : -1;
+    if (s->id() != id) continue;
+    std::vector<uint8_t> out(s->installed().bytes());
+    s->installed().CopyTo(out.data(), out.size());
+    return out;
   }
-  return -1;
+  return {};
 }
 
 // Reader thread.
@@ -174,12 +232,34 @@ bool WorkingSets::OnFault(uint64_t address, bool write) {
   return false;
 }
 
+// Reader thread. Holds mutex_ for the whole fill, as ServedRanges::Answer does: the set (and
+// its sources) stay until it returns.
+ServedRanges::Outcome WorkingSets::AnswerAlong(int fd, uint64_t address, FaultStats& stats,
+                                               int* err) {
+  if (count_.load(std::memory_order_relaxed) == 0) return ServedRanges::Outcome::kNotServed;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& s : sets_) {
+    if (s->Contains(address)) return s->AnswerAlong(fd, address, stats, err);
+  }
+  return ServedRanges::Outcome::kNotServed;
+}
+
+// Reader thread.
+bool WorkingSets::Holds(uint64_t address) {
+  if (count_.load(std::memory_order_relaxed) == 0) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& s : sets_) {
+    if (s->Contains(address)) return s->Holds();
+  }
+  return false;
+}
+
 // Reader thread.
 void WorkingSets::OnLayoutChange(uint64_t start, uint64_t end) {
   if (count_.load(std::memory_order_relaxed) == 0) return;
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& s : sets_) {
-    if (s->prefetcher && s->Overlaps(start, end)) s->prefetcher->Cancel();
+    if (s->Overlaps(start, end)) s->StopFollowing();
   }
 }
 

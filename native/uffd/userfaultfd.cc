@@ -124,7 +124,7 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
                          InstanceMethod<&Userfaultfd::Stats>("stats"),
                          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
                          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
-                         InstanceMethod<&Userfaultfd::PrefetchCursor>("prefetchCursor"),
+                         InstanceMethod<&Userfaultfd::Installed>("installed"),
                          InstanceMethod<&Userfaultfd::Snapshot>("snapshot"),
                          InstanceMethod<&Userfaultfd::SnapshotEnd>("snapshotEnd"),
                      });
@@ -443,8 +443,9 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
 }
 
 // (start, length, kind (SourceKind), source, offset, readahead,
-//  pread, zeroRemoved, record, prefetch, unit) -> id. record, prefetch: see AddWorkingSet.
-//  unit: the mapping's page size (lib/ checks it), 0: base pages.
+//  pread, zeroRemoved, record, prefetch, unit, prefetchOptions) -> id. record, prefetch,
+//  prefetchOptions: see AddWorkingSet. unit: the mapping's page size (lib/ checks it), 0: base
+//  pages.
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
@@ -456,7 +457,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   std::shared_ptr<PageSource>
       prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
   int adviseFd = -1;   // a file source's fd for the prefetch thread's read-ahead hints
-  bool prefetch = info.Length() > 9 && info[9].IsTypedArray();
+  // A compact page file replaces the image for the prefetch thread: no copy of the image then.
+  bool prefetch = info.Length() > 9 && info[9].IsTypedArray() && PagesFd(info) < 0;
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
   switch (kind) {
@@ -535,15 +537,25 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   UpdateDirect(env);  // before the range is served: its faults are the reader thread's
   uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
   if (!keep.IsEmpty()) keepAlive_.push_back(KeepAlive{id, std::move(keep), keepMapping});
-  AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
+  AddWorkingSet(info, id, start, length, shared, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
 }
 
-// (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null). JS thread.
-// Throws (with the range left unserved) when the prefetch thread cannot start.
+// The compact page file's fd in Serve()'s prefetchOptions (arg 11), or -1.
+int Userfaultfd::PagesFd(const Napi::CallbackInfo& info) {
+  if (info.Length() <= 11 || !info[11].IsObject()) return -1;
+  Napi::Value v = info[11].As<Napi::Object>().Get("pagesFd");
+  return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : -1;
+}
+
+// (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null, unit,
+//  prefetchOptions: { eager: boolean, window: pages (0: adaptive), pagesFd: fd | -1 (the compact
+//  page file, checked by lib/; duplicated here), pagesOffset: its first page's offset }).
+// JS thread. Throws (with the range left unserved) when the prefetch thread cannot start.
 void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start,
-                                uint64_t length, std::shared_ptr<PageSource> prefetchSource,
-                                int adviseFd, uint64_t fileOffset) {
+                                uint64_t length, std::shared_ptr<PageSource> readerSource,
+                                std::shared_ptr<PageSource> prefetchSource, int adviseFd,
+                                uint64_t fileOffset) {
   Napi::Env env = info.Env();
   // Closed on every path that does not hand it to a prefetcher.
   struct FdGuard {
@@ -552,27 +564,61 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
       if (fd >= 0) close(fd);
     }
   } guard{adviseFd};
-  bool record = info.Length() > 8 && ArgBool(info, 8);
+  SetSetup setup;
+  setup.record = info.Length() > 8 && ArgBool(info, 8);
   std::vector<PageRun> loaded;
   if (info.Length() > 9 && info[9].IsTypedArray() &&
       info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
     Napi::Uint32Array a = info[9].As<Napi::Uint32Array>();
-    uint64_t pages = length / pageSize_;
-    loaded.reserve(a.ElementLength() / 2);
-    for (size_t i = 0; i + 1 < a.ElementLength(); i += 2) {
-      uint64_t first = a[i], count = a[i + 1];
-      if (count == 0 || first >= pages || count > pages - first) {
-        RemoveServed(id);
-        ThrowRangeError(env, "prefetch run outside the range");
-      }
-      loaded.push_back(PageRun{a[i], a[i + 1], 0});
+    int64_t bad;
+    loaded = SetOrder::FromWords(a.Data(), a.ElementLength() / 3, length / pageSize_, &setup.loaded,
+                                 &bad);
+    if (bad >= 0) {
+      RemoveServed(id);
+      std::string m = "working set run " + std::to_string(bad) +
+                      ": empty, outside the range, overlapping an earlier run or bad flags";
+      ThrowRangeError(env, m.c_str());
     }
   }
-  if (!record && loaded.empty()) return;
-  auto set = std::make_unique<WorkingSet>(id, start, length, pageSize_, record, loaded);
+  if (!setup.record && loaded.empty()) return;
+  std::shared_ptr<PageSource> readerPages, prefetchPages;
+  if (!loaded.empty()) {
+    Napi::Object o = info.Length() > 11 && info[11].IsObject() ? info[11].As<Napi::Object>()
+                                                               : Napi::Object::New(env);
+    setup.mode =
+        o.Get("eager").ToBoolean() ? Prefetcher::Mode::kEager : Prefetcher::Mode::kBackground;
+    Napi::Value w = o.Get("window");
+    setup.window = w.IsNumber() ? w.As<Napi::Number>().Uint32Value() : 0;
+    int pagesFd = PagesFd(info);
+    if (pagesFd >= 0) {
+      Napi::Value off = o.Get("pagesOffset");
+      uint64_t pagesOffset =
+          off.IsNumber() ? static_cast<uint64_t>(off.As<Napi::Number>().Int64Value()) : 0;
+      const char* failed = "dup";
+      for (auto* p : {&readerPages, &prefetchPages}) {
+        int fd = fcntl(pagesFd, F_DUPFD_CLOEXEC, 0);
+        // Mapped: the set's pages lie in order, so UFFDIO_COPY reads them straight from the
+        // page cache, one minor fault per few pages (fault-around), with no read(2) per run.
+        if (fd >= 0) *p = MakeFileSource(fd, pagesOffset, FileMode::kMapped, &failed);
+        if (!*p) {
+          int err = errno;
+          RemoveServed(id);
+          ThrowErrno(env, err, failed, kNoBytes, "the working set's page file");
+        }
+      }
+      guard.fd = fcntl(pagesFd, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
+      fileOffset = pagesOffset;
+    }
+    setup.order = std::make_shared<SetOrder>(std::move(loaded));
+    setup.readerFill =
+        std::make_unique<SetFill>(fd_, start, pageSize_, readerSource, std::move(readerPages));
+    setup.prefetchFill = std::make_unique<SetFill>(fd_, start, pageSize_, std::move(prefetchSource),
+                                                   std::move(prefetchPages));
+  }
+  setup.adviseFd = guard.fd;
+  setup.adviseOffset = fileOffset;
   guard.fd = -1;
-  int err = workingSets_.Add(std::move(set), fd_, std::move(prefetchSource), std::move(loaded),
-                             adviseFd, fileOffset);
+  int err = workingSets_.Add(id, start, length, pageSize_, fd_, std::move(setup));
   if (err != 0) {
     RemoveServed(id);
     ThrowErrno(env, err, "pthread_create");
@@ -591,10 +637,12 @@ Napi::Value Userfaultfd::Recorded(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// (id) -> pages of the loaded set the prefetch thread went past, in set order; -1 without one.
-Napi::Value Userfaultfd::PrefetchCursor(const Napi::CallbackInfo& info) {
-  int64_t c = workingSets_.PrefetchCursor(static_cast<uint32_t>(ArgInt(info, 0)));
-  return Napi::Number::New(info.Env(), static_cast<double>(c));
+// (id) -> Uint8Array, one bit per page of the range (page i: bit i & 7 of byte i >> 3): the
+// pages of the loaded set installed ahead of the program; null without a loaded set.
+Napi::Value Userfaultfd::Installed(const Napi::CallbackInfo& info) {
+  std::vector<uint8_t> bits = workingSets_.Installed(static_cast<uint32_t>(ArgInt(info, 0)));
+  if (bits.empty()) return info.Env().Null();
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), bits.data(), bits.size());
 }
 
 Napi::Value Userfaultfd::Unserve(const Napi::CallbackInfo& info) {
@@ -684,10 +732,18 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       if (missing) {
         // In a range with a working set, counted and recorded before the answer wakes the
         // faulting thread: a program that saves its set right after its last touch finds it.
+        // An eager install holds its range's faults until the set is in (retried every
+        // FaultReader::kRetryMs; faults elsewhere and events go on meanwhile).
+        if (workingSets_.Holds(address)) {
+          stats_.UncountFault();
+          return Disposition::kRetry;
+        }
         bool counted = workingSets_.OnFault(
             address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
         workingSets_.gate().Begin();
-        ServedRanges::Outcome outcome = served_.Answer(fd_, address, stats_, &err);
+        ServedRanges::Outcome outcome = workingSets_.AnswerAlong(fd_, address, stats_, &err);
+        if (outcome == ServedRanges::Outcome::kNotServed)
+          outcome = served_.Answer(fd_, address, stats_, &err);
         workingSets_.gate().End();
         if (outcome == ServedRanges::Outcome::kRetry) {
           if (counted) workingSets_.UncountDemand();

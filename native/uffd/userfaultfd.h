@@ -76,10 +76,14 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value ReadSync(const Napi::CallbackInfo& info);  // sync_reader.h
   bool RemoveServed(uint32_t id);                        // JS thread
   Napi::Value Recorded(const Napi::CallbackInfo& info);
-  Napi::Value PrefetchCursor(const Napi::CallbackInfo& info);
-  // JS thread: the working set of a range just served (record, prefetch: args 8 and 9).
+  Napi::Value Installed(const Napi::CallbackInfo& info);
+  // JS thread: the working set of a range just served (record, prefetch, prefetchOptions: args
+  // 8, 9 and 11). readerSource: the range's (the reader's) source; prefetchSource: the prefetch
+  // thread's own.
   void AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start, uint64_t length,
+                     std::shared_ptr<PageSource> readerSource,
                      std::shared_ptr<PageSource> prefetchSource, int adviseFd, uint64_t fileOffset);
+  static int PagesFd(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value SnapshotEnd(const Napi::CallbackInfo& info);
 

@@ -472,31 +472,43 @@ const SERVE_OPTIONS = {
     observed: "the saved set's pages are installed without demand faults (stats().prefetched)",
     see: 'working-set.test.js',
     async check(t) {
-      const file = await recorded(t, 'prefetch.uffdws', [5, 1]);
-      const u = t.open();
-      const r = t.map(8);
-      u.serve(r, PageSource.buffer(pattern(8 * PAGE)), { prefetch: file });
+      const { u, r } = await servedWithSet(t, 'prefetch.uffdws', [5, 1], (file) => ({ prefetch: file }));
       assert.ok(await until(() => u.stats().prefetched >= 2), 'the set is prefetched');
       assert.deepStrictEqual(await r.read(PAGE, PAGE), pattern(8 * PAGE).subarray(PAGE, 2 * PAGE));
       assert.strictEqual(u.stats().demandFaults, 0);
+    },
+  },
+  prefetchMode: {
+    observed: "'eager': a fault on the range is answered only once the whole set is in",
+    see: 'prefetch.test.js',
+    async check(t) {
+      const { u, r } = await servedWithSet(t, 'eager.uffdws', [5, 1, 3], (file) => ({ prefetch: file, prefetchMode: 'eager' }));
+      assert.deepStrictEqual(await r.read(7 * PAGE, 1), pattern(8 * PAGE).subarray(7 * PAGE, 7 * PAGE + 1));
+      assert.strictEqual(u.stats().prefetched, 3);
     },
   },
   workingSet: {
     observed: 'with record and prefetch, maxMiB caps the refined set, keeping its first pages in order',
     see: 'working-set.test.js, working-set-format.test.js',
     async check(t) {
-      const file = await recorded(t, 'refine.uffdws', [5, 1, 3]);
-      const u = t.open();
-      const r = t.map(8);
-      const served = u.serve(r, PageSource.buffer(pattern(8 * PAGE)), {
-        record: file, prefetch: file, workingSet: { maxMiB: (2 * PAGE) / (1024 * 1024) },
-      });
+      const { u, served, file } = await servedWithSet(t, 'refine.uffdws', [5, 1, 3], (f) => ({
+        record: f, prefetch: f, workingSet: { maxMiB: (2 * PAGE) / (1024 * 1024) },
+      }));
       assert.ok(await until(() => u.stats().prefetched >= 3), 'the set is prefetched');
       served.stop();
       assert.deepStrictEqual(readWorkingSet(file).runs.map((x) => [x.first, x.count]), [[5, 1], [1, 1]]);
     },
   },
 };
+
+/** A new uffd serving an 8-page region with `options(file)`, `file` the set recorded by touching `order`. */
+async function servedWithSet(t, name, order, options) {
+  const file = await recorded(t, name, order);
+  const u = t.open();
+  const r = t.map(8);
+  const served = u.serve(r, PageSource.buffer(pattern(8 * PAGE)), options(file));
+  return { u, r, served, file };
+}
 
 /** A working set recorded by touching `order` (pages of an 8-page range, read in that order). */
 async function recorded(t, name, order) {

@@ -11,8 +11,9 @@ const pagesOf = (runs) => runs.flatMap((r) => Array.from({ length: r.count }, (_
 describe('working-set file format', () => {
   it('round trip: encode then decode gives the same runs, ages and write flags', () => {
     const runs = [run(10, 3, 0, true), run(90, 10, 2), run(0, 1, 255)];
-    const f = decodeWorkingSet(encodeWorkingSet({ ...shape, generation: 7, runs }), shape);
-    assert.deepStrictEqual(f, { version: 1, ...shape, generation: 7, runs });
+    const b = encodeWorkingSet({ ...shape, generation: 7, runs });
+    const f = decodeWorkingSet(b, shape);
+    assert.deepStrictEqual(f, { version: 1, ...shape, generation: 7, runs, checksum: b.readUInt32LE(b.length - 4) });
   });
 
   it('is small: 40 bytes of header, 12 per run, 4 of checksum', () => {
@@ -50,28 +51,40 @@ describe('working-set file format', () => {
 describe('working-set refinement across runs', () => {
   const o = { maxPages: Infinity, maxAge: 3 };
   const triples = (...rs) => Uint32Array.from(rs.flat());
+  /** One bit per page of a 100-page range: these pages were installed ahead of the program. */
+  const installed = (...pages) => {
+    const bits = new Uint8Array(13);
+    for (const p of pages) bits[p >> 3] |= 1 << (p & 7);
+    return bits;
+  };
 
   it('without a loaded set, the recording is the set, in order', () => {
-    assert.deepStrictEqual(refine(null, 0, triples([5, 2, 0], [1, 1, 1]), 100, o), [run(5, 2), run(1, 1, 0, true)]);
+    assert.deepStrictEqual(refine(null, null, triples([5, 2, 0], [1, 1, 1]), 100, o), [run(5, 2), run(1, 1, 0, true)]);
   });
 
-  it('pages prefetch never reached and that never faulted age; at maxAge they are dropped', () => {
-    // Set of pages 10..13; the prefetcher went past the first 2 (10, 11), then stopped.
+  it('pages not installed ahead and that never faulted age; at maxAge they are dropped', () => {
+    // Set of pages 10..13; prefetch installed the first 2 (10, 11), then stopped.
     let runs = [run(10, 4)];
-    runs = refine(runs, 2, triples(), 100, o);
+    runs = refine(runs, installed(10, 11), triples(), 100, o);
     assert.deepStrictEqual(runs, [run(10, 2, 0), run(12, 2, 1)]);
-    runs = refine(runs, 2, triples(), 100, o);
-    runs = refine(runs, 2, triples(), 100, o);
+    runs = refine(runs, installed(10, 11), triples(), 100, o);
+    runs = refine(runs, installed(10, 11), triples(), 100, o);
     assert.deepStrictEqual(runs, [run(10, 2, 0)], 'untouched for 3 runs: dropped');
   });
 
   it('a page that faulted is young again; prefetched pages keep their age (a prefetched page never faults)', () => {
-    const runs = refine([run(10, 2, 2), run(20, 1, 1)], 3, triples([11, 1, 1]), 100, o);
+    const runs = refine([run(10, 2, 2), run(20, 1, 1)], installed(10, 20), triples([11, 1, 1]), 100, o);
     assert.deepStrictEqual(runs, [run(10, 1, 2), run(11, 1, 0, true), run(20, 1, 1)]);
   });
 
   it('new pages follow the loaded ones; maxPages keeps the first in order', () => {
-    const runs = refine([run(10, 2)], 2, triples([50, 3, 0]), 100, { maxPages: 4, maxAge: 3 });
+    const runs = refine([run(10, 2)], installed(10, 11), triples([50, 3, 0]), 100, { maxPages: 4, maxAge: 3 });
     assert.deepStrictEqual(pagesOf(runs), [10, 11, 50, 51]);
+  });
+
+  it('a page prefetch skipped (the program jumped past it) and that never faulted ages, as one never reached', () => {
+    // Set 10, 11, 12, 13: installed 10 and 13 (followed the program past 11 and 12, untouched).
+    const runs = refine([run(10, 4)], installed(10, 13), triples(), 100, o);
+    assert.deepStrictEqual(runs, [run(10, 1, 0), run(11, 2, 1), run(13, 1, 0)]);
   });
 });

@@ -377,7 +377,8 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
   describe('the command line', function () {
     it('refuses bad options with status 2: one line, then the pointer to --help', async function () {
-      for (const args of [['s'], ['s', 'm', '--on-error', 'ignore'], ['s', 'm', '--peers', '0'], ['s', 'm', '--nope']]) {
+      for (const args of [['s'], ['s', 'm', '--on-error', 'ignore'], ['s', 'm', '--peers', '0'], ['s', 'm', '--nope'],
+        ['s', 'm', '--prefetch-mode', 'lazy']]) {
         const r = await runProcess(process.execPath, [CLI, 'firecracker-handler', ...args]);
         assert.strictEqual(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
         assert.match(r.stderr, /^userfaultfd firecracker-handler: [^\n]+\nRun 'userfaultfd firecracker-handler --help' for usage\.\n$/);
@@ -447,6 +448,32 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         }
         assert.doesNotMatch(r.stderr, /not used/);
       }
+    });
+
+    it('--record --pages, then --prefetch --pages --prefetch-mode eager: the same bytes, from the compact page file', async function () {
+      if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
+      const set = path.join(dir, 'ws-pages.bin');
+      for (const args of [['--record', set, '--pages'], ['--prefetch', set, '--pages', '--prefetch-mode', 'eager']]) {
+        const sock = sockPath();
+        const h = startHandler([sock, memFile, '--json', ...args]);
+        const { removed } = assertPeerOk(await peer(sock));
+        const r = await h.done;
+        assertExited(r, 0);
+        const vm = parseJson(r.stdout).vms[0];
+        assertServed(vm, { removed });
+        assert.ok(fs.existsSync(`${set}.pages`), `${args[0]}: no page file beside ${set}`);
+        if (args[0] === '--prefetch') assert.ok(vm.prefetchedPages > 0, JSON.stringify(vm));
+        assert.doesNotMatch(r.stderr, /not used|Stale|Corrupt/);
+      }
+      // The memory file changes: the page file is stale, said so, and the VM is served from the file.
+      fs.utimesSync(memFile, new Date(), new Date());
+      const sock = sockPath();
+      const h = startHandler([sock, memFile, '--json', '--prefetch', set, '--pages']);
+      const { removed } = assertPeerOk(await peer(sock));
+      const r = await h.done;
+      assertExited(r, 0);
+      assertServed(parseJson(r.stdout).vms[0], { removed });
+      assert.match(r.stderr, /ERR_UFFD_WORKING_SET_STALE.*modified/);
     });
 
     it('--prefetch of a working set that is not there: the VM is served on demand, and the line says why', async function () {

@@ -7,7 +7,8 @@ const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource, listenForUffd, readWorkingSet } = require('../../dist');
 const { encodeWorkingSet } = require('../../dist/sources/working-set');
-const { PAGE, describeNative, runChild, delay, pattern } = require('../helpers');
+const { execFileSync } = require('child_process');
+const { PAGE, describeNative, runChild, runProcess, delay, pattern, scatteredPages, skipWithReason } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
@@ -17,6 +18,19 @@ function writeSet(file, bytes, runs) {
     pageSize: PAGE, sourceSize: bytes, rangeLength: bytes, generation: 1,
     runs: runs.map(([first, count]) => ({ first, count, write: false, age: 0 })),
   }));
+}
+
+/** A child that maps `bytes`, registers them and sends its uffd to `sock`, then runs `then` (source). */
+function remoteChild(sock, bytes, then) {
+  return runChild(`
+    const fs = require('fs');
+    const { Userfaultfd, Region, sendUffd } = require(${JSON.stringify(DIST)});
+    const region = Region.map(${bytes});
+    const uffd = Userfaultfd.open();
+    uffd.register(region);
+    sendUffd(${JSON.stringify(sock)}, uffd, region.address.toString());
+    ${then}
+  `, { timeoutMs: 50000 });
 }
 
 async function until(cond) {
@@ -78,13 +92,7 @@ describeNative('working sets: prefetch thread', function () {
       const sock = path.join(dir, `${name}.sock`);
       const go = path.join(dir, `${name}.go`);
       const listener = listenForUffd(sock);
-      const child = runChild(`
-        const fs = require('fs');
-        const { Userfaultfd, Region, sendUffd } = require(${JSON.stringify(DIST)});
-        const region = Region.map(${bytes});
-        const uffd = Userfaultfd.open();
-        uffd.register(region);
-        sendUffd(${JSON.stringify(sock)}, uffd, region.address.toString());
+      const child = remoteChild(sock, bytes, `
         const wait = setInterval(async () => {
           if (!fs.existsSync(${JSON.stringify(go)})) return;
           clearInterval(wait);
@@ -93,7 +101,7 @@ describeNative('working sets: prefetch thread', function () {
           console.log(require('crypto').createHash('sha256').update(b).digest('hex'));
           uffd.close();
         }, 5);
-      `, { timeoutMs: 30000 });
+      `);
       const { value } = await listener.next();
       const uffd = value.uffd;
       try {
@@ -189,5 +197,97 @@ describeNative('working sets: prefetch thread', function () {
     assert.strictEqual(r.timedOut, false, r.stderr);
     assert.strictEqual(r.code, 0, r.stderr);
     assert.match(r.stdout, /terminated/);
+  });
+
+  describe('a program that touches its set at once', function () {
+    const PAGES = 16384;
+    const bytes = PAGES * PAGE;
+    let image;
+    let order;
+    before(() => {
+      image = path.join(dir, 'at-once.bin');
+      fs.writeFileSync(image, pattern(bytes, 23));
+      order = scatteredPages(PAGES, 4096, 5); // single pages at scattered places, shuffled
+    });
+
+    for (const cache of ['warm', 'cold']) {
+      it(`on one CPU (taskset -c 0), ${cache} page cache: prefetch installs most of the set while the program faults without pause; prefetched + demand faults = the set`, async function () {
+        this.timeout(60000);
+        try {
+          execFileSync('taskset', ['-c', '0', 'true']);
+        } catch (e) {
+          skipWithReason(this, `taskset is not usable here (${e.message.split('\n')[0]})`);
+        }
+        const set = path.join(dir, `one-cpu-${cache}.uffdws`);
+        writeSet(set, bytes, order.map((p) => [p, 1]));
+        // Cold: the image leaves the page cache (dd's nocache: POSIX_FADV_DONTNEED on this file
+        // only), so that each demand fault waits for the disk while the reader answers it.
+        if (cache === 'cold') execFileSync('dd', [`if=${image}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+        // The child's JS thread is the program (a native source answers it): it touches the set
+        // in order with no pause, one page per fault (readahead: false), so only the prefetch
+        // thread installs pages ahead of it, sharing the one CPU with the program and the reader.
+        const r = await runProcess('taskset', ['-c', '0', process.execPath, '-e', `
+          const fs = require('fs');
+          const { Userfaultfd, Region, PageSource } = require(${JSON.stringify(DIST)});
+          const order = ${JSON.stringify(order)};
+          const region = Region.map(${bytes});
+          const uffd = Userfaultfd.open();
+          uffd.serve(region, PageSource.file(${JSON.stringify(image)}), { prefetch: ${JSON.stringify(set)}, readahead: false });
+          const view = Buffer.from(region.buffer);
+          let sum = 0;
+          for (const p of order) sum += view[p * ${PAGE} + 123];
+          const file = fs.readFileSync(${JSON.stringify(image)});
+          let bad = 0;
+          for (const p of order) if (!view.subarray(p * ${PAGE}, (p + 1) * ${PAGE}).equals(file.subarray(p * ${PAGE}, (p + 1) * ${PAGE}))) bad++;
+          // The prefetch thread counts a batch just after its copy returns, and the program may
+          // have read those pages already: the counts settle once it has gone past the last one.
+          const settled = (n) => {
+            const s = uffd.stats();
+            if (s.prefetched + s.demandFaults < ${order.length} && n > 0) return setTimeout(settled, 5, n - 1);
+            uffd.close();
+            console.log(JSON.stringify({ bad, sum, prefetched: s.prefetched, demandFaults: s.demandFaults }));
+          };
+          settled(400);
+        `], { timeoutMs: 50000 });
+        assert.strictEqual(r.code, 0, r.stderr);
+        const s = JSON.parse(r.stdout);
+        assert.strictEqual(s.bad, 0, 'every byte equals the file');
+        assert.strictEqual(s.prefetched + s.demandFaults, order.length, r.stdout);
+        assert.ok(s.prefetched > order.length / 2, `prefetch installed ${s.prefetched} of ${order.length} pages: a bounded share, not none`);
+      });
+    }
+
+    it('eager, on a uffd received from another process: its first fault is answered once the whole set is in', async function () {
+      this.timeout(60000);
+      const setPages = order.filter((p) => p !== 0);
+      const set = path.join(dir, 'eager-remote.uffdws');
+      writeSet(set, bytes, setPages.map((p) => [p, 1]));
+      const sock = path.join(dir, 'eager.sock');
+      const listener = listenForUffd(sock);
+      const child = remoteChild(sock, bytes, `
+        // Page 0 is outside the set: the fault waits until the set is in.
+        region.read(0, 1).then((b) => {
+          console.log(JSON.stringify({ resident: region.residentPages(), first: b[0] }));
+          uffd.close();
+        });
+      `);
+      try {
+        const { value } = await listener.next();
+        const uffd = value.uffd;
+        try {
+          uffd.serve({ start: BigInt(value.payload.toString()), length: bytes }, PageSource.file(image), { prefetch: set, prefetchMode: 'eager' });
+          const r = await child;
+          assert.strictEqual(r.code, 0, r.stderr);
+          const out = JSON.parse(r.stdout);
+          assert.ok(out.resident >= setPages.length + 1, `${out.resident} pages resident at the first answer, the set has ${setPages.length}`);
+          assert.strictEqual(out.first, fs.readFileSync(image)[0]);
+          assert.strictEqual(uffd.stats().prefetched, setPages.length);
+        } finally {
+          uffd.close();
+        }
+      } finally {
+        listener.close();
+      }
+    });
   });
 });
