@@ -11,6 +11,7 @@ export type { UserfaultfdEvents } from './core/typed-events';
 export type { ForkEvent, UffdEvent } from './core/userfaultfd';
 export type { Served } from './core/serving';
 export { Region } from './core/region';
+export { SharedImage } from './core/shared-image';
 export { PageSource } from './sources/page-source';
 export type { FileSourceOptions, PageSourceKind } from './sources/page-source';
 export { UffdError } from './base/errors';

@@ -75,9 +75,10 @@ export function codedError(code: string, message: string): Error & { code: strin
   return Object.assign(new Error(message), { code });
 }
 
-/** The error for any use of a closed userfaultfd or an unmapped region. */
-export function closedError(what: 'userfaultfd' | 'region'): RangeError {
-  const e = new RangeError(what === 'userfaultfd' ? 'The userfaultfd is closed' : 'The region is unmapped');
+/** The error for any use of a closed userfaultfd or shared image, or an unmapped region. */
+export function closedError(what: 'userfaultfd' | 'region' | 'image'): RangeError {
+  const e = new RangeError(what === 'userfaultfd' ? 'The userfaultfd is closed'
+    : what === 'image' ? 'The shared image is closed' : 'The region is unmapped');
   (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
   return e;
 }

@@ -8,7 +8,7 @@
 import { checkAligned, CheckedRange, toLength, toOptions } from '../base/args';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
-import type { PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
+import type { BackendName, PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
 import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
@@ -17,8 +17,10 @@ import {
   WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
+import type { CloneAnswerer } from './image-filler';
 import { Region } from './region';
 import type { Registrations } from './registrations';
+import { ImageStore, SharedImage } from './shared-image';
 import { checkSourceOverlap } from './source-overlap';
 
 /** A served range; stop() returns its faults to the JS handlers. */
@@ -51,7 +53,7 @@ interface ServedSet {
  */
 export interface ServingHost {
   /** The uffd itself. */
-  readonly uffd: FaultAnswerer & { readonly features: ReadonlyArray<FeatureName | number> };
+  readonly uffd: FaultAnswerer & CloneAnswerer & { readonly features: ReadonlyArray<FeatureName | number>; readonly backend: BackendName };
   readonly registrations: Registrations;
   readonly delivery: Delivery;
   register(r: CheckedRange, options: RegisterOptions): void;
@@ -65,6 +67,12 @@ export interface ServingHost {
    * (a hugetlb mapping). Returns the backend's handle of the served range.
    */
   serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets, unit?: number): unknown;
+  /**
+   * Serves `range`, a private mapping of the image `store` keeps, natively: faults fill the image
+   * and are answered by a wake (or UFFDIO_CONTINUE with `minor`). A JavaScript source's absent
+   * pages reach claim().
+   */
+  serveImage(range: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown;
   unserve(handle: unknown): void;
   /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
   recorded(handle: unknown): Uint32Array;
@@ -82,6 +90,8 @@ export class Serving {
   private readonly sets = new Map<Served, ServedSet>();
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
+  /** Clones of shared images served here, with the image (its JavaScript source's faults reach claim()). */
+  private readonly images = new Map<Served, SharedImage>();
   private sourceCounters: SourceCounters | null = null;
 
   constructor(private readonly host: ServingHost) {}
@@ -91,9 +101,10 @@ export class Serving {
   }
 
   /** Userfaultfd.serve() past its range check; `range` is the argument (a Region says its page size). */
-  serve(range: unknown, r: CheckedRange, source: PageSource, options: ServeOptions): Served {
+  serve(range: unknown, r: CheckedRange, source: PageSource | SharedImage, options: ServeOptions): Served {
     const { host, pageSize } = this;
-    if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (source instanceof SharedImage) return this.serveImage(r, source, options);
+    if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource or a SharedImage', source);
     if (host.uffd.features.includes('SIGBUS')) {
       throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
         'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
@@ -121,13 +132,7 @@ export class Serving {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
         '({ record }) but cannot prefetch one yet ({ prefetch })');
     }
-    const end = r.start + BigInt(r.length);
-    for (const x of this.served) {
-      if (r.start < x.start + BigInt(x.length) && end > x.start) {
-        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
-          `0x${r.start.toString(16)}, ${r.length} bytes`);
-      }
-    }
+    this.checkNotServed(r);
     checkSourceOverlap(source, [r, ...host.registrations]);
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
@@ -177,6 +182,59 @@ export class Serving {
     return served;
   }
 
+  /**
+   * A clone of a shared image: `r` maps the image privately, whole. Registered (MISSING, and
+   * MINOR for a 'minor' image) every time, even where it was: a clone's registration must never
+   * be missing while it is mapped (a fault with no uffd would put a zero page into the image).
+   */
+  private serveImage(r: CheckedRange, image: SharedImage, options: ServeOptions): Served {
+    const { host } = this;
+    const o = toOptions<ServeOptions>(options, 'options');
+    for (const key of ['removed', 'pageSize', 'record', 'prefetch', 'workingSet'] as const) {
+      if (o[key] !== undefined) {
+        throw codedError('ERR_UFFD_UNSUPPORTED', `serve() of a shared image takes no options.${key}` +
+          (key === 'record' || key === 'prefetch' ? ': give it to SharedImage.create()' : ''));
+      }
+    }
+    const readahead = this.readahead(o.readahead ?? image.defaultReadahead);
+    this.checkNotServed(r);
+    const store = image.attach(host.uffd.backend, r.length);
+    const minor = store.clonesFaultMinor;
+    let handle: unknown;
+    try {
+      host.register(r, { missing: true, minor });
+      handle = host.serveImage(r, store, readahead, minor);
+    } catch (err) {
+      image.detach();
+      throw err;
+    }
+    host.startReader();
+    host.updateRef();
+    const served: Served = {
+      start: r.start,
+      length: r.length,
+      stop: () => {
+        if (!this.served.delete(served)) return;
+        this.images.delete(served);
+        if (!host.uffd.closed) host.unserve(handle);
+        image.detach();
+      },
+    };
+    this.served.add(served);
+    this.images.set(served, image);
+    return served;
+  }
+
+  private checkNotServed(r: CheckedRange): void {
+    const end = r.start + BigInt(r.length);
+    for (const x of this.served) {
+      if (r.start < x.start + BigInt(x.length) && end > x.start) {
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
+          `0x${r.start.toString(16)}, ${r.length} bytes`);
+      }
+    }
+  }
+
   /** Userfaultfd.saveWorkingSet() past its range check. */
   saveWorkingSet(r: CheckedRange, path: string): void {
     const file = toSetPath(path, 'path')!;
@@ -207,7 +265,15 @@ export class Serving {
    * answers it, asynchronously), or when a native source's range does (refaultIntoSource).
    */
   claim(e: PageFault): boolean {
-    if (e.wp || e.minor) return false;
+    if (e.wp) return false;
+    for (const [x, image] of this.images) {
+      if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
+      const report = (err: Error, f?: PageFault): void => this.host.delivery.report(err, f);
+      if (!image.fill({ uffd: this.host.uffd, start: x.start, fault: e, minor: image.mode === 'minor', report })) return false;
+      this.host.delivery.watch(e);
+      return true;
+    }
+    if (e.minor) return false;
     for (const server of this.customServers) {
       if (!server.covers(e.address)) continue;
       this.host.delivery.watch(e);
@@ -243,8 +309,13 @@ export class Serving {
     return false;
   }
 
-  /** close(): the working sets are saved; the custom sources stop (closing wakes their faults). */
+  /** close(): the working sets are saved; the custom sources stop (closing wakes their faults); clones end. */
   close(): void {
+    for (const [served, image] of this.images) {
+      this.served.delete(served);
+      image.detach();
+    }
+    this.images.clear();
     for (const ws of this.sets.values()) this.autoSave(ws);
     this.sets.clear();
     for (const server of this.customServers) server.stop();

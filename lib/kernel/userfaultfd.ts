@@ -10,6 +10,8 @@ import { PageSource } from '../sources/page-source';
 import type { OpenOptions, Stats } from '../base/types';
 import { selfFaultError } from '../core/delivery';
 import type { ServeSets } from '../core/serving';
+import type { ImageStore } from '../core/shared-image';
+import type { KernelImageStore } from './image-store';
 import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
@@ -150,6 +152,12 @@ export class KernelUserfaultfd extends Userfaultfd {
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
     return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
       zeroRemoved, sets.record, sets.prefetch, unit);
+  }
+  protected _serveImage(r: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown {
+    const s = store as KernelImageStore;
+    // This process's memory can be checked; another's was mapped by the client (lib/tools/image-client.ts).
+    if (this.localMemory) s.checkMapping(r);
+    return this.handle.serveImage(r.start, r.length, s.handle, readahead, minor);
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.handle.recorded(handle as number);

@@ -12,7 +12,9 @@ import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
-import { openSource, ServedRanges, stage, unstage } from './page-sources';
+import { openSource, ServedRanges, Source, stage, unstage } from './page-sources';
+import type { ImageStore } from '../core/shared-image';
+import type { SimImageStore } from './image-store';
 import { FaultStats } from '../base/fault-stats';
 import { SimWorkingSet } from './working-sets';
 import { refuseUnsimulated } from './refusals';
@@ -98,9 +100,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   protected _serve(r: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets,
                    unit?: number): unknown {
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit ?? this.pageSize);
-    const m = addressSpace.findRange(r.start, r.length);
-    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
+    const id = this.addServed(r, src, readahead, zeroRemoved, unit ?? this.pageSize);
     if (sets.record || sets.prefetch !== null) {
       this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, sets.record, sets.prefetch, src, {
         copy: (dst, bytes, mode) => this.ctx.copy(dst, bytes, mode),
@@ -108,6 +108,17 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         wake: (start, length) => this.ctx.wakeRange(start, length),
       }, this.counters));
     }
+    return id;
+  }
+  /** A clone: private copies of the image's pages (image-store.ts); a JavaScript source's faults go to claim(). */
+  protected _serveImage(r: CheckedRange, store: ImageStore, readahead: number): unknown {
+    const s = store as SimImageStore;
+    return s.nativeSource ? this.addServed(r, s.view, readahead, false, this.pageSize) : null;
+  }
+  private addServed(r: CheckedRange, src: Source, readahead: number, zeroRemoved: boolean, unit: number): number {
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit);
+    const m = addressSpace.findRange(r.start, r.length);
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     return id;
   }
   protected _recorded(handle: unknown): Uint32Array {

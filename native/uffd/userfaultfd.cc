@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "addon.h"
+#include "memory/image_object.h"
 #include "memory/region.h"
 #include "reader/local_uffds.h"
 #include "reader/reader_claims.h"
@@ -113,6 +114,7 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
                          InstanceMethod<&Userfaultfd::SetSelfFaultPolicy>("setSelfFaultPolicy"),
                          InstanceMethod<&Userfaultfd::ClaimReadsMethod>("claimReads"),
                          InstanceMethod<&Userfaultfd::Serve>("serve"),
+                         InstanceMethod<&Userfaultfd::ServeImage>("serveImage"),
                          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
                          InstanceMethod<&Userfaultfd::Stats>("stats"),
                          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
@@ -438,38 +440,15 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     }
     case SourceKind::kFd:
     case SourceKind::kPath: {
-      int fd;
-      std::string path;
-      if (kind == SourceKind::kFd) {
-        fd = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) ThrowErrno(env, errno, "dup");
-      } else {
-        if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
-        path = info[3].As<Napi::String>().Utf8Value();
-        // O_NONBLOCK: opening a FIFO for reading would otherwise wait on the JS thread for
-        // a writer, forever; what is not a file is refused just below.
-        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
-      }
-      int fd2 = prefetch ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-      const char* failed = "mmap";
-      source = MakeFileSource(fd, offset, mode, &failed);
-      if (!source) {
-        int err = errno;
-        if (fd2 >= 0) close(fd2);
-        std::string detail = path.empty() ? std::string("fd") : path;
-        if (err == EINVAL && strcmp(failed, "open") == 0)
-          detail += " is not a regular file or a block device";
-        ThrowErrno(env, err, failed, kNoBytes,
-                   path.empty() && err != EINVAL ? nullptr : detail.c_str());
-      }
+      int fd2 = -1;
+      source = FileSourceFromJs(env, kind, info[3], offset, mode, prefetch ? &fd2 : nullptr);
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
         adviseFd = fcntl(fd2, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
+        const char* failed = "mmap";
         prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
         if (!prefetchSource && adviseFd >= 0) close(adviseFd);
-        if (!prefetchSource)
-          ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+        if (!prefetchSource) ThrowErrno(env, errno, failed);
       }
       break;
     }
@@ -487,6 +466,19 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   if (!keep.IsEmpty()) keepAlive_.push_back(KeepAlive{id, std::move(keep), keepMapping});
   AddWorkingSet(info, id, start, length, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
+}
+
+// (start, length, image: SharedImage, readahead, minor) -> id. lib/ has checked that the range
+// maps the image's memfd privately, whole, and is registered MISSING (and MINOR when `minor`).
+Napi::Value Userfaultfd::ServeImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckedFd(env, "serve");
+  uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1), readahead = ArgU64(info, 3);
+  std::shared_ptr<SharedImage> image = ImageObject::From(info[2]);
+  if (!image) ThrowTypeError(env, "image must be an open SharedImage");
+  if (length != image->size()) ThrowRangeError(env, "a clone maps the whole image");
+  return Napi::Number::New(
+      env, served_.AddImage(start, length, std::move(image), readahead, ArgBool(info, 4)));
 }
 
 // (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null). JS thread.
@@ -622,25 +614,28 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       stats_.CountFault();
       uint64_t address = msg.arg.pagefault.address;
       int err = 0;
-      // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
-      bool missing =
-          (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      // Write-protect faults are the handler's to decide; sources fill missing pages, and a
+      // shared image's clones registered MINOR take minor faults too.
+      uint64_t flags = msg.arg.pagefault.flags;
+      bool missing = (flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      bool minor = (flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) ==
+                   UFFD_PAGEFAULT_FLAG_MINOR;
+      bool write = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
       // Only this process's threads can be the JS thread; a tid from another pid namespace can
       // equal its tid (local_uffds.h).
       bool self = localMemory_ && jsTid_ != 0 &&
                   msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
-      if (missing) {
+      if (missing || minor) {
         // In a range with a working set, counted and recorded before the answer wakes the
         // faulting thread: a program that saves its set right after its last touch finds it.
-        bool counted = workingSets_.OnFault(
-            address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+        bool counted = missing && workingSets_.OnFault(address, write);
         workingSets_.gate().Begin();
-        ServedRanges::Outcome outcome = served_.Answer(fd_, address, stats_, &err);
+        ServedRanges::Outcome outcome = served_.Answer(fd_, address, minor, write, stats_, &err);
         workingSets_.gate().End();
         if (outcome == ServedRanges::Outcome::kRetry) {
           if (counted) workingSets_.UncountDemand();
-        } else if (!counted && outcome != ServedRanges::Outcome::kNotServed) {
+        } else if (missing && !counted && outcome != ServedRanges::Outcome::kNotServed) {
           workingSets_.CountDemand();
         }
         switch (outcome) {

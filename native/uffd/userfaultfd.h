@@ -10,6 +10,7 @@
 
 #include "reader/fault_reader.h"
 #include "sources/page_source.h"
+#include "sources/source_args.h"
 #include "sources/working_set.h"
 #include "tracking/snapshot_writer.h"
 #include "uffd/fault_stats.h"
@@ -25,8 +26,6 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info);  // (fd)
 Napi::Value GetTid(const Napi::CallbackInfo& info);   // gettid() of the calling JS thread
 
 enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
-// Serve()'s source argument: what its `source` value is.
-enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3 };
 
 class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
  public:
@@ -68,6 +67,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value ClaimReadsMethod(const Napi::CallbackInfo& info);
   void ClaimReadsOnce();  // JS thread
   Napi::Value Serve(const Napi::CallbackInfo& info);
+  Napi::Value ServeImage(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value ReadSync(const Napi::CallbackInfo& info);  // sync_reader.h
