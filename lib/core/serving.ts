@@ -229,8 +229,7 @@ export class Serving {
     const end = r.start + BigInt(r.length);
     for (const x of this.served) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
-        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
-          `0x${r.start.toString(16)}, ${r.length} bytes`);
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
       }
     }
   }

@@ -16,6 +16,7 @@
  */
 import { toLength, toOptions } from '../base/args';
 import { PAGE_SIZE } from '../base/constants';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import { closedError, codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
 import type { BackendName, Range, ServeOptions, SharedImageOptions, SharedImageStats } from '../base/types';
 import { PageSource } from '../sources/page-source';
@@ -86,6 +87,7 @@ export class SharedImage {
 
   private constructor(source: PageSource, options: SharedImageOptions) {
     if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    checkOptionKeys(options, OPTION_KEYS.sharedImage, 'SharedImage.create()');
     const o = toOptions<SharedImageOptions>(options, 'options');
     const mode = o.mode ?? 'missing';
     if (mode !== 'missing' && mode !== 'minor') throw invalidArgType('options.mode', "'missing' or 'minor'", mode);

@@ -6,6 +6,7 @@
  * (page sources, custom sources, working sets) and tracking (dirty pages, snapshots).
  */
 import { EventEmitter } from 'events';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import {
   checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toFlag, toLength, toOpenOptions, toOptions,
   toReadSyncOptions,
@@ -72,6 +73,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.open()');
     const o = toOpenOptions(options);
     return chooseBackend<Userfaultfd>(o.backend).open(o as OpenOptions);
   }
@@ -82,6 +84,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * (whose fake fds can be adopted within the same thread).
    */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.fromFd()');
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOpenOptions(options);
@@ -149,6 +152,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
+    checkOptionKeys(options, OPTION_KEYS.register, 'register()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
@@ -173,6 +177,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const bytes = toBytes(src, 'src');
@@ -191,6 +196,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'zeropage()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -208,6 +214,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
+    checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
@@ -219,6 +226,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
@@ -228,6 +236,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -237,6 +246,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
@@ -257,6 +267,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * process's received with listenForUffd({ image })), docs/shared-images.md.
    */
   serve(range: Range | Region, source: PageSource | SharedImage, options: ServeOptions = {}): Served {
+    checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
     return this.serving.serve(range, this.range(range), source, options);
   }
@@ -288,6 +299,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     this.checkOpen();
     const { max, timeoutMs } = toReadSyncOptions(options);
     if (this.readerRunning()) throw readerActiveError();

@@ -10,8 +10,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { listenForUffd } = require('../../dist');
-const { pattern, runProcess, runChild, startProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
-const { raiseHugepages, parseJson, assertExited } = require('../fixtures/firecracker-peer');
+const { pattern, runProcess, runChild, startProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages } = require('../helpers');
+const { parseJson, assertExited } = require('../fixtures/firecracker-peer');
 const { buildVmm, kvmUnavailable, assertGuestOk, VMM_STATUS } = require('../fixtures/kvm-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -53,9 +53,7 @@ describeNative('Firecracker handlers with a KVM guest (vCPU faults)', { features
 
   /** Frees `pages` 2 MiB pages for the test (or skips it, saying why); returns the undo. */
   function hugePages(ctx, pages) {
-    const restore = raiseHugepages(pages);
-    if (typeof restore === 'string') skipWithReason(ctx, restore);
-    return restore;
+    return reserveHugePages(ctx, pages, { size: 2 << 20 });
   }
 
   const SHAPES = [
