@@ -24,7 +24,9 @@
             "native/sources/source_args.cc",
             "native/sources/shared_image.cc",
             "native/sources/image_prefetcher.cc",
-            "native/memory/image_object.cc"
+            "native/memory/image_object.cc",
+            "native/fdpass/fd_message.cc",
+            "native/fdpass/image_client.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

@@ -20,6 +20,8 @@ export { probe } from './core/backend';
 export { constants, FEATURE_NAMES, IOCTL_NAMES } from './base/constants';
 export type * from './base/types';
 export { sendUffd, listenForUffd, UffdListener } from './tools/fdpass';
+export { attachSharedImage } from './tools/image-client';
+export type { AttachOptions, ImageClone } from './tools/image-client';
 export type { ReceivedUffd, PeerCredentials, ListenOptions, SendOptions, FdPassError, FdPassErrorCode } from './tools/fdpass';
 export type { CustomRead, CustomSourceOptions, SourceInfo } from './sources/custom-source';
 export type { HttpSourceOptions } from './sources/http-source';

@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "fdpass/fdpass.h"
+#include "fdpass/image_client.h"
 #include "memory/image_object.h"
 #include "memory/region.h"
 #include "reader/fault_reader.h"
@@ -256,6 +257,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));
   InitFdPass(env, exports);
+  InitImageClient(env, exports);
   InitDirtyTracker(env, exports);
   InitTeardown(env, exports);
   return exports;

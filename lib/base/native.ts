@@ -123,10 +123,19 @@ export interface NativeFdListener {
   drop(conn: number): void;
   /** Close received fds JS is done with; the listener closes the rest when it closes. */
   closeReceived(fds: number[]): void;
+  /** Send `data` on the connection with a duplicate of `fd` (-1: none): the shared image handoff. */
+  send(conn: number, fd: number, data: Uint8Array): void;
 }
 
 export interface FdPassBinding {
   sendFd(socketPath: string, fd: number, payload: Uint8Array, timeoutMs: number): void;
+  /**
+   * Connects to `socketPath` (or takes the connected socket given) and reads one framed message
+   * and the fd with it (-1: none) on the thread pool (native/fdpass/image_client.cc).
+   */
+  receiveFdMessage(pathOrSock: string | number, timeoutMs: number, maxPayload: number): Promise<{ sock: number; fd: number; data: Buffer }>;
+  /** The framed message with `fd` on a connected socket. */
+  sendOnSocket(sock: number, fd: number, data: Uint8Array): void;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
     onEvents: (events: NativeListenEvent[]) => void, mode?: number) => NativeFdListener;
 }
