@@ -479,6 +479,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
       const { fd, message } = handOverImage(image);
       this.handle.send(id, fd, message);
     } catch (err) {
+      this.handle.send(id, -1, cloneAnswer(err as Error)); // the client learns why
       this.fail(id, c, (err as FdPassError).code, (err as Error).message);
     }
   }

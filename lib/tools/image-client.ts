@@ -117,13 +117,9 @@ interface Hello { size: number; mode: 'missing' | 'minor' }
 
 /** The listener's first message: the image's fd and what it is. */
 function readHello(fd: number, data: Buffer, expected: number | undefined): Hello {
+  const h = parse(data) as { sharedImage?: unknown; size?: unknown; pageSize?: unknown; mode?: unknown; error?: unknown };
+  if (h.error !== undefined) readAnswer(data); // the listener refused at once (a closed image)
   if (fd < 0) throw codedError('ERR_UFFD_NO_FD', 'the listener sent no image fd: is it listening with { image }?');
-  let h: { sharedImage?: unknown; size?: unknown; pageSize?: unknown; mode?: unknown };
-  try {
-    h = JSON.parse(data.toString('utf8'));
-  } catch {
-    h = {};
-  }
   if (h.sharedImage !== 1 || !Number.isSafeInteger(h.size) || (h.mode !== 'missing' && h.mode !== 'minor')) {
     throw codedError('ERR_UFFD_IMAGE_HANDSHAKE', 'the listener\'s first message does not describe a shared image');
   }
@@ -143,12 +139,7 @@ function readHello(fd: number, data: Buffer, expected: number | undefined): Hell
 
 /** The listener's answer to the uffd: serving, or a coded refusal. */
 function readAnswer(data: Buffer): void {
-  let a: { serving?: unknown; error?: { code?: unknown; message?: unknown } };
-  try {
-    a = JSON.parse(data.toString('utf8'));
-  } catch {
-    a = {};
-  }
+  const a = parse(data) as { serving?: unknown; error?: { code?: unknown; message?: unknown } };
   if (a.serving === true) return;
   const code = typeof a.error?.code === 'string' ? a.error.code : 'ERR_UFFD_IMAGE_HANDSHAKE';
   const message = typeof a.error?.message === 'string' ? a.error.message : 'the listener did not serve the clone';
@@ -170,12 +161,7 @@ export function handOverImage(image: SharedImage): { fd: number; message: Buffer
 
 /** Serves the clone a client's payload describes on its uffd; throws a coded error when it cannot. */
 export function serveClone(image: SharedImage, uffd: Userfaultfd, payload: Buffer): { clone: { start: bigint; length: number }; served: Served } {
-  let p: { clone?: { start?: unknown; length?: unknown } };
-  try {
-    p = JSON.parse(payload.toString('utf8'));
-  } catch {
-    p = {};
-  }
+  const p = parse(payload) as { clone?: { start?: unknown; length?: unknown } };
   const start = p.clone?.start;
   const length = p.clone?.length;
   if (typeof start !== 'string' || !/^0x[0-9a-f]+$/.test(start) || !Number.isSafeInteger(length)) {
@@ -185,7 +171,17 @@ export function serveClone(image: SharedImage, uffd: Userfaultfd, payload: Buffe
   return { clone, served: uffd.serve(clone, image) };
 }
 
-/** The listener's answer after serveClone. */
+/** A handshake message's JSON object; {} for anything else. */
+function parse(data: Buffer): object {
+  try {
+    const v: unknown = JSON.parse(data.toString('utf8'));
+    return v !== null && typeof v === 'object' ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The listener's answer after serveClone (or instead of the image, when it cannot hand it over). */
 export function cloneAnswer(err?: Error & { code?: string }): Buffer {
   const body = err === undefined ? { serving: true } : { error: { code: err.code ?? 'EIO', message: err.message } };
   return frame(Buffer.from(JSON.stringify(body)));
