@@ -23,10 +23,10 @@ function prng(seed) {
 
 /**
  * Runs of 1..32 pages at scattered places of `pages` until `touched` (a fraction) of them, in a
- * shuffled order: page numbers, each once.
+ * shuffled order: page numbers, each once. `seed` picks the places (the same seed, the same pages).
  */
-function touchOrder(pages, touched) {
-  const rand = prng(2026);
+function touchOrder(pages, touched, seed = 2026) {
+  const rand = prng(seed);
   const used = new Uint8Array(pages);
   const runs = [];
   let n = 0;

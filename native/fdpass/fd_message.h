@@ -15,9 +15,9 @@ namespace uffd {
 // Fills a sockaddr_un; false when the path does not fit.
 bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len);
 
-// sendmsg(2) of `data` with `fd` (unless -1) on its first byte (SCM_RIGHTS); a stream socket may take less
-// than all, and the rest follows without the fd. 0, or an errno (*sent: bytes sent before it).
-// MSG_NOSIGNAL: a peer gone is EPIPE, not a signal.
+// sendmsg(2) of `data` with `fd` (unless -1) on its first byte (SCM_RIGHTS); a stream socket may
+// take less than all, and the rest follows without the fd. 0, or an errno (*sent: bytes sent before
+// it). MSG_NOSIGNAL: a peer gone is EPIPE, not a signal.
 int SendWithFd(int sock, int fd, const uint8_t* data, size_t length, size_t* sent);
 
 // A connected SOCK_STREAM socket to the Unix socket at `path` (close-on-exec), or -errno with

@@ -137,7 +137,8 @@ Napi::Value ReceiveFdMessage(const Napi::CallbackInfo& info) {
   if (!info[0].IsString() && !info[0].IsNumber())
     ThrowTypeError(env, "socketPath must be a string, or a socket a number");
   int timeoutMs = ArgInt(info, 1), maxPayload = ArgInt(info, 2);
-  if (timeoutMs <= 0 || maxPayload <= 0) ThrowRangeError(env, "timeoutMs and maxPayload must be > 0");
+  if (timeoutMs <= 0 || maxPayload <= 0)
+    ThrowRangeError(env, "timeoutMs and maxPayload must be > 0");
   std::string path = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
   int sock = info[0].IsNumber() ? ArgInt(info, 0) : -1;
   if (info[0].IsNumber() && sock < 0) ThrowRangeError(env, "sock must be >= 0");

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,22 @@ bool PreadFully(int fd, uint64_t at, uint64_t len, uint8_t* out) {
     done += static_cast<uint64_t>(n);
   }
   return true;
+}
+
+// sendfile(2) of [from, from + len) of `in` to `out` at `at`: the page cache to the file, one copy.
+// A file that shrank since serve() ends early: the rest is left to the caller (ENODATA).
+int SendFile(int in, uint64_t from, int out, uint64_t at, uint64_t len) {
+  if (lseek(out, static_cast<off_t>(at), SEEK_SET) < 0) return errno;
+  off_t pos = static_cast<off_t>(from);
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = sendfile(out, in, &pos, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == EINVAL ? ENOTSUP : errno;  // a file sendfile cannot read
+    if (n == 0) return ENODATA;
+    done += static_cast<uint64_t>(n);
+  }
+  return 0;
 }
 
 class ZeroSource : public PageSource {
@@ -95,6 +112,9 @@ class MappedFileSource : public PageSource {
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
     return PreadFully(fd_, offset_ + offset, len, out);
   }
+  int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) override {
+    return SendFile(fd_, offset_ + offset, fd, at, len);
+  }
 
  private:
   int fd_;
@@ -119,6 +139,9 @@ class PreadFileSource : public PageSource {
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
     return PreadFully(fd_, offset_ + offset, len, out);
+  }
+  int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) override {
+    return SendFile(fd_, offset_ + offset, fd, at, len);
   }
 
  private:

@@ -24,6 +24,11 @@ class PageSource {
   // source). False on an I/O error (errno set). A mapped file overrides it with pread(2): a
   // user-space load past the end of a file truncated since serve() would raise SIGBUS.
   virtual bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out);
+  // Any thread. Writes [offset, offset + len) (len a page multiple, within size()) into the file
+  // `fd` at `at` without a bounce buffer, where the source can (a file: sendfile(2), one copy).
+  // Returns 0, an errno, or ENOTSUP when the caller must Read() and write itself. `fd`'s file
+  // position is used: the caller serialises.
+  virtual int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) { return ENOTSUP; }
 };
 
 // Zeros only: UFFDIO_ZEROPAGE.

@@ -108,9 +108,16 @@ int SharedImage::ReadIn(uint64_t p, uint64_t q) {
   for (uint64_t pos = at; pos < whole;) {
     // A pread source reads at most one window into its bounce buffer per call.
     uint64_t n = std::min(whole - pos, ServedRanges::kMaxWindow);
-    const uint8_t* bytes = source_->Read(pos, n);
-    if (bytes == nullptr) return errno != 0 ? errno : EIO;
-    int err = WriteAll(bytes, n, pos);
+    // A file goes straight into the memfd (sendfile: one copy, no bounce buffer).
+    int err = directWrites_ ? source_->WriteTo(fd_, pos, pos, n) : ENOTSUP;
+    if (err == ENOTSUP) {
+      directWrites_ = false;
+      const uint8_t* bytes = source_->Read(pos, n);
+      if (bytes == nullptr) return errno != 0 ? errno : EIO;
+      err = WriteAll(bytes, n, pos);
+    } else if (err == ENODATA) {
+      err = Zero(pos, n);  // the file shrank since: zeros past its end, as Read gives
+    }
     if (err != 0) return err;
     counters_.sourceBytes.fetch_add(n, std::memory_order_relaxed);
     pos += n;

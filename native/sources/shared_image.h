@@ -88,6 +88,7 @@ class SharedImage {
   std::unique_ptr<std::atomic<uint64_t>[]> present_;  // one bit a page
   std::mutex mutex_;
   std::vector<uint8_t> tail_;  // the zero-padded last page of the source
+  bool directWrites_ = true;   // the source writes into the memfd itself (WriteTo) until it cannot
   // The cap's order: a list through the present pages, most recently touched first.
   std::vector<uint32_t> prev_, next_;
   uint32_t head_ = kNil, tail_page_ = kNil;
