@@ -179,7 +179,7 @@ export class SharedImage {
     }
   }
 
-  /** Serving (core/serving.ts): a uffd starts serving a clone of `size` bytes at `r`; throws if it cannot. */
+  /** @internal Serving (core/serving.ts): a uffd starts serving a clone of `length` bytes; throws if it cannot. */
   attach(backend: BackendName, length: number): ImageStore {
     this.checkOpen();
     if (backend !== this.backend) throw invalidArgType('uffd', `a Userfaultfd of the ${this.backend} backend (as the image)`, backend);
@@ -190,20 +190,20 @@ export class SharedImage {
     return this.store;
   }
 
-  /** Serving: a clone's range stopped being served (unserved, unmapped, or its uffd closed). */
+  /** @internal Serving: a clone's range stopped being served (unserved, unmapped, or its uffd closed). */
   detach(): void {
     this.clones--;
     this.releaseIfIdle();
   }
 
-  /** Serving: a clone's fault on a page the image lacks, for a JavaScript source. */
+  /** @internal Serving: a clone's fault on a page the image lacks, for a JavaScript source. */
   fill(f: CloneFault): boolean {
     if (this.filler === null) return false;
     this.filler.fault(f);
     return true;
   }
 
-  /** The image's readahead for serve() of a clone, unless the caller gives one. */
+  /** @internal The image's readahead for serve() of a clone, unless the caller gives one. */
   get defaultReadahead(): ServeOptions['readahead'] {
     return this.readahead;
   }
