@@ -124,7 +124,7 @@ describeBackends('SharedImage', (backend) => {
     assert.deepStrictEqual(await a.read(0, PAGE), data.subarray(0, PAGE));
     img.close();
     assert.strictEqual(img.closed, true);
-    assert.throws(() => img.map(), { code: 'ERR_OUT_OF_RANGE', message: /shared image is closed/ });
+    assert.throws(() => img.map(), { code: 'ERR_UFFD_IMAGE_CLOSED', message: /shared image is closed/ });
     // Pages no clone touched before close() are still read from the source.
     assert.deepStrictEqual(await b.read(0, PAGES * PAGE), data);
     assert.deepStrictEqual(await a.read(PAGE, (PAGES - 1) * PAGE), data.subarray(PAGE));
@@ -144,7 +144,7 @@ describeBackends('SharedImage', (backend) => {
     img.close();
     img.close();
     assert.strictEqual(img.fd, -1);
-    assert.throws(() => img.saveWorkingSet(path.join(dir, 'ws')), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => img.saveWorkingSet(path.join(dir, 'ws')), { code: 'ERR_UFFD_IMAGE_CLOSED' });
   });
 
   describe('bad input', () => {
@@ -169,7 +169,7 @@ describeBackends('SharedImage', (backend) => {
     it('a closed image cannot be served', () => {
       const img = image(PageSource.file(file));
       img.close();
-      assert.throws(() => uffd.serve(map(PAGES), img), { code: 'ERR_OUT_OF_RANGE', message: /closed/ });
+      assert.throws(() => uffd.serve(map(PAGES), img), { code: 'ERR_UFFD_IMAGE_CLOSED', message: /closed/ });
     });
 
     it('create(): bad source, size, mode, cap and keys are refused before anything is made', () => {
