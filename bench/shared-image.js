@@ -149,6 +149,7 @@ async function runVariant(env, way, pattern, atOnce) {
     const stats = image?.stats();
     return {
       first: reports[0].ns / 1e6,
+      firstFaults: reports[0].faults,
       rest: median(reports.slice(1).map((r) => r.ns / 1e6)),
       slowest: Math.max(...reports.map((r) => r.ns / 1e6)),
       memory: (image ? stats.residentBytes : 0) + privateBytes,
@@ -233,13 +234,13 @@ function table(title, r) {
         const v = r[`${pattern}/${way}${atOnce ? '/at-once' : ''}`];
         const first = atOnce ? `${v.slowest.toFixed(1)} (slowest)` : `${v.first.toFixed(1)}`;
         const vsServe = atOnce ? x(v.slowest, r[`${pattern}/serve/at-once`].slowest) : x(v.first, serve.first);
-        rows.push(`| ${pattern} | ${way}${atOnce ? ', all at once' : ''} | ${first} | ${vsServe} | ` +
+        rows.push(`| ${pattern} | ${way}${atOnce ? ', all at once' : ''} | ${first} | ${vsServe} | ${atOnce ? 'n/a' : v.firstFaults} | ` +
           `${atOnce ? 'n/a' : v.rest.toFixed(1)} | ${atOnce ? 'n/a' : x(v.rest, filled)} | ${mib(v.memory)} | ${x(v.memory, serve.one)} | ` +
           `${mib(v.pss)} | ${mib(v.sourceBytes)} | ${way === 'serve' ? 'n/a' : x(v.sourceBytes, v.imageBytes)} |`);
       }
     }
     rows.push(`| ${pattern} | baselines | in memory ${filled.toFixed(1)} ms; demand-zero ${r[`${pattern}/anon`].toFixed(1)} ms; ` +
-      `populated ${r[`${pattern}/memory`].toFixed(1)} ms; one serve() clone holds ${mib(serve.one)} MiB | | | | | | | | |`);
+      `populated ${r[`${pattern}/memory`].toFixed(1)} ms; one serve() clone holds ${mib(serve.one)} MiB | | | | | | | | | |`);
   }
   const same = r['same/missing'];
   const serve = r['same/serve'];
@@ -250,8 +251,8 @@ function table(title, r) {
     ['source bytes read per image byte', '1 (each page once)', x(same.sourceBytes, same.imageBytes), same.sourceBytes === same.imageBytes],
   ].map(([what, target, got, met]) => `| ${what} | ${target} | ${got} | ${met ? 'met' : 'missed'} |`);
   return [`### ${title}`, '', `Load (1-minute average) ${r.load[0].toFixed(2)} at the start, ${r.load[1].toFixed(2)} at the end.`, '',
-    '| pattern | way | first clone (ms) | vs serve() | clones 2-N (ms, median) | vs in memory | memory (MiB) | vs one serve() clone | sum of PSS (MiB) | source read (MiB) | source / image |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows, '',
+    '| pattern | way | first clone (ms) | vs serve() | its page faults | clones 2-N (ms, median) | vs in memory | memory (MiB) | vs one serve() clone | sum of PSS (MiB) | source read (MiB) | source / image |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows, '',
     'Targets (same pages, mode missing):', '', '| target | wanted | measured | |', '|---|---|---:|---|', ...targets, ''].join('\n');
 }
 
@@ -272,7 +273,8 @@ async function main() {
       'bytes of each): "same" the same pages in every clone, "random" each clone its own. The first clone runs alone, then ' +
       'the others one by one; "all at once" starts them together on a cold image. Memory: the image\'s memfd plus every ' +
       'clone\'s private pages (serve(): every clone\'s private pages). Baselines of the same pass: "in memory" (the ' +
-      'image already filled, mapped with no uffd), demand-zero faults, populated memory. ' +
+      'image already filled, mapped with no uffd), demand-zero faults, populated memory. "Its page faults": the kernel page ' +
+      'faults the first clone\'s touches took (getrusage; a userfaultfd fault counts once). ' +
       `Median of ${RUNS} runs; variants in random order. Machine: ${os.cpus().length} CPUs, shared (load above).`,
       '', ...sections].join('\n');
     process.stdout.write(md + '\n');

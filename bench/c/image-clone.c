@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -234,9 +235,14 @@ int main(int argc, char** argv) {
   fflush(stdout);
   char go;
   if (read(0, &go, 1) != 1) die("read go");
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
   uint64_t start = now_ns(), end = 0;
   touch(mem, order, count, bytes, &end);
-  printf("{\"ns\":%llu,\"pages\":%zu}\n", (unsigned long long)(end - start), count);
+  getrusage(RUSAGE_SELF, &after);
+  // Kernel page faults taken by the touches (a userfaultfd fault counts once, on its retry).
+  printf("{\"ns\":%llu,\"pages\":%zu,\"faults\":%ld}\n", (unsigned long long)(end - start), count,
+         (after.ru_minflt - before.ru_minflt) + (after.ru_majflt - before.ru_majflt));
   fflush(stdout);
   while (read(0, &go, 1) > 0) {
     printf("{\"rss\":%llu,\"pss\":%llu,\"anon\":%llu}\n", (unsigned long long)smaps_field(mem, "Rss"),
