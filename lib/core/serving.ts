@@ -203,6 +203,7 @@ export class Serving {
       }
     }
     const readahead = this.readahead(o.readahead ?? image.defaultReadahead);
+    host.checkOpen(); // the options read: a getter of theirs may have closed it
     this.checkNotServed(r);
     const store = image.attach(host.uffd.backend, r.length);
     const minor = store.clonesFaultMinor;

@@ -166,6 +166,14 @@ describeBackends('SharedImage', (backend) => {
       assert.throws(() => uffd.serve(r, img, { readahed: 0 }), { code: 'ERR_UFFD_UNKNOWN_OPTION' });
     });
 
+    it('an options getter that closes the uffd mid-serve(): ERR_UFFD_CLOSED, and the image gains no clone', () => {
+      const img = image(PageSource.file(file));
+      const r = map(PAGES);
+      const o = { get readahead() { uffd.close(); return undefined; } };
+      assert.throws(() => uffd.serve(r, img, o), { name: 'Error', code: 'ERR_UFFD_CLOSED' });
+      assert.strictEqual(img.stats().clones, 0);
+    });
+
     it('a closed image cannot be served', () => {
       const img = image(PageSource.file(file));
       img.close();
