@@ -430,7 +430,15 @@ ServedRanges::Outcome ServedRanges::AnswerImage(int fd, Range& r, uint64_t page,
     return Outcome::kFailed;
   }
   if (r.imageMinor) return ContinueImage(fd, r, page, end, stats, err);
-  if (Repeated(r, page, wasPresent)) {
+  bool repeated = Repeated(r, page, wasPresent);
+  if (!repeated && r.imageContinue) {
+    Outcome o = ContinueImage(fd, r, page, end, stats, err);
+    if (o != Outcome::kFailed) return o;
+    // Anything it could not map (the layout changed: ENOENT) is woken as before, to fault again.
+    if (*err == EINVAL) r.imageContinue = false;
+    *err = 0;
+  }
+  if (repeated) {
     // This memory does not read the image's page cache: a private copy of the page answers it.
     int e = r.image->ReadPage(page - r.start, tailPage_.data());
     stats.CountResolve(r.unit);

@@ -106,6 +106,11 @@ class ServedRanges {
     // An image clone: the image, and how faults are answered (CONTINUE or WAKE).
     std::shared_ptr<SharedImage> image;
     bool imageMinor = false;
+    // A MISSING clone's fault is answered with UFFDIO_CONTINUE over the window too (the shmem
+    // mapping takes it although only MINOR registrations advertise it): the clone maps the
+    // window at once instead of faulting again for it. Cleared for good by the first EINVAL
+    // (memory that is not shmem, or a kernel that refuses it): WAKE answers from then on.
+    bool imageContinue = true;
     // WAKE answers a fault only if the mapping reads the image's page cache. A page that keeps
     // faulting while present is in memory that does not map the image (a range served by
     // mistake, a mapping replaced since): it gets a private copy instead of being woken forever.

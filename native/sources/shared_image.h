@@ -1,6 +1,7 @@
 // A shared image: one memfd of the image's size, filled lazily from a page source, that every
 // clone maps privately (MAP_PRIVATE). A clone's fault on a page the memfd lacks is answered by
-// writing that page into the memfd and waking the clone (or UFFDIO_CONTINUE, registered MINOR);
+// writing that page into the memfd and mapping it into the clone with UFFDIO_CONTINUE (or, where
+// the kernel refuses CONTINUE on a MISSING registration, waking the clone to fault it in);
 // once there, the page is mapped by every clone that touches it, from the page cache, and a
 // clone's write copies it privately. The reader threads of all the clones' uffds and the
 // prefetch thread fill through Fill(), under one lock, skipping the pages already there: a page
