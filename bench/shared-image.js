@@ -15,7 +15,7 @@
 // touch loop (CLOCK_MONOTONIC). Median of --runs runs, variants in random order, unpinned and
 // pinned (taskset -c 0: the clones and the handler share one CPU). Writes
 // bench/results-shared-image.md.
-// Usage: node bench/shared-image.js [--size 256MiB] [--touched 0.25] [--clones 8] [--bytes 64] [--runs 3]
+// Usage: node bench/shared-image.js [--size 256MiB] [--touched 0.25] [--clones 8] [--bytes 64] [--runs 5]
 const { execFileSync, spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
@@ -30,7 +30,7 @@ const { values } = parseArgs({ options: {
   touched: { type: 'string', default: '0.25' },
   clones: { type: 'string', default: '8' },
   bytes: { type: 'string', default: '64' },
-  runs: { type: 'string', default: '3' },
+  runs: { type: 'string', default: '5' },
   pass: { type: 'string' }, // internal: one pass, JSON out (the pinned pass runs under taskset)
   dir: { type: 'string' },
 } });
@@ -150,6 +150,7 @@ async function runVariant(env, way, pattern, atOnce) {
     return {
       first: reports[0].ns / 1e6,
       firstFaults: reports[0].faults,
+      firstCpu: reports[0].cpuUs / 1e3,
       rest: median(reports.slice(1).map((r) => r.ns / 1e6)),
       slowest: Math.max(...reports.map((r) => r.ns / 1e6)),
       memory: (image ? stats.residentBytes : 0) + privateBytes,
@@ -234,7 +235,7 @@ function table(title, r) {
         const v = r[`${pattern}/${way}${atOnce ? '/at-once' : ''}`];
         const first = atOnce ? `${v.slowest.toFixed(1)} (slowest)` : `${v.first.toFixed(1)}`;
         const vsServe = atOnce ? x(v.slowest, r[`${pattern}/serve/at-once`].slowest) : x(v.first, serve.first);
-        rows.push(`| ${pattern} | ${way}${atOnce ? ', all at once' : ''} | ${first} | ${vsServe} | ${atOnce ? 'n/a' : v.firstFaults} | ` +
+        rows.push(`| ${pattern} | ${way}${atOnce ? ', all at once' : ''} | ${first} | ${vsServe} | ${atOnce ? 'n/a' : `${v.firstFaults}, ${v.firstCpu.toFixed(1)}`} | ` +
           `${atOnce ? 'n/a' : v.rest.toFixed(1)} | ${atOnce ? 'n/a' : x(v.rest, filled)} | ${mib(v.memory)} | ${x(v.memory, serve.one)} | ` +
           `${mib(v.pss)} | ${mib(v.sourceBytes)} | ${way === 'serve' ? 'n/a' : x(v.sourceBytes, v.imageBytes)} |`);
       }
@@ -251,7 +252,7 @@ function table(title, r) {
     ['source bytes read per image byte', '1 (each page once)', x(same.sourceBytes, same.imageBytes), same.sourceBytes === same.imageBytes],
   ].map(([what, target, got, met]) => `| ${what} | ${target} | ${got} | ${met ? 'met' : 'missed'} |`);
   return [`### ${title}`, '', `Load (1-minute average) ${r.load[0].toFixed(2)} at the start, ${r.load[1].toFixed(2)} at the end.`, '',
-    '| pattern | way | first clone (ms) | vs serve() | its page faults | clones 2-N (ms, median) | vs in memory | memory (MiB) | vs one serve() clone | sum of PSS (MiB) | source read (MiB) | source / image |',
+    '| pattern | way | first clone (ms) | vs serve() | its page faults, CPU (ms) | clones 2-N (ms, median) | vs in memory | memory (MiB) | vs one serve() clone | sum of PSS (MiB) | source read (MiB) | source / image |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows, '',
     'Targets (same pages, mode missing):', '', '| target | wanted | measured | |', '|---|---|---:|---|', ...targets, ''].join('\n');
 }
@@ -273,8 +274,9 @@ async function main() {
       'bytes of each): "same" the same pages in every clone, "random" each clone its own. The first clone runs alone, then ' +
       'the others one by one; "all at once" starts them together on a cold image. Memory: the image\'s memfd plus every ' +
       'clone\'s private pages (serve(): every clone\'s private pages). Baselines of the same pass: "in memory" (the ' +
-      'image already filled, mapped with no uffd), demand-zero faults, populated memory. "Its page faults": the kernel page ' +
-      'faults the first clone\'s touches took (getrusage; a userfaultfd fault counts once). ' +
+      'image already filled, mapped with no uffd), demand-zero faults, populated memory. "Its page faults, CPU": the kernel page ' +
+      'faults the first clone\'s touches took and its CPU time, user and system (getrusage; a userfaultfd fault counts ' +
+      'once; the CPU time is what the load of other processes disturbs least). ' +
       `Median of ${RUNS} runs; variants in random order. Machine: ${os.cpus().length} CPUs, shared (load above).`,
       '', ...sections].join('\n');
     process.stdout.write(md + '\n');
