@@ -32,41 +32,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../test/fixtures/handshake.h"
+#include "touch-order.h"
+
+static int connect_or_die(const char* path) {
+  int s = connect_retry(path);
+  if (s < 0) die("connect");
+  return s;
+}
+
 static uint64_t PAGE;  // the base page size (sysconf)
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif
-
-static void die(const char* what) {
-  fprintf(stderr, "image-clone: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static uint32_t* read_order(const char* path, size_t* count) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) die("open order");
-  struct stat st;
-  if (fstat(fd, &st) != 0) die("fstat order");
-  uint32_t* order = malloc((size_t)st.st_size);
-  if (read(fd, order, (size_t)st.st_size) != st.st_size) die("read order");
-  close(fd);
-  *count = (size_t)st.st_size / 4;
-  return order;
-}
-
-static int connect_to(const char* path) {
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
-  if (connect(s, (struct sockaddr*)&sa, sizeof sa) != 0) die("connect");
-  return s;
-}
 
 // One framed message ("\0UFD", u32 length, payload) with `fd` (or -1) on its first byte.
 static void send_framed(int s, int fd, const char* json) {
@@ -76,19 +54,7 @@ static void send_framed(int s, int fd, const char* json) {
   uint32_t len = (uint32_t)n;
   memcpy(buf + 4, &len, 4);
   memcpy(buf + 8, json, n);
-  struct iovec iov = {buf, n + 8};
-  char control[CMSG_SPACE(sizeof(int))] = {0};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  if (sendmsg(s, &msg, MSG_NOSIGNAL) != (ssize_t)(n + 8)) die("sendmsg");
+  if (send_bytes(s, buf, n + 8, fd) != 0) die("sendmsg");
 }
 
 // One framed message into `json` (NUL-terminated); returns the fd that came with it, or -1.
@@ -194,7 +160,7 @@ int main(int argc, char** argv) {
   int sock = -1;
   if (strcmp(mode, "image") == 0 || strcmp(mode, "filled") == 0) {
     int minor = 0;
-    sock = connect_to(argv[2]);
+    sock = connect_or_die(argv[2]);
     mem = map_image(sock, &length, &minor);
     if (strcmp(mode, "image") == 0) {
       int uffd = open_uffd();
@@ -225,7 +191,7 @@ int main(int argc, char** argv) {
       char json[160];
       snprintf(json, sizeof json, "{\"start\":\"0x%lx\",\"length\":%llu}", (unsigned long)(uintptr_t)mem,
                (unsigned long long)length);
-      sock = connect_to(argv[2]);
+      sock = connect_or_die(argv[2]);
       send_framed(sock, uffd, json);
     } else if (strcmp(mode, "memory") == 0) {
       for (size_t i = 0; i < count; i++) mem[(uint64_t)order[i] * PAGE] = 1;  // populated, not timed

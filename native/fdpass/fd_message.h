@@ -20,6 +20,10 @@ bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len);
 // it). MSG_NOSIGNAL: a peer gone is EPIPE, not a signal.
 int SendWithFd(int sock, int fd, const uint8_t* data, size_t length, size_t* sent);
 
+// The fds a received message carries (SCM_RIGHTS): the first goes to *fd when `keep`, every
+// other one is closed (one fd a message, or a connection). True when *fd was set.
+bool TakeOneFd(msghdr& msg, bool keep, int* fd);
+
 // A connected SOCK_STREAM socket to the Unix socket at `path` (close-on-exec), or -errno with
 // *failed naming the call ("socket" or "connect"; a path too long is connect's ENAMETOOLONG).
 // `sendTimeoutMs` bounds connect(2) and later sends on a full backlog or buffer.

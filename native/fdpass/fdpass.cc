@@ -298,19 +298,10 @@ bool ListenCore::Receive(Conn& c) {
     return false;
   }
   ListenEvent e{ListenEvent::kData, c.id, 0, 0, 0, 0, {}, {}};
-  for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
-    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t k = 0; k < count; k++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof fd);
-      if (c.hasFd) {
-        close(fd);  // one userfaultfd a connection: the rest never leave this thread
-      } else {
-        c.hasFd = true;
-        e.fds.push_back(fd);
-      }
-    }
+  int fd;
+  if (TakeOneFd(msg, !c.hasFd, &fd)) {  // one userfaultfd a connection
+    c.hasFd = true;
+    e.fds.push_back(fd);
   }
   if (!c.hasFd && (msg.msg_flags & MSG_CTRUNC)) {
     // An fd came but none could be installed (EMFILE): say so, not "no fd".

@@ -75,18 +75,7 @@ class ReceiveWorker : public Napi::AsyncWorker {
       ssize_t got = recvmsg(sock_, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
       if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (got < 0) return Fail(errno, "recvmsg");
-      for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-        size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t k = 0; k < count; k++) {
-          int fd;
-          memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof fd);
-          if (fd_ < 0)
-            fd_ = fd;
-          else
-            close(fd);  // one fd a message
-        }
-      }
+      TakeOneFd(msg, fd_ < 0, &fd_);  // one fd a message
       if (got == 0) return Fail(ECONNRESET, "recvmsg");
       data_.insert(data_.end(), buf, buf + got);
       if (want == kHeader && data_.size() == kHeader) {

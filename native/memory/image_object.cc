@@ -181,14 +181,7 @@ Napi::Value ImageObject::Stats(const Napi::CallbackInfo& info) {
 
 // () -> Uint32Array of [firstPage, pageCount, write] triples: first fills, in order.
 Napi::Value ImageObject::Recorded(const Napi::CallbackInfo& info) {
-  std::vector<PageRun> runs = Live(info.Env()).Recorded();
-  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), runs.size() * 3);
-  for (size_t i = 0; i < runs.size(); i++) {
-    out[i * 3] = runs[i].first;
-    out[i * 3 + 1] = runs[i].count;
-    out[i * 3 + 2] = runs[i].write;
-  }
-  return out;
+  return RunsToJs(info.Env(), Live(info.Env()).Recorded());
 }
 
 // (runs: Uint32Array of [firstPage, pageCount] pairs) -> undefined: starts the prefetch thread.

@@ -44,4 +44,14 @@ std::unique_ptr<PageSource> FileSourceFromJs(Napi::Env env, SourceKind kind, Nap
   return source;
 }
 
+Napi::Uint32Array RunsToJs(Napi::Env env, const std::vector<PageRun>& runs) {
+  Napi::Uint32Array out = Napi::Uint32Array::New(env, runs.size() * 3);
+  for (size_t i = 0; i < runs.size(); i++) {
+    out[i * 3] = runs[i].first;
+    out[i * 3 + 1] = runs[i].count;
+    out[i * 3 + 2] = runs[i].write;
+  }
+  return out;
+}
+
 }  // namespace uffd

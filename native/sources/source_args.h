@@ -1,12 +1,15 @@
 // Page sources made from JavaScript arguments (serve() and SharedImage): the file a path names
-// or an fd points to, checked as MakeFileSource checks it, with the same errors. JS thread only.
+// or an fd points to, checked as MakeFileSource checks it, with the same errors; and recorded
+// working-set runs handed back to JavaScript. JS thread only.
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "sources/page_source.h"
+#include "sources/working_set.h"
 
 namespace uffd {
 
@@ -19,5 +22,8 @@ enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3 };
 // Throws a UffdError naming the call that failed.
 std::unique_ptr<PageSource> FileSourceFromJs(Napi::Env env, SourceKind kind, Napi::Value value,
                                              uint64_t offset, FileMode mode, int* spare);
+
+// Recorded runs as JavaScript reads them: a Uint32Array of [firstPage, pageCount, write] triples.
+Napi::Uint32Array RunsToJs(Napi::Env env, const std::vector<PageRun>& runs);
 
 }  // namespace uffd

@@ -16,6 +16,7 @@
 #include "reader/reader_claims.h"
 #include "reader/sync_reader.h"
 #include "reader/teardown_registry.h"
+#include "sources/source_args.h"
 #include "uffd/args.h"
 #include "uffd/errors.h"
 #include "uffd/uffd_ioctl.h"
@@ -523,14 +524,7 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
 
 // (id) -> Uint32Array of [firstPage, pageCount, write] triples, in first-touch order.
 Napi::Value Userfaultfd::Recorded(const Napi::CallbackInfo& info) {
-  std::vector<PageRun> runs = workingSets_.Recorded(static_cast<uint32_t>(ArgInt(info, 0)));
-  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), runs.size() * 3);
-  for (size_t i = 0; i < runs.size(); i++) {
-    out[i * 3] = runs[i].first;
-    out[i * 3 + 1] = runs[i].count;
-    out[i * 3 + 2] = runs[i].write;
-  }
-  return out;
+  return RunsToJs(info.Env(), workingSets_.Recorded(static_cast<uint32_t>(ArgInt(info, 0))));
 }
 
 // (id) -> pages of the loaded set the prefetch thread went past, in set order; -1 without one.
