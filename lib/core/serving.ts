@@ -13,7 +13,7 @@ import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
 import {
-  CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
+  CheckedRefine, readWorkingSet, knownSourceSize, refine, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
   WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
@@ -142,7 +142,7 @@ export class Serving {
     checkSourceOverlap(source, [r, ...host.registrations]);
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
-      const shape = { pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
+      const shape = { pageSize, sourceSize: knownSourceSize(source, 'serve(): a working set must match its source\'s size'), rangeLength: r.length };
       const loaded = prefetch === undefined ? null : readWorkingSet(prefetch, shape);
       if (prefetch !== undefined && loaded === null && prefetch !== record) {
         throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
@@ -414,17 +414,3 @@ export class Serving {
   }
 }
 
-/** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
-function sizeOf(source: PageSource): number {
-  if (source.custom !== null) {
-    if (source.custom.size !== undefined) return source.custom.size;
-    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', 'serve(): a working set must match its source\'s size: ' +
-      'give PageSource.http the object\'s { size } to record one');
-  }
-  try {
-    return sourceSize(source);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
-  }
-}

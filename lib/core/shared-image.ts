@@ -21,7 +21,7 @@ import { closedError, codedError, invalidArgType, outOfRange, uffdError } from '
 import type { BackendName, Range, ServeOptions, SharedImageOptions, SharedImageStats } from '../base/types';
 import { PageSource } from '../sources/page-source';
 import {
-  readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile, writeWorkingSet,
+  readWorkingSet, knownSourceSize, refine, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile, writeWorkingSet,
 } from '../sources/working-set';
 import { chooseBackend } from './backend';
 import { CloneAnswerer, CloneFault, FillTarget, ImageFiller } from './image-filler';
@@ -92,7 +92,7 @@ export class SharedImage {
     const mode = o.mode ?? 'missing';
     if (mode !== 'missing' && mode !== 'minor') throw invalidArgType('options.mode', "'missing' or 'minor'", mode);
     this.mode = mode;
-    this.sourceBytes = sizeOfSource(source);
+    this.sourceBytes = knownSourceSize(source, 'SharedImage: the image is made before the first read');
     this.size = o.size === undefined ? Math.ceil(this.sourceBytes / PAGE_SIZE) * PAGE_SIZE : toLength(o.size, 'options.size');
     if (this.size === 0) throw outOfRange('options.size', 'given for an empty source (a positive page multiple)', 0);
     if (this.size % PAGE_SIZE !== 0) throw outOfRange('options.size', `a multiple of the page size (${PAGE_SIZE})`, this.size);
@@ -249,17 +249,3 @@ export class SharedImage {
 
 export type { CloneAnswerer, CloneFault };
 
-/** The source's size: a custom source's `size`, an http source's when given, else what sourceSize() finds. */
-function sizeOfSource(source: PageSource): number {
-  if (source.custom !== null) {
-    if (source.custom.size !== undefined) return source.custom.size;
-    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', 'SharedImage: give PageSource.http the object\'s { size }: ' +
-      'the image is made before the first read');
-  }
-  try {
-    return sourceSize(source);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
-  }
-}

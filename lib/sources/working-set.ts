@@ -5,7 +5,7 @@
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { invalidArgType, outOfRange } from '../base/errors';
+import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
 import { readRegularFile, writeFileAtomic } from '../base/files';
 import type { PageSource } from './page-source';
 import type { RefineOptions } from '../base/types';
@@ -328,4 +328,22 @@ export function sourceSize(source: PageSource): number {
   if (source.kind === 'buffer') return Math.max(0, source.bytes!.byteLength - source.offset);
   const st = typeof source.file === 'number' ? fs.fstatSync(source.file) : fs.statSync(source.file!);
   return Math.max(0, st.size - source.offset);
+}
+
+/**
+ * The source's size where it must be known now: a custom source's `size`, an http source's when
+ * given (else ERR_UFFD_SOURCE_SIZE_UNKNOWN; `why` says what needs it); a file that cannot be
+ * stat'ed fails as serve() would (a UffdError naming open).
+ */
+export function knownSourceSize(source: PageSource, why: string): number {
+  if (source.custom !== null) {
+    if (source.custom.size !== undefined) return source.custom.size;
+    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', `${why}: give PageSource.http the object's { size }`);
+  }
+  try {
+    return sourceSize(source);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
+  }
 }

@@ -7,7 +7,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { PageSource, Region, SharedImage, listenForUffd, constants } = require('../../dist');
-const { describeNative, pattern, PAGE, runChild, skipWithReason } = require('../helpers');
+const { describeNative, pattern, PAGE, runChild, skipWithReason, nextEvents } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 const ERRNO = constants.errno;
@@ -15,19 +15,6 @@ const ERRNO = constants.errno;
 /** The fds this process holds now. */
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 
-/** Resolves with the next `n` connection errors of `listener`. */
-function connectionErrors(listener, n) {
-  return new Promise((resolve) => {
-    const seen = [];
-    listener.on('connectionError', function on(e) {
-      seen.push(e);
-      if (seen.length === n) {
-        listener.off('connectionError', on);
-        resolve(seen);
-      }
-    });
-  });
-}
 
 describeNative('SharedImage: bad input', function () {
   let dir;
@@ -70,7 +57,7 @@ describeNative('SharedImage: bad input', function () {
     const listener = listenForUffd(sock, { image });
     const fds = openFds();
     try {
-      const errs = connectionErrors(listener, 1);
+      const errs = nextEvents(listener, 'connectionError', 1);
       const o = parse(await client(`await attachSharedImage(sock, { size: ${2 * PAGES * PAGE} }); report({ attached: true });`));
       assert.deepStrictEqual(o, { threw: 'ERR_UFFD_IMAGE_SIZE' });
       assert.strictEqual((await errs)[0].code, 'ERR_UFFD_PEER_HANGUP');
@@ -86,7 +73,7 @@ describeNative('SharedImage: bad input', function () {
     const listener = listenForUffd(sock, { image, messageTimeoutMs: 300 });
     const fds = openFds();
     try {
-      const errs = connectionErrors(listener, 3);
+      const errs = nextEvents(listener, 'connectionError', 3);
       const got = await Promise.all([
         // Takes the image and says nothing (until the listener gives up on it).
         client(`const h = await b.receiveFdMessage(sock, 5000, 65536); await new Promise((r) => setTimeout(r, 1500)); report({ fd: h.fd >= 0 });`),
@@ -112,7 +99,7 @@ describeNative('SharedImage: bad input', function () {
     const listener = listenForUffd(sock, { image });
     image.close();
     try {
-      const errs = connectionErrors(listener, 1);
+      const errs = nextEvents(listener, 'connectionError', 1);
       const o = parse(await client(`await attachSharedImage(sock); report({ attached: true });`));
       assert.deepStrictEqual(o, { threw: 'ERR_UFFD_IMAGE_CLOSED' });
       assert.strictEqual((await errs)[0].code, 'ERR_UFFD_IMAGE_CLOSED');
@@ -125,7 +112,7 @@ describeNative('SharedImage: bad input', function () {
     const image = SharedImage.create(PageSource.file(file));
     const listener = listenForUffd(sock, { image });
     try {
-      const errs = connectionErrors(listener, 2);
+      const errs = nextEvents(listener, 'connectionError', 2);
       const send = (clone) => client(`
         const h = await b.receiveFdMessage(sock, 5000, 65536);
         const r = Region.map(${PAGES * PAGE});
