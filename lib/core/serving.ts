@@ -165,22 +165,15 @@ export class Serving {
       if (registeredHere) host.unregister(r);
       throw err;
     }
-    host.startReader();
-    host.updateRef();
-    const served: Served = {
-      start: r.start,
-      length: r.length,
-      stop: () => {
-        if (!this.served.delete(served) || host.uffd.closed) return;
-        this.refaulted.clear();
-        const ws = this.sets.get(served);
-        if (ws) this.autoSave(ws);
-        this.sets.delete(served);
-        if (handle instanceof CustomServer) this.unserveCustom(handle);
-        else host.unserve(handle);
-      },
-    };
-    this.served.add(served);
+    const served = this.started(r, () => {
+      if (host.uffd.closed) return;
+      this.refaulted.clear();
+      const ws = this.sets.get(served);
+      if (ws) this.autoSave(ws);
+      this.sets.delete(served);
+      if (handle instanceof CustomServer) this.unserveCustom(handle);
+      else host.unserve(handle);
+    });
     if (set) {
       set.handle = handle;
       this.sets.set(served, set);
@@ -215,20 +208,27 @@ export class Serving {
       image.detach();
       throw err;
     }
-    host.startReader();
-    host.updateRef();
+    const served = this.started(r, () => {
+      this.images.delete(served);
+      if (!host.uffd.closed) host.unserve(handle);
+      image.detach();
+    });
+    this.images.set(served, image);
+    return served;
+  }
+
+  /** A range now served: the reader runs, the ref is right; `stop` runs once, at the first stop(). */
+  private started(r: CheckedRange, stop: () => void): Served {
+    this.host.startReader();
+    this.host.updateRef();
     const served: Served = {
       start: r.start,
       length: r.length,
       stop: () => {
-        if (!this.served.delete(served)) return;
-        this.images.delete(served);
-        if (!host.uffd.closed) host.unserve(handle);
-        image.detach();
+        if (this.served.delete(served)) stop();
       },
     };
     this.served.add(served);
-    this.images.set(served, image);
     return served;
   }
 
