@@ -136,6 +136,8 @@ export interface FdPassBinding {
   receiveFdMessage(pathOrSock: string | number, timeoutMs: number, maxPayload: number): Promise<{ sock: number; fd: number; data: Buffer }>;
   /** The framed message with `fd` on a connected socket. */
   sendOnSocket(sock: number, fd: number, data: Uint8Array): void;
+  /** Whether a process listens at the socket path (a non-blocking connect(2) that is not refused). */
+  socketListening(socketPath: string): boolean;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
     onEvents: (events: NativeListenEvent[]) => void, mode?: number) => NativeFdListener;
 }
