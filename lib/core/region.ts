@@ -170,12 +170,12 @@ export abstract class Region {
   }
 
   /** @internal The memory is gone (munmap happened): unmap() waits for the reads and writes in flight. */
-  get released(): boolean {
+  get _released(): boolean {
     return this.unmapped;
   }
 
   /** @internal Called once, by unmap(): a shared image's clone stops being served (core/shared-image.ts). */
-  onUnmap(hook: () => void): void {
+  _onUnmap(hook: () => void): void {
     this.unmapHook = hook;
   }
 

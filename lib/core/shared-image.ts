@@ -144,7 +144,7 @@ export class SharedImage {
       region.unmap();
       throw err;
     }
-    region.onUnmap(() => this.unmapped(region, served));
+    region._onUnmap(() => this.unmapped(region, served));
     return region;
   }
 
@@ -211,7 +211,7 @@ export class SharedImage {
   private unmapped(region: Region, served: { stop(): void }): void {
     // Until munmap has happened (an access in flight delays it) the clone stays served: a fault
     // with no uffd to answer it would put a zero page into the image, for every clone to read.
-    if (!region.released) {
+    if (!region._released) {
       setTimeout(() => this.unmapped(region, served), 2).unref();
       return;
     }

@@ -35,7 +35,7 @@ export class KernelRegion extends Region {
   get unmapped(): boolean {
     return this.isUnmapped;
   }
-  override get released(): boolean {
+  override get _released(): boolean {
     return this.handle.released;
   }
   get buffer(): ArrayBuffer {
