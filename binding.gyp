@@ -24,7 +24,13 @@
             "native/reader/reader_claims.cc",
             "native/tracking/dirty_tracker.cc",
             "native/tracking/snapshot_writer.cc",
-            "native/reader/teardown_registry.cc"
+            "native/reader/teardown_registry.cc",
+            "native/sources/source_args.cc",
+            "native/sources/shared_image.cc",
+            "native/sources/image_prefetcher.cc",
+            "native/memory/image_object.cc",
+            "native/fdpass/fd_message.cc",
+            "native/fdpass/image_client.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.

@@ -23,7 +23,8 @@ function prng(seed) {
 
 /**
  * Runs of 1..maxRun pages at scattered places of `pages` until `touched` (a fraction) of them, in
- * a shuffled order: page numbers, each once. maxRun 1: single pages in a random order.
+ * a shuffled order: page numbers, each once. maxRun 1: single pages in a random order. `seed`
+ * picks the places (the same seed, the same pages).
  */
 function touchOrder(pages, touched, maxRun = 32, seed = 2026) {
   const rand = prng(seed);

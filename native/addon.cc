@@ -7,6 +7,8 @@
 #include <cstddef>
 
 #include "fdpass/fdpass.h"
+#include "fdpass/image_client.h"
+#include "memory/image_object.h"
 #include "memory/region.h"
 #include "reader/fault_reader.h"
 #include "reader/teardown_registry.h"
@@ -244,6 +246,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, true));
   exports.Set("Userfaultfd", uffdClass);
   exports.Set("Region", regionClass);
+  exports.Set("SharedImage", ImageObject::Init(env));
   exports.Set("constants", Constants(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass, "setErrorClass"));
   exports.Set("openSyscall", Napi::Function::New(env, OpenSyscall, "openSyscall"));
@@ -253,6 +256,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
   exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));
   InitFdPass(env, exports);
+  InitImageClient(env, exports);
   InitDirtyTracker(env, exports);
   InitTeardown(env, exports);
   return exports;

@@ -236,19 +236,22 @@ const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Resolves with the next event of `type` on `emitter`. */
 const nextEvent = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
 
-/** Resolves with the first `n` faults delivered to `uffd` (without answering them). */
-function collectFaults(uffd, n) {
+/** Resolves with the next `n` events of `type` on `emitter`. */
+function nextEvents(emitter, type, n) {
   return new Promise((resolve) => {
     const seen = [];
-    uffd.on('pagefault', function on(e) {
+    emitter.on(type, function on(e) {
       seen.push(e);
       if (seen.length === n) {
-        uffd.off('pagefault', on);
+        emitter.off(type, on);
         resolve(seen);
       }
     });
   });
 }
+
+/** Resolves with the first `n` faults delivered to `uffd` (without answering them). */
+const collectFaults = (uffd, n) => nextEvents(uffd, 'pagefault', n);
 
 /**
  * Host-wide settings (sysctls such as vm.unprivileged_userfaultfd and vm.nr_hugepages, the ACL of
@@ -329,4 +332,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, scatteredPages, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, scatteredPages, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, nextEvents, collectFaults };

@@ -28,30 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "touch-order.h"
+
 #define PAGE 4096UL
 
-static void die(const char* what) {
-  fprintf(stderr, "ws-touch: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static uint32_t* read_order(const char* path, size_t* count) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) die("open order");
-  struct stat st;
-  if (fstat(fd, &st) != 0) die("fstat order");
-  uint32_t* order = malloc((size_t)st.st_size);
-  if (read(fd, order, (size_t)st.st_size) != st.st_size) die("read order");
-  close(fd);
-  *count = (size_t)st.st_size / 4;
-  return order;
-}
 
 static void send_uffd(const char* sock, int uffd, uint64_t addr) {
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -76,11 +76,13 @@ export function codedError(code: string, message: string): Error & { code: strin
 }
 
 /**
- * The error for any use of a closed userfaultfd (ERR_UFFD_CLOSED) or an unmapped region
- * (ERR_UFFD_UNMAPPED): an Error of its own, not a RangeError, since nothing about the arguments
- * is wrong. The same on both backends (the facade decides it before any backend is called).
+ * The error for any use of a closed userfaultfd (ERR_UFFD_CLOSED), an unmapped region
+ * (ERR_UFFD_UNMAPPED) or a closed shared image (ERR_UFFD_IMAGE_CLOSED): an Error of its own, not
+ * a RangeError, since nothing about the arguments is wrong. The same on both backends (the
+ * facade decides it before any backend is called).
  */
-export function closedError(what: 'userfaultfd' | 'region'): Error & { code: string } {
+export function closedError(what: 'userfaultfd' | 'region' | 'image'): Error & { code: string } {
+  if (what === 'image') return codedError('ERR_UFFD_IMAGE_CLOSED', 'The shared image is closed');
   return what === 'userfaultfd'
     ? codedError('ERR_UFFD_CLOSED', 'The userfaultfd is closed')
     : codedError('ERR_UFFD_UNMAPPED', 'The region is unmapped');

@@ -68,6 +68,8 @@ export interface NativeUserfaultfd {
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
         record?: boolean, prefetch?: Uint32Array | null, unit?: number,
         prefetchOptions?: { eager: boolean; window: number; pagesFd: number; pagesOffset: number }): number;
+  /** A clone of a shared image (native/sources/shared_image.h); lib/ checked the mapping. */
+  serveImage(start: bigint, length: number, image: NativeImage, readahead: number, minor: boolean): number;
   unserve(id: number): boolean;
   /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
   recorded(id: number): Uint32Array;
@@ -88,6 +90,8 @@ export interface NativeRegion {
   readonly address: bigint;
   readonly length: number;
   readonly fd: number;
+  /** munmap has happened (unmap() waits for accesses in flight). */
+  readonly released: boolean;
   readonly buffer: ArrayBuffer;
   dontneed(offset: number, length: number): void;
   protect(offset: number, length: number, prot: number): void;
@@ -95,6 +99,23 @@ export interface NativeRegion {
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Uint8Array): Promise<void>;
   residentPages(): number;
+}
+
+/** A shared image's memfd and source (native/memory/image_object.cc). */
+export interface NativeImage {
+  /** The memfd reopened read-only (what clones elsewhere receive); -1 where /proc could not reopen it. */
+  readOnlyFd(): number;
+  /** The memfd itself, for clones of this process. */
+  fd(): number;
+  write(offset: number, bytes: Uint8Array): void;
+  present(offset: number): boolean;
+  stats(): {
+    sourceReads: number; sourceBytes: number; filledPages: number; evictedPages: number; demandFills: number;
+    sharedFaults: number; prefetched: number; prefetchCursor: number; prefetchDone: boolean; prefetchError: number;
+  };
+  recorded(): Uint32Array;
+  prefetch(runs: Uint32Array): void;
+  close(): void;
 }
 
 /** One report of the fd-passing listener thread (native/fdpass/fdpass.cc). */
@@ -114,10 +135,19 @@ export interface NativeFdListener {
   drop(conn: number): void;
   /** Close received fds JS is done with; the listener closes the rest when it closes. */
   closeReceived(fds: number[]): void;
+  /** Send `data` on the connection with a duplicate of `fd` (-1: none): the shared image handoff. */
+  send(conn: number, fd: number, data: Uint8Array): void;
 }
 
 export interface FdPassBinding {
   sendFd(socketPath: string, fd: number, payload: Uint8Array, timeoutMs: number): void;
+  /**
+   * Connects to `socketPath` (or takes the connected socket given) and reads one framed message
+   * and the fd with it (-1: none) on the thread pool (native/fdpass/image_client.cc).
+   */
+  receiveFdMessage(pathOrSock: string | number, timeoutMs: number, maxPayload: number): Promise<{ sock: number; fd: number; data: Buffer }>;
+  /** The framed message with `fd` on a connected socket. */
+  sendOnSocket(sock: number, fd: number, data: Uint8Array): void;
   /** Whether a process listens at the socket path (a non-blocking connect(2) that is not refused). */
   socketListening(socketPath: string): boolean;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
@@ -129,7 +159,11 @@ export interface Binding extends FdPassBinding {
   /** localMemory: the uffd was opened here, for this process's own memory (not received or forked). */
   /** dup: adopt a duplicate of fd, made by the constructor (the caller keeps fd). */
   Userfaultfd: new (fd: number, features: number, localMemory?: boolean, dup?: boolean) => NativeUserfaultfd;
-  Region: new (length: number, shared: boolean, hugetlb: boolean, aliasFd?: number) => NativeRegion;
+  /** clone: aliasFd (an image's memfd) mapped privately. */
+  Region: new (length: number, shared: boolean, hugetlb: boolean, aliasFd?: number, clone?: boolean) => NativeRegion;
+  /** kind: a sourceKinds value, or -1 for a JavaScript source (filled through write()). */
+  SharedImage: new (size: number, kind: number, source: Uint8Array | number | string | null, offset: number,
+                    pread: boolean, maxBytes: number, record: boolean) => NativeImage;
   constants: NativeConstants;
   setErrorClass(cls: new (...args: never[]) => Error): void;
   openSyscall(userModeOnly: boolean): number;

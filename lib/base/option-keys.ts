@@ -5,7 +5,7 @@
  */
 import type {
   ContinueOptions, CopyOptions, MapOptions, MoveOptions, OpenOptions, ReadSyncOptions, RegisterOptions,
-  ServeOptions, WakeOptions, WorkingSetOptions, WriteProtectOptions, ZeropageOptions,
+  ServeOptions, SharedImageOptions, WakeOptions, WorkingSetOptions, WriteProtectOptions, ZeropageOptions,
 } from './types';
 
 /**
@@ -33,6 +33,9 @@ export const OPTION_KEYS = {
   workingSet: keysOf<WorkingSetOptions>({ maxMiB: true, maxAge: true, pages: true }),
   map: keysOf<MapOptions>({ shared: true, hugetlb: true, backend: true }),
   readSync: keysOf<ReadSyncOptions>({ max: true, timeoutMs: true }),
+  sharedImage: keysOf<SharedImageOptions>({
+    size: true, mode: true, maxBytes: true, readahead: true, prefetch: true, record: true, backend: true,
+  }),
 } as const;
 
 /**

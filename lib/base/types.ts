@@ -182,3 +182,61 @@ export type Protection = 'none' | 'read' | 'readwrite';
 
 /** uffd.readSync(): at most `max` events (default 64), waiting at most `timeoutMs` (-1: no limit). */
 export interface ReadSyncOptions { max?: number; timeoutMs?: number }
+
+/**
+ * SharedImage.create()'s options (docs/shared-images.md). An image is one memfd, filled lazily
+ * from its source and mapped privately by every clone: a page is read once while it stays in the
+ * image, held once in memory whatever the number of clones, and a clone's writes stay its own.
+ */
+export interface SharedImageOptions {
+  /** Bytes in the image, a page multiple. Default: the source's size rounded up to a page. */
+  size?: number;
+  /**
+   * How clones fault (docs/shared-images.md, "Two modes"): 'missing' (default), only on pages
+   * the image lacks (a page filled once is mapped by every clone without a fault); or 'minor',
+   * on every clone's first touch of each page (UFFDIO_CONTINUE), which costs a fault per page per
+   * clone and lets each clone's touches be seen.
+   */
+  mode?: 'missing' | 'minor';
+  /**
+   * A byte cap on the image's memory: past it, the pages touched least recently are dropped
+   * (FALLOC_FL_PUNCH_HOLE) and read from the source again when a clone touches them again.
+   * At least 64 pages. Default: none.
+   */
+  maxBytes?: number;
+  /** Bytes filled per fault, as serve()'s: 'adaptive' (default), 0 or false for one page, or a size. */
+  readahead?: number | 'adaptive' | false;
+  /**
+   * Fill the working set saved in this file into the image, in recorded order, on a native
+   * thread, from create() on: every clone then finds those pages there. A missing file is an
+   * error, unless it is also the `record` file.
+   */
+  prefetch?: string;
+  /**
+   * Record the order in which pages were first asked for by any clone, and write it as a working
+   * set to this file at close() or saveWorkingSet(). Read-ahead then defaults to one page.
+   */
+  record?: string;
+  backend?: BackendChoice;
+}
+
+/** SharedImage.stats(). */
+export interface SharedImageStats {
+  /** Reads of the source: one per run of absent pages a fault or the prefetcher filled. */
+  sourceReads: number;
+  /** Bytes read from the source (for a JavaScript source: bytes its reads delivered). */
+  sourceBytes: number;
+  /** Bytes the image holds now (filledPages x pageSize). */
+  residentBytes: number;
+  filledPages: number;
+  /** Pages the byte cap dropped (each is read again if touched again). */
+  evictedPages: number;
+  /** Clone faults that found their page absent and filled it. */
+  demandFills: number;
+  /** Clone faults that found their page filled already (by another clone, read-ahead or prefetch). */
+  sharedFaults: number;
+  /** Pages the prefetch thread filled. */
+  prefetched: number;
+  /** Clones served now, in this process and elsewhere. */
+  clones: number;
+}

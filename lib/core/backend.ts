@@ -6,14 +6,28 @@
  */
 import type { BackendChoice, BackendName, MapOptions, OpenOptions, ProbeResult } from '../base/types';
 import { invalidArgType } from '../base/errors';
+import type { PageSource } from '../sources/page-source';
 
-/** `Uffd` is a Userfaultfd (core/userfaultfd.ts), `Mapped` a Region (core/region.ts). */
-export interface Backend<Uffd = unknown, Mapped = unknown> {
+/** What a shared image asks of its backend's store (core/shared-image.ts). */
+export interface ImageStoreOptions {
+  size: number;
+  maxBytes: number;
+  record: boolean;
+  mode: 'missing' | 'minor';
+}
+
+/**
+ * `Uffd` is a Userfaultfd (core/userfaultfd.ts), `Mapped` a Region (core/region.ts), `Image` an
+ * ImageStore (core/shared-image.ts).
+ */
+export interface Backend<Uffd = unknown, Mapped = unknown, Image = unknown> {
   readonly name: BackendName;
   probe(): ProbeResult;
   open(options: OpenOptions): Uffd;
   fromFd(fd: number, options: OpenOptions): Uffd;
   mapRegion(length: number, options: MapOptions): Mapped;
+  /** A shared image's memory, empty, filled from `source` (checked by SharedImage). */
+  createImage?(source: PageSource, options: ImageStoreOptions): Image;
   /**
    * The native backend: why 'auto' falls back to the simulator (`opening`: to open or map on
    * it, not just probe()), the first time (never a silent fallback on Linux); null when there
@@ -31,14 +45,14 @@ export interface FallbackWarning {
 const backends = new Map<BackendName, Backend>();
 
 /** Both backends register Backend<Userfaultfd, Region>: what chooseBackend's callers take it for. */
-export function registerBackend<Uffd, Mapped>(b: Backend<Uffd, Mapped>): void {
+export function registerBackend<Uffd, Mapped, Image>(b: Backend<Uffd, Mapped, Image>): void {
   backends.set(b.name, b);
 }
 
-function get<Uffd = unknown, Mapped = unknown>(name: BackendName): Backend<Uffd, Mapped> {
+function get<Uffd = unknown, Mapped = unknown, Image = unknown>(name: BackendName): Backend<Uffd, Mapped, Image> {
   const b = backends.get(name);
   if (!b) throw new Error(`userfaultfd: backend '${name}' is not loaded`);
-  return b as Backend<Uffd, Mapped>;
+  return b as Backend<Uffd, Mapped, Image>;
 }
 
 /** USERFAULTFD_BACKEND=simulator|native overrides 'auto' (for deterministic test runs). */
@@ -47,7 +61,7 @@ function forced(): BackendName | null {
   return v === 'simulator' || v === 'native' ? v : null;
 }
 
-export function chooseBackend<Uffd = unknown, Mapped = unknown>(choice: unknown = 'auto'): Backend<Uffd, Mapped> {
+export function chooseBackend<Uffd = unknown, Mapped = unknown, Image = unknown>(choice: unknown = 'auto'): Backend<Uffd, Mapped, Image> {
   if (choice === undefined) choice = 'auto';
   if (choice !== 'auto' && choice !== 'native' && choice !== 'simulator') {
     throw invalidArgType('options.backend', "'auto', 'native' or 'simulator'", choice);

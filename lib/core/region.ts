@@ -63,6 +63,8 @@ export abstract class Region {
   /** Spans made 'none' (0) or 'read' (1) by protect(): a read or write there from the thread
    * pool would kill the process with SIGSEGV, so it is refused with EFAULT instead. */
   private readonly guards: Array<[number, number, 0 | 1]> = [];
+  /** A shared image's clone (core/shared-image.ts): what ends its serving once it is unmapped. */
+  private unmapHook: (() => void) | null = null;
 
   /** Maps `length` bytes: private anonymous, or memfd-backed with `shared`, or hugetlb. */
   static map(length: number, options: MapOptions = {}): Region {
@@ -157,11 +159,24 @@ export abstract class Region {
   unmap(): void {
     if (this.unmapped) return;
     this._unmap();
+    const hook = this.unmapHook;
+    this.unmapHook = null;
+    hook?.();
     for (const ref of unmapWatchers) {
       const w = ref.deref();
       if (w === undefined) unmapWatchers.delete(ref);
       else w.regionUnmapped(this.address, this.length);
     }
+  }
+
+  /** @internal The memory is gone (munmap happened): unmap() waits for the reads and writes in flight. */
+  get _released(): boolean {
+    return this.unmapped;
+  }
+
+  /** @internal Called once, by unmap(): a shared image's clone stops being served (core/shared-image.ts). */
+  _onUnmap(hook: () => void): void {
+    this.unmapHook = hook;
   }
 
   protected abstract _read(offset: number, length: number): Promise<Buffer>;

@@ -9,18 +9,20 @@ import * as fs from 'fs';
 import { checkAligned, CheckedRange, rangesOverlap, toLength, toOptions } from '../base/args';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
-import type { PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
+import type { BackendName, PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
 import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
 import { openSetPages, OpenSetPages, setPagesPath, writeSetPages } from '../sources/set-pages';
 import {
-  CheckedRefine, corruptSet, encodeWorkingSet, LoadedSet, readSet, refine, runsOf, sourceSize, toRefineOptions,
+  CheckedRefine, corruptSet, encodeWorkingSet, knownSourceSize, LoadedSet, readSet, refine, runsOf, toRefineOptions,
   toRunWords, toSetPath, WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
+import type { CloneAnswerer } from './image-filler';
 import { Region, UnmapWatcher, watchUnmaps } from './region';
 import type { Registrations } from './registrations';
+import { ImageStore, SharedImage } from './shared-image';
 import { checkSourceOverlap } from './source-overlap';
 
 /** A served range; stop() returns its faults to the JS handlers. */
@@ -64,7 +66,7 @@ interface ServedSet {
  */
 export interface ServingHost {
   /** The uffd itself. */
-  readonly uffd: FaultAnswerer & { readonly features: ReadonlyArray<FeatureName | number> };
+  readonly uffd: FaultAnswerer & CloneAnswerer & { readonly features: ReadonlyArray<FeatureName | number>; readonly backend: BackendName };
   readonly registrations: Registrations;
   readonly delivery: Delivery;
   register(r: CheckedRange, options: RegisterOptions): void;
@@ -80,6 +82,12 @@ export interface ServingHost {
    * (a hugetlb mapping). Returns the backend's handle of the served range.
    */
   serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets, unit?: number): unknown;
+  /**
+   * Serves `range`, a private mapping of the image `store` keeps, natively: faults fill the image
+   * and are answered by a wake (or UFFDIO_CONTINUE with `minor`). A JavaScript source's absent
+   * pages reach claim().
+   */
+  serveImage(range: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown;
   unserve(handle: unknown): void;
   /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
   recorded(handle: unknown): Uint32Array;
@@ -100,6 +108,8 @@ export class Serving {
   private readonly sets = new Map<Served, ServedSet>();
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
+  /** Clones of shared images served here, with the image (its JavaScript source's faults reach claim()). */
+  private readonly images = new Map<Served, SharedImage>();
   private sourceCounters: SourceCounters | null = null;
   /** Held here: region.ts holds it weakly (a dropped uffd is still collected). */
   private readonly unmapWatcher: UnmapWatcher = { regionUnmapped: (start, length) => this.regionUnmapped({ start, length }) };
@@ -112,9 +122,10 @@ export class Serving {
   }
 
   /** Userfaultfd.serve() past its range check; `range` is the argument (a Region says its page size). */
-  serve(range: unknown, r: CheckedRange, source: PageSource, options: ServeOptions): Served {
+  serve(range: unknown, r: CheckedRange, source: PageSource | SharedImage, options: ServeOptions): Served {
     const { host, pageSize } = this;
-    if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (source instanceof SharedImage) return this.serveImage(r, source, options);
+    if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource or a SharedImage', source);
     if (host.uffd.features.includes('SIGBUS')) {
       throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
         'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
@@ -147,16 +158,14 @@ export class Serving {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
         '({ record }) but cannot prefetch one yet ({ prefetch })');
     }
-    const end = r.start + BigInt(r.length);
-    for (const x of this.served) {
-      if (r.start < x.start + BigInt(x.length) && end > x.start) {
-        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
-      }
-    }
+    this.checkNotServed(r);
     checkSourceOverlap(source, [r, ...host.registrations]);
     let set: ServedSet | null = null;
     if (record !== undefined || prefetch !== undefined) {
-      const shape = { pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
+      const shape = {
+        pageSize, sourceSize: knownSourceSize(source, 'serve(): a working set must match its source\'s size (to record one)'),
+        rangeLength: r.length,
+      };
       const loaded = prefetch === undefined ? null : readSet(prefetch, shape, false);
       if (prefetch !== undefined && loaded === null && prefetch !== record) {
         throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
@@ -190,27 +199,80 @@ export class Serving {
       if (sets.pages) fs.closeSync(sets.pages.fd); // the backend holds its own
     }
     if (pages instanceof Error) process.nextTick(() => host.delivery.report(pages));
-    host.startReader();
-    host.updateRef();
-    const served: Served = {
-      start: r.start,
-      length: r.length,
-      stop: () => {
-        if (!this.served.delete(served) || host.uffd.closed) return;
-        this.refaulted.clear();
-        const ws = this.sets.get(served);
-        if (ws) this.autoSave(ws);
-        this.sets.delete(served);
-        if (handle instanceof CustomServer) this.unserveCustom(handle);
-        else host.unserve(handle);
-      },
-    };
-    this.served.add(served);
+    const served = this.started(r, () => {
+      if (host.uffd.closed) return;
+      this.refaulted.clear();
+      const ws = this.sets.get(served);
+      if (ws) this.autoSave(ws);
+      this.sets.delete(served);
+      if (handle instanceof CustomServer) this.unserveCustom(handle);
+      else host.unserve(handle);
+    });
     if (set) {
       set.handle = handle;
       this.sets.set(served, set);
     }
     return served;
+  }
+
+  /**
+   * A clone of a shared image: `r` maps the image privately, whole. Registered (MISSING, and
+   * MINOR for a 'minor' image) every time, even where it was: a clone's registration must never
+   * be missing while it is mapped (a fault with no uffd would put a zero page into the image).
+   */
+  private serveImage(r: CheckedRange, image: SharedImage, options: ServeOptions): Served {
+    const { host } = this;
+    const o = toOptions<ServeOptions>(options, 'options');
+    for (const key of ['removed', 'pageSize', 'record', 'prefetch', 'workingSet'] as const) {
+      if (o[key] !== undefined) {
+        throw codedError('ERR_UFFD_UNSUPPORTED', `serve() of a shared image takes no options.${key}` +
+          (key === 'record' || key === 'prefetch' ? ': give it to SharedImage.create()' : ''));
+      }
+    }
+    const readahead = this.readahead(o.readahead ?? image.defaultReadahead);
+    host.checkOpen(); // the options read: a getter of theirs may have closed it
+    this.checkNotServed(r);
+    const store = image.attach(host.uffd.backend, r.length);
+    const minor = store.clonesFaultMinor;
+    let handle: unknown;
+    try {
+      host.register(r, { missing: true, minor });
+      handle = host.serveImage(r, store, readahead, minor);
+    } catch (err) {
+      image.detach();
+      throw err;
+    }
+    const served = this.started(r, () => {
+      this.images.delete(served);
+      if (!host.uffd.closed) host.unserve(handle);
+      image.detach();
+    });
+    this.images.set(served, image);
+    return served;
+  }
+
+  /** A range now served: the reader runs, the ref is right; `stop` runs once, at the first stop(). */
+  private started(r: CheckedRange, stop: () => void): Served {
+    this.host.startReader();
+    this.host.updateRef();
+    const served: Served = {
+      start: r.start,
+      length: r.length,
+      stop: () => {
+        if (this.served.delete(served)) stop();
+      },
+    };
+    this.served.add(served);
+    return served;
+  }
+
+  private checkNotServed(r: CheckedRange): void {
+    const end = r.start + BigInt(r.length);
+    for (const x of this.served) {
+      if (r.start < x.start + BigInt(x.length) && end > x.start) {
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
+      }
+    }
   }
 
   /** Userfaultfd.saveWorkingSet() past its range check. */
@@ -265,7 +327,15 @@ export class Serving {
    * answers it, asynchronously), or when a native source's range does (refaultIntoSource).
    */
   claim(e: PageFault): boolean {
-    if (e.wp || e.minor) return false;
+    if (e.wp) return false;
+    for (const [x, image] of this.images) {
+      if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
+      const report = (err: Error, f?: PageFault): void => this.host.delivery.report(err, f);
+      if (!image.fill({ uffd: this.host.uffd, start: x.start, fault: e, minor: image.mode === 'minor', report })) return false;
+      this.host.delivery.watch(e);
+      return true;
+    }
+    if (e.minor) return false;
     for (const server of this.customServers) {
       if (!server.covers(e.address)) continue;
       this.host.delivery.watch(e);
@@ -301,9 +371,14 @@ export class Serving {
     return false;
   }
 
-  /** close(): the working sets are saved; the custom sources stop (closing wakes their faults). */
+  /** close(): the working sets are saved; the custom sources stop (closing wakes their faults); clones end. */
   close(): void {
     this.unwatchUnmaps();
+    for (const [served, image] of this.images) {
+      this.served.delete(served);
+      image.detach();
+    }
+    this.images.clear();
     for (const ws of this.sets.values()) this.autoSave(ws);
     this.sets.clear();
     for (const server of this.customServers) server.stop();
@@ -394,19 +469,4 @@ function toPrefetchMode(v: unknown): boolean {
   if (v === undefined || v === 'background') return false;
   if (v === 'eager') return true;
   throw invalidArgType('options.prefetchMode', "'background' or 'eager'", v);
-}
-
-/** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
-function sizeOf(source: PageSource): number {
-  if (source.custom !== null) {
-    if (source.custom.size !== undefined) return source.custom.size;
-    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', 'serve(): a working set must match its source\'s size: ' +
-      'give PageSource.http the object\'s { size } to record one');
-  }
-  try {
-    return sourceSize(source);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
-  }
 }

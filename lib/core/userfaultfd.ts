@@ -29,6 +29,7 @@ import { EventQueue, isEventType } from './events';
 import { rangeOf, Region } from './region';
 import { Registrations } from './registrations';
 import { Served, ServeSets, Serving } from './serving';
+import type { ImageStore, SharedImage } from './shared-image';
 import { Tracking } from './tracking';
 import { closeAtExit, forget } from './open-uffds';
 
@@ -130,6 +131,7 @@ export abstract class Userfaultfd extends EventEmitter {
       delivery: this.delivery,
       updateRef: () => this.updateRef(0),
       serve: (r, source, readahead, zeroRemoved, sets, unit) => this._serve(r, source, readahead, zeroRemoved, sets, unit),
+      serveImage: (r, store, readahead, minor) => this._serveImage(r, store, readahead, minor),
       unserve: (handle) => this._unserve(handle),
       recorded: (handle) => this._recorded(handle),
       installed: (handle) => this._installed(handle),
@@ -289,9 +291,11 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /**
    * Answers every missing-page fault in the range from `source`, without JavaScript per fault.
-   * Registers the range for missing faults first if this uffd has not.
+   * Registers the range for missing faults first if this uffd has not. A SharedImage as the
+   * source: the range is a clone of it (a private mapping of the whole image, such as another
+   * process's received with listenForUffd({ image })), docs/shared-images.md.
    */
-  serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+  serve(range: Range | Region, source: PageSource | SharedImage, options: ServeOptions = {}): Served {
     checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
     const r = this.range(range);
@@ -464,6 +468,7 @@ export abstract class Userfaultfd extends EventEmitter {
   // Serving's and tracking's half: ServingHost (core/serving.ts) and TrackingHost (core/tracking.ts) say what each does.
   protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean,
                             sets: ServeSets, unit?: number): unknown;
+  protected abstract _serveImage(range: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown;
   protected abstract _unserve(handle: unknown): void;
   protected abstract _recorded(handle: unknown): Uint32Array;
   protected abstract _installed(handle: unknown): Uint8Array | null;

@@ -6,6 +6,7 @@ import { binding } from '../base/native';
 import { fallbackWarning } from './fallback-warning';
 import { probeKernel } from './probe';
 import { KernelRegion } from './region';
+import { KernelImageStore } from './image-store';
 import { adoptKernelFd, openKernel } from './userfaultfd';
 import { codedError, UffdError } from '../base/errors';
 
@@ -18,7 +19,7 @@ function requireKernel(): void {
   }
 }
 
-registerBackend<Userfaultfd, Region>({
+registerBackend<Userfaultfd, Region, KernelImageStore>({
   name: 'native',
   probe: probeKernel,
   open(options) {
@@ -32,6 +33,10 @@ registerBackend<Userfaultfd, Region>({
   mapRegion(length, options) {
     if (!binding) requireKernel();
     return KernelRegion.create(length, options);
+  },
+  createImage(source, options) {
+    if (!binding) requireKernel();
+    return new KernelImageStore(source, options);
   },
   fallbackWarning,
 });

@@ -17,6 +17,11 @@ export class KernelRegion extends Region {
     return new KernelRegion(new binding!.Region(length, options.shared === true, options.hugetlb === true), options);
   }
 
+  /** A clone of a shared image: its memfd `fd` mapped privately, `length` bytes from offset 0. */
+  static clone(fd: number, length: number): KernelRegion {
+    return new KernelRegion(new binding!.Region(length, false, false, fd, true), {});
+  }
+
   private constructor(handle: NativeRegion, options: MapOptions) {
     super(options);
     this.handle = handle;
@@ -29,6 +34,9 @@ export class KernelRegion extends Region {
   }
   get unmapped(): boolean {
     return this.isUnmapped;
+  }
+  override get _released(): boolean {
+    return this.handle.released;
   }
   get buffer(): ArrayBuffer {
     // Node makes no external ArrayBuffer past buffer.constants.MAX_LENGTH (4 GiB on Node 20):

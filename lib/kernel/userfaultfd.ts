@@ -10,6 +10,8 @@ import { PageSource } from '../sources/page-source';
 import type { OpenOptions, Stats } from '../base/types';
 import { selfFaultError } from '../core/delivery';
 import type { ServeSets } from '../core/serving';
+import type { ImageStore } from '../core/shared-image';
+import type { KernelImageStore } from './image-store';
 import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
@@ -161,6 +163,12 @@ export class KernelUserfaultfd extends Userfaultfd {
       const bad = /^working set run (\d+)/.exec((e as Error).message);
       throw bad ? sets.corrupt(`bad run ${bad[1]}`) : e;
     }
+  }
+  protected _serveImage(r: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown {
+    const s = store as KernelImageStore;
+    // This process's memory can be checked; another's was mapped by the client (lib/tools/image-client.ts).
+    if (this.localMemory) s.checkMapping(r);
+    return this.handle.serveImage(r.start, r.length, s.handle, readahead, minor);
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.handle.recorded(handle as number);

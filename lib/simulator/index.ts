@@ -4,10 +4,11 @@ import type { Region } from '../core/region';
 import type { Userfaultfd } from '../core/userfaultfd';
 import { constants, ioctlNames } from '../base/constants';
 import { SimRegion } from './region';
+import { SimImageStore } from './image-store';
 import { SIMULATED_FEATURES } from './refusals';
 import { adoptSimulatedFd, openSimulated, SimUserfaultfd } from './userfaultfd';
 
-registerBackend<Userfaultfd, Region>({
+registerBackend<Userfaultfd, Region, SimImageStore>({
   name: 'simulator',
   probe: () => ({
     backend: 'simulator',
@@ -21,6 +22,7 @@ registerBackend<Userfaultfd, Region>({
   open: openSimulated,
   fromFd: adoptSimulatedFd,
   mapRegion: SimRegion.create,
+  createImage: (source, options) => new SimImageStore(source, options),
 });
 
 export { SimRegion, SimUserfaultfd };

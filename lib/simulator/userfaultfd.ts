@@ -12,7 +12,9 @@ import { EXISTED, UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
-import { openFile, openSource, ServedRanges, stage, unstage } from './page-sources';
+import { openFile, openSource, ServedRanges, Source, stage, unstage } from './page-sources';
+import type { ImageStore } from '../core/shared-image';
+import type { SimImageStore } from './image-store';
 import { FaultStats } from '../base/fault-stats';
 import { SimWorkingSet } from './working-sets';
 import { checkRuns } from '../sources/working-set';
@@ -102,9 +104,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
                    unit?: number): unknown {
     if (sets.prefetch) checkRuns(sets.prefetch, r.length / this.pageSize, sets.corrupt);
     const src = openSource(source);
-    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit ?? this.pageSize);
-    const m = addressSpace.findRange(r.start, r.length);
-    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
+    const id = this.addServed(r, src, readahead, zeroRemoved, unit ?? this.pageSize);
     if (sets.record || sets.prefetch !== null) {
       // The page file's fd is the caller's until serve() returns: read through a copy of it.
       const pages = sets.pages && sets.prefetch ? openFile(sets.pages.fd, sets.pages.offset) : null;
@@ -115,6 +115,17 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
         wake: (start, length) => this.ctx.wakeRange(start, length),
       }, this.counters));
     }
+    return id;
+  }
+  /** A clone: private copies of the image's pages (image-store.ts); a JavaScript source's faults go to claim(). */
+  protected _serveImage(r: CheckedRange, store: ImageStore, readahead: number): unknown {
+    const s = store as SimImageStore;
+    return s.nativeSource ? this.addServed(r, s.view, readahead, false, this.pageSize) : null;
+  }
+  private addServed(r: CheckedRange, src: Source, readahead: number, zeroRemoved: boolean, unit: number): number {
+    const id = this.served.add(r.start, r.length, src, readahead, zeroRemoved, unit);
+    const m = addressSpace.findRange(r.start, r.length);
+    if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     return id;
   }
   protected _recorded(handle: unknown): Uint32Array {

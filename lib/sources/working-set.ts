@@ -6,7 +6,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
-import { invalidArgType, outOfRange } from '../base/errors';
+import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
 import { readRegularFile, writeFileAtomic } from '../base/files';
 import type { PageSource } from './page-source';
 import type { WorkingSetOptions } from '../base/types';
@@ -294,6 +294,16 @@ export function toRunWords(runs: WorkingSetRun[]): Uint32Array {
   return out;
 }
 
+/** Runs as [firstPage, pageCount] pairs, in order: what a shared image's prefetch takes. */
+export function toRunPairs(runs: WorkingSetRun[]): Uint32Array {
+  const out = new Uint32Array(runs.length * 2);
+  runs.forEach((r, i) => {
+    out[i * 2] = r.first;
+    out[i * 2 + 1] = r.count;
+  });
+  return out;
+}
+
 export function setPages(runs: WorkingSetRun[]): number {
   let n = 0;
   for (const r of runs) n += r.count;
@@ -341,6 +351,20 @@ export function refine(loaded: WorkingSetRun[] | null, installed: Uint8Array | n
     }
   }
   return toRuns(out.length > o.maxPages ? out.slice(0, o.maxPages) : out);
+}
+
+/**
+ * refine()'s `installed` bitmap for a prefetcher that installs the loaded set in order and went
+ * past its first `cursor` pages (a shared image's store counts pages so, not page by page).
+ */
+export function installedAhead(loaded: WorkingSetRun[], cursor: number, rangePages: number): Uint8Array {
+  const bits = new Uint8Array(Math.ceil(rangePages / 8));
+  let left = cursor;
+  for (const r of loaded) {
+    for (let p = r.first; p < r.first + r.count && left > 0; p++, left--) bits[p >> 3] |= 1 << (p & 7);
+    if (left <= 0) break;
+  }
+  return bits;
 }
 
 interface PageEntry { page: number; write: boolean; age: number }
@@ -392,4 +416,22 @@ export function sourceSize(source: PageSource): number {
   if (source.kind === 'buffer') return Math.max(0, source.bytes!.byteLength - source.offset);
   const st = typeof source.file === 'number' ? fs.fstatSync(source.file) : fs.statSync(source.file!);
   return Math.max(0, st.size - source.offset);
+}
+
+/**
+ * The source's size where it must be known now: a custom source's `size`, an http source's when
+ * given (else ERR_UFFD_SOURCE_SIZE_UNKNOWN; `why` says what needs it); a file that cannot be
+ * stat'ed fails as serve() would (a UffdError naming open).
+ */
+export function knownSourceSize(source: PageSource, why: string): number {
+  if (source.custom !== null) {
+    if (source.custom.size !== undefined) return source.custom.size;
+    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', `${why}: give PageSource.http the object's { size }`);
+  }
+  try {
+    return sourceSize(source);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
+  }
 }

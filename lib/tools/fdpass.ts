@@ -12,6 +12,9 @@
  * bytes that arrived with the fd in one recvmsg(2), as Firecracker sends its JSON body and as
  * its example handlers read it. Either way the fd must come with the payload's bytes.
  *
+ * Shared images. With `image`, the listener hands each client the image's fd first and serves
+ * the clone the client sends back (lib/tools/image-client.ts says the steps).
+ *
  * Access. The socket file is created with `mode` (0o600: only our uid can connect), and a peer
  * whose uid (SO_PEERCRED) is neither ours nor in `allowUids` is refused (ERR_UFFD_PEER_UID).
  *
@@ -25,11 +28,11 @@
  * `options.onError` and to the listener's 'connectionError' event, `listener.errors` counts
  * it, the connection is closed, and the listener keeps serving the others.
  *
- * About 500 lines as one cohesive thing: both ends of one wire format (the header, the bounds,
+ * About 570 lines as one cohesive thing: both ends of one wire format (the header, the bounds,
  * the error codes), which a reader checks side by side; most of it is this comment and the
  * option docs the API reference is generated from.
  */
-/* eslint max-lines: ["error", 520] -- one cohesive thing: the header says why */
+/* eslint max-lines: ["error", 580] -- one cohesive thing: the header says why */
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import { toBytes, toOptions } from '../base/args';
@@ -38,10 +41,11 @@ import type { FeatureName } from '../base/constants';
 import { closedError, codedError, invalidArgType, outOfRange } from '../base/errors';
 import { binding, NativeFdListener, NativeListenEvent } from '../base/native';
 import type { SelfFaultPolicy } from '../base/types';
+import { SharedImage } from '../core/shared-image';
 import { Userfaultfd } from '../core/userfaultfd';
+import { frame, HEADER, MAGIC } from './framing';
+import { cloneAnswer, handOverImage, serveClone } from './image-client';
 
-const MAGIC = [0x00, 0x55, 0x46, 0x44]; // "\0UFD"
-const HEADER = 8;
 const DEFAULT_MAX_PAYLOAD = 64 * 1024;
 
 /** The sending process, as the kernel saw it at connect(2) (SO_PEERCRED). */
@@ -58,6 +62,11 @@ export interface ReceivedUffd {
   peer: PeerCredentials;
   /** Resolves when the peer closes its end of the connection (or the listener closes). */
   peerClosed: Promise<void>;
+  /**
+   * With `image`: the client's clone, served from the image from now on. It stops being served,
+   * and `uffd` is closed, when the peer closes the connection.
+   */
+  clone?: { start: bigint; length: number };
 }
 
 export type FdPassErrorCode =
@@ -127,11 +136,17 @@ export interface ListenOptions {
    * refused with ERR_UFFD_PEER_UID and closed before its fd is used. Default: none.
    */
   allowUids?: number[];
+  /**
+   * A shared image to clone: each client that connects gets the image's read-only fd first, maps
+   * it and sends back its uffd (attachSharedImage does all this), and the listener serves that
+   * clone from the image. docs/shared-images.md.
+   */
+  image?: SharedImage;
 }
 
 const LISTEN_OPTION_KEYS = keysOf<ListenOptions>({
   maxPayload: true, backlog: true, features: true, onSelfFault: true, onError: true, unlinkStale: true,
-  messageTimeoutMs: true, awaitFd: true, mode: true, allowUids: true,
+  messageTimeoutMs: true, awaitFd: true, mode: true, allowUids: true, image: true,
 });
 
 interface Connection {
@@ -196,11 +211,7 @@ export function sendUffd(socketPath: string, uffd: Userfaultfd | number, payload
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw outOfRange('options.timeoutMs', 'a positive integer', timeoutMs);
   let message: Uint8Array;
   if (framing === 'length') {
-    const m = Buffer.alloc(HEADER + body.byteLength);
-    m.set(MAGIC, 0);
-    m.writeUInt32LE(body.byteLength, 4);
-    m.set(body, HEADER);
-    message = m;
+    message = frame(body);
   } else {
     if (body.byteLength === 0) throw outOfRange('payload', 'non-empty with raw framing (the fd travels with a byte)', 0);
     if (body[0] === 0) throw outOfRange('payload', 'not starting with a 0 byte with raw framing', 0);
@@ -227,6 +238,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
   private readonly onError: ((err: FdPassError) => void) | undefined;
   private readonly awaitFd: boolean;
   private readonly allowUids: ReadonlySet<number>;
+  private readonly image: SharedImage | null;
   private readonly conns = new Map<number, Connection>();
   private readonly queued: ReceivedUffd[] = [];
   private readonly waiting: Array<(r: IteratorResult<ReceivedUffd>) => void> = [];
@@ -258,6 +270,10 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     const mode = o.mode ?? 0o600;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw outOfRange('options.mode', 'an integer from 0 to 0o777', mode);
     this.allowUids = checkUids(o.allowUids);
+    if (o.image !== undefined && (!(o.image instanceof SharedImage) || o.image.backend !== 'native')) {
+      throw invalidArgType('options.image', 'a SharedImage of the native backend', o.image);
+    }
+    this.image = o.image ?? null;
     if (o.unlinkStale !== false) unlinkStaleSocket(b, socketPath);
     // One recvmsg reads up to a whole maximal message and one byte more: a raw payload that
     // fills it is too large.
@@ -343,6 +359,8 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
           this.conns.set(e.conn, c);
           if (!this.peerAllowed(c.peer.uid)) {
             this.fail(e.conn, c, 'ERR_UFFD_PEER_UID', `uid ${c.peer.uid} is neither ours nor in allowUids`);
+          } else if (this.image) {
+            this.handOver(e.conn, c, this.image);
           }
           break;
         }
@@ -454,9 +472,48 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     });
     this.received++;
     const item: ReceivedUffd = { uffd, payload, peer: c.peer, peerClosed };
+    if (this.image && !this.serve(id, c, item, this.image)) return;
     const w = this.waiting.shift();
     if (w) w({ value: item, done: false });
     else this.queued.push(item);
+  }
+
+  /** A client allowed in: the image's fd goes to it first. */
+  private handOver(id: number, c: Connection, image: SharedImage): void {
+    try {
+      const { fd, message } = handOverImage(image);
+      this.handle.send(id, fd, message);
+    } catch (err) {
+      this.handle.send(id, -1, cloneAnswer(err as Error)); // the client learns why
+      this.fail(id, c, (err as FdPassError).code, (err as Error).message);
+    }
+  }
+
+  /**
+   * The clone a client sent back: served from the image until the client hangs up, and told so.
+   * False, having told the client and reported the error, when it cannot be served.
+   */
+  private serve(id: number, c: Connection, item: ReceivedUffd, image: SharedImage): boolean {
+    try {
+      const { clone, served } = serveClone(image, item.uffd, item.payload);
+      item.clone = clone;
+      this.handle.send(id, -1, cloneAnswer());
+      void item.peerClosed.then(() => {
+        served.stop();
+        item.uffd.close();
+        const i = this.queued.indexOf(item);
+        if (i >= 0) this.queued.splice(i, 1); // nobody took it: nothing left to take
+      });
+      return true;
+    } catch (err) {
+      this.handle.send(id, -1, cloneAnswer(err as Error));
+      this.handle.drop(id);
+      this.conns.delete(id);
+      item.uffd.close();
+      this.received--;
+      this.report(makeError((err as FdPassError).code ?? 'EIO', `the clone cannot be served: ${(err as Error).message}`, c));
+      return false;
+    }
   }
 
   private fail(id: number, c: Connection, code: FdPassErrorCode, message: string): void {

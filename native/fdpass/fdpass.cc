@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fdpass/fd_message.h"
 #include "uffd/args.h"
 #include "uffd/errors.h"
 
@@ -41,16 +42,6 @@ int64_t NowMs() {
 // A spare fd held in reserve, so that a connection that was accepted always has a slot left for
 // the userfaultfd it brings (at the RLIMIT_NOFILE, the kernel would drop it silently).
 int OpenSpare() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
-
-// Fills a sockaddr_un; false when the path does not fit.
-bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
-  memset(addr, 0, sizeof *addr);
-  addr->sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr->sun_path) return false;
-  memcpy(addr->sun_path, path.data(), path.size());
-  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-  return true;
-}
 
 // chmod(2) of the socket file bind(2) just made; 0 or an errno. The path must still be a socket
 // owned by us (not something swapped in under it).
@@ -101,51 +92,17 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
   if (length == 0) ThrowRangeError(env, "payload must not be empty (the fd travels with a byte)");
   int timeoutMs = info.Length() > 3 ? ArgInt(info, 3) : 10000;
 
-  sockaddr_un addr;
-  socklen_t addrLen;
-  if (!UnixAddress(path, &addr, &addrLen))
-    ThrowErrno(env, ENAMETOOLONG, "connect", kNoBytes, path.c_str());
-  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) ThrowErrno(env, errno, "socket");
-  timeval tv{timeoutMs / 1000, (timeoutMs % 1000) * 1000};
-  setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(sock, reinterpret_cast<sockaddr*>(&addr), addrLen) != 0) {
-    int err = errno;
-    close(sock);
-    ThrowErrno(env, err, "connect", kNoBytes, path.c_str());
-  }
-  // One sendmsg: the fd rides on the first byte. A stream socket may take less than all; the
-  // rest follows without the fd.
+  const char* failed;
+  int sock = ConnectUnix(path, timeoutMs, &failed);
+  if (sock < 0) ThrowErrno(env, -sock, failed, kNoBytes, *failed == 'c' ? path.c_str() : nullptr);
+  // One sendmsg: the fd rides on the first byte.
   size_t sent = 0;
-  bool fdSent = false;
-  while (sent < length) {
-    iovec iov{const_cast<uint8_t*>(data + sent), length - sent};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (!fdSent) {
-      memset(control, 0, sizeof control);
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(sock);
-      ThrowErrno(env, err == EWOULDBLOCK ? ETIMEDOUT : err, "sendmsg", static_cast<int64_t>(sent),
-                 path.c_str());
-    }
-    fdSent = true;
-    sent += static_cast<size_t>(n);
-  }
+  int err = SendWithFd(sock, fd, data, length, &sent);
   close(sock);
+  if (err != 0) {
+    ThrowErrno(env, err == EWOULDBLOCK ? ETIMEDOUT : err, "sendmsg", static_cast<int64_t>(sent),
+               path.c_str());
+  }
   return env.Undefined();
 }
 
@@ -190,6 +147,12 @@ void ListenCore::Stop() {
   spareFd_ = -1;
   for (int fd : handed_) close(fd);
   handed_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const Command& cmd : commands_)
+      if (cmd.fd >= 0) close(cmd.fd);
+    commands_.clear();
+  }
   queue_.Release();
 }
 
@@ -218,6 +181,16 @@ void ListenCore::Drop(uint32_t conn) {
   std::lock_guard<std::mutex> lock(mutex_);
   commands_.push_back({conn, true});
   thread_.Wake();
+}
+
+int ListenCore::Send(uint32_t conn, int fd, std::vector<uint8_t> data) {
+  if (thread_.stopped()) return EBADF;
+  int copy = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (fd >= 0 && copy < 0) return errno;
+  std::lock_guard<std::mutex> lock(mutex_);
+  commands_.push_back({conn, false, true, copy, std::move(data)});
+  thread_.Wake();
+  return 0;
 }
 
 // Listener thread.
@@ -345,19 +318,10 @@ bool ListenCore::Receive(Conn& c) {
     return false;
   }
   ListenEvent e{ListenEvent::kData, c.id, 0, 0, 0, 0, {}, {}};
-  for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
-    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t k = 0; k < count; k++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof fd);
-      if (c.hasFd) {
-        close(fd);  // one userfaultfd a connection: the rest never leave this thread
-      } else {
-        c.hasFd = true;
-        e.fds.push_back(fd);
-      }
-    }
+  int fd;
+  if (TakeOneFd(msg, !c.hasFd, &fd)) {  // one userfaultfd a connection
+    c.hasFd = true;
+    e.fds.push_back(fd);
   }
   if (!c.hasFd && (msg.msg_flags & MSG_CTRUNC)) {
     // An fd came but none could be installed (EMFILE): say so, not "no fd".
@@ -383,7 +347,16 @@ void ListenCore::ApplyCommands() {
   for (const Command& cmd : commands) {
     for (size_t i = 0; i < conns_.size(); i++) {
       if (conns_[i].id != cmd.conn) continue;
-      if (cmd.drop) {
+      if (cmd.send) {
+        // A fresh connection's buffer takes this small message whole, so the non-blocking send
+        // does not stop half-way; if it fails all the same, the connection ends with the error.
+        size_t sent = 0;
+        int err = SendWithFd(conns_[i].fd, cmd.fd, cmd.data.data(), cmd.data.size(), &sent);
+        if (err == 0) break;
+        queue_.Post({ListenEvent::kError, cmd.conn, 0, 0, 0, err, {}, {}});
+        close(conns_[i].fd);
+        conns_.erase(conns_.begin() + static_cast<long>(i));
+      } else if (cmd.drop) {
         close(conns_[i].fd);
         if (resumeAcceptAt_ != 0)
           resumeAcceptAt_ = std::min(resumeAcceptAt_, NowMs());  // an fd freed
@@ -393,6 +366,7 @@ void ListenCore::ApplyCommands() {
       }
       break;
     }
+    if (cmd.fd >= 0) close(cmd.fd);
   }
 }
 
@@ -479,6 +453,7 @@ Napi::Function FdListener::Init(Napi::Env env) {
                          InstanceMethod<&FdListener::Unref>("unref"),
                          InstanceMethod<&FdListener::Release>("release"),
                          InstanceMethod<&FdListener::Drop>("drop"),
+                         InstanceMethod<&FdListener::Send>("send"),
                          InstanceMethod<&FdListener::CloseReceived>("closeReceived"),
                      });
 }
@@ -569,6 +544,22 @@ Napi::Value FdListener::Drop(const Napi::CallbackInfo& info) {
   uint32_t conn = static_cast<uint32_t>(ArgInt(info, 0));
   if (core_ != nullptr) core_->Drop(conn);
   return info.Env().Undefined();
+}
+
+// (conn, fd, data: Uint8Array) -> undefined.
+Napi::Value FdListener::Send(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t conn = static_cast<uint32_t>(ArgInt(info, 0));
+  int fd = ArgInt(info, 1);
+  if (!info[2].IsTypedArray()) ThrowTypeError(env, "data must be a Uint8Array");
+  const uint8_t* data;
+  size_t length;
+  ViewBytes(info[2], &data, &length);
+  if (length == 0) ThrowRangeError(env, "data must not be empty (the fd travels with a byte)");
+  if (core_ == nullptr) return env.Undefined();
+  int err = core_->Send(conn, fd, std::vector<uint8_t>(data, data + length));
+  if (err != 0) ThrowErrno(env, err, "dup");
+  return env.Undefined();
 }
 
 // (fds: number[]) -> undefined.

@@ -57,6 +57,11 @@ class ListenCore {
   void Release(uint32_t conn);
   // JS thread. Close a connection now (after an error on it).
   void Drop(uint32_t conn);
+  // JS thread. Send `data` with a duplicate of `fd` (-1: none) on the connection: a shared
+  // image's memfd, handed to the client before its uffd comes back, and the answer after. A
+  // failure is reported as the connection's error, and the connection closed. 0, or the errno
+  // of the duplicate.
+  int Send(uint32_t conn, int fd, std::vector<uint8_t> data);
   // JS thread. Closes received fds that JavaScript is done with (adopted or refused). Only fds
   // this listener handed to JS and that are still open are closed: never one twice.
   void CloseReceived(const std::vector<int>& fds);
@@ -71,6 +76,9 @@ class ListenCore {
   struct Command {
     uint32_t conn;
     bool drop;
+    bool send = false;
+    int fd = -1;                // Send: our duplicate of the fd to hand over (closed once sent)
+    std::vector<uint8_t> data;  // Send: the message (the fd, if any, rides on its first byte)
   };
   friend class JsBatchQueue<ListenCore, ListenEvent>;
   ~ListenCore();
@@ -119,6 +127,7 @@ class FdListener : public Napi::ObjectWrap<FdListener> {
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value Drop(const Napi::CallbackInfo& info);
+  Napi::Value Send(const Napi::CallbackInfo& info);
   Napi::Value CloseReceived(const Napi::CallbackInfo& info);
   void Shutdown();  // idempotent: close(), the finalizer and the env cleanup hook end here
   static void OnEnvCleanup(void* self);

@@ -275,6 +275,7 @@ Napi::Function Region::Init(Napi::Env env) {
                          InstanceAccessor<&Region::Address>("address"),
                          InstanceAccessor<&Region::Length>("length"),
                          InstanceAccessor<&Region::Fd>("fd"),
+                         InstanceAccessor<&Region::Released>("released"),
                          InstanceAccessor<&Region::Buffer>("buffer"),
                          InstanceMethod<&Region::Dontneed>("dontneed"),
                          InstanceMethod<&Region::Protect>("protect"),
@@ -291,7 +292,18 @@ Region::Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) 
   uint64_t length = ArgU64(info, 0);
   bool shared = ArgBool(info, 1), hugetlb = ArgBool(info, 2);
   int aliasFd = info.Length() > 3 ? ArgInt(info, 3) : -1;
+  // A clone of a shared image: the memfd mapped privately (writes copy the page, the memfd
+  // never changes). The mapping holds the file; no fd is kept.
+  bool clone = info.Length() > 4 && ArgBool(info, 4);
   if (length == 0) ThrowRangeError(env, "length must be > 0");
+  if (clone) {
+    if (aliasFd < 0) ThrowRangeError(env, "a clone maps an image's fd");
+    void* addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, aliasFd, 0);
+    if (addr == MAP_FAILED) ThrowErrno(env, errno, "mmap");
+    mapping_ = new Mapping(static_cast<uint8_t*>(addr), length, -1);
+    Mapping::Track(mapping_);
+    return;
+  }
 
   int fd = -1;
   if (aliasFd >= 0) {
@@ -345,6 +357,10 @@ Napi::Value Region::Length(const Napi::CallbackInfo& info) {
 
 Napi::Value Region::Fd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), mapping_->fd());
+}
+
+Napi::Value Region::Released(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), mapping_->released());
 }
 
 Napi::Value Region::Buffer(const Napi::CallbackInfo& info) {

@@ -18,6 +18,8 @@ class Mapping {
   size_t length() const { return length_; }
   int fd() const { return fd_.load(); }
   bool live() const { return !unmapRequested_.load(); }
+  // munmap has happened (live() turns false at unmap(), this once no access is in flight).
+  bool released() const { return unmapped_.load(); }
   // JS thread: reads or writes are running (or waiting on a fault) on the thread pool.
   bool accessing() const { return accesses_.load() > 0; }
 
@@ -49,7 +51,7 @@ class Mapping {
 class Region : public Napi::ObjectWrap<Region> {
  public:
   static Napi::Function Init(Napi::Env env);
-  // JS: new Region(length, shared, hugetlb, aliasFd = -1)
+  // JS: new Region(length, shared, hugetlb, aliasFd = -1, clone = false)
   explicit Region(const Napi::CallbackInfo& info);
   ~Region() override;
 
@@ -57,6 +59,7 @@ class Region : public Napi::ObjectWrap<Region> {
   Napi::Value Address(const Napi::CallbackInfo& info);
   Napi::Value Length(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value Released(const Napi::CallbackInfo& info);
   Napi::Value Buffer(const Napi::CallbackInfo& info);
   Napi::Value Dontneed(const Napi::CallbackInfo& info);
   Napi::Value Protect(const Napi::CallbackInfo& info);

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "sources/shared_image.h"
 #include "uffd/uffd_ioctl.h"
 
 namespace uffd {
@@ -41,6 +43,22 @@ bool PreadFully(int fd, uint64_t at, uint64_t len, uint8_t* out) {
     done += static_cast<uint64_t>(n);
   }
   return true;
+}
+
+// sendfile(2) of [from, from + len) of `in` to `out` at `at`: the page cache to the file, one copy.
+// A file that shrank since serve() ends early: the rest is left to the caller (ENODATA).
+int SendFile(int in, uint64_t from, int out, uint64_t at, uint64_t len) {
+  if (lseek(out, static_cast<off_t>(at), SEEK_SET) < 0) return errno;
+  off_t pos = static_cast<off_t>(from);
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = sendfile(out, in, &pos, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == EINVAL ? ENOTSUP : errno;  // a file sendfile cannot read
+    if (n == 0) return ENODATA;
+    done += static_cast<uint64_t>(n);
+  }
+  return 0;
 }
 
 class ZeroSource : public PageSource {
@@ -94,6 +112,9 @@ class MappedFileSource : public PageSource {
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
     return PreadFully(fd_, offset_ + offset, len, out);
   }
+  int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) override {
+    return SendFile(fd_, offset_ + offset, fd, at, len);
+  }
 
  private:
   int fd_;
@@ -118,6 +139,9 @@ class PreadFileSource : public PageSource {
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
     return PreadFully(fd_, offset_ + offset, len, out);
+  }
+  int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) override {
+    return SendFile(fd_, offset_ + offset, fd, at, len);
   }
 
  private:
@@ -231,11 +255,26 @@ ServedRanges::ServedRanges(uint64_t pageSize)
 // JS thread.
 uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
                            uint64_t readahead, bool zeroRemoved, uint64_t unit) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  uint32_t id = nextId_++;
-  Range r{id, start, length, std::move(source), readahead, {}};
+  Range r{0, start, length, std::move(source), readahead, {}};
   r.zeroRemoved = zeroRemoved;
   r.unit = unit == 0 ? pageSize_ : unit;
+  return Push(std::move(r));
+}
+
+// JS thread.
+uint32_t ServedRanges::AddImage(uint64_t start, uint64_t length, std::shared_ptr<SharedImage> image,
+                                uint64_t readahead, bool minor) {
+  Range r{0, start, length, nullptr, readahead, {}};
+  r.unit = pageSize_;
+  r.image = std::move(image);
+  r.imageMinor = minor;
+  return Push(std::move(r));
+}
+
+// JS thread: the range, whole, under the lock the reader answers under.
+uint32_t ServedRanges::Push(Range r) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint32_t id = r.id = nextId_++;
   if (r.fixedWindow != 0)
     r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
   // Here, on the JS thread: the reader thread never allocates.
@@ -346,15 +385,19 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
 }
 
 // Reader thread.
-ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats& stats, int* err) {
+ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, bool minor, bool write,
+                                           FaultStats& stats, int* err) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Range& r : ranges_) {
     if (address < r.start || address - r.start >= r.length) continue;
+    if (minor && !r.image) return Outcome::kNotServed;
     uint64_t t0 = NowNs();
     uint64_t page = address & ~(r.unit - 1);
     // The window never leaves the served range: what lies past it may be another range's,
     // another source's, or JavaScript's to answer.
     uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
+    // A JavaScript source fills one page at a time here: the rest is its own read-ahead's.
+    if (r.image && !r.image->nativeSource()) end = page + r.unit;
     for (const auto& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
       if (page >= x.first && page < x.second) return ZeroRemoved(fd, r, page, stats, err);
       if (x.first > page) {
@@ -367,11 +410,108 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats&
         if (s.lastUse == clock_) s.nextExpected = end;
       }
     }
-    Outcome o = Fill(fd, r, page, end - page, stats, err);
+    Outcome o = r.image ? AnswerImage(fd, r, page, end, write, stats, err)
+                        : Fill(fd, r, page, end - page, stats, err);
     if (o == Outcome::kAnswered) stats.RecordLatency(NowNs() - t0);
     return o;
   }
   return Outcome::kNotServed;
+}
+
+// Reader thread, under mutex_: a clone's fault. The image gets the window's absent pages from
+// its source (once, whichever clone asks first); the clone then maps them from the page cache.
+ServedRanges::Outcome ServedRanges::AnswerImage(int fd, Range& r, uint64_t page, uint64_t end,
+                                                bool write, FaultStats& stats, int* err) {
+  bool wasPresent = false;
+  int rc = r.image->Fill(page - r.start, end - page, true, write, &wasPresent);
+  if (rc == SharedImage::kNeedsJs) return Outcome::kNotServed;
+  if (rc != 0) {
+    *err = rc;
+    return Outcome::kFailed;
+  }
+  if (r.imageMinor) return ContinueImage(fd, r, page, end, stats, err);
+  bool repeated = Repeated(r, page, wasPresent);
+  if (!repeated && r.imageContinue) {
+    Outcome o = ContinueImage(fd, r, page, end, stats, err);
+    if (o != Outcome::kFailed) return o;
+    // Anything it could not map (the layout changed: ENOENT) is woken as before, to fault again.
+    if (*err == EINVAL) r.imageContinue = false;
+    *err = 0;
+  }
+  if (repeated) {
+    // This memory does not read the image's page cache: a private copy of the page answers it.
+    int e = r.image->ReadPage(page - r.start, tailPage_.data());
+    stats.CountResolve(r.unit);
+    IoctlResult res = e == 0 ? Copy(fd, page, tailPage_.data(), r.unit, 0) : IoctlResult{0, e};
+    if (res.bytes > 0) return Outcome::kAnswered;
+    stats.Uncount(1, r.unit);
+    if (res.err != EEXIST) {
+      if (res.err == EAGAIN) return Outcome::kRetry;
+      if (res.err == ESRCH) return Outcome::kOwnerGone;
+      *err = res.err == 0 ? EIO : res.err;
+      return Outcome::kFailed;
+    }
+  }
+  // Counted before the wake: the woken thread may read stats() at once.
+  stats.CountResolve(r.unit);
+  stats.CountWake();
+  int werr = Wake(fd, page, end - page);
+  if (werr == 0) return Outcome::kAnswered;
+  stats.Uncount(1, r.unit);
+  *err = werr;
+  return Outcome::kFailed;
+}
+
+// Reader thread, under mutex_: UFFDIO_CONTINUE over [page, end), pages this clone maps already
+// skipped (EEXIST). A page punched out by the cap since it was filled (EFAULT) is woken: it
+// faults again and is read again.
+ServedRanges::Outcome ServedRanges::ContinueImage(int fd, Range& r, uint64_t page, uint64_t end,
+                                                  FaultStats& stats, int* err) {
+  uint64_t pos = 0, length = end - page;
+  while (pos < length) {
+    if (pos == 0) stats.CountResolve(r.unit);
+    IoctlResult res = Continue(fd, page + pos, length - pos, 0);
+    if (res.bytes > 0) {
+      if (pos == 0) stats.AddBytes(static_cast<uint64_t>(res.bytes) - r.unit);
+      pos += static_cast<uint64_t>(res.bytes);
+      continue;
+    }
+    if (pos == 0) stats.Uncount(1, r.unit);
+    if (res.err == EEXIST || (res.err == EFAULT && pos == 0)) {
+      if (pos == 0) {
+        stats.CountResolve(r.unit);
+        stats.CountWake();
+        Wake(fd, page, r.unit);
+      }
+      pos += r.unit;
+      continue;
+    }
+    if (pos > 0) return Outcome::kAnswered;  // the faulting page is mapped; read-ahead stops
+    if (res.err == EAGAIN) return Outcome::kRetry;
+    if (res.err == ESRCH) return Outcome::kOwnerGone;
+    if (res.err == ENOENT) Wake(fd, page, r.unit);
+    *err = res.err == 0 ? EIO : res.err;
+    return Outcome::kFailed;
+  }
+  return Outcome::kAnswered;
+}
+
+// Reader thread, under mutex_. Whether a fault on a page that was present already has come
+// kMaxImageRepeats times in a row (see Range::repeats).
+bool ServedRanges::Repeated(Range& r, uint64_t page, bool wasPresent) {
+  Range::Repeat& s = r.repeats[(page / r.unit) % 8];
+  if (!wasPresent) {
+    if (s.page == page) s.count = 0;
+    return false;
+  }
+  if (s.page != page) {
+    s.page = page;
+    s.count = 1;
+    return false;
+  }
+  if (++s.count < kMaxImageRepeats) return false;
+  s.count = 0;
+  return true;
 }
 
 // Reader thread. The first page at or after `from` (below `end`) that is not mapped yet,

@@ -10,6 +10,8 @@
 
 namespace uffd {
 
+class SharedImage;
+
 // Where the bytes of a served range come from. Bytes past size() read as zeros.
 class PageSource {
  public:
@@ -22,6 +24,11 @@ class PageSource {
   // source). False on an I/O error (errno set). A mapped file overrides it with pread(2): a
   // user-space load past the end of a file truncated since serve() would raise SIGBUS.
   virtual bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out);
+  // Any thread. Writes [offset, offset + len) (len a page multiple, within size()) into the file
+  // `fd` at `at` without a bounce buffer, where the source can (a file: sendfile(2), one copy).
+  // Returns 0, an errno, or ENOTSUP when the caller must Read() and write itself. `fd`'s file
+  // position is used: the caller serialises.
+  virtual int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) { return ENOTSUP; }
 };
 
 // Zeros only: UFFDIO_ZEROPAGE.
@@ -54,6 +61,11 @@ class ServedRanges {
   // accepts only whole huge pages in UFFDIO_COPY and has no UFFDIO_ZEROPAGE.
   uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
                uint64_t readahead, bool zeroRemoved = false, uint64_t unit = 0);
+  // JS thread. A clone of a shared image (sources/shared_image.h): [start, start + length) maps
+  // the image's memfd privately, whole. Its faults fill the image (read-ahead as Add's) and are
+  // answered with UFFDIO_WAKE, or with UFFDIO_CONTINUE when `minor` (registered MISSING|MINOR).
+  uint32_t AddImage(uint64_t start, uint64_t length, std::shared_ptr<SharedImage> image,
+                    uint64_t readahead, bool minor);
   bool Remove(uint32_t id);
   void Clear();
 
@@ -62,8 +74,9 @@ class ServedRanges {
   // process (or a fork child's) skips present pages one EEXIST at a time instead.
   void SetLocalMemory(bool local) { localMemory_ = local; }
 
-  // Reader thread: answers a fault at `address` when a served range holds it.
-  Outcome Answer(int fd, uint64_t address, FaultStats& stats, int* err);
+  // Reader thread: answers a fault at `address` when a served range holds it. A minor fault
+  // (`minor`) is answered by an image range only.
+  Outcome Answer(int fd, uint64_t address, bool minor, bool write, FaultStats& stats, int* err);
   // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
   // `removed` (REMOVE): ranges served with zeroRemoved remember the span as zeros.
   void Forget(uint64_t start, uint64_t end, bool removed = false);
@@ -90,7 +103,31 @@ class ServedRanges {
     // faults again at once, forever. The last page so woken, and how many times in a row.
     uint64_t eexistPage = ~0ull;
     uint32_t eexistRepeats = 0;
+    // An image clone: the image, and how faults are answered (CONTINUE or WAKE).
+    std::shared_ptr<SharedImage> image;
+    bool imageMinor = false;
+    // A MISSING clone's fault is answered with UFFDIO_CONTINUE over the window too (the shmem
+    // mapping takes it although only MINOR registrations advertise it): the clone maps the
+    // window at once instead of faulting again for it. Cleared for good by the first EINVAL
+    // (memory that is not shmem, or a kernel that refuses it): WAKE answers from then on.
+    bool imageContinue = true;
+    // WAKE answers a fault only if the mapping reads the image's page cache. A page that keeps
+    // faulting while present is in memory that does not map the image (a range served by
+    // mistake, a mapping replaced since): it gets a private copy instead of being woken forever.
+    struct Repeat {
+      uint64_t page = ~0ull;
+      uint32_t count = 0;
+    };
+    Repeat repeats[8];
   };
+  // Wakes of one present page in a row before it is copied privately (threads of one clone
+  // faulting on one page at once each need one, far fewer).
+  static constexpr uint32_t kMaxImageRepeats = 64;
+  uint32_t Push(Range r);  // JS thread
+  Outcome AnswerImage(int fd, Range& r, uint64_t page, uint64_t end, bool write, FaultStats& stats,
+                      int* err);
+  Outcome ContinueImage(int fd, Range& r, uint64_t page, uint64_t end, FaultStats& stats, int* err);
+  bool Repeated(Range& r, uint64_t page, bool wasPresent);
   // Consecutive EEXIST answers to faults on one huge page taken as "no huge page to copy into"
   // (as many threads faulting one page at once would give far fewer).
   static constexpr uint32_t kMaxHugeEexist = 256;

@@ -10,11 +10,13 @@
 #include <cstring>
 
 #include "addon.h"
+#include "memory/image_object.h"
 #include "memory/region.h"
 #include "reader/local_uffds.h"
 #include "reader/reader_claims.h"
 #include "reader/sync_reader.h"
 #include "reader/teardown_registry.h"
+#include "sources/source_args.h"
 #include "uffd/args.h"
 #include "uffd/errors.h"
 #include "uffd/uffd_ioctl.h"
@@ -120,6 +122,7 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
                          InstanceMethod<&Userfaultfd::ClaimReadsMethod>("claimReads"),
                          InstanceMethod<&Userfaultfd::SetJsReads>("setJsReads"),
                          InstanceMethod<&Userfaultfd::Serve>("serve"),
+                         InstanceMethod<&Userfaultfd::ServeImage>("serveImage"),
                          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
                          InstanceMethod<&Userfaultfd::Stats>("stats"),
                          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
@@ -488,38 +491,15 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     }
     case SourceKind::kFd:
     case SourceKind::kPath: {
-      int fd;
-      std::string path;
-      if (kind == SourceKind::kFd) {
-        fd = fcntl(ArgInt(info, 3), F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) ThrowErrno(env, errno, "dup");
-      } else {
-        if (!info[3].IsString()) ThrowTypeError(env, "path must be a string");
-        path = info[3].As<Napi::String>().Utf8Value();
-        // O_NONBLOCK: opening a FIFO for reading would otherwise wait on the JS thread for
-        // a writer, forever; what is not a file is refused just below.
-        fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) ThrowErrno(env, errno, "open", kNoBytes, path.c_str());
-      }
-      int fd2 = prefetch ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-      const char* failed = "mmap";
-      source = MakeFileSource(fd, offset, mode, &failed);
-      if (!source) {
-        int err = errno;
-        if (fd2 >= 0) close(fd2);
-        std::string detail = path.empty() ? std::string("fd") : path;
-        if (err == EINVAL && strcmp(failed, "open") == 0)
-          detail += " is not a regular file or a block device";
-        ThrowErrno(env, err, failed, kNoBytes,
-                   path.empty() && err != EINVAL ? nullptr : detail.c_str());
-      }
+      int fd2 = -1;
+      source = FileSourceFromJs(env, kind, info[3], offset, mode, prefetch ? &fd2 : nullptr);
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
         adviseFd = fcntl(fd2, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
+        const char* failed = "mmap";
         prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
         if (!prefetchSource && adviseFd >= 0) close(adviseFd);
-        if (!prefetchSource)
-          ThrowErrno(env, errno, failed, kNoBytes, path.empty() ? nullptr : path.c_str());
+        if (!prefetchSource) ThrowErrno(env, errno, failed);
       }
       break;
     }
@@ -541,6 +521,19 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, id);
 }
 
+// (start, length, image: SharedImage, readahead, minor) -> id. lib/ has checked that the range
+// maps the image's memfd privately, whole, and is registered MISSING (and MINOR when `minor`).
+Napi::Value Userfaultfd::ServeImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckedFd(env, "serve");
+  uint64_t start = ArgU64(info, 0), length = ArgU64(info, 1), readahead = ArgU64(info, 3);
+  std::shared_ptr<SharedImage> image = ImageObject::From(info[2]);
+  if (!image) ThrowTypeError(env, "image must be an open SharedImage");
+  if (length != image->size()) ThrowRangeError(env, "a clone maps the whole image");
+  return Napi::Number::New(
+      env, served_.AddImage(start, length, std::move(image), readahead, ArgBool(info, 4)));
+}
+
 // The compact page file's fd in Serve()'s prefetchOptions (arg 11), or -1.
 int Userfaultfd::PagesFd(const Napi::CallbackInfo& info) {
   if (info.Length() <= 11 || !info[11].IsObject()) return -1;
@@ -548,7 +541,7 @@ int Userfaultfd::PagesFd(const Napi::CallbackInfo& info) {
   return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : -1;
 }
 
-// (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount] pairs | null, unit,
+// (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount, flags] words | null, unit,
 //  prefetchOptions: { eager: boolean, window: pages (0: adaptive), pagesFd: fd | -1 (the compact
 //  page file, checked by lib/; duplicated here), pagesOffset: its first page's offset }).
 // JS thread. Throws (with the range left unserved) when the prefetch thread cannot start.
@@ -627,14 +620,7 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
 
 // (id) -> Uint32Array of [firstPage, pageCount, write] triples, in first-touch order.
 Napi::Value Userfaultfd::Recorded(const Napi::CallbackInfo& info) {
-  std::vector<PageRun> runs = workingSets_.Recorded(static_cast<uint32_t>(ArgInt(info, 0)));
-  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), runs.size() * 3);
-  for (size_t i = 0; i < runs.size(); i++) {
-    out[i * 3] = runs[i].first;
-    out[i * 3 + 1] = runs[i].count;
-    out[i * 3 + 2] = runs[i].write;
-  }
-  return out;
+  return RunsToJs(info.Env(), workingSets_.Recorded(static_cast<uint32_t>(ArgInt(info, 0))));
 }
 
 // (id) -> Uint8Array, one bit per page of the range (page i: bit i & 7 of byte i >> 3): the
@@ -721,15 +707,19 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       stats_.CountFault();
       uint64_t address = msg.arg.pagefault.address;
       int err = 0;
-      // Minor and write-protect faults are the handler's to decide; sources fill missing pages.
-      bool missing =
-          (msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      // Write-protect faults are the handler's to decide; sources fill missing pages, and a
+      // shared image's clones registered MINOR take minor faults too.
+      uint64_t flags = msg.arg.pagefault.flags;
+      bool missing = (flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) == 0;
+      bool minor = (flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) ==
+                   UFFD_PAGEFAULT_FLAG_MINOR;
+      bool write = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
       // Only this process's threads can be the JS thread; a tid from another pid namespace can
       // equal its tid (local_uffds.h).
       bool self = localMemory_ && jsTid_ != 0 &&
                   msg.arg.pagefault.feat.ptid == static_cast<uint32_t>(jsTid_) &&
                   selfFaultPolicy_.load(std::memory_order_relaxed) != 0;
-      if (missing) {
+      if (missing || minor) {
         // In a range with a working set, counted and recorded before the answer wakes the
         // faulting thread: a program that saves its set right after its last touch finds it.
         // An eager install holds its range's faults until the set is in (retried every
@@ -738,16 +728,19 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
           stats_.UncountFault();
           return Disposition::kRetry;
         }
-        bool counted = workingSets_.OnFault(
-            address, (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+        bool counted = missing && workingSets_.OnFault(address, write);
         workingSets_.gate().Begin();
-        ServedRanges::Outcome outcome = workingSets_.AnswerAlong(fd_, address, stats_, &err);
+        // Along a working set first (missing faults only: a set's ranges are never clones'), then
+        // the served ranges, which answer a shared image's clones' minor faults too.
+        ServedRanges::Outcome outcome = missing
+                                            ? workingSets_.AnswerAlong(fd_, address, stats_, &err)
+                                            : ServedRanges::Outcome::kNotServed;
         if (outcome == ServedRanges::Outcome::kNotServed)
-          outcome = served_.Answer(fd_, address, stats_, &err);
+          outcome = served_.Answer(fd_, address, minor, write, stats_, &err);
         workingSets_.gate().End();
         if (outcome == ServedRanges::Outcome::kRetry) {
           if (counted) workingSets_.UncountDemand();
-        } else if (!counted && outcome != ServedRanges::Outcome::kNotServed) {
+        } else if (missing && !counted && outcome != ServedRanges::Outcome::kNotServed) {
           workingSets_.CountDemand();
         }
         switch (outcome) {

@@ -10,6 +10,7 @@
 
 #include "reader/fault_reader.h"
 #include "sources/page_source.h"
+#include "sources/source_args.h"
 #include "sources/working_set.h"
 #include "tracking/snapshot_writer.h"
 #include "uffd/fast_ioctl.h"
@@ -26,8 +27,6 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info);  // (fd)
 Napi::Value GetTid(const Napi::CallbackInfo& info);   // gettid() of the calling JS thread
 
 enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
-// Serve()'s source argument: what its `source` value is.
-enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3 };
 
 class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
  public:
@@ -71,6 +70,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // one of those conditions may have changed.
   void UpdateDirect(Napi::Env env);
   Napi::Value Serve(const Napi::CallbackInfo& info);
+  Napi::Value ServeImage(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value ReadSync(const Napi::CallbackInfo& info);  // sync_reader.h

@@ -1,0 +1,91 @@
+#include "fdpass/fd_message.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+namespace uffd {
+
+bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr->sun_path) return false;
+  memcpy(addr->sun_path, path.data(), path.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return true;
+}
+
+int SendWithFd(int sock, int fd, const uint8_t* data, size_t length, size_t* sent) {
+  *sent = 0;
+  bool fdSent = false;
+  while (*sent < length) {
+    iovec iov{const_cast<uint8_t*>(data + *sent), length - *sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (!fdSent && fd >= 0) {
+      memset(control, 0, sizeof control);
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    fdSent = true;
+    *sent += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+int ConnectUnix(const std::string& path, int sendTimeoutMs, const char** failed) {
+  *failed = "connect";
+  sockaddr_un addr;
+  socklen_t len;
+  if (!UnixAddress(path, &addr, &len)) return -ENAMETOOLONG;
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    *failed = "socket";
+    return -errno;
+  }
+  timeval tv{sendTimeoutMs / 1000, (sendTimeoutMs % 1000) * 1000};
+  setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(sock, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    int err = errno;
+    close(sock);
+    return -err;
+  }
+  return sock;
+}
+
+bool TakeOneFd(msghdr& msg, bool keep, int* fd) {
+  bool took = false;
+  for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t k = 0; k < count; k++) {
+      int got;
+      memcpy(&got, CMSG_DATA(h) + k * sizeof(int), sizeof got);
+      if (keep && !took) {
+        *fd = got;
+        took = true;
+      } else {
+        close(got);  // never leaves this thread
+      }
+    }
+  }
+  return took;
+}
+
+}  // namespace uffd
