@@ -56,19 +56,25 @@ void FaultReader::Run() {
     UpdateYield();
     // A fault waiting for a retry (EAGAIN: the kernel was still finishing a non-cooperative
     // event when it was answered) must not wait for another message that may never come.
-    int n = poll(fds, yielding_ ? 1 : 2, retry_.empty() ? -1 : kRetryMs);
+    // Background work goes on between polls that do not wait: messages always come first.
+    bool work = background_ && !yielding_;
+    int timeout = !retry_.empty() || (work && backgroundLater_) ? kRetryMs : work ? 0 : -1;
+    int n = poll(fds, yielding_ ? 1 : 2, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (n == 0) {
       Retry();
+      if (work) RunBackground();
       continue;
     }
-    if (fds[0].revents != 0) {  // stopped, or nudged: look again
+    if (fds[0].revents != 0) {  // stopped, or nudged (new background work, a claim): look again
       thread_.Drain();
+      background_ = true;
       continue;
     }
+    backgroundLater_ = false;  // a message was read: what waited for it may go on
     if (!yielding_ && !HandleReady(fds[1].revents)) break;
   }
 }
@@ -99,7 +105,13 @@ bool FaultReader::HandleReady(short revents) {
 
 // Reader thread: one read(2) of up to kBatch messages, answered or queued for JS.
 bool FaultReader::ReadBatch() {
+  std::mutex* lock = handler_->ReadLock();
+  if (lock != nullptr) lock->lock();
   ssize_t n = read(fd_, buffer_, sizeof buffer_);
+  int readErr = errno;
+  if (n > 0) handler_->OnRead(buffer_, static_cast<size_t>(n) / sizeof(uffd_msg));
+  if (lock != nullptr) lock->unlock();
+  errno = readErr;
   if (n < 0) {
     if (errno == EAGAIN || errno == EINTR) {
       Retry();
@@ -128,6 +140,16 @@ void FaultReader::Retry() {
   Dispatch(retryNext_.data(), retryNext_.size());
   retryNext_.clear();
   PostBatch();
+}
+
+// Reader thread: one slice of the handler's background work.
+void FaultReader::RunBackground() {
+  Delivery d{};
+  bool post = false;
+  FaultHandler::Work w = handler_->Background(&d, &post);
+  background_ = w != FaultHandler::Work::kIdle;
+  backgroundLater_ = w == FaultHandler::Work::kLater;
+  if (post) queue_.Post(&d, 1);
 }
 
 // Reader thread: hands this batch's deliveries to JS.

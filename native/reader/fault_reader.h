@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "reader/js_batch_queue.h"
@@ -31,6 +32,8 @@ enum Note : int32_t {
                                   // guard answered it (onSelfFault), err says why it failed
   kNoteSelfFaultFallback = 5,  // the JS thread faulted; POISON failed (err), a zero page answered
   kNoteYielded = 6,            // the reader stopped reading: a consumer elsewhere claims the uffd
+  kNoteFilled = 7,  // the background fill ended: err 0 (every page in), ESRCH (the memory's
+                    // owner has gone) or why it failed
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };
@@ -44,6 +47,16 @@ class FaultHandler {
   // Reader thread, before each wait: whether to leave the uffd's messages to another reader
   // (reader_claims.h). The reader is nudged when the answer may have changed.
   virtual bool ShouldYield() = 0;
+  // Reader thread, while no message waits: one slice of background work (the fill). Returns
+  // kMore while more remains (the reader then polls without waiting), kLater when a message
+  // must be read first, kIdle when there is none. May fill *out for JS (returns kIdle then,
+  // and true in *post).
+  enum class Work { kIdle, kMore, kLater };
+  virtual Work Background(Delivery* out, bool* post) { return Work::kIdle; }
+  // Reader thread: a lock held across each read(2) and OnRead (null: none).
+  virtual std::mutex* ReadLock() { return nullptr; }
+  // Reader thread, under ReadLock(): the messages a read(2) returned, before they are handled.
+  virtual void OnRead(const uffd_msg* msgs, size_t count) {}
 };
 
 class FaultReader {
@@ -79,6 +92,7 @@ class FaultReader {
   void Dispatch(const uffd_msg* msgs, size_t count);  // reader thread
   void Retry();                                       // reader thread
   void PostBatch();                                   // reader thread
+  void RunBackground();                               // reader thread
 
   // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful.
   size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch);
@@ -101,6 +115,10 @@ class FaultReader {
   std::vector<uffd_msg> retryNext_;
   uffd_msg buffer_[kBatch];
   bool yielding_ = false;  // reader thread
+  // Reader thread: background work may remain (FaultHandler::Background), and whether it
+  // waits for a message to be read first.
+  bool background_ = true;
+  bool backgroundLater_ = false;
 };
 
 }  // namespace uffd

@@ -111,21 +111,23 @@ bool Prefetcher::FillRun(uint64_t dst, uint64_t len) {
 }
 
 // Prefetch thread, as ServedRanges::FillOnce: the source's bytes, a zero-padded last page,
-// zeros past its end.
+// zeros in its holes and past its end.
 IoctlResult Prefetcher::CopyBatch(uint64_t dst, uint64_t len) {
   PageSource& src = *source_;
-  uint64_t size = src.size();
   uint64_t so = dst - start_;
-  if (so >= size) return Zeropage(fd_, dst, len, UFFDIO_ZEROPAGE_MODE_DONTWAKE);
-  if (size - so >= pageSize_) {
-    uint64_t n = std::min(len, (size - so) & ~(pageSize_ - 1));
+  uint64_t run = 0;
+  if (!src.Extent(so, &run)) {
+    return Zeropage(fd_, dst, std::min(len, std::max(pageSize_, run & ~(pageSize_ - 1))),
+                    UFFDIO_ZEROPAGE_MODE_DONTWAKE);
+  }
+  if (run >= pageSize_) {
+    uint64_t n = std::min(len, run & ~(pageSize_ - 1));
     const uint8_t* bytes = src.Read(so, n);
     if (bytes == nullptr) return {0, errno != 0 ? errno : EIO};
     return Copy(fd_, dst, bytes, n, UFFDIO_COPY_MODE_DONTWAKE);
   }
-  uint64_t tail = size - so;
-  if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno != 0 ? errno : EIO};
-  memset(tailPage_.data() + tail, 0, pageSize_ - tail);
+  if (!src.CopyOut(so, run, tailPage_.data())) return {0, errno != 0 ? errno : EIO};
+  memset(tailPage_.data() + run, 0, pageSize_ - run);
   return Copy(fd_, dst, tailPage_.data(), pageSize_, UFFDIO_COPY_MODE_DONTWAKE);
 }
 
