@@ -11,7 +11,7 @@ export type { UserfaultfdEvents, ForkEvent, UffdEvent } from './core/typed-event
 export type { Served } from './core/userfaultfd';
 export { Region } from './core/region';
 export { PageSource } from './sources/page-source';
-export type { FileSourceOptions, PageSourceKind } from './sources/page-source';
+export type { FileSourceOptions, PageSourceKind, SparseRun } from './sources/page-source';
 export { UffdError } from './base/errors';
 export type { UffdErrorCode } from './base/errors';
 export { probe } from './core/backend';

@@ -19,13 +19,16 @@ import {
 import { busyError, openDestination, RawSnapshotResult, SnapshotResult, toResult, wpAsyncError } from '../sources/snapshot';
 import { checkSourceOverlap } from './source-overlap';
 import type {
-  BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range,
+  BackendName, ContinueOptions, CopyOptions, FillOptions, FillResult, MoveOptions, OpenOptions, PageFault, Range,
   ReadSyncOptions, RegisterOptions, RegisterResult, SelfFaultPolicy, ServeOptions, Stats, WakeOptions,
   WriteProtectOptions,
 } from '../base/types';
 import type { UffdEvent } from './typed-events';
 
 const M = constants.modes;
+/** fill()'s chunks, as CRIU's lazy-pages daemon: 64 KiB growing to 4 MiB (criu/uffd.c). */
+const FILL_MIN_CHUNK = 64 * 1024;
+const FILL_MAX_CHUNK = 4 * 1024 * 1024;
 
 /** Checked before a backend opens anything, so that a bad option leaks no fd. */
 function checkSelfFaultPolicy(policy: unknown): void {
@@ -73,6 +76,8 @@ export interface ServeSets {
   record: boolean;
   /** [firstPage, pageCount] pairs of the range, in order; null: no prefetch. */
   prefetch: Uint32Array | null;
+  /** ServeOptions.follow. */
+  follow: boolean;
 }
 
 /** A served range's working set: where it is saved and what it refines. */
@@ -121,6 +126,8 @@ export abstract class Userfaultfd extends EventEmitter {
   private readonly tracking: WeakRef<Userfaultfd>;
   /** Ranges served by PageSource.custom/http, answered in JavaScript (lib/sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
+  /** fill()'s promise while it runs. */
+  private filling: Promise<FillResult> | null = null;
   private sourceCounters: SourceCounters | null = null;
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
@@ -306,6 +313,14 @@ export abstract class Userfaultfd extends EventEmitter {
     if (source.custom !== null && removed !== 'source') {
       throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
     }
+    const follow = toFlag(o.follow, 'options.follow');
+    if (source.custom !== null && follow) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', 'serve(): a custom or http source cannot follow its memory ({ follow }): ' +
+        'it is answered in JavaScript, after the layout events');
+    }
+    if (source.runs !== null && unit !== this.pageSize) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', `a sparse source serves ${this.pageSize}-byte pages, not ${unit}-byte ones`);
+    }
     if (source.custom !== null && prefetch !== undefined) {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
         '({ record }) but cannot prefetch one yet ({ prefetch })');
@@ -330,6 +345,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const sets: ServeSets = {
       record: record !== undefined,
       prefetch: set?.loaded && set.loaded.runs.length > 0 ? toPrefetchRuns(set.loaded.runs) : null,
+      follow,
     };
     const registeredHere = !this.isRegistered(r);
     if (registeredHere) this.register(r, { missing: true });
@@ -397,6 +413,38 @@ export abstract class Userfaultfd extends EventEmitter {
       this.writeSet(ws, ws.record);
     } catch (err) {
       process.nextTick(() => this.emit('error', err));
+    }
+  }
+
+  /**
+   * Installs, in the background, every page of the served ranges that holds source bytes and
+   * is not in yet (holes of a sparse source and pages past a source's end are left to their
+   * faults: they read as zeros). Demand faults go first: the fill copies in chunks between reads
+   * of the uffd, from `minChunk` doubling to `maxChunk`, back to `minChunk` after each fault,
+   * as CRIU's lazy-pages daemon does after a restore. Ranges served with `follow` fill only
+   * what they have not filled on demand. Resolves once nothing is left, or the memory's owner
+   * has exited (`ownerGone`); rejects with the UffdError of a source that failed, or when the
+   * uffd is closed first. Custom and http ranges are not filled. Calling it again while it runs
+   * returns the same promise.
+   */
+  fill(options: FillOptions = {}): Promise<FillResult> {
+    if (this.filling !== null) return this.filling;
+    try {
+      this.checkOpen();
+      const o = toOptions<FillOptions>(options, 'options');
+      const minChunk = o.minChunk === undefined ? FILL_MIN_CHUNK : toLength(o.minChunk, 'options.minChunk');
+      const maxChunk = o.maxChunk === undefined ? Math.max(FILL_MAX_CHUNK, minChunk) : toLength(o.maxChunk, 'options.maxChunk');
+      checkAligned(minChunk, this.pageSize, 'options.minChunk');
+      checkAligned(maxChunk, this.pageSize, 'options.maxChunk');
+      if (maxChunk < minChunk) throw outOfRange('options.maxChunk', `at least options.minChunk (${minChunk})`, maxChunk);
+      this.startReader();
+      const filling = this._fill(minChunk, maxChunk).finally(() => {
+        if (this.filling === filling) this.filling = null;
+      });
+      this.filling = filling;
+      return filling;
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 
@@ -749,6 +797,8 @@ export abstract class Userfaultfd extends EventEmitter {
   protected abstract _serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean,
                             sets: ServeSets, unit?: number): unknown;
   protected abstract _unserve(handle: unknown): void;
+  /** Fills what the served ranges still lack (fill()); settles once, when the fill ends. */
+  protected abstract _fill(minChunk: number, maxChunk: number): Promise<FillResult>;
   /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
   protected abstract _recorded(handle: unknown): Uint32Array;
   /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
@@ -894,6 +944,9 @@ function checkOpenOptions(options: unknown): Partial<OpenOptions> {
   // The fd is always non-blocking (the reader polls it; readers never block the event loop):
   // the option exists to say so, and asking for a blocking fd is refused, not ignored.
   if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
+  if (o.orderedAnswers !== undefined && typeof o.orderedAnswers !== 'boolean') {
+    throw invalidArgType('options.orderedAnswers', 'of type boolean', o.orderedAnswers);
+  }
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);

@@ -4,10 +4,10 @@
  */
 import { CheckedRange, toFeatureNames } from '../base/args';
 import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
-import { invalidArgType, uffdError } from '../base/errors';
+import { closedError, invalidArgType, uffdError } from '../base/errors';
 import type { PageSource } from '../sources/page-source';
 import type { UffdEvent } from '../core/typed-events';
-import type { OpenOptions, PageFault, Stats } from '../base/types';
+import type { FillResult, OpenOptions, PageFault, Stats } from '../base/types';
 import { ServeSets, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
@@ -39,12 +39,15 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   private readonly workingSets = new Map<number, SimWorkingSet>();
   private readonly snapshots = new Set<SimSnapshot>();
 
+  private readonly ordered: boolean;
+
   constructor(ctx: UffdContext, options: OpenOptions) {
     super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
     this.ctx = ctx;
     ctx.attach();
     this.fdNumber = allocateFd();
     this.served = new ServedRanges(this.pageSize);
+    this.ordered = options.orderedAnswers === true;
     byFd.set(this.fdNumber, this);
   }
 
@@ -63,10 +66,16 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (err) throw uffdError(err, 'UFFDIO_UNREGISTER');
   }
   protected _copy(dst: bigint, src: Uint8Array, mode: number): number {
+    if (this.behindEvents()) throw uffdError('EAGAIN', 'UFFDIO_COPY', 0);
     return this.resolved(this.ctx.copy(dst, src, mode), 'UFFDIO_COPY');
   }
   protected _zeropage(start: bigint, length: number, mode: number): number {
+    if (this.behindEvents()) throw uffdError('EAGAIN', 'UFFDIO_ZEROPAGE', 0);
     return this.resolved(this.ctx.zeropage(start, length, mode), 'UFFDIO_ZEROPAGE');
+  }
+  /** orderedAnswers: a layout event waits in the queue, not yet given to the listeners. */
+  private behindEvents(): boolean {
+    return this.ordered && this.ctx.eventQueued();
   }
   protected _wake(start: bigint, length: number): void {
     this.ctx.wakeRange(start, length);
@@ -109,6 +118,22 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       }, this.counters));
     }
     return id;
+  }
+  protected _fill(): Promise<FillResult> {
+    // No reader thread to fill between: the fill happens at once, on the next turn.
+    return new Promise((resolve, reject) => {
+      setImmediate(() => {
+        if (this.closed) return reject(closedError('userfaultfd'));
+        const pages = this.served.fillAll({
+          copy: (dst, src) => this.ctx.copy(dst, src, 0),
+          zeropage: (dst, length) => this.ctx.zeropage(dst, length, 0),
+          wake: (start, length) => this.ctx.wakeRange(start, length),
+          resident,
+        });
+        this.counters.filled += pages;
+        resolve({ pages, ownerGone: false });
+      });
+    });
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.workingSets.get(handle as number)?.recorded() ?? new Uint32Array(0);

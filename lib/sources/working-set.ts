@@ -6,6 +6,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { invalidArgType, outOfRange } from '../base/errors';
+import { sparseSize } from './page-source';
 import type { PageSource } from './page-source';
 import type { RefineOptions } from '../base/types';
 
@@ -300,6 +301,7 @@ export class Recorder {
 // ---- the source's size, which a set must match ------------------------------------------------
 
 export function sourceSize(source: PageSource): number {
+  if (source.runs !== null) return sparseSize(source.runs);
   if (source.kind === 'zero') return 0;
   if (source.kind === 'buffer') return Math.max(0, source.bytes!.byteLength - source.offset);
   const st = typeof source.file === 'number' ? fs.fstatSync(source.file) : fs.statSync(source.file!);

@@ -17,6 +17,7 @@ import * as fs from 'fs';
 import { parseArgs } from 'util';
 import { probe } from '../core/backend';
 import { constants, HUGE_PAGE_SIZE } from '../base/constants';
+import { describeError } from '../base/errors';
 import { listenForUffd } from './fdpass';
 import type { FdPassError, PeerCredentials, ReceivedUffd } from './fdpass';
 import { PageSource } from '../sources/page-source';
@@ -196,10 +197,6 @@ export function parseMappings(body: unknown, memSize: number, servable: number[]
   return mappings;
 }
 
-/** `CODE message`, without saying the code twice (UffdError messages start with it). */
-function describeError(e: Error & { code?: string }): string {
-  return e.code === undefined || e.message.startsWith(e.code) ? e.message : `${e.code} ${e.message}`;
-}
 
 /** false once the process is gone (or a zombie). */
 function isAlive(pid: number): boolean {
