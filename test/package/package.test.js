@@ -139,7 +139,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
   it('the tarball holds what users need and nothing else (the files whitelist)', function () {
     for (const f of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'bin/userfaultfd.js',
       'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/tools/doctor.js',
-      'native/addon.cc', 'native/unsupported.cc', `prebuilds/${ARCH_DIR}/userfaultfd.node`]) {
+      'native/addon.cc', 'native/unsupported.cc', 'proto/criu/pagemap.proto', `prebuilds/${ARCH_DIR}/userfaultfd.node`]) {
       assert.ok(packedFiles.includes(f), `${f} is missing from the tarball`);
     }
     const unwanted = packedFiles.filter((f) =>
@@ -149,7 +149,8 @@ describe('package: npm pack, install into an empty project, use it', function ()
     assert.deepStrictEqual(unwanted, []);
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     assert.match(pkg.scripts.install, /^node-gyp-build( |$)/);
-    assert.deepStrictEqual(Object.keys(pkg.dependencies).sort(), ['node-addon-api', 'node-gyp-build']);
+    // protobufjs: CRIU's images, decoded by `userfaultfd criu-lazy-pages` (lib/tools/criu-images.ts).
+    assert.deepStrictEqual(Object.keys(pkg.dependencies).sort(), ['node-addon-api', 'node-gyp-build', 'protobufjs']);
   });
 
   describe('installed with a compiler, built from source (npm_config_build_from_source=true)', function () {
