@@ -5,10 +5,11 @@
 // `npx userfaultfd criu-lazy-pages -D <images> [...]`: see lib/tools/criu-lazy-pages.ts.
 'use strict';
 
-// The commands that run until their peers are done: name -> module in dist/tools.
+// The commands that run until their peers are done: name -> module in dist/tools, and whether
+// it exits as soon as it is done (criu lazy-pages' exit is how scripts see every page is in).
 const COMMANDS = {
-  'firecracker-handler': 'firecracker-handler.js',
-  'criu-lazy-pages': 'criu-lazy-pages.js',
+  'firecracker-handler': { file: 'firecracker-handler.js', exitWhenDone: false },
+  'criu-lazy-pages': { file: 'criu-lazy-pages.js', exitWhenDone: true },
 };
 
 const argv = process.argv.slice(2);
@@ -16,8 +17,10 @@ if (argv[0] === '--version' || argv[0] === '-v') {
   process.stdout.write(`${require('../package.json').version}\n`);
 } else if (Object.prototype.hasOwnProperty.call(COMMANDS, argv[0])) {
   const name = argv[0];
-  require(`../dist/tools/${COMMANDS[name]}`).main(argv.slice(1)).then((code) => {
+  const command = COMMANDS[name];
+  require(`../dist/tools/${command.file}`).main(argv.slice(1)).then((code) => {
     process.exitCode = code;
+    if (command.exitWhenDone) process.exit(code); // stdout and stderr are written synchronously
   }, (e) => {
     process.stderr.write(`${name}: fatal: ${e.stack || e}\n`);
     process.exitCode = 1;

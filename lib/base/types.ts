@@ -111,13 +111,20 @@ export interface ServeOptions {
    * neither); not for custom and http sources (ERR_UFFD_UNSUPPORTED).
    */
   follow?: boolean;
+  /**
+   * serve() registers the range for missing faults first if this uffd object has not (default
+   * true). false: it is registered already, by the process that sent this uffd, perhaps not yet
+   * (CRIU sends its tasks' uffds before its restorer has moved their memory into place and
+   * registered it): serve() then registers nothing and only answers what comes.
+   */
+  register?: boolean;
 }
 
 /** uffd.fill()'s options: the chunk size, as CRIU's lazy-pages daemon grows it. */
 export interface FillOptions {
   /** Bytes of the first chunk, and of the next one after each demand fault (default 64 KiB). */
   minChunk?: number;
-  /** Chunks double up to this many bytes (default 4 MiB). */
+  /** Each chunk is minChunk bytes longer than the last, up to this many (default 4 MiB). */
   maxChunk?: number;
 }
 

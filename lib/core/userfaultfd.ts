@@ -347,7 +347,7 @@ export abstract class Userfaultfd extends EventEmitter {
       prefetch: set?.loaded && set.loaded.runs.length > 0 ? toPrefetchRuns(set.loaded.runs) : null,
       follow,
     };
-    const registeredHere = !this.isRegistered(r);
+    const registeredHere = (o.register === undefined || toFlag(o.register, 'options.register')) && !this.isRegistered(r);
     if (registeredHere) this.register(r, { missing: true });
     let handle: unknown;
     try {
@@ -420,7 +420,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * Installs, in the background, every page of the served ranges that holds source bytes and
    * is not in yet (holes of a sparse source and pages past a source's end are left to their
    * faults: they read as zeros). Demand faults go first: the fill copies in chunks between reads
-   * of the uffd, from `minChunk` doubling to `maxChunk`, back to `minChunk` after each fault,
+   * of the uffd, from `minChunk` growing by `minChunk` a chunk up to `maxChunk`, back to `minChunk` after each fault,
    * as CRIU's lazy-pages daemon does after a restore. Ranges served with `follow` fill only
    * what they have not filled on demand. Resolves once nothing is left, or the memory's owner
    * has exited (`ownerGone`); rejects with the UffdError of a source that failed, or when the
@@ -439,9 +439,12 @@ export abstract class Userfaultfd extends EventEmitter {
       if (maxChunk < minChunk) throw outOfRange('options.maxChunk', `at least options.minChunk (${minChunk})`, maxChunk);
       this.startReader();
       const filling = this._fill(minChunk, maxChunk).finally(() => {
-        if (this.filling === filling) this.filling = null;
+        if (this.filling !== filling) return;
+        this.filling = null;
+        this.updateRef(0);
       });
       this.filling = filling;
+      this.updateRef(0);
       return filling;
     } catch (err) {
       return Promise.reject(err);
@@ -890,7 +893,8 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   private consumerCount(): number {
-    let n = this.queues.size;
+    // A fill in progress holds the process, as a pending fs.read does.
+    let n = this.queues.size + (this.filling !== null ? 1 : 0);
     for (const t of ['pagefault', 'fork', 'remap', 'remove', 'unmap']) n += this.listenerCount(t);
     return n;
   }

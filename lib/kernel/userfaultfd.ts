@@ -251,7 +251,8 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.close();
     const w = this.fillWaiter;
     this.fillWaiter = null;
-    w?.reject(closedError('userfaultfd'));
+    // On the next tick: a close() at process exit leaves no rejection behind to report.
+    if (w !== null) process.nextTick(() => w.reject(closedError('userfaultfd')));
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */

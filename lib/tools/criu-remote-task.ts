@@ -247,7 +247,7 @@ export class RemoteTask implements ServedTask {
       while (this.pushes < PUSHES && !t.exited && !t.iovs.empty) {
         const first = t.iovs.first()!;
         const piece = t.iovs.take(first.start, Math.min(first.end, first.start + t.chunk))[0];
-        t.chunk = Math.min(t.chunk * 2, MAX_CHUNK);
+        t.chunk = Math.min(t.chunk + MIN_CHUNK, MAX_CHUNK);
         this.read(t, piece, true);
       }
     }

@@ -78,7 +78,8 @@ export class NativeTask implements ServedTask {
   private serveArea(uffd: Userfaultfd, area: TaskImages['areas'][number]): void {
     const range = { start: area.start, length: area.length };
     const source = PageSource.sparse(this.pages, area.runs);
-    const opts: ServeOptions = { follow: true, removed: 'zero' };
+    // Registered by CRIU's restorer (maybe not yet: the uffd comes before the memory is in place).
+    const opts: ServeOptions = { follow: true, removed: 'zero', register: false };
     const name = (prefix: string): string => `${prefix}.${this.pid}.${area.start.toString(16)}`;
     if (this.options.record !== undefined) opts.record = name(this.options.record);
     if (this.options.prefetch !== undefined && area.pages > 0) {

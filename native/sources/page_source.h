@@ -124,7 +124,8 @@ class ServedRanges {
   // JS thread, before the reader starts: takes the ranges a parent's CloneFollowing made.
   void Adopt(std::vector<Range> ranges);
   // JS thread: fill every served range's source pages that are not in yet, in chunks from
-  // minChunk growing to maxChunk, back to minChunk after each demand fault (FillSome).
+  // minChunk growing by minChunk a chunk up to maxChunk, back to minChunk after each demand fault
+  // (FillSome), as criu lazy-pages grows its transfers.
   void StartFill(uint64_t minChunk, uint64_t maxChunk);
   // Reader thread, while no message waits: one chunk of the fill. stats counts what it filled.
   FillStep FillSome(int fd, FaultStats& stats, int* err);

@@ -91,15 +91,24 @@ bool Prefetcher::FillRun(uint64_t dst, uint64_t len) {
       cursor_.fetch_add(pages, std::memory_order_relaxed);
       pos += static_cast<uint64_t>(res.bytes);
       copied = true;
+      registered_ = true;
       continue;  // done, or partial: what stopped it shows on the next ioctl
     }
     if (res.err == EEXIST) {  // present already: a demand fault, or the program wrote it
+      registered_ = true;
       cursor_.fetch_add(1, std::memory_order_relaxed);
       pos += pageSize_;
       continue;
     }
     if (res.err == EAGAIN) {  // a non-cooperative event is unread: the reader reads it first
       Sleep(kRetryMs);
+      continue;
+    }
+    if (res.err == ENOENT && !registered_ && waitedMs_ < kRegisterWaitMs) {
+      // Nothing installed yet: the memory may not be registered yet (a uffd sent before its
+      // owner registered it, as criu restore sends its tasks'). Wait for it, for a while.
+      Sleep(kRetryMs);
+      waitedMs_ += kRetryMs;
       continue;
     }
     // ENOENT (unregistered, unmapped), ESRCH (the owner exited), a source error: stop.

@@ -19,6 +19,8 @@ class Prefetcher {
   static constexpr uint64_t kBatchBytes = 512
                                           << 10;  // per UFFDIO_COPY; the gate is checked between
   static constexpr int kRetryMs = 1;              // EAGAIN: wait for the reader to read events
+  // ENOENT before anything was installed: the memory is not registered yet; retried this long.
+  static constexpr int kRegisterWaitMs = 10000;
   static constexpr uint64_t kAdviseBytes = 16
                                            << 20;  // file sources: read-ahead asked this far ahead
 
@@ -64,6 +66,8 @@ class Prefetcher {
   uint64_t adviseOffset_ = 0;
   size_t advisedRuns_ = 0;  // runs [0, advisedRuns_) have been advised
   uint64_t advisedBytes_ = 0, doneBytes_ = 0;
+  bool registered_ = false;  // prefetch thread: a copy found the memory registered
+  int waitedMs_ = 0;         // prefetch thread: for registration, so far
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> cursor_{0};
   std::thread thread_;

@@ -214,7 +214,7 @@ ServedRanges::FillStep ServedRanges::FillSome(int fd, FaultStats& stats, int* er
     uint64_t done = static_cast<uint64_t>(res.bytes);
     ClearPending(r, dst, done);
     stats.CountFilled(done);
-    chunk_ = std::min(chunk_ * 2, maxChunk_);
+    chunk_ = std::min(chunk_ + minChunk_, maxChunk_);  // as criu lazy-pages grows it
     return FillStep::kMore;
   }
   switch (res.err) {

@@ -506,6 +506,19 @@ const SERVE_OPTIONS = {
       assert.deepStrictEqual([u.stats().faults, u.stats().filled], [1, 7]);
     },
   },
+  register: {
+    observed: "register: false serves a range this uffd object has not registered without registering it (the sender did): faults are answered once it is",
+    see: 'test/native/criu.test.js (CRIU registers its tasks\' memory after sending the uffd)',
+    async check(t) {
+      const u = t.open();
+      const r = t.map(4);
+      const src = pattern(4 * PAGE, 31);
+      u.serve(r, PageSource.buffer(src), { register: false });
+      assert.throws(() => u.copy(r.address, src.subarray(0, PAGE)), { code: 'ENOENT' }, 'not registered by serve()');
+      u.register(r);
+      assert.deepStrictEqual(await r.read(0, 4 * PAGE), src);
+    },
+  },
   workingSet: {
     observed: 'with record and prefetch, maxMiB caps the refined set, keeping its first pages in order',
     see: 'working-set.test.js, working-set-format.test.js',
