@@ -27,7 +27,7 @@ import { describeError } from '../base/errors';
 import { CriuError } from './criu-errors';
 import { CriuImages, imageStore, ImageStore, loadImages } from './criu-images';
 import { LazyPagesSocket } from './criu-socket';
-import { NativeTask, ServedTask, TaskSummary } from './criu-task';
+import { NativeTask, rehearse, ServedTask, TaskSummary } from './criu-task';
 import { RemoteTask } from './criu-remote-task';
 import type { PeerCredentials } from './fdpass';
 import { killRestored, pinRestored, RestoredProcess } from './restored-processes';
@@ -93,6 +93,14 @@ export class CriuLazyPages {
     } catch (e) {
       this.fail(asCriuError(e));
       return;
+    }
+    const local = [...this.images.pages.values()].find((p) => p.source.custom === null && p.size > 0);
+    if (local !== undefined) {
+      try {
+        await rehearse(local.source, constants.pageSize);
+      } catch (e) {
+        this.log(`warm-up failed (${describeError(e as Error)}); serving on`);
+      }
     }
     const sock = path.join(this.options.workDir ?? this.options.imagesDir, 'lazy-pages.socket');
     try {
