@@ -28,8 +28,15 @@ module.exports = tseslint.config(
       'no-empty': ['error', { allowEmptyCatch: true }],
     },
   },
-  // The layout (docs/development.md, "Layout"): each part imports only the parts below it.
+  // The layout (docs/development.md, "Layout"): each part imports only the parts below it, no
+  // file of lib/ is on an import circle (type imports too), and a file of lib/ over about 450
+  // lines is one cohesive thing that says why in its header (and raises max-lines there).
   ...layers(),
+  {
+    files: ['lib/**/*.ts'],
+    plugins: { layout: { rules: { 'no-import-cycle': require('./scripts/lint/no-import-cycle') } } },
+    rules: { 'layout/no-import-cycle': 'error', 'max-lines': ['error', { max: 480 }] },
+  },
   // Tests gate on the kernel only through test/helpers.js (test/README.md).
   {
     files: ['test/**/*.js'],

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // `npx userfaultfd --version`: the package's version.
 // `npx userfaultfd doctor [--json] [--full]`: see lib/tools/doctor.ts.
-// `npx userfaultfd firecracker-handler <socket> <memory-file> [...]`: see lib/tools/firecracker-handler.ts.
+// `npx userfaultfd firecracker-handler <socket> <memory-file> [...]`: see lib/tools/firecracker-cli.ts.
 // `npx userfaultfd criu-lazy-pages -D <images> [...]`: see lib/tools/criu-lazy-pages.ts.
 'use strict';
 
 // The commands that run until their peers are done: name -> module in dist/tools, and whether
 // it exits as soon as it is done (criu lazy-pages' exit is how scripts see every page is in).
 const COMMANDS = {
-  'firecracker-handler': { file: 'firecracker-handler.js', exitWhenDone: false },
+  'firecracker-handler': { file: 'firecracker-cli.js', exitWhenDone: false },
   'criu-lazy-pages': { file: 'criu-lazy-pages.js', exitWhenDone: true },
 };
 

@@ -7,8 +7,9 @@ import './simulator';
 import './core/typed-events';
 
 export { Userfaultfd } from './core/userfaultfd';
-export type { UserfaultfdEvents, ForkEvent, UffdEvent } from './core/typed-events';
-export type { Served } from './core/userfaultfd';
+export type { UserfaultfdEvents } from './core/typed-events';
+export type { ForkEvent, UffdEvent } from './core/userfaultfd';
+export type { Served } from './core/serving';
 export { Region } from './core/region';
 export { PageSource } from './sources/page-source';
 export type { FileSourceOptions, PageSourceKind, SparseRun } from './sources/page-source';

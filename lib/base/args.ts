@@ -1,7 +1,7 @@
 /** Argument checks shared by both backends: every bad argument fails here, before any syscall. */
 import { constants, FeatureName } from './constants';
 import { invalidArgType, outOfRange } from './errors';
-import type { Range } from './types';
+import type { FillOptions, OpenOptions, Range, ReadSyncOptions } from './types';
 
 const MAX_ADDRESS = (1n << 64n) - 1n;
 
@@ -101,4 +101,61 @@ export function toFeatureNames(features: unknown): FeatureName[] {
     }
   }
   return [...new Set(features as FeatureName[])];
+}
+
+/** Userfaultfd.open()'s options, checked before any fd is opened, so that a bad option cannot leak one. */
+export function toOpenOptions(options: unknown): Partial<OpenOptions> {
+  const o = toOptions<OpenOptions>(options, 'options');
+  checkSelfFaultPolicy(o.onSelfFault);
+  if (o.userModeOnly !== undefined && typeof o.userModeOnly !== 'boolean') {
+    throw invalidArgType('options.userModeOnly', 'of type boolean', o.userModeOnly);
+  }
+  // The fd is always non-blocking (the reader polls it; readers never block the event loop):
+  // the option exists to say so, and asking for a blocking fd is refused, not ignored.
+  if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
+  if (o.orderedAnswers !== undefined && typeof o.orderedAnswers !== 'boolean') {
+    throw invalidArgType('options.orderedAnswers', 'of type boolean', o.orderedAnswers);
+  }
+  const t = o.faultTimeoutMs;
+  if (t !== undefined) {
+    if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);
+    if (!(t > 0) || t > 2 ** 31 - 1) throw outOfRange('options.faultTimeoutMs', '> 0 and <= 2 ** 31 - 1', t);
+  }
+  return o;
+}
+
+/** onSelfFault, checked before a backend opens anything, so that a bad option leaks no fd. */
+export function checkSelfFaultPolicy(policy: unknown): void {
+  if (policy !== undefined && policy !== 'zeropage' && policy !== 'sigbus' && policy !== 'source') {
+    throw invalidArgType('options.onSelfFault', "'zeropage', 'sigbus' or 'source'", policy);
+  }
+}
+
+/** readSync()'s options: up to `max` events (default 64), waiting up to `timeoutMs` (-1: no limit). */
+export function toReadSyncOptions(options: unknown): { max: number; timeoutMs: number } {
+  const o = toOptions<ReadSyncOptions>(options, 'options');
+  const max = o.max === undefined ? 64 : o.max;
+  const timeoutMs = o.timeoutMs === undefined ? -1 : o.timeoutMs;
+  if (typeof max !== 'number') throw invalidArgType('options.max', 'of type number', max);
+  if (!Number.isInteger(max) || max < 1 || max > 1024) throw outOfRange('options.max', 'an integer from 1 to 1024', max);
+  if (typeof timeoutMs !== 'number') throw invalidArgType('options.timeoutMs', 'of type number', timeoutMs);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < -1 || timeoutMs > 2 ** 31 - 1) {
+    throw outOfRange('options.timeoutMs', '-1 or an integer from 0 to 2 ** 31 - 1', timeoutMs);
+  }
+  return { max, timeoutMs };
+}
+
+/** fill()'s chunks by default, as CRIU's lazy-pages daemon: 64 KiB, growing to 4 MiB (criu/uffd.c). */
+const FILL_MIN_CHUNK = 64 * 1024;
+const FILL_MAX_CHUNK = 4 * 1024 * 1024;
+
+/** uffd.fill()'s options: chunk sizes, page multiples, the maximum not below the minimum. */
+export function toFillOptions(options: unknown, pageSize: number): { minChunk: number; maxChunk: number } {
+  const o = toOptions<FillOptions>(options, 'options');
+  const minChunk = o.minChunk === undefined ? FILL_MIN_CHUNK : toLength(o.minChunk, 'options.minChunk');
+  const maxChunk = o.maxChunk === undefined ? Math.max(FILL_MAX_CHUNK, minChunk) : toLength(o.maxChunk, 'options.maxChunk');
+  checkAligned(minChunk, pageSize, 'options.minChunk');
+  checkAligned(maxChunk, pageSize, 'options.maxChunk');
+  if (maxChunk < minChunk) throw outOfRange('options.maxChunk', `at least options.minChunk (${minChunk})`, maxChunk);
+  return { minChunk, maxChunk };
 }

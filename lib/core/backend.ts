@@ -1,15 +1,19 @@
-/** The two backends and the choice between them. */
-import type { Region } from './region';
+/**
+ * The two backends and the choice between them. A backend registers itself (lib/kernel/,
+ * lib/simulator/) with what it opens and maps; the class that asks names that type
+ * (`chooseBackend<Userfaultfd>`, `chooseBackend<unknown, Region>`), so that this file names
+ * neither class and both can import it.
+ */
 import type { BackendChoice, BackendName, MapOptions, OpenOptions, ProbeResult } from '../base/types';
-import type { Userfaultfd } from './userfaultfd';
 import { invalidArgType } from '../base/errors';
 
-export interface Backend {
+/** `Uffd` is a Userfaultfd (core/userfaultfd.ts), `Mapped` a Region (core/region.ts). */
+export interface Backend<Uffd = unknown, Mapped = unknown> {
   readonly name: BackendName;
   probe(): ProbeResult;
-  open(options: OpenOptions): Userfaultfd;
-  fromFd(fd: number, options: OpenOptions): Userfaultfd;
-  mapRegion(length: number, options: MapOptions): Region;
+  open(options: OpenOptions): Uffd;
+  fromFd(fd: number, options: OpenOptions): Uffd;
+  mapRegion(length: number, options: MapOptions): Mapped;
   /**
    * The native backend: why 'auto' falls back to the simulator (`opening`: to open or map on
    * it, not just probe()), the first time (never a silent fallback on Linux); null when there
@@ -26,14 +30,15 @@ export interface FallbackWarning {
 
 const backends = new Map<BackendName, Backend>();
 
-export function registerBackend(b: Backend): void {
+/** Both backends register Backend<Userfaultfd, Region>: what chooseBackend's callers take it for. */
+export function registerBackend<Uffd, Mapped>(b: Backend<Uffd, Mapped>): void {
   backends.set(b.name, b);
 }
 
-function get(name: BackendName): Backend {
+function get<Uffd = unknown, Mapped = unknown>(name: BackendName): Backend<Uffd, Mapped> {
   const b = backends.get(name);
   if (!b) throw new Error(`userfaultfd: backend '${name}' is not loaded`);
-  return b;
+  return b as Backend<Uffd, Mapped>;
 }
 
 /** USERFAULTFD_BACKEND=simulator|native overrides 'auto' (for deterministic test runs). */
@@ -42,7 +47,7 @@ function forced(): BackendName | null {
   return v === 'simulator' || v === 'native' ? v : null;
 }
 
-export function chooseBackend(choice: unknown = 'auto'): Backend {
+export function chooseBackend<Uffd = unknown, Mapped = unknown>(choice: unknown = 'auto'): Backend<Uffd, Mapped> {
   if (choice === undefined) choice = 'auto';
   if (choice !== 'auto' && choice !== 'native' && choice !== 'simulator') {
     throw invalidArgType('options.backend', "'auto', 'native' or 'simulator'", choice);

@@ -2,7 +2,7 @@
  * Region: memory to register with a userfaultfd. `buffer` views it directly; `read`/`write`
  * touch it off the JS thread, so a JS fault handler and the memory it serves can share a process.
  */
-import { checkAligned, checkSpan, toBytes, toLength, toOptions } from '../base/args';
+import { checkAligned, CheckedRange, checkSpan, toBytes, toLength, toOptions, toRange } from '../base/args';
 import { chooseBackend } from './backend';
 import { HUGE_PAGE_SIZE, PAGE_SIZE } from '../base/constants';
 import { closedError, invalidArgType, uffdError } from '../base/errors';
@@ -19,6 +19,19 @@ export function regionSpanOf(bytes: Uint8Array): { start: bigint; length: number
   const region = regionOfBuffer.get(bytes.buffer as ArrayBuffer);
   if (region === undefined || region.unmapped) return null;
   return { start: region.address + BigInt(bytes.byteOffset), length: bytes.byteLength };
+}
+
+/**
+ * A uffd method's range argument: a Region of the uffd's backend (still mapped), or a Range
+ * checked against the uffd's page size.
+ */
+export function rangeOf(value: unknown, backend: BackendName, pageSize: number): CheckedRange {
+  if (value instanceof Region) {
+    if (value.backend !== backend) throw invalidArgType('range', `a Region of the ${backend} backend`, value);
+    if (value.unmapped) throw closedError('region');
+    return { start: value.address, length: value.length };
+  }
+  return toRange(value, pageSize);
 }
 
 export abstract class Region {
@@ -42,7 +55,7 @@ export abstract class Region {
     if (o.shared !== undefined && typeof o.shared !== 'boolean') throw invalidArgType('options.shared', 'of type boolean', o.shared);
     if (o.hugetlb !== undefined && typeof o.hugetlb !== 'boolean') throw invalidArgType('options.hugetlb', 'of type boolean', o.hugetlb);
     checkAligned(length, o.hugetlb ? HUGE_PAGE_SIZE : PAGE_SIZE, 'length');
-    return chooseBackend(o.backend).mapRegion(length, o as MapOptions);
+    return chooseBackend<unknown, Region>(o.backend).mapRegion(length, o as MapOptions);
   }
 
   protected constructor(options: MapOptions) {

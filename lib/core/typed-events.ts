@@ -4,12 +4,7 @@
  * misspelt event name does not compile (no catch-all string overload).
  */
 import type { PageFault, RemapEvent, RemoveEvent, UnmapEvent } from '../base/types';
-import type { Userfaultfd } from './userfaultfd';
-
-/** A child forked with EVENT_FORK: its own uffd, for the memory it inherited. */
-export interface ForkEvent { type: 'fork'; uffd: Userfaultfd }
-/** Every event a uffd reports (the plain-data ones are in types.ts; fork carries a uffd). */
-export type UffdEvent = PageFault | ForkEvent | RemapEvent | RemoveEvent | UnmapEvent;
+import type { ForkEvent } from './userfaultfd';
 
 /** Userfaultfd's events and their payloads. */
 export interface UserfaultfdEvents {

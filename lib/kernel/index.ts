@@ -1,5 +1,7 @@
 /** The native backend: the real kernel, where it can serve. */
 import { registerBackend } from '../core/backend';
+import type { Region } from '../core/region';
+import type { Userfaultfd } from '../core/userfaultfd';
 import { binding } from '../base/native';
 import { fallbackWarning } from './fallback-warning';
 import { probeKernel } from './probe';
@@ -16,7 +18,7 @@ function requireKernel(): void {
   }
 }
 
-registerBackend({
+registerBackend<Userfaultfd, Region>({
   name: 'native',
   probe: probeKernel,
   open(options) {

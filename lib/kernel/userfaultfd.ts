@@ -7,9 +7,10 @@ import { closedError, errnoName, invalidArgType, UffdError, uffdError } from '..
 import type { RawSnapshotResult } from '../sources/snapshot';
 import { binding, NativeUserfaultfd } from '../base/native';
 import { PageSource } from '../sources/page-source';
-import type { UffdEvent } from '../core/typed-events';
-import type { FillResult, OpenOptions, PageFault, Stats } from '../base/types';
-import { ServeSets, Userfaultfd } from '../core/userfaultfd';
+import type { FillResult, OpenOptions, Stats } from '../base/types';
+import { selfFaultError } from '../core/delivery';
+import type { ServeSets } from '../core/serving';
+import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
 const RECORD = constants.delivery.size;
@@ -257,7 +258,7 @@ export class KernelUserfaultfd extends Userfaultfd {
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   onBatch(count: number): void {
-    for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
+    for (let i = 0; i < count && !this.closed; i++) this.delivery.isolated(() => this.deliver(i * RECORD));
   }
 
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
@@ -283,7 +284,7 @@ export class KernelUserfaultfd extends Userfaultfd {
       return;
     }
     if (note === NOTE.readerFailed) {
-      this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
+      this.delivery.report(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
     if (note === NOTE.kernel && LAYOUT_EVENTS.has(v.getUint8(o + MSG))) this.layoutSeen++;
@@ -300,18 +301,18 @@ export class KernelUserfaultfd extends Userfaultfd {
         return;
       }
       if (r < 0) {
-        this.deliverFault(e, errnoName(-r));
+        this.delivery.deliverFault(e, errnoName(-r));
         return;
       }
     }
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
-      this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
+      this.delivery.report(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
       return;
     }
     if (note === NOTE.sourceFailedAnswered && e.type === 'pagefault') {
       // The JS thread's own fault in a served range whose source failed: the reader answered
       // it by onSelfFault (it could not wait for JavaScript); only report it.
-      this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0,
+      this.delivery.report(uffdError(errnoName(err), 'UFFDIO_COPY', 0,
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
@@ -321,7 +322,7 @@ export class KernelUserfaultfd extends Userfaultfd {
       this.held.add(e.address - (e.address % BigInt(this.pageSize)));
       return;
     }
-    if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
+    if (e.type === 'pagefault') this.delivery.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
     else this.dispatch(e);
   }
 
@@ -395,16 +396,6 @@ function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
     at = walkEnd;
   }
   return runs;
-}
-
-function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
-  const how = fellBack
-    ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
-    : err === 0 ? `answered by onSelfFault '${policy}'` : `onSelfFault '${policy}' failed with ${errnoName(err)}`;
-  const error = new Error(`The JavaScript thread that handles this userfaultfd faulted on ${e.address.toString(16)}: ` +
-    `its own handler could never answer it; ${how}. Touch served memory with region.read/write, a Worker, or serve().`);
-  Object.assign(error, { code: 'ERR_UFFD_SELF_FAULT', fault: e });
-  return error;
 }
 
 /** Userfaultfd.open on the kernel. */

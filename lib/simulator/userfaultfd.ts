@@ -6,9 +6,9 @@ import { CheckedRange, toFeatureNames } from '../base/args';
 import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
 import { closedError, invalidArgType, uffdError } from '../base/errors';
 import type { PageSource } from '../sources/page-source';
-import type { UffdEvent } from '../core/typed-events';
 import type { FillResult, OpenOptions, PageFault, Stats } from '../base/types';
-import { ServeSets, Userfaultfd } from '../core/userfaultfd';
+import type { ServeSets } from '../core/serving';
+import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
@@ -207,7 +207,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
 
   /** The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's deliver() do. */
   onMessage(m: Message): void {
-    if (!this.closed) this.isolated(() => this.deliver(m));
+    if (!this.closed) this.delivery.isolated(() => this.deliver(m));
   }
 
   private faultEvent(w: Waiter): PageFault {
@@ -266,7 +266,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;
     }
-    this.deliverFault(e, sourceFailed ?? undefined);
+    this.delivery.deliverFault(e, sourceFailed ?? undefined);
   }
 }
 

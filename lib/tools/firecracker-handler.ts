@@ -1,6 +1,7 @@
 /**
- * `npx userfaultfd firecracker-handler <socket> <memory-file>`: a page-fault handler for
- * Firecracker snapshot restore, built on the public API (listenForUffd, serve, PageSource.file).
+ * FirecrackerHandler (run by `npx userfaultfd firecracker-handler`: firecracker-cli.ts): a
+ * page-fault handler for Firecracker snapshot restore, built on the public API (listenForUffd,
+ * serve, PageSource.file). The handshake's mappings and the failure kinds: firecracker-mappings.ts.
  *
  * Firecracker connects to the socket and sends, in one SCM_RIGHTS message, its userfaultfd and
  * a JSON array of mappings { base_host_virt_addr, size, offset, page_size } (older releases:
@@ -14,27 +15,16 @@
  * See docs/firecracker.md.
  */
 import * as fs from 'fs';
-import { parseArgs } from 'util';
-import { probe } from '../core/backend';
-import { constants, HUGE_PAGE_SIZE } from '../base/constants';
-import { describeError } from '../base/errors';
+import { constants } from '../base/constants';
 import { listenForUffd } from './fdpass';
 import type { FdPassError, PeerCredentials, ReceivedUffd } from './fdpass';
 import { PageSource } from '../sources/page-source';
 import type { PageFault, RemoveEvent, ServeOptions } from '../base/types';
 import { Userfaultfd } from '../core/userfaultfd';
 import '../kernel';
-
-export const USAGE = `usage: userfaultfd firecracker-handler <socket> <memory-file> [options]
-
-  --peers N             exit once N VMs have come and gone (default 1)
-  --on-error kill|keep  a VM that cannot be served is killed (default) or left running
-  --record FILE         record each mapping's working set (mapping i > 0: FILE.i)
-  --prefetch FILE       prefetch a recorded working set (mapping i > 0: FILE.i)
-  --allow-uid UID       also accept VMs run as this uid (repeatable; the jailer's uid):
-                        the socket is then created 0666, and other uids are refused
-  --json                print one JSON line per VM and a JSON summary on stdout
-`;
+import {
+  classifyServeError, describeError, FailureKind, Mapping, parseBody, parseMappings, servablePageSizes, VmError,
+} from './firecracker-mappings';
 
 export type OnError = 'kill' | 'keep';
 
@@ -50,17 +40,6 @@ export interface HandlerOptions {
   /** One line per event of note (default: stderr, prefixed). */
   log?: (line: string) => void;
 }
-
-/** Why a VM could not be served. */
-export type FailureKind = 'bad-mapping' | 'missing-file' | 'page-size' | 'source' | 'shutdown';
-
-const FAILURE_CODES: Record<FailureKind, string> = {
-  'bad-mapping': 'ERR_FC_BAD_MAPPING',
-  'missing-file': 'ERR_FC_MISSING_FILE',
-  'page-size': 'ERR_FC_PAGE_SIZE',
-  source: 'ERR_FC_SOURCE',
-  shutdown: 'ERR_FC_SHUTDOWN',
-};
 
 export interface VmSummary {
   pid: number;
@@ -84,120 +63,6 @@ export interface VmSummary {
   demandFaults?: number;
 }
 
-export interface Mapping {
-  base: bigint;
-  size: number;
-  offset: number;
-  pageSize: number;
-}
-
-class VmError extends Error {
-  constructor(readonly kind: FailureKind, message: string) {
-    super(message);
-  }
-  get code(): string {
-    return FAILURE_CODES[this.kind];
-  }
-}
-
-/** The byte offsets at which each top-level JSON value of `text` ends. */
-function jsonValueEnds(text: string): number[] {
-  const ends: number[] = [];
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (inString) {
-      if (ch === '\\') i++;
-      else if (ch === '"') inString = false;
-    } else if (ch === '"') {
-      inString = true;
-    } else if (ch === '[' || ch === '{') {
-      depth++;
-    } else if ((ch === ']' || ch === '}') && --depth === 0) {
-      ends.push(i + 1);
-    }
-  }
-  return ends;
-}
-
-/**
- * The mappings array of a handshake body. A body sent again with the fd (a retried send)
- * arrives after the first copy: the last whole JSON value counts.
- */
-export function parseBody(payload: Buffer): unknown {
-  const text = payload.toString('utf8').replace(/\0+$/, '').trim();
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    const ends = jsonValueEnds(text);
-    const start = ends.length > 1 ? ends[ends.length - 2] : -1;
-    if (start >= 0) {
-      try {
-        return JSON.parse(text.slice(start, ends[ends.length - 1]));
-      } catch {
-        // reported below
-      }
-    }
-    throw new VmError('bad-mapping', `the body is not JSON (${(e as Error).message}): ${JSON.stringify(text.slice(0, 80))}`);
-  }
-}
-
-/** Page sizes this machine can serve: the base page, and 2 MiB where the kernel has hugetlb uffd. */
-function servablePageSizes(basePage: number): number[] {
-  const p = probe({ backend: 'native' });
-  return p.features.includes('MISSING_HUGETLBFS') ? [basePage, HUGE_PAGE_SIZE] : [basePage];
-}
-
-/**
- * page_size, or the deprecated page_size_kib, which Firecracker filled with bytes: a value
- * that is a servable size in bytes is bytes; one that is only servable times 1024 is KiB.
- */
-function mappingPageSize(m: Record<string, unknown>, where: string, servable: number[]): number {
-  const raw = m.page_size !== undefined ? m.page_size : m.page_size_kib;
-  if (raw === undefined) return servable[0]; // releases before page sizes were sent
-  if (!Number.isSafeInteger(raw) || (raw as number) <= 0) {
-    throw new VmError('bad-mapping', `${where}: page_size is not a positive integer (${JSON.stringify(raw)})`);
-  }
-  const v = raw as number;
-  if (servable.includes(v)) return v;
-  if (m.page_size === undefined && servable.includes(v * 1024)) return v * 1024;
-  throw new VmError('page-size', `${where}: page size ${v} is not supported (this handler serves ${servable.join(' or ')}-byte pages)`);
-}
-
-/** The mappings of Firecracker's JSON body, checked against the memory file. Throws VmError. */
-export function parseMappings(body: unknown, memSize: number, servable: number[]): Mapping[] {
-  if (!Array.isArray(body) || body.length === 0) throw new VmError('bad-mapping', 'the body is not a non-empty array of mappings');
-  const mappings = body.map((m: unknown, i: number) => {
-    const where = `mapping ${i}`;
-    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new VmError('bad-mapping', `${where} is not an object`);
-    const o = m as Record<string, unknown>;
-    for (const name of ['base_host_virt_addr', 'size', 'offset']) {
-      const v = o[name];
-      if (!Number.isSafeInteger(v) || (v as number) < 0) {
-        throw new VmError('bad-mapping', `${where}: ${name} is not a non-negative integer (${JSON.stringify(v)})`);
-      }
-    }
-    const base = o.base_host_virt_addr as number;
-    const size = o.size as number;
-    const offset = o.offset as number;
-    const pageSize = mappingPageSize(o, where, servable);
-    if (size === 0 || size % pageSize !== 0 || base % pageSize !== 0) {
-      throw new VmError('bad-mapping', `${where}: base_host_virt_addr and size must be multiples of its page size (${pageSize})`);
-    }
-    if (offset + size > memSize) {
-      throw new VmError('bad-mapping', `${where}: offset + size (${offset + size}) is past the memory file (${memSize} bytes)`);
-    }
-    return { base: BigInt(base), size, offset, pageSize };
-  });
-  const sorted = [...mappings].sort((a, b) => (a.base < b.base ? -1 : 1));
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i - 1].base + BigInt(sorted[i - 1].size) > sorted[i].base) throw new VmError('bad-mapping', 'two mappings overlap');
-  }
-  return mappings;
-}
-
-
 /** false once the process is gone (or a zombie). */
 function isAlive(pid: number): boolean {
   try {
@@ -207,15 +72,6 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Why serve() failed, as the handler reports it. */
-function classifyServeError(e: Error & { code?: string; syscall?: string }, memoryFile: string): VmError {
-  if (e.code === 'ENOENT' && e.syscall === 'open') return new VmError('missing-file', `the memory file ${memoryFile} is missing`);
-  if (e.syscall === 'UFFDIO_REGISTER' || e.code === 'ERR_OUT_OF_RANGE' || e.code === 'ERR_INVALID_ARG_TYPE') {
-    return new VmError('bad-mapping', `its mappings cannot be served: ${describeError(e)}`);
-  }
-  return new VmError('source', `the memory file cannot be served: ${describeError(e)}`);
 }
 
 /** One VM: its uffd, the mappings served, and how it ends. */
@@ -491,102 +347,4 @@ export class FirecrackerHandler {
     this.listener?.close();
     for (const vm of this.vms) vm.abandon();
   }
-}
-
-function summaryLine(vms: VmSummary[], rejected: number): string {
-  const sum = (f: (v: VmSummary) => number): number => vms.reduce((n, v) => n + f(v), 0);
-  const mib = (sum((v) => v.bytes) / (1 << 20)).toFixed(1);
-  const failed = vms.filter((v) => v.status !== 'served').length;
-  return `firecracker-handler: ${vms.length} peer(s), ${sum((v) => v.faults)} faults, ${mib} MiB served, ` +
-    `${sum((v) => v.removedPages)} pages removed (zero on refault), ${failed} failed, ${rejected} connection(s) rejected\n`;
-}
-
-function vmLine(v: VmSummary): string {
-  const what = v.status === 'served' ? 'served' : `${v.status} (${v.error?.code})`;
-  return `  vm pid ${v.pid}: ${what}, ${v.faults} faults, ${v.bytes} bytes, p50 ${(v.latencyNs.p50 / 1000).toFixed(0)} us, ` +
-    `p99 ${(v.latencyNs.p99 / 1000).toFixed(0)} us, ${v.removedPages} pages removed\n`;
-}
-
-/** Whether this build's serve() takes record/prefetch (the working-set feature). */
-function hasWorkingSets(): boolean {
-  return typeof (Userfaultfd.prototype as unknown as { saveWorkingSet?: unknown }).saveWorkingSet === 'function';
-}
-
-/** The command. Returns the exit status: 0 when every VM was served, 1 when one was not, 2 on usage. */
-export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout,
-                           err: NodeJS.WritableStream = process.stderr): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        peers: { type: 'string', default: '1' },
-        'on-error': { type: 'string', default: 'kill' },
-        record: { type: 'string' },
-        prefetch: { type: 'string' },
-        'allow-uid': { type: 'string', multiple: true, default: [] },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    err.write(`userfaultfd firecracker-handler: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    out.write(USAGE);
-    return 0;
-  }
-  const peers = Number(values.peers);
-  const onError = values['on-error'];
-  const usage = (why: string): number => {
-    err.write(`userfaultfd firecracker-handler: ${why}\n\n${USAGE}`);
-    return 2;
-  };
-  if (positionals.length !== 2) return usage('expected <socket> and <memory-file>');
-  if (!Number.isInteger(peers) || peers < 1) return usage(`--peers must be a positive integer (got ${values.peers})`);
-  if (onError !== 'kill' && onError !== 'keep') return usage(`--on-error must be kill or keep (got ${onError})`);
-  const allowUids = (values['allow-uid'] as string[]).map(Number);
-  if (!allowUids.every((u) => Number.isInteger(u) && u >= 0)) return usage(`--allow-uid must be a uid (got ${values['allow-uid']})`);
-  if ((values.record !== undefined || values.prefetch !== undefined) && !hasWorkingSets()) {
-    err.write('userfaultfd firecracker-handler: ERR_UFFD_UNSUPPORTED: --record and --prefetch need working sets ' +
-      '(serve({ record, prefetch })), which this build of userfaultfd does not have\n');
-    return 2;
-  }
-  const p = probe({ backend: 'native' });
-  if (!p.available) {
-    err.write(`userfaultfd firecracker-handler: ERR_UFFD_UNAVAILABLE: the kernel backend is unavailable (${p.reason}); ` +
-      'run `npx userfaultfd doctor`\n');
-    return 1;
-  }
-  const [socket, memoryFile] = positionals;
-  const handler = new FirecrackerHandler({ socket, memoryFile, peers, onError, record: values.record, prefetch: values.prefetch, allowUids,
-    log: (line) => err.write(`firecracker-handler: ${line}\n`) });
-  if (!fs.existsSync(memoryFile)) handler.log(`warning: the memory file ${memoryFile} does not exist (yet)`);
-  const stop = (): void => handler.close();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  let vms: VmSummary[];
-  try {
-    vms = await handler.run((v) => {
-      if (values.json) out.write(JSON.stringify({ type: 'vm', ...v }) + '\n');
-    });
-  } finally {
-    process.removeListener('SIGINT', stop);
-    process.removeListener('SIGTERM', stop);
-  }
-  const failed = vms.filter((v) => v.status !== 'served').length;
-  if (values.json) {
-    const total = (f: (v: VmSummary) => number): number => vms.reduce((n, v) => n + f(v), 0);
-    out.write(JSON.stringify({
-      type: 'summary', vms: vms.length, failed, rejected: handler.rejected, faults: total((v) => v.faults),
-      bytes: total((v) => v.bytes), removedPages: total((v) => v.removedPages),
-    }) + '\n');
-  } else {
-    out.write(summaryLine(vms, handler.rejected));
-    for (const v of vms) out.write(vmLine(v));
-  }
-  return failed === 0 ? 0 : 1;
 }
