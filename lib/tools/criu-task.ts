@@ -9,6 +9,7 @@ import type { FillResult, PageFault, ServeOptions } from '../base/types';
 import { Userfaultfd } from '../core/userfaultfd';
 import { Region } from '../core/region';
 import { PageSource } from '../sources/page-source';
+import { readWorkingSet } from '../sources/working-set';
 import { describeError } from '../base/errors';
 import { CriuError } from './criu-errors';
 import type { TaskImages } from './criu-images';
@@ -26,6 +27,8 @@ export interface TaskSummary {
   filled: number;
   /** Pages a working set prefetched (--prefetch). */
   prefetched: number;
+  /** Pages of the working sets it was served with (--prefetch): what prefetch could fill first. */
+  workingSetPages?: number;
   /** It exited before all its pages were in. */
   exited: boolean;
 }
@@ -92,6 +95,7 @@ export class NativeTask implements ServedTask {
   private readonly served: Served[] = [];
   private filling = false;
   private children = 0;
+  private workingSetPages = 0;
   private resolveDone!: () => void;
   readonly done = new Promise<void>((resolve) => { this.resolveDone = resolve; });
 
@@ -110,7 +114,10 @@ export class NativeTask implements ServedTask {
     if (this.options.record !== undefined) opts.record = name(this.options.record);
     if (this.options.prefetch !== undefined && area.pages > 0) {
       try {
-        uffd.serve(range, source, { ...opts, prefetch: name(this.options.prefetch) });
+        const file = name(this.options.prefetch);
+        uffd.serve(range, source, { ...opts, prefetch: file });
+        const set = readWorkingSet(file);
+        this.workingSetPages += set === null ? 0 : set.runs.reduce((n, r) => n + r.count, 0);
         return;
       } catch (e) {
         // A working set is a hint: one that is missing or recorded for other images costs
@@ -178,6 +185,7 @@ export class NativeTask implements ServedTask {
         prefetched: st?.prefetched ?? 0, exited: s.result?.ownerGone ?? false,
       };
       if (s.child !== 0) out.child = s.child;
+      else if (this.options.prefetch !== undefined) out.workingSetPages = this.workingSetPages;
       return out;
     });
   }

@@ -132,7 +132,10 @@ describeNative('criu-lazy-pages: CRIU lazy restores served by this daemon', { fe
         const sets = fs.readdirSync(c.hostDir).filter((f) => f.startsWith(`ws.${c.pid}.`));
         assert.ok(sets.length > 0, 'a working set per lazy area');
       } else {
-        assert.ok(task.prefetched > 0, `the recorded pages were prefetched: ${JSON.stringify(task)}`);
+        // The sets were found and served with; how much of them the prefetch threads install
+        // before the fill after "FTSR" reaches them is a race (both are hints of the same pages).
+        assert.ok(task.workingSetPages > 0, `the recorded sets were used: ${JSON.stringify(task)}`);
+        assert.doesNotMatch(d.stderr, /working set not used/);
       }
     }
   });
