@@ -740,26 +740,7 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
-    case UFFD_EVENT_REMAP:
-      workingSets_.OnLayoutChange(msg.arg.remap.from, msg.arg.remap.from + msg.arg.remap.len);
-      served_.Remap(msg.arg.remap.from, msg.arg.remap.to, msg.arg.remap.len);
-      return Disposition::kToJs;
-    case UFFD_EVENT_FORK: {
-      // The child's copy of the following ranges, as they are at the fork: JavaScript hands it
-      // to the child's uffd (AdoptFork) before that one's reader starts.
-      std::vector<ServedRanges::Range> inherited = served_.CloneFollowing();
-      if (!inherited.empty()) {
-        std::lock_guard<std::mutex> lock(forksMutex_);
-        forks_.emplace_back(static_cast<int>(msg.arg.fork.ufd), std::move(inherited));
-      }
-      return Disposition::kToJs;
-    }
-    case UFFD_EVENT_REMOVE:
-    case UFFD_EVENT_UNMAP:
-      workingSets_.OnLayoutChange(msg.arg.remove.start, msg.arg.remove.end);
-      served_.Forget(msg.arg.remove.start, msg.arg.remove.end, msg.event == UFFD_EVENT_REMOVE);
-      return Disposition::kToJs;
-    default:
+    default:  // layout events were applied in OnRead; JS hears of them all
       return Disposition::kToJs;
   }
 }
@@ -827,12 +808,38 @@ std::mutex* Userfaultfd::ReadLock() {
 }
 
 // Reader thread, under ReadLock() when ordered.
+// The layout events of a batch are applied to the served ranges here, in order, before any
+// fault of the batch is answered: reading an event lets its caller go on (munmap, madvise,
+// fork return), so a fault read with it is answered with the layout it now has. A fault
+// queued before a FORK is then still missing in the child's copy (as it is in the child), and
+// one before a REMOVE of its page reads zeros (as if it came after the madvise).
 void Userfaultfd::OnRead(const uffd_msg* msgs, size_t count) {
   for (size_t i = 0; i < count; i++) {
-    uint8_t e = msgs[i].event;
-    if (e == UFFD_EVENT_FORK || e == UFFD_EVENT_REMAP || e == UFFD_EVENT_REMOVE ||
-        e == UFFD_EVENT_UNMAP)
-      layoutRead_++;
+    const uffd_msg& m = msgs[i];
+    switch (m.event) {
+      case UFFD_EVENT_REMAP:
+        workingSets_.OnLayoutChange(m.arg.remap.from, m.arg.remap.from + m.arg.remap.len);
+        served_.Remap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+        break;
+      case UFFD_EVENT_FORK: {
+        // The child's copy of the following ranges: JavaScript hands it to the child's uffd
+        // (AdoptFork) before that one's reader starts.
+        std::vector<ServedRanges::Range> inherited = served_.CloneFollowing();
+        if (!inherited.empty()) {
+          std::lock_guard<std::mutex> lock(forksMutex_);
+          forks_.emplace_back(static_cast<int>(m.arg.fork.ufd), std::move(inherited));
+        }
+        break;
+      }
+      case UFFD_EVENT_REMOVE:
+      case UFFD_EVENT_UNMAP:
+        workingSets_.OnLayoutChange(m.arg.remove.start, m.arg.remove.end);
+        served_.Forget(m.arg.remove.start, m.arg.remove.end, m.event == UFFD_EVENT_REMOVE);
+        break;
+      default:
+        continue;
+    }
+    layoutRead_++;
   }
 }
 

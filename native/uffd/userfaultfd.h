@@ -135,7 +135,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // the lock that orders the reader's read(2) with JS's ioctls.
   std::atomic<bool> ordered_{false};
   std::mutex orderMutex_;
-  uint64_t layoutRead_ = 0;  // under orderMutex_
+  uint64_t layoutRead_ = 0;  // reader thread; under orderMutex_ when ordered
   // Following ranges copied at FORK messages, by the child's fd, until JS adopts or drops them.
   std::mutex forksMutex_;
   std::vector<std::pair<int, std::vector<ServedRanges::Range>>> forks_;
