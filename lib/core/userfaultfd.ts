@@ -6,9 +6,10 @@
  * (page sources, custom sources, working sets) and tracking (dirty pages, snapshots).
  */
 import { EventEmitter } from 'events';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import {
-  checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toFillOptions, toFlag, toLength, toOpenOptions,
-  toOptions, toReadSyncOptions,
+  checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toFlag, toLength, toOpenOptions, toOptions,
+  toReadSyncOptions,
 } from '../base/args';
 import { constants, FeatureName, IoctlName, ioctlNames } from '../base/constants';
 import { closedError, codedError, invalidArgType, outOfRange } from '../base/errors';
@@ -62,8 +63,6 @@ export abstract class Userfaultfd extends EventEmitter {
   private refed = true;
   private readerStarted = false;
   private readonly queues = new Set<EventQueue<UffdEvent>>();
-  /** fill()'s promise while it runs. */
-  private filling: Promise<FillResult> | null = null;
   private readonly registrations = new Registrations();
   private readonly atExit: ReturnType<typeof closeAtExit>;
   /** Faults a backend read go here (deliverFault, isolated, report): core/delivery.ts. */
@@ -73,6 +72,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.open()');
     const o = toOpenOptions(options);
     return chooseBackend<Userfaultfd>(o.backend).open(o as OpenOptions);
   }
@@ -83,6 +83,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * (whose fake fds can be adopted within the same thread).
    */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.fromFd()');
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOpenOptions(options);
@@ -126,6 +127,7 @@ export abstract class Userfaultfd extends EventEmitter {
       unserve: (handle) => this._unserve(handle),
       recorded: (handle) => this._recorded(handle),
       prefetchCursor: (handle) => this._prefetchCursor(handle),
+      fill: (minChunk, maxChunk) => this._fill(minChunk, maxChunk),
     });
     this.tracking = new Tracking({
       ...registering,
@@ -149,6 +151,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
+    checkOptionKeys(options, OPTION_KEYS.register, 'register()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
@@ -173,6 +176,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const bytes = toBytes(src, 'src');
@@ -191,6 +195,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'zeropage()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -208,6 +213,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
+    checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
@@ -219,6 +225,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
@@ -228,6 +235,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -237,6 +245,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
@@ -255,6 +264,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * Registers the range for missing faults first if this uffd has not.
    */
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+    checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
     return this.serving.serve(range, this.range(range), source, options);
   }
@@ -270,24 +280,13 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /**
    * Installs, in the background, every served page with source bytes not in yet, demand faults
-   * first; resolves when none is left, or the memory's owner has gone (docs/page-sources.md).
-   * Custom and http ranges are not filled. While it runs it holds the process; a second call
-   * returns the same promise; close() rejects it.
+   * first; resolves when none is left or the owner has gone (docs/page-sources.md). Custom and
+   * http ranges are not filled. It holds the process; close() rejects it.
    */
   fill(options: FillOptions = {}): Promise<FillResult> {
-    if (this.filling !== null) return this.filling;
     try {
       this.checkOpen();
-      const { minChunk, maxChunk } = toFillOptions(options, this.pageSize);
-      this.startReader();
-      const filling: Promise<FillResult> = this._fill(minChunk, maxChunk).finally(() => {
-        if (this.filling !== filling) return;
-        this.filling = null;
-        this.updateRef(0);
-      });
-      this.filling = filling;
-      this.updateRef(0);
-      return filling;
+      return this.serving.fill(options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -311,6 +310,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     this.checkOpen();
     const { max, timeoutMs } = toReadSyncOptions(options);
     if (this.readerRunning()) throw readerActiveError();
@@ -404,7 +404,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   private consumerCount(): number {
     // A fill in progress holds the process, as a pending fs.read does.
-    let n = this.queues.size + (this.filling !== null ? 1 : 0);
+    let n = this.queues.size + (this.serving.filling ? 1 : 0);
     for (const t of ['pagefault', 'fork', 'remap', 'remove', 'unmap']) n += this.listenerCount(t);
     return n;
   }

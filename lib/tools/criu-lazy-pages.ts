@@ -18,12 +18,12 @@
  * silent corruption, where waiting would hang them for ever.
  */
 import * as path from 'path';
-import { parseArgs } from 'util';
 import { probe } from '../core/backend';
 import { constants, FeatureName } from '../base/constants';
 import { Userfaultfd } from '../core/userfaultfd';
 import '../kernel';
 import { describeError } from '../base/errors';
+import { parseCommandLine, reportUsageError, UsageError } from './cli-errors';
 import { CriuError } from './criu-errors';
 import { CriuImages, imageStore, ImageStore, loadImages } from './criu-images';
 import { LazyPagesSocket } from './criu-socket';
@@ -232,45 +232,42 @@ function taskLine(t: TaskSummary): string {
     `${t.prefetched} prefetched${t.exited ? ', exited first' : ''}\n`;
 }
 
+const PROGRAM = 'userfaultfd criu-lazy-pages';
+
 /** The command. Returns the exit status: 0 when every task was served, 1 on failure, 2 on usage. */
 export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout,
                            err: NodeJS.WritableStream = process.stderr): Promise<number> {
-  let parsed;
+  let values: Record<string, unknown>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        'images-dir': { type: 'string', short: 'D' },
-        'work-dir': { type: 'string', short: 'W' },
-        'pages-url': { type: 'string', multiple: true, default: [] },
-        record: { type: 'string' },
-        prefetch: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+    const parsed = parseCommandLine(argv, {
+      'images-dir': { type: 'string', short: 'D' },
+      'work-dir': { type: 'string', short: 'W' },
+      'pages-url': { type: 'string', multiple: true, default: [] },
+      record: { type: 'string' },
+      prefetch: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     });
+    values = parsed.values;
+    if (values.help === true) {
+      out.write(USAGE);
+      return 0;
+    }
+    if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`, 'the images are given with -D DIR');
+    if (values['images-dir'] === undefined) throw new UsageError('-D <images-dir> is required', 'give the checkpoint\'s images: -D DIR (criu dump -D DIR)');
   } catch (e) {
-    err.write(`userfaultfd criu-lazy-pages: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values } = parsed;
-  if (values.help) {
-    out.write(USAGE);
-    return 0;
-  }
-  if (values['images-dir'] === undefined) {
-    err.write(`userfaultfd criu-lazy-pages: -D <images-dir> is required\n\n${USAGE}`);
-    return 2;
+    if (e instanceof UsageError) return reportUsageError(e, PROGRAM, err);
+    throw e;
   }
   const p = probe({ backend: 'native' });
   if (!p.available) {
-    err.write(`userfaultfd criu-lazy-pages: ERR_UFFD_UNAVAILABLE: the kernel backend is unavailable (${p.reason}); ` +
-      'run `npx userfaultfd doctor`\n');
+    err.write(`${PROGRAM}: ERR_UFFD_UNAVAILABLE: the kernel backend is unavailable (${p.reason}); run \`npx userfaultfd doctor\`\n`);
     return 1;
   }
   const daemon = new CriuLazyPages({
-    imagesDir: values['images-dir'], workDir: values['work-dir'], pagesUrls: values['pages-url'] as string[],
-    record: values.record, prefetch: values.prefetch, log: (line) => err.write(`criu-lazy-pages: ${line}\n`),
+    imagesDir: values['images-dir'] as string, workDir: values['work-dir'] as string | undefined,
+    pagesUrls: values['pages-url'] as string[], record: values.record as string | undefined,
+    prefetch: values.prefetch as string | undefined, log: (line) => err.write(`criu-lazy-pages: ${line}\n`),
   });
   const onSignal = (s: NodeJS.Signals): void => daemon.stop(s);
   process.once('SIGINT', onSignal);
@@ -279,7 +276,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   const r = await daemon.result;
   process.removeListener('SIGINT', onSignal);
   process.removeListener('SIGTERM', onSignal);
-  if (values.json) {
+  if (values.json === true) {
     for (const t of r.tasks) out.write(JSON.stringify({ type: 'task', ...t }) + '\n');
     out.write(JSON.stringify({
       type: 'summary', status: r.status, error: r.error ? { code: r.error.code, message: r.error.message } : null,

@@ -367,3 +367,35 @@ describeNative('criu-lazy-pages against a stand-in for criu restore (fake_restor
       'its uffd closed with the daemon: its missing pages read as zeros');
   });
 });
+
+describeNative('criu-lazy-pages: its command line', function () {
+  const run = (args) => startProcess(process.execPath, [BIN, 'criu-lazy-pages', ...args], { timeoutMs: 20000 }).done;
+
+  it('an unknown option, or no -D: a usage error naming the fix, exit status 2', async function () {
+    const a = await run(['-D', '/tmp', '--prefech', 'x']);
+    assert.strictEqual(a.code, 2, a.stderr);
+    assert.match(a.stderr, /unknown option '--prefech'; did you mean '--prefetch'\?/);
+    const b = await run([]);
+    assert.strictEqual(b.code, 2, b.stderr);
+    assert.match(b.stderr, /-D <images-dir> is required/);
+  });
+
+  it('images that are not there: ERR_CRIU_IMAGE_MISSING, exit status 1, and no socket made', async function () {
+    const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'uffd-criu-empty-'));
+    try {
+      const r = await run(['-D', dir, '--json']);
+      assert.strictEqual(r.code, 1, r.stderr);
+      assert.match(r.stderr, /criu-lazy-pages: ERR_CRIU_IMAGE_MISSING: .*pstree\.img is missing/);
+      assert.strictEqual(json(r.stdout).summary.error.code, 'ERR_CRIU_IMAGE_MISSING');
+      assert.deepStrictEqual(fs.readdirSync(dir), []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('help criu-lazy-pages prints its usage', async function () {
+    const r = await startProcess(process.execPath, [BIN, 'help', 'criu-lazy-pages'], { timeoutMs: 20000 }).done;
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: userfaultfd criu-lazy-pages -D <images-dir>/);
+  });
+});
