@@ -7,7 +7,7 @@ import * as path from 'path';
 import { closestKey } from '../base/option-keys';
 import { debugWanted, reportFailure, reportUsageError, UsageError } from './cli-errors';
 import * as doctor from './doctor';
-import * as criu from './criu-lazy-pages';
+import { USAGE as CRIU_USAGE } from './criu-usage';
 import * as firecracker from './firecracker-cli';
 
 export const COMMANDS = ['doctor', 'firecracker-handler', 'criu-lazy-pages', 'help'] as const;
@@ -39,7 +39,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     if (first === 'firecracker-handler') {
       return await firecracker.main(args.slice(1), out, err);
     }
-    if (first === 'criu-lazy-pages') return await criu.main(args.slice(1), out, err);
+    // Loaded when asked for: the doctor and the Firecracker handler never load CRIU's decoder.
+    if (first === 'criu-lazy-pages') return await (await import('./criu-lazy-pages')).main(args.slice(1), out, err);
     if (first === undefined || first === 'doctor' || first.startsWith('-')) {
       return doctor.main(first === 'doctor' ? args.slice(1) : args, out, err);
     }
@@ -66,7 +67,7 @@ function help(topic: string[], out: NodeJS.WritableStream, err: NodeJS.WritableS
     return 0;
   }
   if (topic.length === 1 && topic[0] === 'criu-lazy-pages') {
-    out.write(criu.USAGE);
+    out.write(CRIU_USAGE);
     return 0;
   }
   return reportUsageError(new UsageError(`no help for '${topic.join(' ')}'`, `the commands are ${COMMANDS.join(', ')}`), 'userfaultfd', err);

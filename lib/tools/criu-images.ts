@@ -14,7 +14,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import * as protobuf from 'protobufjs';
+import type * as protobuf from 'protobufjs';
 import { PageSource, SparseRun } from '../sources/page-source';
 import { CriuError } from './criu-errors';
 
@@ -125,7 +125,10 @@ let messages: { pstree: protobuf.Type; mm: protobuf.Type; head: protobuf.Type; e
 function types(): NonNullable<typeof messages> {
   if (messages !== null) return messages;
   const dir = protoDir();
-  const root = new protobuf.Root();
+  // Loaded here, on the first images read: the rest of the command line never needs it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use
+  const pb = require('protobufjs') as typeof protobuf;
+  const root = new pb.Root();
   // opts.proto imports google/protobuf/descriptor.proto: protobufjs ships it.
   const google = path.dirname(require.resolve('protobufjs/package.json'));
   root.resolvePath = (_origin, target) => path.join(target.startsWith('google/') ? google : dir, target);
