@@ -5,7 +5,7 @@
  * saved when a served range stops, is unregistered or its uffd closes. Userfaultfd's
  * collaborator (core/userfaultfd.ts); JS thread only.
  */
-import { checkAligned, CheckedRange, toFillOptions, toFlag, toLength, toOptions } from '../base/args';
+import { checkAligned, CheckedRange, rangesOverlap, toFillOptions, toFlag, toLength, toOptions } from '../base/args';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
@@ -18,7 +18,7 @@ import {
   WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
-import { Region } from './region';
+import { Region, UnmapWatcher, watchUnmaps } from './region';
 import type { Registrations } from './registrations';
 import { checkSourceOverlap } from './source-overlap';
 
@@ -59,6 +59,8 @@ export interface ServingHost {
   readonly delivery: Delivery;
   register(r: CheckedRange, options: RegisterOptions): void;
   unregister(r: CheckedRange): void;
+  /** Throws ERR_UFFD_CLOSED once the uffd is closed. */
+  checkOpen(): void;
   startReader(): void;
   /** Serving alone does not keep the process alive: only event consumers do. */
   updateRef(): void;
@@ -88,6 +90,9 @@ export class Serving {
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
   private sourceCounters: SourceCounters | null = null;
+  /** Held here: region.ts holds it weakly (a dropped uffd is still collected). */
+  private readonly unmapWatcher: UnmapWatcher = { regionUnmapped: (start, length) => this.regionUnmapped({ start, length }) };
+  private readonly unwatchUnmaps = watchUnmaps(this.unmapWatcher);
 
   /** fill()'s promise while it runs. */
   private fillPromise: Promise<FillResult> | null = null;
@@ -101,6 +106,15 @@ export class Serving {
 
   /** Userfaultfd.fill() on an open uffd: a second call while one runs gets the same promise. */
   fill(options: unknown): Promise<FillResult> {
+    try {
+      this.host.checkOpen();
+      return this.startFill(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private startFill(options: unknown): Promise<FillResult> {
     if (this.fillPromise !== null) return this.fillPromise;
     checkOptionKeys(options, OPTION_KEYS.fill, 'fill()');
     const { minChunk, maxChunk } = toFillOptions(options, this.pageSize);
@@ -154,6 +168,7 @@ export class Serving {
     if (source.runs !== null && unit !== pageSize) {
       throw codedError('ERR_UFFD_UNSUPPORTED', `a sparse source serves ${pageSize}-byte pages, not ${unit}-byte ones`);
     }
+    host.checkOpen(); // the options read: a getter of theirs may have closed it
     if (source.custom !== null && prefetch !== undefined) {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
         '({ record }) but cannot prefetch one yet ({ prefetch })');
@@ -235,6 +250,28 @@ export class Serving {
     }
   }
 
+  /**
+   * Before `r` is registered or served: what was unmapped under it is forgotten, registrations
+   * and served ranges both (their sets saved, faults given back). A new mapping there (mmap
+   * reuses addresses, once the old mapping is gone) must not be answered by the old source, nor
+   * taken for registered.
+   */
+  forgetUnmapped(r: CheckedRange): void {
+    for (const s of this.host.registrations.takeUnmapped(r)) {
+      for (const x of [...this.served]) if (rangesOverlap(x, s)) x.stop();
+    }
+  }
+
+  /**
+   * A region was unmapped (region.ts) under what this uffd registered or served: the kernel
+   * drops the registrations with the mapping. Noted, not acted on yet: the kernel backend
+   * unmaps once the reads in flight there end, and those are still answered by the source.
+   */
+  private regionUnmapped(span: CheckedRange): void {
+    if (this.host.uffd.closed) return;
+    this.host.registrations.noteUnmapped(span, [...this.served].some((x) => rangesOverlap(x, span)));
+  }
+
   /** The custom sources' counters for stats(); null when none was served. */
   sourceStats(): SourceStats | null {
     return this.sourceCounters === null ? null : this.sourceCounters.snapshot();
@@ -283,6 +320,7 @@ export class Serving {
 
   /** close(): the working sets are saved; the custom sources stop (closing wakes their faults). */
   close(): void {
+    this.unwatchUnmaps();
     for (const ws of this.sets.values()) this.autoSave(ws);
     this.sets.clear();
     for (const server of this.customServers) server.stop();

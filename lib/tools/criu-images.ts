@@ -15,10 +15,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type * as protobuf from 'protobufjs';
+import { readRegularFile } from '../base/files';
 import { PageSource, SparseRun } from '../sources/page-source';
 import { CriuError } from './criu-errors';
 
 const IMG_COMMON_MAGIC = 0x54564319;
+/** pstree, mm and pagemap images: a few records per task or VMA, far below this. */
+const MAX_METADATA_IMAGE = 64 * 1024 * 1024;
 const MAGIC = { pstree: 0x50273030, mm: 0x57492820, pagemap: 0x56084025 } as const;
 
 /** Pagemap entry flags (criu/include/pagemap.h). */
@@ -89,8 +92,12 @@ export function imageStore(dir: string, pagesUrls: string[] = []): ImageStore {
     label: dir,
     async read(name) {
       try {
-        return await fs.promises.readFile(path.join(dir, name));
+        // A regular file of bounded size (lib/base/files.ts): a FIFO or /dev/zero planted in the
+        // image directory must not hang or bloat the daemon.
+        return readRegularFile(path.join(dir, name), MAX_METADATA_IMAGE, (size) => new CriuError('ERR_CRIU_IMAGE_CORRUPT',
+          `${path.join(dir, name)} is ${size} bytes: more than a metadata image can be (${MAX_METADATA_IMAGE})`));
       } catch (e) {
+        if (e instanceof CriuError) throw e;
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw new CriuError('ERR_CRIU_IMAGE_MISSING', `${path.join(dir, name)} cannot be read: ${(e as Error).message}`);
       }
@@ -101,6 +108,7 @@ export function imageStore(dir: string, pagesUrls: string[] = []): ImageStore {
         const file = path.join(dir, name);
         try {
           const st = await fs.promises.stat(file);
+          if (!st.isFile()) throw new Error('not a regular file');
           // mmap: the fill copies straight from the page cache (one copy, not two: faster than
           // pread for bulk, bench/criu-restore.js), and sources over a mapping are thread-safe.
           return { source: PageSource.file(file, { mode: 'mmap' }), size: st.size };
