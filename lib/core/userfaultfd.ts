@@ -287,8 +287,8 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   /**
-   * Installs in the background every served page not in yet, demand faults first; resolves when
-   * none is left or the owner has gone (docs/page-sources.md). Holds the process; close() rejects it.
+   * Installs in the background every served page with source bytes not in yet (not custom/http
+   * ranges), demand faults first; resolves when none is left or the owner has gone. Holds the process.
    */
   fill(options: FillOptions = {}): Promise<FillResult> {
     return this.serving.fill(options);
