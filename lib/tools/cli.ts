@@ -1,6 +1,6 @@
 /**
- * The `userfaultfd` command line: `doctor` (the default), `firecracker-handler`, `help`,
- * `--version`. Argument parsing and error reporting: cli-errors.ts.
+ * The `userfaultfd` command line: `doctor` (the default), `firecracker-handler`,
+ * `criu-lazy-pages`, `help`, `--version`. Argument parsing and error reporting: cli-errors.ts.
  */
 import * as fs from 'fs';
 import * as path from 'path';

@@ -32,6 +32,7 @@ import { RemoteTask } from './criu-remote-task';
 import type { PeerCredentials } from './fdpass';
 import { killRestored, pinRestored, RestoredProcess } from './restored-processes';
 import { USAGE } from './criu-usage';
+import { announceReady, fileLog, runInBackground, toStatusFd, withoutVerbosity } from './criu-daemon-mode';
 
 
 /** The events a restored task's userfaultfd must report: criu restore asks for exactly these. */
@@ -74,6 +75,11 @@ export class CriuLazyPages {
   constructor(private readonly options: DaemonOptions) {
     this.store = imageStore(options.imagesDir, options.pagesUrls);
     this.log = options.log ?? ((line) => process.stderr.write(`criu-lazy-pages: ${line}\n`));
+  }
+
+  /** start() made the socket and it has not failed since: criu restore can connect. */
+  get listening(): boolean {
+    return this.socket !== null && !this.settled;
   }
 
   /** Reads the images, then listens. Resolves `result` when it is done, either way. */
@@ -228,14 +234,19 @@ const PROGRAM = 'userfaultfd criu-lazy-pages';
 export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout,
                            err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let values: Record<string, unknown>;
+  let statusFd: number | undefined;
   try {
-    const parsed = parseCommandLine(argv, {
+    const parsed = parseCommandLine(withoutVerbosity(argv), {
       'images-dir': { type: 'string', short: 'D' },
       'work-dir': { type: 'string', short: 'W' },
       'pages-url': { type: 'string', multiple: true, default: [] },
       record: { type: 'string' },
       prefetch: { type: 'string' },
       json: { type: 'boolean', default: false },
+      'log-file': { type: 'string', short: 'o' },
+      daemon: { type: 'boolean', short: 'd', default: false },
+      pidfile: { type: 'string' },
+      'status-fd': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     });
     values = parsed.values;
@@ -245,6 +256,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     }
     if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`, 'the images are given with -D DIR');
     if (values['images-dir'] === undefined) throw new UsageError('-D <images-dir> is required', 'give the checkpoint\'s images: -D DIR (criu dump -D DIR)');
+    statusFd = toStatusFd(values['status-fd']);
   } catch (e) {
     if (e instanceof UsageError) return reportUsageError(e, PROGRAM, err);
     throw e;
@@ -254,15 +266,21 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     err.write(`${PROGRAM}: ERR_UFFD_UNAVAILABLE: the kernel backend is unavailable (${p.reason}); run \`npx userfaultfd doctor\`\n`);
     return 1;
   }
+  const pidfile = values.pidfile as string | undefined;
+  if (values.daemon === true) return runInBackground(argv, pidfile, statusFd, err);
+  const imagesDir = values['images-dir'] as string;
+  const workDir = values['work-dir'] as string | undefined;
+  const logFile = values['log-file'] as string | undefined;
   const daemon = new CriuLazyPages({
-    imagesDir: values['images-dir'] as string, workDir: values['work-dir'] as string | undefined,
-    pagesUrls: values['pages-url'] as string[], record: values.record as string | undefined,
-    prefetch: values.prefetch as string | undefined, log: (line) => err.write(`criu-lazy-pages: ${line}\n`),
+    imagesDir, workDir, pagesUrls: values['pages-url'] as string[], record: values.record as string | undefined,
+    prefetch: values.prefetch as string | undefined,
+    log: logFile === undefined ? (line) => err.write(`criu-lazy-pages: ${line}\n`) : fileLog(logFile, workDir ?? imagesDir),
   });
   const onSignal = (s: NodeJS.Signals): void => daemon.stop(s);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   await daemon.start();
+  if (daemon.listening) announceReady(process.pid, pidfile, statusFd);
   const r = await daemon.result;
   process.removeListener('SIGINT', onSignal);
   process.removeListener('SIGTERM', onSignal);

@@ -9,4 +9,11 @@ export const USAGE = `usage: userfaultfd criu-lazy-pages -D <images-dir> [option
   --record FILE         record each lazy area's working set to FILE.<pid>.<area start, hex>
   --prefetch FILE       prefetch the working sets recorded so, as the restore starts
   --json                print one JSON line per task and a JSON summary on stdout
+
+As criu lazy-pages (scripts that start it keep working):
+  -d, --daemon          run in the background; return once it listens
+  --pidfile FILE        write the daemon's pid to FILE once it listens
+  --status-fd FD        write one NUL byte to FD once it listens, then close it
+  -o, --log-file FILE   write the log to FILE (relative to the work directory), not stderr
+  -v[N], --verbosity    accepted; the log has one level
 `;

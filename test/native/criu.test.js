@@ -142,6 +142,39 @@ describeNative('criu-lazy-pages: CRIU lazy restores served by this daemon', { fe
     }
   });
 
+  it('started as scripts start criu lazy-pages (-d --pidfile --status-fd -o -v4): it listens when it returns, the program prints its checksum', async function () {
+    const c = await checkpoint(chroot, prog, 'checksum', 16, 'daemon-mode');
+    pids.push(c.pid);
+    const pidfile = path.join(c.hostDir, 'lazy.pid');
+    const { spawn } = require('child_process');
+    const parent = spawn(process.execPath, [BIN, 'criu-lazy-pages', '-D', c.hostImg, '-d', '--pidfile', pidfile,
+      '--status-fd', '3', '-o', 'lazy.log', '-v4'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    parent.stderr.on('data', (d) => { stderr += d; });
+    const status = [];
+    parent.stdio[3].on('data', (d) => status.push(...d));
+    const [code] = await Promise.race([
+      new Promise((resolve) => parent.on('close', (...a) => resolve(a))),
+      new Promise((resolve, reject) => setTimeout(() => reject(new Error(`-d did not return: ${stderr}`)), 30000)),
+    ]);
+    assert.strictEqual(code, 0, stderr);
+    assert.deepStrictEqual(status, [0], 'one NUL byte on --status-fd, then EOF');
+    assert.ok(fs.existsSync(path.join(c.hostImg, 'lazy-pages.socket')), 'listening once -d returns');
+    const daemonPid = Number(fs.readFileSync(pidfile, 'utf8'));
+    assert.notStrictEqual(daemonPid, parent.pid);
+    assert.match(fs.readFileSync(`/proc/${daemonPid}/cmdline`, 'utf8'), /criu-lazy-pages/, 'the pidfile names the daemon');
+    pids.push(daemonPid);
+    const r = await restore(chroot, c);
+    const log = () => fs.readFileSync(path.join(c.hostImg, 'lazy.log'), 'utf8');
+    assert.strictEqual(r.status, 0, `criu restore: ${log()}`);
+    const out = await waitForFile(c.hostLog, (t) => /^post /m.test(t), 60000, 'the post-restore checksum');
+    assert.ok(await gone(daemonPid, 60000), `the daemon exits once every page is in: ${log()}`);
+    kill(c.pid);
+    assert.strictEqual(/^post ([0-9a-f]{16})$/m.exec(out)[1], c.pre);
+    assert.match(log(), /listening on .*lazy-pages\.socket/);
+    assert.match(log(), new RegExp(`pid ${c.pid}: serving \\d+ lazy pages`));
+  });
+
   describe('with the pages read over HTTP (s3rver, a presigned URL)', function () {
     let s3 = null;
     before(async function () {
@@ -390,6 +423,23 @@ describeNative('criu-lazy-pages: its command line', function () {
       assert.match(r.stderr, /criu-lazy-pages: ERR_CRIU_IMAGE_MISSING: .*pstree\.img is missing/);
       assert.strictEqual(json(r.stdout).summary.error.code, 'ERR_CRIU_IMAGE_MISSING');
       assert.deepStrictEqual(fs.readdirSync(dir), []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('criu lazy-pages\' own options: -v4 accepted; --status-fd not open: a usage error; -d on missing images: exit 1, no pidfile', async function () {
+    const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'uffd-criu-empty-'));
+    try {
+      const a = await run(['-D', dir, '-v4', '--status-fd', '97']);
+      assert.strictEqual(a.code, 2, a.stderr);
+      assert.match(a.stderr, /--status-fd 97 is not open/);
+      const pidfile = path.join(dir, 'pid');
+      const b = await run(['-D', dir, '-v4', '-d', '--pidfile', pidfile, '-o', 'lazy.log']);
+      assert.strictEqual(b.code, 1, b.stderr);
+      assert.match(b.stderr, /the daemon ended before it listened \(exit status 1\)/);
+      assert.strictEqual(fs.existsSync(pidfile), false);
+      assert.match(fs.readFileSync(path.join(dir, 'lazy.log'), 'utf8'), /ERR_CRIU_IMAGE_MISSING: .*pstree\.img is missing/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
