@@ -56,7 +56,9 @@ export class LazyPagesSocket extends EventEmitter<LazyPagesSocketEvents> {
     super();
     if (!binding) throw new CriuError('ERR_CRIU_SOCKET', 'the native addon is not available');
     try {
-      if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); // a stale socket of an earlier run
+      // Unlinked even if something listens there, as criu lazy-pages' server_listen() does:
+      // listenForUffd's probe (a connect) would be taken by a live CRIU daemon for criu restore.
+      if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
     } catch {
       // none
     }
