@@ -11,6 +11,8 @@
             "native/reader/fault_reader.cc",
             "native/reader/loop_reader.cc",
             "native/sources/page_source.cc",
+            "native/sources/served_layout.cc",
+            "native/sources/sparse_source.cc",
             "native/memory/region.cc",
             "native/fdpass/fdpass.cc",
             "native/reader/sync_reader.cc",

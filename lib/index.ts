@@ -13,7 +13,7 @@ export type { Served } from './core/serving';
 export { Region } from './core/region';
 export { SharedImage } from './core/shared-image';
 export { PageSource } from './sources/page-source';
-export type { FileSourceOptions, PageSourceKind } from './sources/page-source';
+export type { FileSourceOptions, PageSourceKind, SparseRun } from './sources/page-source';
 export { UffdError } from './base/errors';
 export type { UffdErrorCode } from './base/errors';
 export { probe } from './core/backend';

@@ -129,6 +129,7 @@ Napi::Object Constants(Napi::Env env) {
   set(notes, "sourceFailedAnswered", kNoteSourceFailedAnswered);
   set(notes, "selfFaultFallback", kNoteSelfFaultFallback);
   set(notes, "yielded", kNoteYielded);
+  set(notes, "filled", kNoteFilled);
   c.Set("notes", notes);
 
   Napi::Object kinds = Napi::Object::New(env);

@@ -1,7 +1,7 @@
 /** Argument checks shared by both backends: every bad argument fails here, before any syscall. */
 import { constants, FeatureName } from './constants';
 import { invalidArgType, outOfRange } from './errors';
-import type { OpenOptions, Range, ReadSyncOptions } from './types';
+import type { FillOptions, OpenOptions, Range, ReadSyncOptions } from './types';
 
 const MAX_ADDRESS = (1n << 64n) - 1n;
 
@@ -132,6 +132,9 @@ export function toOpenOptions(options: unknown): Partial<OpenOptions> {
   // The fd is always non-blocking (the reader polls it; readers never block the event loop):
   // the option exists to say so, and asking for a blocking fd is refused, not ignored.
   if (o.nonBlocking !== undefined && o.nonBlocking !== true) throw invalidArgType('options.nonBlocking', 'true or undefined', o.nonBlocking);
+  if (o.orderedAnswers !== undefined && typeof o.orderedAnswers !== 'boolean') {
+    throw invalidArgType('options.orderedAnswers', 'of type boolean', o.orderedAnswers);
+  }
   const t = o.faultTimeoutMs;
   if (t !== undefined) {
     if (typeof t !== 'number') throw invalidArgType('options.faultTimeoutMs', 'of type number', t);
@@ -159,4 +162,19 @@ export function toReadSyncOptions(options: unknown): { max: number; timeoutMs: n
     throw outOfRange('options.timeoutMs', '-1 or an integer from 0 to 2 ** 31 - 1', timeoutMs);
   }
   return { max, timeoutMs };
+}
+
+/** fill()'s chunks by default, as CRIU's lazy-pages daemon: 64 KiB, growing to 4 MiB (criu/uffd.c). */
+const FILL_MIN_CHUNK = 64 * 1024;
+const FILL_MAX_CHUNK = 4 * 1024 * 1024;
+
+/** uffd.fill()'s options: chunk sizes, page multiples, the maximum not below the minimum. */
+export function toFillOptions(options: unknown, pageSize: number): { minChunk: number; maxChunk: number } {
+  const o = toOptions<FillOptions>(options, 'options');
+  const minChunk = o.minChunk === undefined ? FILL_MIN_CHUNK : toLength(o.minChunk, 'options.minChunk');
+  const maxChunk = o.maxChunk === undefined ? Math.max(FILL_MAX_CHUNK, minChunk) : toLength(o.maxChunk, 'options.maxChunk');
+  checkAligned(minChunk, pageSize, 'options.minChunk');
+  checkAligned(maxChunk, pageSize, 'options.maxChunk');
+  if (maxChunk < minChunk) throw outOfRange('options.maxChunk', `at least options.minChunk (${minChunk})`, maxChunk);
+  return { minChunk, maxChunk };
 }

@@ -26,7 +26,7 @@ export const FALLBACK_CONSTANTS: NativeConstants = {
   events: { PAGEFAULT: 0x12, FORK: 0x13, REMAP: 0x14, REMOVE: 0x15, UNMAP: 0x16 },
   pagefaultFlags: { WRITE: 1, WP: 2, MINOR: 4 },
   delivery: { size: 40, msg: 0, note: 32, err: 36 },
-  notes: { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5, yielded: 6 },
+  notes: { kernel: 0, selfFault: 1, sourceFailed: 2, readerFailed: 3, sourceFailedAnswered: 4, selfFaultFallback: 5, yielded: 6, filled: 7 },
   sourceKinds: { zero: 0, buffer: 1, fd: 2, path: 3 },
   selfFaultPolicies: { zeropage: 1, sigbus: 2, source: 3 },
   errno: {

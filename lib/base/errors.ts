@@ -75,6 +75,11 @@ export function codedError(code: string, message: string): Error & { code: strin
   return Object.assign(new Error(message), { code });
 }
 
+/** `CODE message` for a log line, without saying the code twice (UffdError messages start with it). */
+export function describeError(e: Error & { code?: string }): string {
+  return e.code === undefined || e.message.startsWith(e.code) ? e.message : `${e.code} ${e.message}`;
+}
+
 /**
  * The error for any use of a closed userfaultfd (ERR_UFFD_CLOSED), an unmapped region
  * (ERR_UFFD_UNMAPPED) or a closed shared image (ERR_UFFD_IMAGE_CLOSED): an Error of its own, not

@@ -29,6 +29,7 @@ export class FaultStats {
   bytes = 0;
   wakeups = 0;
   prefetched = 0;
+  filled = 0;
   demandFaults = 0;
   prefetchMisses = 0;
   private readonly histogram = new Float64Array(BUCKETS);
@@ -65,7 +66,7 @@ export class FaultStats {
     return {
       faults: this.faults, copies: this.copies, bytes: this.bytes, wakeups: this.wakeups,
       latencyNs: { p50: this.percentile(0.5), p99: this.percentile(0.99) },
-      prefetched: this.prefetched, demandFaults: this.demandFaults, prefetchMisses: this.prefetchMisses,
+      prefetched: this.prefetched, filled: this.filled, demandFaults: this.demandFaults, prefetchMisses: this.prefetchMisses,
     };
   }
 }

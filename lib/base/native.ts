@@ -14,7 +14,7 @@ export interface NativeConstants {
   delivery: { size: number; msg: number; note: number; err: number };
   /** What the native side says about a record (native/reader/fault_reader.h Note). */
   notes: { kernel: number; selfFault: number; sourceFailed: number; readerFailed: number;
-    sourceFailedAnswered: number; selfFaultFallback: number; yielded: number };
+    sourceFailedAnswered: number; selfFaultFallback: number; yielded: number; filled: number };
   /** Serve()'s source kinds and setSelfFaultPolicy()'s values (native/uffd/userfaultfd.h). */
   sourceKinds: { zero: number; buffer: number; fd: number; path: number };
   selfFaultPolicies: { zeropage: number; sigbus: number; source: number };
@@ -29,6 +29,8 @@ export interface NativeStats {
   faults: number; copies: number; bytes: number; wakeups: number;
   p50: number; p99: number;
   prefetched: number; demandFaults: number; prefetchMisses: number;
+  /** Pages the background fill installed (startFill). */
+  filled: number;
 }
 
 /** One uffd's per-fault calls; they throw once it is closed. */
@@ -42,11 +44,17 @@ export interface NativeUserfaultfd {
   readonly fd: number;
   register(start: bigint, length: number, mode: number): bigint;
   unregister(start: bigint, length: number): void;
-  copy(dst: bigint, src: Uint8Array, mode: number): number;
+  /**
+   * seen: with setOrdered(), the layout events JS has handled (EAGAIN while the reader has read
+   * more). existOk: as FastMethods.copy's.
+   */
+  copy(dst: bigint, src: Uint8Array, mode: number, seen?: number, existOk?: boolean): number;
   copyFromAddress(dst: bigint, src: bigint, length: number, mode: number): number;
   // The resolving ioctls: bytes done. `existOk`: -1 (EXISTED), not a thrown EEXIST, when the
-  // page was there (nothing done, nothing woken: lib/ wakes).
-  zeropage(start: bigint, length: number, mode: number, existOk?: boolean): number;
+  // page was there (nothing done, nothing woken: lib/ wakes). `seen`: see copy().
+  zeropage(start: bigint, length: number, mode: number, existOk?: boolean, seen?: number): number;
+  /** copy() and zeropage() given `seen` are ordered with the reader's reads of layout events from now on. */
+  setOrdered(): void;
   wake(start: bigint, length: number): void;
   writeProtect(start: bigint, length: number, mode: number): void;
   continue(start: bigint, length: number, mode: number, existOk?: boolean): number;
@@ -63,13 +71,26 @@ export interface NativeUserfaultfd {
   /** Whether the JS thread may read the uffd itself (the default); returns whether it now does.
    * For the benchmarks, which time the reader thread's hop beside it (docs/threads-and-deadlock.md). */
   setJsReads(allowed: boolean): boolean;
-  /** kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. */
+  /**
+   * kind: 0 zero, 1 buffer, 2 file descriptor, 3 file path. runs: the source seen sparse,
+   * [at, length, offset] triples. follow: moved by REMAP, cut by UNMAP, inherited at a fork.
+   * sourceId: file sources served again under one id share one native source.
+   */
   serve(start: bigint, length: number, kind: number, source: Uint8Array | number | string | null,
         offset: number, readahead: number, pread: boolean, zeroRemoved?: boolean,
         record?: boolean, prefetch?: Uint32Array | null, unit?: number,
-        prefetchOptions?: { eager: boolean; window: number; pagesFd: number; pagesOffset: number }): number;
+        prefetchOptions?: { eager: boolean; window: number; pagesFd: number; pagesOffset: number },
+        runs?: BigUint64Array, follow?: boolean, sourceId?: number): number;
   /** A clone of a shared image (native/sources/shared_image.h); lib/ checked the mapping. */
   serveImage(start: bigint, length: number, image: NativeImage, readahead: number, minor: boolean): number;
+  /** A fault read before its range was served, answered now: 0 not served, 1 answered, 2 wake it (an event is unread), -errno failed. */
+  answerServed(address: bigint): number;
+  /** Fill every served range's missing source pages on the reader thread (a 'filled' note ends it). */
+  startFill(minChunk: number, maxChunk: number): void;
+  /** A fork child's uffd takes the following ranges parked for it; returns how many. */
+  adoptFork(childFd: number, child: NativeUserfaultfd): number;
+  /** The fork child's fd was closed without adoptFork. */
+  dropFork(childFd: number): void;
   unserve(id: number): boolean;
   /** [firstPage, pageCount, write] triples recorded on a served range, in first-touch order. */
   recorded(id: number): Uint32Array;
@@ -151,7 +172,7 @@ export interface FdPassBinding {
   /** Whether a process listens at the socket path (a non-blocking connect(2) that is not refused). */
   socketListening(socketPath: string): boolean;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
-    onEvents: (events: NativeListenEvent[]) => void, mode?: number) => NativeFdListener;
+    onEvents: (events: NativeListenEvent[]) => void, mode?: number, maxFds?: number) => NativeFdListener;
 }
 
 export interface Binding extends FdPassBinding {

@@ -4,7 +4,7 @@
  * opened. A key whose value is undefined counts as absent, as it does for every known option.
  */
 import type {
-  ContinueOptions, CopyOptions, MapOptions, MoveOptions, OpenOptions, ReadSyncOptions, RegisterOptions,
+  ContinueOptions, CopyOptions, FillOptions, MapOptions, MoveOptions, OpenOptions, ReadSyncOptions, RegisterOptions,
   ServeOptions, SharedImageOptions, WakeOptions, WorkingSetOptions, WriteProtectOptions, ZeropageOptions,
 } from './types';
 
@@ -19,7 +19,9 @@ export function keysOf<T>(keys: Record<keyof Required<T>, true>): readonly strin
 
 /** The known keys of the options objects in lib/base/types.ts. */
 export const OPTION_KEYS = {
-  open: keysOf<OpenOptions>({ features: true, nonBlocking: true, userModeOnly: true, backend: true, onSelfFault: true, faultTimeoutMs: true }),
+  open: keysOf<OpenOptions>({
+    features: true, nonBlocking: true, userModeOnly: true, backend: true, onSelfFault: true, faultTimeoutMs: true, orderedAnswers: true,
+  }),
   register: keysOf<RegisterOptions>({ missing: true, wp: true, minor: true }),
   copy: keysOf<CopyOptions>({ dontWake: true, wp: true, errorOnExist: true }),
   wake: keysOf<WakeOptions>({ dontWake: true }),
@@ -29,7 +31,9 @@ export const OPTION_KEYS = {
   move: keysOf<MoveOptions>({ dontWake: true, allowSrcHoles: true, errorOnExist: true }),
   serve: keysOf<ServeOptions>({
     readahead: true, removed: true, pageSize: true, record: true, prefetch: true, prefetchMode: true, workingSet: true,
+    follow: true, register: true,
   }),
+  fill: keysOf<FillOptions>({ minChunk: true, maxChunk: true }),
   workingSet: keysOf<WorkingSetOptions>({ maxMiB: true, maxAge: true, pages: true }),
   map: keysOf<MapOptions>({ shared: true, hugetlb: true, backend: true }),
   readSync: keysOf<ReadSyncOptions>({ max: true, timeoutMs: true }),

@@ -48,6 +48,17 @@ export interface OpenOptions {
   onSelfFault?: SelfFaultPolicy;
   /** Answer a fault by the fallback when no handler answered it within this time. */
   faultTimeoutMs?: number;
+  /**
+   * copy() and zeropage() fail with EAGAIN (bytes 0) while a non-cooperative event (FORK,
+   * REMAP, REMOVE, UNMAP) has been read that this uffd's listeners have not been given yet, as
+   * the kernel's own ioctls do until an event is read. A handler that answers after an
+   * asynchronous read (a page from the network) then never installs a page where a REMAP,
+   * UNMAP or REMOVE has moved or dropped the memory, nor into a parent whose FORK it has not
+   * handled: it retries the answer after the event, as CRIU's lazy-pages daemon does. Default
+   * false: the reader thread reads events ahead of the listeners, and the kernel's EAGAIN ends
+   * when it does. Both backends.
+   */
+  orderedAnswers?: boolean;
 }
 
 export interface RegisterOptions { missing?: boolean; wp?: boolean; minor?: boolean }
@@ -104,6 +115,39 @@ export interface ServeOptions {
   prefetchMode?: 'background' | 'eager';
   /** How the saved set is refined across runs, and whether its pages are kept beside it. */
   workingSet?: WorkingSetOptions;
+  /**
+   * The range follows the memory it serves, as a lazy-restore daemon needs (docs/criu.md):
+   * moved with it by mremap (UFFD_EVENT_REMAP), cut where it is unmapped (UNMAP), and served to
+   * a fork child's uffd as it was at the fork (FORK: the 'fork' event's uffd serves it, no
+   * serve() needed). The pages it fills are tracked, so that fill() installs only the rest,
+   * and with `removed: 'zero'` a page the program dropped is never filled again. Default false:
+   * the range stays where it was served. Kernel only for REMAP and FORK (the simulator has
+   * neither); not for custom and http sources (ERR_UFFD_UNSUPPORTED).
+   */
+  follow?: boolean;
+  /**
+   * serve() registers the range for missing faults first if this uffd object has not (default
+   * true). false: it is registered already, by the process that sent this uffd, perhaps not yet
+   * (CRIU sends its tasks' uffds before its restorer has moved their memory into place and
+   * registered it): serve() then registers nothing and only answers what comes.
+   */
+  register?: boolean;
+}
+
+/** uffd.fill()'s options: the chunk size, as CRIU's lazy-pages daemon grows it. */
+export interface FillOptions {
+  /** Bytes of the first chunk, and of the next one after each demand fault (default 64 KiB). */
+  minChunk?: number;
+  /** Each chunk is minChunk bytes longer than the last, up to this many (default 4 MiB). */
+  maxChunk?: number;
+}
+
+/** What uffd.fill() did. */
+export interface FillResult {
+  /** Pages the fill installed (demand faults installed the others). */
+  pages: number;
+  /** The memory's owner exited first: what was left will never be needed. */
+  ownerGone: boolean;
 }
 
 /** ServeOptions.workingSet: how a set recorded while prefetching is refined. */
@@ -147,6 +191,8 @@ export interface Stats {
   latencyNs: { p50: number; p99: number };
   /** Pages installed by prefetch threads (serve's `prefetch`). */
   prefetched: number;
+  /** Pages installed by fill(). */
+  filled: number;
   /** Missing-page faults on served ranges, answered on demand. */
   demandFaults: number;
   /** Demand faults on pages of a set being prefetched: prefetch would have covered them, had it got there first. */

@@ -1,3 +1,4 @@
+/* eslint max-lines: ["error", 540] -- serve()'s one options pipeline: working sets (issue 23), shared images (26) and following ranges with fill() (31) meet here; a split is the lead's call after integration */
 /**
  * Serving: answering a range's faults from a PageSource without JavaScript per fault (the
  * backend's native or simulated source), or from a custom or http source in JavaScript
@@ -6,10 +7,11 @@
  * collaborator (core/userfaultfd.ts); JS thread only.
  */
 import * as fs from 'fs';
-import { checkAligned, CheckedRange, rangesOverlap, toLength, toOptions } from '../base/args';
+import { checkAligned, CheckedRange, rangesOverlap, toFillOptions, toFlag, toLength, toOptions } from '../base/args';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
-import type { BackendName, PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
+import type { BackendName, FillResult, PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
 import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
@@ -47,6 +49,8 @@ export interface ServeSets {
   window: number;
   /** The set's compact page file, checked and open; null: the pages come from the source. */
   pages: OpenSetPages | null;
+  /** ServeOptions.follow. */
+  follow: boolean;
 }
 
 /** A served range's working set: where it is saved and what it refines. */
@@ -96,6 +100,8 @@ export interface ServingHost {
    * i: bit i & 7 of byte i >> 3); null without a loaded set.
    */
   installed(handle: unknown): Uint8Array | null;
+  /** Fills what the served ranges lack (fill()); settles once, when the fill ends. */
+  fill(minChunk: number, maxChunk: number): Promise<FillResult>;
 }
 
 /** How often one page's fault may be woken into its source before it goes to the handlers. */
@@ -115,7 +121,40 @@ export class Serving {
   private readonly unmapWatcher: UnmapWatcher = { regionUnmapped: (start, length) => this.regionUnmapped({ start, length }) };
   private readonly unwatchUnmaps = watchUnmaps(this.unmapWatcher);
 
+  /** fill()'s promise while it runs. */
+  private fillPromise: Promise<FillResult> | null = null;
+
   constructor(private readonly host: ServingHost) {}
+
+  /** A fill runs: it holds the process, as a pending fs.read does. */
+  get filling(): boolean {
+    return this.fillPromise !== null;
+  }
+
+  /** Userfaultfd.fill() on an open uffd: a second call while one runs gets the same promise. */
+  fill(options: unknown): Promise<FillResult> {
+    try {
+      this.host.checkOpen();
+      return this.startFill(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private startFill(options: unknown): Promise<FillResult> {
+    if (this.fillPromise !== null) return this.fillPromise;
+    checkOptionKeys(options, OPTION_KEYS.fill, 'fill()');
+    const { minChunk, maxChunk } = toFillOptions(options, this.pageSize);
+    this.host.startReader();
+    const p: Promise<FillResult> = this.host.fill(minChunk, maxChunk).finally(() => {
+      if (this.fillPromise !== p) return;
+      this.fillPromise = null;
+      this.host.updateRef();
+    });
+    this.fillPromise = p;
+    this.host.updateRef();
+    return p;
+  }
 
   private get pageSize(): number {
     return this.host.uffd.pageSize;
@@ -153,6 +192,14 @@ export class Serving {
     if (source.custom !== null && removed !== 'source') {
       throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
     }
+    const follow = toFlag(o.follow, 'options.follow');
+    if (source.custom !== null && follow) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', 'serve(): a custom or http source cannot follow its memory ({ follow }): ' +
+        'it is answered in JavaScript, after the layout events');
+    }
+    if (source.runs !== null && unit !== pageSize) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', `a sparse source serves ${pageSize}-byte pages, not ${unit}-byte ones`);
+    }
     host.checkOpen(); // the options read: a getter of theirs may have closed it
     if (source.custom !== null && prefetch !== undefined) {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
@@ -183,8 +230,10 @@ export class Serving {
       // pages so installed are known (refine keeps their age), not mistaken for untouched ones.
       window: o.readahead === undefined || o.readahead === 'adaptive' ? 0 : readahead / pageSize,
       pages: pages && !(pages instanceof Error) ? pages : null,
+      follow,
     };
-    const registeredHere = !host.registrations.covers(r);
+    const register = o.register === undefined || toFlag(o.register, 'options.register');
+    const registeredHere = register && !host.registrations.covers(r);
     if (registeredHere) host.register(r, { missing: true });
     let handle: unknown;
     try {

@@ -16,7 +16,7 @@ import {
 import { constants, FeatureName, IoctlName, ioctlNames } from '../base/constants';
 import { closedError, codedError, invalidArgType, outOfRange } from '../base/errors';
 import type {
-  BackendName, ContinueOptions, CopyOptions, MoveOptions, OpenOptions, PageFault, Range, ReadSyncOptions,
+  BackendName, ContinueOptions, CopyOptions, FillOptions, FillResult, MoveOptions, OpenOptions, PageFault, Range, ReadSyncOptions,
   RegisterOptions, RegisterResult, RemapEvent, RemoveEvent, SelfFaultPolicy, ServeOptions, Stats, UnmapEvent,
   WakeOptions, WriteProtectOptions, ZeropageOptions,
 } from '../base/types';
@@ -135,6 +135,7 @@ export abstract class Userfaultfd extends EventEmitter {
       unserve: (handle) => this._unserve(handle),
       recorded: (handle) => this._recorded(handle),
       installed: (handle) => this._installed(handle),
+      fill: (minChunk, maxChunk) => this._fill(minChunk, maxChunk),
     });
     this.tracking = new Tracking({
       ...registering,
@@ -313,6 +314,14 @@ export abstract class Userfaultfd extends EventEmitter {
     this.serving.saveWorkingSet(r, path);
   }
 
+  /**
+   * Installs in the background every served page with source bytes not in yet (not custom/http
+   * ranges), demand faults first; resolves when none is left or the owner has gone. Holds the process.
+   */
+  fill(options: FillOptions = {}): Promise<FillResult> {
+    return this.serving.fill(options);
+  }
+
   stats(): Stats {
     this.checkOpen();
     const s = this._stats();
@@ -432,7 +441,8 @@ export abstract class Userfaultfd extends EventEmitter {
   }
 
   private consumerCount(): number {
-    let n = this.queues.size;
+    // A fill in progress holds the process, as a pending fs.read does.
+    let n = this.queues.size + (this.serving.filling ? 1 : 0);
     for (const t of ['pagefault', 'fork', 'remap', 'remove', 'unmap']) n += this.listenerCount(t);
     return n;
   }
@@ -470,6 +480,7 @@ export abstract class Userfaultfd extends EventEmitter {
                             sets: ServeSets, unit?: number): unknown;
   protected abstract _serveImage(range: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown;
   protected abstract _unserve(handle: unknown): void;
+  protected abstract _fill(minChunk: number, maxChunk: number): Promise<FillResult>;
   protected abstract _recorded(handle: unknown): Uint32Array;
   protected abstract _installed(handle: unknown): Uint8Array | null;
   protected abstract _stats(): Stats;

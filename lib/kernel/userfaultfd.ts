@@ -3,11 +3,11 @@ import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../base/args';
 import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
 import { DirtyRun, foreignMemoryError } from '../sources/dirty';
-import { errnoName, invalidArgType, UffdError, uffdError } from '../base/errors';
+import { closedError, errnoName, invalidArgType, UffdError, uffdError } from '../base/errors';
 import type { RawSnapshotResult } from '../sources/snapshot';
 import { binding, FastMethods, NativeUserfaultfd } from '../base/native';
 import { PageSource } from '../sources/page-source';
-import type { OpenOptions, Stats } from '../base/types';
+import type { FillResult, OpenOptions, Stats } from '../base/types';
 import { selfFaultError } from '../core/delivery';
 import type { ServeSets } from '../core/serving';
 import type { ImageStore } from '../core/shared-image';
@@ -24,6 +24,8 @@ const EV = constants.events;
 const PF = constants.pagefaultFlags;
 const POLICY = constants.selfFaultPolicies;
 const KIND = constants.sourceKinds;
+/** The events that change the memory's layout (orderedAnswers counts them). */
+const LAYOUT_EVENTS = new Set([EV.FORK, EV.REMAP, EV.REMOVE, EV.UNMAP]);
 /** Features whose events stop the thread that caused them until the message is read. */
 const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_REMAP |
   constants.features.EVENT_REMOVE | constants.features.EVENT_UNMAP;
@@ -90,6 +92,13 @@ export class KernelUserfaultfd extends Userfaultfd {
   private readonly held = new Set<bigint>();
   /** readSync's buffer of raw uffd_msg, kept between calls (grown to the largest `max`). */
   private syncScratch: Uint8Array | null = null;
+  /** fill() in progress: settled by the reader's 'filled' note, or by close(). */
+  /** orderedAnswers: copy/zeropage pass the layout events the listeners have been given. */
+  private ordered = false;
+  private layoutSeen = 0;
+  /** Ranges served natively (serve(), or a fork's inheritance): faults JS sees may be theirs. */
+  private nativeRanges = 0;
+  private fillWaiter: { resolve: (r: FillResult) => void; reject: (e: Error) => void; from: number } | null = null;
   private syncView: DataView | null = null;
 
   /** Opened here, for this process's own memory: only then does /proc/self/pagemap describe it. */
@@ -107,6 +116,10 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.fdNumber = handle.fd;
     this.via = via;
     this.localMemory = localMemory;
+    if (options.orderedAnswers === true) {
+      this.ordered = true;
+      handle.setOrdered();
+    }
     if (readsEvents && (featureBits & WAITING_EVENTS) !== 0) {
       this.runReader();
       this.handle.unref(); // reading events alone does not hold the process
@@ -129,10 +142,11 @@ export class KernelUserfaultfd extends Userfaultfd {
     this.handle.unregister(start, length);
   }
   protected _copy(dst: bigint, src: Uint8Array, mode: number, existOk = false): number {
-    return this.fastCopy(dst, src, mode, existOk);
+    return this.ordered ? this.handle.copy(dst, src, mode, this.layoutSeen, existOk) : this.fastCopy(dst, src, mode, existOk);
   }
   protected _zeropage(start: bigint, length: number, mode: number, existOk = false): number {
-    return this.handle.zeropage(start, length, mode, existOk);
+    return this.ordered ? this.handle.zeropage(start, length, mode, existOk, this.layoutSeen)
+      : this.handle.zeropage(start, length, mode, existOk);
   }
   protected _wake(start: bigint, length: number): void {
     this.fastWake(start, length);
@@ -154,21 +168,35 @@ export class KernelUserfaultfd extends Userfaultfd {
     const kind = source.kind === 'zero' ? KIND.zero : source.kind === 'buffer' ? KIND.buffer
       : typeof source.file === 'number' ? KIND.fd : KIND.path;
     const src = source.kind === 'buffer' ? source.bytes : source.kind === 'file' ? source.file : null;
+    const runs = source.runs === null ? undefined
+      : BigUint64Array.from(source.runs.flatMap((x) => [BigInt(x.offset), BigInt(x.length), BigInt(x.sourceOffset)]));
+    let id: number;
     try {
-      return this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
+      id = this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
         zeroRemoved, sets.record, sets.prefetch, unit,
-        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0 });
+        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0 },
+        runs, sets.follow, source.id);
     } catch (e) {
       // The runs are checked in C++ (SetOrder::FromWords): a loop here would delay the first byte.
       const bad = /^working set run (\d+)/.exec((e as Error).message);
       throw bad ? sets.corrupt(`bad run ${bad[1]}`) : e;
     }
+    this.nativeRanges++;
+    return id;
   }
   protected _serveImage(r: CheckedRange, store: ImageStore, readahead: number, minor: boolean): unknown {
     const s = store as KernelImageStore;
     // This process's memory can be checked; another's was mapped by the client (lib/tools/image-client.ts).
     if (this.localMemory) s.checkMapping(r);
-    return this.handle.serveImage(r.start, r.length, s.handle, readahead, minor);
+    const id = this.handle.serveImage(r.start, r.length, s.handle, readahead, minor);
+    this.nativeRanges++;
+    return id;
+  }
+  protected _fill(minChunk: number, maxChunk: number): Promise<FillResult> {
+    return new Promise((resolve, reject) => {
+      this.fillWaiter = { resolve, reject, from: this.handle.stats().filled };
+      this.handle.startFill(minChunk, maxChunk);
+    });
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.handle.recorded(handle as number);
@@ -178,12 +206,13 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
   protected _unserve(handle: unknown): void {
     this.handle.unserve(handle as number);
+    this.nativeRanges--;
   }
   protected _stats(): Stats {
     const s = this.handle.stats();
     return {
       faults: s.faults, copies: s.copies, bytes: s.bytes, wakeups: s.wakeups, latencyNs: { p50: s.p50, p99: s.p99 },
-      prefetched: s.prefetched, demandFaults: s.demandFaults, prefetchMisses: s.prefetchMisses,
+      prefetched: s.prefetched, filled: s.filled, demandFaults: s.demandFaults, prefetchMisses: s.prefetchMisses,
     };
   }
   protected _dirtyPages(start: bigint, length: number, reset: boolean): DirtyRun[] {
@@ -248,6 +277,10 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
   protected _close(): void {
     this.handle.close();
+    const w = this.fillWaiter;
+    this.fillWaiter = null;
+    // On the next tick: a close() at process exit leaves no rejection behind to report.
+    if (w !== null) process.nextTick(() => w.reject(closedError('userfaultfd')));
   }
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
@@ -266,12 +299,39 @@ export class KernelUserfaultfd extends Userfaultfd {
       this.wakeHeld();
       return;
     }
+    if (note === NOTE.filled) {
+      const w = this.fillWaiter;
+      this.fillWaiter = null;
+      if (w === null) return;
+      if (err === 0 || err === constants.errno.ESRCH) {
+        w.resolve({ pages: this.handle.stats().filled - w.from, ownerGone: err !== 0 });
+      } else {
+        w.reject(uffdError(errnoName(err), 'UFFDIO_COPY', undefined, 'fill(): a page source could not be read'));
+      }
+      return;
+    }
     if (note === NOTE.readerFailed) {
       this.delivery.report(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
+    if (note === NOTE.kernel && LAYOUT_EVENTS.has(v.getUint8(o + MSG))) this.layoutSeen++;
     const e = this.decode(v, o + MSG);
     if (e === null) return;
+    if (e.type === 'pagefault' && note === NOTE.kernel && this.nativeRanges > 0 && !e.wp && !e.minor) {
+      // Read before its range was served (serve() starts the reader; a live peer may fault
+      // between two serve() calls): answered from the ranges as they are now.
+      const page = e.address - (e.address % BigInt(this.pageSize));
+      const r = this.handle.answerServed(page);
+      if (r === 1) return;
+      if (r === 2) {
+        this.handle.wake(page, this.pageSize); // it faults again once the reader has read the event
+        return;
+      }
+      if (r < 0) {
+        this.delivery.deliverFault(e, errnoName(-r));
+        return;
+      }
+    }
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
       this.delivery.report(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
       return;
@@ -309,13 +369,18 @@ export class KernelUserfaultfd extends Userfaultfd {
       case EV.FORK: {
         const fd = v.getUint32(o + 8, true);
         if (!this.hasConsumers('fork')) {
+          this.handle.dropFork(fd);
           binding!.closeFd(fd); // nobody takes the child's uffd: close it now, not at GC
           return null;
         }
         // The kernel copies the parent's context (features and all) into the child's fd, so
-        // the ioctls UFFDIO_API answered for the parent hold for it too.
-        const child = new KernelUserfaultfd(new binding!.Userfaultfd(fd, this.featureBits), this.featureBits,
-          this.ioctlBits, { onSelfFault: this.selfFaultPolicy }, undefined, false, true);
+        // the ioctls UFFDIO_API answered for the parent hold for it too. Ranges served with
+        // { follow } are the child's too, as they were at the fork: before its reader starts.
+        const native = new binding!.Userfaultfd(fd, this.featureBits);
+        const inherited = this.handle.adoptFork(fd, native);
+        const child = new KernelUserfaultfd(native, this.featureBits, this.ioctlBits,
+          { onSelfFault: this.selfFaultPolicy, orderedAnswers: this.ordered }, undefined, false, true);
+        child.nativeRanges = inherited;
         return { type: 'fork', uffd: child };
       }
       case EV.REMAP:

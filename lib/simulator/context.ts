@@ -106,6 +106,11 @@ export class UffdContext implements PageOwner {
     this.post({ kind: 'event', event });
   }
 
+  /** Whether a non-cooperative event waits in the queue (orderedAnswers). */
+  eventQueued(): boolean {
+    return this.queue.some((m) => m.kind === 'event');
+  }
+
   /** A read(2) by the thread itself (readSync): up to `max` queued messages, oldest first. */
   take(max: number): Message[] {
     return this.queue.splice(0, max);

@@ -42,6 +42,8 @@ export class SimImageStore implements ImageStore {
         return this.bytes.subarray(offset, offset + length);
       },
       close: () => undefined,
+      // Only fill() asks: a clone is filled by its image, never by fill() (native: TrackPending).
+      holds: () => false,
     };
   }
 

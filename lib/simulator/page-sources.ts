@@ -5,7 +5,8 @@
 import * as fs from 'fs';
 import { uffdError } from '../base/errors';
 import { regionSpanOf } from '../core/region';
-import type { PageSource } from '../sources/page-source';
+import { sparseSize } from '../sources/page-source';
+import type { PageSource, SparseRun } from '../sources/page-source';
 import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
 import type { FaultStats } from '../base/fault-stats';
@@ -19,6 +20,8 @@ export interface Source {
   /** The bytes at [offset, offset + length); throws (an fs error) when the file cannot be read. */
   read(offset: number, length: number): Uint8Array;
   close(): void;
+  /** Whether the byte at `offset` is the source's (false: a hole of a sparse source, or past its end). */
+  holds(offset: number): boolean;
 }
 
 /** The range ioctls a served range answers with (the SimUserfaultfd's context). */
@@ -90,14 +93,21 @@ const newStream = (): Stream => ({ nextExpected: 0n, window: 0, lastUse: 0 });
 
 /** Opens the source now, so that a missing or unreadable file throws at serve(). */
 export function openSource(source: PageSource): Source {
-  if (source.kind === 'zero') return { size: 0, read: () => new Uint8Array(0), close: () => undefined };
+  const base = openBase(source);
+  return source.runs === null ? base : sparse(base, source.runs);
+}
+
+function openBase(source: PageSource): Source {
+  if (source.kind === 'zero') return { size: 0, read: () => new Uint8Array(0), close: () => undefined, holds: () => false };
   if (source.kind === 'buffer') {
     const bytes = servedBytes(source.bytes!);
     const skip = Math.min(source.offset, bytes.byteLength);
+    const size = bytes.byteLength - skip;
     return {
-      size: bytes.byteLength - skip,
+      size,
       read: (offset, length) => bytes.subarray(skip + offset, skip + offset + length),
       close: () => undefined,
+      holds: (offset) => offset < size,
     };
   }
   return openFile(source.file!, source.offset);
@@ -177,6 +187,32 @@ export function openFile(file: string | number, offset: number): Source {
     close() {
       if (owned) fs.closeSync(fd);
     },
+    holds: (at) => at < size,
+  };
+}
+
+/** A sparse view (PageSource.sparse): the runs' bytes from the base, zeros between them. */
+function sparse(base: Source, runs: readonly SparseRun[]): Source {
+  const runAt = (offset: number): SparseRun | undefined => runs.find((r) => offset >= r.offset && offset < r.offset + r.length);
+  return {
+    size: sparseSize(runs),
+    read(offset, length) {
+      const out = new Uint8Array(length);
+      for (const r of runs) {
+        const a = Math.max(offset, r.offset);
+        const b = Math.min(offset + length, r.offset + r.length);
+        if (a >= b) continue;
+        const from = r.sourceOffset + a - r.offset;
+        const n = Math.max(0, Math.min(b - a, base.size - from));
+        if (n > 0) out.set(base.read(from, n).subarray(0, n), a - offset);
+      }
+      return out;
+    },
+    close: () => base.close(),
+    holds(offset) {
+      const r = runAt(offset);
+      return r !== undefined && base.holds(r.sourceOffset + offset - r.offset);
+    },
   };
 }
 
@@ -244,6 +280,27 @@ export class ServedRanges {
       r.streams = r.streams.map(newStream);
       if (removed && r.zeroRemoved) r.removed = mergeSpan(r.removed, maxBig(start, r.start), minBig(end, rEnd));
     }
+  }
+
+  /**
+   * fill(): installs every page of every range that holds source bytes and is not in yet; a
+   * page dropped from a removed: 'zero' range is left as it is (native ServedRanges::FillSome,
+   * here at once). Returns the pages installed.
+   */
+  fillAll(f: Filler): number {
+    let pages = 0;
+    for (const r of this.ranges) {
+      for (let off = 0; off < r.length; off += r.unit) {
+        const at = r.start + BigInt(off);
+        if (!r.source.holds(off) || r.removed.some(([a, b]) => at >= a && at < b)) continue;
+        if (f.resident(at) !== false) continue; // in already, or nothing mapped there
+        const n = Math.min(r.unit, r.source.size - off);
+        const bytes = new Uint8Array(r.unit);
+        bytes.set(r.source.read(off, n).subarray(0, n));
+        if (f.copy(at, bytes).bytes > 0) pages += r.unit / this.pageSize;
+      }
+    }
+    return pages;
   }
 
   /** Whether `address` lies in a removed span of a removed: 'zero' range. */

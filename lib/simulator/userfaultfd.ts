@@ -4,9 +4,9 @@
  */
 import { CheckedRange, toFeatureNames } from '../base/args';
 import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
-import { invalidArgType, uffdError } from '../base/errors';
+import { closedError, invalidArgType, uffdError } from '../base/errors';
 import type { PageSource } from '../sources/page-source';
-import type { OpenOptions, PageFault, Stats } from '../base/types';
+import type { FillResult, OpenOptions, PageFault, Stats } from '../base/types';
 import type { ServeSets } from '../core/serving';
 import { EXISTED, UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
@@ -42,12 +42,15 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
   private readonly workingSets = new Map<number, SimWorkingSet>();
   private readonly snapshots = new Set<SimSnapshot>();
 
+  private readonly ordered: boolean;
+
   constructor(ctx: UffdContext, options: OpenOptions) {
     super({ features: featureNames(ctx.featureBits), ioctls: ioctlNames(API_IOCTLS), pageSize: constants.pageSize, options });
     this.ctx = ctx;
     ctx.attach();
     this.fdNumber = allocateFd();
     this.served = new ServedRanges(this.pageSize);
+    this.ordered = options.orderedAnswers === true;
     byFd.set(this.fdNumber, this);
   }
 
@@ -66,10 +69,16 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (err) throw uffdError(err, 'UFFDIO_UNREGISTER');
   }
   protected _copy(dst: bigint, src: Uint8Array, mode: number, existOk = false): number {
+    if (this.behindEvents()) throw uffdError('EAGAIN', 'UFFDIO_COPY', 0);
     return this.resolved(this.ctx.copy(dst, src, mode), 'UFFDIO_COPY', existOk);
   }
   protected _zeropage(start: bigint, length: number, mode: number, existOk = false): number {
+    if (this.behindEvents()) throw uffdError('EAGAIN', 'UFFDIO_ZEROPAGE', 0);
     return this.resolved(this.ctx.zeropage(start, length, mode), 'UFFDIO_ZEROPAGE', existOk);
+  }
+  /** orderedAnswers: a layout event waits in the queue, not yet given to the listeners. */
+  private behindEvents(): boolean {
+    return this.ordered && this.ctx.eventQueued();
   }
   protected _wake(start: bigint, length: number): void {
     this.ctx.wakeRange(start, length);
@@ -127,6 +136,22 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     const m = addressSpace.findRange(r.start, r.length);
     if (m !== null) this.stagers.set(id, { m, stager: stage(m, r.start, r.length, src, (a) => this.served.readsZero(a)) });
     return id;
+  }
+  protected _fill(): Promise<FillResult> {
+    // No reader thread to fill between: the fill happens at once, on the next turn.
+    return new Promise((resolve, reject) => {
+      setImmediate(() => {
+        if (this.closed) return reject(closedError('userfaultfd'));
+        const pages = this.served.fillAll({
+          copy: (dst, src) => this.ctx.copy(dst, src, 0),
+          zeropage: (dst, length) => this.ctx.zeropage(dst, length, 0),
+          wake: (start, length) => this.ctx.wakeRange(start, length),
+          resident,
+        });
+        this.counters.filled += pages;
+        resolve({ pages, ownerGone: false });
+      });
+    });
   }
   protected _recorded(handle: unknown): Uint32Array {
     return this.workingSets.get(handle as number)?.recorded() ?? new Uint32Array(0);

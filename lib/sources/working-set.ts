@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
 import { readRegularFile, writeFileAtomic } from '../base/files';
+import { sparseSize } from './page-source';
 import type { PageSource } from './page-source';
 import type { WorkingSetOptions } from '../base/types';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
@@ -412,6 +413,7 @@ export class Recorder {
 // ---- the source's size, which a set must match ------------------------------------------------
 
 export function sourceSize(source: PageSource): number {
+  if (source.runs !== null) return sparseSize(source.runs);
   if (source.kind === 'zero') return 0;
   if (source.kind === 'buffer') return Math.max(0, source.bytes!.byteLength - source.offset);
   const st = typeof source.file === 'number' ? fs.fstatSync(source.file) : fs.statSync(source.file!);

@@ -1,19 +1,21 @@
 /**
- * The `userfaultfd` command line: `doctor` (the default), `firecracker-handler`, `help`,
- * `--version`. Argument parsing and error reporting: cli-errors.ts.
+ * The `userfaultfd` command line: `doctor` (the default), `firecracker-handler`,
+ * `criu-lazy-pages`, `help`, `--version`. Argument parsing and error reporting: cli-errors.ts.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { closestKey } from '../base/option-keys';
 import { debugWanted, reportFailure, reportUsageError, UsageError } from './cli-errors';
 import * as doctor from './doctor';
+import { USAGE as CRIU_USAGE } from './criu-usage';
 import * as firecracker from './firecracker-cli';
 
-export const COMMANDS = ['doctor', 'firecracker-handler', 'help'] as const;
+export const COMMANDS = ['doctor', 'firecracker-handler', 'criu-lazy-pages', 'help'] as const;
 
 export const USAGE = `Usage: userfaultfd [doctor] [--json] [--full | --user-mode-only]
        userfaultfd firecracker-handler <socket> <memory-file> [options]
-       userfaultfd help [doctor | firecracker-handler]
+       userfaultfd criu-lazy-pages -D <images-dir> [options]
+       userfaultfd help [doctor | firecracker-handler | criu-lazy-pages]
        userfaultfd --version
 Add --debug (or set NODE_DEBUG=userfaultfd) to any command to see the stack of a failure.
 `;
@@ -37,6 +39,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     if (first === 'firecracker-handler') {
       return await firecracker.main(args.slice(1), out, err);
     }
+    // Loaded when asked for: the doctor and the Firecracker handler never load CRIU's decoder.
+    if (first === 'criu-lazy-pages') return await (await import('./criu-lazy-pages')).main(args.slice(1), out, err);
     if (first === undefined || first === 'doctor' || first.startsWith('-')) {
       return doctor.main(first === 'doctor' ? args.slice(1) : args, out, err);
     }
@@ -44,7 +48,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return reportUsageError(new UsageError(`unknown command '${first}'`,
       near === null ? `the commands are ${COMMANDS.join(', ')}` : `did you mean '${near}'?`), 'userfaultfd', err);
   } catch (e) {
-    return reportFailure(e, first === 'firecracker-handler' ? 'userfaultfd firecracker-handler' : 'userfaultfd', err, debug);
+    const program = first === 'firecracker-handler' || first === 'criu-lazy-pages' ? `userfaultfd ${first}` : 'userfaultfd';
+    return reportFailure(e, program, err, debug);
   }
 }
 
@@ -59,6 +64,10 @@ function help(topic: string[], out: NodeJS.WritableStream, err: NodeJS.WritableS
   }
   if (topic.length === 1 && topic[0] === 'firecracker-handler') {
     out.write(firecracker.USAGE);
+    return 0;
+  }
+  if (topic.length === 1 && topic[0] === 'criu-lazy-pages') {
+    out.write(CRIU_USAGE);
     return 0;
   }
   return reportUsageError(new UsageError(`no help for '${topic.join(' ')}'`, `the commands are ${COMMANDS.join(', ')}`), 'userfaultfd', err);

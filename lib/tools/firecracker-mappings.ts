@@ -4,6 +4,7 @@
  * this machine serves, and the VmError kinds the handler reports (docs/firecracker.md).
  * Used by firecracker-handler.ts.
  */
+import { describeError } from '../base/errors';
 import { probe } from '../core/backend';
 import { HUGE_PAGE_SIZE } from '../base/constants';
 
@@ -131,10 +132,8 @@ export function parseMappings(body: unknown, memSize: number, servable: number[]
   return mappings;
 }
 
-/** `CODE message`, without saying the code twice (UffdError messages start with it). */
-export function describeError(e: Error & { code?: string }): string {
-  return e.code === undefined || e.message.startsWith(e.code) ? e.message : `${e.code} ${e.message}`;
-}
+/** `CODE message` (base/errors.ts, shared with the CRIU daemon). */
+export { describeError };
 
 /** Why serve() failed, as the handler reports it. */
 export function classifyServeError(e: Error & { code?: string; syscall?: string }, memoryFile: string): VmError {

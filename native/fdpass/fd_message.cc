@@ -69,23 +69,30 @@ int ConnectUnix(const std::string& path, int sendTimeoutMs, const char** failed)
   return sock;
 }
 
-bool TakeOneFd(msghdr& msg, bool keep, int* fd) {
-  bool took = false;
+size_t TakeFds(msghdr& msg, size_t room, std::vector<int>* out) {
+  size_t took = 0;
   for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
     if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
     size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (size_t k = 0; k < count; k++) {
       int got;
       memcpy(&got, CMSG_DATA(h) + k * sizeof(int), sizeof got);
-      if (keep && !took) {
-        *fd = got;
-        took = true;
+      if (took < room) {
+        out->push_back(got);
+        took++;
       } else {
         close(got);  // never leaves this thread
       }
     }
   }
   return took;
+}
+
+bool TakeOneFd(msghdr& msg, bool keep, int* fd) {
+  std::vector<int> got;
+  if (TakeFds(msg, keep ? 1 : 0, &got) == 0) return false;
+  *fd = got[0];
+  return true;
 }
 
 }  // namespace uffd

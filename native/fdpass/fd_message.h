@@ -24,6 +24,10 @@ int SendWithFd(int sock, int fd, const uint8_t* data, size_t length, size_t* sen
 // other one is closed (one fd a message, or a connection). True when *fd was set.
 bool TakeOneFd(msghdr& msg, bool keep, int* fd);
 
+// The same for up to `room` fds: those go to *out, in order, every other one is closed. Returns
+// how many went to *out.
+size_t TakeFds(msghdr& msg, size_t room, std::vector<int>* out);
+
 // A connected SOCK_STREAM socket to the Unix socket at `path` (close-on-exec), or -errno with
 // *failed naming the call ("socket" or "connect"; a path too long is connect's ENAMETOOLONG).
 // `sendTimeoutMs` bounds connect(2) and later sends on a full backlog or buffer.

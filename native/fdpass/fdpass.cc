@@ -108,9 +108,11 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
 
 // ---- the listener thread ------------------------------------------------------------------
 
-ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents)
+ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents,
+                       uint32_t maxFds)
     : listenFd_(listenFd),
       readSize_(readSize),
+      maxFds_(maxFds),
       buffer_(readSize),
       spareFd_(OpenSpare()),
       queue_(this, kReserve) {
@@ -274,7 +276,7 @@ void ListenCore::AcceptAll() {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{0, 0, 0};
     uint32_t id = nextConn_++;
     if (id == 0) id = nextConn_++;
-    conns_.push_back({id, fd, true, false});
+    conns_.push_back({id, fd, true, 0});
     queue_.Post({ListenEvent::kAccept, id, cred.pid, cred.uid, cred.gid, 0, {}, {}});
   }
 }
@@ -296,14 +298,15 @@ bool ListenCore::Receive(Conn& c) {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  // Once a connection has its fd, no control buffer: the kernel then drops any further fds
+  // Once a connection has its fds, no control buffer: the kernel then drops any further fds
   // without ever installing them in our table (MSG_CTRUNC).
-  if (!c.hasFd) {
+  bool wantsFd = c.fds < maxFds_;
+  if (wantsFd) {
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
   }
   // The reserve slot is for this connection's userfaultfd: free it for the receive.
-  bool reserved = !c.hasFd && spareFd_ >= 0;
+  bool reserved = wantsFd && spareFd_ >= 0;
   if (reserved) {
     close(spareFd_);
     spareFd_ = -1;
@@ -318,12 +321,9 @@ bool ListenCore::Receive(Conn& c) {
     return false;
   }
   ListenEvent e{ListenEvent::kData, c.id, 0, 0, 0, 0, {}, {}};
-  int fd;
-  if (TakeOneFd(msg, !c.hasFd, &fd)) {  // one userfaultfd a connection
-    c.hasFd = true;
-    e.fds.push_back(fd);
-  }
-  if (!c.hasFd && (msg.msg_flags & MSG_CTRUNC)) {
+  // maxFds userfaultfds a connection: the rest are closed, never leaving this thread.
+  c.fds += static_cast<uint32_t>(TakeFds(msg, maxFds_ - c.fds, &e.fds));
+  if (wantsFd && e.fds.empty() && (msg.msg_flags & MSG_CTRUNC)) {
     // An fd came but none could be installed (EMFILE): say so, not "no fd".
     queue_.Post({ListenEvent::kError, c.id, 0, 0, 0, EMFILE, {}, {}});
     return false;
@@ -465,6 +465,8 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
   int readSize = ArgInt(info, 2);
   if (readSize <= 0) ThrowRangeError(env, "readSize must be > 0");
   if (!info[3].IsFunction()) ThrowTypeError(env, "onEvents must be a function");
+  int maxFds = info.Length() > 5 && !info[5].IsUndefined() ? ArgInt(info, 5) : 1;
+  if (maxFds < 1) ThrowRangeError(env, "maxFds must be >= 1");
   sockaddr_un addr;
   socklen_t addrLen;
   if (!UnixAddress(path, &addr, &addrLen))
@@ -492,7 +494,8 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
     unlink(path.c_str());
     ThrowErrno(env, err, "listen", kNoBytes, path.c_str());
   }
-  core_ = new ListenCore(env, fd, static_cast<size_t>(readSize), info[3].As<Napi::Function>());
+  core_ = new ListenCore(env, fd, static_cast<size_t>(readSize), info[3].As<Napi::Function>(),
+                         static_cast<uint32_t>(maxFds));
   ListenCore* core = core_;
   core_ = nullptr;
   core->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)

@@ -44,7 +44,9 @@ struct ListenEvent {
 class ListenCore {
  public:
   // JS thread only. Takes ownership of listenFd.
-  ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents);
+  // maxFds: fds a connection may pass (1: one userfaultfd; CRIU passes one per task).
+  ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Function onEvents,
+             uint32_t maxFds = 1);
   ListenCore(const ListenCore&) = delete;
   ListenCore& operator=(const ListenCore&) = delete;
 
@@ -71,7 +73,7 @@ class ListenCore {
     uint32_t id;
     int fd;
     bool reading;
-    bool hasFd;  // its one userfaultfd has arrived: later fds are closed on arrival
+    uint32_t fds;  // fds received; past maxFds_ they are closed on arrival
   };
   struct Command {
     uint32_t conn;
@@ -95,6 +97,7 @@ class ListenCore {
 
   int listenFd_;
   size_t readSize_;
+  uint32_t maxFds_;
   std::vector<uint8_t> buffer_;  // listener thread
   std::vector<Conn> conns_;      // listener thread
   uint32_t nextConn_ = 1;        // listener thread
@@ -116,8 +119,8 @@ class ListenCore {
 class FdListener : public Napi::ObjectWrap<FdListener> {
  public:
   static Napi::Function Init(Napi::Env env);
-  // JS: new FdListener(socketPath, backlog, readSize, onEvents(events[]), mode?): the socket
-  // file gets `mode` before listen(2).
+  // JS: new FdListener(socketPath, backlog, readSize, onEvents(events[]), mode?, maxFds?): the
+  // socket file gets `mode` before listen(2); a connection passes at most maxFds fds (1).
   explicit FdListener(const Napi::CallbackInfo& info);
   ~FdListener() override;
 

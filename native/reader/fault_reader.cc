@@ -106,26 +106,33 @@ void FaultReader::Run() {
     if (standIn && (!direct || jsTurns_.load(std::memory_order_acquire) != standInFrom)) {
       standIn = false;
     }
-    if (direct && !standIn && !yielding_ && retry_.empty()) {
+    // Background work (the fill) runs below, between polls: the JS thread does none of it.
+    if (direct && !standIn && !yielding_ && retry_.empty() && !background_) {
       standIn = WaitForJs(fds, &standInFrom);
       if (standIn && !ReadBatch()) break;
       continue;
     }
     // A fault waiting for a retry (EAGAIN: the kernel was still finishing a non-cooperative
     // event when it was answered) must not wait for another message that may never come.
-    int n = poll(fds, yielding_ ? 1 : 2, retry_.empty() ? -1 : kRetryMs);
+    // Background work goes on between polls that do not wait: messages always come first.
+    bool work = background_ && !yielding_;
+    int timeout = !retry_.empty() || (work && backgroundLater_) ? kRetryMs : work ? 0 : -1;
+    int n = poll(fds, yielding_ ? 1 : 2, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (n == 0) {
       Retry();
+      if (work) RunBackground();
       continue;
     }
-    if (fds[0].revents != 0) {  // stopped, or nudged: look again
+    if (fds[0].revents != 0) {  // stopped, or nudged (new background work, a claim): look again
       thread_.Drain();
+      background_ = true;
       continue;
     }
+    backgroundLater_ = false;  // a message was read: what waited for it may go on
     if (!yielding_ && !HandleReady(fds[1].revents)) break;
   }
 }
@@ -137,9 +144,10 @@ void FaultReader::Run() {
 // coming this wakes once per kWatchNs, not once per fault.
 bool FaultReader::WaitForJs(pollfd* fds, uint64_t* seen) {
   int n = poll(fds, 2, -1);
-  if (n <= 0) return false;  // EINTR: look again
-  if (fds[0].revents != 0) {
+  if (n <= 0) return false;   // EINTR: look again
+  if (fds[0].revents != 0) {  // nudged (new background work, a claim) or stopped: look again
     thread_.Drain();
+    background_ = true;
     return false;
   }
   // A failed fd is for the reading path to report (HandleReady).
@@ -148,6 +156,7 @@ bool FaultReader::WaitForJs(pollfd* fds, uint64_t* seen) {
   timespec wait = {0, kWatchNs};
   if (ppoll(fds, 1, &wait, nullptr) != 0) {  // stopped or nudged (or EINTR): look again
     thread_.Drain();
+    background_ = true;
     return false;
   }
   if (jsTurns_.load(std::memory_order_acquire) != *seen) return false;
@@ -182,7 +191,7 @@ bool FaultReader::HandleReady(short revents) {
 // Reader thread: one read(2) of up to kBatch messages, answered or queued for JS.
 bool FaultReader::ReadBatch() {
   std::lock_guard<std::mutex> lock(readMutex_);
-  ssize_t n = read(fd_, buffer_, sizeof buffer_);
+  ssize_t n = ReadMessages(buffer_, sizeof buffer_);
   if (n < 0) {
     if (errno == EAGAIN || errno == EINTR) {
       RetryLocked();
@@ -204,6 +213,20 @@ bool FaultReader::ReadBatch() {
   return true;
 }
 
+// Either thread, readMutex_ held: one read(2), and the handler's OnRead of what it returned,
+// under the handler's ReadLock() (ordered answers: layout events are applied as they are read).
+// errno is read(2)'s.
+ssize_t FaultReader::ReadMessages(uffd_msg* buf, size_t size) {
+  std::mutex* order = handler_->ReadLock();
+  if (order != nullptr) order->lock();
+  ssize_t n = read(fd_, buf, size);
+  int readErr = errno;
+  if (n > 0) handler_->OnRead(buf, static_cast<size_t>(n) / sizeof(uffd_msg));
+  if (order != nullptr) order->unlock();
+  errno = readErr;
+  return n;
+}
+
 // Reader thread: answers again the faults that met EAGAIN, with no new message read.
 void FaultReader::Retry() {
   if (retry_.empty()) return;
@@ -218,6 +241,16 @@ void FaultReader::RetryLocked() {
   Dispatch(retryNext_.data(), retryNext_.size(), toPost_, &retry_);
   retryNext_.clear();
   PostBatch();
+}
+
+// Reader thread: one slice of the handler's background work.
+void FaultReader::RunBackground() {
+  Delivery d{};
+  bool post = false;
+  FaultHandler::Work w = handler_->Background(&d, &post);
+  background_ = w != FaultHandler::Work::kIdle;
+  backgroundLater_ = w == FaultHandler::Work::kLater;
+  if (post) queue_.Post(&d, 1);
 }
 
 // Reader thread: hands this batch's deliveries to JS.
@@ -287,7 +320,7 @@ void FaultReader::OnReadable(napi_env env, int status) {
 bool FaultReader::ReadOnLoop() {
   std::lock_guard<std::mutex> lock(readMutex_);
   queue_.TakePending(jsBatch_);
-  ssize_t n = read(fd_, jsBuffer_, sizeof jsBuffer_);
+  ssize_t n = ReadMessages(jsBuffer_, sizeof jsBuffer_);
   if (n > 0) {
     Dispatch(jsBuffer_, static_cast<size_t>(n) / sizeof(uffd_msg), jsBatch_, nullptr);
   } else if (n < 0 && errno != EAGAIN && errno != EINTR && loop_ != nullptr) {

@@ -41,6 +41,8 @@ enum Note : int32_t {
                                   // guard answered it (onSelfFault), err says why it failed
   kNoteSelfFaultFallback = 5,  // the JS thread faulted; POISON failed (err), a zero page answered
   kNoteYielded = 6,            // the reader stopped reading: a consumer elsewhere claims the uffd
+  kNoteFilled = 7,  // the background fill ended: err 0 (every page in), ESRCH (the memory's
+                    // owner has gone) or why it failed
 };
 
 enum class Disposition { kToJs, kHandled, kRetry };
@@ -54,6 +56,16 @@ class FaultHandler {
   // Reader thread, before each wait: whether to leave the uffd's messages to another reader
   // (reader_claims.h). The reader is nudged when the answer may have changed.
   virtual bool ShouldYield() = 0;
+  // Reader thread, while no message waits: one slice of background work (the fill). Returns
+  // kMore while more remains (the reader then polls without waiting), kLater when a message
+  // must be read first, kIdle when there is none. May fill *out for JS (returns kIdle then,
+  // and true in *post).
+  enum class Work { kIdle, kMore, kLater };
+  virtual Work Background(Delivery* out, bool* post) { return Work::kIdle; }
+  // Reader thread: a lock held across each read(2) and OnRead (null: none).
+  virtual std::mutex* ReadLock() { return nullptr; }
+  // Reader thread, under ReadLock(): the messages a read(2) returned, before they are handled.
+  virtual void OnRead(const uffd_msg* msgs, size_t count) {}
 };
 
 class FaultReader : private LoopReader::Target {
@@ -101,13 +113,15 @@ class FaultReader : private LoopReader::Target {
   void UpdateYield();                           // reader thread
   bool HandleReady(short revents);              // reader thread; false when the reader must stop
   bool ReadBatch();                             // reader thread; false when the reader must stop
+  ssize_t ReadMessages(uffd_msg* buf, size_t size);  // either thread, readMutex_ held
   // Under readMutex_: answers or queues the messages; kRetry ones go to `retry`, or, with
   // none (the JS thread), are woken to fault again.
   void Dispatch(const uffd_msg* msgs, size_t count, std::vector<Delivery>& out,
                 std::vector<uffd_msg>* retry);
-  void Retry();        // reader thread
-  void RetryLocked();  // reader thread, readMutex_ held
-  void PostBatch();    // reader thread
+  void Retry();          // reader thread
+  void RetryLocked();    // reader thread, readMutex_ held
+  void PostBatch();      // reader thread
+  void RunBackground();  // reader thread
 
   // JS thread, from the loop: reads and delivers, as the thread would.
   void OnReadable(napi_env env, int status) override;
@@ -139,6 +153,10 @@ class FaultReader : private LoopReader::Target {
   std::vector<uffd_msg> retryNext_;
   uffd_msg buffer_[kBatch];  // reader thread's read(2) buffer
   bool yielding_ = false;    // reader thread
+  // Reader thread: background work may remain (FaultHandler::Background), and whether it
+  // waits for a message to be read first.
+  bool background_ = true;
+  bool backgroundLater_ = false;
 
   // The JS thread's reading (SetDirect).
   std::atomic<bool> direct_{false};  // written by the JS thread (release), read by the reader

@@ -26,6 +26,16 @@ bool PageSource::CopyOut(uint64_t offset, uint64_t len, uint8_t* out) {
   return true;
 }
 
+bool PageSource::Extent(uint64_t offset, uint64_t* run) {
+  uint64_t end = size();
+  *run = offset < end ? end - offset : ~0ull - offset;
+  return offset < end;
+}
+
+std::shared_ptr<PageSource> PageSource::ForAnotherThread(const std::shared_ptr<PageSource>&) {
+  return nullptr;
+}
+
 namespace {
 
 // Reader thread. pread(2) until `len` bytes are in `out`; a file that shrank since serve()
@@ -65,6 +75,9 @@ class ZeroSource : public PageSource {
  public:
   uint64_t size() const override { return 0; }
   const uint8_t* Read(uint64_t, uint64_t) override { return nullptr; }
+  std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
+    return self;
+  }
 };
 
 class MemorySource : public PageSource {
@@ -88,6 +101,9 @@ class OwnedMemorySource : public PageSource {
   }
   uint64_t size() const override { return length_; }
   const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+  std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
+    return self;
+  }
 
  private:
   uint8_t* data_;
@@ -115,6 +131,9 @@ class MappedFileSource : public PageSource {
   int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) override {
     return SendFile(fd_, offset_ + offset, fd, at, len);
   }
+  std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
+    return self;
+  }
 
  private:
   int fd_;
@@ -123,19 +142,34 @@ class MappedFileSource : public PageSource {
   uint64_t mapLength_, skew_, size_;
 };
 
-// pread(2) into a bounce buffer, then UFFDIO_COPY: two copies, but no mapping of the file.
+// The calling thread's bounce buffer for pread sources (kMaxWindow bytes, page aligned), made
+// at its first read and kept until the thread ends: one source can then be read by several
+// reader threads at once (a fork child's and its parent's). nullptr with errno ENOMEM.
+uint8_t* ThreadBounce() {
+  struct Buffer {
+    void* p = nullptr;
+    ~Buffer() { free(p); }
+  };
+  thread_local Buffer buffer;
+  if (buffer.p == nullptr && posix_memalign(&buffer.p, 4096, ServedRanges::kMaxWindow) != 0) {
+    buffer.p = nullptr;
+    errno = ENOMEM;
+  }
+  return static_cast<uint8_t*>(buffer.p);
+}
+
+// pread(2) into the thread's bounce buffer, then UFFDIO_COPY: two copies, but no mapping of
+// the file.
 class PreadFileSource : public PageSource {
  public:
-  PreadFileSource(int fd, uint64_t offset, uint64_t size, uint8_t* bounce)
-      : fd_(fd), offset_(offset), size_(size), bounce_(bounce) {}
-  ~PreadFileSource() override {
-    close(fd_);
-    free(bounce_);
-  }
+  PreadFileSource(int fd, uint64_t offset, uint64_t size) : fd_(fd), offset_(offset), size_(size) {}
+  ~PreadFileSource() override { close(fd_); }
   uint64_t size() const override { return size_; }
   const uint8_t* Read(uint64_t offset, uint64_t len) override {
+    uint8_t* bounce = ThreadBounce();
+    if (bounce == nullptr) return nullptr;
     len = std::min(len, ServedRanges::kMaxWindow);
-    return PreadFully(fd_, offset_ + offset, len, bounce_) ? bounce_ : nullptr;
+    return PreadFully(fd_, offset_ + offset, len, bounce) ? bounce : nullptr;
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
     return PreadFully(fd_, offset_ + offset, len, out);
@@ -143,11 +177,13 @@ class PreadFileSource : public PageSource {
   int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) override {
     return SendFile(fd_, offset_ + offset, fd, at, len);
   }
+  std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
+    return self;
+  }
 
  private:
   int fd_;
   uint64_t offset_, size_;
-  uint8_t* bounce_;
 };
 
 // Zeros for huge pages, which have no UFFDIO_ZEROPAGE: one read-only anonymous mapping of a
@@ -218,16 +254,7 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     return nullptr;
   }
   uint64_t size = offset < fileSize ? fileSize - offset : 0;
-  if (mode == FileMode::kPread) {
-    void* bounce = nullptr;
-    if (posix_memalign(&bounce, 4096, ServedRanges::kMaxWindow) != 0) {
-      close(fd);
-      errno = ENOMEM;
-      *failed = "posix_memalign";
-      return nullptr;
-    }
-    return std::make_unique<PreadFileSource>(fd, offset, size, static_cast<uint8_t*>(bounce));
-  }
+  if (mode == FileMode::kPread) return std::make_unique<PreadFileSource>(fd, offset, size);
   void* map = nullptr;
   uint64_t skew = 0, mapLength = 0;
   if (size > 0) {
@@ -254,8 +281,9 @@ ServedRanges::ServedRanges(uint64_t pageSize)
 
 // JS thread.
 uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
-                           uint64_t readahead, bool zeroRemoved, uint64_t unit) {
+                           uint64_t readahead, bool zeroRemoved, uint64_t unit, bool follow) {
   Range r{0, start, length, std::move(source), readahead, {}};
+  r.follow = follow;
   r.zeroRemoved = zeroRemoved;
   r.unit = unit == 0 ? pageSize_ : unit;
   return Push(std::move(r));
@@ -277,6 +305,8 @@ uint32_t ServedRanges::Push(Range r) {
   uint32_t id = r.id = nextId_++;
   if (r.fixedWindow != 0)
     r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
+  // An image clone is filled by its image, never tracked nor filled here.
+  if (r.image == nullptr && (r.follow || filling_)) TrackPending(r);
   // Here, on the JS thread: the reader thread never allocates.
   if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
   ranges_.push_back(std::move(r));
@@ -287,10 +317,11 @@ uint32_t ServedRanges::Push(Range r) {
 // the same lock for the whole fill.
 bool ServedRanges::Remove(uint32_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Every piece: a following range may have been cut in several.
   auto it =
-      std::find_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
+      std::remove_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
   if (it == ranges_.end()) return false;
-  ranges_.erase(it);
+  ranges_.erase(it, ranges_.end());
   return true;
 }
 
@@ -302,6 +333,7 @@ void ServedRanges::Clear() {
 // Reader thread.
 void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!removed) Cut(start, end);  // following ranges only
   for (Range& r : ranges_) {
     if (start < r.start + r.length && end > r.start) {
       for (Stream& s : r.streams) s = Stream{};
@@ -325,6 +357,9 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
       }
       if (!placed) merged.emplace_back(a, b);
       r.removed.swap(merged);
+      // A dropped page is never filled again: zeros answer it from now on.
+      ClearPending(r, std::max(start, r.start),
+                   std::min(end, r.start + r.length) - std::max(start, r.start));
     }
   }
 }
@@ -388,6 +423,7 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
 ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, bool minor, bool write,
                                            FaultStats& stats, int* err) {
   std::lock_guard<std::mutex> lock(mutex_);
+  chunk_ = minChunk_;  // the program runs into missing pages: the fill's next chunk is short
   for (Range& r : ranges_) {
     if (address < r.start || address - r.start >= r.length) continue;
     if (minor && !r.image) return Outcome::kNotServed;
@@ -528,43 +564,46 @@ uint64_t ServedRanges::NextAbsent(uint64_t from, uint64_t end) {
   return from + span;
 }
 
-// Reader thread. One UFFDIO_COPY (or ZEROPAGE) of up to one window from the source at dst.
+// Reader thread. One UFFDIO_COPY (or ZEROPAGE) of up to one window from the source at dst,
+// within one extent of it (its bytes, or a hole of zeros).
 // When the ioctl answers the faulting page (`answers`), that page is counted before it: the
 // ioctl wakes the faulting thread, which may call stats() before this thread runs again; the
 // rest of the window is counted just after. So a thread that faulted sees its own fault
-// counted, never more than was copied.
+// counted, never more than was copied. Without stats (the fill) nothing is counted here.
 IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, bool answers,
-                                   FaultStats& stats) {
+                                   FaultStats* stats) {
   PageSource& src = *r.source;
-  uint64_t size = src.size();
-  uint64_t so = dst - r.start;  // offset into the source
+  uint64_t so = dst - r.start + r.base;  // offset into the source
   const uint64_t unit = r.unit;
   uint64_t n = std::min(length, std::max(kMaxWindow, unit));
+  uint64_t run = 0;
+  bool zero = !src.Extent(so, &run);
   const uint8_t* bytes = nullptr;
-  bool zero = so >= size;
-  if (!zero && size - so >= unit) {
-    n = std::min(n, (size - so) & ~(unit - 1));
+  if (zero) {
+    n = std::min(n, std::max(unit, run & ~(unit - 1)));
+  } else if (run >= unit) {
+    n = std::min(n, run & ~(unit - 1));
     bytes = src.Read(so, n);
     if (bytes == nullptr) return {0, errno};
-  } else if (!zero) {
-    // The source ends inside this page: its bytes, then zeros.
-    uint64_t tail = size - so;
-    if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno};
-    memset(tailPage_.data() + tail, 0, unit - tail);
+  } else {
+    // The source's bytes end inside this page: they, then zeros.
+    if (!src.CopyOut(so, run, tailPage_.data())) return {0, errno};
+    memset(tailPage_.data() + run, 0, unit - run);
     bytes = tailPage_.data();
     n = unit;
   }
   uint64_t counted = answers ? unit : 0;
-  if (answers) stats.CountResolve(counted);
+  if (stats != nullptr && answers) stats->CountResolve(counted);
   IoctlResult res = zero ? Zeros(fd, r, dst, n) : Copy(fd, dst, bytes, n, 0);
   uint64_t done = static_cast<uint64_t>(res.bytes);
+  if (stats == nullptr) return res;
   if (done > 0) {
     if (answers)
-      stats.AddBytes(done - counted);
+      stats->AddBytes(done - counted);
     else
-      stats.CountResolve(done);
+      stats->CountResolve(done);
   } else if (answers) {
-    stats.Uncount(1, counted);
+    stats->Uncount(1, counted);
   }
   return res;
 }
@@ -577,9 +616,10 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
                                          FaultStats& stats, int* err) {
   uint64_t pos = 0;
   while (pos < length) {
-    IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, pos == 0, stats);
+    IoctlResult res = FillOnce(fd, r, dst + pos, length - pos, pos == 0, &stats);
     if (res.bytes > 0) {
       if (pos == 0) r.eexistRepeats = 0;
+      ClearPending(r, dst + pos, static_cast<uint64_t>(res.bytes));
       pos += static_cast<uint64_t>(res.bytes);
       continue;  // done, or partial: what stopped it shows on the next ioctl
     }
@@ -595,12 +635,19 @@ ServedRanges::Outcome ServedRanges::Fill(int fd, Range& r, uint64_t dst, uint64_
       }
       if (pos == 0) {
         // The faulting page is there already: its thread only needs waking.
+        ClearPending(r, dst, r.unit);
         Wake(fd, dst, r.unit);
         stats.CountWake();
       }
       pos = localMemory_ && r.unit == pageSize_
                 ? NextAbsent(dst + pos + pageSize_, dst + length) - dst
                 : pos + r.unit;
+      continue;
+    }
+    if (res.err == ENOENT && pos == 0 && length > r.unit) {
+      // One ioctl must stay inside one VMA: the window may cross a split the program made
+      // (mprotect) inside the range. The faulting page alone, then.
+      length = r.unit;
       continue;
     }
     if (pos > 0) return Outcome::kAnswered;         // the faulting page is done; read-ahead stops

@@ -29,6 +29,14 @@ class PageSource {
   // Returns 0, an errno, or ENOTSUP when the caller must Read() and write itself. `fd`'s file
   // position is used: the caller serialises.
   virtual int WriteTo(int fd, uint64_t at, uint64_t offset, uint64_t len) { return ENOTSUP; }
+  // Reader thread. Whether the bytes at `offset` are the source's (true) or read as zeros (a
+  // hole, false), and in *run how many bytes from `offset` are alike. By default the source's
+  // bytes up to size(), zeros after it; a sparse source (sparse_source.h) has holes inside.
+  virtual bool Extent(uint64_t offset, uint64_t* run);
+  // Any thread. A source that another thread can read at the same time as this one (a fork
+  // child's reader): `self` when reads keep no per-call state, a new source when they do (a
+  // bounce buffer), nullptr when it cannot be shared (bytes JavaScript owns) or memory ran out.
+  virtual std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self);
 };
 
 // Zeros only: UFFDIO_ZEROPAGE.
@@ -45,43 +53,19 @@ enum class FileMode { kMapped, kPread };
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
                                            const char** failed);
 
-// The served ranges of one userfaultfd and their read-ahead state.
+// The served ranges of one userfaultfd and their read-ahead state. Ranges that follow their
+// memory (moved by REMAP, cut by UNMAP, inherited at a fork) and the background fill are in
+// served_layout.cc.
 class ServedRanges {
  public:
   static constexpr uint64_t kMaxWindow = 4ull << 20;  // adaptive read-ahead cap
 
   enum class Outcome { kNotServed, kAnswered, kFailed, kRetry, kOwnerGone };
+  // FillSome: no fill running; a chunk done (call again); an event must be read first
+  // (EAGAIN); every page is in, or the memory's owner has gone (err ESRCH): report it; the
+  // source failed (err): report it. After kDone and kFailed the fill has stopped.
+  enum class FillStep { kIdle, kMore, kLater, kDone, kFailed };
 
-  explicit ServedRanges(uint64_t pageSize);
-
-  // JS thread. readahead: 0 = adaptive, else a fixed window in bytes (page multiple).
-  // zeroRemoved: pages the program drops later (UFFD_EVENT_REMOVE: MADV_DONTNEED, a
-  // balloon) read as zeros when touched again, not as the source's bytes.
-  // unit: the mapping's page size, 0 for the base page: a hugetlb mapping (2 MiB pages)
-  // accepts only whole huge pages in UFFDIO_COPY and has no UFFDIO_ZEROPAGE.
-  uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
-               uint64_t readahead, bool zeroRemoved = false, uint64_t unit = 0);
-  // JS thread. A clone of a shared image (sources/shared_image.h): [start, start + length) maps
-  // the image's memfd privately, whole. Its faults fill the image (read-ahead as Add's) and are
-  // answered with UFFDIO_WAKE, or with UFFDIO_CONTINUE when `minor` (registered MISSING|MINOR).
-  uint32_t AddImage(uint64_t start, uint64_t length, std::shared_ptr<SharedImage> image,
-                    uint64_t readahead, bool minor);
-  bool Remove(uint32_t id);
-  void Clear();
-
-  // JS thread, before any serve: whether the uffd's memory is mapped in this process. Only then
-  // can mincore(2) here tell which pages of a window are present; a uffd received from another
-  // process (or a fork child's) skips present pages one EEXIST at a time instead.
-  void SetLocalMemory(bool local) { localMemory_ = local; }
-
-  // Reader thread: answers a fault at `address` when a served range holds it. A minor fault
-  // (`minor`) is answered by an image range only.
-  Outcome Answer(int fd, uint64_t address, bool minor, bool write, FaultStats& stats, int* err);
-  // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
-  // `removed` (REMOVE): ranges served with zeroRemoved remember the span as zeros.
-  void Forget(uint64_t start, uint64_t end, bool removed = false);
-
- private:
   // A sequential reader: where it faults next if it keeps going, and its current window.
   struct Stream {
     uint64_t nextExpected = 0;
@@ -90,7 +74,7 @@ class ServedRanges {
   };
   static constexpr int kStreams = 4;  // interleaved sequential readers tracked per range
   struct Range {
-    uint32_t id;
+    uint32_t id;  // shared by the pieces a following range is cut into
     uint64_t start, length;
     std::shared_ptr<PageSource> source;
     uint64_t fixedWindow;      // 0 = adaptive
@@ -119,7 +103,64 @@ class ServedRanges {
       uint32_t count = 0;
     };
     Repeat repeats[8];
+    uint64_t base = 0;    // the source offset of `start` (a moved or cut piece's)
+    bool follow = false;  // moved by REMAP, cut by UNMAP, inherited by fork children
+    // Units of the range whose source bytes are still to be filled (one bit each), tracked for
+    // following ranges from Add and for the others from StartFill; empty: not tracked.
+    std::vector<uint64_t> pending;
+    uint64_t pendingUnits = 0;
+    uint64_t pendingFrom = 0;  // no bit below this one is set
   };
+
+  explicit ServedRanges(uint64_t pageSize);
+
+  // JS thread. readahead: 0 = adaptive, else a fixed window in bytes (page multiple).
+  // zeroRemoved: pages the program drops later (UFFD_EVENT_REMOVE: MADV_DONTNEED, a
+  // balloon) read as zeros when touched again, not as the source's bytes.
+  // unit: the mapping's page size, 0 for the base page: a hugetlb mapping (2 MiB pages)
+  // accepts only whole huge pages in UFFDIO_COPY and has no UFFDIO_ZEROPAGE.
+  // follow: the range follows its memory (served_layout.cc).
+  uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
+               uint64_t readahead, bool zeroRemoved = false, uint64_t unit = 0,
+               bool follow = false);
+  // JS thread. A clone of a shared image (sources/shared_image.h): [start, start + length) maps
+  // the image's memfd privately, whole. Its faults fill the image (read-ahead as Add's) and are
+  // answered with UFFDIO_WAKE, or with UFFDIO_CONTINUE when `minor` (registered MISSING|MINOR).
+  // Never follows its memory, nor is filled by StartFill.
+  uint32_t AddImage(uint64_t start, uint64_t length, std::shared_ptr<SharedImage> image,
+                    uint64_t readahead, bool minor);
+  bool Remove(uint32_t id);
+  void Clear();
+
+  // JS thread, before any serve: whether the uffd's memory is mapped in this process. Only then
+  // can mincore(2) here tell which pages of a window are present; a uffd received from another
+  // process (or a fork child's) skips present pages one EEXIST at a time instead.
+  void SetLocalMemory(bool local) { localMemory_ = local; }
+
+  // Reader thread: answers a fault at `address` when a served range holds it. A minor fault
+  // (`minor`) is answered by an image range only.
+  Outcome Answer(int fd, uint64_t address, bool minor, bool write, FaultStats& stats, int* err);
+  // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
+  // `removed` (REMOVE): ranges served with zeroRemoved remember the span as zeros. UNMAP cuts
+  // following ranges.
+  void Forget(uint64_t start, uint64_t end, bool removed = false);
+
+  // served_layout.cc. Reader thread: [from, from + len) moved to `to` (UFFD_EVENT_REMAP);
+  // following ranges move with it.
+  void Remap(uint64_t from, uint64_t to, uint64_t len);
+  // Reader thread, at a fork: copies of the following ranges as they are now, for the child's
+  // uffd (a range whose source cannot be shared with another thread is left out).
+  std::vector<Range> CloneFollowing();
+  // JS thread, before the reader starts: takes the ranges a parent's CloneFollowing made.
+  void Adopt(std::vector<Range> ranges);
+  // JS thread: fill every served range's source pages that are not in yet, in chunks from
+  // minChunk growing by minChunk a chunk up to maxChunk, back to minChunk after each demand fault
+  // (FillSome), as criu lazy-pages grows its transfers.
+  void StartFill(uint64_t minChunk, uint64_t maxChunk);
+  // Reader thread, while no message waits: one chunk of the fill. stats counts what it filled.
+  FillStep FillSome(int fd, FaultStats& stats, int* err);
+
+ private:
   // Wakes of one present page in a row before it is copied privately (threads of one clone
   // faulting on one page at once each need one, far fewer).
   static constexpr uint32_t kMaxImageRepeats = 64;
@@ -134,11 +175,17 @@ class ServedRanges {
   Outcome ZeroRemoved(int fd, const Range& r, uint64_t page, FaultStats& stats, int* err);
   uint64_t WindowFor(Range& r, uint64_t page);
   Outcome Fill(int fd, Range& r, uint64_t dst, uint64_t length, FaultStats& stats, int* err);
+  // stats null: the fill's copy, counted by FillSome.
   IoctlResult FillOnce(int fd, Range& r, uint64_t dst, uint64_t length, bool answers,
-                       FaultStats& stats);
+                       FaultStats* stats);
   uint64_t NextAbsent(uint64_t from, uint64_t end);
   // Zeros at [dst, dst + length): UFFDIO_ZEROPAGE, or for huge pages a copy of zeros.
   IoctlResult Zeros(int fd, const Range& r, uint64_t dst, uint64_t length);
+  // served_layout.cc, under mutex_.
+  void TrackPending(Range& r);                                   // JS thread
+  void ClearPending(Range& r, uint64_t start, uint64_t length);  // reader thread
+  void SplitAt(uint64_t address);                                // reader thread
+  void Cut(uint64_t start, uint64_t end);                        // reader thread
 
   uint64_t pageSize_;
   bool localMemory_ = false;
@@ -148,6 +195,9 @@ class ServedRanges {
   uint64_t clock_ = 0;                    // orders stream use (LRU)
   std::vector<uint8_t> tailPage_;         // the zero-padded last page of a source
   std::vector<unsigned char> residency_;  // mincore() vector for one window
+  // The fill (served_layout.cc): running, and its chunk bounds and current chunk in bytes.
+  bool filling_ = false;
+  uint64_t minChunk_ = 0, maxChunk_ = 0, chunk_ = 0;
 };
 
 }  // namespace uffd

@@ -156,15 +156,24 @@ bool Prefetcher::Fill(uint64_t from, uint64_t to, bool follow) {
       pos += pages;
       position_.store(pos, std::memory_order_relaxed);
       doneBytes_ += static_cast<uint64_t>(res.bytes);
+      registered_ = true;
       continue;  // done, or partial: what stopped it shows on the next ioctl
     }
     if (res.err == EEXIST) {  // present already: a demand fault, or the program wrote it
+      registered_ = true;
       installed_.SetRange(r.first + off, 1);
       position_.store(++pos, std::memory_order_relaxed);
       continue;
     }
     if (res.err == EAGAIN) {  // a non-cooperative event is unread: the reader reads it first
       Sleep(kRetryMs);
+      continue;
+    }
+    if (res.err == ENOENT && !registered_ && waitedMs_ < kRegisterWaitMs) {
+      // Nothing installed yet: the memory may not be registered yet (a uffd sent before its
+      // owner registered it, as criu restore sends its tasks'). Wait for it, for a while.
+      Sleep(kRetryMs);
+      waitedMs_ += kRetryMs;
       continue;
     }
     // ENOENT (unregistered, unmapped), ESRCH (the owner exited), a source error: stop.

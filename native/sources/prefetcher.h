@@ -50,6 +50,9 @@ class Prefetcher {
   // early must not lose the pages before it. Only jumps of at least kMinGap positions count.
   static constexpr int kMaxGaps = 64;
   static constexpr uint64_t kMinGap = 64;
+  // ENOENT before anything was installed: the memory is not registered yet (a uffd sent before
+  // its owner registered it, as criu restore sends its tasks'); retried this long.
+  static constexpr int kRegisterWaitMs = 10000;
 
   // JS thread.
   Prefetcher(std::shared_ptr<SetOrder> order, std::unique_ptr<SetFill> fill, Mode mode, int fd,
@@ -102,6 +105,8 @@ class Prefetcher {
   uint64_t gaps_[kMaxGaps][2];  // [from, to) positions Follow skipped
   int gapCount_ = 0;
   uint64_t answeredAtStart_;  // the gate's answered() when constructed
+  bool registered_ = false;   // prefetch thread: a copy found the memory registered
+  int waitedMs_ = 0;          // prefetch thread: for registration, so far
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_;
   std::atomic<uint64_t> follow_{0};

@@ -25,19 +25,23 @@ IoctlResult SetFill::Copy(uint64_t page, uint64_t pos, uint64_t count, uint64_t 
     if (bytes == nullptr) return {0, errno != 0 ? errno : EIO};
     return uffd::Copy(fd_, dst, bytes, len, mode);
   }
+  // As ServedRanges::FillOnce: the source's bytes, a zero-padded last page, zeros in its holes
+  // (a sparse source) and past its end.
   PageSource& src = *source_;
-  uint64_t size = src.size();
   uint64_t so = page * pageSize_;
-  if (so >= size) return Zeropage(fd_, dst, len, mode == 0 ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE);
-  if (size - so >= pageSize_) {
-    uint64_t n = std::min(len, (size - so) & ~(pageSize_ - 1));
+  uint64_t run = 0;
+  if (!src.Extent(so, &run)) {
+    return Zeropage(fd_, dst, std::min(len, std::max(pageSize_, run & ~(pageSize_ - 1))),
+                    mode == 0 ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE);
+  }
+  if (run >= pageSize_) {
+    uint64_t n = std::min(len, run & ~(pageSize_ - 1));
     const uint8_t* bytes = src.Read(so, n);
     if (bytes == nullptr) return {0, errno != 0 ? errno : EIO};
     return uffd::Copy(fd_, dst, bytes, n, mode);
   }
-  uint64_t tail = size - so;
-  if (!src.CopyOut(so, tail, tailPage_.data())) return {0, errno != 0 ? errno : EIO};
-  memset(tailPage_.data() + tail, 0, pageSize_ - tail);
+  if (!src.CopyOut(so, run, tailPage_.data())) return {0, errno != 0 ? errno : EIO};
+  memset(tailPage_.data() + run, 0, pageSize_ - run);
   return uffd::Copy(fd_, dst, tailPage_.data(), pageSize_, mode);
 }
 

@@ -14,7 +14,8 @@
 namespace uffd {
 
 // Serve()'s source argument: what its `source` value is.
-enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3 };
+// kShared: a file source this uffd serves already (Serve's sourceId), never passed from JS.
+enum class SourceKind : int32_t { kZero = 0, kBuffer = 1, kFd = 2, kPath = 3, kShared = 100 };
 
 // kind kFd: `value` is an fd (duplicated); kPath: a path (opened O_NONBLOCK: a FIFO must not
 // block the JS thread). `spare`, when not null, gets a second duplicate of the file's fd made

@@ -26,6 +26,8 @@ class FaultStats {
     if (bytes != 0) bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   }
   void CountWake() { wakeups_.fetch_add(1, std::memory_order_relaxed); }
+  // Bytes installed by the background fill (ServedRanges::FillSome), not in bytes().
+  void CountFilled(uint64_t bytes) { filled_.fetch_add(bytes, std::memory_order_relaxed); }
   void RecordLatency(uint64_t ns) {
     histogram_[Bucket(ns)].fetch_add(1, std::memory_order_relaxed);
   }
@@ -34,6 +36,7 @@ class FaultStats {
   uint64_t copies() const { return copies_.load(std::memory_order_relaxed); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
+  uint64_t filled() const { return filled_.load(std::memory_order_relaxed); }
 
   // The latency below which `fraction` of recorded faults fall, in ns (0 when none).
   uint64_t Percentile(double fraction) const {
@@ -66,7 +69,7 @@ class FaultStats {
     return low + (1ull << (exp - kSubBits)) / 2;
   }
 
-  std::atomic<uint64_t> faults_{0}, copies_{0}, bytes_{0}, wakeups_{0};
+  std::atomic<uint64_t> faults_{0}, copies_{0}, bytes_{0}, wakeups_{0}, filled_{0};
   std::atomic<uint64_t> histogram_[kBuckets] = {};
 };
 

@@ -17,6 +17,7 @@
 #include "reader/sync_reader.h"
 #include "reader/teardown_registry.h"
 #include "sources/source_args.h"
+#include "sources/sparse_source.h"
 #include "uffd/args.h"
 #include "uffd/errors.h"
 #include "uffd/uffd_ioctl.h"
@@ -124,6 +125,11 @@ Napi::Function Userfaultfd::Init(Napi::Env env) {
                          InstanceMethod<&Userfaultfd::Serve>("serve"),
                          InstanceMethod<&Userfaultfd::ServeImage>("serveImage"),
                          InstanceMethod<&Userfaultfd::Unserve>("unserve"),
+                         InstanceMethod<&Userfaultfd::StartFill>("startFill"),
+                         InstanceMethod<&Userfaultfd::AnswerServed>("answerServed"),
+                         InstanceMethod<&Userfaultfd::SetOrdered>("setOrdered"),
+                         InstanceMethod<&Userfaultfd::AdoptFork>("adoptFork"),
+                         InstanceMethod<&Userfaultfd::DropFork>("dropFork"),
                          InstanceMethod<&Userfaultfd::Stats>("stats"),
                          InstanceMethod<&Userfaultfd::ReadSync>("readSync"),
                          InstanceMethod<&Userfaultfd::Recorded>("recorded"),
@@ -207,6 +213,11 @@ void Userfaultfd::Shutdown() {
   for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
   served_.Clear();
   servedCount_ = 0;
+  {
+    std::lock_guard<std::mutex> lock(forksMutex_);
+    forks_.clear();
+  }
+  sharedSources_.clear();
   for (KeepAlive& k : keepAlive_) ReleaseKeepAlive(k);
   keepAlive_.clear();
   if (fast_) *fast_ = FastTarget{};  // its functions throw from now on
@@ -253,7 +264,8 @@ Napi::Value Userfaultfd::Unregister(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// (dst, src: TypedArray | DataView | ArrayBuffer, mode) -> bytes copied
+// (dst, src: TypedArray | DataView | ArrayBuffer, mode, seen?, existOk?) -> bytes copied, or
+// kExisted (existOk). seen: see SetOrdered.
 Napi::Value Userfaultfd::CopyFromBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = CheckedFd(env, "UFFDIO_COPY");
@@ -270,7 +282,14 @@ Napi::Value Userfaultfd::CopyFromBuffer(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "src must be a Uint8Array or an ArrayBuffer");
   }
   if (src == nullptr || len == 0) ThrowRangeError(env, "src is empty or detached");
+  std::unique_lock<std::mutex> order;
+  if (ordered_.load(std::memory_order_acquire) && info.Length() > 3) {
+    order = std::unique_lock<std::mutex>(orderMutex_);
+    if (OrderedAndBehind(info, 3)) ThrowErrno(env, EAGAIN, "UFFDIO_COPY", 0);
+  }
   IoctlResult r = Copy(fd, dst, src, len, ArgU64(info, 2));
+  if (order.owns_lock()) order.unlock();
+  if (Existed(info, 4, r)) return Napi::Number::New(env, kExisted);
   if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_COPY", r.bytes);
   stats_.CountResolve(static_cast<uint64_t>(r.bytes));
   return Napi::Number::New(env, static_cast<double>(r.bytes));
@@ -288,11 +307,18 @@ Napi::Value Userfaultfd::CopyFromAddress(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(r.bytes));
 }
 
+// (start, length, mode, existOk?, seen?) -> bytes zeroed, or kExisted. seen: see SetOrdered.
 Napi::Value Userfaultfd::Zeropage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = CheckedFd(env, "UFFDIO_ZEROPAGE");
   RangeArgs a = ReadRange(info);
+  std::unique_lock<std::mutex> order;
+  if (ordered_.load(std::memory_order_acquire) && info.Length() > 4) {
+    order = std::unique_lock<std::mutex>(orderMutex_);
+    if (OrderedAndBehind(info, 4)) ThrowErrno(env, EAGAIN, "UFFDIO_ZEROPAGE", 0);
+  }
   IoctlResult r = uffd::Zeropage(fd, a.start, a.length, a.mode);
+  if (order.owns_lock()) order.unlock();
   if (Existed(info, 3, r)) return Napi::Number::New(env, kExisted);
   if (r.err != 0) ThrowErrno(env, r.err, "UFFDIO_ZEROPAGE", r.bytes);
   stats_.CountResolve(static_cast<uint64_t>(r.bytes));
@@ -446,9 +472,40 @@ Napi::Value Userfaultfd::SetSelfFaultPolicy(const Napi::CallbackInfo& info) {
 }
 
 // (start, length, kind (SourceKind), source, offset, readahead,
-//  pread, zeroRemoved, record, prefetch, unit, prefetchOptions) -> id. record, prefetch,
-//  prefetchOptions: see AddWorkingSet. unit: the mapping's page size (lib/ checks it), 0: base
-//  pages.
+//  pread, zeroRemoved, record, prefetch, unit, prefetchOptions, runs, follow, sourceId) -> id.
+//  record, prefetch, prefetchOptions: see AddWorkingSet. unit: the mapping's page size (lib/
+//  checks it), 0: base pages.
+//  runs: a BigUint64Array of [at, length, offset] triples, the source seen sparse
+//  (sparse_source.h; lib/ checks them), or undefined. follow: see ServedRanges::Add. sourceId:
+//  the JS PageSource's (0: none); file sources served again with the same id on this uffd
+//  share one native source (one fd, whatever the ranges).
+// JS thread: the native source of a file source this uffd serves already under `sourceId`
+// (nullptr: none, or gone with the ranges that used it).
+std::shared_ptr<PageSource> Userfaultfd::SharedSource(uint32_t sourceId) {
+  sharedSources_.erase(std::remove_if(sharedSources_.begin(), sharedSources_.end(),
+                                      [](const auto& s) { return s.second.expired(); }),
+                       sharedSources_.end());
+  if (sourceId == 0) return nullptr;
+  for (const auto& s : sharedSources_) {
+    if (s.first == sourceId) return s.second.lock();
+  }
+  return nullptr;
+}
+
+// JS thread: a BigUint64Array of [at, length, offset] triples.
+std::vector<SparseRun> Userfaultfd::SparseRuns(Napi::Value value) {
+  Napi::TypedArray a = value.As<Napi::TypedArray>();
+  if (a.TypedArrayType() != napi_biguint64_array || a.ElementLength() % 3 != 0)
+    ThrowTypeError(value.Env(), "runs must be a BigUint64Array of triples");
+  const uint64_t* v = reinterpret_cast<const uint64_t*>(
+      static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+  std::vector<SparseRun> runs;
+  runs.reserve(a.ElementLength() / 3);
+  for (size_t i = 0; i < a.ElementLength(); i += 3)
+    runs.push_back(SparseRun{v[i], v[i + 1], v[i + 2]});
+  return runs;
+}
+
 Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckedFd(env, "serve");
@@ -464,7 +521,13 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   bool prefetch = info.Length() > 9 && info[9].IsTypedArray() && PagesFd(info) < 0;
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
+  uint32_t sourceId = info.Length() > 14 ? static_cast<uint32_t>(ArgU64(info, 14)) : 0;
+  if (kind == SourceKind::kShared) ThrowRangeError(env, "unknown page source kind");
+  std::shared_ptr<PageSource> reused = prefetch ? nullptr : SharedSource(sourceId);
+  if (reused) kind = SourceKind::kShared;
   switch (kind) {
+    case SourceKind::kShared:
+      break;
     case SourceKind::kZero:
       source = MakeZeroSource();
       break;
@@ -507,7 +570,16 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       ThrowRangeError(env, "unknown page source kind");
   }
   bool zeroRemoved = info.Length() > 7 && ArgBool(info, 7);
-  std::shared_ptr<PageSource> shared = std::move(source);
+  std::shared_ptr<PageSource> shared = reused ? std::move(reused) : std::move(source);
+  if (sourceId != 0 && (kind == SourceKind::kFd || kind == SourceKind::kPath))
+    sharedSources_.emplace_back(sourceId, shared);
+  if (info.Length() > 12 && info[12].IsTypedArray()) {
+    std::vector<SparseRun> runs = SparseRuns(info[12]);
+    shared = MakeSparseSource(std::move(shared), runs);
+    if (prefetchSource)
+      prefetchSource = MakeSparseSource(std::move(prefetchSource), std::move(runs));
+  }
+  bool follow = info.Length() > 13 && ArgBool(info, 13);
   // Zero and memory sources keep no per-call state: the prefetch thread can share them.
   if (!prefetchSource) prefetchSource = shared;
   uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
@@ -515,7 +587,7 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "unit must be a page size");
   servedCount_++;
   UpdateDirect(env);  // before the range is served: its faults are the reader thread's
-  uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit);
+  uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit, follow);
   if (!keep.IsEmpty()) keepAlive_.push_back(KeepAlive{id, std::move(keep), keepMapping});
   AddWorkingSet(info, id, start, length, shared, std::move(prefetchSource), adviseFd, offset);
   return Napi::Number::New(env, id);
@@ -666,6 +738,7 @@ Napi::Value Userfaultfd::Stats(const Napi::CallbackInfo& info) {
   r.Set("wakeups", Napi::Number::New(env, static_cast<double>(stats_.wakeups())));
   r.Set("p50", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.5))));
   r.Set("p99", Napi::Number::New(env, static_cast<double>(stats_.Percentile(0.99))));
+  r.Set("filled", Napi::Number::New(env, static_cast<double>(stats_.filled() / pageSize_)));
   WorkingSetStats& ws = workingSets_.stats();
   r.Set(
       "demandFaults",
@@ -770,17 +843,153 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
       if (self) AnswerSelfFault(msg, out);
       return Disposition::kToJs;
     }
-    case UFFD_EVENT_REMAP:
-      workingSets_.OnLayoutChange(msg.arg.remap.from, msg.arg.remap.from + msg.arg.remap.len);
-      return Disposition::kToJs;
-    case UFFD_EVENT_REMOVE:
-    case UFFD_EVENT_UNMAP:
-      workingSets_.OnLayoutChange(msg.arg.remove.start, msg.arg.remove.end);
-      served_.Forget(msg.arg.remove.start, msg.arg.remove.end, msg.event == UFFD_EVENT_REMOVE);
-      return Disposition::kToJs;
-    default:
+    default:  // layout events were applied in OnRead; JS hears of them all
       return Disposition::kToJs;
   }
+}
+
+// Reader thread, while no message waits: a chunk of the background fill.
+FaultHandler::Work Userfaultfd::Background(Delivery* out, bool* post) {
+  int err = 0;
+  switch (served_.FillSome(fd_, stats_, &err)) {
+    case ServedRanges::FillStep::kIdle:
+      return Work::kIdle;
+    case ServedRanges::FillStep::kMore:
+      return Work::kMore;
+    case ServedRanges::FillStep::kLater:
+      return Work::kLater;
+    case ServedRanges::FillStep::kDone:
+    case ServedRanges::FillStep::kFailed:
+      break;
+  }
+  out->note = kNoteFilled;
+  out->err = err;
+  *post = true;
+  return Work::kIdle;
+}
+
+// (address) -> 0: no served range holds it, 1: answered, 2: a layout event is unread (the
+// caller wakes the page, so that it faults again once the reader has read it), -errno: the
+// source failed. JS thread: a
+// fault the reader read before its range was served, answered from the ranges as they are now.
+Napi::Value Userfaultfd::AnswerServed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(env, "serve");
+  int err = 0;
+  // A missing fault (lib/ passes no minor ones); its write flag only matters to image clones.
+  switch (served_.Answer(fd, ArgU64(info, 0), false, false, stats_, &err)) {
+    case ServedRanges::Outcome::kNotServed:
+      return Napi::Number::New(env, 0);
+    case ServedRanges::Outcome::kFailed:
+      return Napi::Number::New(env, -(err != 0 ? err : EIO));
+    case ServedRanges::Outcome::kRetry:
+      return Napi::Number::New(env, 2);
+    case ServedRanges::Outcome::kAnswered:
+    case ServedRanges::Outcome::kOwnerGone:
+      break;
+  }
+  return Napi::Number::New(env, 1);
+}
+
+// () -> undefined. JS thread: from now on copy() and zeropage() given `seen` (the layout events
+// JS has handled) fail with EAGAIN while the reader has read more: an answer made after an
+// asynchronous read can then never land where a REMAP, UNMAP or REMOVE moved or dropped the
+// memory, nor in a parent whose FORK JS has not seen (the kernel's own EAGAIN, mmap_changing,
+// ends as soon as the reader reads the event).
+Napi::Value Userfaultfd::SetOrdered(const Napi::CallbackInfo& info) {
+  ordered_.store(true, std::memory_order_release);
+  return info.Env().Undefined();
+}
+
+// JS thread, under orderMutex_.
+bool Userfaultfd::OrderedAndBehind(const Napi::CallbackInfo& info, size_t seenArg) {
+  return ArgU64(info, seenArg) != layoutRead_;
+}
+
+// Reader thread.
+std::mutex* Userfaultfd::ReadLock() {
+  return ordered_.load(std::memory_order_acquire) ? &orderMutex_ : nullptr;
+}
+
+// Reader thread, under ReadLock() when ordered.
+// The layout events of a batch are applied to the served ranges here, in order, before any
+// fault of the batch is answered: reading an event lets its caller go on (munmap, madvise,
+// fork return), so a fault read with it is answered with the layout it now has. A fault
+// queued before a FORK is then still missing in the child's copy (as it is in the child), and
+// one before a REMOVE of its page reads zeros (as if it came after the madvise).
+void Userfaultfd::OnRead(const uffd_msg* msgs, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    const uffd_msg& m = msgs[i];
+    switch (m.event) {
+      case UFFD_EVENT_REMAP:
+        workingSets_.OnLayoutChange(m.arg.remap.from, m.arg.remap.from + m.arg.remap.len);
+        served_.Remap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+        break;
+      case UFFD_EVENT_FORK: {
+        // The child's copy of the following ranges: JavaScript hands it to the child's uffd
+        // (AdoptFork) before that one's reader starts.
+        std::vector<ServedRanges::Range> inherited = served_.CloneFollowing();
+        if (!inherited.empty()) {
+          std::lock_guard<std::mutex> lock(forksMutex_);
+          forks_.emplace_back(static_cast<int>(m.arg.fork.ufd), std::move(inherited));
+        }
+        break;
+      }
+      case UFFD_EVENT_REMOVE:
+      case UFFD_EVENT_UNMAP:
+        workingSets_.OnLayoutChange(m.arg.remove.start, m.arg.remove.end);
+        served_.Forget(m.arg.remove.start, m.arg.remove.end, m.event == UFFD_EVENT_REMOVE);
+        break;
+      default:
+        continue;
+    }
+    layoutRead_++;
+  }
+}
+
+// (minChunk, maxChunk) -> undefined. JS thread; the reader is running (lib/ started it).
+Napi::Value Userfaultfd::StartFill(const Napi::CallbackInfo& info) {
+  CheckedFd(info.Env(), "fill");
+  served_.StartFill(ArgU64(info, 0), ArgU64(info, 1));
+  if (reader_ != nullptr) reader_->Nudge();
+  return info.Env().Undefined();
+}
+
+// (childFd, child: native Userfaultfd) -> ranges adopted. JS thread, before the child's reader
+// starts: the child's uffd serves what the parent's following ranges were at the fork.
+Napi::Value Userfaultfd::AdoptFork(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int childFd = ArgInt(info, 0);
+  if (!info[1].IsObject()) ThrowTypeError(env, "child must be a native Userfaultfd");
+  Userfaultfd* child = Unwrap(info[1].As<Napi::Object>());
+  std::vector<ServedRanges::Range> ranges = TakeFork(childFd);
+  size_t n = ranges.size();
+  if (child != nullptr && n > 0) {
+    // Served natively from now on: the child's reader thread answers them, not its JS thread.
+    child->servedCount_ += n;
+    child->UpdateDirect(env);
+    child->served_.Adopt(std::move(ranges));
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// (childFd) -> undefined. JS thread: the fork child's fd was closed unadopted.
+Napi::Value Userfaultfd::DropFork(const Napi::CallbackInfo& info) {
+  TakeFork(ArgInt(info, 0));
+  return info.Env().Undefined();
+}
+
+// JS thread: the ranges parked for the fork child whose uffd is `childFd` (the first: fds
+// are not reused before JavaScript has taken or closed the earlier one).
+std::vector<ServedRanges::Range> Userfaultfd::TakeFork(int childFd) {
+  std::lock_guard<std::mutex> lock(forksMutex_);
+  for (auto it = forks_.begin(); it != forks_.end(); ++it) {
+    if (it->first != childFd) continue;
+    std::vector<ServedRanges::Range> ranges = std::move(it->second);
+    forks_.erase(it);
+    return ranges;
+  }
+  return {};
 }
 
 // Reader thread: a write to a page of a live snapshot; false when no snapshot holds it.

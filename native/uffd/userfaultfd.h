@@ -11,6 +11,7 @@
 #include "reader/fault_reader.h"
 #include "sources/page_source.h"
 #include "sources/source_args.h"
+#include "sources/sparse_source.h"
 #include "sources/working_set.h"
 #include "tracking/snapshot_writer.h"
 #include "uffd/fast_ioctl.h"
@@ -38,6 +39,9 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // Reader thread.
   Disposition OnMessage(const uffd_msg& msg, Delivery* out) override;
   bool ShouldYield() override;
+  Work Background(Delivery* out, bool* post) override;
+  std::mutex* ReadLock() override;
+  void OnRead(const uffd_msg* msgs, size_t count) override;
 
   // JS thread. Idempotent: close(), the finalizer, the env cleanup hook and the teardown
   // watch (addon.h) all end here.
@@ -72,6 +76,17 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   Napi::Value Serve(const Napi::CallbackInfo& info);
   Napi::Value ServeImage(const Napi::CallbackInfo& info);
   Napi::Value Unserve(const Napi::CallbackInfo& info);
+  Napi::Value StartFill(const Napi::CallbackInfo& info);
+  Napi::Value AnswerServed(const Napi::CallbackInfo& info);
+  Napi::Value SetOrdered(const Napi::CallbackInfo& info);
+  // JS thread: the (optional) trailing `seen` of copy()/zeropage(): with ordered answers, the
+  // ioctl runs only if JS has seen every layout event read, else EAGAIN as the kernel's own.
+  bool OrderedAndBehind(const Napi::CallbackInfo& info, size_t seenArg);
+  Napi::Value AdoptFork(const Napi::CallbackInfo& info);
+  Napi::Value DropFork(const Napi::CallbackInfo& info);
+  std::vector<ServedRanges::Range> TakeFork(int childFd);       // JS thread
+  std::shared_ptr<PageSource> SharedSource(uint32_t sourceId);  // JS thread
+  static std::vector<SparseRun> SparseRuns(Napi::Value value);  // JS thread
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value ReadSync(const Napi::CallbackInfo& info);  // sync_reader.h
   bool RemoveServed(uint32_t id);                        // JS thread
@@ -125,6 +140,16 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   // faults.
   std::mutex snapshotsMutex_;
   std::vector<std::shared_ptr<SnapshotWriter>> snapshots_;
+  // Ordered answers (setOrdered): layout events (FORK, REMAP, REMOVE, UNMAP) read so far, and
+  // the lock that orders the reader's read(2) with JS's ioctls.
+  std::atomic<bool> ordered_{false};
+  std::mutex orderMutex_;
+  uint64_t layoutRead_ = 0;  // reader thread; under orderMutex_ when ordered
+  // Following ranges copied at FORK messages, by the child's fd, until JS adopts or drops them.
+  std::mutex forksMutex_;
+  std::vector<std::pair<int, std::vector<ServedRanges::Range>>> forks_;
+  // File sources served, by their JS PageSource's id (Serve's sourceId). JS thread.
+  std::vector<std::pair<uint32_t, std::weak_ptr<PageSource>>> sharedSources_;
   bool SaveBeforeWrite(uint64_t address);  // reader thread
 };
 

@@ -392,6 +392,22 @@ const OPEN_OPTIONS = {
       t.keep(Userfaultfd.fromFd(u.fd, { backend: t.backend, onSelfFault: 'zeropage' }));
     },
   },
+  orderedAnswers: {
+    observed: 'copy() right after dontneed() (its REMOVE read, not yet given to the listeners) fails with EAGAIN; once the listener has it, copy() works',
+    see: 'test/native/criu.test.js (pages over HTTP)',
+    async check(t) {
+      const u = t.open({ features: ['EVENT_REMOVE'], orderedAnswers: true });
+      const r = t.map(2);
+      u.register(r);
+      const removed = new Promise((resolve) => u.once('remove', resolve));
+      u.copy(r.address, pattern(PAGE, 5));
+      r.dontneed(0, PAGE);
+      assert.throws(() => u.copy(r.address, pattern(PAGE, 6)), { code: 'EAGAIN', bytes: 0 });
+      await removed;
+      assert.strictEqual(u.copy(r.address, pattern(PAGE, 6)), PAGE);
+      assert.deepStrictEqual(await r.read(0, PAGE), pattern(PAGE, 6));
+    },
+  },
   faultTimeoutMs: {
     observed: "a fault nobody answers in time is answered by the fallback (zeros) and reported as ERR_UFFD_FAULT_TIMEOUT",
     see: 'test/reliability (fault timeouts), docs/design.md',
@@ -485,6 +501,33 @@ const SERVE_OPTIONS = {
       const { u, r } = await servedWithSet(t, 'eager.uffdws', [5, 1, 3], (file) => ({ prefetch: file, prefetchMode: 'eager' }));
       assert.deepStrictEqual(await r.read(7 * PAGE, 1), pattern(8 * PAGE).subarray(7 * PAGE, 7 * PAGE + 1));
       assert.strictEqual(u.stats().prefetched, 3);
+    },
+  },
+  follow: {
+    observed: 'fill() installs what demand faults have not, and no more (stats().filled); mremap, munmap and fork moving, cutting and copying the range are kernel-only',
+    see: 'serve-sparse-fill.test.js, test/native/criu.test.js',
+    async check(t) {
+      const u = t.open();
+      const r = t.map(8);
+      const src = pattern(8 * PAGE, 29);
+      u.serve(r, PageSource.buffer(src), { follow: true, readahead: false });
+      assert.deepStrictEqual(await r.read(2 * PAGE, PAGE), src.subarray(2 * PAGE, 3 * PAGE));
+      assert.deepStrictEqual(await u.fill(), { pages: 7, ownerGone: false });
+      assert.deepStrictEqual(await r.read(0, 8 * PAGE), src);
+      assert.deepStrictEqual([u.stats().faults, u.stats().filled], [1, 7]);
+    },
+  },
+  register: {
+    observed: "register: false serves a range this uffd object has not registered without registering it (the sender did): faults are answered once it is",
+    see: 'test/native/criu.test.js (CRIU registers its tasks\' memory after sending the uffd)',
+    async check(t) {
+      const u = t.open();
+      const r = t.map(4);
+      const src = pattern(4 * PAGE, 31);
+      u.serve(r, PageSource.buffer(src), { register: false });
+      assert.throws(() => u.copy(r.address, src.subarray(0, PAGE)), { code: 'ENOENT' }, 'not registered by serve()');
+      u.register(r);
+      assert.deepStrictEqual(await r.read(0, 4 * PAGE), src);
     },
   },
   workingSet: {

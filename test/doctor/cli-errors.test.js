@@ -38,7 +38,7 @@ describe('the command line: errors name the problem and the fix, exit 2', functi
 
   it('an unknown command suggests the nearest one, or lists them', function () {
     assertUsageError(run(['doctr']), 'userfaultfd', /unknown command 'doctr'/, /did you mean 'doctor'\?/);
-    assertUsageError(run(['frobnicate']), 'userfaultfd', /unknown command 'frobnicate'/, /the commands are doctor, firecracker-handler, help/);
+    assertUsageError(run(['frobnicate']), 'userfaultfd', /unknown command 'frobnicate'/, /the commands are doctor, firecracker-handler, criu-lazy-pages, help/);
   });
 
   it('an unknown option is quoted evenly and the nearest known one suggested (not parseArgs\' own text)', function () {

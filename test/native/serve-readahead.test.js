@@ -133,7 +133,7 @@ describeNative('serve: read-ahead, residency, dontneed, stats', function () {
     const uffd = Userfaultfd.open();
     const region = Region.map(16 * PAGE);
     try {
-      assert.deepStrictEqual(uffd.stats(), { faults: 0, copies: 0, bytes: 0, wakeups: 0, latencyNs: { p50: 0, p99: 0 }, prefetched: 0, demandFaults: 0, prefetchMisses: 0 });
+      assert.deepStrictEqual(uffd.stats(), { faults: 0, copies: 0, bytes: 0, wakeups: 0, latencyNs: { p50: 0, p99: 0 }, prefetched: 0, filled: 0, demandFaults: 0, prefetchMisses: 0 });
       uffd.serve(region, PageSource.buffer(pattern(16 * PAGE, 1)), { readahead: false });
       const view = new Uint8Array(region.buffer);
       assert.strictEqual(view[0], pattern(PAGE, 1)[0]);

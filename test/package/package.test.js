@@ -180,7 +180,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
   it('the tarball holds what users need and nothing else (the files whitelist)', function () {
     for (const f of ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'SECURITY.md', 'binding.gyp', 'bin/userfaultfd.js',
       'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/tools/doctor.js',
-      'native/addon.cc', 'native/unsupported.cc', `prebuilds/${ARCH_DIR}/userfaultfd.node`]) {
+      'native/addon.cc', 'native/unsupported.cc', 'proto/criu/pagemap.proto', `prebuilds/${ARCH_DIR}/userfaultfd.node`]) {
       assert.ok(packedFiles.includes(f), `${f} is missing from the tarball`);
     }
     const unwanted = packedFiles.filter((f) =>
@@ -190,7 +190,8 @@ describe('package: npm pack, install into an empty project, use it', function ()
     assert.deepStrictEqual(unwanted, []);
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     assert.match(pkg.scripts.install, /^node-gyp-build( |$)/);
-    assert.deepStrictEqual(Object.keys(pkg.dependencies).sort(), ['node-addon-api', 'node-gyp-build']);
+    // protobufjs: CRIU's images, decoded by `userfaultfd criu-lazy-pages` (lib/tools/criu-images.ts).
+    assert.deepStrictEqual(Object.keys(pkg.dependencies).sort(), ['node-addon-api', 'node-gyp-build', 'protobufjs']);
     // engines names the oldest Node.js the CI matrix runs (an end-of-life one it does not run is not claimed).
     const matrix = /^\s+node: \[([\d, ]+)\]/m.exec(fs.readFileSync(path.join(ROOT, '.github', 'workflows', 'ci.yml'), 'utf8'));
     assert.ok(matrix, 'no node matrix in .github/workflows/ci.yml');
