@@ -179,7 +179,12 @@ export abstract class Userfaultfd extends EventEmitter {
     return { ioctls: ioctlNames(mask) };
   }
 
-  /** UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. */
+  /**
+   * UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. A range
+   * another userfaultfd registered (not a fromFd() copy of this one): Linux 6.18 refuses it
+   * (EINVAL); older kernels (6.12) unregister it from the other uffd. The package cannot tell a
+   * copy of this uffd from another one, so it leaves that to the kernel.
+   */
   unregister(range: Range | Region): void {
     this.checkOpen();
     const r = this.range(range);
@@ -801,7 +806,7 @@ export abstract class Userfaultfd extends EventEmitter {
     return n;
   }
 
-  /** serve()'s page size: a hugetlb Region's, or options.pageSize (base or 2 MiB). */
+  /** serve()'s page size: a hugetlb Region's, or options.pageSize (the base or the huge page size). */
   private servedPageSize(range: unknown, r: CheckedRange, pageSize: unknown): number {
     const huge = range instanceof Region && range.hugetlb;
     if (pageSize !== undefined && pageSize !== this.pageSize && pageSize !== HUGE_PAGE_SIZE) {

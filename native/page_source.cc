@@ -196,7 +196,7 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
   uint64_t size = offset < fileSize ? fileSize - offset : 0;
   if (mode == FileMode::kPread) {
     void* bounce = nullptr;
-    if (posix_memalign(&bounce, 4096, ServedRanges::kMaxWindow) != 0) {
+    if (posix_memalign(&bounce, static_cast<size_t>(sysconf(_SC_PAGESIZE)), ServedRanges::kMaxWindow) != 0) {
       close(fd);
       errno = ENOMEM;
       *failed = "posix_memalign";

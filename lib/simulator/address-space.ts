@@ -7,6 +7,7 @@
  * whose per-page `cached` flags are the page cache that MINOR faults and CONTINUE work on.
  */
 import type { UffdContext } from './context';
+import { PAGE_SIZE } from '../constants';
 import { uffdError } from '../errors';
 
 /** Page protections, as mprotect would set them. */
@@ -142,7 +143,7 @@ class AddressSpace {
   private next = BASE;
 
   map(length: number, backing: Backing, hugetlb: boolean): Mapping {
-    const align = BigInt(Math.max(backing.pageSize, 4096));
+    const align = BigInt(Math.max(backing.pageSize, PAGE_SIZE));
     const start = (this.next + align - 1n) / align * align;
     this.next = start + BigInt(length) + GUARD;
     const m = new Mapping(start, length, backing, hugetlb);

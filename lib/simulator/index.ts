@@ -1,6 +1,6 @@
 /** The simulator backend: the same API over JavaScript memory, available on every platform. */
 import { registerBackend } from '../backend';
-import { constants, ioctlNames } from '../constants';
+import { constants, HUGE_PAGE_SIZE, ioctlNames } from '../constants';
 import { SimRegion } from './region';
 import { SIMULATED_FEATURES } from './refusals';
 import { adoptSimulatedFd, openSimulated, SimUserfaultfd } from './userfaultfd';
@@ -14,6 +14,7 @@ registerBackend({
     features: [...SIMULATED_FEATURES],
     ioctls: ioctlNames((1n << 0n) | (1n << 1n) | (1n << 63n)),
     pageSize: constants.pageSize,
+    hugePageSize: HUGE_PAGE_SIZE,
     unprivileged: 'allowed',
   }),
   open: openSimulated,
