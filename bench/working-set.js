@@ -10,7 +10,7 @@
 // and cold page cache (echo 3 > /proc/sys/vm/drop_caches before each run; needs root).
 // Median of --runs runs, variants in random order. Writes bench/results-working-set.md.
 // --bytes: how much of each touched page the program reads (64: a cache line, the restore cost
-// alone; 4096: the whole page, the program's own work added to every variant alike).
+// alone; the page size: the whole page, the program's own work added to every variant alike).
 // Usage: node bench/working-set.js [--size 1GiB] [--touched 0.25] [--bytes 64] [--runs 3] [--no-cold]
 const { execFileSync, spawn } = require('child_process');
 const fs = require('fs');
@@ -29,7 +29,7 @@ const { values } = parseArgs({ options: {
   pass: { type: 'string' }, // internal: one pass, JSON out (the pinned pass runs under taskset)
   dir: { type: 'string' },
 } });
-const PAGE = 4096;
+const PAGE = require('../dist').constants.pageSize; // the kernel's base page (4, 16 or 64 KiB on arm64)
 const SIZE = parseSize(values.size);
 const PAGES = SIZE / PAGE;
 const TOUCHED = Number(values.touched);

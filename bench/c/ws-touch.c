@@ -25,7 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096UL
+// The kernel's base page (4 KiB on x86-64; 4, 16 or 64 KiB on arm64), set first thing in main().
+static uint64_t PAGE;
 
 static void die(const char* what) {
   fprintf(stderr, "ws-touch: %s: %s\n", what, strerror(errno));
@@ -83,6 +84,7 @@ static void touch(const uint8_t* mem, const uint32_t* order, size_t count, size_
 }
 
 int main(int argc, char** argv) {
+  PAGE = (uint64_t)sysconf(_SC_PAGESIZE);
   if (argc != 5 && argc != 6) {
     fprintf(stderr, "usage: ws-touch uffd SOCK LENGTH ORDER [BYTES] | memory IMAGE LENGTH ORDER [BYTES]\n");
     return 2;
