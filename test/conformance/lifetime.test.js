@@ -3,8 +3,9 @@ const assert = require('assert');
 const { describeBackends, runChild } = require('../helpers');
 
 const prelude = (backend) => `
-  const { Userfaultfd, Region } = require('./dist');
+  const { Userfaultfd, Region, constants } = require('./dist');
   const backend = ${JSON.stringify(backend)};
+  const PAGE = constants.pageSize;
 `;
 
 describeBackends('lifetime: ref, unref, close', (backend) => {
@@ -51,7 +52,7 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
   it('process.exit() with a read waiting on a fault exits cleanly', async () => {
     const r = await runChild(`${prelude(backend)}
       const uffd = Userfaultfd.open({ backend });
-      const region = Region.map(4096, { backend });
+      const region = Region.map(PAGE, { backend });
       uffd.register(region);
       uffd.on('pagefault', () => { console.log('fault'); process.exit(3); });
       region.read(0, 1);`);
@@ -61,7 +62,7 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
   it('a read waiting on a fault holds the process until the uffd is closed', async () => {
     const r = await runChild(`${prelude(backend)}
       const uffd = Userfaultfd.open({ backend });
-      const region = Region.map(4096, { backend });
+      const region = Region.map(PAGE, { backend });
       uffd.register(region);
       uffd.on('pagefault', () => console.log('fault'));
       uffd.unref();
@@ -75,7 +76,7 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
 /** The prelude with a uffd and a registered region, and a heartbeat that holds nothing. */
 const registered = (backend) => `${prelude(backend)}
   const uffd = Userfaultfd.open({ backend });
-  const region = Region.map(4 * 4096, { backend });
+  const region = Region.map(4 * PAGE, { backend });
   uffd.register(region);
   setInterval(() => console.log('alive'), 50).unref();
 `;
@@ -88,14 +89,14 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   });
   it('exits by itself after close()', async () => {
     const r = await runChild(`${registered(backend)}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 1)));
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(PAGE, 1)));
       region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.close(); });`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     assert.match(r.stdout, /read 1/);
   });
   it('exits by itself after unref(), with the listener still on', async () => {
     const r = await runChild(`${registered(backend)}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 2)));
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(PAGE, 2)));
       region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.unref(); });`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     assert.match(r.stdout, /read 2/);
@@ -103,7 +104,7 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   it('a read left waiting on an unanswered fault keeps the process alive after unref(), like a pending fs.read', async () => {
     const r = await runChild(`${registered(backend)}
       uffd.on('pagefault', () => { console.log('fault'); uffd.unref(); });
-      region.read(0, 1).then((b) => console.log('released', b[0]));`, { timeoutMs: 1500 });
+      region.read(0, 1).then((b) => console.log('released', b[0]));`, { aliveFor: { after: /^fault$/m, ms: 1500 } });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.match(r.stdout, /fault/);
     assert.doesNotMatch(r.stdout, /released/);
@@ -117,22 +118,22 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   });
   it('exits after removing its last listener', async () => {
     const r = await runChild(`${registered(backend)}
-      const h = (e) => { uffd.copy(e.address, Buffer.alloc(4096, 3)); };
+      const h = (e) => { uffd.copy(e.address, Buffer.alloc(PAGE, 3)); };
       uffd.on('pagefault', h);
       region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.off('pagefault', h); });`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
   });
   it('exits after an events() iteration ends with break', async () => {
     const r = await runChild(`${registered(backend)}
-      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(4096, 4)); break; } console.log('loop done'); })();
+      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(PAGE, 4)); break; } console.log('loop done'); })();
       region.read(0, 1).then((b) => console.log('read', b[0]));`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     assert.match(r.stdout, /read 4/);
   });
   it('stays alive while a ref\'d uffd has a listener (killed by the timeout, heartbeats printed)', async () => {
     const r = await runChild(`${registered(backend)}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 5)));
-      region.read(0, 1).then((b) => console.log('read', b[0]));`, { timeoutMs: 1500 });
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(PAGE, 5)));
+      region.read(0, 1).then((b) => console.log('read', b[0]));`, { aliveFor: { after: /^read 5$/m, ms: 1500 } });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.strictEqual(r.signal, 'SIGKILL');
     assert.match(r.stdout, /read 5/);
@@ -141,7 +142,7 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   it('ref() after unref() keeps it alive again', async () => {
     const r = await runChild(`${registered(backend)}
       uffd.on('pagefault', () => {});
-      uffd.unref().ref();`, { timeoutMs: 1500 });
+      uffd.unref().ref();`, { aliveFor: { after: /^alive$/m, ms: 1500 } });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.ok(r.stdout.includes('alive'));
   });

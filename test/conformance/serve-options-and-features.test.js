@@ -11,10 +11,8 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Userfaultfd, Region, PageSource, constants, probe, readWorkingSet } = require('../../dist');
 const {
-  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE,
+  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE, HUGE,
 } = require('../helpers');
-
-const HUGE = 2 * 1024 * 1024;
 
 /** Polls until `cond()` holds (events arrive asynchronously); never asserts a time. */
 async function until(cond) {
@@ -118,7 +116,7 @@ const FEATURES = {
     },
   },
   MISSING_HUGETLBFS: {
-    observed: 'a hugetlb region takes missing faults at its huge-page address, answered by a 2 MiB copy',
+    observed: 'a hugetlb region takes missing faults at its huge-page address, answered by a copy of one huge page',
     see: 'test/native/kernel.test.js (hugetlb regions)',
     async check(t) {
       hugePages(t, 1);
@@ -349,12 +347,12 @@ const OPEN_OPTIONS = {
         for (const policy of ['zeropage', 'source']) {
           const uffd = Userfaultfd.open({ backend, onSelfFault: policy });
           uffd.on('error', () => {}); // the kernel backend reports each self-fault (ERR_UFFD_SELF_FAULT)
-          uffd.on('pagefault', (e) => uffd.copy(e.address - (e.address % 4096n), Buffer.alloc(4096, 0x55)));
-          const registered = Region.map(2 * 4096, { backend });
+          uffd.on('pagefault', (e) => uffd.copy(e.address - (e.address % ${PAGE}n), Buffer.alloc(${PAGE}, 0x55)));
+          const registered = Region.map(2 * ${PAGE}, { backend });
           uffd.register(registered);
-          const served = Region.map(2 * 4096, { backend });
-          uffd.serve(served, PageSource.buffer(Buffer.alloc(2 * 4096, 0x33)));
-          out[policy] = [new Uint8Array(registered.buffer)[4096 + 5], new Uint8Array(served.buffer)[4096 + 7]];
+          const served = Region.map(2 * ${PAGE}, { backend });
+          uffd.serve(served, PageSource.buffer(Buffer.alloc(2 * ${PAGE}, 0x33)));
+          out[policy] = [new Uint8Array(registered.buffer)[${PAGE} + 5], new Uint8Array(served.buffer)[${PAGE} + 7]];
           uffd.close();
           registered.unmap();
           served.unmap();
@@ -371,7 +369,7 @@ const OPEN_OPTIONS = {
       const r = await runChild(`
         const { Userfaultfd, Region } = require('./dist');
         const uffd = Userfaultfd.open({ backend: 'native', onSelfFault: 'sigbus' });
-        const region = Region.map(4096, { backend: 'native' });
+        const region = Region.map(${PAGE}, { backend: 'native' });
         uffd.register(region);
         uffd.on('pagefault', () => {});
         console.log('survived', new Uint8Array(region.buffer)[0]);`);
@@ -434,7 +432,7 @@ const SERVE_OPTIONS = {
     },
   },
   pageSize: {
-    observed: 'pageSize 2 MiB answers a fault with a whole 2 MiB page: one fault, 2 MiB copied',
+    observed: 'pageSize (the huge page size) answers a fault with a whole huge page: one fault, one huge page copied',
     see: 'test/native/firecracker.test.js',
     async check(t) {
       const u = t.open();

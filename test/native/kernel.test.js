@@ -5,9 +5,8 @@ const fs = require('fs');
 const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
 const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd } = require('../helpers');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd, HUGE } = require('../helpers');
 
-const HUGE = 2 * 1024 * 1024;
 const M = constants.modes;
 
 
@@ -171,13 +170,13 @@ describeNative('POISON kills the process that touches it', () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open({ features: ['POISON'] });
-      const region = Region.map(2 * 4096);
+      const region = Region.map(2 * ${PAGE});
       uffd.register(region);
-      uffd.poison({ start: region.address + 4096n, length: 4096 });
-      uffd.zeropage({ start: region.address, length: 4096 });
+      uffd.poison({ start: region.address + ${PAGE}n, length: ${PAGE} });
+      uffd.zeropage({ start: region.address, length: ${PAGE} });
       const view = new Uint8Array(region.buffer);
       console.log('before', view[0]);
-      console.log('after', view[4096]);
+      console.log('after', view[${PAGE}]);
     `);
     assert.strictEqual(r.timedOut, false);
     assert.strictEqual(r.signal, 'SIGBUS', JSON.stringify(r));

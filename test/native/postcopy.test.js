@@ -2,12 +2,12 @@
 // spawned by the example itself.
 const assert = require('assert');
 const path = require('path');
-const { runChild, describeNative } = require('../helpers');
+const { runChild, describeNative, scaled } = require('../helpers');
 
 const EXAMPLE = path.join(__dirname, '..', '..', 'examples', 'postcopy', 'index.js');
 
 describeNative('examples/postcopy over TCP loopback', function () {
-  this.timeout(180000);
+  this.timeout(scaled(180000));
 
   it('a 64 MiB image arrives whole: destination checksum == source checksum', async function () {
     const r = await runChild(EXAMPLE, { isFile: true, args: ['--size', '64', '--json'], timeoutMs: 150000 });

@@ -7,7 +7,7 @@ const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource, listenForUffd, readWorkingSet } = require('../../dist');
 const { encodeWorkingSet } = require('../../dist/working-set');
-const { PAGE, describeNative, runChild, delay, pattern } = require('../helpers');
+const { PAGE, describeNative, runChild, delay, pattern, scaled } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
@@ -30,7 +30,7 @@ describeNative('working sets: prefetch thread', function () {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('a demand fault far outside the set is answered while prefetch of a large set still runs', async function () {
-    this.timeout(60000);
+    this.timeout(scaled(60000));
     const bytes = 512 << 20;
     const pages = bytes / PAGE;
     const source = Buffer.allocUnsafe(bytes).fill(0x5a);
@@ -63,7 +63,7 @@ describeNative('working sets: prefetch thread', function () {
   });
 
   it('a uffd received from another process: recorded there, then prefetched into its memory', async function () {
-    this.timeout(60000);
+    this.timeout(scaled(60000));
     const pages = 256;
     const bytes = pages * PAGE;
     const image = path.join(dir, 'image.bin');
@@ -129,7 +129,7 @@ describeNative('working sets: prefetch thread', function () {
   });
 
   it('close() stops a prefetch in progress and joins its thread: the process exits cleanly', async function () {
-    this.timeout(30000);
+    this.timeout(scaled(30000));
     const set = path.join(dir, 'close.uffdws');
     const bytes = 256 << 20;
     writeSet(set, bytes, [[0, bytes / PAGE]]);
@@ -156,7 +156,7 @@ describeNative('working sets: prefetch thread', function () {
   });
 
   it('a process that exits without close() still writes the set it recorded (the exit hook closes the uffd)', async function () {
-    this.timeout(30000);
+    this.timeout(scaled(30000));
     const set = path.join(dir, 'exit.uffdws');
     const r = await runChild(`
       const { Userfaultfd, Region, PageSource } = require(${JSON.stringify(DIST)});
@@ -170,7 +170,7 @@ describeNative('working sets: prefetch thread', function () {
   });
 
   it('a Worker that serves with prefetch and is terminated mid-prefetch leaves the process clean', async function () {
-    this.timeout(30000);
+    this.timeout(scaled(30000));
     const set = path.join(dir, 'worker.uffdws');
     const bytes = 256 << 20;
     writeSet(set, bytes, [[0, bytes / PAGE]]);

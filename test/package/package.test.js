@@ -14,7 +14,7 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..', '..');
 const PKG = require('../../package.json');
-const { skipWithReason } = require('../helpers');
+const { skipWithReason, scaled } = require('../helpers');
 const ARCH_DIR = `${process.platform}-${process.arch}`;
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -42,12 +42,12 @@ function cleanEnv(extra = {}) {
 }
 
 function sh(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120000, ...opts });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: scaled(120000), ...opts });
   return { code: r.status, signal: r.signal, stdout: r.stdout || '', stderr: r.stderr || '', error: r.error };
 }
 
 describe('package: npm pack, install into an empty project, use it', function () {
-  this.timeout(180000);
+  this.timeout(scaled(180000));
   let npmCli = null;
   let tmp = null;
   let tarball = null;
@@ -145,7 +145,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     const unwanted = packedFiles.filter((f) =>
       /^(lib|test|bench|examples|scripts|build|docs|node_modules|\.ci|\.github)\//.test(f) ||
       /\.map$/.test(f) || (/\.ts$/.test(f) && !/\.d\.ts$/.test(f)) || /^\.|\/\./.test(f) ||
-      ['tsconfig.json', 'package-lock.json', '.mocharc.json', 'typedoc.json'].includes(f));
+      ['tsconfig.json', 'package-lock.json', '.mocharc.js', 'typedoc.json'].includes(f));
     assert.deepStrictEqual(unwanted, []);
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     assert.match(pkg.scripts.install, /^node-gyp-build( |$)/);
