@@ -18,7 +18,7 @@ const os = require('os');
 const path = require('path');
 const { parseArgs } = require('util');
 const { PageSource, listenForUffd } = require('../dist');
-const { encodeWorkingSet } = require('../dist/working-set');
+const { encodeWorkingSet } = require('../dist/sources/working-set');
 
 const { values } = parseArgs({ options: {
   size: { type: 'string', default: '1GiB' },

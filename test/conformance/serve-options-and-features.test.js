@@ -2,7 +2,7 @@
 // says how a user observes it, and a case per row on both backends: a behaviour check written
 // once (both must agree), or, where the simulator cannot model it, its coded refusal
 // (ERR_UFFD_UNSUPPORTED, lib/simulator/refusals.ts). The names come from constants.features
-// and from lib/types.ts, so a feature or option added later without a row fails here. `see`
+// and from lib/base/types.ts, so a feature or option added later without a row fails here. `see`
 // names the test file that covers a row in depth; the case here is its one small check.
 const assert = require('assert');
 const fs = require('fs');
@@ -504,7 +504,7 @@ async function recorded(t, name, order) {
 
 // ---- the tables are complete ------------------------------------------------------------------
 
-/** The member names of `name`, an interface of lib/types.ts (null where the source is not here). */
+/** The member names of `name`, an interface of lib/base/types.ts (null where the source is not here). */
 function interfaceFields(name) {
   let ts;
   try {
@@ -512,11 +512,11 @@ function interfaceFields(name) {
   } catch {
     return null;
   }
-  const file = path.join(__dirname, '../../lib/types.ts');
+  const file = path.join(__dirname, '../../lib/base/types.ts');
   if (!fs.existsSync(file)) return null;
   const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest);
   const decl = source.statements.find((s) => ts.isInterfaceDeclaration(s) && s.name.text === name);
-  assert.ok(decl, `interface ${name} in lib/types.ts`);
+  assert.ok(decl, `interface ${name} in lib/base/types.ts`);
   return decl.members.map((m) => m.name.getText(source));
 }
 
@@ -526,9 +526,9 @@ describe('serve options and features: every name has a row', () => {
   });
 
   for (const [name, table] of [['OpenOptions', OPEN_OPTIONS], ['ServeOptions', SERVE_OPTIONS]]) {
-    it(`every field of ${name} (lib/types.ts) has a row, and nothing else`, function () {
+    it(`every field of ${name} (lib/base/types.ts) has a row, and nothing else`, function () {
       const fields = interfaceFields(name);
-      if (fields === null) skipWithReason(this, 'lib/types.ts and the typescript package are not here (an installed package)');
+      if (fields === null) skipWithReason(this, 'lib/base/types.ts and the typescript package are not here (an installed package)');
       assert.deepStrictEqual(Object.keys(table).sort(), fields.sort());
     });
   }

@@ -4,7 +4,7 @@ const assert = require('assert');
 const fs = require('fs');
 const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
-const { binding } = require('../../dist/native');
+const { binding } = require('../../dist/base/native');
 const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd, HUGE } = require('../helpers');
 
 const M = constants.modes;

@@ -82,7 +82,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     if (!npmCli) {
       skipWithReason(this, 'npm pack is impossible: npm is not on the PATH');
     }
-    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/doctor.js']) {
+    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/tools/doctor.js']) {
       if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run npm run build:ts first`);
     }
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-package-'));
@@ -138,7 +138,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
 
   it('the tarball holds what users need and nothing else (the files whitelist)', function () {
     for (const f of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'bin/userfaultfd.js',
-      'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/doctor.js',
+      'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/tools/doctor.js',
       'native/addon.cc', 'native/unsupported.cc', `prebuilds/${ARCH_DIR}/userfaultfd.node`]) {
       assert.ok(packedFiles.includes(f), `${f} is missing from the tarball`);
     }
@@ -178,7 +178,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
         const p = u.probe();
         console.log(JSON.stringify({ names: Object.keys(u).sort(), backend: p.backend, available: p.available,
           open: typeof u.Userfaultfd.open, map: typeof u.Region.map }));
-        try { require('userfaultfd/dist/native'); console.log('deep: open'); } catch (e) { console.log('deep:', e.code); }`], { cwd: dir, env });
+        try { require('userfaultfd/dist/base/native'); console.log('deep: open'); } catch (e) { console.log('deep:', e.code); }`], { cwd: dir, env });
       assert.strictEqual(cjs.code, 0, cjs.stderr);
       const [json, deep] = cjs.stdout.trim().split('\n');
       const c = JSON.parse(json);
