@@ -30,5 +30,11 @@ else
   echo "=== mocha never printed its summary: $(grep '^=== mocha exit' "$log")"
   passed=$(grep -c '✔' "$log" || true) failed=1 skipped=0
 fi
+# What the kernel logged about crashed processes (arm64 prints the ESR and registers of an
+# unhandled signal: a SIGILL with ESR class 0x1c is a failed pointer authentication).
+if dmesg | grep -Eq 'unhandled|fatal signal|BUG:|WARNING:|Oops'; then
+  echo "=== the guest kernel's log of crashes:"
+  dmesg | grep -E -A10 'unhandled|fatal signal|BUG:|WARNING:|Oops' | tail -120
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
