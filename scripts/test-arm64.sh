@@ -160,8 +160,9 @@ done
 sha=$(sha256sum "$PREBUILD" | cut -d' ' -f1)
 # mocha's arguments, one per line (GREP may hold spaces and shell characters).
 { printf '%s\n' $SPEC $MOCHA_ARGS; [ -z "$GREP" ] || printf -- '-g\n%s\n' "$GREP"; } > share/mocha-args
+# UFFD_TEST_HOST_SETTINGS=1: the sysctls and huge page pools the tests change are the guest's own.
 cat > share/guest-cmd.sh <<EOF
-export UFFD_TEST_TIME_SCALE=$TIME_SCALE UFFD_TEST_C_FIXTURES=/mnt/host/c-fixtures
+export UFFD_TEST_TIME_SCALE=$TIME_SCALE UFFD_TEST_C_FIXTURES=/mnt/host/c-fixtures UFFD_TEST_HOST_SETTINGS=1
 exec sh scripts/arm64-guest.sh $sha /mnt/host/mocha-args
 EOF
 echo 255 > share/guest-rc

@@ -89,6 +89,14 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
   if (typeof v === 'function') return 'function';
+  if (isRange(v)) return `a range (0x${BigInt(v.start).toString(16)}, ${v.length} bytes)`;
   if (typeof v === 'object') return `an instance of ${(v as object).constructor?.name ?? 'Object'}`;
   return `type ${typeof v}`;
+}
+
+/** A plain { start, length } object with an integer start (a Region describes itself by its class). */
+function isRange(v: unknown): v is { start: bigint | number; length: number } {
+  if (v === null || typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) return false;
+  const { start, length } = v as { start?: unknown; length?: unknown };
+  return (typeof start === 'bigint' || Number.isSafeInteger(start)) && typeof length === 'number';
 }

@@ -3,6 +3,7 @@
  * touch it off the JS thread, so a JS fault handler and the memory it serves can share a process.
  */
 import { checkAligned, CheckedRange, checkSpan, toBytes, toLength, toOptions, toRange } from '../base/args';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import { chooseBackend } from './backend';
 import { HUGE_PAGE_SIZE, PAGE_SIZE } from '../base/constants';
 import { closedError, invalidArgType, uffdError } from '../base/errors';
@@ -50,6 +51,7 @@ export abstract class Region {
 
   /** Maps `length` bytes: private anonymous, or memfd-backed with `shared`, or hugetlb. */
   static map(length: number, options: MapOptions = {}): Region {
+    checkOptionKeys(options, OPTION_KEYS.map, 'Region.map()');
     const o = toOptions<MapOptions>(options, 'options');
     toLength(length, 'length');
     if (o.shared !== undefined && typeof o.shared !== 'boolean') throw invalidArgType('options.shared', 'of type boolean', o.shared);

@@ -72,8 +72,13 @@ export interface ServingHost {
   prefetchCursor(handle: unknown): number;
 }
 
+/** How often one page's fault may be woken into its source before it goes to the handlers. */
+const MAX_REFAULTS = 64;
+
 export class Serving {
   private readonly served = new Set<Served>();
+  /** Pages of faults read before their range's serve(), woken to fault again: how often (refaultIntoSource). */
+  private readonly refaulted = new Map<bigint, number>();
   private readonly sets = new Map<Served, ServedSet>();
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
@@ -119,8 +124,7 @@ export class Serving {
     const end = r.start + BigInt(r.length);
     for (const x of this.served) {
       if (r.start < x.start + BigInt(x.length) && end > x.start) {
-        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`,
-          `0x${r.start.toString(16)}, ${r.length} bytes`);
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
       }
     }
     checkSourceOverlap(source, [r, ...host.registrations]);
@@ -156,6 +160,7 @@ export class Serving {
       length: r.length,
       stop: () => {
         if (!this.served.delete(served) || host.uffd.closed) return;
+        this.refaulted.clear();
         const ws = this.sets.get(served);
         if (ws) this.autoSave(ws);
         this.sets.delete(served);
@@ -198,14 +203,40 @@ export class Serving {
 
   /**
    * A fault no native source answered: true when a custom source's range holds it (that source
-   * answers it, asynchronously).
+   * answers it, asynchronously), or when a native source's range does (refaultIntoSource).
    */
   claim(e: PageFault): boolean {
-    if (this.customServers.size === 0 || e.wp || e.minor) return false;
+    if (e.wp || e.minor) return false;
     for (const server of this.customServers) {
       if (!server.covers(e.address)) continue;
       this.host.delivery.watch(e);
       server.fault(e);
+      return true;
+    }
+    return this.refaultIntoSource(e);
+  }
+
+  /**
+   * A missing-page fault in a natively served range reaches JavaScript only when the reader read
+   * it before that range's serve(): a peer already faulting while its ranges are served one by
+   * one (a VM's vCPUs run from the handshake on). Woken, it faults again and the source answers
+   * it; answered by the handlers or the fallback instead, it would read zeros. Several threads
+   * may have faulted the page (vCPUs on one huge page all report its first address), so a page
+   * may come back a few times; one that keeps coming back (a source that cannot answer it) goes
+   * on to the handlers after MAX_REFAULTS.
+   */
+  private refaultIntoSource(e: PageFault): boolean {
+    if (this.served.size === this.customServers.size) return false;
+    const page = e.address - (e.address % BigInt(this.pageSize));
+    const n = this.refaulted.get(page) ?? 0;
+    if (n >= MAX_REFAULTS) {
+      this.refaulted.delete(page);
+      return false;
+    }
+    for (const x of this.served) {
+      if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
+      this.refaulted.set(page, n + 1);
+      this.host.uffd.wake({ start: page, length: this.pageSize });
       return true;
     }
     return false;

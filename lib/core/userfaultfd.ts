@@ -6,6 +6,7 @@
  * (page sources, custom sources, working sets) and tracking (dirty pages, snapshots).
  */
 import { EventEmitter } from 'events';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import {
   checkAligned, CheckedRange, checkSelfFaultPolicy, toAddress, toBytes, toFlag, toLength, toOpenOptions, toOptions,
   toReadSyncOptions,
@@ -71,6 +72,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** Opens a userfaultfd on the chosen backend ('auto': the kernel where it can, else the simulator). */
   static open(options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.open()');
     const o = toOpenOptions(options);
     return chooseBackend<Userfaultfd>(o.backend).open(o as OpenOptions);
   }
@@ -81,6 +83,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * (whose fake fds can be adopted within the same thread).
    */
   static fromFd(fd: number, options: OpenOptions = {}): Userfaultfd {
+    checkOptionKeys(options, OPTION_KEYS.open, 'Userfaultfd.fromFd()');
     if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd);
     if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'a non-negative integer', fd);
     const o = toOpenOptions(options);
@@ -147,6 +150,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
+    checkOptionKeys(options, OPTION_KEYS.register, 'register()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
@@ -176,6 +180,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const bytes = toBytes(src, 'src');
@@ -194,6 +199,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'zeropage()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -211,6 +217,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
+    checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
@@ -222,6 +229,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
@@ -231,6 +239,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
     this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
@@ -240,6 +249,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
+    checkOptionKeys(options, OPTION_KEYS.move, 'move()');
     this.checkOpen();
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
@@ -258,6 +268,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * Registers the range for missing faults first if this uffd has not.
    */
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
+    checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
     return this.serving.serve(range, this.range(range), source, options);
   }
@@ -289,6 +300,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * the same messages. The simulator never blocks: it returns the events already queued.
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
+    checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
     this.checkOpen();
     const { max, timeoutMs } = toReadSyncOptions(options);
     if (this.readerRunning()) throw readerActiveError();

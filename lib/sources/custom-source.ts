@@ -5,6 +5,7 @@
  * serves a range from one is custom-server.ts. JS thread only.
  */
 import { checkAligned, toLength, toOptions } from '../base/args';
+import { keysOf } from '../base/option-keys';
 import { codedError, invalidArgType, outOfRange } from '../base/errors';
 import { FaultStats } from '../base/fault-stats';
 import type { Range, SourceStats } from '../base/types';
@@ -44,6 +45,10 @@ export interface CustomSourceOptions {
   /** What answers a fault whose read finally failed (default 'sigbus'). */
   onError?: 'sigbus' | 'zeropage';
 }
+
+export const CUSTOM_OPTION_KEYS = keysOf<CustomSourceOptions>({
+  size: true, chunkSize: true, concurrency: true, retries: true, retryDelayMs: true, timeoutMs: true, cacheSize: true, onError: true,
+});
 
 /** What a custom source knows of itself once opened: its size, and for HTTP its pinned ETag. */
 export interface SourceInfo {

@@ -5,6 +5,7 @@
  */
 import type { CheckedRange } from '../base/args';
 import { toFlag, toOptions } from '../base/args';
+import { checkOptionKeys, keysOf } from '../base/option-keys';
 import { constants } from '../base/constants';
 import { codedError, uffdError } from '../base/errors';
 
@@ -19,8 +20,11 @@ export interface DirtyPagesOptions {
   reset?: boolean;
 }
 
+const DIRTY_OPTION_KEYS = keysOf<DirtyPagesOptions>({ reset: true });
+
 /** The options of dirtyPages(), checked before anything is scanned. */
 export function toDirtyOptions(options: unknown): { reset: boolean } {
+  checkOptionKeys(options, DIRTY_OPTION_KEYS, 'dirtyPages()');
   const o = toOptions<DirtyPagesOptions>(options, 'options');
   return { reset: toFlag(o.reset, 'options.reset') };
 }

@@ -14,6 +14,7 @@
  *   other 4xx are not.
  */
 import { toOptions } from '../base/args';
+import { keysOf } from '../base/option-keys';
 import { CustomSourceOptions, CustomSpec, customSpec, sourceError, SourceInfo } from './custom-source';
 import { invalidArgType } from '../base/errors';
 
@@ -27,6 +28,11 @@ export interface HttpSourceOptions extends Omit<CustomSourceOptions, 'size'> {
   /** The ETag to pin (a version the caller knows); by default the first answer's. */
   etag?: string;
 }
+
+export const HTTP_OPTION_KEYS = keysOf<HttpSourceOptions>({
+  headers: true, size: true, etag: true, chunkSize: true, concurrency: true, retries: true, retryDelayMs: true, timeoutMs: true,
+  cacheSize: true, onError: true,
+});
 
 export function httpSpec(url: unknown, options: unknown, pageSize: number): CustomSpec {
   const u = toUrl(url);

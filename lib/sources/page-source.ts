@@ -2,8 +2,9 @@
 import { toBytes, toLength } from '../base/args';
 import { invalidArgType, outOfRange } from '../base/errors';
 import { constants } from '../base/constants';
-import { CustomRead, CustomSourceOptions, CustomSpec, customSpec, SourceInfo } from './custom-source';
-import { httpSpec, HttpSourceOptions } from './http-source';
+import { checkOptionKeys, keysOf } from '../base/option-keys';
+import { CUSTOM_OPTION_KEYS, CustomRead, CustomSourceOptions, CustomSpec, customSpec, SourceInfo } from './custom-source';
+import { HTTP_OPTION_KEYS, httpSpec, HttpSourceOptions } from './http-source';
 
 export type PageSourceKind = 'zero' | 'buffer' | 'file' | 'custom';
 
@@ -18,6 +19,8 @@ export interface FileSourceOptions {
    */
   mode?: 'mmap' | 'pread';
 }
+
+const FILE_OPTION_KEYS = keysOf<FileSourceOptions>({ offset: true, mode: true });
 
 export class PageSource {
   private constructor(
@@ -48,6 +51,7 @@ export class PageSource {
       throw invalidArgType('pathOrFd', 'a non-empty string path or a file descriptor', pathOrFd);
     }
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
+    checkOptionKeys(options, FILE_OPTION_KEYS, 'PageSource.file()');
     const offset = options.offset === undefined ? 0 : toLength(options.offset, 'options.offset', true);
     const mode = options.mode ?? 'pread';
     if (mode !== 'mmap' && mode !== 'pread') throw invalidArgType('options.mode', "'mmap' or 'pread'", mode);
@@ -61,6 +65,7 @@ export class PageSource {
    * (docs/remote-sources.md).
    */
   static custom(read: CustomRead, options: CustomSourceOptions): PageSource {
+    checkOptionKeys(options, CUSTOM_OPTION_KEYS, 'PageSource.custom()');
     return new PageSource('custom', null, null, 0, 'pread', customSpec(read, options, constants.pageSize));
   }
 
@@ -70,6 +75,7 @@ export class PageSource {
    * the first request: an object replaced during a restore fails with ERR_UFFD_SOURCE_CHANGED.
    */
   static http(url: string | URL, options: HttpSourceOptions = {}): PageSource {
+    checkOptionKeys(options, HTTP_OPTION_KEYS, 'PageSource.http()');
     return new PageSource('custom', null, null, 0, 'pread', httpSpec(url, options, constants.pageSize));
   }
 

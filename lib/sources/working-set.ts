@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import { invalidArgType, outOfRange } from '../base/errors';
 import type { PageSource } from './page-source';
 import type { RefineOptions } from '../base/types';
+import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 
 export const WORKING_SET_VERSION = 1;
 const MAGIC = 0x53574655; // 'UFWS', little-endian
@@ -61,6 +62,7 @@ export interface CheckedRefine { maxPages: number; maxAge: number }
 export function toRefineOptions(value: unknown, pageSize: number): CheckedRefine {
   if (value === undefined) return { maxPages: Infinity, maxAge: 4 };
   if (value === null || typeof value !== 'object') throw invalidArgType('options.workingSet', 'an object', value);
+  checkOptionKeys(value, OPTION_KEYS.workingSet, 'serve()', 'options.workingSet');
   const o = value as RefineOptions;
   let maxPages = Infinity;
   if (o.maxMiB !== undefined) {

@@ -5,12 +5,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { parseArgs } from 'util';
 import { probe } from '../core/backend';
 import { constants } from '../base/constants';
 import { binding, loadError } from '../base/native';
 import '../kernel';
 import '../simulator';
+import { parseCommandLine, reportUsageError, UsageError } from './cli-errors';
 import type { ProbeResult } from '../base/types';
 import { OpenAttempt, OpenMethod, tryOpen } from '../kernel/attempts';
 import {
@@ -386,9 +386,7 @@ export function usable(r: DoctorReport, full = false): boolean {
   return r.access === 'full' || (!full && r.access === 'user-mode-only');
 }
 
-const USAGE = `Usage: userfaultfd doctor [--json] [--full]
-       userfaultfd firecracker-handler <socket> <memory-file> [options]   (see --help there)
-       userfaultfd --version
+export const DOCTOR_HELP = `userfaultfd doctor [--json] [--full | --user-mode-only]   (the default command)
 
 Reports what this machine allows (kernel, privileges, sysctl, seccomp, container, /dev/userfaultfd),
 the features and ioctls the kernel offers, the backend 'auto' picks, and the fix for every refusal.
@@ -399,34 +397,33 @@ the features and ioctls the kernel offers, the backend 'auto' picks, and the fix
 Exit status: 0 when Userfaultfd.open() reaches the kernel, 1 when not, 2 on a usage error.
 `;
 
-/** The `userfaultfd` command line. Returns the exit status. */
+const PROGRAM = 'userfaultfd doctor';
+
+/** `userfaultfd doctor [options]` (argv without the command name). Returns the exit status. */
 export function main(argv: string[] = process.argv.slice(2), out: NodeJS.WritableStream = process.stdout,
                      err: NodeJS.WritableStream = process.stderr): number {
-  let parsed;
+  let values: Record<string, unknown>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean', default: false },
-        'user-mode-only': { type: 'boolean', default: false },
-        full: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+    const parsed = parseCommandLine(argv, {
+      json: { type: 'boolean', default: false },
+      'user-mode-only': { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     });
+    values = parsed.values;
+    if (values.help !== true && parsed.positionals.length > 0) {
+      throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`, 'doctor takes options only');
+    }
+    if (values.full === true && values['user-mode-only'] === true) {
+      throw new UsageError('--full and --user-mode-only contradict each other', 'give one of them');
+    }
   } catch (e) {
-    err.write(`userfaultfd: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    if (e instanceof UsageError) return reportUsageError(e, PROGRAM, err);
+    throw e;
   }
-  const { values, positionals } = parsed;
   if (values.help) {
-    out.write(USAGE);
+    out.write(DOCTOR_HELP);
     return 0;
-  }
-  const command = positionals[0] ?? 'doctor';
-  if (command !== 'doctor' || positionals.length > 1) {
-    err.write(`userfaultfd: unknown command '${positionals.join(' ')}'\n\n${USAGE}`);
-    return 2;
   }
   const report = diagnose();
   const full = values.full === true;

@@ -33,6 +33,7 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import { toBytes, toOptions } from '../base/args';
+import { checkOptionKeys, keysOf } from '../base/option-keys';
 import type { FeatureName } from '../base/constants';
 import { closedError, codedError, invalidArgType, outOfRange } from '../base/errors';
 import { binding, NativeFdListener, NativeListenEvent } from '../base/native';
@@ -80,6 +81,8 @@ export interface SendOptions {
   timeoutMs?: number;
 }
 
+const SEND_OPTION_KEYS = keysOf<SendOptions>({ framing: true, timeoutMs: true });
+
 export interface ListenOptions {
   /** The largest payload accepted, in bytes. Default 65536. */
   maxPayload?: number;
@@ -120,6 +123,11 @@ export interface ListenOptions {
    */
   allowUids?: number[];
 }
+
+const LISTEN_OPTION_KEYS = keysOf<ListenOptions>({
+  maxPayload: true, backlog: true, features: true, onSelfFault: true, onError: true, unlinkStale: true,
+  messageTimeoutMs: true, awaitFd: true, mode: true, allowUids: true,
+});
 
 interface Connection {
   peer: PeerCredentials;
@@ -170,6 +178,7 @@ export function sendUffd(socketPath: string, uffd: Userfaultfd | number, payload
     throw invalidArgType('uffd', 'a Userfaultfd or a file descriptor', uffd);
   }
   const body = typeof payload === 'string' ? Buffer.from(payload) : toBytes(payload, 'payload');
+  checkOptionKeys(options, SEND_OPTION_KEYS, 'sendUffd()');
   const o = toOptions<SendOptions>(options, 'options');
   const framing = o.framing ?? 'length';
   if (framing !== 'length' && framing !== 'raw') throw invalidArgType('options.framing', "'length' or 'raw'", framing);
@@ -222,6 +231,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     super();
     const b = requireBinding();
     this.path = checkPath(socketPath);
+    checkOptionKeys(options, LISTEN_OPTION_KEYS, 'listenForUffd()');
     const o = toOptions<ListenOptions>(options, 'options');
     this.maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     if (!Number.isInteger(this.maxPayload) || this.maxPayload < 1 || this.maxPayload > 64 * 1024 * 1024) {

@@ -134,7 +134,8 @@ class Vm {
     this.summary.mappings = this.mappings.length;
     this.summary.pageSize = this.mappings[0].pageSize;
     // Listeners first, so that no event the reader reads is without one. A fault read before
-    // its mapping is served (the first serve() starts the reader) is answered here, in JS.
+    // its mapping is served faults again once it is (serve() wakes it); only a fault outside
+    // every mapping, or one its source could not answer, is left to answerFromFile.
     this.uffd.on('pagefault', (f: PageFault) => this.answerFromFile(f));
     this.uffd.on('remove', (e: RemoveEvent) => this.removed(e));
     this.uffd.on('error', (e: Error & { code?: string; fault?: PageFault }) => this.onUffdError(e));
@@ -169,7 +170,7 @@ class Vm {
     }
   }
 
-  /** JS thread: a fault read before its mapping was served, answered from the file. */
+  /** JS thread: a fault no mapping's serve() answered: outside them (the VM fails), or from the file. */
   private answerFromFile(f: PageFault): void {
     if (this.done) return;
     const m = this.mappings.find((x) => f.address >= x.base && f.address < x.base + BigInt(x.size));

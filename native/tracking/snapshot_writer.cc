@@ -118,7 +118,9 @@ int SnapshotWriter::SaveRun(uint64_t first, uint64_t count, uint8_t* bounce) {
 // Reader thread.
 void SnapshotWriter::OnWriteFault(uint64_t address) {
   uint64_t t0 = NowNs();
-  { std::lock_guard<std::mutex> walkDone(protectMutex_); }  // see protectMutex_
+  // Waits for the protecting walk to finish (see protectMutex_).
+  protectMutex_.lock();
+  protectMutex_.unlock();
   uint64_t page = (address - start_) / pageSize_;
   uint8_t s = kUnsaved;
   if (state_[page].compare_exchange_strong(s, kSaving, std::memory_order_acq_rel)) {

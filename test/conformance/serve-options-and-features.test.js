@@ -11,12 +11,12 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Userfaultfd, Region, PageSource, constants, probe, readWorkingSet } = require('../../dist');
 const {
-  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE, HUGE,
+  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE, HUGE, reserveHugePages, scaled,
 } = require('../helpers');
 
 /** Polls until `cond()` holds (events arrive asynchronously); never asserts a time. */
 async function until(cond) {
-  for (let i = 0; i < 2000 && !cond(); i++) await delay(5);
+  for (let i = 0; i < scaled(2000) && !cond(); i++) await delay(5);
   return cond();
 }
 
@@ -33,24 +33,9 @@ function recordFaults(uffd, answer) {
   return seen;
 }
 
-/**
- * Makes sure `n` huge pages are free on the kernel backend (the simulator needs none), raising
- * vm.nr_hugepages as root; skips, saying why, where neither is possible. Local to this file:
- * test/helpers.js is reworked elsewhere (test/native/dirty-snapshot.test.js has its own copy).
- */
+/** Makes sure `n` huge pages are free on the kernel backend (the simulator needs none): test/helpers.js. */
 function hugePages(t, n) {
-  if (t.backend !== 'native') return;
-  const sysctl = '/proc/sys/vm/nr_hugepages';
-  const free = () => Number(/HugePages_Free:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))[1]);
-  if (free() >= n) return;
-  const before = fs.readFileSync(sysctl, 'utf8').trim();
-  try {
-    fs.writeFileSync(sysctl, String(Number(before) + n));
-  } catch (e) {
-    skipWithReason(t.ctx, `no ${n} free huge pages, and vm.nr_hugepages cannot be raised here (${e.code})`);
-  }
-  t.later(() => fs.writeFileSync(sysctl, before));
-  if (free() < n) skipWithReason(t.ctx, `vm.nr_hugepages was raised but the kernel found no ${n} free huge pages`);
+  if (t.backend === 'native') t.later(reserveHugePages(t.ctx, n, { size: HUGE }));
 }
 
 // ---- the rows ---------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ describeNative('listenForUffd awaitFd', function () {
       const listener = listenForUffd(sock, { ...options, onError: (e) => errors.push(e) });
       const s = await sendWithoutFd(sock, '[{"base_host_virt_addr":4096}]');
       try {
-        for (let i = 0; i < 200 && errors.length === 0; i++) await delay(20);
+        for (let i = 0; i < scaled(200) && errors.length === 0; i++) await delay(20);
         assert.deepStrictEqual(errors.map((e) => e.code), [code]);
         assert.strictEqual(listener.received, 0);
       } finally {

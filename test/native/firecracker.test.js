@@ -7,8 +7,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { pattern, runChild, runProcess, skipWithReason, requirePrivileged, describeNative, scaled, PAGE, HUGE } = require('../helpers');
-const { buildPeer, assertPeerOk, raiseHugepages, MEM_SIZE, watchdog, listening } = require('../fixtures/firecracker-peer');
+const { pattern, runChild, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, scaled, PAGE, HUGE } = require('../helpers');
+const { buildPeer, assertPeerOk, MEM_SIZE, watchdog, listening } = require('../fixtures/firecracker-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
 const HANDLER = path.join(ROOT, 'examples', 'firecracker-handler', 'index.js');
@@ -75,8 +75,7 @@ describeNative('examples/firecracker-handler with the C Firecracker peer', { fea
   });
 
   it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
-    const restore = raiseHugepages(8, { size: FIRECRACKER_HUGE });
-    if (typeof restore === 'string') skipWithReason(this, restore);
+    const restore = reserveHugePages(this, 8, { size: FIRECRACKER_HUGE });
     try {
       const huge = path.join(dir, 'huge.img');
       fs.writeFileSync(huge, pattern(6 * FIRECRACKER_HUGE, 9));
@@ -94,11 +93,10 @@ describeNative('examples/firecracker-handler with the C Firecracker peer', { fea
 describeNative(`serve() of ${HUGE >> 20} MiB hugetlb pages (the default size)`, { features: ['MISSING_HUGETLBFS'] }, function () {
   let restore;
   before(function () {
-    restore = raiseHugepages(4);
-    if (typeof restore === 'string') skipWithReason(this, restore);
+    restore = reserveHugePages(this, 4);
   });
   after(() => {
-    if (typeof restore === 'function') restore();
+    if (restore) restore();
   });
 
   it('answers faults in a hugetlb Region from a file, one huge page per copy, and zeros past its end', async function () {

@@ -20,7 +20,7 @@ function writeSet(file, bytes, runs) {
 }
 
 async function until(cond) {
-  for (let i = 0; i < 4000 && !cond(); i++) await delay(5);
+  for (let i = 0; i < scaled(4000) && !cond(); i++) await delay(5);
   return cond();
 }
 
