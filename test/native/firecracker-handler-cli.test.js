@@ -24,7 +24,7 @@ async function startHandler(args) {
 
 /** Resolves once `file` exists (a handler listening on its socket), or after 20 s. */
 async function untilExists(file) {
-  const deadline = Date.now() + 20000;
+  const deadline = Date.now() + scaled(20000);
   while (!fs.existsSync(file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
@@ -403,8 +403,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         /^userfaultfd firecracker-handler: ENOENT: cannot listen on .*no-such-dir\/fc\.sock: the directory .*no-such-dir does not exist; create it \(mkdir -p /);
       // Another handler listening on the path: refused, and that handler's socket is left alone.
       const sock = sockPath();
-      const first = startHandler([sock, memFile]);
-      await untilExists(sock);
+      const first = await startHandler([sock, memFile]);
       try {
         await refusedAtStart([sock, memFile], /^userfaultfd firecracker-handler: EADDRINUSE: another process is listening on .*; stop it, or choose another socket path$/);
         assert.ok(fs.statSync(sock).isSocket(), 'the first handler lost its socket');
@@ -416,7 +415,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         const locked = fs.mkdtempSync(path.join(dir, 'locked-'));
         fs.chmodSync(locked, 0o755);
         const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'firecracker-handler',
-          path.join(locked, 'fc.sock'), '/etc/hostname'], { encoding: 'utf8', timeout: 30000 });
+          path.join(locked, 'fc.sock'), '/etc/hostname'], { encoding: 'utf8', timeout: scaled(30000) });
         if (!/ERR_UFFD_UNAVAILABLE/.test(r.stderr)) {
           assert.strictEqual(r.status, 2, r.stderr);
           assert.match(r.stderr, /^userfaultfd firecracker-handler: EACCES: cannot listen on .*fc\.sock: no permission to create it in .*; choose a directory this user may write/);

@@ -10,7 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { listenForUffd } = require('../../dist');
-const { pattern, runProcess, runChild, startProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages } = require('../helpers');
+const { pattern, runProcess, runChild, startProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, scaled } = require('../helpers');
 const { parseJson, assertExited } = require('../fixtures/firecracker-peer');
 const { buildVmm, kvmUnavailable, assertGuestOk, VMM_STATUS } = require('../fixtures/kvm-peer');
 
@@ -23,7 +23,7 @@ const PAGE_4K = 4096; // the guest's own page size (x86), whatever the host's
 const DEADLINE = 45000;
 
 describeNative('Firecracker handlers with a KVM guest (vCPU faults)', { features: ['EVENT_REMOVE'] }, function () {
-  this.timeout(90000);
+  this.timeout(scaled(90000));
   let dir;
   let vmm;
   let memFile;
