@@ -13,6 +13,8 @@ const simulatorProbe = (() => {
  * arm64. Never assume 4096: a length or offset in a test is a multiple of PAGE.
  */
 const PAGE = constants.pageSize;
+/** A page-aligned address nothing is mapped at: the first page above 0, below vm.mmap_min_addr. */
+const NO_MAPPING = BigInt(PAGE);
 /** The kernel's default huge page size (a hugetlb Region's page): 2 MiB over 4 KiB pages, 32 MiB over 16 KiB. */
 const HUGE = nativeProbe.available ? nativeProbe.hugePageSize : simulatorProbe.hugePageSize;
 /** Deadlines: `scaled(ms)` is a native machine's `ms` on this one (UFFD_TEST_TIME_SCALE, time-scale.js). */
@@ -309,4 +311,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

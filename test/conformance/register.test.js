@@ -2,7 +2,7 @@
 const assert = require('assert');
 const os = require('os');
 const { Userfaultfd } = require('../../dist');
-const { at, pages, describeBackends, PAGE, perTestUffd, kernelAtLeast } = require('../helpers');
+const { at, pages, describeBackends, PAGE, perTestUffd, kernelAtLeast, NO_MAPPING } = require('../helpers');
 
 
 describeBackends('register: modes and allowed ioctls', (backend) => {
@@ -41,7 +41,7 @@ describeBackends('register: modes and allowed ioctls', (backend) => {
   });
 
   it('a range with no mapping is EINVAL', () => {
-    assert.throws(() => uffd.register({ start: 0x1000n, length: PAGE }), { code: 'EINVAL', syscall: 'UFFDIO_REGISTER' });
+    assert.throws(() => uffd.register({ start: NO_MAPPING, length: PAGE }), { code: 'EINVAL', syscall: 'UFFDIO_REGISTER' });
   });
 
   it('a range another uffd registered is EBUSY; the rest of the region is free', () => {
@@ -103,7 +103,7 @@ describeBackends('register: modes and allowed ioctls', (backend) => {
   it('unregister of a mapped, unregistered range succeeds; of no mapping is EINVAL', () => {
     const r = map(1);
     uffd.unregister(r);
-    assert.throws(() => uffd.unregister({ start: 0x1000n, length: PAGE }), { code: 'EINVAL', syscall: 'UFFDIO_UNREGISTER' });
+    assert.throws(() => uffd.unregister({ start: NO_MAPPING, length: PAGE }), { code: 'EINVAL', syscall: 'UFFDIO_UNREGISTER' });
   });
 
   it('after unregister, the range behaves as ordinary memory and ioctls on it are ENOENT', async () => {

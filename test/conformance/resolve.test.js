@@ -1,6 +1,6 @@
 // The resolving ioctls on their own: bytes done, EEXIST, partial EAGAIN, ENOENT, EINVAL, EFAULT.
 const assert = require('assert');
-const { at, pages, describeBackends, requireFeature, pattern, PAGE, perTestUffd } = require('../helpers');
+const { at, pages, describeBackends, requireFeature, pattern, PAGE, perTestUffd, NO_MAPPING } = require('../helpers');
 
 
 describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) => {
@@ -36,7 +36,7 @@ describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) =>
     const r = map(2);
     uffd.register(pages(r, 0, 1));
     assert.throws(() => uffd.copy(at(r, 1), pattern(PAGE)), { code: 'ENOENT', errno: 2, syscall: 'UFFDIO_COPY', bytes: 0 });
-    assert.throws(() => uffd.copy(0x1000n, pattern(PAGE)), { code: 'ENOENT', bytes: 0 });
+    assert.throws(() => uffd.copy(NO_MAPPING, pattern(PAGE)), { code: 'ENOENT', bytes: 0 });
     // A range running past the registered part is refused whole.
     assert.throws(() => uffd.copy(r.address, pattern(2 * PAGE)), { code: 'ENOENT', bytes: 0 });
   });
@@ -193,7 +193,7 @@ describeBackends('resolve: copy, zeropage, poison, continue, move', (backend) =>
       assert.throws(() => uffd.move(dst, src, PAGE), { code: 'EINVAL', syscall: 'UFFDIO_MOVE', bytes: 0 });
       uffd.register(shared);
       assert.throws(() => uffd.move(shared, src, PAGE), { code: 'EINVAL', syscall: 'UFFDIO_MOVE' });
-      assert.throws(() => uffd.move(0x1000n, src, PAGE), { code: 'ENOENT', syscall: 'UFFDIO_MOVE' });
+      assert.throws(() => uffd.move(NO_MAPPING, src, PAGE), { code: 'ENOENT', syscall: 'UFFDIO_MOVE' });
     });
   });
 });
