@@ -591,13 +591,17 @@ describeBackends('serve: the adaptive read-ahead policy', (backend) => {
     for (let p = 0; p < pages; p += 16) await r.read(p * PAGE, Math.min(16, pages - p) * PAGE);
   }
 
-  it('a sequential reader doubles its window up to 4 MiB, then stays there: 4095 pages in 13 faults', async () => {
-    const n = 4095; // 1 + 2 + ... + 1024 pages (11 faults), then 1024 + 1024 (capped; 2048 would take 1)
+  // The cap in pages: 1024 of 4 KiB, 256 of 16 KiB. 1 + 2 + ... + cap pages (log2(cap) + 1
+  // faults: 11 with 4 KiB pages), then cap + cap (capped; a window of 2 * cap would take 1).
+  const cap = (4 << 20) / PAGE;
+  const n = 4 * cap - 1;
+  const faults = Math.log2(cap) + 3;
+  it(`a sequential reader doubles its window up to 4 MiB, then stays there: ${n} pages in ${faults} faults`, async () => {
     const r = map(n);
     uffd.serve(r, PageSource.zero());
     await readInOrder(r, n);
     const s = await settledStats(uffd, n * PAGE);
-    assert.deepStrictEqual([s.faults, s.bytes], [13, n * PAGE]);
+    assert.deepStrictEqual([s.faults, s.bytes], [faults, n * PAGE]);
   });
 
   for (const readers of [4, 5]) {

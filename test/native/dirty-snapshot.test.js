@@ -172,7 +172,7 @@ describeNative('snapshot under writers', function () {
       for (let g = 1; !stop && g < 4000; g++) {
         for (let i = 0; i < pages; i++) {
           const p = (i * stride) % pages;
-          for (let k = 0; k < PAGE / 4; k++) words[k] = ((g << 20) | check(p * 1024 + k, g)) >>> 0;
+          for (let k = 0; k < PAGE / 4; k++) words[k] = ((g << 20) | check(p * (PAGE / 4) + k, g)) >>> 0;
           await region.write(p * PAGE, page); // copies `page` before it resolves... and waits
         }
       }
