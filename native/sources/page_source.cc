@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -105,15 +106,15 @@ class MappedFileSource : public PageSource {
 // pread(2) into a bounce buffer, then UFFDIO_COPY: two copies, but no mapping of the file.
 class PreadFileSource : public PageSource {
  public:
-  PreadFileSource(int fd, uint64_t offset, uint64_t size, uint8_t* bounce)
-      : fd_(fd), offset_(offset), size_(size), bounce_(bounce) {}
+  PreadFileSource(int fd, uint64_t offset, uint64_t size, uint8_t* bounce, uint64_t window)
+      : fd_(fd), offset_(offset), size_(size), bounce_(bounce), window_(window) {}
   ~PreadFileSource() override {
     close(fd_);
     free(bounce_);
   }
   uint64_t size() const override { return size_; }
   const uint8_t* Read(uint64_t offset, uint64_t len) override {
-    len = std::min(len, ServedRanges::kMaxWindow);
+    len = std::min(len, window_);
     return PreadFully(fd_, offset_ + offset, len, bounce_) ? bounce_ : nullptr;
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
@@ -124,18 +125,19 @@ class PreadFileSource : public PageSource {
   int fd_;
   uint64_t offset_, size_;
   uint8_t* bounce_;
+  uint64_t window_;
 };
 
-// Zeros for huge pages, which have no UFFDIO_ZEROPAGE: one read-only anonymous mapping of a
-// whole window, never written, so every page of it is the kernel's shared zero page.
-const uint8_t* ZeroWindow() {
-  static const uint8_t* zeros = [] {
-    void* p =
-        mmap(nullptr, ServedRanges::kMaxWindow, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : static_cast<const uint8_t*>(p);
-  }();
-  return zeros;
-}
+// Zeros for huge pages, which have no UFFDIO_ZEROPAGE: a read-only anonymous mapping of one
+// copy window, never written, so every page of it is the kernel's shared zero page. Mapped on
+// the JS thread (ServedRanges::PrepareZeros) as large as the largest huge page served; a
+// smaller one stays mapped, since a reader thread may still copy from it.
+struct ZeroWindow {
+  const uint8_t* bytes;
+  uint64_t size;
+};
+std::atomic<const ZeroWindow*> gZeros{nullptr};
+std::mutex gZerosMutex;
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -160,7 +162,7 @@ std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t
 }
 
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
-                                           const char** failed) {
+                                           const char** failed, uint64_t window) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
@@ -196,13 +198,14 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
   uint64_t size = offset < fileSize ? fileSize - offset : 0;
   if (mode == FileMode::kPread) {
     void* bounce = nullptr;
-    if (posix_memalign(&bounce, static_cast<size_t>(sysconf(_SC_PAGESIZE)), ServedRanges::kMaxWindow) != 0) {
+    if (posix_memalign(&bounce, static_cast<size_t>(sysconf(_SC_PAGESIZE)), window) != 0) {
       close(fd);
       errno = ENOMEM;
       *failed = "posix_memalign";
       return nullptr;
     }
-    return std::make_unique<PreadFileSource>(fd, offset, size, static_cast<uint8_t*>(bounce));
+    return std::make_unique<PreadFileSource>(fd, offset, size, static_cast<uint8_t*>(bounce),
+                                             window);
   }
   void* map = nullptr;
   uint64_t skew = 0, mapLength = 0;
@@ -311,12 +314,25 @@ ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, const Range& r, uint64_t
   return Outcome::kFailed;
 }
 
-// Reader thread, under mutex_.
+// JS thread.
+bool ServedRanges::PrepareZeros(uint64_t unit) {
+  uint64_t size = CopyWindow(unit);
+  std::lock_guard<std::mutex> lock(gZerosMutex);
+  const ZeroWindow* now = gZeros.load(std::memory_order_acquire);
+  if (now != nullptr && now->size >= size) return true;
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return false;
+  gZeros.store(new ZeroWindow{static_cast<const uint8_t*>(p), size}, std::memory_order_release);
+  return true;
+}
+
+// Reader thread, under mutex_. `length` is at most CopyWindow(r.unit), which PrepareZeros
+// mapped before the range was added.
 IoctlResult ServedRanges::Zeros(int fd, const Range& r, uint64_t dst, uint64_t length) {
   if (r.unit == pageSize_) return Zeropage(fd, dst, length, 0);
-  const uint8_t* zeros = ZeroWindow();
-  if (zeros == nullptr) return {0, ENOMEM};
-  return Copy(fd, dst, zeros, std::min(length, kMaxWindow), 0);
+  const ZeroWindow* zeros = gZeros.load(std::memory_order_acquire);
+  if (zeros == nullptr || zeros->size < r.unit) return {0, ENOMEM};
+  return Copy(fd, dst, zeros->bytes, std::min(length, zeros->size), 0);
 }
 
 // Reader thread, under mutex_. A fault where a tracked sequential reader was expected next
@@ -339,7 +355,7 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
     hit = lru;
     hit->window = r.unit;
   } else {
-    hit->window = std::min(hit->window * 2, std::max(kMaxWindow, r.unit));
+    hit->window = std::min(hit->window * 2, CopyWindow(r.unit));
   }
   hit->lastUse = clock_;
   return hit->window;
@@ -399,7 +415,7 @@ IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t leng
   uint64_t size = src.size();
   uint64_t so = dst - r.start;  // offset into the source
   const uint64_t unit = r.unit;
-  uint64_t n = std::min(length, std::max(kMaxWindow, unit));
+  uint64_t n = std::min(length, CopyWindow(unit));
   const uint8_t* bytes = nullptr;
   bool zero = so >= size;
   if (!zero && size - so >= unit) {

@@ -32,16 +32,25 @@ std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t lengt
 // when memory for it cannot be mapped.
 std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t length);
 // A file from `offset`: mapped privately read-only (kMapped), or pread(2) into an aligned
-// bounce buffer (kPread). Takes ownership of fd. Returns nullptr with errno set and *failed
-// naming the call on failure (a directory: EISDIR; a write-only fd: EBADF).
+// bounce buffer of `window` bytes, the most one copy takes (kPread). Takes ownership of fd.
+// Returns nullptr with errno set and *failed naming the call on failure (a directory: EISDIR;
+// a write-only fd: EBADF).
 enum class FileMode { kMapped, kPread };
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
-                                           const char** failed);
+                                           const char** failed, uint64_t window);
 
 // The served ranges of one userfaultfd and their read-ahead state.
 class ServedRanges {
  public:
   static constexpr uint64_t kMaxWindow = 4ull << 20;  // adaptive read-ahead cap
+
+  // The most one UFFDIO_COPY of a range takes: a read-ahead window, or one huge page where
+  // those are larger (32 MiB over 16 KiB base pages, 512 MiB over 64 KiB).
+  static uint64_t CopyWindow(uint64_t unit) { return unit > kMaxWindow ? unit : kMaxWindow; }
+
+  // JS thread, before a range of `unit`-byte huge pages is added: zeros for its copies (huge
+  // pages have no UFFDIO_ZEROPAGE). False with errno set when they cannot be mapped.
+  static bool PrepareZeros(uint64_t unit);
 
   enum class Outcome { kNotServed, kAnswered, kFailed, kRetry, kOwnerGone };
 
@@ -50,8 +59,9 @@ class ServedRanges {
   // JS thread. readahead: 0 = adaptive, else a fixed window in bytes (page multiple).
   // zeroRemoved: pages the program drops later (UFFD_EVENT_REMOVE: MADV_DONTNEED, a
   // balloon) read as zeros when touched again, not as the source's bytes.
-  // unit: the mapping's page size, 0 for the base page: a hugetlb mapping (2 MiB pages)
-  // accepts only whole huge pages in UFFDIO_COPY and has no UFFDIO_ZEROPAGE.
+  // unit: the mapping's page size, 0 for the base page: a hugetlb mapping (the kernel's huge
+  // page size: 2 MiB over 4 KiB pages, 32 MiB over 16 KiB) accepts only whole huge pages in
+  // UFFDIO_COPY and has no UFFDIO_ZEROPAGE (PrepareZeros first).
   uint32_t Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
                uint64_t readahead, bool zeroRemoved = false, uint64_t unit = 0);
   bool Remove(uint32_t id);

@@ -99,26 +99,30 @@ describeNative(`serve() of ${HUGE >> 20} MiB hugetlb pages (the default size)`, 
     if (restore) restore();
   });
 
-  it('answers faults in a hugetlb Region from a file, one huge page per copy, and zeros past its end', async function () {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-huge-'));
-    const file = path.join(dir, 'src.img');
-    const src = pattern(3 * HUGE + PAGE, 4);
-    fs.writeFileSync(file, src);
-    const uffd = Userfaultfd.open({ backend: 'native' });
-    const region = Region.map(4 * HUGE, { hugetlb: true, backend: 'native' });
-    try {
-      uffd.serve(region, PageSource.file(file, { offset: PAGE }), { readahead: false });
-      assert.ok((await region.read(HUGE + 100, 64)).equals(src.subarray(PAGE + HUGE + 100, PAGE + HUGE + 164)));
-      assert.ok((await region.read(0, 64)).equals(src.subarray(PAGE, PAGE + 64)));
-      // The source ends 3 huge pages in: the 4th page is zeros.
-      assert.ok((await region.read(3 * HUGE + 5, 64)).equals(Buffer.alloc(64)));
-      assert.deepStrictEqual({ faults: uffd.stats().faults, bytes: uffd.stats().bytes }, { faults: 3, bytes: 3 * HUGE });
-    } finally {
-      uffd.close();
-      region.unmap();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  // Both file modes: pread goes through a bounce buffer, which must hold a whole huge page
+  // (32 MiB over 16 KiB pages: more than a read-ahead window).
+  for (const mode of ['mmap', 'pread']) {
+    it(`answers faults in a hugetlb Region from a file (${mode}), one huge page per copy, and zeros past its end`, async function () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-huge-'));
+      const file = path.join(dir, 'src.img');
+      const src = pattern(3 * HUGE + PAGE, 4);
+      fs.writeFileSync(file, src);
+      const uffd = Userfaultfd.open({ backend: 'native' });
+      const region = Region.map(4 * HUGE, { hugetlb: true, backend: 'native' });
+      try {
+        uffd.serve(region, PageSource.file(file, { offset: PAGE, mode }), { readahead: false });
+        assert.ok((await region.read(HUGE, HUGE)).equals(src.subarray(PAGE + HUGE, PAGE + 2 * HUGE)), 'the 2nd huge page, whole');
+        assert.ok((await region.read(0, 64)).equals(src.subarray(PAGE, PAGE + 64)));
+        // The source ends 3 huge pages in: the 4th page is zeros, all of it.
+        assert.ok((await region.read(3 * HUGE, HUGE)).equals(Buffer.alloc(HUGE)));
+        assert.deepStrictEqual({ faults: uffd.stats().faults, bytes: uffd.stats().bytes }, { faults: 3, bytes: 3 * HUGE });
+      } finally {
+        uffd.close();
+        region.unmap();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   it('refuses a working set (record, prefetch) on huge pages with ERR_UFFD_UNSUPPORTED: sets are kept in base pages', function () {
     if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
