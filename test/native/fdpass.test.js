@@ -201,7 +201,7 @@ describeNative('fdpass: sendUffd / listenForUffd', function () {
     assert.throws(() => sendUffd('/tmp/' + 'x'.repeat(200), 3, 'x'), { code: 'ERR_OUT_OF_RANGE' });
     const u = Userfaultfd.open();
     u.close();
-    assert.throws(() => sendUffd(sock, u, 'x'), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => sendUffd(sock, u, 'x'), { code: 'ERR_UFFD_CLOSED' });
     assert.throws(() => listenForUffd(sock, { maxPayload: 0 }), { code: 'ERR_OUT_OF_RANGE' });
     assert.throws(() => sendUffd(path.join(dir, 'nobody.sock'), 0, 'x'), { code: 'ENOENT', syscall: 'connect' });
   });
