@@ -8,7 +8,7 @@ sha="$1"; args_file="$2"; shift 2
 while IFS= read -r a; do set -- "$@" "$a"; done < "$args_file"
 echo "=== guest up $(cut -d" " -f1 /proc/uptime) s: $(uname -srm); $(grep -m1 KernelPageSize /proc/self/smaps | tr -s ' '); $(grep Hugepagesize /proc/meminfo | tr -s ' ')"
 echo "=== node $(node -p 'process.version + " " + process.arch'); nproc $(nproc); $(grep MemTotal /proc/meminfo | tr -s ' ')"
-echo "=== UFFD_TEST_TIME_SCALE=$UFFD_TEST_TIME_SCALE UFFD_TEST_C_FIXTURES=$UFFD_TEST_C_FIXTURES"
+echo "=== UFFD_TEST_TIME_SCALE=$UFFD_TEST_TIME_SCALE UFFD_TEST_C_FIXTURES=$UFFD_TEST_C_FIXTURES UFFD_TEST_BACKENDS=${UFFD_TEST_BACKENDS:-native,simulator} (the conformance backends run here)"
 node bin/userfaultfd.js doctor | sed -n '3,8p'
 addon=$(node -p "require('node-gyp-build').path('.')")
 got=$(sha256sum "$addon" | cut -d' ' -f1)
@@ -18,6 +18,9 @@ if [ "$addon" != "$PWD/prebuilds/linux-arm64/userfaultfd.node" ] || [ "$got" != 
   echo "tests: 0 passed, 1 failed, 0 skipped"
   exit 1
 fi
+# The guest is the run's own: have its kernel log every unhandled signal (the pc, the ESR, the
+# registers) for the crash report after mocha; Debian's default (0) logs none.
+echo 1 > /proc/sys/debug/exception-trace 2>/dev/null || true
 log=/tmp/mocha.log
 t0=$(cut -d' ' -f1 /proc/uptime)
 (node node_modules/mocha/bin/mocha.js "$@"; echo "=== mocha exit $?") 2>&1 | tee "$log"

@@ -16,6 +16,8 @@
 #            full: test/conformance test/native test/examples.test.js test/smoke.test.js
 #            all: full + test/reliability test/doctor test/simulator (every test/**/*.test.js
 #              but lint, types and package, which test the host's toolchain, not the kernel)
+#   BACKENDS UFFD_TEST_BACKENDS in the guest: the conformance backends run (default: native for
+#              SUITE=ci, as the simulator is TypeScript the host's run covers; else native,simulator)
 #   SPEC     mocha's file/folder arguments, instead of SUITE
 #   MOCHA_ARGS  extra mocha arguments, split on spaces (e.g. "--slow 2")
 #   GREP     mocha's -g pattern (one argument, spaces and all)
@@ -38,12 +40,14 @@ if [ -z "$SPEC" ]; then
   case "$SUITE" in
     ci) SPEC="test/conformance test/native test/smoke.test.js
           --ignore test/conformance/lifetime.test.js --ignore test/native/firecracker-handler-cli.test.js
-          --ignore test/native/migrate.test.js --ignore test/native/postcopy.test.js" ;;
+          --ignore test/native/migrate.test.js --ignore test/native/postcopy.test.js"
+        BACKENDS="${BACKENDS:-native}" ;;
     full) SPEC="test/conformance test/native test/examples.test.js test/smoke.test.js" ;;
     all) SPEC="test/conformance test/native test/reliability test/doctor test/simulator test/examples.test.js test/smoke.test.js" ;;
     *) echo "SUITE=ci|full|all, not '$SUITE'" >&2; exit 2 ;;
   esac
 fi
+BACKENDS="${BACKENDS:-native,simulator}"
 T0=$(date +%s)
 say() { echo "[test-arm64 $KERNEL +$(( $(date +%s) - T0 ))s] $*" >&2; }
 mkdir -p "$W"; cd "$W"
@@ -162,7 +166,7 @@ sha=$(sha256sum "$PREBUILD" | cut -d' ' -f1)
 { printf '%s\n' $SPEC $MOCHA_ARGS; [ -z "$GREP" ] || printf -- '-g\n%s\n' "$GREP"; } > share/mocha-args
 # UFFD_TEST_HOST_SETTINGS=1: the sysctls and huge page pools the tests change are the guest's own.
 cat > share/guest-cmd.sh <<EOF
-export UFFD_TEST_TIME_SCALE=$TIME_SCALE UFFD_TEST_C_FIXTURES=/mnt/host/c-fixtures UFFD_TEST_HOST_SETTINGS=1
+export UFFD_TEST_TIME_SCALE=$TIME_SCALE UFFD_TEST_C_FIXTURES=/mnt/host/c-fixtures UFFD_TEST_HOST_SETTINGS=1 UFFD_TEST_BACKENDS=$BACKENDS
 exec sh scripts/arm64-guest.sh $sha /mnt/host/mocha-args
 EOF
 echo 255 > share/guest-rc
