@@ -25,6 +25,9 @@
 #   W        state folder, reused between runs (default /var/tmp/userfaultfd-arm64): downloads,
 #            the guest's root file system, the shared copy of the checkout
 #   SMP (2), MEM (2048 MiB), QEMU_TIMEOUT (seconds, default 2400), NICE (10)
+#   PHASE    all (default) | prepare (everything up to the boot: downloads, builds, the guest's
+#              copy in $W/share-$KERNEL) | boot (only the boot, of what prepare left): .ci/arm64
+#              prepares each kernel in turn, then boots them side by side
 # Output: mocha's, from the guest; the last line is "tests: N passed, N failed, N skipped", as
 # .ci/unprivileged prints it. Exit status: mocha's in the guest (255: the guest never reported).
 # Host changes (root, Debian): apt-get install qemu-system-arm gcc-aarch64-linux-gnu
@@ -33,14 +36,16 @@
 set -euo pipefail
 ROOT="${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 KERNEL="${KERNEL:-4k}"; SUITE="${SUITE:-ci}"; SPEC="${SPEC:-}"; MOCHA_ARGS="${MOCHA_ARGS:-}"; GREP="${GREP:-}"
-TIME_SCALE="${TIME_SCALE:-10}"; W="${W:-/var/tmp/userfaultfd-arm64}"
+TIME_SCALE="${TIME_SCALE:-10}"; W="${W:-/var/tmp/userfaultfd-arm64}"; PHASE="${PHASE:-all}"
+S="share-$KERNEL" # what the guest sees over 9p: its copy of the checkout, the fixtures, its output
 SMP="${SMP:-2}"; MEM="${MEM:-2048}"; QEMU_TIMEOUT="${QEMU_TIMEOUT:-2400}"; NICE="${NICE:-10}"
 case "$KERNEL" in 4k) FLAVOUR=arm64 ;; 16k) FLAVOUR=arm64-16k ;; *) echo "KERNEL=4k|16k, not '$KERNEL'" >&2; exit 2 ;; esac
 if [ -z "$SPEC" ]; then
   case "$SUITE" in
     ci) SPEC="test/conformance test/native test/smoke.test.js
           --ignore test/conformance/lifetime.test.js --ignore test/native/firecracker-handler-cli.test.js
-          --ignore test/native/migrate.test.js --ignore test/native/postcopy.test.js"
+          --ignore test/native/migrate.test.js --ignore test/native/postcopy.test.js
+          --ignore test/native/serve-demo.test.js"
         BACKENDS="${BACKENDS:-native}" ;;
     full) SPEC="test/conformance test/native test/examples.test.js test/smoke.test.js" ;;
     all) SPEC="test/conformance test/native test/reliability test/doctor test/simulator test/examples.test.js test/smoke.test.js" ;;
@@ -50,7 +55,9 @@ fi
 BACKENDS="${BACKENDS:-native,simulator}"
 T0=$(date +%s)
 say() { echo "[test-arm64 $KERNEL +$(( $(date +%s) - T0 ))s] $*" >&2; }
+case "$PHASE" in all | prepare | boot) ;; *) echo "PHASE=all|prepare|boot, not '$PHASE'" >&2; exit 2 ;; esac
 mkdir -p "$W"; cd "$W"
+if [ "$PHASE" != boot ]; then
 
 # 1. Host tools (the host's own Debian packages).
 need=()
@@ -90,7 +97,6 @@ if [ ! -e "k$KERNEL/.done" ]; then
   grep -q '^CONFIG_USERFAULTFD=y' "k$KERNEL"/boot/config-* || { echo "$pkg: CONFIG_USERFAULTFD is not y" >&2; exit 1; }
   touch "k$KERNEL/.done"
 fi
-VMLINUZ=$(ls "$W/k$KERNEL"/boot/vmlinuz-*)
 
 # 4. The guest's userland: Node and what the tests run (bash, util-linux's setpriv, unshare and
 #    prlimit, losetup, sysctl, setfacl), with their dependencies, from trixie arm64.
@@ -149,41 +155,46 @@ if [ "$(cat prebuild.stamp 2>/dev/null)" != "$stamp" ]; then
   echo "$inputs $(sha256sum "$PREBUILD" | cut -d' ' -f1)" > prebuild.stamp
 fi
 file "$PREBUILD" | grep -q 'ARM aarch64' || { echo "$PREBUILD is not an arm64 ELF" >&2; exit 1; }
-rm -rf share; mkdir -p share/repo share/c-fixtures
-(cd "$ROOT" && node test/fixtures/c-fixtures.js "$W/share/c-fixtures" aarch64-linux-gnu-gcc) >> build.log 2>&1 ||
+rm -rf "$S"; mkdir -p "$S/repo" "$S/c-fixtures"
+(cd "$ROOT" && node test/fixtures/c-fixtures.js "$W/$S/c-fixtures" aarch64-linux-gnu-gcc) >> build.log 2>&1 ||
   { tail -30 build.log >&2; exit 1; }
 # A copy, so that editing the checkout during a run does not change what the guest runs;
 # node_modules as hard links where it can (the same file system), as nothing edits it in place.
 for f in "$ROOT"/* "$ROOT"/.mocharc.js; do
   case "$(basename "$f")" in
     build) ;;
-    node_modules) cp -al "$f" share/repo/ 2>/dev/null || cp -a "$f" share/repo/ ;;
-    *) cp -a "$f" share/repo/ ;;
+    node_modules) cp -al "$f" "$S/repo/" 2>/dev/null || cp -a "$f" "$S/repo/" ;;
+    *) cp -a "$f" "$S/repo/" ;;
   esac
 done
 sha=$(sha256sum "$PREBUILD" | cut -d' ' -f1)
 # mocha's arguments, one per line (GREP may hold spaces and shell characters).
-{ printf '%s\n' $SPEC $MOCHA_ARGS; [ -z "$GREP" ] || printf -- '-g\n%s\n' "$GREP"; } > share/mocha-args
+{ printf '%s\n' $SPEC $MOCHA_ARGS; [ -z "$GREP" ] || printf -- '-g\n%s\n' "$GREP"; } > "$S/mocha-args"
 # UFFD_TEST_HOST_SETTINGS=1: the sysctls and huge page pools the tests change are the guest's own.
-cat > share/guest-cmd.sh <<EOF
+cat > "$S/guest-cmd.sh" <<EOF
 export UFFD_TEST_TIME_SCALE=$TIME_SCALE UFFD_TEST_C_FIXTURES=/mnt/host/c-fixtures UFFD_TEST_HOST_SETTINGS=1 UFFD_TEST_BACKENDS=$BACKENDS
 exec sh scripts/arm64-guest.sh $sha /mnt/host/mocha-args
 EOF
-echo 255 > share/guest-rc
+echo 255 > "$S/guest-rc"
+fi
+if [ "$PHASE" = prepare ]; then say "prepared $W/$S"; exit 0; fi
+[ -e "$S/guest-cmd.sh" ] || { echo "PHASE=boot: nothing prepared in $W/$S" >&2; exit 2; }
+echo 255 > "$S/guest-rc"
+VMLINUZ=$(ls "$W/k$KERNEL"/boot/vmlinuz-*)
 
 # 7. Boot (TCG). pauth-impdef=on: cheaper pointer-authentication emulation, the same ISA.
 say "boot $(basename "$VMLINUZ") ($KERNEL pages), smp=$SMP mem=${MEM}M; running: $(echo $SPEC)"
 # CPU seconds used by this shell's children so far (user + system; `times` must run in this
 # shell, not in a $(...) subshell): qemu's, taken as a difference.
-child_cpu() { tail -1 "$W/times" | tr 'ms' '  ' | awk '{ printf "%.0f", $1 * 60 + $2 + $3 * 60 + $4 }'; }
-times > "$W/times"; cpu0=$(child_cpu); tb=$(date +%s)
+child_cpu() { tail -1 "$W/times-$KERNEL" | tr 'ms' '  ' | awk '{ printf "%.0f", $1 * 60 + $2 + $3 * 60 + $4 }'; }
+times > "$W/times-$KERNEL"; cpu0=$(child_cpu); tb=$(date +%s)
 nice -n "$NICE" timeout "$QEMU_TIMEOUT" qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot -kernel "$VMLINUZ" -initrd "initrd-$KERNEL" \
   -append 'console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=1' \
-  -virtfs local,path="$W/share",mount_tag=host0,security_model=none </dev/null 2>&1 |
+  -virtfs local,path="$W/$S",mount_tag=host0,security_model=none </dev/null 2>&1 |
   stdbuf -oL tr -d '\r' | tee "console-$KERNEL.log" || true
-rc=$(cat share/guest-rc)
-times > "$W/times"
+rc=$(cat "$S/guest-rc")
+times > "$W/times-$KERNEL"
 say "qemu ${KERNEL}: $(( $(date +%s) - tb ))s wall, $(( $(child_cpu) - cpu0 ))s CPU, load $(cut -d' ' -f1-3 /proc/loadavg); guest exit $rc; total $(( $(date +%s) - T0 ))s"
-grep -q '^tests: ' share/guest-out.log 2>/dev/null || echo "tests: 0 passed, 1 failed, 0 skipped (the $KERNEL guest did not report)"
+grep -q '^tests: ' "$S/guest-out.log" 2>/dev/null || echo "tests: 0 passed, 1 failed, 0 skipped (the $KERNEL guest did not report)"
 exit "$rc"
