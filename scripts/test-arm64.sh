@@ -25,6 +25,7 @@
 #   W        state folder, reused between runs (default /var/tmp/userfaultfd-arm64): downloads,
 #            the guest's root file system, the shared copy of the checkout
 #   SMP (2), MEM (2048 MiB), QEMU_TIMEOUT (seconds, default 2400), NICE (10)
+#   QEMU_CPU qemu's -cpu (default max,pauth-impdef=on; neoverse-n1 has 4k and 16k granules too)
 #   PHASE    all (default) | prepare (everything up to the boot: downloads, builds, the guest's
 #              copy in $W/share-$KERNEL) | boot (only the boot, of what prepare left): .ci/arm64
 #              prepares each kernel in turn, then boots them side by side
@@ -38,7 +39,7 @@ ROOT="${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 KERNEL="${KERNEL:-4k}"; SUITE="${SUITE:-ci}"; SPEC="${SPEC:-}"; MOCHA_ARGS="${MOCHA_ARGS:-}"; GREP="${GREP:-}"
 TIME_SCALE="${TIME_SCALE:-10}"; W="${W:-/var/tmp/userfaultfd-arm64}"; PHASE="${PHASE:-all}"
 S="share-$KERNEL" # what the guest sees over 9p: its copy of the checkout, the fixtures, its output
-SMP="${SMP:-2}"; MEM="${MEM:-2048}"; QEMU_TIMEOUT="${QEMU_TIMEOUT:-2400}"; NICE="${NICE:-10}"
+QEMU_CPU="${QEMU_CPU:-max,pauth-impdef=on}"; SMP="${SMP:-2}"; MEM="${MEM:-2048}"; QEMU_TIMEOUT="${QEMU_TIMEOUT:-2400}"; NICE="${NICE:-10}"
 case "$KERNEL" in 4k) FLAVOUR=arm64 ;; 16k) FLAVOUR=arm64-16k ;; *) echo "KERNEL=4k|16k, not '$KERNEL'" >&2; exit 2 ;; esac
 if [ -z "$SPEC" ]; then
   case "$SUITE" in
@@ -183,12 +184,12 @@ echo 255 > "$S/guest-rc"
 VMLINUZ=$(ls "$W/k$KERNEL"/boot/vmlinuz-*)
 
 # 7. Boot (TCG). pauth-impdef=on: cheaper pointer-authentication emulation, the same ISA.
-say "boot $(basename "$VMLINUZ") ($KERNEL pages), smp=$SMP mem=${MEM}M; running: $(echo $SPEC)"
+say "boot $(basename "$VMLINUZ") ($KERNEL pages), cpu=$QEMU_CPU smp=$SMP mem=${MEM}M; running: $(echo $SPEC)"
 # CPU seconds used by this shell's children so far (user + system; `times` must run in this
 # shell, not in a $(...) subshell): qemu's, taken as a difference.
 child_cpu() { tail -1 "$W/times-$KERNEL" | tr 'ms' '  ' | awk '{ printf "%.0f", $1 * 60 + $2 + $3 * 60 + $4 }'; }
 times > "$W/times-$KERNEL"; cpu0=$(child_cpu); tb=$(date +%s)
-nice -n "$NICE" timeout "$QEMU_TIMEOUT" qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -smp "$SMP" -m "$MEM" \
+nice -n "$NICE" timeout "$QEMU_TIMEOUT" qemu-system-aarch64 -M virt -cpu "$QEMU_CPU" -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot -kernel "$VMLINUZ" -initrd "initrd-$KERNEL" \
   -append 'console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=1' \
   -virtfs local,path="$W/$S",mount_tag=host0,security_model=none </dev/null 2>&1 |
