@@ -12,7 +12,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { runChild, skipWithReason, describeNative } = require('./helpers');
+const { runChild, skipWithReason, describeNative, scaled } = require('./helpers');
 
 const DIR = path.join(__dirname, '..', 'examples');
 const HEADER_LINES = 30;
@@ -86,7 +86,7 @@ function unmet(requires = []) {
 function runsAndExits0(ex) {
   const timeoutMs = ex.spec.timeoutMs || 30000;
   it(`${ex.name}${ex.spec.args && ex.spec.args.length ? ' ' + ex.spec.args.join(' ') : ''}`, async function () {
-    this.timeout(timeoutMs + 10000);
+    this.timeout(scaled(timeoutMs + 10000));
     if (ex.spec.skip) {
       skipWithReason(this, `${ex.spec.skip}`);
     }
@@ -96,7 +96,7 @@ function runsAndExits0(ex) {
     }
     const r = await runChild(ex.file, { isFile: true, args: ex.spec.args || [], env: ex.spec.env || {}, timeoutMs });
     const output = `\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-    assert.strictEqual(r.timedOut, false, `killed after ${timeoutMs} ms${output}`);
+    assert.strictEqual(r.timedOut, false, `killed after ${scaled(timeoutMs)} ms${output}`);
     assert.strictEqual(r.signal, null, `died of ${r.signal}${output}`);
     assert.strictEqual(r.code, 0, `exit ${r.code}${output}`);
     if (ex.spec.expect) assert.match(r.stdout, new RegExp(ex.spec.expect), output);

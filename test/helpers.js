@@ -2,13 +2,23 @@
 const { spawn } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { probe } = require('../dist');
+const { probe, constants } = require('../dist');
 
-const PAGE = 4096;
 const nativeProbe = probe({ backend: 'native' });
 const simulatorProbe = (() => {
   try { return probe({ backend: 'simulator' }); } catch (e) { return { available: false, reason: e.message }; }
 })();
+/**
+ * The base page of this kernel (both backends use it): 4 KiB on x86-64, 4, 16 or 64 KiB on
+ * arm64. Never assume 4096: a length or offset in a test is a multiple of PAGE.
+ */
+const PAGE = constants.pageSize;
+/** A page-aligned address nothing is mapped at: the first page above 0, below vm.mmap_min_addr. */
+const NO_MAPPING = BigInt(PAGE);
+/** The kernel's default huge page size (a hugetlb Region's page): 2 MiB over 4 KiB pages, 32 MiB over 16 KiB. */
+const HUGE = nativeProbe.available ? nativeProbe.hugePageSize : simulatorProbe.hugePageSize;
+/** Deadlines: `scaled(ms)` is a native machine's `ms` on this one (UFFD_TEST_TIME_SCALE, time-scale.js). */
+const { timeScale: TIME_SCALE, scaled } = require('./time-scale');
 
 /** The backends a conformance case runs on: both on Linux, the simulator elsewhere. */
 function backends() {
@@ -19,11 +29,23 @@ function backends() {
 }
 
 /**
+ * The backends describeBackends() runs: both, or those UFFD_TEST_BACKENDS lists (comma-separated).
+ * The arm64 CI run says `native`: the simulator is TypeScript, the same on every architecture,
+ * and the host's own run covers it (scripts/arm64-guest.sh prints what it left out).
+ */
+const BACKENDS = (() => {
+  const asked = (process.env.UFFD_TEST_BACKENDS || 'native,simulator').split(',').map((b) => b.trim()).filter(Boolean);
+  const unknown = asked.filter((b) => b !== 'native' && b !== 'simulator');
+  if (unknown.length || !asked.length) throw new Error(`UFFD_TEST_BACKENDS: native and/or simulator, not '${process.env.UFFD_TEST_BACKENDS}'`);
+  return asked;
+})();
+
+/**
  * describe() once per backend: `describeBackends('copy', (backend) => { it(...) })`.
  * The case body opens its uffd and regions with `{ backend }`.
  */
 function describeBackends(title, body) {
-  for (const backend of ['native', 'simulator']) {
+  for (const backend of BACKENDS) {
     const p = backend === 'native' ? nativeProbe : simulatorProbe;
     describe(`${title} [${backend}]`, function () {
       if (!p.available) {
@@ -115,22 +137,35 @@ function scatteredPages(pages, count, seed = 7) {
 }
 
 /**
- * Spawns `file args` in its own process group, so that a timeout (SIGKILL after `timeoutMs`)
+ * Spawns `file args` in its own process group, so that a timeout (SIGKILL after `timeoutMs`, scaled)
  * also kills what the child spawned. `pid` and `output()` (what it printed so far) are there at
  * once; `done` resolves with { code, signal, stdout, stderr, timedOut }.
+ * `aliveFor: { after, ms }`, for a test that a process stays alive in some state: once its stdout
+ * matches `after`, it is killed `ms` (scaled) later (timedOut: true), however long it took to
+ * get there (a slow start under emulation does not eat the time it is watched).
  */
-function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true } = {}) {
+function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true, aliveFor = null } = {}) {
+  timeoutMs = scaled(timeoutMs);
   const childEnv = inheritEnv ? { ...process.env, ...env } : env;
   const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   let timedOut = false;
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const timer = setTimeout(() => {
+  const kill = () => {
     timedOut = true;
     try { process.kill(-child.pid, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
-  }, timeoutMs);
+  };
+  let timer = setTimeout(kill, timeoutMs);
+  let watching = false;
+  child.stdout.on('data', (d) => {
+    stdout += d;
+    if (aliveFor && !watching && aliveFor.after.test(stdout)) {
+      watching = true;
+      clearTimeout(timer);
+      timer = setTimeout(kill, scaled(aliveFor.ms));
+    }
+  });
+  child.stderr.on('data', (d) => { stderr += d; });
   const done = new Promise((resolve) => child.on('close', (code, signal) => {
     clearTimeout(timer);
     resolve({ code, signal, stdout, stderr, timedOut });
@@ -144,9 +179,9 @@ function runProcess(file, args = [], options = {}) {
 }
 
 /** Runs `node -e source` (or a file) in a child, as runProcess does. */
-function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile = false } = {}) {
+function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile = false, aliveFor = null } = {}) {
   const argv = isFile ? [sourceOrFile, ...args] : ['-e', sourceOrFile, ...args];
-  return runProcess(process.execPath, argv, { timeoutMs, env });
+  return runProcess(process.execPath, argv, { timeoutMs, env, aliveFor });
 }
 
 /** npm's own entry script, so that npm can run with a PATH that holds only node and sh. */
@@ -229,6 +264,16 @@ function describeNative(title, options, body) {
 /** The address of page `page` of a region, and a range of `count` pages from page `first`. */
 const at = (region, page) => region.address + BigInt(page * PAGE);
 const pages = (region, first, count) => ({ start: at(region, first), length: count * PAGE });
+
+/**
+ * Whether the running kernel is at least `major.minor` (os.release()), for a test whose
+ * expectation changed with the kernel: it says so, and which it checked, the version or the
+ * behaviour.
+ */
+function kernelAtLeast(major, minor) {
+  const m = /^(\d+)\.(\d+)/.exec(require('os').release());
+  return m !== null && (Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor));
+}
 
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -332,4 +377,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, scatteredPages, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, nextEvents, collectFaults };
+module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };

@@ -37,7 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096UL
+// The kernel's base page (4 KiB on x86-64; 4, 16 or 64 KiB on arm64), set first thing in main().
+static uint64_t PAGE;
 #define CHUNK (4UL << 20)  // the faulting thread's memcpy size, as in bench/node-work.js
 
 static void die(const char* what) {
@@ -617,6 +618,7 @@ static int wake_touch(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+  PAGE = (uint64_t)sysconf(_SC_PAGESIZE);
   if (argc < 2) return 2;
   // BASELINE_IDLE_THREADS: start idle threads first. The kernel charges a multi-threaded
   // process more per ioctl (fdget takes a reference when the fd table is shared), and Node

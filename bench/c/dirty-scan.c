@@ -42,9 +42,10 @@ static int scan(size_t len, int permille, int reps) {
   if (ioctl(fd, UFFDIO_REGISTER, &reg)) die("UFFDIO_REGISTER");
   struct uffdio_writeprotect wp = { { (uint64_t)base, len }, UFFDIO_WRITEPROTECT_MODE_WP };
   if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) die("UFFDIO_WRITEPROTECT");
-  size_t pages = len / 4096;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t pages = len / page;
   for (size_t p = 0; p < pages; p++) {
-    if ((p * 2654435761u) % 1000 < (unsigned)permille) base[p * 4096] = 1;
+    if ((p * 2654435761u) % 1000 < (unsigned)permille) base[p * page] = 1;
   }
   int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (pm < 0) die("pagemap");

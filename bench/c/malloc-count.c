@@ -20,8 +20,8 @@ __attribute__((constructor)) static void init(void) {
   if (path == NULL) return;
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return;
-  if (ftruncate(fd, 4096) == 0) {
-    void* p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (ftruncate(fd, sizeof(uint64_t)) == 0) {
+    void* p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p != MAP_FAILED) counter = p;
   }
   close(fd);

@@ -30,7 +30,8 @@
 
 #include "touch-order.h"
 
-#define PAGE 4096UL
+// The kernel's base page (4 KiB on x86-64; 4, 16 or 64 KiB on arm64), set first thing in main().
+static uint64_t PAGE;
 
 
 static void send_uffd(const char* sock, int uffd, uint64_t addr) {
@@ -85,6 +86,7 @@ static int drop(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+  PAGE = (uint64_t)sysconf(_SC_PAGESIZE);
   if (argc >= 2 && strcmp(argv[1], "drop") == 0) return drop(argc, argv);
   if (argc != 5 && argc != 6) {
     fprintf(stderr, "usage: ws-touch uffd SOCK LENGTH ORDER [BYTES] | memory IMAGE LENGTH ORDER [BYTES]\n");

@@ -7,18 +7,19 @@
 // Firecracker connects and sends its userfaultfd with a JSON array of mappings
 // { base_host_virt_addr, size, offset, page_size } (older releases: page_size_kib, which holds
 // bytes). Each mapping is served from the memory file natively (no JavaScript per fault), in
-// 4 KiB or 2 MiB pages; pages the balloon removes read as zeros when touched again. A VM that
-// cannot be served is killed (its pid from SO_PEERCRED): left alone, it would wait forever on
-// its first fault. The handler exits once the VM has gone.
+// the host's base pages or 2 MiB huge pages; pages the balloon removes read as zeros when
+// touched again. A VM that cannot be served is killed (its pid from SO_PEERCRED): left alone,
+// it would wait forever on its first fault. The handler exits once the VM has gone.
 //
 // The full command, with several VMs, --on-error, --json, --record and --prefetch:
 //   npx userfaultfd firecracker-handler <socket> <memory-file>   (docs/firecracker.md)
 'use strict';
 
 const fs = require('fs');
-const { listenForUffd, PageSource } = require('userfaultfd');
+const { listenForUffd, PageSource, constants } = require('userfaultfd');
 
-const PAGE_SIZES = [4096, 2 << 20];
+// The host's base page (4 KiB on x86-64; 4, 16 or 64 KiB on arm64), and Firecracker's 2 MiB huge pages.
+const PAGE_SIZES = [constants.pageSize, 2 << 20];
 
 function mappingsOf(payload, memSize) {
   // A body sent again with the fd follows the first copy: the last copy counts.

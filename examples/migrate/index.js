@@ -49,7 +49,7 @@ const net = require('net');
 const { parseArgs } = require('util');
 const { Worker, isMainThread, parentPort, workerData } = require('worker_threads');
 
-const PAGE = 4096;
+const PAGE = uffdModule().constants.pageSize; // the kernel's base page: both ends run on this machine
 const T = { PAGES: 1, ROUND: 2, FINISH: 3, SWITCH: 4, CHECKSUM: 5 };
 const CHUNK = 1 << 20; // bytes per PAGES frame
 const KERNEL = { backend: 'native' };

@@ -45,7 +45,7 @@ const net = require('net');
 const { parseArgs } = require('util');
 const { Worker, isMainThread, parentPort, workerData } = require('worker_threads');
 
-const PAGE = 4096;
+const PAGE = require('userfaultfd').constants.pageSize; // the kernel's base page: both ends run on this machine
 const READAHEAD_PAGES = 16; // per demand fault: the faulting page and up to 15 after it
 const PUSH_PAGES = 64; // background frame size
 const HIGH_WATER = 256 * 1024; // source: keep little queued so demand frames go out quickly

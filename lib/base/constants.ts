@@ -3,6 +3,7 @@
  * <linux/userfaultfd.h>); elsewhere from the same values written here, for the simulator.
  * test/simulator/backend-choice.test.js checks that the two agree.
  */
+import { readFileSync } from 'fs';
 import { binding, NativeConstants } from './native';
 
 export const FALLBACK_CONSTANTS: NativeConstants = {
@@ -43,7 +44,23 @@ export const FALLBACK_CONSTANTS: NativeConstants = {
 
 export const constants: NativeConstants = binding ? binding.constants : FALLBACK_CONSTANTS;
 export const PAGE_SIZE: number = constants.pageSize;
-export const HUGE_PAGE_SIZE = 2 * 1024 * 1024;
+/**
+ * The kernel's default huge page size (what MAP_HUGETLB and MFD_HUGETLB give): /proc/meminfo's
+ * Hugepagesize. It follows the base page: 2 MiB over 4 KiB pages (x86-64, most arm64), 32 MiB
+ * over 16 KiB pages (arm64-16k, Asahi), 512 MiB over 64 KiB pages. Where it cannot be read (no
+ * hugetlbfs, not Linux) it is the page-table size for the base page: page * page / 8.
+ */
+export const HUGE_PAGE_SIZE: number = defaultHugePageSize();
+
+function defaultHugePageSize(): number {
+  try {
+    const m = /^Hugepagesize:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux, or no /proc: the simulator's table below
+  }
+  return (PAGE_SIZE * PAGE_SIZE) / 8;
+}
 
 export const FEATURE_NAMES = [
   'PAGEFAULT_FLAG_WP', 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE', 'MISSING_HUGETLBFS',

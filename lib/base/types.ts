@@ -20,6 +20,11 @@ export interface ProbeResult {
   features: Array<FeatureName | number>;
   ioctls: Array<IoctlName | number>;
   pageSize: number;
+  /**
+   * The default huge page size, a hugetlb Region's page size: the kernel's (/proc/meminfo
+   * Hugepagesize). 2 MiB over 4 KiB pages, 32 MiB over 16 KiB pages, 512 MiB over 64 KiB pages.
+   */
+  hugePageSize: number;
   unprivileged: 'allowed' | 'user-mode-only' | 'denied';
   /**
    * Native: true when only UFFD_USER_MODE_ONLY fds can be opened here (no CAP_SYS_PTRACE,
@@ -88,11 +93,12 @@ export interface ServeOptions {
    */
   removed?: 'source' | 'zero';
   /**
-   * The page size of the served mapping: the base page (default), or 2 MiB for a hugetlbfs
+   * The page size of the served mapping: the base page (default), or the kernel's huge page
+   * size (`probe().hugePageSize`: 2 MiB over 4 KiB pages, 32 MiB over 16 KiB) for a hugetlbfs
    * mapping (a hugetlb Region sets it itself; a range of another process's memory, such as
    * Firecracker's, says it here). Faults are then answered with whole huge pages (both
    * backends; the kernel needs MISSING_HUGETLBFS). Working sets (record, prefetch) are kept in
-   * base pages: with 2 MiB pages they are refused (ERR_UFFD_UNSUPPORTED).
+   * base pages: with huge pages they are refused (ERR_UFFD_UNSUPPORTED).
    */
   pageSize?: number;
   /**

@@ -496,7 +496,7 @@ export class Serving {
     return n;
   }
 
-  /** serve()'s page size: a hugetlb Region's, or options.pageSize (base or 2 MiB). */
+  /** serve()'s page size: a hugetlb Region's, or options.pageSize (the base or the huge page size). */
   private servedPageSize(range: unknown, r: CheckedRange, pageSize: unknown): number {
     const huge = range instanceof Region && range.hugetlb;
     if (pageSize !== undefined && pageSize !== this.pageSize && pageSize !== HUGE_PAGE_SIZE) {

@@ -1,4 +1,4 @@
-/* eslint max-lines: ["error", 520] -- one cohesive thing: the header says why */
+/* eslint max-lines: ["error", 530] -- one cohesive thing: the header says why */
 /**
  * Userfaultfd: the public class, a facade. It checks arguments, carries out the ioctls through
  * its backend (the kernel, or the simulator, which supply the `_` operations), and keeps the
@@ -173,7 +173,12 @@ export abstract class Userfaultfd extends EventEmitter {
     return { ioctls: ioctlNames(mask) };
   }
 
-  /** UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. */
+  /**
+   * UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. A range
+   * another userfaultfd registered (not a fromFd() copy of this one): Linux 6.18 refuses it
+   * (EINVAL); older kernels (6.12) unregister it from the other uffd. The package cannot tell a
+   * copy of this uffd from another one, so it leaves that to the kernel.
+   */
   unregister(range: Range | Region): void {
     const r = this.range(range);
     this.checkOpen();

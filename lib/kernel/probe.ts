@@ -1,6 +1,6 @@
 /** What the kernel offers here, learned without touching any uffd the user holds. */
 import * as fs from 'fs';
-import { featureNames, ioctlNames } from '../base/constants';
+import { constants, featureNames, HUGE_PAGE_SIZE, ioctlNames } from '../base/constants';
 import { binding, loadError } from '../base/native';
 import type { ProbeResult } from '../base/types';
 import { UffdError } from '../base/errors';
@@ -108,8 +108,8 @@ function unprivileged(): ProbeResult['unprivileged'] {
 }
 
 export function probeKernel(): ProbeResult {
-  const pageSize = binding ? binding.constants.pageSize : 4096;
-  const base = { backend: 'native' as const, api: 0, features: [], ioctls: [], pageSize };
+  const pageSize = constants.pageSize;
+  const base = { backend: 'native' as const, api: 0, features: [], ioctls: [], pageSize, hugePageSize: HUGE_PAGE_SIZE };
   if (process.platform !== 'linux') {
     return { ...base, available: false, reason: `userfaultfd is Linux-only (this is ${process.platform})`, unprivileged: 'denied' };
   }

@@ -6,7 +6,7 @@
  * behind it: private to one mapping, or shared (a simulated memfd) by a region and its aliases,
  * whose per-page `cached` flags are the page cache that MINOR faults and CONTINUE work on.
  */
-import { constants } from '../base/constants';
+import { constants, PAGE_SIZE } from '../base/constants';
 import { uffdError } from '../base/errors';
 import type { UffdEvent } from '../core/userfaultfd';
 
@@ -152,7 +152,7 @@ class AddressSpace {
   private next = BASE;
 
   map(length: number, backing: Backing, hugetlb: boolean): Mapping {
-    const align = BigInt(Math.max(backing.pageSize, 4096));
+    const align = BigInt(Math.max(backing.pageSize, PAGE_SIZE));
     const start = (this.next + align - 1n) / align * align;
     this.next = start + BigInt(length) + GUARD;
     const m = new Mapping(start, length, backing, hugetlb);

@@ -2,7 +2,7 @@
 import { registerBackend } from '../core/backend';
 import type { Region } from '../core/region';
 import type { Userfaultfd } from '../core/userfaultfd';
-import { constants, ioctlNames } from '../base/constants';
+import { constants, HUGE_PAGE_SIZE, ioctlNames } from '../base/constants';
 import { SimRegion } from './region';
 import { SimImageStore } from './image-store';
 import { SIMULATED_FEATURES } from './refusals';
@@ -17,6 +17,7 @@ registerBackend<Userfaultfd, Region, SimImageStore>({
     features: [...SIMULATED_FEATURES],
     ioctls: ioctlNames((1n << 0n) | (1n << 1n) | (1n << 63n)),
     pageSize: constants.pageSize,
+    hugePageSize: HUGE_PAGE_SIZE,
     unprivileged: 'allowed',
   }),
   open: openSimulated,

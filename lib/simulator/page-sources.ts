@@ -85,7 +85,7 @@ interface Range {
   /** serve({ removed: 'zero' }): spans dropped later (REMOVE) read as zeros; sorted, disjoint. */
   zeroRemoved: boolean;
   removed: Array<[bigint, bigint]>;
-  /** The mapping's page size: the base page, or 2 MiB for hugetlb (whole huge pages, no ZEROPAGE). */
+  /** The mapping's page size: the base page, or the huge page size for hugetlb (whole huge pages, no ZEROPAGE). */
   unit: number;
 }
 

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { probe } from '../core/backend';
+import { constants } from '../base/constants';
 import { binding, loadError } from '../base/native';
 import '../kernel';
 import '../simulator';
@@ -33,6 +34,12 @@ export interface DoctorReport {
   kernel: { release: string; version: string } | null;
   arch: string;
   pageSize: number;
+  /**
+   * The huge pages this kernel offers: the default size (MAP_HUGETLB's, a hugetlb Region's) and
+   * every size in /sys/kernel/mm/hugepages, in bytes, with the default size's pool (`nr_hugepages`,
+   * free). null where the kernel has no hugetlbfs.
+   */
+  hugePages: { defaultSize: number; sizes: number[]; total: number; free: number } | null;
   addon: { loaded: boolean; path: string | null; error: string | null };
   user: { uid: number | null; name: string | null; capSysPtrace: boolean | null; capEff: string | null };
   sysctl: { unprivilegedUserfaultfd: number | null };
@@ -85,6 +92,35 @@ function userInfo(status: string | null): DoctorReport['user'] {
 
 
 
+function hugePagesInfo(): DoctorReport['hugePages'] {
+  const meminfo = readText('/proc/meminfo') ?? '';
+  const field = (name: string): number | null => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(meminfo);
+    return m ? Number(m[1]) : null;
+  };
+  const kib = field('Hugepagesize');
+  if (kib === null) return null;
+  let sizes: number[] = [];
+  try {
+    sizes = fs.readdirSync('/sys/kernel/mm/hugepages')
+      .map((d) => /^hugepages-(\d+)kB$/.exec(d))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]) * 1024)
+      .sort((a, b) => a - b);
+  } catch {
+    sizes = [kib * 1024];
+  }
+  return { defaultSize: kib * 1024, sizes, total: field('HugePages_Total') ?? 0, free: field('HugePages_Free') ?? 0 };
+}
+
+/** 4096 → "4 KiB", 33554432 → "32 MiB". */
+function binarySize(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (bytes >= 1024 && bytes % 1024 === 0 && i < units.length - 1) { bytes /= 1024; i++; }
+  return `${bytes} ${units[i]}`;
+}
+
 function deviceInfo(): DoctorReport['device'] {
   const dev = '/dev/userfaultfd';
   try {
@@ -111,7 +147,7 @@ export function diagnose(): DoctorReport {
   const sysctlRaw = readText('/proc/sys/vm/unprivileged_userfaultfd');
   const unprivilegedSysctl = sysctlRaw === null ? null : parseInt(sysctlRaw.trim(), 10);
   const linux = process.platform === 'linux';
-  const pageSize = binding ? binding.constants.pageSize : 4096;
+  const pageSize = constants.pageSize;
   const attempts: OpenAttempt[] = [];
   if (binding) {
     for (const method of ['syscall', 'dev-userfaultfd'] as const) {
@@ -153,6 +189,7 @@ export function diagnose(): DoctorReport {
     kernel: linux ? { release: os.release(), version: os.version() } : null,
     arch: process.arch,
     pageSize,
+    hugePages: linux ? hugePagesInfo() : null,
     addon: { loaded: binding !== null, path: binding ? addonPath() : null, error: binding ? null : loadError },
     user,
     sysctl: { unprivilegedUserfaultfd: Number.isNaN(unprivilegedSysctl) ? null : unprivilegedSysctl },
@@ -292,7 +329,11 @@ export function formatReport(r: DoctorReport, full = false): string {
   lines.push('System');
   row('kernel', r.kernel ? `${r.kernel.release} (${r.kernel.version})` : `none (${r.platform})`);
   row('architecture', r.arch);
-  row('page size', String(r.pageSize));
+  row('page size', `${r.pageSize} (${binarySize(r.pageSize)})`);
+  const h = r.hugePages;
+  row('huge page size', h === null ? 'none (no hugetlbfs)'
+    : `${h.defaultSize} (${binarySize(h.defaultSize)}, default; ${h.free} of ${h.total} free)` +
+      (h.sizes.length > 1 ? `; also ${h.sizes.filter((s) => s !== h.defaultSize).map(binarySize).join(', ')}` : ''));
   row('native addon', r.addon.loaded ? `loaded${r.addon.path ? ` from ${r.addon.path}` : ''}` : `not loaded: ${r.addon.error}`);
   row('user', `${r.user.name ?? '?'} (uid ${r.user.uid ?? '?'})`);
   row('CAP_SYS_PTRACE', `${yesNo(r.user.capSysPtrace)}${r.user.capEff ? ` (CapEff ${r.user.capEff})` : ''}`);

@@ -213,7 +213,7 @@ class Vm {
   }
 
   private removed(e: RemoveEvent): void {
-    const unit = BigInt(this.summary.pageSize ?? 4096);
+    const unit = BigInt(this.summary.pageSize ?? constants.pageSize);
     this.summary.removedPages += Number((e.end - e.start + unit - 1n) / unit);
   }
 

@@ -78,7 +78,7 @@ export function parseBody(payload: Buffer): unknown {
   }
 }
 
-/** Page sizes this machine can serve: the base page, and 2 MiB where the kernel has hugetlb uffd. */
+/** Page sizes this machine can serve: the base page, and the default huge page (2 MiB over 4 KiB pages) where the kernel has hugetlb uffd. */
 export function servablePageSizes(basePage: number): number[] {
   const p = probe({ backend: 'native' });
   return p.features.includes('MISSING_HUGETLBFS') ? [basePage, HUGE_PAGE_SIZE] : [basePage];

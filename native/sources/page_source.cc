@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -142,18 +143,28 @@ class MappedFileSource : public PageSource {
   uint64_t mapLength_, skew_, size_;
 };
 
-// The calling thread's bounce buffer for pread sources (kMaxWindow bytes, page aligned), made
-// at its first read and kept until the thread ends: one source can then be read by several
-// reader threads at once (a fork child's and its parent's). nullptr with errno ENOMEM.
-uint8_t* ThreadBounce() {
+// The calling thread's bounce buffer for pread sources (at least `size` bytes, base-page
+// aligned), made at its first read, grown when a source needs more (huge pages larger than
+// kMaxWindow: ServedRanges::CopyWindow) and kept until the thread ends: one source can then be
+// read by several reader threads at once (a fork child's and its parent's). nullptr with errno
+// ENOMEM.
+uint8_t* ThreadBounce(uint64_t size) {
   struct Buffer {
     void* p = nullptr;
+    uint64_t size = 0;
     ~Buffer() { free(p); }
   };
   thread_local Buffer buffer;
-  if (buffer.p == nullptr && posix_memalign(&buffer.p, 4096, ServedRanges::kMaxWindow) != 0) {
+  if (buffer.size < size) {
+    free(buffer.p);
     buffer.p = nullptr;
-    errno = ENOMEM;
+    buffer.size = 0;
+    if (posix_memalign(&buffer.p, static_cast<size_t>(sysconf(_SC_PAGESIZE)), size) != 0) {
+      buffer.p = nullptr;
+      errno = ENOMEM;
+      return nullptr;
+    }
+    buffer.size = size;
   }
   return static_cast<uint8_t*>(buffer.p);
 }
@@ -162,13 +173,14 @@ uint8_t* ThreadBounce() {
 // the file.
 class PreadFileSource : public PageSource {
  public:
-  PreadFileSource(int fd, uint64_t offset, uint64_t size) : fd_(fd), offset_(offset), size_(size) {}
+  PreadFileSource(int fd, uint64_t offset, uint64_t size, uint64_t window)
+      : fd_(fd), offset_(offset), size_(size), window_(window) {}
   ~PreadFileSource() override { close(fd_); }
   uint64_t size() const override { return size_; }
   const uint8_t* Read(uint64_t offset, uint64_t len) override {
-    uint8_t* bounce = ThreadBounce();
+    uint8_t* bounce = ThreadBounce(window_);
     if (bounce == nullptr) return nullptr;
-    len = std::min(len, ServedRanges::kMaxWindow);
+    len = std::min(len, window_);
     return PreadFully(fd_, offset_ + offset, len, bounce) ? bounce : nullptr;
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
@@ -184,18 +196,19 @@ class PreadFileSource : public PageSource {
  private:
   int fd_;
   uint64_t offset_, size_;
+  uint64_t window_;  // the most one Read() takes (ServedRanges::CopyWindow of the range's unit)
 };
 
-// Zeros for huge pages, which have no UFFDIO_ZEROPAGE: one read-only anonymous mapping of a
-// whole window, never written, so every page of it is the kernel's shared zero page.
-const uint8_t* ZeroWindow() {
-  static const uint8_t* zeros = [] {
-    void* p =
-        mmap(nullptr, ServedRanges::kMaxWindow, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : static_cast<const uint8_t*>(p);
-  }();
-  return zeros;
-}
+// Zeros for huge pages, which have no UFFDIO_ZEROPAGE: a read-only anonymous mapping of one
+// copy window, never written, so every page of it is the kernel's shared zero page. Mapped on
+// the JS thread (ServedRanges::PrepareZeros) as large as the largest huge page served; a
+// smaller one stays mapped, since a reader thread may still copy from it.
+struct ZeroWindow {
+  const uint8_t* bytes;
+  uint64_t size;
+};
+std::atomic<const ZeroWindow*> gZeros{nullptr};
+std::mutex gZerosMutex;
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -220,7 +233,7 @@ std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t
 }
 
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
-                                           const char** failed) {
+                                           const char** failed, uint64_t window) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
@@ -254,7 +267,7 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
     return nullptr;
   }
   uint64_t size = offset < fileSize ? fileSize - offset : 0;
-  if (mode == FileMode::kPread) return std::make_unique<PreadFileSource>(fd, offset, size);
+  if (mode == FileMode::kPread) return std::make_unique<PreadFileSource>(fd, offset, size, window);
   void* map = nullptr;
   uint64_t skew = 0, mapLength = 0;
   if (size > 0) {
@@ -385,12 +398,25 @@ ServedRanges::Outcome ServedRanges::ZeroRemoved(int fd, const Range& r, uint64_t
   return Outcome::kFailed;
 }
 
-// Reader thread, under mutex_.
+// JS thread.
+bool ServedRanges::PrepareZeros(uint64_t unit) {
+  uint64_t size = CopyWindow(unit);
+  std::lock_guard<std::mutex> lock(gZerosMutex);
+  const ZeroWindow* now = gZeros.load(std::memory_order_acquire);
+  if (now != nullptr && now->size >= size) return true;
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return false;
+  gZeros.store(new ZeroWindow{static_cast<const uint8_t*>(p), size}, std::memory_order_release);
+  return true;
+}
+
+// Reader thread, under mutex_. `length` is at most CopyWindow(r.unit), which PrepareZeros
+// mapped before the range was added.
 IoctlResult ServedRanges::Zeros(int fd, const Range& r, uint64_t dst, uint64_t length) {
   if (r.unit == pageSize_) return Zeropage(fd, dst, length, 0);
-  const uint8_t* zeros = ZeroWindow();
-  if (zeros == nullptr) return {0, ENOMEM};
-  return Copy(fd, dst, zeros, std::min(length, kMaxWindow), 0);
+  const ZeroWindow* zeros = gZeros.load(std::memory_order_acquire);
+  if (zeros == nullptr || zeros->size < r.unit) return {0, ENOMEM};
+  return Copy(fd, dst, zeros->bytes, std::min(length, zeros->size), 0);
 }
 
 // Reader thread, under mutex_. A fault where a tracked sequential reader was expected next
@@ -413,7 +439,7 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
     hit = lru;
     hit->window = r.unit;
   } else {
-    hit->window = std::min(hit->window * 2, std::max(kMaxWindow, r.unit));
+    hit->window = std::min(hit->window * 2, CopyWindow(r.unit));
   }
   hit->lastUse = clock_;
   return hit->window;
@@ -575,7 +601,7 @@ IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t leng
   PageSource& src = *r.source;
   uint64_t so = dst - r.start + r.base;  // offset into the source
   const uint64_t unit = r.unit;
-  uint64_t n = std::min(length, std::max(kMaxWindow, unit));
+  uint64_t n = std::min(length, CopyWindow(unit));
   uint64_t run = 0;
   bool zero = !src.Extent(so, &run);
   const uint8_t* bytes = nullptr;

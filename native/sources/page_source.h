@@ -47,11 +47,14 @@ std::unique_ptr<PageSource> MakeMemorySource(const uint8_t* data, uint64_t lengt
 // when memory for it cannot be mapped.
 std::unique_ptr<PageSource> MakeCopiedMemorySource(const uint8_t* data, uint64_t length);
 // A file from `offset`: mapped privately read-only (kMapped), or pread(2) into an aligned
-// bounce buffer (kPread). Takes ownership of fd. Returns nullptr with errno set and *failed
-// naming the call on failure (a directory: EISDIR; a write-only fd: EBADF).
+// bounce buffer of `window` bytes, the most one copy takes (kPread). Takes ownership of fd.
+// Returns nullptr with errno set and *failed naming the call on failure (a directory: EISDIR;
+// a write-only fd: EBADF).
 enum class FileMode { kMapped, kPread };
 std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mode,
-                                           const char** failed);
+                                           const char** failed,
+                                           uint64_t window = 4ull
+                                                             << 20 /* ServedRanges::kMaxWindow */);
 
 // The served ranges of one userfaultfd and their read-ahead state. Ranges that follow their
 // memory (moved by REMAP, cut by UNMAP, inherited at a fork) and the background fill are in
@@ -59,6 +62,14 @@ std::unique_ptr<PageSource> MakeFileSource(int fd, uint64_t offset, FileMode mod
 class ServedRanges {
  public:
   static constexpr uint64_t kMaxWindow = 4ull << 20;  // adaptive read-ahead cap
+
+  // The most one UFFDIO_COPY of a range takes: a read-ahead window, or one huge page where
+  // those are larger (32 MiB over 16 KiB base pages, 512 MiB over 64 KiB).
+  static uint64_t CopyWindow(uint64_t unit) { return unit > kMaxWindow ? unit : kMaxWindow; }
+
+  // JS thread, before a range of `unit`-byte huge pages is added: zeros for its copies (huge
+  // pages have no UFFDIO_ZEROPAGE). False with errno set when they cannot be mapped.
+  static bool PrepareZeros(uint64_t unit);
 
   enum class Outcome { kNotServed, kAnswered, kFailed, kRetry, kOwnerGone };
   // FillSome: no fill running; a chunk done (call again); an event must be read first

@@ -13,7 +13,8 @@
 namespace uffd {
 
 std::unique_ptr<PageSource> FileSourceFromJs(Napi::Env env, SourceKind kind, Napi::Value value,
-                                             uint64_t offset, FileMode mode, int* spare) {
+                                             uint64_t offset, FileMode mode, int* spare,
+                                             uint64_t window) {
   int fd;
   std::string path;
   if (kind == SourceKind::kFd) {
@@ -30,7 +31,7 @@ std::unique_ptr<PageSource> FileSourceFromJs(Napi::Env env, SourceKind kind, Nap
   }
   int second = spare != nullptr ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
   const char* failed = "mmap";
-  std::unique_ptr<PageSource> source = MakeFileSource(fd, offset, mode, &failed);
+  std::unique_ptr<PageSource> source = MakeFileSource(fd, offset, mode, &failed, window);
   if (!source) {
     int err = errno;
     if (second >= 0) close(second);

@@ -1,6 +1,7 @@
 #include "uffd/fast_ioctl.h"
 
 #include <time.h>
+#include <unistd.h>
 
 #include <functional>
 
@@ -147,27 +148,29 @@ Napi::Value BenchIoctlLoop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0), op = ArgInt(info, 1);
   uint64_t start = ArgU64(info, 2), count = ArgU64(info, 3);
+  // The base page of this kernel (4, 16 or 64 KiB on arm64), as the JS side's uffd.pageSize.
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint8_t* src = nullptr;
   size_t len = 0;
   if (op == 0 || op == 2) {
     ViewBytes(info[4], &src, &len);
-    if (src == nullptr || len < 4096) ThrowRangeError(env, "src must hold a page");
+    if (src == nullptr || len < page) ThrowRangeError(env, "src must hold a page");
   }
   uint64_t t0 = NowNs();
   for (uint64_t i = 0; i < count; i++) {
     int err = 0;
     const char* what = "UFFDIO_COPY";
     if (op == 0) {
-      err = Copy(fd, start + i * 4096, src, 4096, UFFDIO_COPY_MODE_DONTWAKE).err;
+      err = Copy(fd, start + i * page, src, page, UFFDIO_COPY_MODE_DONTWAKE).err;
     } else if (op == 1) {
-      err = Wake(fd, start + (i % 64) * 4096, 4096);
+      err = Wake(fd, start + (i % 64) * page, page);
       what = "UFFDIO_WAKE";
     } else {
       // What a handler does when another thread's fault on the page was answered first.
-      uint64_t page = start + (i % 64) * 4096;
-      err = Copy(fd, page, src, 4096, 0).err;
+      uint64_t at = start + (i % 64) * page;
+      err = Copy(fd, at, src, page, 0).err;
       if (err == EEXIST)
-        err = Wake(fd, page, 4096);
+        err = Wake(fd, at, page);
       else if (err == 0)
         err = EINVAL;  // the page was absent: not the case measured
     }

@@ -513,6 +513,13 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   auto kind = static_cast<SourceKind>(ArgInt(info, 2));
   uint64_t offset = ArgU64(info, 4), readahead = ArgU64(info, 5);
   FileMode mode = ArgBool(info, 6) ? FileMode::kPread : FileMode::kMapped;
+  uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
+  if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0))
+    ThrowRangeError(env, "unit must be a page size");
+  // Huge pages have no UFFDIO_ZEROPAGE: zeros to copy from, at least one huge page of them.
+  if (unit > pageSize_ && !ServedRanges::PrepareZeros(unit))
+    ThrowErrno(env, errno, "mmap", kNoBytes, "zeros for huge pages");
+  const uint64_t window = ServedRanges::CopyWindow(unit);
   std::unique_ptr<PageSource> source;
   std::shared_ptr<PageSource>
       prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
@@ -555,12 +562,13 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
     case SourceKind::kFd:
     case SourceKind::kPath: {
       int fd2 = -1;
-      source = FileSourceFromJs(env, kind, info[3], offset, mode, prefetch ? &fd2 : nullptr);
+      source =
+          FileSourceFromJs(env, kind, info[3], offset, mode, prefetch ? &fd2 : nullptr, window);
       if (prefetch) {
         if (fd2 < 0) ThrowErrno(env, errno, "dup");
         adviseFd = fcntl(fd2, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
         const char* failed = "mmap";
-        prefetchSource = MakeFileSource(fd2, offset, mode, &failed);
+        prefetchSource = MakeFileSource(fd2, offset, mode, &failed, window);
         if (!prefetchSource && adviseFd >= 0) close(adviseFd);
         if (!prefetchSource) ThrowErrno(env, errno, failed);
       }
@@ -582,9 +590,6 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
   bool follow = info.Length() > 13 && ArgBool(info, 13);
   // Zero and memory sources keep no per-call state: the prefetch thread can share them.
   if (!prefetchSource) prefetchSource = shared;
-  uint64_t unit = info.Length() > 10 ? ArgU64(info, 10) : 0;
-  if (unit != 0 && (unit < pageSize_ || (unit & (unit - 1)) != 0))
-    ThrowRangeError(env, "unit must be a page size");
   servedCount_++;
   UpdateDirect(env);  // before the range is served: its faults are the reader thread's
   uint32_t id = served_.Add(start, length, shared, readahead, zeroRemoved, unit, follow);

@@ -290,7 +290,7 @@ describeBackends('snapshot', (backend) => {
       fs.closeSync(rd);
       fs.closeSync(wr);
     }
-    const big = map(4096);
+    const big = map((16 << 20) / PAGE); // 16 MiB: still being written when the second call comes
     const first = u.snapshot(big, file('big'));
     await assert.rejects(u.snapshot(big, file('big2')), { code: 'ERR_UFFD_SNAPSHOT_BUSY' });
     await first;

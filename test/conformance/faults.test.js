@@ -332,11 +332,11 @@ describeBackends('faults: accesses run on the thread pool', (backend) => {
       const { Userfaultfd, Region } = require('./dist');
       const backend = ${JSON.stringify(backend)};
       const uffd = Userfaultfd.open({ backend });
-      const region = Region.map(3 * 4096, { backend });
+      const region = Region.map(3 * ${PAGE}, { backend });
       uffd.register(region);
       const faults = [];
       uffd.on('pagefault', (e) => faults.push(e));
-      const reads = [0, 1, 2].map((i) => region.read(i * 4096, 1));
+      const reads = [0, 1, 2].map((i) => region.read(i * ${PAGE}, 1));
       setTimeout(async () => {
         const first = faults.length;
         const tids = new Set(faults.map((f) => f.tid)).size;

@@ -121,7 +121,7 @@ describeBackends('ioctl copy', (backend) => {
     uffd.copy(region.address, pattern(PAGE));
     throwsUffd(() => uffd.copy(region.address, pattern(PAGE)), 'EEXIST', 'UFFDIO_COPY', { errno: ERRNO.EEXIST });
   });
-  it('a 4-page copy whose 3rd page is present is EAGAIN with bytes 8192', async () => {
+  it('a 4-page copy whose 3rd page is present is EAGAIN with the bytes of 2 pages', async () => {
     const region = map(4);
     uffd.register(region);
     uffd.copy(pages(region, 2, 1), pattern(PAGE, 77));

@@ -106,7 +106,7 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   it('a read left waiting on an unanswered fault keeps the process alive after unref(), like a pending fs.read', async () => {
     const r = await runChild(`${registered(backend)}
       uffd.on('pagefault', () => { console.log('fault'); uffd.unref(); });
-      region.read(0, 1).then((b) => console.log('released', b[0]));`, { timeoutMs: 1500 });
+      region.read(0, 1).then((b) => console.log('released', b[0]));`, { aliveFor: { after: /^fault$/m, ms: 1500 } });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.match(r.stdout, /fault/);
     assert.doesNotMatch(r.stdout, /released/);
@@ -135,7 +135,7 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   it('stays alive while a ref\'d uffd has a listener (killed by the timeout, heartbeats printed)', async () => {
     const r = await runChild(`${registered(backend)}
       uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(uffd.pageSize, 5)));
-      region.read(0, 1).then((b) => console.log('read', b[0]));`, { timeoutMs: 1500 });
+      region.read(0, 1).then((b) => console.log('read', b[0]));`, { aliveFor: { after: /^read 5$/m, ms: 1500 } });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.strictEqual(r.signal, 'SIGKILL');
     assert.match(r.stdout, /read 5/);
@@ -144,7 +144,7 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   it('ref() after unref() keeps it alive again', async () => {
     const r = await runChild(`${registered(backend)}
       uffd.on('pagefault', () => {});
-      uffd.unref().ref();`, { timeoutMs: 1500 });
+      uffd.unref().ref();`, { aliveFor: { after: /^alive$/m, ms: 1500 } });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.ok(r.stdout.includes('alive'));
   });

@@ -2,7 +2,7 @@
 // presigned with the AWS SDK) and against a node:http peer that misbehaves on purpose.
 const assert = require('assert');
 const { PageSource } = require('../../dist');
-const { describeBackends, pattern, PAGE, perTestUffd } = require('../helpers');
+const { describeBackends, pattern, PAGE, perTestUffd, scaled } = require('../helpers');
 const { startS3, startPeer } = require('../fixtures/http-peers');
 
 const nextError = (uffd) => new Promise((resolve) => uffd.once('error', resolve));
@@ -21,7 +21,7 @@ describeBackends('serve: PageSource.http', (backend) => {
   const peers = [];
   const map = perTestUffd(backend, (u) => { uffd = u; });
   before(async function () {
-    this.timeout(30000);
+    this.timeout(scaled(30000));
     s3 = await startS3();
   });
   after(async () => {

@@ -11,14 +11,12 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Userfaultfd, Region, PageSource, constants, probe, readWorkingSet } = require('../../dist');
 const {
-  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE, reserveHugePages,
+  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE, HUGE, reserveHugePages, scaled,
 } = require('../helpers');
-
-const HUGE = 2 * 1024 * 1024;
 
 /** Polls until `cond()` holds (events arrive asynchronously); never asserts a time. */
 async function until(cond) {
-  for (let i = 0; i < 2000 && !cond(); i++) await delay(5);
+  for (let i = 0; i < scaled(2000) && !cond(); i++) await delay(5);
   return cond();
 }
 
@@ -123,7 +121,7 @@ const FEATURES = {
     },
   },
   MISSING_HUGETLBFS: {
-    observed: 'a hugetlb region takes missing faults at its huge-page address, answered by a 2 MiB copy',
+    observed: 'a hugetlb region takes missing faults at its huge-page address, answered by a copy of one huge page',
     see: 'test/native/kernel.test.js (hugetlb regions)',
     async check(t) {
       hugePages(t, 1);
@@ -354,12 +352,12 @@ const OPEN_OPTIONS = {
         for (const policy of ['zeropage', 'source']) {
           const uffd = Userfaultfd.open({ backend, onSelfFault: policy });
           uffd.on('error', () => {}); // the kernel backend reports each self-fault (ERR_UFFD_SELF_FAULT)
-          uffd.on('pagefault', (e) => uffd.copy(e.address - (e.address % 4096n), Buffer.alloc(4096, 0x55)));
-          const registered = Region.map(2 * 4096, { backend });
+          uffd.on('pagefault', (e) => uffd.copy(e.address - (e.address % ${PAGE}n), Buffer.alloc(${PAGE}, 0x55)));
+          const registered = Region.map(2 * ${PAGE}, { backend });
           uffd.register(registered);
-          const served = Region.map(2 * 4096, { backend });
-          uffd.serve(served, PageSource.buffer(Buffer.alloc(2 * 4096, 0x33)));
-          out[policy] = [new Uint8Array(registered.buffer)[4096 + 5], new Uint8Array(served.buffer)[4096 + 7]];
+          const served = Region.map(2 * ${PAGE}, { backend });
+          uffd.serve(served, PageSource.buffer(Buffer.alloc(2 * ${PAGE}, 0x33)));
+          out[policy] = [new Uint8Array(registered.buffer)[${PAGE} + 5], new Uint8Array(served.buffer)[${PAGE} + 7]];
           uffd.close();
           registered.unmap();
           served.unmap();
@@ -376,7 +374,7 @@ const OPEN_OPTIONS = {
       const r = await runChild(`
         const { Userfaultfd, Region } = require('./dist');
         const uffd = Userfaultfd.open({ backend: 'native', onSelfFault: 'sigbus' });
-        const region = Region.map(4096, { backend: 'native' });
+        const region = Region.map(${PAGE}, { backend: 'native' });
         uffd.register(region);
         uffd.on('pagefault', () => {});
         console.log('survived', new Uint8Array(region.buffer)[0]);`);
@@ -455,7 +453,7 @@ const SERVE_OPTIONS = {
     },
   },
   pageSize: {
-    observed: 'pageSize 2 MiB answers a fault with a whole 2 MiB page: one fault, 2 MiB copied',
+    observed: 'pageSize (the huge page size) answers a fault with a whole huge page: one fault, one huge page copied',
     see: 'test/native/firecracker.test.js',
     async check(t) {
       const u = t.open();
@@ -668,13 +666,17 @@ describeBackends('serve: the adaptive read-ahead policy', (backend) => {
     for (let p = 0; p < pages; p += 16) await r.read(p * PAGE, Math.min(16, pages - p) * PAGE);
   }
 
-  it('a sequential reader doubles its window up to 4 MiB, then stays there: 4095 pages in 13 faults', async () => {
-    const n = 4095; // 1 + 2 + ... + 1024 pages (11 faults), then 1024 + 1024 (capped; 2048 would take 1)
+  // The cap in pages: 1024 of 4 KiB, 256 of 16 KiB. 1 + 2 + ... + cap pages (log2(cap) + 1
+  // faults: 11 with 4 KiB pages), then cap + cap (capped; a window of 2 * cap would take 1).
+  const cap = (4 << 20) / PAGE;
+  const n = 4 * cap - 1;
+  const faults = Math.log2(cap) + 3;
+  it(`a sequential reader doubles its window up to 4 MiB, then stays there: ${n} pages in ${faults} faults`, async () => {
     const r = map(n);
     uffd.serve(r, PageSource.zero());
     await readInOrder(r, n);
     const s = await settledStats(uffd, n * PAGE);
-    assert.deepStrictEqual([s.faults, s.bytes], [13, n * PAGE]);
+    assert.deepStrictEqual([s.faults, s.bytes], [faults, n * PAGE]);
   });
 
   for (const readers of [4, 5]) {

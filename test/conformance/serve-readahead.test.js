@@ -4,7 +4,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { PageSource } = require('../../dist');
-const { describeBackends, pattern, delay, PAGE, perTestUffd } = require('../helpers');
+const { describeBackends, pattern, delay, PAGE, perTestUffd, scaled } = require('../helpers');
 
 /**
  * stats() once the reader has counted its last answer: the kernel backend's reader thread wakes
@@ -12,7 +12,7 @@ const { describeBackends, pattern, delay, PAGE, perTestUffd } = require('../help
  * the read that the answer let go by a moment.
  */
 async function settledStats(uffd, expectedBytes) {
-  for (let i = 0; i < 100 && uffd.stats().bytes < expectedBytes; i++) await delay(5);
+  for (let i = 0; i < scaled(100) && uffd.stats().bytes < expectedBytes; i++) await delay(5);
   return uffd.stats();
 }
 

@@ -7,12 +7,13 @@ const { spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { scaled } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'userfaultfd.js');
 
 function run(args, env = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, NODE_DEBUG: '', ...env }, encoding: 'utf8', timeout: 30000 });
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, NODE_DEBUG: '', ...env }, encoding: 'utf8', timeout: scaled(30000) });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -31,7 +32,7 @@ function assertUsageError(r, program, problem, fix) {
 }
 
 describe('the command line: errors name the problem and the fix, exit 2', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
   let tmp;
   before(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-cli-')); });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -6,13 +6,13 @@ const { spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { findNpmCli, skipWithReason } = require('../helpers');
+const { findNpmCli, skipWithReason, scaled } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const pkg = require('../../package.json');
 
 describe('lint: clang-format from the devDependency (npm run lint:native)', function () {
-  this.timeout(120000);
+  this.timeout(scaled(120000));
   let tmp;
   let env;
   before(function () {

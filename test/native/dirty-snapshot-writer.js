@@ -8,10 +8,10 @@
 // point-in-time image holds generation g for a prefix of that order and g - 1 after it.
 'use strict';
 const { parentPort, workerData } = require('worker_threads');
-const { Region } = require(workerData.dist);
+const { Region, constants } = require(workerData.dist);
 const { check, strideFor } = require('./pattern-check');
 
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 const WORDS = PAGE / 4;
 // The kernel's memory, always: the main thread registers it by address.
 const region = Region.map(workerData.length, { backend: 'native', hugetlb: workerData.hugetlb === true });

@@ -7,7 +7,7 @@ const os = require('os');
 const path = require('path');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeNative, requireFeature, runChild, PAGE, reserveHugePages } = require('../helpers');
+const { describeNative, requireFeature, runChild, PAGE, scaled, HUGE, reserveHugePages } = require('../helpers');
 const { verifyImage, check, strideFor } = require('./pattern-check');
 
 const DIST = path.join(__dirname, '../../dist');
@@ -42,7 +42,7 @@ function rel(range, runs) {
 }
 
 describeNative('dirtyPages on the kernel', function () {
-  this.timeout(30000);
+  this.timeout(scaled(30000));
 
   it('sees writes from a Worker (plain stores, no fault to handle) and resets', async function () {
     requireFeature(this, 'native', 'WP_ASYNC');
@@ -87,14 +87,13 @@ describeNative('dirtyPages on the kernel', function () {
     }
   });
 
-  it('huge pages: a one-byte write dirties its whole 2 MiB page', async function () {
+  it(`huge pages: a one-byte write dirties its whole ${HUGE >> 20} MiB page`, async function () {
     requireFeature(this, 'native', 'WP_ASYNC');
     requireFeature(this, 'native', 'WP_HUGETLBFS_SHMEM');
-    const restore = reserveHugePages(this, 4, { size: 2 * 1024 * 1024 });
+    const restore = reserveHugePages(this, 4);
     const uffd = Userfaultfd.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED', 'WP_HUGETLBFS_SHMEM'] });
     let region;
     try {
-      const HUGE = 2 * 1024 * 1024;
       region = Region.map(2 * HUGE, { hugetlb: true });
       uffd.register(region, { wp: true });
       uffd.writeProtect(region, { protect: true });
@@ -129,7 +128,7 @@ describeNative('dirtyPages on the kernel', function () {
 });
 
 describeNative('snapshot under writers', function () {
-  this.timeout(120000);
+  this.timeout(scaled(120000));
   const files = [];
   after(() => { for (const f of files) fs.rmSync(f, { force: true }); });
 
@@ -176,7 +175,7 @@ describeNative('snapshot under writers', function () {
       for (let g = 1; !stop && g < 4000; g++) {
         for (let i = 0; i < pages; i++) {
           const p = (i * stride) % pages;
-          for (let k = 0; k < PAGE / 4; k++) words[k] = ((g << 20) | check(p * 1024 + k, g)) >>> 0;
+          for (let k = 0; k < PAGE / 4; k++) words[k] = ((g << 20) | check(p * (PAGE / 4) + k, g)) >>> 0;
           await region.write(p * PAGE, page); // copies `page` before it resolves... and waits
         }
       }

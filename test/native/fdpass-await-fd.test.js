@@ -6,8 +6,8 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { listenForUffd } = require('../../dist');
-const { runProcess, skipWithReason, delay, requirePrivileged, describeNative } = require('../helpers');
-const { buildPeer } = require('../fixtures/firecracker-peer');
+const { runProcess, skipWithReason, delay, requirePrivileged, describeNative, scaled, PAGE } = require('../helpers');
+const { buildPeer, watchdog } = require('../fixtures/firecracker-peer');
 
 /** Connects (retrying until the listener is up), writes `bytes` without an fd, and stays. */
 async function sendWithoutFd(sock, bytes) {
@@ -25,7 +25,7 @@ async function sendWithoutFd(sock, bytes) {
 }
 
 describeNative('listenForUffd awaitFd', function () {
-  this.timeout(30000);
+  this.timeout(scaled(30000));
   let dir;
   before(function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-awaitfd-'));
@@ -40,14 +40,14 @@ describeNative('listenForUffd awaitFd', function () {
     try {
       peerBin = buildPeer(dir);
     } catch (e) {
-      skipWithReason(this, `cannot build the fixture with cc (${e.message.split('\n')[0]})`);
+      skipWithReason(this, e.message);
     }
     const mem = path.join(dir, 'mem.img');
-    fs.writeFileSync(mem, Buffer.alloc(8192, 1));
+    fs.writeFileSync(mem, Buffer.alloc(2 * PAGE, 1));
     const sock = path.join(dir, 'a.sock');
     const listener = listenForUffd(sock, { awaitFd: true });
     // The peer sends its body alone, then again with the uffd; it is killed once received.
-    const peer = runProcess(peerBin, [sock, mem, '--fd-after', '--watchdog', '20'], { timeoutMs: 25000 });
+    const peer = runProcess(peerBin, [sock, mem, '--fd-after', ...watchdog(20)], { timeoutMs: 25000 });
     try {
       const { value, done } = await listener.next();
       assert.strictEqual(done, false);
@@ -71,7 +71,7 @@ describeNative('listenForUffd awaitFd', function () {
       const listener = listenForUffd(sock, { ...options, onError: (e) => errors.push(e) });
       const s = await sendWithoutFd(sock, '[{"base_host_virt_addr":4096}]');
       try {
-        for (let i = 0; i < 200 && errors.length === 0; i++) await delay(20);
+        for (let i = 0; i < scaled(200) && errors.length === 0; i++) await delay(20);
         assert.deepStrictEqual(errors.map((e) => e.code), [code]);
         assert.strictEqual(listener.received, 0);
       } finally {

@@ -8,25 +8,27 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, hugePagePool } = require('../helpers');
-const { buildPeer, assertPeerOk, startProcess, PEER_STATUS, parseJson, assertExited } = require('../fixtures/firecracker-peer');
+const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, hugePagePool, scaled, PAGE } = require('../helpers');
+const { buildPeer, assertPeerOk, startProcess, PEER_STATUS, parseJson, assertExited, MEM_SIZE, watchdog, listening } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
-const MEM_SIZE = 4 << 20;
-const HUGE = 2 << 20;
+// Firecracker's huge pages are 2 MiB ("huge_pages": "2M"), whatever the kernel's default.
+const FIRECRACKER_HUGE = 2 << 20;
 
-/** Runs the command; `done` resolves with its result. */
-function startHandler(args) {
-  return startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: 45000 });
+/** Runs the command; resolves once it listens (or has exited). `done` resolves with its result. */
+async function startHandler(args) {
+  const h = startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: 45000 });
+  await listening(args[0], h.done);
+  return h;
 }
 
 /** Resolves once `file` exists (a handler listening on its socket), or after 20 s. */
 async function untilExists(file) {
-  const deadline = Date.now() + 20000;
+  const deadline = Date.now() + scaled(20000);
   while (!fs.existsSync(file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
-function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
+function assertServed(vm, { pages = MEM_SIZE / PAGE, unit = PAGE, removed } = {}) {
   assert.strictEqual(vm.status, 'served', JSON.stringify(vm));
   assert.strictEqual(vm.error, undefined);
   assert.strictEqual(vm.mappings, 2);
@@ -40,13 +42,13 @@ function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
 }
 
 describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE'] }, function () {
-  this.timeout(90000);
+  this.timeout(scaled(90000));
   let dir;
   let peerBin;
   let memFile;
   let n = 0;
   const sockPath = () => path.join(dir, `h${n++}.sock`);
-  const peer = (sock, args = [], mem = memFile) => runProcess(peerBin, [sock, mem, ...args], { timeoutMs: 40000 });
+  const peer = (sock, args = [], mem = memFile) => runProcess(peerBin, [sock, mem, ...watchdog(), ...args], { timeoutMs: 40000 });
 
   before(function () {
     requirePrivileged(this, "the Firecracker peer's userfaultfd (as Firecracker's: KVM touches guest memory in kernel mode)");
@@ -54,7 +56,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     try {
       peerBin = buildPeer(dir);
     } catch (e) {
-      skipWithReason(this, `cannot build the fixture with cc (${e.message.split('\n')[0]})`);
+      skipWithReason(this, e.message);
     }
     memFile = path.join(dir, 'mem.img');
     fs.writeFileSync(memFile, pattern(MEM_SIZE, 7));
@@ -66,7 +68,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
   describe('the protocol as Firecracker speaks it', function () {
     it('serves a VM, exits 0 once it has gone, and prints its summary (--json)', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json']);
+      const h = await startHandler([sock, memFile, '--json']);
       const p = await peer(sock);
       const r = await h.done;
       const { removed } = assertPeerOk(p);
@@ -80,7 +82,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('prints a human summary without --json', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile]);
+      const h = await startHandler([sock, memFile]);
       assertPeerOk(await peer(sock));
       const r = await h.done;
       assertExited(r, 0);
@@ -89,7 +91,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('reads page_size_kib as bytes (Firecracker filled it with bytes; the old handler hung the VM)', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json']);
+      const h = await startHandler([sock, memFile, '--json']);
       const { removed } = assertPeerOk(await peer(sock, ['--kib']));
       const r = await h.done;
       assertExited(r, 0);
@@ -98,7 +100,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('takes the fd when it arrives after the body (a retried send repeats the body)', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json']);
+      const h = await startHandler([sock, memFile, '--json']);
       const { removed } = assertPeerOk(await peer(sock, ['--fd-after']));
       const r = await h.done;
       assertExited(r, 0);
@@ -108,29 +110,29 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('a REMOVE storm while faulting (every ioctl EAGAIN while one is unread): right bytes, every removed page zero and counted', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json']);
+      const h = await startHandler([sock, memFile, '--json']);
       const p = await peer(sock, ['--remove-storm']);
       const r = await h.done;
       const { removed, madvises } = assertPeerOk(p);
-      assert.ok(madvises >= 255, `the storm made only ${madvises} madvise calls`); // one per 4 pages checked, at least
+      assert.ok(madvises >= MEM_SIZE / PAGE / 4 - 1, `the storm made only ${madvises} madvise calls`); // one per 4 pages checked, at least
       assertExited(r, 0);
       assertServed(parseJson(r.stdout).vms[0], { removed });
     });
 
     it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
-      const restore = reserveHugePages(this, 8, { size: HUGE });
+      const restore = reserveHugePages(this, 8, { size: FIRECRACKER_HUGE });
       try {
         const huge = path.join(dir, 'huge.img');
-        fs.writeFileSync(huge, pattern(6 * HUGE, 11));
+        fs.writeFileSync(huge, pattern(6 * FIRECRACKER_HUGE, 11));
         const sock = sockPath();
-        const h = startHandler([sock, huge, '--json']);
+        const h = await startHandler([sock, huge, '--json']);
         const p = await peer(sock, ['--huge', '--remove-pages', '1'], huge);
         const r = await h.done;
         const { removed } = assertPeerOk(p, 6);
         assertExited(r, 0);
         const vm = parseJson(r.stdout).vms[0];
-        assertServed(vm, { pages: 6, unit: HUGE, removed });
-        assert.strictEqual(vm.bytes % HUGE, 0, `${vm.bytes} bytes: not whole huge pages`);
+        assertServed(vm, { pages: 6, unit: FIRECRACKER_HUGE, removed });
+        assert.strictEqual(vm.bytes % FIRECRACKER_HUGE, 0, `${vm.bytes} bytes: not whole huge pages`);
       } finally {
         restore();
       }
@@ -138,7 +140,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('serves several VMs at once (--peers 2) and counts each', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      const h = await startHandler([sock, memFile, '--json', '--peers', '2']);
       const [a, b] = await Promise.all([peer(sock), peer(sock, ['--kib'])]);
       const r = await h.done;
       assertPeerOk(a);
@@ -155,9 +157,9 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     /** A VM that cannot be served next to one that can: the first is killed, the second served. */
     async function failsNextToAGoodOne(badArgs, { mem = memFile, handlerArgs = [], started = () => undefined } = {}) {
       const sock = sockPath();
-      const h = startHandler([sock, mem, '--json', '--peers', '2', ...handlerArgs]);
+      const h = await startHandler([sock, mem, '--json', '--peers', '2', ...handlerArgs]);
       await started(sock);
-      const bad = await peer(sock, ['--watchdog', '20', ...badArgs], memFile);
+      const bad = await peer(sock, [...watchdog(20), ...badArgs], memFile);
       const good = mem === memFile ? await peer(sock) : null;
       const r = await h.done;
       if (good) assertPeerOk(good);
@@ -204,19 +206,20 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     it('kills a VM whose 2 MiB copy fails at fault time (no free huge page: the kernel answers EEXIST, not ENOMEM)', async function () {
       const { free, size } = hugePagePool();
       const overcommit = Number(fs.readFileSync('/proc/sys/vm/nr_overcommit_hugepages', 'utf8'));
-      if (size !== HUGE || free >= 6 || overcommit > 0) skipWithReason(this, `huge pages can be found (${free} free, overcommit ${overcommit}): the copy would not fail`);
+      if (size !== FIRECRACKER_HUGE) skipWithReason(this, `the peer's --huge needs 2 MiB huge pages; this kernel's default is ${size >> 20} MiB`);
+      if (free >= 6 || overcommit > 0) skipWithReason(this, `huge pages can be found (${free} free, overcommit ${overcommit}): the copy would not fail`);
       const huge = path.join(dir, 'huge-nomem.img');
-      fs.writeFileSync(huge, pattern(6 * HUGE, 13));
+      fs.writeFileSync(huge, pattern(6 * FIRECRACKER_HUGE, 13));
       const sock = sockPath();
-      const h = startHandler([sock, huge, '--json']);
+      const h = await startHandler([sock, huge, '--json']);
       // MAP_NORESERVE: the peer's mmap succeeds with no huge page to back it.
-      const bad = await peer(sock, ['--huge', '--noreserve', '--watchdog', '20'], huge);
+      const bad = await peer(sock, ['--huge', '--noreserve', ...watchdog(20)], huge);
       const r = await h.done;
       assertKilled({ bad, r, vms: parseJson(r.stdout).vms }, 'ERR_FC_SOURCE', /could not be answered: ENOMEM: UFFDIO_COPY failed/);
     });
 
     it('--on-error keep: logs one line and leaves the VM running', async function () {
-      const res = await failsNextToAGoodOne(['--page-size', '16384', '--watchdog', '3'], { handlerArgs: ['--on-error', 'keep'] });
+      const res = await failsNextToAGoodOne(['--page-size', String(4 * PAGE), ...watchdog(3)], { handlerArgs: ['--on-error', 'keep'] });
       // Left running, it waits on its fault (it holds its own uffd, as Firecracker does) until
       // its own watchdog gives up: nobody killed it.
       assert.deepStrictEqual([res.bad.code, res.bad.signal], [12, null], res.bad.stderr);
@@ -230,7 +233,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('a VM that dies mid-restore is let go; the other VM is served and the handler exits 0', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      const h = await startHandler([sock, memFile, '--json', '--peers', '2']);
       const dying = await peer(sock, ['--die-mid-restore']);
       const good = await peer(sock);
       const r = await h.done;
@@ -246,7 +249,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('SIGTERM with a VM still running: the VM is killed (nothing would answer its next fault), the summary printed', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json']);
+      const h = await startHandler([sock, memFile, '--json']);
       const running = peer(sock, ['--linger', '30']);
       while (!/serving 2 mapping/.test(h.output().stderr)) await new Promise((r) => setTimeout(r, 20));
       process.kill(h.pid, 'SIGTERM');
@@ -261,7 +264,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
     it('reports a body that is not JSON and a message without an fd, and keeps serving', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
+      const h = await startHandler([sock, memFile, '--json', '--peers', '2']);
       // A client in a child process: a VM that cannot be served is killed, and this one exits.
       const client = runProcess(process.execPath, ['-e', `
         const net = require('net');
@@ -308,12 +311,12 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         skipWithReason(this, `unshare --pid --fork --mount-proc is not permitted here (${e.message.split('\n')[0]})`);
       }
     });
-    const jailed = (sock, args = []) => runProcess('unshare', ['--pid', '--fork', '--mount-proc', peerBin, sock, memFile, ...args], { timeoutMs: 40000 });
+    const jailed = (sock, args = []) => runProcess('unshare', ['--pid', '--fork', '--mount-proc', peerBin, sock, memFile, ...watchdog(), ...args], { timeoutMs: 40000 });
 
     it('SO_PEERCRED gives the host pid of a peer in a child pid namespace: served, and killable', async function () {
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json', '--peers', '2']);
-      const bad = await jailed(sock, ['--page-size', '16384', '--watchdog', '20']);
+      const h = await startHandler([sock, memFile, '--json', '--peers', '2']);
+      const bad = await jailed(sock, ['--page-size', String(4 * PAGE), ...watchdog(20)]);
       const good = await jailed(sock);
       const r = await h.done;
       assertPeerOk(good);
@@ -338,9 +341,9 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         fs.copyFileSync(peerBin, bin);
         fs.chmodSync(bin, 0o755);
         const asNobody = (sock) => runProcess('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, sock, mem,
-          '--user-mode-only', '--watchdog', '20'], { timeoutMs: 30000 });
+          '--user-mode-only', ...watchdog(20)], { timeoutMs: 30000 });
         const sock = path.join(open, 'allowed.sock');
-        const h = startHandler([sock, mem, '--json', '--allow-uid', '65534']);
+        const h = await startHandler([sock, mem, '--json', '--allow-uid', '65534']);
         const { removed } = assertPeerOk(await asNobody(sock));
         const r = await h.done;
         assertExited(r, 0);
@@ -349,7 +352,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         assertServed(vm, { removed });
 
         const closed = path.join(open, 'closed.sock');
-        const h2 = startHandler([closed, mem, '--json']);
+        const h2 = await startHandler([closed, mem, '--json']);
         const refused = await asNobody(closed);
         assert.strictEqual(refused.code, 7, `${refused.code} ${refused.stderr}`); // connect: EACCES
         assert.match(refused.stderr, /connect: Permission denied/);
@@ -366,7 +369,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
       // The self-fault guard must fire only for this process's own threads (issue 12, item 2):
       // a uffd received from another process is never faulted by the handler's thread.
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json']);
+      const h = await startHandler([sock, memFile, '--json']);
       const p = await jailed(sock, ['--fault-tid', String(h.pid)]);
       const r = await h.done;
       assertPeerOk(p);
@@ -401,8 +404,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         /^userfaultfd firecracker-handler: ENOENT: cannot listen on .*no-such-dir\/fc\.sock: the directory .*no-such-dir does not exist; create it \(mkdir -p /);
       // Another handler listening on the path: refused, and that handler's socket is left alone.
       const sock = sockPath();
-      const first = startHandler([sock, memFile]);
-      await untilExists(sock);
+      const first = await startHandler([sock, memFile]);
       try {
         await refusedAtStart([sock, memFile], /^userfaultfd firecracker-handler: EADDRINUSE: another process is listening on .*; stop it, or choose another socket path$/);
         assert.ok(fs.statSync(sock).isSocket(), 'the first handler lost its socket');
@@ -414,7 +416,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
         const locked = fs.mkdtempSync(path.join(dir, 'locked-'));
         fs.chmodSync(locked, 0o755);
         const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'firecracker-handler',
-          path.join(locked, 'fc.sock'), '/etc/hostname'], { encoding: 'utf8', timeout: 30000 });
+          path.join(locked, 'fc.sock'), '/etc/hostname'], { encoding: 'utf8', timeout: scaled(30000) });
         if (!/ERR_UFFD_UNAVAILABLE/.test(r.stderr)) {
           assert.strictEqual(r.status, 2, r.stderr);
           assert.match(r.stderr, /^userfaultfd firecracker-handler: EACCES: cannot listen on .*fc\.sock: no permission to create it in .*; choose a directory this user may write/);
@@ -434,7 +436,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
       }
       for (const flag of ['--record', '--prefetch']) {
         const sock = sockPath();
-        const h = startHandler([sock, memFile, '--json', flag, set]);
+        const h = await startHandler([sock, memFile, '--json', flag, set]);
         const { removed } = assertPeerOk(await peer(sock));
         const r = await h.done;
         assertExited(r, 0);
@@ -479,7 +481,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     it('--prefetch of a working set that is not there: the VM is served on demand, and the line says why', async function () {
       if (typeof Userfaultfd.prototype.saveWorkingSet !== 'function') skipWithReason(this, 'this build has no working sets');
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json', '--prefetch', path.join(dir, 'no-such-set')]);
+      const h = await startHandler([sock, memFile, '--json', '--prefetch', path.join(dir, 'no-such-set')]);
       const { removed } = assertPeerOk(await peer(sock));
       const r = await h.done;
       assertExited(r, 0);

@@ -5,9 +5,8 @@ const fs = require('fs');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
 const { binding } = require('../../dist/base/native');
 const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd,
-  requireHostSettings, reserveHugePages, hugePagePool } = require('../helpers');
+  requireHostSettings, reserveHugePages, hugePagePool, HUGE } = require('../helpers');
 
-const HUGE = 2 * 1024 * 1024;
 const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages';
 const M = constants.modes;
 
@@ -172,13 +171,13 @@ describeNative('POISON kills the process that touches it', () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open({ features: ['POISON'] });
-      const region = Region.map(2 * 4096);
+      const region = Region.map(2 * ${PAGE});
       uffd.register(region);
-      uffd.poison({ start: region.address + 4096n, length: 4096 });
-      uffd.zeropage({ start: region.address, length: 4096 });
+      uffd.poison({ start: region.address + ${PAGE}n, length: ${PAGE} });
+      uffd.zeropage({ start: region.address, length: ${PAGE} });
       const view = new Uint8Array(region.buffer);
       console.log('before', view[0]);
-      console.log('after', view[4096]);
+      console.log('after', view[${PAGE}]);
     `);
     assert.strictEqual(r.timedOut, false);
     assert.strictEqual(r.signal, 'SIGBUS', JSON.stringify(r));
@@ -213,7 +212,7 @@ describeNative('hugetlb regions', function () {
 
   it('with huge pages reserved: register MISSING, copy a huge page, read it back', async function () {
     requireFeature(this, 'native', 'MISSING_HUGETLBFS');
-    const restore = reserveHugePages(this, 2, { size: HUGE });
+    const restore = reserveHugePages(this, 2);
     const uffd = Userfaultfd.open({ backend: 'native' });
     const region = Region.map(2 * HUGE, { backend: 'native', hugetlb: true });
     try {
@@ -236,7 +235,7 @@ describeNative('hugetlb regions', function () {
 
   it('a shared hugetlb region (memfd) takes MINOR faults answered by continue', async function () {
     requireFeature(this, 'native', 'MINOR_HUGETLBFS');
-    const restore = reserveHugePages(this, 1, { size: HUGE });
+    const restore = reserveHugePages(this, 1);
     const uffd = Userfaultfd.open({ backend: 'native', features: ['MINOR_HUGETLBFS'] });
     const region = Region.map(HUGE, { backend: 'native', hugetlb: true, shared: true });
     const alias = region.alias();

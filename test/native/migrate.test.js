@@ -3,7 +3,7 @@
 // argument errors, which need no kernel.)
 const assert = require('assert');
 const path = require('path');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled } = require('../helpers');
 
 const MIGRATE = path.join(__dirname, '..', '..', 'examples', 'migrate', 'index.js');
 
@@ -14,7 +14,7 @@ async function migrate(args) {
 }
 
 describeNative('examples/migrate', function () {
-  this.timeout(150000);
+  this.timeout(scaled(150000));
 
   for (const mode of ['precopy', 'postcopy-after-precopy', 'stopcopy']) {
     it(`--mode ${mode}: the destination's memory has the source's checksum`, async () => {

@@ -2,7 +2,7 @@
 // checksum, and along the write order the generations step down at most once, by one. An image
 // copied while the writer runs (not at one point in time) mixes generations out of order.
 'use strict';
-const PAGE = 4096;
+const PAGE = require('../../dist').constants.pageSize;
 const WORDS = PAGE / 4;
 
 function check(w, g) {

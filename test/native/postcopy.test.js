@@ -3,12 +3,12 @@
 const assert = require('assert');
 const net = require('net');
 const path = require('path');
-const { runChild, describeNative, startProcess, delay } = require('../helpers');
+const { runChild, describeNative, startProcess, delay, scaled } = require('../helpers');
 
 const EXAMPLE = path.join(__dirname, '..', '..', 'examples', 'postcopy', 'index.js');
 
 describeNative('examples/postcopy over TCP loopback', function () {
-  this.timeout(180000);
+  this.timeout(scaled(180000));
 
   it('a 64 MiB image arrives whole: destination checksum == source checksum', async function () {
     const r = await runChild(EXAMPLE, { isFile: true, args: ['--size', '64', '--json'], timeoutMs: 150000 });
@@ -30,7 +30,7 @@ describeNative('examples/postcopy over TCP loopback', function () {
 
   it('the source run on its own (stdin closed) waits for its destination, serves it, then exits 0', async function () {
     const source = startProcess(process.execPath, [EXAMPLE, 'source', '--size', '8'], { timeoutMs: 120000 });
-    const deadline = Date.now() + 60000;
+    const deadline = Date.now() + scaled(60000);
     while (!/^listening \d+ [0-9a-f]{64}\n/.test(source.output().stdout) && Date.now() < deadline) await delay(50);
     const [, port, sum] = source.output().stdout.split('\n')[0].split(' ');
     // A destination that comes later: the old source had exited as soon as its stdin closed.

@@ -2,21 +2,21 @@
 // terminated. Each case runs in a child with a deadline: a regression here hangs, not fails.
 const assert = require('assert');
 const path = require('path');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled, PAGE } = require('../helpers');
 
 const DIST = JSON.stringify(path.join(__dirname, '..', '..', 'dist'));
 
 /** Runs `source` in a child; asserts a clean exit and returns its stdout. */
 async function child(source, timeoutMs = 20000) {
-  const r = await runChild(`const { Userfaultfd, Region } = require(${DIST}); const PAGE = 4096;\n${source}`, { timeoutMs });
-  assert.ok(!r.timedOut, `the child hung (killed after ${timeoutMs} ms); stderr: ${r.stderr}`);
+  const r = await runChild(`const { Userfaultfd, Region, constants } = require(${DIST}); const PAGE = constants.pageSize;\n${source}`, { timeoutMs });
+  assert.ok(!r.timedOut, `the child hung (killed after ${scaled(timeoutMs)} ms); stderr: ${r.stderr}`);
   assert.strictEqual(r.signal, null, r.stderr);
   assert.strictEqual(r.code, 0, r.stderr);
   return r.stdout;
 }
 
 describeNative('readSync blocking', function () {
-  this.timeout(30000);
+  this.timeout(scaled(30000));
 
   it('blocks until a fault raised by another thread is queued, and returns it', async () => {
     const out = await child(`
@@ -57,10 +57,10 @@ describeNative('readSync blocking', function () {
         const { workerData: { fd, stop } } = require('worker_threads');
         const { Userfaultfd } = require(${DIST.replace(/\\/g, '\\\\')});
         const u = Userfaultfd.fromFd(fd);
-        const src = new Uint8Array(4096);
+        const src = new Uint8Array(${PAGE});
         while (Atomics.load(stop, 0) === 0) {
           for (const e of u.readSync({ timeoutMs: 20 })) {
-            src.fill(Number((e.address / 4096n) & 0xffn));
+            src.fill(Number((e.address / ${PAGE}n) & 0xffn));
             u.copy(e.address, src);
           }
         }
@@ -69,7 +69,7 @@ describeNative('readSync blocking', function () {
       w.once('online', () => {
         const m = new Uint8Array(region.buffer);
         let bad = 0;
-        for (let p = 0; p < pages; p++) if (m[p * PAGE + 100] !== Number(((region.address + BigInt(p * PAGE)) / 4096n) & 0xffn)) bad++;
+        for (let p = 0; p < pages; p++) if (m[p * PAGE + 100] !== Number(((region.address + BigInt(p * PAGE)) / BigInt(PAGE)) & 0xffn)) bad++;
         Atomics.store(stop, 0, 1);
         w.once('exit', (code) => { console.log('bad', bad, 'exit', code); uffd.close(); });
       });
@@ -138,7 +138,7 @@ describeNative('readSync blocking', function () {
               if (e.type === 'remove') removes++;
               if (e.type !== 'pagefault') continue;
               faults++;
-              u.copy(e.address - (e.address % 4096n), Buffer.alloc(4096, 0x40 + faults));
+              u.copy(e.address - (e.address % ${PAGE}n), Buffer.alloc(${PAGE}, 0x40 + faults));
             }
           }
           u.close();

@@ -130,7 +130,7 @@ describeNative('self-fault guard: the JS thread touches registered memory itself
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open({ onSelfFault: 'sigbus' });
-      const region = Region.map(4096);
+      const region = Region.map(${PAGE});
       uffd.register(region);
       uffd.on('pagefault', () => {});
       console.log('reading');
@@ -177,7 +177,7 @@ describeNative('errors nobody listens to (child processes)', () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open();
-      const region = Region.map(4096);
+      const region = Region.map(${PAGE});
       uffd.register(region);
       uffd.on('pagefault', () => {});
       console.log('value', new Uint8Array(region.buffer)[0]);
@@ -191,16 +191,16 @@ describeNative('errors nobody listens to (child processes)', () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const uffd = Userfaultfd.open();
-      const region = Region.map(16 * 4096);
+      const region = Region.map(16 * ${PAGE});
       uffd.register(region);
       let uncaught = 0;
       process.on('uncaughtException', () => { uncaught++; });
       uffd.on('pagefault', (e) => {
         if (e.address === region.address) throw new Error('first one fails');
-        uffd.copy(e.address, Buffer.alloc(4096, 7));
+        uffd.copy(e.address, Buffer.alloc(${PAGE}, 7));
       });
       const reads = [];
-      for (let i = 0; i < 16; i++) reads.push(region.read(i * 4096, 1));
+      for (let i = 0; i < 16; i++) reads.push(region.read(i * ${PAGE}, 1));
       Promise.all(reads).then((b) => { console.log('bytes', b.map((x) => x[0]).join(','), 'uncaught', uncaught); uffd.close(); });
     `);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
@@ -218,7 +218,7 @@ describeNative('a Worker monitor', () => {
       const uffd = Userfaultfd.fromFd(workerData.fd);
       let answered = 0;
       uffd.on('pagefault', (e) => {
-        const page = Buffer.alloc(4096, Number((e.address / 4096n) % 251n));
+        const page = Buffer.alloc(${PAGE}, Number((e.address / ${PAGE}n) % 251n));
         uffd.copy(e.address, page);
         answered++;
         parentPort.postMessage({ answered, tid: e.tid });
@@ -233,7 +233,7 @@ describeNative('a Worker monitor', () => {
       uffd.register(region); // the main uffd has no listener: its reader never starts
       const view = new Uint8Array(region.buffer);
       for (let i = 0; i < 4; i++) {
-        const expected = Number(((region.address + BigInt(i * PAGE)) / 4096n) % 251n);
+        const expected = Number(((region.address + BigInt(i * PAGE)) / BigInt(PAGE)) % 251n);
         assert.strictEqual(view[i * PAGE + 100], expected, `page ${i}`); // blocks until the worker answers
       }
       assert.strictEqual(uffd.listenerCount('pagefault'), 0);
@@ -259,7 +259,7 @@ describeNative('process lifetime: Workers (child processes, with a timeout)', ()
         const w = new Worker(\`
           const { parentPort } = require('worker_threads');
           const { Userfaultfd, Region } = require(process.cwd() + '/dist');
-          const u = Userfaultfd.open(); const r = Region.map(4096); u.register(r);
+          const u = Userfaultfd.open(); const r = Region.map(${PAGE}); u.register(r);
           u.on('pagefault', () => parentPort.postMessage('fault'));
           ${pending ? "r.read(0, 1);" : "parentPort.postMessage('fault');"}
         \`, { eval: true });
@@ -278,12 +278,12 @@ describeNative('cleanup leaves no thread or fd behind (child processes)', () => 
       const { Userfaultfd, Region } = require('./dist');
       const fds = () => fs.readdirSync('/proc/self/fd').length;
       (async () => {
-        const warm = Userfaultfd.open(); warm.close(); Region.map(4096, { shared: true }).unmap();
+        const warm = Userfaultfd.open(); warm.close(); Region.map(${PAGE}, { shared: true }).unmap();
         await new Promise((r) => setImmediate(r)); // a warning (user-mode-only) opens stderr's stream
         const base = fds();
         // In a function of its own: a suspended async function keeps its registers alive.
         (function openAndDrop() {
-          for (let i = 0; i < 40; i++) { const u = Userfaultfd.open(); const r = Region.map(4096, { shared: true }); u.register(r); }
+          for (let i = 0; i < 40; i++) { const u = Userfaultfd.open(); const r = Region.map(${PAGE}, { shared: true }); u.register(r); }
         })();
         const opened = fds();
         for (let i = 0; i < 10 && fds() > base; i++) { global.gc(); await new Promise((r) => setImmediate(r)); }
@@ -306,7 +306,7 @@ describeNative('cleanup leaves no thread or fd behind (child processes)', () => 
         const { parentPort } = require('worker_threads');
         const { Userfaultfd, Region } = require(process.cwd() + '/dist');
         const u = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
-        const r = Region.map(4 * 4096); u.register(r);
+        const r = Region.map(4 * ${PAGE}); u.register(r);
         u.on('pagefault', () => parentPort.postMessage('fault'));
         r.read(0, 1);
       \`;

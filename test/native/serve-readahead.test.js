@@ -4,14 +4,14 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, delay, describeNative } = require('../helpers');
+const { PAGE, pattern, delay, describeNative, scaled } = require('../helpers');
 
 const MiB = 1 << 20;
 const MAX_WINDOW = 4 * MiB; // native/sources/page_source.h kMaxWindow
 
 /** Resolves once `check()` is true (the reader thread records latency after it answers). */
 async function eventually(check, what) {
-  for (let i = 0; i < 500; i++) {
+  for (let i = 0; i < scaled(500); i++) {
     if (check()) return;
     await delay(2);
   }
@@ -31,8 +31,9 @@ describeNative('serve: read-ahead, residency, dontneed, stats', function () {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   describe('touching 10 pages of a 64 MiB file region loads only their windows', () => {
-    // Pages far apart: no fault is where a sequential reader would fault next.
-    const pages = [3, 1000, 2500, 4000, 5100, 7777, 9000, 11111, 13000, 16000];
+    // Pages far apart: no fault is where a sequential reader would fault next. The same spread
+    // over the file's 16384 pages of 4 KiB, 4096 of 16 KiB or 1024 of 64 KiB.
+    const pages = [3, 1000, 2500, 4000, 5100, 7777, 9000, 11111, 13000, 16000].map((p) => Math.floor((p * 64 * MiB) / PAGE / 16384));
     const cases = { off: [false, PAGE], 'fixed 64 KiB': [64 * 1024, 64 * 1024], adaptive: ['adaptive', PAGE] };
     for (const [name, [readahead, window]] of Object.entries(cases)) {
       it(`read-ahead ${name}: at most ${window / PAGE} page(s) per touch`, async () => {
@@ -61,8 +62,10 @@ describeNative('serve: read-ahead, residency, dontneed, stats', function () {
         uffd.serve(region, PageSource.file(file));
         const view = new Uint8Array(region.buffer);
         for (let off = 0; off < 32 * MiB; off += PAGE) assert.strictEqual(view[off], data[off]);
-        // 1, 2, 4, ... 1024 pages (11 faults, 8 MiB - 4 KiB), then 4 MiB windows.
-        assert.strictEqual(uffd.stats().faults, 11 + Math.ceil((32 * MiB - (2047 * PAGE)) / MAX_WINDOW));
+        // 1, 2, 4, ... pages up to MAX_WINDOW (with 4 KiB pages: 1024 pages, 11 faults, 8 MiB -
+        // 4 KiB), then MAX_WINDOW windows.
+        const ramp = Math.log2(MAX_WINDOW / PAGE) + 1;
+        assert.strictEqual(uffd.stats().faults, ramp + Math.ceil((32 * MiB - ((2 ** ramp - 1) * PAGE)) / MAX_WINDOW));
         const resident = region.residentPages();
         assert.ok(resident * PAGE >= 32 * MiB && resident * PAGE < 32 * MiB + MAX_WINDOW, `resident ${resident}`);
         await eventually(() => uffd.stats().bytes === resident * PAGE, 'bytes counted');
@@ -204,9 +207,10 @@ describeNative('serve: read-ahead, residency, dontneed, stats', function () {
             }
           })());
         }
+        const n = (4 * MiB) / PAGE;
         for (let i = 0; i < 200; i++) {
-          const p = (i * 37) % 1024;
-          region.dontneed(p * PAGE, Math.min(64, 1024 - p) * PAGE);
+          const p = (i * 37) % n;
+          region.dontneed(p * PAGE, Math.min(64, n - p) * PAGE);
           if (i % 10 === 0) await delay(1);
         }
         stop = true;

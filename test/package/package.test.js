@@ -17,7 +17,7 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..', '..');
 const PKG = require('../../package.json');
-const { skipWithReason, findNpmCli } = require('../helpers');
+const { skipWithReason, findNpmCli, scaled } = require('../helpers');
 const ARCH_DIR = `${process.platform}-${process.arch}`;
 // The toolchain of the other arch the release tarball carries (Debian's cross g++).
 const CROSS_TRIPLE = process.arch === 'arm64' ? 'x86_64-linux-gnu' : 'aarch64-linux-gnu';
@@ -45,12 +45,12 @@ function localHeaders() {
 }
 
 function sh(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120000, ...opts });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: scaled(120000), ...opts });
   return { code: r.status, signal: r.signal, stdout: r.stdout || '', stderr: r.stderr || '', error: r.error };
 }
 
 describe('package: npm pack, install into an empty project, use it', function () {
-  this.timeout(180000);
+  this.timeout(scaled(180000));
   let npmCli = null;
   let tmp = null;
   let tarball = null;
@@ -107,7 +107,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
       return;
     }
     // The release path, as a maintainer runs it, in a copy of the checkout.
-    this.timeout(900000);
+    this.timeout(scaled(900000));
     const copy = path.join(tmp, 'checkout');
     fs.mkdirSync(copy);
     // What the build needs, and every file the `files` whitelist names (its globs are in dist/, built by the release).
@@ -119,7 +119,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
     // Plain `npm pack` first, with no prebuilds/ yet: it must say so (scripts/check-prebuilds.js).
     plainPack = npm(['pack', '--dry-run', '--json'], { cwd: copy, env: cleanEnv() });
-    const release = sh('bash', [path.join(copy, 'scripts', 'pack-release.sh'), packDir], { cwd: copy, env: cleanEnv({ JOBS: '2' }), timeout: 900000 });
+    const release = sh('bash', [path.join(copy, 'scripts', 'pack-release.sh'), packDir], { cwd: copy, env: cleanEnv({ JOBS: '2' }), timeout: scaled(900000) });
     assert.strictEqual(release.code, 0, `npm run pack:release failed:\n${release.stderr.split('\n').slice(-15).join('\n')}`);
     tarball = release.stdout.trim().split('\n').pop();
     assert.ok(fs.existsSync(tarball), `pack-release printed ${tarball}`);
@@ -153,7 +153,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     fs.cpSync(path.join(ROOT, 'native'), path.join(scratch, 'native'), { recursive: true });
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(scratch, 'node_modules'));
     fs.cpSync(path.join(ROOT, 'scripts'), path.join(scratch, 'scripts'), { recursive: true });
-    const pb = sh('bash', [path.join(scratch, 'scripts', 'prebuild-cross.sh'), process.arch], { cwd: scratch, env: cleanEnv({ JOBS: '2' }), timeout: 600000 });
+    const pb = sh('bash', [path.join(scratch, 'scripts', 'prebuild-cross.sh'), process.arch], { cwd: scratch, env: cleanEnv({ JOBS: '2' }), timeout: scaled(600000) });
     if (pb.code !== 0) {
       if (!hasPacked) skipWithReason(ctx, `no prebuild for ${ARCH_DIR} in the tarball and it could not be built: ${pb.stderr.trim().split('\n').slice(-2).join(' | ')}`);
       console.log(`      note: the prebuild failed; testing the packed prebuild for ${ARCH_DIR} as it is`);
@@ -186,7 +186,7 @@ describe('package: npm pack, install into an empty project, use it', function ()
     const unwanted = packedFiles.filter((f) =>
       /^(lib|test|bench|examples|scripts|build|docs|node_modules|\.ci|\.github)\//.test(f) ||
       (/\.map$/.test(f) && !/^dist\/.*\.js\.map$/.test(f)) || (/\.ts$/.test(f) && !/\.d\.ts$/.test(f)) || /^\.|\/\./.test(f) ||
-      ['tsconfig.json', 'package-lock.json', '.mocharc.json', 'typedoc.json'].includes(f));
+      ['tsconfig.json', 'package-lock.json', '.mocharc.js', 'typedoc.json'].includes(f));
     assert.deepStrictEqual(unwanted, []);
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     assert.match(pkg.scripts.install, /^node-gyp-build( |$)/);

@@ -9,7 +9,7 @@
 //       page from its main thread; prints { byte }.
 const { parseArgs } = require('util');
 const path = require('path');
-const { Userfaultfd, Region, sendUffd, listenForUffd } = require(path.join(__dirname, '..', '..', 'dist'));
+const { Userfaultfd, Region, sendUffd, listenForUffd, constants } = require(path.join(__dirname, '..', '..', 'dist'));
 
 const { positionals: [role], values: opts } = parseArgs({
   allowPositionals: true,
@@ -19,7 +19,7 @@ const { positionals: [role], values: opts } = parseArgs({
     'allow-uid': { type: 'string', multiple: true },
   },
 });
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 function listen() {

@@ -8,10 +8,10 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, sendUffd, listenForUffd } = require('../../dist');
-const { describeNative, runProcess, skipWithReason, delay, nativeProbe } = require('../helpers');
+const { describeNative, runProcess, skipWithReason, delay, nativeProbe, scaled, PAGE } = require('../helpers');
+const { buildFixture } = require('../fixtures/c-fixtures');
 
 const CHILD = path.join(__dirname, 'adversarial-fdpass-child.js');
-const HOSTILE_SRC = path.join(__dirname, '..', 'fixtures', 'hostile_peer.c');
 
 /**
  * A long-lived child: `events` are its JSON lines so far, `next(pred)` resolves with the first
@@ -71,7 +71,7 @@ const node = (role, ...args) => [process.execPath, [CHILD, role, ...args]];
 
 /** Whether `unshare --pid --fork --mount-proc` works here (root, util-linux). */
 function unshareWorks() {
-  const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'true'], { timeout: 5000 });
+  const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'true'], { timeout: scaled(5000) });
   return r.status === 0;
 }
 
@@ -150,7 +150,7 @@ describeNative('adversarial fd passing', function () {
           const { workerData, parentPort } = require('worker_threads');
           const { Userfaultfd, Region } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist'))});
           const u = Userfaultfd.fromFd(workerData.fd);
-          const region = Region.map(4096);
+          const region = Region.map(${PAGE});
           u.register(region);
           u.on('error', (e) => parentPort.postMessage({ code: e.code }));
           u.on('pagefault', () => {});
@@ -170,9 +170,11 @@ describeNative('adversarial fd passing', function () {
   describe('item 3: fd flood', function () {
     let hostile;
     before(function () {
-      hostile = path.join(dir, 'hostile_peer');
-      const cc = spawnSync('cc', ['-O2', '-o', hostile, HOSTILE_SRC], { encoding: 'utf8' });
-      if (cc.error || cc.status !== 0) skipWithReason(this, `no C compiler to build the hostile peer (${cc.error ? cc.error.message : cc.stderr})`);
+      try {
+        hostile = buildFixture('hostile_peer', dir);
+      } catch (e) {
+        skipWithReason(this, `the hostile peer: ${e.message}`);
+      }
     });
 
     it('a 60,000-byte header then 16-fd messages: the listener holds at most a few fds, and serves others', async function () {

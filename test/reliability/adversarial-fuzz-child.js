@@ -23,12 +23,12 @@ const os = require('os');
 const path = require('path');
 const { parseArgs } = require('util');
 const { Worker } = require('worker_threads');
-const { Userfaultfd, Region, PageSource, sendUffd, listenForUffd } = require('../../dist');
+const { Userfaultfd, Region, PageSource, sendUffd, listenForUffd, constants } = require('../../dist');
 const { sourceScenarios } = require('./adversarial-fuzz-sources');
 
 const { values: opts } = parseArgs({ options: { seed: { type: 'string' }, hostile: { type: 'string' } } });
 const SEED = Number(opts.seed) >>> 0;
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 
 // ---- seeded randomness ------------------------------------------------------------------------
 const { int, pick, chance } = require('./seeded-random').seededRandom(SEED);

@@ -9,14 +9,14 @@
 // FUZZ_SEED is the first seed (random unless set; printed), FUZZ_SEEDS how many (default 100:
 // the budget of `npm test`), FUZZ_JOBS how many children at once (default 3).
 const assert = require('assert');
-const { spawn, spawnSync } = require('child_process');
+const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { describeNative } = require('../helpers');
+const { describeNative, scaled } = require('../helpers');
+const { buildFixture } = require('../fixtures/c-fixtures');
 
 const CHILD = path.join(__dirname, 'adversarial-fuzz-child.js');
-const HOSTILE_SRC = path.join(__dirname, '..', 'fixtures', 'hostile_peer.c');
 const DEADLINE_MS = 8000;
 // After SIGKILL, how long a child may take to be reaped before it counts as unkillable.
 const REAP_MS = 3000;
@@ -75,10 +75,11 @@ describeNative('adversarial fuzzer', function () {
   before(function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-advfuzz-'));
     fs.chmodSync(dir, 0o755); // the hostile peer also runs as nobody
-    const bin = path.join(dir, 'hostile_peer');
-    const cc = spawnSync('cc', ['-O2', '-o', bin, HOSTILE_SRC], { encoding: 'utf8' });
-    if (!cc.error && cc.status === 0) hostile = bin;
-    else console.log(`      no C compiler: the flood, nobody and dying peers are left out (${cc.error ? cc.error.message : cc.stderr})`);
+    try {
+      hostile = buildFixture('hostile_peer', dir);
+    } catch (e) {
+      console.log(`      the flood, nobody and dying peers are left out: ${e.message}`);
+    }
   });
   after(function () {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
@@ -88,7 +89,7 @@ describeNative('adversarial fuzzer', function () {
     const first = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 31) >>> 0;
     const count = Number(process.env.FUZZ_SEEDS || 100);
     const jobs = Number(process.env.FUZZ_JOBS || 3);
-    this.timeout(Math.max(120000, count * (DEADLINE_MS + REAP_MS)));
+    this.timeout(scaled(Math.max(120000, count * (DEADLINE_MS + REAP_MS))));
     const results = [];
     let next = 0;
     const worker = async () => {

@@ -2,19 +2,19 @@
 // registration, so the waiting thread waits on (docs/hardening.md). unregister() before close()
 // releases it. Runs in a child with a deadline.
 const assert = require('assert');
-const { describeBackends, runChild } = require('../helpers');
+const { describeBackends, runChild, PAGE } = require('../helpers');
 
 describeBackends('reliability: close() with a duplicate open', (backend) => {
   it('the fault waits for the other copy; unregister() then close() releases it with zeros', async () => {
     const r = await runChild(`
       const { Userfaultfd, Region } = require('./dist');
       const backend = '${backend}';
-      const region = Region.map(4 * 4096, { backend });
+      const region = Region.map(4 * ${PAGE}, { backend });
       const uffd = Userfaultfd.open({ backend });
       uffd.register(region);
       const dup = Userfaultfd.fromFd(uffd.fd, { backend });
       let settled = false;
-      const read = region.read(4096, 4).then((b) => { settled = true; return b; });
+      const read = region.read(${PAGE}, 4).then((b) => { settled = true; return b; });
       (async () => {
         await new Promise((r) => setTimeout(r, 100));
         uffd.close();

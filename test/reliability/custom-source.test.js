@@ -1,11 +1,11 @@
 // PageSource.custom hazards, each in a child with a deadline: the JS thread faulting on memory
 // its own read() would answer, close() with reads in flight, a read that never settles.
 const assert = require('assert');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled } = require('../helpers');
 
 const PRELUDE = `
-const { Userfaultfd, Region, PageSource } = require('./dist');
-const PAGE = 4096;
+const { Userfaultfd, Region, PageSource, constants } = require('./dist');
+const PAGE = constants.pageSize;
 const uffd = Userfaultfd.open({ backend: 'native' });
 const region = Region.map(4 * PAGE, { backend: 'native' });
 `;
@@ -19,7 +19,7 @@ function expectExit(r, what) {
 }
 
 describeNative('reliability: PageSource.custom', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   it("the JS thread's own fault is answered by the guard (its read() could never run): no hang", async () => {
     const r = await runChild(`${PRELUDE}

@@ -2,9 +2,11 @@
 // collected): reads returned freed heap bytes. The region must only ever hold the source's
 // bytes, zeros, or a coded error. Runs in a child (gc exposed): a crash fails the case.
 const assert = require('assert');
-const { describeBackends, runChild } = require('../helpers');
+const { describeBackends, runChild, PAGE } = require('../helpers');
 
-const SIZE = 16 * 4096; // below malloc's mmap threshold: freed memory is reused by the heap
+// Below malloc's mmap threshold (128 KiB): freed memory is reused by the heap. Whole pages: one
+// on 64 KiB-page kernels.
+const SIZE = Math.max(PAGE, 64 * 1024);
 
 function run(backend, share) {
   return runChild(`

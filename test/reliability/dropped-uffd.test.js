@@ -3,7 +3,7 @@
 // unreachable it must be collected: its reader stopped, its fds closed. A child creates and
 // drops N of them, collects, and compares /proc/self/fd and /proc/self/task with its baseline.
 const assert = require('assert');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled, PAGE } = require('../helpers');
 
 const N = 40;
 
@@ -18,7 +18,7 @@ function run(how) {
       for (let i = 0; i < 6; i++) { gc(); await new Promise((r) => setImmediate(r)); await new Promise((r) => setTimeout(r, 10)); }
     };
     function drop() {
-      const region = Region.map(4 * 4096, { backend: 'native' });
+      const region = Region.map(4 * ${PAGE}, { backend: 'native' });
       const uffd = Userfaultfd.open({ backend: 'native' });
       ${how}
       region.unmap();
@@ -35,7 +35,7 @@ function run(how) {
 }
 
 describeNative('reliability: a uffd dropped without close()', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   const cases = {
     'after serve()': "uffd.serve(region, PageSource.zero());",
@@ -60,15 +60,15 @@ describeNative('reliability: a uffd dropped without close()', function () {
       require('v8').setFlagsFromString('--expose-gc');
       const gc = require('vm').runInNewContext('gc');
       const { Userfaultfd, Region } = require('./dist');
-      const region = Region.map(4 * 4096, { backend: 'native' });
+      const region = Region.map(4 * ${PAGE}, { backend: 'native' });
       (function () {
         const uffd = Userfaultfd.open({ backend: 'native' });
         uffd.register(region);
-        uffd.on('pagefault', (e) => { uffd.copy(e.address, new Uint8Array(4096).fill(0x33)); });
+        uffd.on('pagefault', (e) => { uffd.copy(e.address, new Uint8Array(${PAGE}).fill(0x33)); });
       })();
       (async () => {
         for (let i = 0; i < 4; i++) { gc(); await new Promise((r) => setTimeout(r, 10)); }
-        const b = await region.read(4096, 1);
+        const b = await region.read(${PAGE}, 1);
         console.log('byte', b[0]);
         process.exit(0);
       })();`, { timeoutMs: 15000 });

@@ -6,12 +6,12 @@ const { Worker } = require('worker_threads');
 const { spawn } = require('child_process');
 const path = require('path');
 const { Userfaultfd, Region, UffdError } = require('../../dist');
-const { PAGE, pattern, delay, runChild, requirePrivileged, describeNative, perTestUffd } = require('../helpers');
+const { PAGE, pattern, delay, runChild, requirePrivileged, describeNative, perTestUffd, scaled } = require('../helpers');
 
 const DIST = path.resolve(__dirname, '../../dist');
 
 describeNative('reliability: fault injection', function () {
-  this.timeout(20000);
+  this.timeout(scaled(20000));
   const map = perTestUffd('native');
 
   describe('a handler that throws', () => {
@@ -48,7 +48,7 @@ describeNative('reliability: fault injection', function () {
       const r = await runChild(`
         const { Userfaultfd, Region } = require('./dist');
         const uffd = Userfaultfd.open({ backend: 'native' });
-        const region = Region.map(4096, { backend: 'native' });
+        const region = Region.map(${PAGE}, { backend: 'native' });
         uffd.register(region);
         uffd.on('pagefault', () => { throw new Error('nobody listens for errors'); });
         region.read(0, 8).then(() => console.log('read answered'));`, { timeoutMs: 15000 });
@@ -179,10 +179,10 @@ describeNative('reliability: fault injection', function () {
     const worker = new Worker(`
       const { parentPort, workerData } = require('worker_threads');
       const { Region } = require(workerData.dist);
-      const r = Region.map(64 * 4096, { backend: 'native' });
+      const r = Region.map(64 * ${PAGE}, { backend: 'native' });
       parentPort.postMessage({ start: r.address, length: r.length });
       parentPort.once('message', () => {
-        r.dontneed(0, 4096);           // blocks until the REMOVE is read
+        r.dontneed(0, ${PAGE});           // blocks until the REMOVE is read
         parentPort.postMessage('dropped');
       });
       setInterval(() => {}, 1000); // alive (and the mapping with it) until terminated

@@ -12,7 +12,7 @@ function tryServe(backend, what) {
   return runChild(`
     const { Userfaultfd, Region, PageSource } = require('./dist');
     const fs = require('fs');
-    const region = Region.map(4 * 4096, { backend: '${backend}' });
+    const region = Region.map(4 * ${PAGE}, { backend: '${backend}' });
     const uffd = Userfaultfd.open({ backend: '${backend}' });
     const out = {};
     try { uffd.serve(region, PageSource.file(${what})); out.served = true; } catch (e) { out.code = e.code; out.syscall = e.syscall; out.message = e.message; }
@@ -60,10 +60,10 @@ describeBackends('reliability: file sources that are not files', (backend) => {
     try {
       const r = await runChild(`
         const { Userfaultfd, Region, PageSource } = require('./dist');
-        const region = Region.map(4 * 4096, { backend: '${backend}' });
+        const region = Region.map(4 * ${PAGE}, { backend: '${backend}' });
         const uffd = Userfaultfd.open({ backend: '${backend}' });
         uffd.serve(region, PageSource.file(${JSON.stringify(dev)}));
-        region.read(0, 4 * 4096).then((b) => { console.log(b.toString('hex')); uffd.close(); });`, { timeoutMs: 10000 });
+        region.read(0, 4 * ${PAGE}).then((b) => { console.log(b.toString('hex')); uffd.close(); });`, { timeoutMs: 10000 });
       assert.strictEqual(r.code, 0, r.stderr);
       const expected = Buffer.concat([pattern(2 * PAGE, 9), Buffer.alloc(2 * PAGE)]);
       assert.ok(Buffer.from(r.stdout.trim(), 'hex').equals(expected), 'the block device bytes, then zeros');

@@ -26,11 +26,11 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { Userfaultfd, Region, PageSource, UffdError, probe, FEATURE_NAMES } = require('../../dist');
+const { Userfaultfd, Region, PageSource, UffdError, probe, FEATURE_NAMES, constants } = require('../../dist');
 
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 const CALLS = Number(process.env.FUZZ_CALLS || 100000);
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 const TRACE = process.env.FUZZ_TRACE === '1';
 
 // ---- seeded randomness ------------------------------------------------------------------------
@@ -114,11 +114,11 @@ function liveUffds(allowG) { return uffds.filter((u) => !u.closed && (allowG || 
 function liveRegions(backend) { return regions.filter((r) => !r.unmapped && (!backend || r.backend === backend)); }
 
 // ---- values ---------------------------------------------------------------------------------
-const JUNK = [undefined, null, true, false, 0, -0, 1, -1, 0.5, -4096, 4095, 4096, 4097, 8192, 65536,
+const JUNK = [undefined, null, true, false, 0, -0, 1, -1, 0.5, -PAGE, PAGE - 1, PAGE, PAGE + 1, 8192, 65536,
   2 ** 31, 2 ** 32, 2 ** 47, 2 ** 53 - 1, 2 ** 53, 2 ** 64, 1e308, -1e308, NaN, Infinity, -Infinity,
-  0n, 1n, -1n, 4096n, 4097n, 2n ** 63n, 2n ** 64n - 4096n, 2n ** 64n, -(2n ** 64n), '', '4096', 'abc', '\0',
-  Symbol('s'), [], [4096], {}, { start: 0, length: 0 }, { start: -1, length: 4096 }, { length: 4096 },
-  { start: 4096n }, () => 1, new Date(0), /x/, new Map(), Object.create(null), Buffer.alloc(0),
+  0n, 1n, -1n, BigInt(PAGE), BigInt(PAGE + 1), 2n ** 63n, 2n ** 64n - BigInt(PAGE), 2n ** 64n, -(2n ** 64n), '', String(PAGE), 'abc', '\0',
+  Symbol('s'), [], [PAGE], {}, { start: 0, length: 0 }, { start: -1, length: PAGE }, { length: PAGE },
+  { start: BigInt(PAGE) }, () => 1, new Date(0), /x/, new Map(), Object.create(null), Buffer.alloc(0),
   new Uint16Array(2048), new Float64Array(512), new DataView(new ArrayBuffer(PAGE))];
 
 function junk() {
@@ -137,16 +137,16 @@ function address(backend = 'native') {
   if (live.length && chance(0.75)) {
     const r = pick(live);
     let off = int(r.length / PAGE) * PAGE;
-    if (chance(0.1)) off += pick([1, 7, 2048, 4095]);
+    if (chance(0.1)) off += pick([1, 7, PAGE / 2, PAGE - 1]);
     const a = r.address + BigInt(off);
     return chance(0.5) ? a : Number(a);
   }
-  return pick([0, 4096, 0n, 4096n, 2n ** 64n - 4096n, 2n ** 63n, 2 ** 53, -4096, 1.5, 'x', null, undefined]);
+  return pick([0, PAGE, 0n, BigInt(PAGE), 2n ** 64n - BigInt(PAGE), 2n ** 63n, 2 ** 53, -PAGE, 1.5, 'x', null, undefined]);
 }
 
 function length() {
   if (chance(0.8)) return (1 + int(pick([1, 4, 16, 20]))) * PAGE;
-  return pick([0, -PAGE, 1, 4095, 4097, 1.5, 2 ** 53, 2 ** 64, NaN, Infinity, '4096', 4096n, null, undefined]);
+  return pick([0, -PAGE, 1, PAGE - 1, PAGE + 1, 1.5, 2 ** 53, 2 ** 64, NaN, Infinity, String(PAGE), BigInt(PAGE), null, undefined]);
 }
 
 /**
@@ -172,7 +172,7 @@ function inRegion(reg) {
   let start = reg.address + BigInt(k * PAGE);
   let len = (1 + int(pages - k)) * PAGE;
   if (chance(0.1)) start += BigInt(pick([1, 7, 2048]));         // misaligned: refused before any syscall
-  if (chance(0.1)) len = pick([0, -PAGE, 1, 4095, 4097, 1.5, 2 ** 53, 2 ** 64, NaN, Infinity, '4096', 4096n, null, undefined]);
+  if (chance(0.1)) len = pick([0, -PAGE, 1, PAGE - 1, PAGE + 1, 1.5, 2 ** 53, 2 ** 64, NaN, Infinity, String(PAGE), BigInt(PAGE), null, undefined]);
   return { start: chance(0.5) ? start : Number(start), length: len };
 }
 
@@ -181,7 +181,7 @@ function bytes() {
   if (r < 4) return Buffer.alloc((1 + int(4)) * PAGE, int(256));
   if (r === 4) return new Uint8Array(new ArrayBuffer((1 + int(2)) * PAGE));
   if (r === 5) return chance(0.5) ? new ArrayBuffer(PAGE) : chance(0.5) ? new SharedArrayBuffer(PAGE) : new Uint8Array(new SharedArrayBuffer(3 * PAGE), PAGE, PAGE);
-  if (r === 6) return Buffer.alloc(pick([0, 1, 4095, 4097]));
+  if (r === 6) return Buffer.alloc(pick([0, 1, PAGE - 1, PAGE + 1]));
   if (chance(0.5) && !GR.unmapped) return new Uint8Array(GR.buffer, int(8) * PAGE, PAGE); // guarded memory
   return junk();
 }
@@ -360,7 +360,7 @@ const OPS = [
     const srr = owner(sr);
     let len = typeof d.length === 'number' ? d.length : PAGE;
     if (dr && srr) len = Math.min(len, room(d, dr), room(sr, srr));
-    if (chance(0.1)) len = pick([0, -PAGE, 4097, 1.5, 2 ** 53, NaN, '4096', 4096n]);
+    if (chance(0.1)) len = pick([0, -PAGE, PAGE + 1, 1.5, 2 ** 53, NaN, String(PAGE), BigInt(PAGE)]);
     if (srr && srr.guarded) return; // G's pages stay put (a hole would be answered, but keep G simple)
     u.move(chance(0.1) ? dr || d.start : d.start, chance(0.1) ? srr || sr.start : sr.start, len, opts(['dontWake', 'allowSrcHoles']));
   }],
@@ -383,9 +383,9 @@ const OPS = [
       let n = 0;
       for await (const e of it) {
         if (e.type === 'pagefault' && !u.closed && chance(0.7)) {
-          try { u.zeropage({ start: e.address - (e.address % 4096n), length: PAGE }); } catch (err) {
+          try { u.zeropage({ start: e.address - (e.address % BigInt(PAGE)), length: PAGE }); } catch (err) {
             checkError(err);
-            if (err.code === 'EEXIST' && !u.closed) u.wake({ start: e.address - (e.address % 4096n), length: PAGE });
+            if (err.code === 'EEXIST' && !u.closed) u.wake({ start: e.address - (e.address % BigInt(PAGE)), length: PAGE });
           }
         }
         if (++n >= limit) break;
@@ -399,7 +399,7 @@ const OPS = [
   ['map', 5, () => {
     if (TRACE) setImmediate(() => {});
     if (liveRegions().length >= 12) { const r = anyRegion(false); if (r) r.unmap(); return; }
-    const len = chance(0.85) ? (1 + int(32)) * PAGE : pick([0, -PAGE, 1, 4097, 1.5, 2 ** 47, 2 ** 53, NaN, '4096', 4096n, null]);
+    const len = chance(0.85) ? (1 + int(32)) * PAGE : pick([0, -PAGE, 1, PAGE + 1, 1.5, 2 ** 47, 2 ** 53, NaN, String(PAGE), BigInt(PAGE), null]);
     const o = chance(0.9) ? { shared: chance(0.3) ? flag() : undefined, hugetlb: chance(0.05) ? flag() : undefined, backend: chance(0.9) ? pick(BACKENDS) : junk() } : junk();
     const r = Region.map(len, o);
     if (TRACE) fs.writeSync(2, `  mapped Region(0x${r.address.toString(16)}+${r.length})\n`);

@@ -4,11 +4,11 @@
 //   FUZZ_SEED=<seed> node test/reliability/fuzz-child.js
 const assert = require('assert');
 const path = require('path');
-const { runChild, describeNative } = require('../helpers');
+const { runChild, describeNative, scaled } = require('../helpers');
 
 // Native-only: the guarded self-fault path needs the kernel.
 describeNative('reliability: API fuzzing', function () {
-  this.timeout(120000);
+  this.timeout(scaled(120000));
 
   it('survives 100,000 random calls with only TypeError/RangeError/UffdError failures', async function () {
     const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;

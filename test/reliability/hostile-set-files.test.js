@@ -9,7 +9,7 @@ const { execFileSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { describeBackends, runChildJson } = require('../helpers');
+const { PAGE, describeBackends, runChildJson } = require('../helpers');
 
 const DEADLINE = 15000;
 
@@ -36,7 +36,7 @@ function serveWith(backend, options, { timeoutMs = DEADLINE } = {}) {
 }
 
 /** A checksummed working-set file (docs/working-sets.md) of one run, claiming `rangeLength`. */
-function setFile(rangeLength, pageSize = 4096) {
+function setFile(rangeLength, pageSize = PAGE) {
   const b = Buffer.alloc(40 + 12 + 4);
   b.writeUInt32LE(0x53574655, 0);
   b.writeUInt16LE(1, 4);

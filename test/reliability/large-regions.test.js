@@ -3,9 +3,9 @@
 // runs in a child: an abort or a hang fails the case instead of the run. Only a few pages of the
 // mapping are ever touched (the rest is untouched virtual memory).
 const assert = require('assert');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled, PAGE } = require('../helpers');
 
-const SIZES = [2 ** 31, 2 ** 32, 2 ** 32 + 4096, 2 ** 33];
+const SIZES = [2 ** 31, 2 ** 32, 2 ** 32 + PAGE, 2 ** 33];
 
 function expectClean(r) {
   const info = `code ${r.code} signal ${r.signal} timedOut ${r.timedOut}\n${r.stdout}\n${r.stderr}`;
@@ -16,14 +16,14 @@ function expectClean(r) {
 }
 
 describeNative('reliability: regions of 2 GiB to 8 GiB', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   for (const size of SIZES) {
     it(`${size} bytes: buffer gives the memory or a coded RangeError naming the limit; read, write and serve work`, async () => {
       const r = await runChild(`
         const { Userfaultfd, Region, PageSource } = require('./dist');
         const { constants } = require('buffer');
-        const PAGE = 4096, size = ${size};
+        const PAGE = ${PAGE}, size = ${size};
         (async () => {
           const region = Region.map(size, { backend: 'native' });
           const out = { size };
@@ -68,7 +68,7 @@ describeNative('reliability: regions of 2 GiB to 8 GiB', function () {
   it('the binding itself, called directly past the limit, throws a coded RangeError (no abort)', async () => {
     const r = await runChild(`
       const binding = require('node-gyp-build')(process.cwd());
-      const region = new binding.Region(2 ** 32 + 4096, false, false);
+      const region = new binding.Region(2 ** 32 + ${PAGE}, false, false);
       const out = {};
       try { out.length = region.buffer.byteLength; } catch (e) { out.name = e.name; out.code = e.code; }
       try { out.again = region.buffer.byteLength; } catch (e) { out.againCode = e.code; }
@@ -77,8 +77,8 @@ describeNative('reliability: regions of 2 GiB to 8 GiB', function () {
       console.log(JSON.stringify(out));`, { timeoutMs: 30000 });
     const out = expectClean(r);
     const { constants } = require('buffer');
-    if (2 ** 32 + 4096 <= constants.MAX_LENGTH) {
-      assert.strictEqual(out.length, 2 ** 32 + 4096);
+    if (2 ** 32 + PAGE <= constants.MAX_LENGTH) {
+      assert.strictEqual(out.length, 2 ** 32 + PAGE);
     } else {
       assert.deepStrictEqual(out, { name: 'RangeError', code: 'ERR_BUFFER_TOO_LARGE', againCode: 'ERR_BUFFER_TOO_LARGE' });
     }

@@ -3,9 +3,9 @@
 'use strict';
 const fs = require('fs');
 const { Worker } = require('worker_threads');
-const { Userfaultfd, Region } = require('../../dist');
+const { Userfaultfd, Region, constants } = require('../../dist');
 
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 if (typeof global.gc !== 'function') {
   // Run without --expose-gc (runChild passes no node flags): expose it now.
   require('v8').setFlagsFromString('--expose-gc');

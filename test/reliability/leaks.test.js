@@ -3,7 +3,7 @@
 // (leak-child.js, with --expose-gc) after a warm-up (libuv's pool threads start lazily).
 const assert = require('assert');
 const path = require('path');
-const { runChild, describeNative } = require('../helpers');
+const { runChild, describeNative, scaled } = require('../helpers');
 
 async function leakRun(kind, cycles) {
   const r = await runChild(path.join(__dirname, 'leak-child.js'), {
@@ -20,7 +20,7 @@ async function leakRun(kind, cycles) {
 }
 
 describeNative('reliability: leaks', function () {
-  this.timeout(90000);
+  this.timeout(scaled(90000));
 
   it('1,000 cycles of open -> register -> fault -> close leave no fd, thread or mapping behind', async () => {
     const { before, after } = await leakRun('faults', 1000);

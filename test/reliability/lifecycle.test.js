@@ -1,11 +1,11 @@
 // Lifecycle: a child process stopped at each stage of a uffd's life exits by itself, with the
 // expected status, within a bound (runChild kills it at the bound: a hang fails the case).
 const assert = require('assert');
-const { runChild, describeNative } = require('../helpers');
+const { runChild, describeNative, scaled } = require('../helpers');
 
 const PRELUDE = `
-const { Userfaultfd, Region, PageSource } = require('./dist');
-const PAGE = 4096;
+const { Userfaultfd, Region, PageSource, constants } = require('./dist');
+const PAGE = constants.pageSize;
 const uffd = Userfaultfd.open({ backend: 'native' });
 const region = Region.map(16 * PAGE, { backend: 'native' });
 `;
@@ -19,7 +19,7 @@ function expectExit(r, code, what) {
 }
 
 describeNative('reliability: lifecycle (each stage exits by itself)', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   it('opened: an open uffd does not hold the process', async () => {
     expectExit(await runChild(`${PRELUDE} console.log('opened', uffd.fd > 0);`, { timeoutMs: BOUND }), 0, 'opened');

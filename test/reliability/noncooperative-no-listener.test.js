@@ -3,10 +3,10 @@
 // never returned (D state). A uffd opened with such a feature reads its events from open() on.
 // Each case runs in a child with a deadline; a hang fails it.
 const assert = require('assert');
-const { describeBackends, runChild, requireFeature, requirePrivileged } = require('../helpers');
+const { describeBackends, runChild, requireFeature, requirePrivileged, PAGE } = require('../helpers');
 
 const TRIGGERS = {
-  EVENT_REMOVE: 'region.dontneed(0, 4096);', // of a page written before register()
+  EVENT_REMOVE: `region.dontneed(0, ${PAGE});`, // of a page written before register()
   EVENT_UNMAP: 'region.unmap();',
   EVENT_FORK: "require('child_process').spawnSync('true');",
 };
@@ -32,8 +32,8 @@ describeBackends('reliability: non-cooperative features with no listener', (back
       requireFeature(this, backend, feature);
       if (feature === 'EVENT_FORK' && backend === 'native') requirePrivileged(this, 'EVENT_FORK', 'ptrace');
       const out = expectExit(await run(backend, `
-        const region = Region.map(4 * 4096, { backend });
-        await region.write(0, Buffer.alloc(4096, 1));
+        const region = Region.map(4 * ${PAGE}, { backend });
+        await region.write(0, Buffer.alloc(${PAGE}, 1));
         const uffd = Userfaultfd.open({ backend, features: ['${feature}'] });
         uffd.register(region);
         ${trigger}
@@ -45,14 +45,14 @@ describeBackends('reliability: non-cooperative features with no listener', (back
   it('a fault read with no consumer waits, and is delivered once a listener comes', async function () {
     requireFeature(this, backend, 'EVENT_REMOVE');
     const out = expectExit(await run(backend, `
-      const region = Region.map(4 * 4096, { backend });
+      const region = Region.map(4 * ${PAGE}, { backend });
       const uffd = Userfaultfd.open({ backend, features: ['EVENT_REMOVE'] });
       uffd.register(region);
       let settled = false;
-      const read = region.read(4096, 1).then((b) => { settled = true; return b[0]; });
+      const read = region.read(${PAGE}, 1).then((b) => { settled = true; return b[0]; });
       await new Promise((r) => setTimeout(r, 100));
       console.log('settled before listener', settled);
-      uffd.on('pagefault', (e) => uffd.copy(e.address, new Uint8Array(4096).fill(0x44)));
+      uffd.on('pagefault', (e) => uffd.copy(e.address, new Uint8Array(${PAGE}).fill(0x44)));
       console.log('byte', await read);
       uffd.close();`));
     assert.match(out, /settled before listener false/);
@@ -63,7 +63,7 @@ describeBackends('reliability: non-cooperative features with no listener', (back
     requireFeature(this, backend, 'EVENT_FORK');
     if (backend === 'native') requirePrivileged(this, 'EVENT_FORK', 'ptrace');
     const out = expectExit(await run(backend, `
-      const region = Region.map(4 * 4096, { backend });
+      const region = Region.map(4 * ${PAGE}, { backend });
       const uffd = Userfaultfd.open({ backend, features: ['EVENT_FORK'] });
       uffd.register(region);
       uffd.on('pagefault', () => {});

@@ -10,7 +10,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync, spawnSync } = require('child_process');
-const { runProcess, skipWithReason, requirePrivileged, privileges, describeNative, requireHostSettings } = require('../helpers');
+const { runProcess, skipWithReason, requirePrivileged, privileges, describeNative, requireHostSettings, scaled, PAGE } = require('../helpers');
+const { buildFixture } = require('../fixtures/c-fixtures');
 
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
 const ROOT = path.resolve(__dirname, '../..');
@@ -19,7 +20,8 @@ const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 // The child's prelude: the package, its warnings, and one JSON line out.
 const PRELUDE = `
 const fs = require('fs');
-const { Userfaultfd, Region, PageSource, probe } = require(process.env.PKG + '/dist');
+const { Userfaultfd, Region, PageSource, probe, constants } = require(process.env.PKG + '/dist');
+const PAGE = constants.pageSize;
 const out = { uid: process.getuid(), warnings: [], sysctl: fs.readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim() };
 process.on('warning', (w) => out.warnings.push({ code: w.code, message: w.message, detail: w.detail }));
 const done = () => setImmediate(() => console.log(JSON.stringify(out)));
@@ -27,12 +29,13 @@ const fail = (e) => { out.failed = e.stack; done(); };
 `;
 
 describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
   let saved = null;
   let dir = ROOT;
   let tmp = null;
   let asRoot = false;
   let deny = null;
+  let denyMissing = null;
 
   before(function () {
     asRoot = privileges.root;
@@ -61,9 +64,12 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
     // The seccomp helper (test/doctor/deny-userfaultfd.c), where a compiler is at hand.
     const build = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-deny-'));
     fs.chmodSync(build, 0o755);
-    const cc = spawnSync('cc', ['-O2', '-o', path.join(build, 'deny'), path.join(ROOT, 'test', 'doctor', 'deny-userfaultfd.c')]);
-    deny = cc.status === 0 ? path.join(build, 'deny') : null;
-    if (deny === null) fs.rmSync(build, { recursive: true, force: true });
+    try {
+      deny = buildFixture('deny-userfaultfd', build);
+    } catch (e) {
+      denyMissing = e.message;
+      fs.rmSync(build, { recursive: true, force: true });
+    }
   });
 
   after(() => {
@@ -94,19 +100,19 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
   }
 
   function needDeny(ctx) {
-    if (!deny) skipWithReason(ctx, 'cannot compile test/doctor/deny-userfaultfd.c with cc');
+    if (!deny) skipWithReason(ctx, denyMissing);
   }
 
   it("open() falls back to UFFD_USER_MODE_ONLY: uffd.userModeOnly, one USERFAULTFD_USER_MODE_ONLY warning, Region.map on the same backend", async function () {
     const r = await unprivileged(`
       const uffd = Userfaultfd.open();
       const again = Userfaultfd.open();
-      const region = Region.map(4 * 4096);
+      const region = Region.map(4 * PAGE);
       Object.assign(out, { backend: uffd.backend, userModeOnly: uffd.userModeOnly, again: again.userModeOnly, mapped: region.backend });
       again.close();
       uffd.register(region);
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 0x5a)));
-      region.read(4096, 16).then((b) => { out.read = [...b]; uffd.close(); region.unmap(); done(); }, fail);`);
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(PAGE, 0x5a)));
+      region.read(PAGE, 16).then((b) => { out.read = [...b]; uffd.close(); region.unmap(); done(); }, fail);`);
     requireSysctl0(this, r);
     assert.notStrictEqual(r.uid, 0);
     assert.deepStrictEqual([r.backend, r.userModeOnly, r.again, r.mapped], ['native', true, true, 'native']);
@@ -159,26 +165,26 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
   it('a missing page touched inside a system call fails with EFAULT (fs.readSync into it, fs.writeSync from it); present, both work', async function () {
     const r = await unprivileged(`
       const uffd = Userfaultfd.open();
-      const region = Region.map(4 * 4096);
+      const region = Region.map(4 * PAGE);
       uffd.register(region);
-      uffd.on('pagefault', (e) => { out.faults = (out.faults || 0) + 1; uffd.copy(e.address, Buffer.alloc(4096, 0x5a)); });
+      uffd.on('pagefault', (e) => { out.faults = (out.faults || 0) + 1; uffd.copy(e.address, Buffer.alloc(PAGE, 0x5a)); });
       const file = require('os').tmpdir() + '/uffd-efault-' + process.pid;
       const fd = fs.openSync(file, 'w+');
-      fs.writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, 0);
-      const page = (i) => new Uint8Array(region.buffer, i * 4096, 4096);
+      fs.writeSync(fd, Buffer.alloc(PAGE, 7), 0, PAGE, 0);
+      const page = (i) => new Uint8Array(region.buffer, i * PAGE, PAGE);
       // With a full uffd (the sysctl changed underneath) the JS thread would fault on its own handler.
       out.sysctlChanged = !uffd.userModeOnly;
       const code = (f) => { if (out.sysctlChanged) return 'not tried'; try { return f(); } catch (e) { return e.code; } };
-      out.readSync = code(() => fs.readSync(fd, page(1), 0, 4096, 0));
-      out.writeSync = code(() => fs.writeSync(fd, page(2), 0, 4096, 0));
+      out.readSync = code(() => fs.readSync(fd, page(1), 0, PAGE, 0));
+      out.writeSync = code(() => fs.writeSync(fd, page(2), 0, PAGE, 0));
       (async () => {
-        await region.write(1 * 4096, Buffer.alloc(4096, 1));   // faulted in on the thread pool
-        await region.read(2 * 4096, 1);
-        out.readSyncPresent = fs.readSync(fd, page(1), 0, 4096, 0);
+        await region.write(1 * PAGE, Buffer.alloc(PAGE, 1));   // faulted in on the thread pool
+        await region.read(2 * PAGE, 1);
+        out.readSyncPresent = fs.readSync(fd, page(1), 0, PAGE, 0);
         out.page1 = [...new Set(page(1))];
-        out.writeSyncPresent = fs.writeSync(fd, page(2), 0, 4096, 0);
-        const back = Buffer.alloc(4096);
-        fs.readSync(fd, back, 0, 4096, 0);
+        out.writeSyncPresent = fs.writeSync(fd, page(2), 0, PAGE, 0);
+        const back = Buffer.alloc(PAGE);
+        fs.readSync(fd, back, 0, PAGE, 0);
         out.file = [...new Set(back)];
         fs.closeSync(fd); fs.unlinkSync(file);
         uffd.close(); region.unmap(); done();
@@ -187,9 +193,9 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
     assert.strictEqual(r.readSync, 'EFAULT');
     assert.strictEqual(r.writeSync, 'EFAULT');
     assert.strictEqual(r.faults, 2, 'only the thread-pool touches faulted');
-    assert.strictEqual(r.readSyncPresent, 4096);
+    assert.strictEqual(r.readSyncPresent, PAGE);
     assert.deepStrictEqual(r.page1, [7]);
-    assert.strictEqual(r.writeSyncPresent, 4096);
+    assert.strictEqual(r.writeSyncPresent, PAGE);
     assert.deepStrictEqual(r.file, [0x5a]);
   });
 
@@ -197,13 +203,13 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
     const r = await unprivileged(`
       const { Worker } = require('worker_threads');
       const file = require('os').tmpdir() + '/uffd-served-' + process.pid;
-      const bytes = Buffer.alloc(8 * 4096 + 100);   // a partial last page too
-      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + (i >> 12)) & 0xff;
+      const bytes = Buffer.alloc(8 * PAGE + 100);   // a partial last page too
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + Math.floor(i / PAGE)) & 0xff;
       fs.writeFileSync(file, bytes);
       out.served = {};
       for (const mode of ['pread', 'mmap']) {
         const uffd = Userfaultfd.open();
-        const region = Region.map(9 * 4096);
+        const region = Region.map(9 * PAGE);
         uffd.serve(region, PageSource.file(file, { mode }));
         const view = new Uint8Array(region.buffer);                  // main thread, user mode
         out.served[mode] = Buffer.from(view.subarray(0, bytes.length)).equals(bytes) &&
@@ -212,15 +218,15 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
       }
       fs.unlinkSync(file);
       const uffd = Userfaultfd.open();
-      const region = Region.map(4 * 4096);
+      const region = Region.map(4 * PAGE);
       uffd.register(region);
       const worker = new Worker(\`
         const { parentPort, workerData } = require('worker_threads');
         const u = require(workerData.pkg + '/dist').Userfaultfd.fromFd(workerData.fd);
-        u.on('pagefault', (e) => u.copy(e.address, Buffer.alloc(4096, 0x33)));
+        u.on('pagefault', (e) => u.copy(e.address, Buffer.alloc(${PAGE}, 0x33)));
         parentPort.postMessage('ready');\`, { eval: true, workerData: { fd: uffd.fd, pkg: process.env.PKG } });
       worker.once('message', async () => {
-        out.workerTouch = new Uint8Array(region.buffer)[2 * 4096 + 5];  // answered by the Worker
+        out.workerTouch = new Uint8Array(region.buffer)[2 * PAGE + 5];  // answered by the Worker
         await worker.terminate();
         uffd.close(); region.unmap(); done();
       });
@@ -236,7 +242,7 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
       const p = probe();
       Object.assign(out, { probe: { backend: p.backend, available: p.available, reason: p.reason } });
       const uffd = Userfaultfd.open();
-      const region = Region.map(4096);
+      const region = Region.map(PAGE);
       const again = Userfaultfd.open();
       Object.assign(out, { backend: uffd.backend, mapped: region.backend, again: again.backend });
       uffd.close(); again.close(); region.unmap();

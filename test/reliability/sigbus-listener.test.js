@@ -2,11 +2,11 @@
 // guard; a region.read of a poisoned page then faulted again forever on its pool thread. Each
 // case runs in a child with a deadline: a loop fails the case.
 const assert = require('assert');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled } = require('../helpers');
 
 const BODY = (listenerFirst) => `
-  const { Userfaultfd, Region } = require('./dist');
-  const PAGE = 4096;
+  const { Userfaultfd, Region, constants } = require('./dist');
+  const PAGE = constants.pageSize;
   let heard = 0;
   const listen = () => process.on('SIGBUS', () => { heard++; });
   ${listenerFirst ? 'listen();' : ''}
@@ -30,7 +30,7 @@ const BODY = (listenerFirst) => `
   })();`;
 
 describeNative('reliability: SIGBUS with a JS SIGBUS listener', { features: ['POISON'] }, function () {
-  this.timeout(30000);
+  this.timeout(scaled(30000));
 
   for (const listenerFirst of [false, true]) {
     it(`listener added ${listenerFirst ? 'before' : 'after'} the first region: a poisoned page rejects with SIGBUS, kill -BUS reaches the listener`, async () => {

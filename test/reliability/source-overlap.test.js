@@ -2,12 +2,12 @@
 // and after that neither close() nor process.exit() returned. serve() refuses it with
 // ERR_UFFD_SOURCE_OVERLAP. Each case runs in a child with a deadline (a hang fails the case).
 const assert = require('assert');
-const { describeBackends, runChild } = require('../helpers');
+const { describeBackends, runChild, PAGE } = require('../helpers');
 
 function run(backend, body) {
   return runChild(`
     const { Userfaultfd, Region, PageSource } = require('./dist');
-    const PAGE = 4096, backend = '${backend}';
+    const PAGE = ${PAGE}, backend = '${backend}';
     const out = {};
     const attempt = (name, f) => { try { f(); out[name] = 'served'; } catch (e) { out[name] = e.code; } };
     (async () => {

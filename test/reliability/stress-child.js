@@ -19,10 +19,10 @@
 'use strict';
 const path = require('path');
 const { Worker } = require('worker_threads');
-const { Userfaultfd, Region, PageSource } = require('../../dist');
+const { Userfaultfd, Region, PageSource, constants } = require('../../dist');
 
 const mode = process.argv[2] || 'js';
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 const MIB = Number(process.env.STRESS_MIB || 20);
 const BOUNCES = Number(process.env.STRESS_BOUNCES || 16);
 const TASKS = Number(process.env.STRESS_TASKS || 6);   // concurrent pool loops

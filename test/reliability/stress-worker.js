@@ -2,9 +2,9 @@
 // page from the shared source, while the main thread faults synchronously.
 'use strict';
 const { parentPort, workerData } = require('worker_threads');
-const { Userfaultfd } = require(workerData.dist);
+const { Userfaultfd, constants } = require(workerData.dist);
 
-const PAGE = 4096;
+const PAGE = constants.pageSize;
 const uffd = Userfaultfd.fromFd(workerData.fd);
 const src8 = new Uint8Array(workerData.source);
 const base = workerData.base;

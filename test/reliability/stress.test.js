@@ -4,7 +4,7 @@
 // once with a native source. Each run is a child bounded to a minute.
 const assert = require('assert');
 const path = require('path');
-const { runChild, describeNative } = require('../helpers');
+const { runChild, describeNative, scaled } = require('../helpers');
 
 const MODES = {
   js: 'a JS handler on the main thread; the thread pool faults',
@@ -13,7 +13,7 @@ const MODES = {
 };
 
 describeNative('reliability: uffd-stress (20 MiB, 16 bounces, counters checked)', function () {
-  this.timeout(70000);
+  this.timeout(scaled(70000));
 
   for (const [mode, what] of Object.entries(MODES)) {
     it(`${mode}: ${what}`, async () => {

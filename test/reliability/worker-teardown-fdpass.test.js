@@ -7,10 +7,10 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { describeNative, runChild } = require('../helpers');
+const { describeNative, runChild, scaled } = require('../helpers');
 
 describeNative('reliability: a Worker with an fd listener terminated while fds arrive', function () {
-  this.timeout(120000);
+  this.timeout(scaled(120000));
   let dir;
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fdpass-teardown-'));

@@ -2,10 +2,10 @@
 // new uffd, installed in this process, that the Worker's JavaScript was to wrap. Whatever point
 // the termination hits (queued, handed to JS, wrapped), none of those fds may stay open.
 const assert = require('assert');
-const { describeNative, requirePrivileged, runChild } = require('../helpers');
+const { describeNative, requirePrivileged, runChild, scaled, PAGE } = require('../helpers');
 
 describeNative('reliability: a Worker terminated while fork events arrive', function () {
-  this.timeout(90000);
+  this.timeout(scaled(90000));
 
   it('leaves no userfaultfd open, over 6 rounds of spawns', async function () {
     requirePrivileged(this, 'EVENT_FORK', 'ptrace');
@@ -25,7 +25,7 @@ describeNative('reliability: a Worker terminated while fork events arrive', func
             const { parentPort, workerData } = require('worker_threads');
             const { Userfaultfd, Region } = require(workerData.dist);
             const uffd = Userfaultfd.open({ features: ['EVENT_FORK'] });
-            const region = Region.map(4 * 4096);
+            const region = Region.map(4 * ${PAGE});
             uffd.register(region);
             let forks = 0;
             const kept = [];

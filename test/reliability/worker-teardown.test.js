@@ -2,7 +2,7 @@
 // is stopped in the kernel, so its cleanup hooks cannot run; terminate() never resolved and
 // process.exit() hung. Each case runs in a child with a deadline (a hang fails the case).
 const assert = require('assert');
-const { describeBackends, describeNative, runChild } = require('../helpers');
+const { describeBackends, describeNative, runChild, scaled, PAGE } = require('../helpers');
 
 function run(backend, touch, end) {
   return runChild(`
@@ -11,7 +11,7 @@ function run(backend, touch, end) {
     const w = new Worker(\`
       const { parentPort, workerData } = require('worker_threads');
       const { Userfaultfd, Region } = require(workerData.dist);
-      const region = Region.map(4 * 4096, { backend: '${backend}' });
+      const region = Region.map(4 * ${PAGE}, { backend: '${backend}' });
       const uffd = Userfaultfd.open({ backend: '${backend}' });
       uffd.register(region);
       parentPort.postMessage('ready');
@@ -35,8 +35,8 @@ const TERMINATE = "const c = await w.terminate(); console.log('terminated', c);"
 const EXIT = "console.log('exiting'); process.exit(4);";
 
 describeNative('reliability: a Worker stopped on a fault of its own uffd', function () {
-  this.timeout(60000);
-  const touch = 'new Uint8Array(region.buffer)[4096];  // the Worker\'s own JS thread waits here';
+  this.timeout(scaled(60000));
+  const touch = `new Uint8Array(region.buffer)[${PAGE}];  // the Worker's own JS thread waits here`;
 
   it('terminate() resolves', async () => {
     assert.match(expectExit(await run('native', touch, TERMINATE), 0), /terminated 1/);
@@ -48,7 +48,7 @@ describeNative('reliability: a Worker stopped on a fault of its own uffd', funct
 });
 
 describeBackends('reliability: a Worker whose region.read waits on its own uffd', (backend) => {
-  const touch = 'region.read(4096, 8);';
+  const touch = `region.read(${PAGE}, 8);`;
   it('terminate() resolves and process.exit() exits', async () => {
     assert.match(expectExit(await run(backend, touch, TERMINATE), 0), /terminated 1/);
     expectExit(await run(backend, touch, EXIT), 4);

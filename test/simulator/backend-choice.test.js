@@ -4,7 +4,7 @@ const assert = require('assert');
 const { probe, constants, FEATURE_NAMES } = require('../../dist');
 const { FALLBACK_CONSTANTS } = require('../../dist/base/constants');
 const { binding } = require('../../dist/base/native');
-const { runChild, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
+const { runChild, skipWithReason, requirePrivileged, describeNative, scaled, PAGE } = require('../helpers');
 
 /** Runs `body` in a child after `setup`, printing JSON on stdout; returns { out, stderr, code }. */
 async function child(body, { env = {}, setup = '' } = {}) {
@@ -31,7 +31,7 @@ const report = `
   const p = u.probe();
   Object.assign(out, { backend: p.backend, available: p.available, reason: p.reason });
   const uffd = u.Userfaultfd.open();
-  const region = u.Region.map(4096);
+  const region = u.Region.map(${PAGE});
   out.opened = uffd.backend;
   out.mapped = region.backend;
   uffd.close();
@@ -57,7 +57,7 @@ describe('simulator: probe and constants', () => {
 
 // The simulator beside this machine's kernel: what it must match, and when 'auto' prefers the kernel.
 describeNative('simulator: beside the kernel', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   it("the simulator's ioctls answer matches the kernel's", function () {
     assert.deepStrictEqual(probe({ backend: 'simulator' }).ioctls, probe({ backend: 'native' }).ioctls);
@@ -72,7 +72,7 @@ describeNative('simulator: beside the kernel', function () {
 });
 
 describe('simulator: backend choice', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   it('USERFAULTFD_BACKEND=simulator forces the simulator, says so, and warns about nothing', async () => {
     const { out, stderr } = await child(report, { env: { USERFAULTFD_BACKEND: 'simulator' } });
@@ -84,7 +84,7 @@ describe('simulator: backend choice', function () {
   it('the backend option beats the environment', async () => {
     const { out } = await child(`
       out.a = u.Userfaultfd.open({ backend: 'simulator' }).backend;
-      out.b = u.Region.map(4096, { backend: 'simulator' }).backend;`, { env: { USERFAULTFD_BACKEND: 'native' } });
+      out.b = u.Region.map(${PAGE}, { backend: 'simulator' }).backend;`, { env: { USERFAULTFD_BACKEND: 'native' } });
     assert.deepStrictEqual([out.a, out.b], ['simulator', 'simulator']);
   });
 
@@ -134,7 +134,7 @@ describe('simulator: backend choice', function () {
 });
 
 describe("simulator: 'auto' falling back refuses what the simulator cannot model", function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   it("onSelfFault 'sigbus' is ERR_UFFD_UNSUPPORTED (it would read zeros silently); EVENT_FORK and EVENT_REMAP open, as kernel code asks", async () => {
     const setup = "Object.defineProperty(process, 'platform', { value: 'darwin' });";

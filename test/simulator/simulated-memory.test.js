@@ -2,7 +2,7 @@
 // hugetlb. What a fromFd duplicate shares, both backends show: test/conformance/from-fd.test.js.
 const assert = require('assert');
 const { Userfaultfd, Region } = require('../../dist');
-const { pattern, PAGE } = require('../helpers');
+const { pattern, PAGE, HUGE } = require('../helpers');
 
 const backend = 'simulator';
 
@@ -110,8 +110,7 @@ describe('simulator: protections and hugetlb', () => {
     }
   });
 
-  it('hugetlb regions work in 2 MiB pages: no zeropage ioctl, huge-page alignment required', async () => {
-    const HUGE = 2 * 1024 * 1024;
+  it('hugetlb regions work in huge pages (the kernel\'s default size): no zeropage ioctl, huge-page alignment required', async () => {
     const uffd = Userfaultfd.open({ backend });
     const r = Region.map(2 * HUGE, { backend, hugetlb: true });
     try {

@@ -4,12 +4,12 @@
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { skipWithReason } = require('../helpers');
+const { skipWithReason, scaled } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 
 describe('docs/api-summary.md: every public name, never stale', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
   let summarize;
   let page;
   before(function () {

@@ -5,19 +5,19 @@ const assert = require('assert');
 const { spawnSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { skipWithReason } = require('../helpers');
+const { skipWithReason, scaled } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const STRICT = ['--noEmit', '--strict', '--target', 'ES2021', '--module', 'node16', '--moduleResolution', 'node16', '--types', 'node'];
 
 function tsc(args) {
-  const r = spawnSync(process.execPath, [TSC, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120000 });
+  const r = spawnSync(process.execPath, [TSC, ...args], { cwd: ROOT, encoding: 'utf8', timeout: scaled(120000) });
   return { code: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
 describe('types: a TypeScript consumer of the package', function () {
-  this.timeout(120000);
+  this.timeout(scaled(120000));
 
   before(function () {
     if (!fs.existsSync(TSC)) skipWithReason(this, 'typescript is not installed');
