@@ -30,7 +30,7 @@ const { values } = parseArgs({ options: {
 } });
 const RUNS = Number(values.runs);
 const SIZE = Number(values['size-mib']) * 1024 * 1024;
-const PAGE = 4096;
+const PAGE = require('./page-size');
 const ROOT = path.join(__dirname, '..');
 const DIR = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(); // memory-backed: times the path, not a disk
 

@@ -19,7 +19,7 @@
 const fs = require('fs');
 const { Userfaultfd, Region, PageSource } = require('../dist');
 
-const PAGE = 4096;
+const PAGE = require('./page-size');
 const CHUNK = 4 << 20;
 const SKEW = 64;
 

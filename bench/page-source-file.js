@@ -19,7 +19,7 @@ const { values } = parseArgs({ options: {
 } });
 const SIZE = parseSize(values.size);
 const RUNS = Number(values.runs);
-const PAGE = 4096;
+const PAGE = require('./page-size');
 
 function parseSize(s) {
   const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(s);

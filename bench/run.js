@@ -44,7 +44,7 @@ if (!Number.isInteger(RUNS) || RUNS < 1) {
 }
 const write = opts['no-write'] ? false : opts.write ?? (!opts.quick && !opts.only);
 const MiB = 1 << 20;
-const PAGE = 4096;
+const PAGE = require('./page-size');
 const SIZES = opts.quick
   ? { faults: 2000, dirtyMiB: 64, seq: 16 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 1000, ioctl: 10000, scale: 16 * MiB, batchRounds: 20, allocs: 16 * MiB, heap: 20000, sim: 1000, strace: [500, 1500] }
   : { faults: 16384, dirtyMiB: 256, seq: 16 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 1000, ioctl: 10000, scale: 16 * MiB, batchRounds: 20, allocs: 32 * MiB, heap: 100000, sim: 2048, strace: [500, 1500] };
