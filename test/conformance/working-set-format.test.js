@@ -3,7 +3,8 @@
 const assert = require('assert');
 const { encodeWorkingSet, decodeWorkingSet, refine } = require('../../dist/sources/working-set');
 
-const PAGE = 4096;
+// The format stores its page size; the machine's own is the one a set is recorded with.
+const PAGE = require('../../dist').constants.pageSize;
 const shape = { pageSize: PAGE, sourceSize: 100 * PAGE, rangeLength: 100 * PAGE };
 const run = (first, count, age = 0, write = false) => ({ first, count, write, age });
 const pagesOf = (runs) => runs.flatMap((r) => Array.from({ length: r.count }, (_, i) => r.first + i));
