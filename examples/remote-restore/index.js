@@ -21,7 +21,7 @@
 const crypto = require('crypto');
 const http = require('http');
 const { parseArgs } = require('util');
-const { Userfaultfd, Region, PageSource } = require('../..');
+const { Userfaultfd, Region, PageSource, constants } = require('../..');
 
 const { values: opts } = parseArgs({
   options: {
@@ -36,7 +36,7 @@ const { values: opts } = parseArgs({
   },
 });
 
-const PAGE = 4096;
+const PAGE = constants.pageSize; // the kernel's base page
 const PIECE = 256 * 1024; // bytes per region.read: one thread-pool task
 
 async function main() {

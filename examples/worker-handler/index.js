@@ -11,9 +11,9 @@
 'use strict';
 const { parseArgs } = require('node:util');
 const { Worker, isMainThread, workerData } = require('node:worker_threads');
-const { Userfaultfd, Region } = require('../..');
+const { Userfaultfd, Region, constants } = require('../..');
 
-const PAGE = 4096;
+const PAGE = constants.pageSize; // the kernel's base page: 4 KiB on x86-64, 4, 16 or 64 KiB on arm64
 
 /** The bytes page `p` holds: what the Worker copies in and the main thread checks. */
 function fillPage(view, p) {
