@@ -24,7 +24,7 @@ const { values: opts } = parseArgs({
     'no-write': { type: 'boolean', default: false },
   },
 });
-const PAGE = 4096;
+const PAGE = require('./page-size');
 const FREQ = 20000;
 
 // ---- the child: one variant's timed loop -------------------------------------------------------

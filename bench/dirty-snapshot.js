@@ -30,7 +30,7 @@ const { values } = parseArgs({ options: {
 } });
 const RUNS = Number(values.runs);
 const SIZE = Number(values['size-mib']) * 1024 * 1024;
-const PAGE = require('../dist').constants.pageSize; // the kernel's base page (4, 16 or 64 KiB on arm64)
+const PAGE = require('./page-size');
 const ROOT = path.join(__dirname, '..');
 const DIR = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(); // memory-backed: times the path, not a disk
 

@@ -42,7 +42,7 @@ const { values } = parseArgs({ options: {
   pass: { type: 'string' }, // internal: one pass, JSON out (the pinned pass runs under taskset)
   dir: { type: 'string' },
 } });
-const PAGE = 4096;
+const PAGE = require('./page-size');
 const SIZE = parseSize(values.size);
 const TOUCHED = Number(values.touched);
 const RUNS = Number(values.runs);

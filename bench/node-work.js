@@ -19,7 +19,7 @@
 const fs = require('fs');
 const { Userfaultfd, Region, PageSource } = require('../dist');
 
-const PAGE = require('../dist').constants.pageSize; // the kernel's base page (4, 16 or 64 KiB on arm64)
+const PAGE = require('./page-size');
 const CHUNK = 4 << 20;
 const SKEW = 64;
 

@@ -19,7 +19,7 @@ const { values } = parseArgs({ options: {
 } });
 const SIZE = parseSize(values.size);
 const RUNS = Number(values.runs);
-const PAGE = require('../dist').constants.pageSize; // the kernel's base page (4, 16 or 64 KiB on arm64)
+const PAGE = require('./page-size');
 
 function parseSize(s) {
   const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(s);

@@ -18,7 +18,7 @@ const os = require('os');
 const path = require('path');
 const { parseArgs } = require('util');
 
-const PAGE = require('../dist').constants.pageSize; // the kernel's base page (4, 16 or 64 KiB on arm64)
+const PAGE = require('./page-size');
 const PIECE = 256 * 1024;
 const READERS = 4;
 const RANDOM_FAULTS = 64;

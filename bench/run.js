@@ -44,7 +44,7 @@ if (!Number.isInteger(RUNS) || RUNS < 1) {
 }
 const write = opts['no-write'] ? false : opts.write ?? (!opts.quick && !opts.only);
 const MiB = 1 << 20;
-const PAGE = require('../dist').constants.pageSize; // the kernel's base page (4, 16 or 64 KiB on arm64)
+const PAGE = require('./page-size');
 const SIZES = opts.quick
   ? { faults: 2000, dirtyMiB: 64, seq: 16 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 1000, ioctl: 10000, scale: 16 * MiB, batchRounds: 20, allocs: 16 * MiB, heap: 20000, sim: 1000, strace: [500, 1500] }
   : { faults: 16384, dirtyMiB: 256, seq: 16 * MiB, window: 64 * 1024, rand: 64 * MiB, randCount: 1000, ioctl: 10000, scale: 16 * MiB, batchRounds: 20, allocs: 32 * MiB, heap: 100000, sim: 2048, strace: [500, 1500] };
@@ -241,10 +241,10 @@ function ioctlGroup() {
       existOkRatio: median(existOk), existThrowRatio: median(existThrow), cpuWakeOverheadNs: cpuWake };
     emit(`2. One ioctl from JavaScript against the same ioctl in a C loop in the same process — ${PIN_LABEL[pin]}`,
       table(['call', 'ns per call (median)', 'vs the C loop, median of rounds', 'min', 'CPU ns per call', 'vs the C loop, CPU'], [
-        [`C loop: UFFDIO_COPY ${PAGE / 1024} KiB DONTWAKE, fresh page`, f1(m('cCopy')), '1', '1', f1(c('cCopy')), '1'],
+        ['C loop: UFFDIO_COPY 4 KiB DONTWAKE, fresh page', f1(m('cCopy')), '1', '1', f1(c('cCopy')), '1'],
         ['uffd.copy(addr, src, { dontWake: true })', f1(m('copy')), `${f2(median(copy))}×`, `${f2(Math.min(...copy))}×`, f1(c('copy')), cpuRatio('copy', 'cCopy')],
         ['C loop: UFFDIO_WAKE of one page, nobody waiting', f1(m('cWake')), '—', '—', f1(c('cWake')), '—'],
-        [`uffd.wake({ start, length: ${PAGE} })`, f1(m('wake')), `+${f1(median(wake))} ns`, `+${f1(Math.min(...wake))} ns`, f1(c('wake')), `+${f1(cpuWake)} ns`],
+        ['uffd.wake({ start, length: 4096 })', f1(m('wake')), `+${f1(median(wake))} ns`, `+${f1(Math.min(...wake))} ns`, f1(c('wake')), `+${f1(cpuWake)} ns`],
         ['C loop: UFFDIO_COPY onto a present page (EEXIST), then UFFDIO_WAKE', f1(m('cExist')), '1', '1', f1(c('cExist')), '1'],
         ["uffd.copy(addr, src, { errorOnExist: false }) onto a present page (it wakes)", f1(m('existOk')), `${f2(median(existOk))}×`,
           `${f2(Math.min(...existOk))}×`, f1(c('existOk')), cpuRatio('existOk', 'cExist')],
@@ -340,7 +340,7 @@ function seqGroup() {
       const rows = [];
       const gbps = (id) => median(s[id].map((x) => x.bytes / x.ns));
       for (const c of canDropCaches ? ['warm', 'cold'] : ['warm']) {
-        for (const [w, label] of [['page', `${PAGE / 1024} KiB per fault`], ['win', `${W / 1024} KiB per fault`]]) {
+        for (const [w, label] of [['page', '4 KiB per fault'], ['win', `${W / 1024} KiB per fault`]]) {
           const r = ratios(s, `serve-${w}-${c}`, `c-${w}-${c}`, 'ns');
           rows.push([`${label}, ${c} page cache`, f2(gbps(`c-${w}-${c}`)), f2(gbps(`serve-${w}-${c}`)),
             `${median(s[`c-${w}-${c}`].map((x) => x.faults))} / ${median(s[`serve-${w}-${c}`].map((x) => x.faults))}`,
@@ -358,10 +358,10 @@ function seqGroup() {
         (canDropCaches ? '.' : ' (not writable here: cold runs skipped).'));
       const r = out[pin].ratios;
       target(`native serve sequential ≤ 1.1× C, same windows, warm — ${PIN_LABEL[pin]}`,
-        `${PAGE / 1024} KiB ${rr(r['page-warm'])}; ${W / 1024} KiB ${rr(r['win-warm'])}`, r['page-warm'].median <= 1.1 && r['win-warm'].median <= 1.1);
+        `4 KiB ${rr(r['page-warm'])}; ${W / 1024} KiB ${rr(r['win-warm'])}`, r['page-warm'].median <= 1.1 && r['win-warm'].median <= 1.1);
       if (canDropCaches) {
         target(`native serve sequential ≤ 1.1× C, same windows, cold — ${PIN_LABEL[pin]}`,
-          `${PAGE / 1024} KiB ${rr(r['page-cold'])}; ${W / 1024} KiB ${rr(r['win-cold'])}`, r['page-cold'].median <= 1.1 && r['win-cold'].median <= 1.1);
+          `4 KiB ${rr(r['page-cold'])}; ${W / 1024} KiB ${rr(r['win-cold'])}`, r['page-cold'].median <= 1.1 && r['win-cold'].median <= 1.1);
       }
     }
     results.groups.seq = out;
@@ -431,9 +431,9 @@ function randGroup() {
         v.id === 'c-pool' ? '1' : f2(r.median), v.id === 'c-pool' ? '1' : f2(r.min)];
     });
     out[pin] = { samples: s };
-    emit(`5. Random ${PAGE / 1024} KiB faults through region.read (the thread pool) — ${PIN_LABEL[pin]}`,
+    emit(`5. Random 4 KiB faults through region.read (the thread pool) — ${PIN_LABEL[pin]}`,
       table(['handler', 'p50 µs', 'p99 µs', 'p50 × C, median of rounds', 'min'], rows),
-      `Each \`await region.read(page, ${PAGE})\` timed from JavaScript: a hop to the pool, the fault, a hop back. The C ` +
+      'Each `await region.read(page, 4096)` timed from JavaScript: a hop to the pool, the fault, a hop back. The C ' +
       'stand-in hands each read to a worker thread the same way (what libuv costs).');
   }
   results.groups.rand = out;

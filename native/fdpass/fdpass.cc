@@ -43,6 +43,18 @@ int64_t NowMs() {
 // the userfaultfd it brings (at the RLIMIT_NOFILE, the kernel would drop it silently).
 int OpenSpare() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
+// A Unix stream socket (close-on-exec, plus `flags`) and the address of `path`, for the
+// connect(2) or bind(2) named by `syscall`; throws that syscall's ENAMETOOLONG when the path
+// does not fit, or socket(2)'s errno.
+int UnixSocket(Napi::Env env, const std::string& path, const char* syscall, int flags,
+               sockaddr_un* addr, socklen_t* addrLen) {
+  if (!UnixAddress(path, addr, addrLen))
+    ThrowErrno(env, ENAMETOOLONG, syscall, kNoBytes, path.c_str());
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+  if (sock < 0) ThrowErrno(env, errno, "socket");
+  return sock;
+}
+
 // chmod(2) of the socket file bind(2) just made; 0 or an errno. The path must still be a socket
 // owned by us (not something swapped in under it).
 int RestrictSocketFile(const std::string& path, mode_t mode) {
@@ -70,10 +82,7 @@ Napi::Value SocketListening(const Napi::CallbackInfo& info) {
   std::string path = ArgPath(info, 0);
   sockaddr_un addr;
   socklen_t addrLen;
-  if (!UnixAddress(path, &addr, &addrLen))
-    ThrowErrno(env, ENAMETOOLONG, "connect", kNoBytes, path.c_str());
-  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (sock < 0) ThrowErrno(env, errno, "socket");
+  int sock = UnixSocket(env, path, "connect", SOCK_NONBLOCK, &addr, &addrLen);
   int err = connect(sock, reinterpret_cast<sockaddr*>(&addr), addrLen) == 0 ? 0 : errno;
   close(sock);
   return Napi::Boolean::New(env, err != ECONNREFUSED && err != ENOENT);
@@ -469,10 +478,7 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
   if (maxFds < 1) ThrowRangeError(env, "maxFds must be >= 1");
   sockaddr_un addr;
   socklen_t addrLen;
-  if (!UnixAddress(path, &addr, &addrLen))
-    ThrowErrno(env, ENAMETOOLONG, "bind", kNoBytes, path.c_str());
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno(env, errno, "socket");
+  int fd = UnixSocket(env, path, "bind", SOCK_NONBLOCK, &addr, &addrLen);
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) != 0) {
     int err = errno;
     close(fd);

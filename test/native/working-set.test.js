@@ -256,7 +256,10 @@ describeNative('working sets: prefetch thread', function () {
         const s = JSON.parse(r.stdout);
         assert.strictEqual(s.bad, 0, 'every byte equals the file');
         assert.strictEqual(s.prefetched + s.demandFaults, order.length, r.stdout);
-        assert.ok(s.prefetched > order.length / 2, `prefetch installed ${s.prefetched} of ${order.length} pages: a bounded share, not none`);
+        // The defect this guards is starvation (the issue measured 0 pages prefetched here). How
+        // the one CPU splits between the program, the reader and the prefetcher is the
+        // scheduler's: a CI run saw 2037 of 4096 (just under half), so a quarter is the floor.
+        assert.ok(s.prefetched >= order.length / 4, `prefetch installed ${s.prefetched} of ${order.length} pages: a bounded share, not none`);
       });
     }
 
