@@ -22,19 +22,24 @@ const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
 export function readRegularFile(path: string, maxBytes: number, tooLarge: (size: number) => Error): Buffer {
   const { fd, size } = openRegularFile(path);
   try {
-    if (size > maxBytes) throw tooLarge(size);
-    // A file that grows after fstat is read up to the size checked, never past it.
-    const b = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < b.length) {
-      const n = fs.readSync(fd, b, got, b.length - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    return got === b.length ? b : b.subarray(0, got);
+    return readOpenFile(fd, size, maxBytes, tooLarge);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** readRegularFile() of a file openRegularFile() opened (`size`: its size then); the caller closes `fd`. */
+export function readOpenFile(fd: number, size: number, maxBytes: number, tooLarge: (size: number) => Error): Buffer {
+  if (size > maxBytes) throw tooLarge(size);
+  // A file that grows after fstat is read up to the size checked, never past it.
+  const b = Buffer.allocUnsafe(size);
+  let got = 0;
+  while (got < b.length) {
+    const n = fs.readSync(fd, b, got, b.length - got, got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got === b.length ? b : b.subarray(0, got);
 }
 
 /**

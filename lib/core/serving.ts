@@ -15,6 +15,7 @@ import type { BackendName, FillResult, PageFault, RegisterOptions, ServeOptions,
 import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
+import { openSet, SetFile } from '../sources/set-loading';
 import { openSetPages, OpenSetPages, setPagesPath, writeSetPages } from '../sources/set-pages';
 import {
   CheckedRefine, corruptSet, encodeWorkingSet, knownSourceSize, LoadedSet, readSet, refine, runsOf, toRefineOptions,
@@ -51,6 +52,11 @@ export interface ServeSets {
   pages: OpenSetPages | null;
   /** ServeOptions.follow. */
   follow: boolean;
+  /**
+   * Background mode: the set's file, for the backend to load after serve() returns (prefetch
+   * is null then); it reports a file that is not a set through file.failed.
+   */
+  file: SetFile | null;
 }
 
 /** A served range's working set: where it is saved and what it refines. */
@@ -60,6 +66,8 @@ interface ServedSet {
   source: PageSource;
   record: string | undefined;
   loaded: LoadedSet | null;
+  /** The set's path while the backend loads it: read here too before the first save (refine). */
+  loading: string | undefined;
   shape: WorkingSetShape;
   refine: CheckedRefine;
 }
@@ -208,16 +216,24 @@ export class Serving {
     this.checkNotServed(r);
     checkSourceOverlap(source, [r, ...host.registrations]);
     let set: ServedSet | null = null;
+    let file: SetFile | null = null;
     if (record !== undefined || prefetch !== undefined) {
       const shape = {
         pageSize, sourceSize: knownSourceSize(source, 'serve(): a working set must match its source\'s size (to record one)'),
         rangeLength: r.length,
       };
-      const loaded = prefetch === undefined ? null : readSet(prefetch, shape, false);
-      if (prefetch !== undefined && loaded === null && prefetch !== record) {
+      // Background mode loads the set after serve() returns (sources/set-loading.ts); the page
+      // file's check needs the set's runs, so a page file is loaded here, as eager mode's set.
+      const later = prefetch !== undefined && !eager && !refineOptions.pages;
+      const report = (err: Error): void => {
+        if (!host.uffd.closed) host.delivery.report(err);
+      };
+      file = later ? openSet(prefetch, shape, report) : null;
+      const loaded = prefetch === undefined || later ? null : readSet(prefetch, shape, false);
+      if (prefetch !== undefined && loaded === null && file === null && prefetch !== record) {
         throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
       }
-      set = { handle: null, range: r, source, record, loaded, shape, refine: refineOptions };
+      set = { handle: null, range: r, source, record, loaded, loading: file ? prefetch : undefined, shape, refine: refineOptions };
     }
     const runs = set?.loaded && set.loaded.words.length > 0 ? set.loaded.words : null;
     const pages = runs && refineOptions.pages ? this.openPages(prefetch!, runs, set!.loaded!.checksum, source) : null;
@@ -231,10 +247,18 @@ export class Serving {
       window: o.readahead === undefined || o.readahead === 'adaptive' ? 0 : readahead / pageSize,
       pages: pages && !(pages instanceof Error) ? pages : null,
       follow,
+      file,
     };
     const register = o.register === undefined || toFlag(o.register, 'options.register');
     const registeredHere = register && !host.registrations.covers(r);
-    if (registeredHere) host.register(r, { missing: true });
+    if (registeredHere) {
+      try {
+        host.register(r, { missing: true });
+      } catch (err) {
+        if (file) fs.closeSync(file.fd);
+        throw err;
+      }
+    }
     let handle: unknown;
     try {
       handle = source.custom !== null ? this.serveCustom(r, source, readahead, sets.record)
@@ -246,6 +270,7 @@ export class Serving {
       throw err;
     } finally {
       if (sets.pages) fs.closeSync(sets.pages.fd); // the backend holds its own
+      if (file) fs.closeSync(file.fd);
     }
     if (pages instanceof Error) process.nextTick(() => host.delivery.report(pages));
     const served = this.started(r, () => {
@@ -451,6 +476,8 @@ export class Serving {
     const custom = ws.handle instanceof CustomServer;
     const recorded = custom ? (ws.handle as CustomServer).recorded() : this.host.recorded(ws.handle);
     const installed = custom ? null : this.host.installed(ws.handle);
+    if (ws.loading !== undefined) ws.loaded = loadedBefore(ws.loading, ws.shape);
+    ws.loading = undefined;
     const runs = refine(ws.loaded ? runsOf(ws.loaded) : null, installed, recorded, ws.range.length / this.pageSize, ws.refine);
     const bytes = encodeWorkingSet({ ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
     if (ws.refine.pages) {
@@ -511,6 +538,15 @@ export class Serving {
       checkAligned(r.length, unit, 'range.length');
     }
     return unit;
+  }
+}
+
+/** A set the backend loaded, read again for refine(); null when it is not a set (reported then). */
+function loadedBefore(path: string, shape: WorkingSetShape): LoadedSet | null {
+  try {
+    return readSet(path, shape);
+  } catch {
+    return null;
   }
 }
 

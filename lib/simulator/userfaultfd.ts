@@ -18,6 +18,7 @@ import type { SimImageStore } from './image-store';
 import { FaultStats } from '../base/fault-stats';
 import { SimWorkingSet } from './working-sets';
 import { checkRuns } from '../sources/working-set';
+import { readOpenSet, SetFile } from '../sources/set-loading';
 import { refuseUnsimulated } from './refusals';
 import { scanWritten, SimSnapshot } from './snapshot';
 import type { DirtyRun } from '../sources/dirty';
@@ -114,10 +115,10 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (sets.prefetch) checkRuns(sets.prefetch, r.length / this.pageSize, sets.corrupt);
     const src = openSource(source);
     const id = this.addServed(r, src, readahead, zeroRemoved, unit ?? this.pageSize);
-    if (sets.record || sets.prefetch !== null) {
+    if (sets.record || sets.prefetch !== null || sets.file !== null) {
       // The page file's fd is the caller's until serve() returns: read through a copy of it.
       const pages = sets.pages && sets.prefetch ? openFile(sets.pages.fd, sets.pages.offset) : null;
-      const o = { record: sets.record, runs: sets.prefetch, eager: sets.eager, window: sets.window, pages };
+      const o = { record: sets.record, runs: sets.prefetch, eager: sets.eager, window: sets.window, pages, load: loadLater(sets.file) };
       this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, o, src, {
         copy: (dst, bytes, mode) => this.ctx.copy(dst, bytes, mode),
         zeropage: (dst, length, mode) => this.ctx.zeropage(dst, length, mode),
@@ -337,4 +338,22 @@ export function adoptSimulatedFd(fd: number, options: OpenOptions): SimUserfault
   // The features are the fd's own (as native reads them from fdinfo); the policy is this copy's.
   refuseUnsimulated([], options);
   return new SimUserfaultfd(u['ctx'], options);
+}
+
+/**
+ * Background mode's set, read now (its fd is the caller's until serve() returns) and checked on
+ * a later turn, as the native prefetch thread does after serve() returns: its runs, or null
+ * with the error reported.
+ */
+function loadLater(file: SetFile | null): (() => Uint32Array | null) | null {
+  if (file === null) return null;
+  const load = readOpenSet(file);
+  return () => {
+    try {
+      return load().words;
+    } catch (err) {
+      file.failed(err as Error);
+      return null;
+    }
+  };
 }

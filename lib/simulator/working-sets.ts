@@ -39,6 +39,11 @@ export interface SimSetOptions {
   window: number;
   /** The compact page file (the set's pages in order), or null. */
   pages: Source | null;
+  /**
+   * Background mode: the set, loaded after serve() returns (sources/set-loading.ts), as the
+   * native prefetch thread does: its runs, or null when it is not a set (reported by `load`).
+   */
+  load: (() => Uint32Array | null) | null;
 }
 
 export class SimWorkingSet {
@@ -46,9 +51,11 @@ export class SimWorkingSet {
   private readonly end: bigint;
   private readonly pages: number;
   /** The loaded set: position of each page in the order (-1: not in it), and each run's first position. */
-  private readonly positionOf: Int32Array | null = null;
+  private positionOf: Int32Array | null = null;
+  /** The loaded set's runs, once loaded. */
+  private runs: Uint32Array | null = null;
   private readonly starts: number[] = [];
-  private readonly total: number = 0;
+  private total = 0;
   private readonly installedBits: Uint8Array;
   private stopped = false;
   private following = true;
@@ -71,6 +78,20 @@ export class SimWorkingSet {
     this.tail = new Uint8Array(pageSize);
     const runs = o.runs;
     this.holding = o.eager && runs !== null && runs.length > 0;
+    if (o.load !== null) {
+      const load = o.load;
+      setImmediate(() => {
+        const loaded = this.stopped ? null : load();
+        if (loaded !== null && !this.stopped) this.useRuns(loaded);
+      });
+    } else {
+      this.useRuns(runs);
+    }
+  }
+
+  /** The loaded set's runs (checked): its order, then the prefetch, on a later turn. */
+  private useRuns(runs: Uint32Array | null): void {
+    this.runs = runs;
     if (runs !== null && runs.length > 0) {
       this.positionOf = new Int32Array(this.pages).fill(-1);
       let pos = 0;
@@ -206,7 +227,7 @@ export class SimWorkingSet {
       if (this.starts[mid] <= pos) lo = mid;
       else hi = mid - 1;
     }
-    const runs = this.o.runs!;
+    const runs = this.runs!;
     const off = pos - this.starts[lo];
     return [runs[lo * 3] + off, Math.min(runs[lo * 3 + 1] - off, end - pos)];
   }

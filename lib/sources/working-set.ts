@@ -170,33 +170,25 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
 export function decodeSet(b: Uint8Array, shape?: WorkingSetShape, path?: string, runsChecked = true): LoadedSet {
   const corrupt = (why: string) => corruptSet(why, path);
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  if (buf.length < HEADER + TRAILER) throw corrupt(`${buf.length} bytes, truncated`);
-  if (buf.readUInt32LE(0) !== MAGIC) throw corrupt('not a working-set file');
+  const why = (reason: CorruptReason, detail = 0, a = 0): Error => corrupt(CORRUPT_WHY[reason](detail, a));
+  if (buf.length < HEADER + TRAILER) throw why(CorruptReason.truncated, buf.length);
+  if (buf.readUInt32LE(0) !== MAGIC) throw why(CorruptReason.notASet);
   const version = buf.readUInt16LE(4);
-  if (version !== WORKING_SET_VERSION) {
-    throw workingSetError('ERR_UFFD_WORKING_SET_VERSION',
-      `Working-set file version ${version}; this version of userfaultfd reads version ${WORKING_SET_VERSION}`, path);
-  }
-  if (buf.readUInt16LE(6) !== HEADER) throw corrupt('bad header size');
+  if (version !== WORKING_SET_VERSION) throw versionError(version, path);
+  if (buf.readUInt16LE(6) !== HEADER) throw why(CorruptReason.headerSize);
   const count = buf.readUInt32LE(12);
-  if (buf.length !== HEADER + count * RUN + TRAILER) throw corrupt(`${count} runs need ${HEADER + count * RUN + TRAILER} bytes, the file has ${buf.length}: truncated`);
+  if (buf.length !== HEADER + count * RUN + TRAILER) throw why(CorruptReason.runCount, count, buf.length);
   const end = HEADER + count * RUN;
   const sum = buf.readUInt32LE(end);
-  if (checksum(buf.subarray(0, end)) !== sum) throw corrupt('checksum mismatch');
+  if (checksum(buf.subarray(0, end)) !== sum) throw why(CorruptReason.checksum);
   const pageSize = buf.readUInt32LE(8);
   const sourceSize = Number(buf.readBigUInt64LE(16));
   const rangeLength = Number(buf.readBigUInt64LE(24));
-  if (!Number.isSafeInteger(sourceSize) || !Number.isSafeInteger(rangeLength)) throw corrupt('a size past 2^53 bytes');
-  if (pageSize === 0 || (pageSize & (pageSize - 1)) !== 0 || rangeLength % pageSize !== 0) throw corrupt('bad page size or range length');
+  if (!Number.isSafeInteger(sourceSize) || !Number.isSafeInteger(rangeLength)) throw why(CorruptReason.past2To53);
+  if (pageSize === 0 || (pageSize & (pageSize - 1)) !== 0 || rangeLength % pageSize !== 0) throw why(CorruptReason.pageSize);
   if (shape) {
-    const diffs: string[] = [];
-    if (pageSize !== shape.pageSize) diffs.push(`page size ${pageSize}, here ${shape.pageSize}`);
-    if (sourceSize !== shape.sourceSize) diffs.push(`source size ${sourceSize}, here ${shape.sourceSize}`);
-    if (rangeLength !== shape.rangeLength) diffs.push(`range length ${rangeLength}, here ${shape.rangeLength}`);
-    if (diffs.length > 0) {
-      throw workingSetError('ERR_UFFD_WORKING_SET_MISMATCH',
-        `Working set recorded for another source or range (${diffs.join('; ')})`, path);
-    }
+    const mismatch = mismatchError({ pageSize, sourceSize, rangeLength }, shape, path);
+    if (mismatch) throw mismatch;
   }
   const words = runWords(buf, count);
   if (runsChecked) checkRuns(words, rangeLength / pageSize, corrupt);
@@ -215,6 +207,42 @@ export function checkRuns(words: Uint32Array, pages: number, corrupt: (why: stri
   }
   const overlap = firstOverlap(words);
   if (overlap >= 0) throw corrupt(`a page of run ${overlap} is in an earlier run too`);
+}
+
+/**
+ * Why a file is corrupt, by reason: SetLoadFailure::Reason in native/sources/set_file.h, which
+ * reads a set off the JS thread (serve() in background mode) with the same checks as decodeSet.
+ */
+export enum CorruptReason { truncated, notASet, headerSize, runCount, checksum, past2To53, pageSize, badRun, tooLarge }
+export const CORRUPT_WHY: readonly ((detail: number, a: number) => string)[] = [
+  (size) => `${size} bytes, truncated`,
+  () => 'not a working-set file',
+  () => 'bad header size',
+  (count, size) => `${count} runs need ${HEADER + count * RUN + TRAILER} bytes, the file has ${size}: truncated`,
+  () => 'checksum mismatch',
+  () => 'a size past 2^53 bytes',
+  () => 'bad page size or range length',
+  (run) => `bad run ${run}`,
+  (size, max) => tooLargeWhy(size, max, true),
+];
+
+function tooLargeWhy(size: number, max: number, ofRange: boolean): string {
+  return `${size} bytes, more than ${max}, the most a set ${ofRange ? 'of this range ' : ''}can hold`;
+}
+
+export function versionError(version: number, path?: string): Error {
+  return workingSetError('ERR_UFFD_WORKING_SET_VERSION',
+    `Working-set file version ${version}; this version of userfaultfd reads version ${WORKING_SET_VERSION}`, path);
+}
+
+/** ERR_UFFD_WORKING_SET_MISMATCH when a set recorded for `file`'s shape is loaded for `shape`; else null. */
+export function mismatchError(file: WorkingSetShape, shape: WorkingSetShape, path?: string): Error | null {
+  const diffs: string[] = [];
+  if (file.pageSize !== shape.pageSize) diffs.push(`page size ${file.pageSize}, here ${shape.pageSize}`);
+  if (file.sourceSize !== shape.sourceSize) diffs.push(`source size ${file.sourceSize}, here ${shape.sourceSize}`);
+  if (file.rangeLength !== shape.rangeLength) diffs.push(`range length ${file.rangeLength}, here ${shape.rangeLength}`);
+  return diffs.length === 0 ? null : workingSetError('ERR_UFFD_WORKING_SET_MISMATCH',
+    `Working set recorded for another source or range (${diffs.join('; ')})`, path);
 }
 
 /** The error of a set whose runs are not what checkRuns() says. */
@@ -265,11 +293,20 @@ export function readSet(path: string, shape?: WorkingSetShape, runsChecked = tru
   return b === null ? null : decodeSet(b, shape, path, runsChecked);
 }
 
+/** The most bytes a set can take: for `shape`, one run per page of its range. */
+export function maxSetBytes(shape?: WorkingSetShape): number {
+  return shape ? HEADER + TRAILER + RUN * Math.min(shape.rangeLength / shape.pageSize, 0xffffffff) : MAX_WORKING_SET_BYTES;
+}
+
+/** The error of a set file larger than `max` bytes. */
+export function tooLargeSet(size: number, max: number, shape?: WorkingSetShape, path?: string): Error {
+  return corruptSet(tooLargeWhy(size, max, shape !== undefined), path);
+}
+
 function readSetBytes(path: string, shape?: WorkingSetShape): Buffer | null {
-  const max = shape ? HEADER + TRAILER + RUN * Math.min(shape.rangeLength / shape.pageSize, 0xffffffff) : MAX_WORKING_SET_BYTES;
+  const max = maxSetBytes(shape);
   try {
-    return readRegularFile(path, max, (size) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT',
-      `Corrupt working-set file (${size} bytes, more than ${max}, the most a set ${shape ? 'of this range ' : ''}can hold)`, path));
+    return readRegularFile(path, max, (size) => tooLargeSet(size, max, shape, path));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;

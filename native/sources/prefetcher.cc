@@ -64,6 +64,7 @@ void Prefetcher::Sleep(int ms) { std::this_thread::sleep_for(std::chrono::millis
 void Prefetcher::Run() {
   if (mode_ == Mode::kBackground) {
     gate_.WaitAnswered(answeredAtStart_, stop_, kFirstFaultUs);
+    if (load_ && (stop_.load(std::memory_order_acquire) || !load_())) return;
     order_->BuildIndex();
   }
   Install();

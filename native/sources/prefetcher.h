@@ -8,6 +8,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -64,6 +65,10 @@ class Prefetcher {
     adviseFd_ = fd;
     adviseOffset_ = offset;
   }
+  // JS thread, before Start(), background mode: the set is loaded by `load` on the prefetch
+  // thread, once the range's first fault is answered (or kFirstFaultUs has passed); a false
+  // return ends the thread (the range is then served as without a set).
+  void LoadWith(std::function<bool()> load) { load_ = std::move(load); }
   // JS thread. 0, or the errno of creating the thread.
   int Start();
   // JS thread. Idempotent; joins the thread.
@@ -112,6 +117,7 @@ class Prefetcher {
   std::atomic<uint64_t> follow_{0};
   std::atomic<uint64_t> position_{0};
   std::thread thread_;
+  std::function<bool()> load_;
 };
 
 }  // namespace uffd

@@ -4,7 +4,9 @@
 
 namespace uffd {
 
-SetOrder::SetOrder(std::vector<PageRun> runs) : runs_(std::move(runs)) {
+void SetOrder::Load(std::vector<PageRun> runs) {
+  runs_ = std::move(runs);
+  starts_.clear();
   starts_.reserve(runs_.size() + 1);
   uint64_t pos = 0;
   for (const PageRun& r : runs_) {

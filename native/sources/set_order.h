@@ -27,7 +27,11 @@ class SetOrder {
                                         std::vector<uint64_t>* pagesOf, int64_t* bad);
 
   // JS thread: O(runs). `runs` lie inside the range (checked in userfaultfd.cc).
-  explicit SetOrder(std::vector<PageRun> runs);
+  explicit SetOrder(std::vector<PageRun> runs) { Load(std::move(runs)); }
+  // An order loaded later (LoadSetFile), empty until then.
+  SetOrder() : starts_{0} {}
+  // Once, before BuildIndex and on the thread that builds it: the runs, O(runs).
+  void Load(std::vector<PageRun> runs);
 
   size_t runCount() const { return runs_.size(); }
   const PageRun& run(size_t i) const { return runs_[i]; }

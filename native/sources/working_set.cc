@@ -16,6 +16,9 @@ WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pa
       pageSize_(pageSize),
       record_(setup.record),
       stats_(stats),
+      setFd_(setup.setFd),
+      shape_(setup.shape),
+      onLoadFailed_(std::move(setup.onLoadFailed)),
       installed_(setup.order ? length / pageSize : 0),
       order_(setup.order),
       readerFill_(std::move(setup.readerFill)),
@@ -29,15 +32,39 @@ WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pa
   }
   if (order_) {
     loaded_ = std::move(setup.loaded);
+    loadedReady_.store(setFd_ < 0, std::memory_order_release);
     prefetcher_ = std::make_unique<Prefetcher>(order_, std::move(setup.prefetchFill), setup.mode,
                                                fd, pageSize, gate, stats, installed_);
     if (setup.adviseFd >= 0) prefetcher_->AdviseFile(setup.adviseFd, setup.adviseOffset);
+    if (setFd_ >= 0) prefetcher_->LoadWith([this] { return LoadSet(); });
   } else if (setup.adviseFd >= 0) {
     close(setup.adviseFd);
   }
 }
 
-WorkingSet::~WorkingSet() = default;
+WorkingSet::~WorkingSet() {
+  prefetcher_.reset();  // joins the thread that may be reading setFd_
+  if (setFd_ >= 0) close(setFd_);
+}
+
+// Prefetch thread, before the index is built: the reader looks at the set only once
+// loadedReady_ (OnFault) or order_->ready() (AnswerAlong) says it is in.
+bool WorkingSet::LoadSet() {
+  std::vector<PageRun> runs;
+  std::vector<uint64_t> pagesOf;
+  SetLoadFailure failure;
+  bool ok = LoadSetFile(setFd_, shape_, &runs, &pagesOf, &failure);
+  close(setFd_);
+  setFd_ = -1;
+  if (!ok) {
+    if (onLoadFailed_) onLoadFailed_(failure);
+    return false;
+  }
+  loaded_ = std::move(pagesOf);
+  order_->Load(std::move(runs));
+  loadedReady_.store(true, std::memory_order_release);
+  return true;
+}
 
 // Reader thread. No allocation: runs_ has room for every page.
 bool WorkingSet::OnFault(uint64_t address, bool write) {
@@ -56,7 +83,7 @@ bool WorkingSet::OnFault(uint64_t address, bool write) {
       }
     }
   }
-  return !loaded_.empty() && Test(loaded_, page);
+  return loadedReady_.load(std::memory_order_acquire) && !loaded_.empty() && Test(loaded_, page);
 }
 
 // Reader thread. Adaptive as ServedRanges' read-ahead, along the order: a fault where a program

@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "sources/page_bitmap.h"
 #include "sources/page_source.h"
 #include "sources/prefetcher.h"
+#include "sources/set_file.h"
 #include "sources/set_fill.h"
 #include "sources/set_order.h"
 #include "uffd/fault_stats.h"
@@ -32,6 +34,12 @@ struct SetSetup {
   std::unique_ptr<SetFill> readerFill, prefetchFill;  // each thread's own
   int adviseFd = -1;  // owned: the file the prefetch thread reads, for read-ahead hints
   uint64_t adviseOffset = 0;
+  // Background mode: the set's file (owned), read by the prefetch thread once the first fault
+  // is answered, into `order` (empty until then); -1: the set came in `order` and `loaded`.
+  int setFd = -1;
+  SetShape shape;
+  // Called on the prefetch thread when the file cannot be read or is not a set for the range.
+  std::function<void(const SetLoadFailure&)> onLoadFailed;
 };
 
 // The working-set state of one served range.
@@ -76,6 +84,7 @@ class WorkingSet {
   }
   static void Set(std::vector<uint64_t>& bits, uint64_t i) { bits[i >> 6] |= 1ull << (i & 63); }
   uint64_t WindowAt(uint64_t pos);  // reader thread
+  bool LoadSet();                   // prefetch thread: SetSetup::setFd
 
   uint32_t id_;
   uint64_t start_, length_, pageSize_;
@@ -84,7 +93,11 @@ class WorkingSet {
   std::mutex mutex_;               // the recording, between the reader and JS
   std::vector<uint64_t> touched_;  // first touches seen
   std::vector<PageRun> runs_;      // capacity: one run per page
-  std::vector<uint64_t> loaded_;   // pages of the loaded set (read-only after construction)
+  std::vector<uint64_t> loaded_;   // pages of the loaded set (read-only once loadedReady_)
+  std::atomic<bool> loadedReady_{false};
+  int setFd_;
+  SetShape shape_;
+  std::function<void(const SetLoadFailure&)> onLoadFailed_;
   PageBitmap installed_;           // pages of the loaded set installed ahead of the program
   std::shared_ptr<SetOrder> order_;
   std::unique_ptr<SetFill> readerFill_;

@@ -650,11 +650,12 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
       ThrowRangeError(env, m.c_str());
     }
   }
-  if (!setup.record && loaded.empty()) return;
+  Napi::Object o = info.Length() > 11 && info[11].IsObject() ? info[11].As<Napi::Object>()
+                                                             : Napi::Object::New(env);
+  bool deferred = LoadLater(env, o, &setup);
+  if (!setup.record && loaded.empty() && !deferred) return;
   std::shared_ptr<PageSource> readerPages, prefetchPages;
-  if (!loaded.empty()) {
-    Napi::Object o = info.Length() > 11 && info[11].IsObject() ? info[11].As<Napi::Object>()
-                                                               : Napi::Object::New(env);
+  if (!loaded.empty() || deferred) {
     setup.mode =
         o.Get("eager").ToBoolean() ? Prefetcher::Mode::kEager : Prefetcher::Mode::kBackground;
     Napi::Value w = o.Get("window");
@@ -679,7 +680,8 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
       guard.fd = fcntl(pagesFd, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
       fileOffset = pagesOffset;
     }
-    setup.order = std::make_shared<SetOrder>(std::move(loaded));
+    setup.order =
+        deferred ? std::make_shared<SetOrder>() : std::make_shared<SetOrder>(std::move(loaded));
     setup.readerFill =
         std::make_unique<SetFill>(fd_, start, pageSize_, readerSource, std::move(readerPages));
     setup.prefetchFill = std::make_unique<SetFill>(fd_, start, pageSize_, std::move(prefetchSource),
@@ -693,6 +695,48 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
     RemoveServed(id);
     ThrowErrno(env, err, "pthread_create");
   }
+}
+
+// JS thread: prefetchOptions' `setFd` (the set's file, duplicated here), `shape` ([pageSize,
+// sourceSize, rangeLength]) and `onSetError(kind, reason, detail, a, b, c)`: the set is read on
+// the prefetch thread (background mode), and a file that is not a set for the range is
+// reported through onSetError (SetLoadFailure's fields), on the JS thread, later.
+bool Userfaultfd::LoadLater(Napi::Env env, Napi::Object o, SetSetup* setup) {
+  Napi::Value fdValue = o.Get("setFd");
+  if (!fdValue.IsNumber()) return false;
+  Napi::Value cb = o.Get("onSetError");
+  Napi::Value shape = o.Get("shape");
+  if (!cb.IsFunction() || !shape.IsArray()) ThrowTypeError(env, "setFd needs onSetError and shape");
+  Napi::Array a = shape.As<Napi::Array>();
+  setup->shape.pageSize = static_cast<uint64_t>(a.Get(0u).As<Napi::Number>().Int64Value());
+  setup->shape.sourceSize = static_cast<uint64_t>(a.Get(1u).As<Napi::Number>().Int64Value());
+  setup->shape.rangeLength = static_cast<uint64_t>(a.Get(2u).As<Napi::Number>().Int64Value());
+  if (setup->shape.pageSize == 0) ThrowRangeError(env, "shape: page size 0");
+  setup->setFd = fcntl(fdValue.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+  if (setup->setFd < 0) ThrowErrno(env, errno, "dup", kNoBytes, "the working set");
+  // Unref'd: a set still loading does not hold the process. Released with the set.
+  auto* tsfn = new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(
+      env, cb.As<Napi::Function>(), "userfaultfd working set", 0, 1));
+  tsfn->Unref(env);
+  std::shared_ptr<Napi::ThreadSafeFunction> report(tsfn, [](Napi::ThreadSafeFunction* t) {
+    t->Release();
+    delete t;
+  });
+  setup->onLoadFailed = [report](const SetLoadFailure& f) {  // called on the prefetch thread
+    auto* copy = new SetLoadFailure(f);
+    auto call = [](Napi::Env e, Napi::Function fn, SetLoadFailure* d) {
+      double n[] = {static_cast<double>(d->kind),   static_cast<double>(d->reason),
+                    static_cast<double>(d->detail), static_cast<double>(d->a),
+                    static_cast<double>(d->b),      static_cast<double>(d->c)};
+      delete d;
+      if (e == nullptr || fn.IsEmpty()) return;
+      std::vector<napi_value> args;
+      for (double x : n) args.push_back(Napi::Number::New(e, x));
+      fn.Call(args);
+    };
+    if (report->NonBlockingCall(copy, call) != napi_ok) delete copy;
+  };
+  return true;
 }
 
 // (id) -> Uint32Array of [firstPage, pageCount, write] triples, in first-touch order.

@@ -182,7 +182,23 @@ describeBackends('working sets', (backend) => {
     }
   });
 
-  describe('a damaged or foreign set is a coded error at serve(), never wrong data', () => {
+  /** The next 'error' event of `uffd` (a deadline, not a timed assertion: it must come). */
+  function nextError(uffd) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no error event')), scaled(10000));
+      uffd.once('error', (err) => {
+        clearTimeout(timer);
+        resolve(err);
+      });
+    });
+  }
+
+  /** Every page of the region, read from the thread pool, equals the source. */
+  async function assertAllBytes(region) {
+    for (let p = 0; p < PAGES; p++) assert.deepStrictEqual(await region.read(p * PAGE, PAGE), data.subarray(p * PAGE, (p + 1) * PAGE), `page ${p}`);
+  }
+
+  describe('a damaged or foreign set: an \'error\' event in background mode (served lazily), a throw in eager mode; never wrong data', () => {
     let good;
     before(async () => {
       const set = setFile('good');
@@ -190,21 +206,37 @@ describeBackends('working sets', (backend) => {
       good = fs.readFileSync(set);
     });
     const cases = {
-      'a flipped byte in a run': [(b) => { b[40 + 1] ^= 0x40; return b; }, 'ERR_UFFD_WORKING_SET_CORRUPT'],
-      'a flipped checksum': [(b) => { b[b.length - 1] ^= 1; return b; }, 'ERR_UFFD_WORKING_SET_CORRUPT'],
-      'truncated': [(b) => b.subarray(0, b.length - 5), 'ERR_UFFD_WORKING_SET_CORRUPT'],
-      'empty': [() => Buffer.alloc(0), 'ERR_UFFD_WORKING_SET_CORRUPT'],
-      'not a set': [() => Buffer.from('hello world, this is not a working set at all'), 'ERR_UFFD_WORKING_SET_CORRUPT'],
-      'a newer version': [(b) => { b[4] = 9; return b; }, 'ERR_UFFD_WORKING_SET_VERSION'],
+      'a flipped byte in a run': [(b) => { b[40 + 1] ^= 0x40; return b; }, 'ERR_UFFD_WORKING_SET_CORRUPT', /checksum mismatch/],
+      'a flipped checksum': [(b) => { b[b.length - 1] ^= 1; return b; }, 'ERR_UFFD_WORKING_SET_CORRUPT', /checksum mismatch/],
+      'truncated': [(b) => b.subarray(0, b.length - 5), 'ERR_UFFD_WORKING_SET_CORRUPT', /truncated/],
+      'empty': [() => Buffer.alloc(0), 'ERR_UFFD_WORKING_SET_CORRUPT', /0 bytes, truncated/],
+      'not a set': [() => Buffer.from('hello world, this is not a working set at all'), 'ERR_UFFD_WORKING_SET_CORRUPT', /not a working-set file/],
+      'a newer version': [(b) => { b[4] = 9; return b; }, 'ERR_UFFD_WORKING_SET_VERSION', /version 9/],
     };
-    for (const [name, [damage, code]] of Object.entries(cases)) {
-      it(name, async () => {
+    for (const [name, [damage, code, message]] of Object.entries(cases)) {
+      it(`${name}: background`, async () => {
         const set = setFile(`damaged-${name.replace(/\W/g, '')}`);
+        fs.writeFileSync(set, damage(Buffer.from(good)));
+        await run({ prefetch: set }, async (uffd, region) => {
+          const error = nextError(uffd);
+          // Faults raised at once, while the set loads or after it failed: the source answers.
+          const first = region.read(10 * PAGE, PAGE);
+          const err = await error;
+          assert.strictEqual(err.code, code);
+          assert.match(err.message, message);
+          assert.strictEqual(err.path, set);
+          assert.deepStrictEqual(await first, data.subarray(10 * PAGE, 11 * PAGE));
+          await assertAllBytes(region);
+          assert.strictEqual(uffd.stats().prefetched, 0);
+        });
+      });
+      it(`${name}: eager`, async () => {
+        const set = setFile(`damaged-eager-${name.replace(/\W/g, '')}`);
         fs.writeFileSync(set, damage(Buffer.from(good)));
         const uffd = Userfaultfd.open({ backend });
         const region = Region.map(PAGES * PAGE, { backend });
         try {
-          assert.throws(() => uffd.serve(region, PageSource.file(file), { prefetch: set }), { code });
+          assert.throws(() => uffd.serve(region, PageSource.file(file), { prefetch: set, prefetchMode: 'eager' }), { code, message });
           // The range was left as it was: served plainly now, it reads the source.
           uffd.serve(region, PageSource.file(file));
           assert.deepStrictEqual(await region.read(10 * PAGE, PAGE), data.subarray(10 * PAGE, 11 * PAGE));
@@ -215,7 +247,7 @@ describeBackends('working sets', (backend) => {
       });
     }
 
-    it('a set recorded for another source size is ERR_UFFD_WORKING_SET_MISMATCH, naming the sizes', () => {
+    it('a set recorded for another source size is ERR_UFFD_WORKING_SET_MISMATCH, naming the sizes', async () => {
       const set = setFile('good2');
       fs.writeFileSync(set, good);
       const other = path.join(dir, 'other.bin');
@@ -224,15 +256,54 @@ describeBackends('working sets', (backend) => {
       const region = Region.map(PAGES * PAGE, { backend });
       const small = Region.map(32 * PAGE, { backend });
       try {
-        assert.throws(() => uffd.serve(region, PageSource.file(other), { prefetch: set }),
+        assert.throws(() => uffd.serve(region, PageSource.file(other), { prefetch: set, prefetchMode: 'eager' }),
           { code: 'ERR_UFFD_WORKING_SET_MISMATCH', message: new RegExp(`source size ${PAGES * PAGE}, here ${32 * PAGE}`) });
-        assert.throws(() => uffd.serve(small, PageSource.file(file), { prefetch: set }),
-          { code: 'ERR_UFFD_WORKING_SET_MISMATCH', message: /range length/ });
+        let error = nextError(uffd);
+        uffd.serve(small, PageSource.file(file), { prefetch: set });
+        const first = small.read(3 * PAGE, PAGE);
+        const err = await error;
+        assert.strictEqual(err.code, 'ERR_UFFD_WORKING_SET_MISMATCH');
+        assert.match(err.message, new RegExp(`range length ${PAGES * PAGE}, here ${32 * PAGE}`));
+        assert.deepStrictEqual(await first, data.subarray(3 * PAGE, 4 * PAGE));
+        error = nextError(uffd);
+        uffd.serve(region, PageSource.file(other), { prefetch: set });
+        assert.match((await error).message, new RegExp(`source size ${PAGES * PAGE}, here ${32 * PAGE}`));
       } finally {
         uffd.close();
         region.unmap();
         small.unmap();
       }
     });
+  });
+
+  it('background: serve() returns before the set is loaded; a fault raised at once is answered from the source, then the set prefetches the rest', async () => {
+    const set = setFile('at-once');
+    await run({ record: set }, (uffd, region) => touch(region));
+    await run({ prefetch: set }, async (uffd, region) => {
+      // Raised from the thread pool right after serve() returned, while the set is being read:
+      // the set's first page (a fault further on would let prefetch skip what lies before it).
+      const first = region.read(10 * PAGE, PAGE);
+      assert.deepStrictEqual(await first, data.subarray(10 * PAGE, 11 * PAGE));
+      const setPages = ORDER.length;
+      assert.ok(await prefetched(uffd, setPages - 1) >= setPages - 1, 'the set is prefetched once loaded');
+      await assertAllBytes(region);
+      const s = uffd.stats();
+      // Each page of the set counted once; the first one, answered before the set was in, as a
+      // plain demand fault then.
+      assert.ok([setPages - 1, setPages].includes(s.prefetched + s.prefetchMisses), `${s.prefetched} + ${s.prefetchMisses}`);
+    });
+  });
+
+  it('a missing set is ENOENT from serve() in both modes (not an error event)', () => {
+    for (const prefetchMode of ['background', 'eager']) {
+      const uffd = Userfaultfd.open({ backend });
+      const region = Region.map(PAGES * PAGE, { backend });
+      try {
+        assert.throws(() => uffd.serve(region, PageSource.file(file), { prefetch: setFile('nowhere'), prefetchMode }), { code: 'ENOENT' });
+      } finally {
+        uffd.close();
+        region.unmap();
+      }
+    }
   });
 });
