@@ -110,7 +110,9 @@ export interface ServeOptions {
   /**
    * Fill the working set saved in this file, in recorded order, on a native thread while demand
    * faults are answered first. A missing file is an error, unless it is also the `record` file
-   * (the first run of a record-and-prefetch loop).
+   * (the first run of a record-and-prefetch loop). In background mode the set is loaded after
+   * serve() returns (faults are answered from the source meanwhile), and a file that is not a set
+   * for the range is an 'error' event (ERR_UFFD_WORKING_SET_*); in eager mode serve() throws it.
    */
   prefetch?: string;
   /**
