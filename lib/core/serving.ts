@@ -10,15 +10,15 @@ import * as fs from 'fs';
 import { checkAligned, CheckedRange, rangesOverlap, toFillOptions, toFlag, toLength, toOptions } from '../base/args';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
-import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
+import { codedError, invalidArgType, outOfRange } from '../base/errors';
 import type { BackendName, FillResult, PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
 import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
-import { openSet, SetFile } from '../sources/set-loading';
+import { openOrReadSet, readSetQuietly, SetFile } from '../sources/set-loading';
 import { openSetPages, OpenSetPages, setPagesPath, writeSetPages } from '../sources/set-pages';
 import {
-  CheckedRefine, corruptSet, encodeWorkingSet, knownSourceSize, LoadedSet, readSet, refine, runsOf, toRefineOptions,
+  CheckedRefine, corruptSet, encodeWorkingSet, knownSourceSize, LoadedSet, refine, runsOf, toRefineOptions,
   toRunWords, toSetPath, WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
@@ -52,10 +52,7 @@ export interface ServeSets {
   pages: OpenSetPages | null;
   /** ServeOptions.follow. */
   follow: boolean;
-  /**
-   * Background mode: the set's file, for the backend to load after serve() returns (prefetch
-   * is null then); it reports a file that is not a set through file.failed.
-   */
+  /** Background mode: the set's file, loaded by the backend after serve() returns (sources/set-loading.ts). */
   file: SetFile | null;
 }
 
@@ -222,17 +219,12 @@ export class Serving {
         pageSize, sourceSize: knownSourceSize(source, 'serve(): a working set must match its source\'s size (to record one)'),
         rangeLength: r.length,
       };
-      // Background mode loads the set after serve() returns (sources/set-loading.ts); the page
-      // file's check needs the set's runs, so a page file is loaded here, as eager mode's set.
-      const later = prefetch !== undefined && !eager && !refineOptions.pages;
-      const report = (err: Error): void => {
+      // Background mode loads the set after serve() returns; the page file's check needs the
+      // set's runs, so with one the set is loaded here, as in eager mode.
+      let loaded: LoadedSet | null;
+      ({ loaded, file } = openOrReadSet(prefetch, record, shape, !eager && !refineOptions.pages, (err) => {
         if (!host.uffd.closed) host.delivery.report(err);
-      };
-      file = later ? openSet(prefetch, shape, report) : null;
-      const loaded = prefetch === undefined || later ? null : readSet(prefetch, shape, false);
-      if (prefetch !== undefined && loaded === null && file === null && prefetch !== record) {
-        throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
-      }
+      }));
       set = { handle: null, range: r, source, record, loaded, loading: file ? prefetch : undefined, shape, refine: refineOptions };
     }
     const runs = set?.loaded && set.loaded.words.length > 0 ? set.loaded.words : null;
@@ -476,7 +468,7 @@ export class Serving {
     const custom = ws.handle instanceof CustomServer;
     const recorded = custom ? (ws.handle as CustomServer).recorded() : this.host.recorded(ws.handle);
     const installed = custom ? null : this.host.installed(ws.handle);
-    if (ws.loading !== undefined) ws.loaded = loadedBefore(ws.loading, ws.shape);
+    if (ws.loading !== undefined) ws.loaded = readSetQuietly(ws.loading, ws.shape);
     ws.loading = undefined;
     const runs = refine(ws.loaded ? runsOf(ws.loaded) : null, installed, recorded, ws.range.length / this.pageSize, ws.refine);
     const bytes = encodeWorkingSet({ ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
@@ -538,15 +530,6 @@ export class Serving {
       checkAligned(r.length, unit, 'range.length');
     }
     return unit;
-  }
-}
-
-/** A set the backend loaded, read again for refine(); null when it is not a set (reported then). */
-function loadedBefore(path: string, shape: WorkingSetShape): LoadedSet | null {
-  try {
-    return readSet(path, shape);
-  } catch {
-    return null;
   }
 }
 

@@ -10,7 +10,7 @@ import { PageSource } from '../sources/page-source';
 import type { FillResult, OpenOptions, Stats } from '../base/types';
 import { selfFaultError } from '../core/delivery';
 import type { ServeSets } from '../core/serving';
-import { SetFile, setLoadError } from '../sources/set-loading';
+import { nativeSetOptions } from '../sources/set-loading';
 import type { ImageStore } from '../core/shared-image';
 import type { KernelImageStore } from './image-store';
 import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
@@ -175,7 +175,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     try {
       id = this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
         zeroRemoved, sets.record, sets.prefetch, unit,
-        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0, ...setFile(sets.file) },
+        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0, ...nativeSetOptions(sets.file) },
         runs, sets.follow, source.id);
     } catch (e) {
       // The runs are checked in C++ (SetOrder::FromWords): a loop here would delay the first byte.
@@ -394,17 +394,6 @@ export class KernelUserfaultfd extends Userfaultfd {
         return null;
     }
   }
-}
-
-/** The native load of a set after serve() returns (sources/set-loading.ts): its fd, shape and failure report. */
-function setFile(file: SetFile | null): object {
-  if (file === null) return {};
-  const { pageSize, sourceSize, rangeLength } = file.shape;
-  return {
-    setFd: file.fd, shape: [pageSize, sourceSize, rangeLength],
-    // On the next tick: an 'error' nobody listens to is thrown there, not into a native callback.
-    onSetError: (...f: number[]) => process.nextTick(() => file.failed(setLoadError(f, file))),
-  };
 }
 
 /**

@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import { errnoName, uffdError } from '../base/errors';
 import { openRegularFile, readOpenFile } from '../base/files';
 import {
-  CORRUPT_WHY, corruptSet, decodeSet, LoadedSet, maxSetBytes, mismatchError, tooLargeSet, versionError,
+  CORRUPT_WHY, corruptSet, decodeSet, LoadedSet, maxSetBytes, mismatchError, readSet, tooLargeSet, versionError,
   WorkingSetShape,
 } from './working-set';
 
@@ -22,6 +22,40 @@ export interface SetFile {
   shape: WorkingSetShape;
   /** The backend's report of a file it could not load: an 'error' event. */
   failed(err: Error): void;
+}
+
+/**
+ * serve()'s `prefetch` set: opened for the backend to load (`later`: background mode) or read
+ * now; neither without `prefetch`. A missing file is ENOENT, unless it is also the `record`
+ * file (the first run of a record-and-prefetch loop).
+ */
+export function openOrReadSet(prefetch: string | undefined, record: string | undefined, shape: WorkingSetShape, later: boolean,
+                              failed: (err: Error) => void): { loaded: LoadedSet | null; file: SetFile | null } {
+  if (prefetch === undefined) return { loaded: null, file: null };
+  const file = later ? openSet(prefetch, shape, failed) : null;
+  const loaded = later ? null : readSet(prefetch, shape, false);
+  if (loaded === null && file === null && prefetch !== record) throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
+  return { loaded, file };
+}
+
+/** A set a backend loaded, read again for refine() before it is saved over; null when it is not a set (reported then). */
+export function readSetQuietly(path: string, shape: WorkingSetShape): LoadedSet | null {
+  try {
+    return readSet(path, shape);
+  } catch {
+    return null;
+  }
+}
+
+/** The kernel backend's serve() options for a set it loads (native/uffd/userfaultfd.cc LoadLater). */
+export function nativeSetOptions(file: SetFile | null): object {
+  if (file === null) return {};
+  const { pageSize, sourceSize, rangeLength } = file.shape;
+  return {
+    setFd: file.fd, shape: [pageSize, sourceSize, rangeLength],
+    // On the next tick: an 'error' nobody listens to is thrown there, not into a native callback.
+    onSetError: (...f: number[]) => process.nextTick(() => file.failed(setLoadError(f, file))),
+  };
 }
 
 /**

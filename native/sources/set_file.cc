@@ -41,7 +41,8 @@ bool Corrupt(SetLoadFailure* f, SetLoadFailure::Reason reason, int64_t detail = 
 // at fstat). False with errno set.
 bool ReadAll(int fd, uint64_t max, std::vector<uint8_t>* out, SetLoadFailure* f) {
   struct stat st;
-  if (fstat(fd, &st) != 0) return Fail(f, SetLoadFailure::kErrno, SetLoadFailure::kTruncated, errno);
+  if (fstat(fd, &st) != 0)
+    return Fail(f, SetLoadFailure::kErrno, SetLoadFailure::kTruncated, errno);
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size > max) return Corrupt(f, SetLoadFailure::kTooLarge, static_cast<int64_t>(size), max);
   out->resize(size);
@@ -82,14 +83,16 @@ bool LoadSetFile(int fd, const SetShape& shape, std::vector<PageRun>* runs,
   if (size < kHeader + kTrailer) return Corrupt(f, SetLoadFailure::kTruncated, size);
   if (U32(p) != kMagic) return Corrupt(f, SetLoadFailure::kNotASet);
   uint32_t version = U16(p + 4);
-  if (version != kVersion) return Fail(f, SetLoadFailure::kVersion, SetLoadFailure::kTruncated, version);
+  if (version != kVersion)
+    return Fail(f, SetLoadFailure::kVersion, SetLoadFailure::kTruncated, version);
   if (U16(p + 6) != kHeader) return Corrupt(f, SetLoadFailure::kHeaderSize);
   uint64_t count = U32(p + 12);
   uint64_t end = kHeader + count * kRun;
   if (size != end + kTrailer) return Corrupt(f, SetLoadFailure::kRunCount, count, size);
   if (Checksum(p, end) != U32(p + end)) return Corrupt(f, SetLoadFailure::kChecksum);
   uint64_t pageSize = U32(p + 8), sourceSize = U64(p + 16), rangeLength = U64(p + 24);
-  if (sourceSize > kMaxSafe || rangeLength > kMaxSafe) return Corrupt(f, SetLoadFailure::kPast2To53);
+  if (sourceSize > kMaxSafe || rangeLength > kMaxSafe)
+    return Corrupt(f, SetLoadFailure::kPast2To53);
   if (pageSize == 0 || (pageSize & (pageSize - 1)) != 0 || rangeLength % pageSize != 0)
     return Corrupt(f, SetLoadFailure::kPageSize);
   if (pageSize != shape.pageSize || sourceSize != shape.sourceSize ||

@@ -20,19 +20,19 @@ struct SetLoadFailure {
   enum Kind : int32_t { kNone = 0, kErrno = 1, kCorrupt = 2, kVersion = 3, kMismatch = 4 };
   // Why a file is corrupt (lib/sources/working-set.ts setLoadError words each).
   enum Reason : int32_t {
-    kTruncated = 0,    // detail: the file's size
+    kTruncated = 0,  // detail: the file's size
     kNotASet = 1,
     kHeaderSize = 2,
-    kRunCount = 3,     // detail: the run count; a: the file's size
+    kRunCount = 3,  // detail: the run count; a: the file's size
     kChecksum = 4,
     kPast2To53 = 5,
     kPageSize = 6,
-    kBadRun = 7,       // detail: the run's index
-    kTooLarge = 8,     // detail: the file's size; a: the most a set of the range can hold
+    kBadRun = 7,    // detail: the run's index
+    kTooLarge = 8,  // detail: the file's size; a: the most a set of the range can hold
   };
   Kind kind = kNone;
   Reason reason = kTruncated;
-  int64_t detail = 0;   // errno (kErrno), the version (kVersion) or as Reason says
+  int64_t detail = 0;            // errno (kErrno), the version (kVersion) or as Reason says
   uint64_t a = 0, b = 0, c = 0;  // kMismatch: the file's page size, source size, range length
 };
 

@@ -98,7 +98,7 @@ class WorkingSet {
   int setFd_;
   SetShape shape_;
   std::function<void(const SetLoadFailure&)> onLoadFailed_;
-  PageBitmap installed_;           // pages of the loaded set installed ahead of the program
+  PageBitmap installed_;  // pages of the loaded set installed ahead of the program
   std::shared_ptr<SetOrder> order_;
   std::unique_ptr<SetFill> readerFill_;
   uint64_t fixedWindow_;  // pages; 0: adaptive

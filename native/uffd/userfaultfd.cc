@@ -715,8 +715,8 @@ bool Userfaultfd::LoadLater(Napi::Env env, Napi::Object o, SetSetup* setup) {
   setup->setFd = fcntl(fdValue.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
   if (setup->setFd < 0) ThrowErrno(env, errno, "dup", kNoBytes, "the working set");
   // Unref'd: a set still loading does not hold the process. Released with the set.
-  auto* tsfn = new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(
-      env, cb.As<Napi::Function>(), "userfaultfd working set", 0, 1));
+  auto* tsfn = new Napi::ThreadSafeFunction(
+      Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "userfaultfd working set", 0, 1));
   tsfn->Unref(env);
   std::shared_ptr<Napi::ThreadSafeFunction> report(tsfn, [](Napi::ThreadSafeFunction* t) {
     t->Release();
