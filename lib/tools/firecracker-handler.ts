@@ -221,7 +221,8 @@ class Vm {
   private onUffdError(e: Error & { code?: string; fault?: PageFault }): void {
     if (this.done) return;
     if (e.code?.startsWith('ERR_UFFD_WORKING_SET_')) {
-      // A stale or damaged page file of a set: the pages come from the memory file instead.
+      // A stale or damaged page file of a set, or (background mode, loaded after serve()
+      // returned) a set that is not one: the pages come from the memory file instead.
       this.handler.log(`vm pid ${this.peer.pid}: ${describeError(e)}`);
       return;
     }

@@ -15,24 +15,33 @@ const DEADLINE = 15000;
 
 /**
  * A child that serves 4 pages from `source` with `options` and prints the outcome and its peak
- * RSS (VmHWM: getrusage's maxRSS carries the parent's over exec).
+ * RSS (VmHWM: getrusage's maxRSS carries the parent's over exec). `event`: serve() returns and
+ * the outcome is the 'error' event that follows (background mode loads the set after serve()
+ * returns), read from the thread pool meanwhile.
  */
-function serveWith(backend, options, { timeoutMs = DEADLINE } = {}) {
+function serveWith(backend, options, { timeoutMs = DEADLINE, event = false } = {}) {
   return runChildJson(`
     const { Userfaultfd, Region, PageSource } = require('./dist');
     const u = Userfaultfd.open({ backend: '${backend}' });
     const r = Region.map(4 * u.pageSize, { backend: '${backend}' });
     const out = {};
+    const end = () => {
+      out.maxRssMiB = Math.round(Number(/VmHWM:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]) / 1024);
+      u.close();
+      r.unmap();
+      console.log(JSON.stringify(out));
+    };
+    u.on('error', (e) => {
+      Object.assign(out, { code: e.code, syscall: e.syscall, message: e.message, event: true });
+      r.read(0, 1).then((b) => { out.byte = b[0]; end(); });
+    });
     try {
       u.serve(r, PageSource.buffer(Buffer.alloc(4 * u.pageSize, 7)), ${JSON.stringify(options)});
       out.served = true;
     } catch (e) {
       Object.assign(out, { code: e.code, syscall: e.syscall, message: e.message });
     }
-    out.maxRssMiB = Math.round(Number(/VmHWM:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]) / 1024);
-    u.close();
-    r.unmap();
-    console.log(JSON.stringify(out));`, { timeoutMs });
+    if (!${event} || !out.served) end();`, { timeoutMs });
 }
 
 /** A checksummed working-set file (docs/working-sets.md) of one run, claiming `rangeLength`. */
@@ -83,8 +92,13 @@ describeBackends('reliability: hostile working-set files', (backend) => {
     const big = path.join(dir, `set-big-${backend}`);
     fs.writeFileSync(big, '');
     fs.truncateSync(big, 1536 * 1024 * 1024); // sparse: 1.5 GiB, none of it on disk
-    const out = await serveWith(backend, { prefetch: big });
-    assert.strictEqual(out.code, 'ERR_UFFD_WORKING_SET_CORRUPT', JSON.stringify(out));
+    // Eager mode: thrown by serve(); background mode: an 'error' event, the range served lazily.
+    const eager = await serveWith(backend, { prefetch: big, prefetchMode: 'eager' });
+    assert.strictEqual(eager.code, 'ERR_UFFD_WORKING_SET_CORRUPT', JSON.stringify(eager));
+    assert.ok(eager.maxRssMiB < 400, `peak RSS ${eager.maxRssMiB} MiB: the file was read`);
+    const out = await serveWith(backend, { prefetch: big }, { event: true });
+    assert.deepStrictEqual([out.code, out.served, out.event, out.byte], ['ERR_UFFD_WORKING_SET_CORRUPT', true, true, 7], JSON.stringify(out));
+    assert.match(out.message, /more than \d+, the most a set of this range can hold/);
     assert.ok(out.maxRssMiB < 400, `peak RSS ${out.maxRssMiB} MiB: the file was read`);
   });
 
