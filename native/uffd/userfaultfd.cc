@@ -525,7 +525,8 @@ Napi::Value Userfaultfd::Serve(const Napi::CallbackInfo& info) {
       prefetchSource;  // the prefetch thread's own (a file's bounce buffer is not shared)
   int adviseFd = -1;   // a file source's fd for the prefetch thread's read-ahead hints
   // A compact page file replaces the image for the prefetch thread: no copy of the image then.
-  bool prefetch = info.Length() > 9 && info[9].IsTypedArray() && PagesFd(info) < 0;
+  bool prefetch =
+      ((info.Length() > 9 && info[9].IsTypedArray()) || LoadsLater(info)) && PagesFd(info) < 0;
   Napi::Reference<Napi::Value> keep;
   Mapping* keepMapping = nullptr;
   uint32_t sourceId = info.Length() > 14 ? static_cast<uint32_t>(ArgU64(info, 14)) : 0;
@@ -609,6 +610,12 @@ Napi::Value Userfaultfd::ServeImage(const Napi::CallbackInfo& info) {
   if (length != image->size()) ThrowRangeError(env, "a clone maps the whole image");
   return Napi::Number::New(
       env, served_.AddImage(start, length, std::move(image), readahead, ArgBool(info, 4)));
+}
+
+// Whether Serve()'s prefetchOptions (arg 11) give a set to load later (LoadLater).
+bool Userfaultfd::LoadsLater(const Napi::CallbackInfo& info) {
+  return info.Length() > 11 && info[11].IsObject() &&
+         info[11].As<Napi::Object>().Get("setFd").IsNumber();
 }
 
 // The compact page file's fd in Serve()'s prefetchOptions (arg 11), or -1.

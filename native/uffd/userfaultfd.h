@@ -99,6 +99,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
                      std::shared_ptr<PageSource> readerSource,
                      std::shared_ptr<PageSource> prefetchSource, int adviseFd, uint64_t fileOffset);
   static int PagesFd(const Napi::CallbackInfo& info);
+  static bool LoadsLater(const Napi::CallbackInfo& info);
   static bool LoadLater(Napi::Env env, Napi::Object prefetchOptions, SetSetup* setup);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value SnapshotEnd(const Napi::CallbackInfo& info);
