@@ -148,7 +148,8 @@ cat base.cpio "mods-$KERNEL.cpio" > "initrd-$KERNEL"
 PREBUILD="$ROOT/prebuilds/linux-arm64/userfaultfd.node"
 # The cross build is redone when its inputs changed (or the prebuild did); a fresh machine always builds.
 inputs=$(cd "$ROOT" && find binding.gyp package.json native -type f | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
-stamp="$inputs $(sha256sum "$PREBUILD" 2>/dev/null | cut -d' ' -f1)"
+# (no prebuild yet on a fresh checkout: an empty hash, not a failed pipeline under set -e)
+stamp="$inputs $({ sha256sum "$PREBUILD" 2>/dev/null || true; } | cut -d' ' -f1)"
 (cd "$ROOT" && npm run build:ts --silent) > build.log 2>&1 || { tail -30 build.log >&2; exit 1; }
 if [ "$(cat prebuild.stamp 2>/dev/null)" != "$stamp" ]; then
   say "the linux-arm64 prebuild (scripts/prebuild-cross.sh)"
