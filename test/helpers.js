@@ -200,6 +200,15 @@ function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path
   return { pid: child.pid, done, output: () => ({ stdout, stderr }) };
 }
 
+/** Whether process `pid` has exited (Linux: a zombie nobody has reaped yet has exited). */
+function processExited(pid) {
+  try {
+    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
 /** startProcess, for its result only. */
 function runProcess(file, args = [], options = {}) {
   return startProcess(file, args, options).done;
@@ -404,4 +413,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };
+module.exports = { processExited, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };

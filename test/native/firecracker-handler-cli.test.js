@@ -8,7 +8,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, hugePagePool, scaled, PAGE } = require('../helpers');
+const { processExited, pattern, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, hugePagePool, scaled, PAGE } = require('../helpers');
 const { buildPeer, assertPeerOk, startProcess, PEER_STATUS, parseJson, assertExited, MEM_SIZE, watchdog, listening } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
@@ -383,15 +383,6 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
   });
 
   describe('the command line', function () {
-    /** Whether `pid` has exited (a zombie nobody has reaped yet has exited). */
-    const exited = (pid) => {
-      try {
-        return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-      } catch {
-        return true;
-      }
-    };
-
     it('--exit-with-parent: the process that started it killed outright (SIGKILL), the handler stops and prints its summary', async function () {
       const sock = sockPath();
       const out = path.join(dir, `orphan-${n}.out`);
@@ -413,8 +404,8 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
       process.kill(parent.pid, 'SIGKILL');
       await parent.done;
       const deadline = Date.now() + scaled(15000);
-      while (!exited(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      const alive = !exited(pid);
+      while (!processExited(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const alive = !processExited(pid);
       if (alive) process.kill(pid, 'SIGKILL');
       const printed = fs.readFileSync(out, 'utf8');
       assert.ok(!alive, `the handler outlived the process that started it: ${printed}`);

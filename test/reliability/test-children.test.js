@@ -3,20 +3,10 @@
 // that ends first (it exits, or SIGINT/SIGTERM/SIGHUP stop it) kills them: no test leaves a
 // process behind (a firecracker-handler --peers 2 outlived a killed mocha run).
 const assert = require('assert');
-const fs = require('fs');
 const path = require('path');
-const { runChild, scaled, skipWithReason } = require('../helpers');
+const { runChild, scaled, skipWithReason, processExited: exited } = require('../helpers');
 
 const HELPERS = path.join(__dirname, '..', 'helpers.js');
-
-/** Whether `pid` has exited (a zombie nobody has reaped yet has exited). */
-function exited(pid) {
-  try {
-    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
 
 /** A run that starts `sleep 60` through startProcess, prints its pid, then ends by `end`. */
 async function runThatEnds(end) {
