@@ -63,8 +63,11 @@ void Prefetcher::Sleep(int ms) { std::this_thread::sleep_for(std::chrono::millis
 // install holds the range's faults, so the index is built after it, off the first fault's path.
 void Prefetcher::Run() {
   if (mode_ == Mode::kBackground) {
-    gate_.WaitAnswered(answeredAtStart_, stop_, kFirstFaultUs);
-    if (load_ && (stop_.load(std::memory_order_acquire) || !load_())) return;
+    gate_.WaitAnswered(answeredAtStart_, stop_, load_ ? kLoadFirstFaultUs : kFirstFaultUs);
+    if (load_) {
+      std::this_thread::sleep_for(std::chrono::microseconds(kLoadAfterAnswerUs));
+      if (stop_.load(std::memory_order_acquire) || !load_()) return;
+    }
     order_->BuildIndex();
   }
   Install();

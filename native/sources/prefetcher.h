@@ -41,6 +41,11 @@ class Prefetcher {
   // after this long: on one CPU it would otherwise run first and delay the program's first
   // byte (the program usually faults right after serve() returns).
   static constexpr int kFirstFaultUs = 1000;
+  // A set loaded on this thread (LoadWith): the first fault may come later (serve() returns
+  // first, and the program only then runs), and once it is answered its thread runs before
+  // the load takes the CPU (on one CPU, the load would otherwise delay the first byte).
+  static constexpr int kLoadFirstFaultUs = 5000;
+  static constexpr int kLoadAfterAnswerUs = 300;
   // File sources: read-ahead asked (POSIX_FADV_WILLNEED) up to this far ahead, growing from
   // kAdviseStartBytes so that the first demand faults do not queue behind a flood of reads.
   static constexpr uint64_t kAdviseBytes = 16 << 20;
