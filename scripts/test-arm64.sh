@@ -12,7 +12,7 @@
 # Env:
 #   KERNEL   4k | 16k (default 4k): Debian's linux-image-*-arm64 or -arm64-16k
 #   SUITE    ci (default): what CI runs on each kernel: test/conformance and test/native but for
-#              the four slowest files, made of child processes (docs/platforms.md says why)
+#              six files made of child processes (docs/platforms.md says why)
 #            full: test/conformance test/native test/examples.test.js test/smoke.test.js
 #            all: full + test/reliability test/doctor test/simulator (every test/**/*.test.js
 #              but lint, types and package, which test the host's toolchain, not the kernel)
@@ -47,7 +47,7 @@ if [ -z "$SPEC" ]; then
     ci) SPEC="test/conformance test/native test/smoke.test.js
           --ignore test/conformance/lifetime.test.js --ignore test/native/firecracker-handler-cli.test.js
           --ignore test/native/migrate.test.js --ignore test/native/postcopy.test.js
-          --ignore test/native/serve-demo.test.js"
+          --ignore test/native/serve-demo.test.js --ignore test/native/criu.test.js"
         BACKENDS="${BACKENDS:-native}" ;;
     full) SPEC="test/conformance test/native test/examples.test.js test/smoke.test.js" ;;
     all) SPEC="test/conformance test/native test/reliability test/doctor test/simulator test/examples.test.js test/smoke.test.js" ;;

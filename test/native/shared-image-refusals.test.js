@@ -80,7 +80,7 @@ describeNative('SharedImage: bad input', function () {
         // Takes the image and hangs up.
         client(`const h = await b.receiveFdMessage(sock, 5000, 65536); b.closeFd(h.sock); report({ fd: h.fd >= 0 });`),
         // Takes the image and answers without an fd.
-        client(`const h = await b.receiveFdMessage(sock, 5000, 65536); b.sendOnSocket(h.sock, -1, frame({ clone: { start: '0x1000', length: PAGE } }));
+        client(`const h = await b.receiveFdMessage(sock, 5000, 65536); b.sendOnSocket(h.sock, -1, frame({ clone: { start: '0x${PAGE.toString(16)}', length: PAGE } }));
           await new Promise((r) => setTimeout(r, 500)); report({ fd: h.fd >= 0 });`),
       ]);
       for (const r of got) assert.deepStrictEqual(parse(r), { fd: true });
@@ -121,7 +121,7 @@ describeNative('SharedImage: bad input', function () {
         b.sendOnSocket(h.sock, u.fd, frame(${JSON.stringify(clone)}));
         const a = await b.receiveFdMessage(h.sock, 5000, 65536);
         report(JSON.parse(a.data.toString()).error.code);`);
-      const [small, none] = await Promise.all([send({ clone: { start: '0x1000', length: PAGE } }), send({ hello: 1 })]);
+      const [small, none] = await Promise.all([send({ clone: { start: `0x${PAGE.toString(16)}`, length: PAGE } }), send({ hello: 1 })]);
       assert.strictEqual(parse(small), 'ERR_UFFD_IMAGE_SIZE');
       assert.strictEqual(parse(none), 'ERR_UFFD_IMAGE_HANDSHAKE');
       assert.deepStrictEqual((await errs).map((e) => e.code).sort(), ['ERR_UFFD_IMAGE_HANDSHAKE', 'ERR_UFFD_IMAGE_SIZE']);

@@ -9,6 +9,7 @@ const { Userfaultfd, Region, PageSource, listenForUffd, readWorkingSet } = requi
 const { encodeWorkingSet } = require('../../dist/sources/working-set');
 const { execFileSync } = require('child_process');
 const { PAGE, describeNative, runChild, runProcess, delay, pattern, scaled, scatteredPages, skipWithReason } = require('../helpers');
+const { buildFixture } = require('../fixtures/c-fixtures');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
@@ -223,9 +224,17 @@ describeNative('working sets: prefetch thread', function () {
         }
         const set = path.join(dir, `one-cpu-${cache}.uffdws`);
         writeSet(set, bytes, order.map((p) => [p, 1]));
-        // Cold: the image leaves the page cache (dd's nocache: POSIX_FADV_DONTNEED on this file
-        // only), so that each demand fault waits for the disk while the reader answers it.
-        if (cache === 'cold') execFileSync('dd', [`if=${image}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+        // Cold: the image leaves the page cache (POSIX_FADV_DONTNEED on this file only), so that
+        // each demand fault waits for the disk while the reader answers it.
+        if (cache === 'cold') {
+          let drop;
+          try {
+            drop = buildFixture('drop_file_cache', dir);
+          } catch (e) {
+            skipWithReason(this, `no cold page cache here: ${e.message}`);
+          }
+          execFileSync(drop, [image], { stdio: 'pipe' });
+        }
         // The child's JS thread is the program (a native source answers it): it touches the set
         // in order with no pause, one page per fault (readahead: false), so only the prefetch
         // thread installs pages ahead of it, sharing the one CPU with the program and the reader.
