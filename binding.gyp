@@ -1,4 +1,7 @@
 {
+  # uffd_sanitize: "address" or "thread" builds the addon with that sanitizer and symbols
+  # (scripts/sanitize.sh, docs/development.md); "" (the default) is the release build.
+  "variables": { "uffd_sanitize%": "" },
   "targets": [
     {
       "target_name": "userfaultfd",
@@ -20,11 +23,20 @@
             "native/reader_claims.cc",
             "native/dirty_tracker.cc",
             "native/snapshot_writer.cc",
-            "native/teardown_registry.cc"
+            "native/teardown_registry.cc",
+            "native/fork_guard.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.
           "sources": ["native/unsupported.cc"]
+        }],
+        ["uffd_sanitize=='address'", {
+          "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=address"]
+        }],
+        ["uffd_sanitize=='thread'", {
+          "cflags_cc": ["-fsanitize=thread", "-g", "-O1"],
+          "ldflags": ["-fsanitize=thread"]
         }]
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -24,14 +24,17 @@ FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Fun
   scratchData_ = scratch.Data();
   scratchCapacity_ = scratch.ByteLength() / sizeof(Delivery);
   if (scratchCapacity_ == 0) ThrowRangeError(env, "scratch buffer too small");
-  toPost_.reserve(kBatch);
+  // Reserved here, on the JS thread: the reader thread never allocates (mapped_vector.h). A
+  // batch is one read plus the faults waiting for a retry; those are at most one per thread
+  // faulting on this uffd (each waits for its answer), far fewer than kReserve.
+  toPost_.reserve(kBatch + kReserve);
   retry_.reserve(kReserve);
   retryNext_.reserve(kReserve);
-  queue_.Open(env, onBatch, "userfaultfd-reader");
+  if (!queue_.Open(env, onBatch, "userfaultfd-reader")) ThrowErrno(env, ENOMEM, "uv_async_init");
 }
 
-// Not in the constructor: once the thread-safe function exists (JsBatchQueue::Open), its
-// finalizer owns this object, and a constructor that threw would free it a second time.
+// Not in the constructor: once the queue is open (JsBatchQueue::Open), its close callback
+// owns this object, and a constructor that threw would free it a second time.
 void FaultReader::Start(Napi::Env env) {
   int err = thread_.Start([this] { Run(); });
   if (err == 0) return;
@@ -40,13 +43,23 @@ void FaultReader::Start(Napi::Env env) {
 }
 
 void FaultReader::Stop() {
-  if (!thread_.Stop()) return;
-  queue_.Release();  // its finalizer deletes this once the queue has drained
+  Halt();
+  Release();
 }
 
-void FaultReader::Ref(Napi::Env env) { queue_.Ref(env); }
+void FaultReader::Halt() { thread_.Halt(); }
 
-void FaultReader::Unref(Napi::Env env) { queue_.Unref(env); }
+void FaultReader::Release() {
+  if (released_) return;
+  released_ = true;
+  thread_.Stop();  // joins
+  scratch_.Reset();  // while the environment is alive: the deletion below comes later
+  queue_.Release();  // its close callback deletes this
+}
+
+void FaultReader::Ref() { queue_.Ref(); }
+
+void FaultReader::Unref() { queue_.Unref(); }
 
 // Reader thread.
 void FaultReader::Run() {
@@ -158,10 +171,10 @@ void FaultReader::Dispatch(const uffd_msg* msgs, size_t count) {
 }
 
 // JS thread.
-size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch) {
+size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, Delivery* batch, size_t count) {
   size_t done = 0;
-  while (done < batch.size()) {
-    size_t n = std::min(scratchCapacity_, batch.size() - done);
+  while (done < count) {
+    size_t n = std::min(scratchCapacity_, count - done);
     memcpy(scratchData_, &batch[done], n * sizeof(Delivery));
     for (size_t i = done; i < done + n; i++) {
       if (IsForkFd(batch[i])) HandOverFd(Napi::Env(env), batch[i].msg.arg.fork.ufd);

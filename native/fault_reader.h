@@ -9,6 +9,7 @@
 
 #include "js_batch_queue.h"
 #include "kernel_abi.h"
+#include "mapped_vector.h"
 #include "wakeable_thread.h"
 
 namespace uffd {
@@ -58,13 +59,18 @@ class FaultReader {
   FaultReader& operator=(const FaultReader&) = delete;
 
   // JS thread only. Starts the reader thread; on failure the reader has stopped itself (and is
-  // deleted by its finalizer) and a UffdError is thrown.
+  // deleted by its queue) and a UffdError is thrown.
   void Start(Napi::Env env);
   // JS thread only. Stop wakes the thread through the eventfd and joins it; idempotent. The
-  // object then deletes itself once the thread-safe function has finished.
+  // object then deletes itself, on the JS thread, once its queue's uv handle has closed.
+  // Stop() is Halt() then Release(): Halt waits until the thread has left its loop, and frees
+  // nothing, so that a caller can close the uffd in between (Userfaultfd::Shutdown says why);
+  // Release joins the thread and lets go of the object.
   void Stop();
-  void Ref(Napi::Env env);
-  void Unref(Napi::Env env);
+  void Halt();
+  void Release();
+  void Ref();
+  void Unref();
   // Any thread: makes the reader ask its handler ShouldYield() again.
   void Nudge() { thread_.Wake(); }
 
@@ -81,7 +87,7 @@ class FaultReader {
   void PostBatch();                                   // reader thread
 
   // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful.
-  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch);
+  size_t DeliverBatch(napi_env env, napi_value fn, Delivery* batch, size_t count);
   // Any thread: a fork event carries an fd installed in this process; close it if nobody
   // will receive it.
   static void Discard(Delivery& d);
@@ -96,11 +102,13 @@ class FaultReader {
   WakeableThread thread_;
   JsBatchQueue<FaultReader, Delivery> queue_;
 
-  std::vector<Delivery> toPost_;  // reader thread's batch, posted once per read
-  std::vector<uffd_msg> retry_;   // reader thread: messages to answer after the next read
-  std::vector<uffd_msg> retryNext_;
+  // The reader thread's own buffers, reserved by the constructor: it never allocates.
+  MappedVector<Delivery> toPost_;  // this read's batch, posted once per read
+  MappedVector<uffd_msg> retry_;   // messages to answer after the next read
+  MappedVector<uffd_msg> retryNext_;
   uffd_msg buffer_[kBatch];
   bool yielding_ = false;  // reader thread
+  bool released_ = false;  // JS thread
 };
 
 }  // namespace uffd

@@ -231,33 +231,47 @@ ServedRanges::ServedRanges(uint64_t pageSize)
 // JS thread.
 uint32_t ServedRanges::Add(uint64_t start, uint64_t length, std::shared_ptr<PageSource> source,
                            uint64_t readahead, bool zeroRemoved, uint64_t unit) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  uint32_t id = nextId_++;
-  Range r{id, start, length, std::move(source), readahead, {}};
+  Range r{0, start, length, std::move(source), readahead, {}};
   r.zeroRemoved = zeroRemoved;
   r.unit = unit == 0 ? pageSize_ : unit;
   if (r.fixedWindow != 0)
     r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
-  // Here, on the JS thread: the reader thread never allocates.
-  if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
+  // Allocated here, before the lock (see mutex_): room for one more range, and a tail page as
+  // large as the largest unit. Only the JS thread adds, removes or grows.
+  std::vector<Range> grown;
+  if (ranges_.size() == ranges_.capacity()) grown.reserve(2 * ranges_.capacity() + 1);
+  std::vector<uint8_t> tail;
+  if (tailPage_.size() < r.unit) tail.resize(r.unit);
+  std::lock_guard<std::mutex> lock(mutex_);
+  r.id = nextId_++;
+  if (grown.capacity() > 0) {
+    for (Range& x : ranges_) grown.push_back(std::move(x));  // moves: no allocation
+    ranges_.swap(grown);
+  }
+  if (!tail.empty()) tailPage_.swap(tail);
   ranges_.push_back(std::move(r));
-  return id;
-}
+  return ranges_.back().id;
+}  // the old storage (grown, tail) is freed here, after the unlock
 
 // JS thread. Once it returns, the reader no longer uses the range's source: Answer holds
 // the same lock for the whole fill.
 bool ServedRanges::Remove(uint32_t id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto it =
-      std::find_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
-  if (it == ranges_.end()) return false;
-  ranges_.erase(it);
+  Range gone{};  // destroyed (its source freed) after the unlock: see mutex_
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it =
+        std::find_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
+    if (it == ranges_.end()) return false;
+    gone = std::move(*it);
+    ranges_.erase(it);  // moves the rest down: no allocation, nothing freed
+  }
   return true;
 }
 
 void ServedRanges::Clear() {
+  std::vector<Range> gone;  // freed after the unlock
   std::lock_guard<std::mutex> lock(mutex_);
-  ranges_.clear();
+  ranges_.swap(gone);
 }
 
 // Reader thread.
@@ -267,25 +281,23 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
     if (start < r.start + r.length && end > r.start) {
       for (Stream& s : r.streams) s = Stream{};
       if (!removed || !r.zeroRemoved) continue;
-      // Merge [a, b) into the sorted, disjoint spans. Here, on the reader thread, before any
-      // later fault is read: a fault in the span can never be filled from the source first.
+      // Merge [a, b) into the sorted, disjoint spans, in place (growing is a mremap: no
+      // malloc). Here, on the reader thread, before any later fault is read: a fault in the
+      // span can never be filled from the source first.
       uint64_t a = std::max(start, r.start), b = std::min(end, r.start + r.length);
-      std::vector<std::pair<uint64_t, uint64_t>> merged;
-      merged.reserve(r.removed.size() + 1);
-      bool placed = false;
-      for (const auto& x : r.removed) {
-        if (x.second < a) {
-          merged.push_back(x);
-        } else if (x.first > b) {
-          if (!placed) merged.emplace_back(a, b), placed = true;
-          merged.push_back(x);
-        } else {
-          a = std::min(a, x.first);
-          b = std::max(b, x.second);
-        }
+      size_t i = 0, n = r.removed.size();
+      while (i < n && r.removed[i].end < a) i++;  // spans wholly before (not touching) [a, b)
+      size_t j = i;
+      for (; j < n && r.removed[j].start <= b; j++) {  // spans touching or overlapping it
+        a = std::min(a, r.removed[j].start);
+        b = std::max(b, r.removed[j].end);
       }
-      if (!placed) merged.emplace_back(a, b);
-      r.removed.swap(merged);
+      if (j == i) {
+        r.removed.insert(i, Span{a, b});
+      } else {
+        r.removed[i] = Span{a, b};
+        r.removed.erase(i + 1, j);
+      }
     }
   }
 }
@@ -355,10 +367,10 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, FaultStats&
     // The window never leaves the served range: what lies past it may be another range's,
     // another source's, or JavaScript's to answer.
     uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
-    for (const auto& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
-      if (page >= x.first && page < x.second) return ZeroRemoved(fd, r, page, stats, err);
-      if (x.first > page) {
-        end = std::min(end, x.first);
+    for (const Span& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
+      if (page >= x.start && page < x.end) return ZeroRemoved(fd, r, page, stats, err);
+      if (x.start > page) {
+        end = std::min(end, x.start);
         break;
       }
     }

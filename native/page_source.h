@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fault_stats.h"
+#include "mapped_vector.h"
 #include "uffd_ioctl.h"
 
 namespace uffd {
@@ -76,6 +77,9 @@ class ServedRanges {
     uint64_t lastUse = 0;
   };
   static constexpr int kStreams = 4;  // interleaved sequential readers tracked per range
+  struct Span {
+    uint64_t start, end;  // [start, end)
+  };
   struct Range {
     uint32_t id;
     uint64_t start, length;
@@ -83,7 +87,7 @@ class ServedRanges {
     uint64_t fixedWindow;      // 0 = adaptive
     Stream streams[kStreams];  // adaptive only
     bool zeroRemoved = false;
-    std::vector<std::pair<uint64_t, uint64_t>> removed;  // [start, end) spans, sorted, disjoint
+    MappedVector<Span> removed;  // sorted, disjoint; grown on the reader thread (mapped_vector.h)
     uint64_t unit = 0;  // the mapping's page size (pageSize_, or a huge page)
     // Huge pages: the kernel answers EEXIST, not ENOMEM, to a UFFDIO_COPY that finds no free
     // huge page (the page table entry exists, empty). The faulting page woken on EEXIST then
@@ -105,6 +109,10 @@ class ServedRanges {
 
   uint64_t pageSize_;
   bool localMemory_ = false;
+  // The reader thread takes mutex_ for every fault it answers. Whoever holds it allocates
+  // nothing and frees nothing meanwhile: a thread that waits on malloc (while another forks)
+  // would hold the reader with it (mapped_vector.h). The JS thread allocates before it locks
+  // and frees after it unlocks.
   std::mutex mutex_;
   std::vector<Range> ranges_;
   uint32_t nextId_ = 1;

@@ -92,6 +92,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   bool localMemory_ = false;  // this process's memory: the only faults the guard may answer
   uint64_t localClaim_ = 0;   // ClaimLocalUffd's, released at Shutdown
   uint64_t inode_ = 0;        // reader_claims.h: this uffd's entry
+  // Its claim count (WatchReadClaims), set before the reader starts, cleared after it is joined.
+  const std::atomic<uint32_t>* claims_ = nullptr;
   std::atomic<bool> consumer_{
       false};  // this object claims the uffd's messages; released at Shutdown
   std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};

@@ -181,8 +181,12 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
   protected _startReader(): void {
     this.consumerReader = true;
-    this.handle.claimReads();
+    // The reader first, then the claim: an idle reader of the same uffd elsewhere steps aside as
+    // soon as the claim is made, and until this one runs nobody would read the uffd's events (a
+    // FORK event then keeps a forking thread waiting, and this thread may be waiting on it:
+    // docs/design.md, "Threads").
     this.runReader();
+    this.handle.claimReads();
     // Faults held while nobody consumed them run again, to be served or delivered now.
     this.wakeHeld();
   }
