@@ -52,7 +52,7 @@ describeNative('reliability: lifecycle churn across Workers (open, serve, WP, ev
     const line = r.stdout.split('\n').find((l) => l.startsWith('CHURN OK'));
     assert.ok(line, info);
     const f = JSON.parse(line.slice(line.indexOf('{')));
-    assert.ok(f.cycles >= 300, line);
+    assert.ok(f.cycles >= 300 - f.workersTerminated, line); // a terminated Worker's cycle in progress is lost
     assert.ok(f.reads > 0 && f.wpFaults > 0 && f.removeEvents > 0, line);
     console.log(`      ${f.cycles} cycles: ${f.reads} reads checked, ${f.wpFaults} WP faults, ${f.removeEvents} REMOVE / ` +
       `${f.unmapEvents} UNMAP / ${f.forkEvents} FORK events, ${f.workersTerminated} Workers terminated, ${f.seconds} s`);
