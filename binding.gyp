@@ -9,22 +9,22 @@
         ["OS=='linux'", {
           "sources": [
             "native/addon.cc",
-            "native/errors.cc",
-            "native/userfaultfd.cc",
-            "native/fault_reader.cc",
-            "native/page_source.cc",
-            "native/region.cc",
-            "native/fdpass.cc",
-            "native/sync_reader.cc",
-            "native/fast_ioctl.cc",
-            "native/working_set.cc",
-            "native/prefetcher.cc",
-            "native/local_uffds.cc",
-            "native/reader_claims.cc",
-            "native/dirty_tracker.cc",
-            "native/snapshot_writer.cc",
-            "native/teardown_registry.cc",
-            "native/fork_guard.cc"
+            "native/uffd/errors.cc",
+            "native/uffd/userfaultfd.cc",
+            "native/reader/fault_reader.cc",
+            "native/sources/page_source.cc",
+            "native/memory/region.cc",
+            "native/fdpass/fdpass.cc",
+            "native/reader/sync_reader.cc",
+            "native/uffd/fast_ioctl.cc",
+            "native/sources/working_set.cc",
+            "native/sources/prefetcher.cc",
+            "native/reader/local_uffds.cc",
+            "native/reader/reader_claims.cc",
+            "native/tracking/dirty_tracker.cc",
+            "native/tracking/snapshot_writer.cc",
+            "native/reader/teardown_registry.cc",
+            "native/reader/fork_guard.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.
@@ -39,7 +39,8 @@
           "ldflags": ["-fsanitize=thread"]
         }]
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      # Includes name their folder from native/ ("reader/fault_reader.h"), so a reader sees the part.
+      "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],

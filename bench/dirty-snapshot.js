@@ -9,7 +9,7 @@
 //             and how many pages were saved before a write; baseline: the same WP fault resolved
 //             by the kernel itself (WP_ASYNC), per page
 //   migrate   examples/migrate on 256 MiB with a 5% and a 25% write set: downtime and total time
-//             of hybrid, post-copy and stop-and-copy (pure pre-copy's stop)
+//             of pre-copy, post-copy after pre-copy and stop-and-copy (no pre-copy at all)
 // scan and snapshot run pinned (taskset -c 0) and unpinned, variants in random order, median of
 // --runs; migrate runs unpinned (two processes and a writer Worker on one core would measure the
 // scheduler), median of --runs. Prints a markdown section, written to bench/results-dirty-snapshot.md.
@@ -202,14 +202,14 @@ function main() {
       lines.push(`### Migration downtime on ${SIZE >> 20} MiB (examples/migrate, loopback TCP, unpinned)`, '',
         '| write set | mode | downtime ms | total ms | pre-copy rounds | last set MiB | downtime / stop-and-copy |', '|---|---|---|---|---|---|---|');
       for (const ws of [5, 25]) {
-        const variants = ['hybrid', 'postcopy', 'stopcopy'].map((mode) => ({ name: mode, pinned: false,
+        const variants = ['precopy', 'postcopy-after-precopy', 'stopcopy'].map((mode) => ({ name: mode, pinned: false,
           argv: [process.execPath, path.join(ROOT, 'examples', 'migrate', 'index.js'), '--size', String(SIZE >> 20),
             '--write-set', String(ws), '--mode', mode, '--json'] }));
         const all = new Map(variants.map((v) => [v.name, []]));
         for (let r = 0; r < RUNS; r++) for (const v of shuffle([...variants])) all.get(v.name).push(run(v.argv, false));
         const med = (mode, key) => median(all.get(mode).map((x) => x[key]));
         const stop = med('stopcopy', 'downtimeMs');
-        for (const mode of ['hybrid', 'postcopy', 'stopcopy']) {
+        for (const mode of ['precopy', 'postcopy-after-precopy', 'stopcopy']) {
           lines.push(`| ${ws}% | ${mode} | ${med(mode, 'downtimeMs').toFixed(1)} | ${med(mode, 'totalMs').toFixed(0)} | ` +
             `${med(mode, 'rounds')} | ${(med(mode, 'lastDirtyBytes') / 1048576).toFixed(1)} | ${(med(mode, 'downtimeMs') / stop).toFixed(2)} |`);
         }

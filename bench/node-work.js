@@ -495,7 +495,7 @@ async function heap([countArg]) {
 /** copy() and wake() against the same ioctls in a C loop inside this process (benchIoctlLoop),
  * in blocks whose order is shuffled per round. */
 function ioctl2([countArg]) {
-  const { binding } = require('../dist/native');
+  const { binding } = require('../dist/base/native');
   const N = 2000;
   const rounds = Math.max(3, Math.round(Number(countArg) / N));
   const region = Region.map((N * (rounds + 2) * 3 + 64) * PAGE);

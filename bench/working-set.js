@@ -18,7 +18,8 @@ const os = require('os');
 const path = require('path');
 const { parseArgs } = require('util');
 const { PageSource, listenForUffd } = require('../dist');
-const { encodeWorkingSet } = require('../dist/working-set');
+const { encodeWorkingSet } = require('../dist/sources/working-set');
+const { parseSize, prng, touchOrder, makeImage, dropCaches, median, shuffle, runPasses } = require('./workload');
 
 const { values } = parseArgs({ options: {
   size: { type: 'string', default: '1GiB' },
@@ -35,70 +36,18 @@ const PAGES = SIZE / PAGE;
 const TOUCHED = Number(values.touched);
 const RUNS = Number(values.runs);
 
-function parseSize(s) {
-  const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(s);
-  if (!m) throw new Error(`bad size ${s}`);
-  return Number(m[1]) * ({ KiB: 1024, MiB: 1 << 20, GiB: 1 << 30 }[m[2]] ?? 1);
-}
-
-/** A fixed PRNG (mulberry32): the same order every run. */
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Runs of 1..32 pages at scattered places until TOUCHED of the image, in a shuffled order. */
-function touchOrder() {
-  const rand = prng(2026);
-  const used = new Uint8Array(PAGES);
-  const runs = [];
-  let n = 0;
-  while (n < PAGES * TOUCHED) {
-    const len = 1 + Math.floor(rand() * 32);
-    const first = Math.floor(rand() * (PAGES - len));
-    let free = true;
-    for (let p = first; p < first + len; p++) if (used[p]) free = false;
-    if (!free) continue;
-    used.fill(1, first, first + len);
-    runs.push([first, len]);
-    n += len;
-  }
-  const order = new Uint32Array(n);
-  let i = 0;
-  for (const [first, len] of runs) for (let p = first; p < first + len; p++) order[i++] = p;
-  return order;
-}
-
 function setup(dir) {
   const bin = path.join(dir, 'ws-touch');
   execFileSync('cc', ['-O2', '-o', bin, path.join(__dirname, 'c', 'ws-touch.c')]);
   const image = path.join(dir, 'image.bin');
-  if (!fs.existsSync(image) || fs.statSync(image).size !== SIZE) {
-    const fd = fs.openSync(image, 'w');
-    const chunk = Buffer.alloc(8 << 20);
-    for (let off = 0; off < SIZE; off += chunk.length) {
-      for (let i = 0; i < chunk.length; i += 8) chunk.writeUInt32LE((off + i) >>> 3, i);
-      fs.writeSync(fd, chunk, 0, Math.min(chunk.length, SIZE - off));
-    }
-    fs.closeSync(fd);
-  }
+  makeImage(image, SIZE);
   const orderFile = path.join(dir, 'order.bin');
-  const order = touchOrder();
+  const order = touchOrder(PAGES, TOUCHED);
   fs.writeFileSync(orderFile, Buffer.from(order.buffer));
   const full = path.join(dir, 'full.uffdws');
   fs.writeFileSync(full, encodeWorkingSet({ pageSize: PAGE, sourceSize: SIZE, rangeLength: SIZE, generation: 1,
     runs: [{ first: 0, count: PAGES, write: false, age: 0 }] }));
   return { bin, image, orderFile, full, touched: order.length, set: path.join(dir, 'recorded.uffdws') };
-}
-
-function dropCaches() {
-  execFileSync('sync');
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
 const waitTick = () => new Promise((r) => setImmediate(r));
@@ -137,16 +86,6 @@ async function runOnce(env, listener, sock, variant) {
   } finally {
     uffd.close(); // writes the recorded set (variant 'record')
   }
-}
-
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-
-function shuffle(a, rand) {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }
 
 /** One pass: warm or cold; medians per variant. */
@@ -206,27 +145,14 @@ async function main() {
   try {
     const self = [__filename, '--dir', dir, '--size', values.size, '--touched', values.touched, '--runs', values.runs,
       '--bytes', values.bytes];
-    const run = (cmd, args) => JSON.parse(execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString());
-    const sections = [];
-    const warm = run(process.execPath, [...self, '--pass', 'warm']);
-    sections.push(table('Warm page cache, unpinned', warm));
-    const pinned = run('taskset', ['-c', '0', process.execPath, ...self, '--pass', 'warm']);
-    sections.push(table('Warm page cache, pinned (taskset -c 0: the program, the reader and the prefetcher share one CPU)', pinned));
-    let coldNote = '';
-    if (!values['no-cold']) {
-      try {
-        sections.push(table('Cold page cache (drop_caches before each run), unpinned', run(process.execPath, [...self, '--pass', 'cold'])));
-      } catch (e) {
-        coldNote = `Cold page cache: not measured (${e.message.split('\n')[0]}).\n`;
-      }
-    }
+    const sections = runPasses(self, table, { pinned: 'the program, the reader and the prefetcher', cold: !values['no-cold'] });
     const md = ['## Working sets: record, then prefetch', '',
       `A ${values.size} image; the program (bench/c/ws-touch.c, another process that sends its userfaultfd) reads ` +
       `${env.touched} pages (${(100 * env.touched / PAGES).toFixed(1)}%) in runs of 1-32 pages at scattered places, ` +
       `in a fixed shuffled order, reading the first ${values.bytes} bytes of each page. ` +
       'Times from the moment the image starts being served. ' +
       `Median of ${RUNS} runs; variants in random order. Baseline "memory": the image already in the program's memory.`,
-      '', ...sections, coldNote].join('\n');
+      '', ...sections].join('\n');
     process.stdout.write(md + '\n');
     fs.writeFileSync(path.join(__dirname, values.bytes === '64' ? 'results-working-set.md' : `results-working-set-${values.bytes}.md`), md + '\n');
   } finally {

@@ -1,18 +1,8 @@
 #!/usr/bin/env node
-// `npx userfaultfd --version`: the package's version.
-// `npx userfaultfd doctor [--json] [--full]`: see lib/doctor.ts.
-// `npx userfaultfd firecracker-handler <socket> <memory-file> [...]`: see lib/firecracker-handler.ts.
+// `npx userfaultfd [doctor] [--json] [--full | --user-mode-only]`: see lib/tools/doctor.ts.
+// `npx userfaultfd firecracker-handler <socket> <memory-file> [...]`: see lib/tools/firecracker-cli.ts.
+// `npx userfaultfd help [command]`, `--version`. Errors and exit statuses: lib/tools/cli.ts.
 'use strict';
-const argv = process.argv.slice(2);
-if (argv[0] === '--version' || argv[0] === '-v') {
-  process.stdout.write(`${require('../package.json').version}\n`);
-} else if (argv[0] === 'firecracker-handler') {
-  require('../dist/firecracker-handler.js').main(argv.slice(1)).then((code) => {
-    process.exitCode = code;
-  }, (e) => {
-    process.stderr.write(`firecracker-handler: fatal: ${e.stack || e}\n`);
-    process.exitCode = 1;
-  });
-} else {
-  process.exitCode = require('../dist/doctor.js').main(argv);
-}
+require('../dist/tools/cli.js').main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -8,16 +8,16 @@
 #include <cstddef>
 #include <mutex>
 
-#include "dirty_tracker.h"
-#include "errors.h"
-#include "fast_ioctl.h"
-#include "fault_reader.h"
-#include "fdpass.h"
-#include "fork_guard.h"
-#include "kernel_abi.h"
-#include "region.h"
-#include "teardown_registry.h"
-#include "userfaultfd.h"
+#include "fdpass/fdpass.h"
+#include "memory/region.h"
+#include "reader/fault_reader.h"
+#include "reader/fork_guard.h"
+#include "reader/teardown_registry.h"
+#include "tracking/dirty_tracker.h"
+#include "uffd/errors.h"
+#include "uffd/fast_ioctl.h"
+#include "uffd/kernel_abi.h"
+#include "uffd/userfaultfd.h"
 
 namespace uffd {
 
@@ -43,7 +43,7 @@ void TakeOverFd(Napi::Env env, int fd) {
 }
 namespace {
 
-// The kernel ABI as this build knows it; lib/constants.ts and the simulator share this table.
+// The kernel ABI as this build knows it; lib/base/constants.ts and the simulator share this table.
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   auto set = [&](Napi::Object o, const char* name, double v) {
@@ -113,7 +113,7 @@ Napi::Object Constants(Napi::Env env) {
   set(flags, "MINOR", UFFD_PAGEFAULT_FLAG_MINOR);
   c.Set("pagefaultFlags", flags);
 
-  // The record the reader hands JS (native/fault_reader.h Delivery) and the codes in it: the
+  // The record the reader hands JS (native/reader/fault_reader.h Delivery) and the codes in it: the
   // one definition lib/kernel reads them from.
   Napi::Object delivery = Napi::Object::New(env);
   set(delivery, "size", static_cast<double>(sizeof(Delivery)));

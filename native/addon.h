@@ -10,7 +10,7 @@ namespace uffd {
 class Userfaultfd;
 
 struct AddonData {
-  Napi::FunctionReference errorClass;        // lib/errors.ts UffdError, set by the loader
+  Napi::FunctionReference errorClass;        // lib/base/errors.ts UffdError, set by the loader
   Napi::FunctionReference userfaultfdClass;  // native Userfaultfd, to wrap fds from FORK events
   Napi::FunctionReference regionClass;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Fails when docs/api (committed TypeDoc output) differs from what the current lib/ generates:
-// the reference must never drift from the code. `npm run docs` regenerates it.
+// Fails when docs/api (committed TypeDoc output) or docs/api-summary.md (scripts/api-summary.js)
+// differs from what the current lib/ generates: the reference must never drift from the code.
+// `npm run docs` regenerates both.
 'use strict';
 const { execFileSync } = require('child_process');
 const fs = require('fs');
@@ -16,6 +17,14 @@ function files(dir, base = dir) {
     const p = path.join(dir, e.name);
     return e.isDirectory() ? files(p, base) : [path.relative(base, p)];
   }).sort();
+}
+
+const summary = path.join(root, 'docs', 'api-summary.md');
+if (fs.readFileSync(summary, 'utf8') !== require('./api-summary').summarize()) {
+  console.error('docs/api-summary.md is stale: run `npm run docs` and commit.');
+  process.exitCode = 1;
+} else {
+  console.log('docs/api-summary.md is current');
 }
 
 try {

@@ -142,9 +142,9 @@ describe('examples: command lines a person types', function () {
     const file = path.join(DIR, 'migrate', 'index.js');
     const help = await runChild(file, { isFile: true, args: ['--help'] });
     assert.strictEqual(help.code, 0);
-    assert.match(help.stdout, /^usage: .*--mode hybrid\|postcopy\|stopcopy/s);
+    assert.match(help.stdout, /^usage: .*--mode precopy\|postcopy-after-precopy\|stopcopy/s);
     const bad = await runChild(file, { isFile: true, args: ['--mode', 'teleport'] });
     assert.strictEqual(bad.code, 2);
-    assert.match(bad.stderr, /--mode must be hybrid, postcopy or stopcopy[\s\S]*usage:/);
+    assert.match(bad.stderr, /--mode must be precopy, postcopy-after-precopy, stopcopy \(or the older hybrid, postcopy\)[\s\S]*usage:/);
   });
 });

@@ -1,5 +1,6 @@
 // Shared test helpers: the backend matrix, child processes, byte patterns.
 const { spawn } = require('child_process');
+const fs = require('fs');
 const path = require('path');
 const { probe } = require('../dist');
 
@@ -136,6 +137,19 @@ function runChild(sourceOrFile, { timeoutMs = 15000, args = [], env = {}, isFile
   return runProcess(process.execPath, argv, { timeoutMs, env });
 }
 
+/** npm's own entry script, so that npm can run with a PATH that holds only node and sh. */
+function findNpmCli() {
+  const candidates = [path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')];
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const npm = path.join(dir, 'npm');
+    if (fs.existsSync(npm)) {
+      const real = fs.realpathSync(npm);
+      candidates.unshift(real.endsWith('.js') ? real : path.join(path.dirname(real), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'));
+    }
+  }
+  return candidates.find((c) => fs.existsSync(c)) || null;
+}
+
 /**
  * describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere.
  * `describeNative(title, { features: ['POISON'] }, body)` also skips it, saying so, where the
@@ -186,6 +200,55 @@ function collectFaults(uffd, n) {
 }
 
 /**
+ * Host-wide settings (sysctls such as vm.unprivileged_userfaultfd and vm.nr_hugepages, the ACL of
+ * /dev/userfaultfd) are not namespaced: a test that changes one changes it for the whole machine
+ * and every test run beside it. Such a test runs only when this variable is 1 (.ci/run sets it)
+ * and restores what it changed; otherwise it skips, naming the variable.
+ */
+const HOST_SETTINGS_VAR = 'UFFD_TEST_HOST_SETTINGS';
+const hostSettingsAllowed = () => process.env[HOST_SETTINGS_VAR] === '1';
+
+/** Skips the current test (or hook's tests) unless it may change host-wide `what`; says how to allow it. */
+function requireHostSettings(ctx, what) {
+  if (!hostSettingsAllowed()) {
+    skipWithReason(ctx, `it would change ${what}, a host-wide setting: set ${HOST_SETTINGS_VAR}=1 to allow it (.ci/run does)`);
+  }
+}
+
+/** The huge page pool of the default size, from /proc/meminfo: { total, free, size (bytes) }. */
+function hugePagePool() {
+  const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
+  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0);
+  return { total: field('HugePages_Total'), free: field('HugePages_Free'), size: field('Hugepagesize') * 1024 };
+}
+
+/**
+ * Makes sure `count` huge pages of the default size are free. Where they already are, nothing
+ * changes; else vm.nr_hugepages is raised, which needs root and UFFD_TEST_HOST_SETTINGS=1 (see
+ * requireHostSettings). Skips, saying why, where it cannot. `size`: the huge page size the test
+ * needs (skips where the default differs). Returns the undo, which puts back the value it found.
+ */
+function reserveHugePages(ctx, count, { size } = {}) {
+  const pool = hugePagePool();
+  if (size !== undefined && pool.size !== size) skipWithReason(ctx, `the default huge page size is ${pool.size} bytes, not ${size}`);
+  if (pool.free >= count) return () => undefined;
+  requireHostSettings(ctx, `vm.nr_hugepages (to find ${count} free huge pages; ${pool.free} are)`);
+  const file = '/proc/sys/vm/nr_hugepages';
+  const before = fs.readFileSync(file, 'utf8').trim();
+  try {
+    fs.writeFileSync(file, String(Number(before) + count));
+  } catch (e) {
+    skipWithReason(ctx, `only ${pool.free} of ${count} huge pages are free, and vm.nr_hugepages cannot be raised here (${e.code || e.message})`);
+  }
+  const undo = () => fs.writeFileSync(file, before);
+  if (hugePagePool().free < count) {
+    undo();
+    skipWithReason(ctx, `vm.nr_hugepages was raised, but the kernel found no ${count} free huge pages`);
+  }
+  return undo;
+}
+
+/**
  * What this process may do, for tests that only a privileged process can run: 'root' (uid 0:
  * sysctls, hugetlb pools, namespaces), 'ptrace' (CAP_SYS_PTRACE: EVENT_FORK), 'uffd' (a full
  * userfaultfd, not UFFD_USER_MODE_ONLY: faults raised inside system calls).
@@ -194,7 +257,7 @@ const privileges = (() => {
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   let ptrace = false;
   try {
-    const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'));
+    const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
     ptrace = capEff !== null && ((BigInt('0x' + capEff[1]) >> 19n) & 1n) === 1n;
   } catch { /* not Linux */ }
   const uffd = nativeProbe.available && !nativeProbe.userModeOnly;
@@ -215,4 +278,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

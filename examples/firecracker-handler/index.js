@@ -33,21 +33,6 @@ function mappingsOf(payload, memSize) {
   });
 }
 
-function answerFromFile(uffd, mappings, memPath, f) {
-  const m = mappings.find((x) => f.address >= x.start && f.address < x.start + BigInt(x.length));
-  const page = f.address - (f.address % BigInt(m.pageSize));
-  const buf = Buffer.alloc(m.pageSize);
-  const fd = fs.openSync(memPath, 'r');
-  fs.readSync(fd, buf, 0, buf.length, m.offset + Number(page - m.start));
-  fs.closeSync(fd);
-  try {
-    uffd.copy(page, buf);
-  } catch (e) {
-    if (e.code === 'EAGAIN') setImmediate(() => answerFromFile(uffd, mappings, memPath, f));
-    else if (e.code === 'EEXIST') uffd.wake({ start: page, length: m.pageSize });
-  }
-}
-
 async function main([socketPath, memPath]) {
   if (!socketPath || !memPath) {
     process.stderr.write('usage: node examples/firecracker-handler/index.js <socket path> <memory file path>\n');
@@ -58,9 +43,8 @@ async function main([socketPath, memPath]) {
     listener.close(); // one VM per handler, as Firecracker runs them
     try {
       const mappings = mappingsOf(payload, fs.statSync(memPath).size);
-      // The first serve() starts the reader: a fault it reads before the last serve() reaches
-      // JavaScript, and is answered here from the file.
-      uffd.on('pagefault', (f) => answerFromFile(uffd, mappings, memPath, f));
+      // The VM's vCPUs fault from the handshake on: a fault read before its mapping's serve()
+      // faults again once that mapping is served, and its source answers it.
       for (const m of mappings) {
         uffd.serve(m, PageSource.file(memPath, { offset: m.offset }), { removed: 'zero', pageSize: m.pageSize });
       }

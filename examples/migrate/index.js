@@ -4,9 +4,9 @@
 // test-timeout: 120000
 // test-expect: "checksum":"match"
 // Live migration over TCP (loopback): pre-copy rounds driven by dirty tracking, then a short
-// stop (hybrid) or a switch to post-copy for the last dirty set.
+// stop (precopy) or a switch to post-copy for the last dirty set (postcopy-after-precopy).
 //
-//   node examples/migrate/index.js [--mode hybrid|postcopy|stopcopy] [--size MiB]
+//   node examples/migrate/index.js [--mode precopy|postcopy-after-precopy|stopcopy] [--size MiB]
 //        [--write-set PERCENT] [--threshold KiB] [--max-rounds N] [--json]
 //
 // The source process maps a region in a Worker that keeps writing to a hot set of its pages
@@ -15,11 +15,14 @@
 //      write-protected) and sends the whole region;
 //   2. each pre-copy round sends what dirtyPages({ reset: true }) says was written meanwhile,
 //      until the dirty set stops shrinking or falls under --threshold;
-//   3. it stops the writer. hybrid: sends the last dirty set, and the destination resumes once
-//      it has it. postcopy: sends only the list of dirty pages; the destination registers its
+//   3. it stops the writer. precopy: sends the last dirty set, and the destination resumes once
+//      it has it. postcopy-after-precopy (what QEMU calls hybrid, or pre-copy then post-copy):
+//      sends only the list of dirty pages; the destination registers its
 //      (still empty) region for missing faults and resumes at once: clean pages are placed from
 //      its pre-copied image, dirty ones fetched on demand or pushed by the source.
 //      stopcopy (for comparison): no pre-copy; stop, send everything, resume.
+//      The names before these, still accepted: hybrid (= precopy), postcopy (=
+//      postcopy-after-precopy).
 //   4. the destination reads its whole memory (thread pool: faults there are answered by its
 //      JS thread) and compares the sha256 with the source's.
 // Prints rounds, bytes per round, downtime (writer stopped -> destination running) and total time.
@@ -33,8 +36,8 @@
 // u32 count, u64 offset; little-endian) and a payload:
 //   PAGES     count pages at byte offset `offset`, then their bytes
 //   ROUND     end of pre-copy round `offset`; the destination answers with an ACK
-//   FINISH    hybrid/stopcopy: everything is sent: the destination resumes
-//   SWITCH    postcopy: payload: `count` runs (u64 offset, u64 length) still to come: it resumes
+//   FINISH    precopy/stopcopy: everything is sent: the destination resumes
+//   SWITCH    postcopy-after-precopy: payload: `count` runs (u64 offset, u64 length) still to come: it resumes
 //   CHECKSUM  the 32-byte sha256 of the source memory (computed after the destination resumed)
 // destination -> source: ACK (u8 'A'), or REQUEST (u8 'R', u32 pages, u64 offset).
 'use strict';
@@ -51,13 +54,21 @@ const T = { PAGES: 1, ROUND: 2, FINISH: 3, SWITCH: 4, CHECKSUM: 5 };
 const CHUNK = 1 << 20; // bytes per PAGES frame
 const KERNEL = { backend: 'native' };
 const UFFD = { backend: 'native', userModeOnly: true };
+const MODES = ['precopy', 'postcopy-after-precopy', 'stopcopy'];
+/** The names the modes had first: 'hybrid' was pre-copy with a short stop, 'postcopy' QEMU's hybrid. */
+const MODE_ALIASES = { hybrid: 'precopy', postcopy: 'postcopy-after-precopy' };
 const USAGE = `usage: node examples/migrate/index.js [options]
-  --mode hybrid|postcopy|stopcopy  how the last dirty set moves (default hybrid)
+  --mode precopy|postcopy-after-precopy|stopcopy
+                                   how the last dirty set moves (default precopy): precopy sends
+                                   it during a short stop; postcopy-after-precopy resumes the
+                                   destination at once and fetches it on demand; stopcopy sends
+                                   everything during the stop (no pre-copy rounds). The older
+                                   names hybrid (= precopy) and postcopy are still accepted
   --size MiB                       region size (default 64)
   --write-set PERCENT              share of pages the writer keeps rewriting (default 5)
   --threshold KiB                  stop pre-copy once a round's dirty set is this small (default 256)
   --max-rounds N                   at most this many pre-copy rounds (default 10)
-  --push-delay MS                  postcopy: wait this long before pushing the last dirty set,
+  --push-delay MS                  postcopy-after-precopy: wait this long before pushing the last dirty set,
                                    so that the destination fetches more of it on demand (default 0)
   --json                           print one JSON line
   --help                           this text
@@ -75,7 +86,7 @@ function options() {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      mode: { type: 'string', default: 'hybrid' },
+      mode: { type: 'string', default: 'precopy' },
       size: { type: 'string', default: '64' },
       'write-set': { type: 'string', default: '5' },
       threshold: { type: 'string', default: '256' },
@@ -91,10 +102,11 @@ function options() {
     if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be a number in [${min}, ${max}]`);
     return v;
   };
-  if (!['hybrid', 'postcopy', 'stopcopy'].includes(values.mode)) throw new Error('--mode must be hybrid, postcopy or stopcopy');
+  const mode = MODE_ALIASES[values.mode] ?? values.mode;
+  if (!MODES.includes(mode)) throw new Error(`--mode must be ${MODES.join(', ')} (or the older hybrid, postcopy)`);
   return {
     role: positionals[0] ?? 'source',
-    mode: values.mode,
+    mode,
     size: Math.round(num('size', 1, 65536)) * 1024 * 1024,
     writeSet: num('write-set', 0, 100) / 100,
     threshold: num('threshold', 0, 1 << 30) * 1024,
@@ -269,7 +281,7 @@ async function runSource(opts) {
   const last = opts.mode === 'stopcopy' ? whole : uffd.dirtyPages(range, { reset: false });
   const lastBytes = last.reduce((s, r) => s + r.length, 0);
   let pushed = null;
-  if (opts.mode === 'postcopy') {
+  if (opts.mode === 'postcopy-after-precopy') {
     const list = Buffer.alloc(16 * last.length);
     last.forEach((r, i) => {
       list.writeBigUInt64LE(r.start - range.start, 16 * i);
@@ -282,7 +294,7 @@ async function runSource(opts) {
     if (opts.pushDelay > 0) await new Promise((r) => setTimeout(r, opts.pushDelay));
   }
   await sendRuns(last);
-  if (opts.mode !== 'postcopy') await send(header(T.FINISH, 0, 0));
+  if (opts.mode !== 'postcopy-after-precopy') await send(header(T.FINISH, 0, 0));
   // The destination runs already: the checksum of the (frozen) source memory follows.
   const checksum = crypto.createHash('sha256');
   const all = Buffer.allocUnsafe(CHUNK);
@@ -337,9 +349,9 @@ async function runDestination(opts) {
   const region = Region.map(opts.size, KERNEL);
   // Post-copy keeps the pre-copied pages aside: at the switch the region is registered whole
   // and empty, so that nothing has to be dropped from it (one MADV_DONTNEED per dirty run, each
-  // with its TLB shootdown, made the stop longer than a hybrid one). Its faults are answered
+  // with its TLB shootdown, made the stop longer than a precopy one). Its faults are answered
   // from here for clean pages and from the source for dirty ones; a background pass fills the rest.
-  const staging = opts.mode === 'postcopy' ? Buffer.alloc(opts.size) : Buffer.from(region.buffer);
+  const staging = opts.mode === 'postcopy-after-precopy' ? Buffer.alloc(opts.size) : Buffer.from(region.buffer);
   const server = net.createServer();
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   console.log(`listening ${server.address().port}`);
@@ -476,7 +488,7 @@ function print(r, json) {
   const mib = (b) => (b / 1048576).toFixed(2);
   console.log(`migrated ${mib(r.sizeBytes)} MiB (${(r.writeSet * 100).toFixed(0)}% write set), mode ${r.mode}`);
   r.bytesPerRound.forEach((b, i) => console.log(`  round ${i}: ${mib(b)} MiB`));
-  console.log(`  last dirty set: ${mib(r.lastDirtyBytes)} MiB${r.mode === 'postcopy' ? ` (${r.demandFaults} demand faults)` : ''}`);
+  console.log(`  last dirty set: ${mib(r.lastDirtyBytes)} MiB${r.mode === 'postcopy-after-precopy' ? ` (${r.demandFaults} demand faults)` : ''}`);
   console.log(`  downtime ${r.downtimeMs.toFixed(1)} ms, total ${r.totalMs.toFixed(1)} ms`);
   console.log(`  checksum ${r.checksum === 'match' ? 'MATCH' : 'MISMATCH'}`);
 }

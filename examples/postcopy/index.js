@@ -9,9 +9,12 @@
 //
 // spawns both sides and prints what happened. The two roles, runnable on their own:
 //
-//   node examples/postcopy/index.js source [--size MiB] [--port N]
+//   node examples/postcopy/index.js source [--size MiB] [--port N] [--wait S]
 //       makes a memory image (default 64 MiB), listens on 127.0.0.1, prints
-//       "listening <port> <sha256 of the image>", and serves its pages.
+//       "listening <port> <sha256 of the image>", and serves its pages to one destination.
+//       It waits up to --wait seconds (default 60) for the destination to connect, then
+//       exits once the destination is done (its closing full copy sent), or when nothing has
+//       connected for --wait seconds.
 //   node examples/postcopy/index.js destination --port N [--host H]
 //       maps the region, registers it, and starts the workload on it AT ONCE in a Worker:
 //       every page the workload touches first faults, and this (main) thread fetches it from
@@ -140,10 +143,36 @@ function runSource(opts) {
   });
   server.listen(opts.port, '127.0.0.1', () => {
     process.stdout.write(`listening ${server.address().port} ${checksum.toString('hex')}\n`);
+    idle();
   });
-  // The source lives until its parent closes stdin (or a signal ends it).
-  process.stdin.on('end', () => server.close(() => process.exit(0)));
-  process.stdin.resume();
+  // It waits for its destination: armed whenever no connection is open, the timer ends the
+  // source after --wait seconds of nobody (with an error if nobody came at all).
+  let open = 0;
+  let migrated = false;
+  let timer = null;
+  const idle = () => {
+    timer = setTimeout(() => {
+      if (!migrated) {
+        process.stderr.write(`postcopy source: no destination connected within ${opts.waitS} s; start one with ` +
+          `\`node examples/postcopy/index.js destination --port ${server.address().port}\`, or give a longer --wait\n`);
+        process.exitCode = 1;
+      }
+      server.close();
+    }, opts.waitS * 1000);
+  };
+  server.on('close', () => clearTimeout(timer));
+  server.on('connection', (sock) => {
+    clearTimeout(timer);
+    open++;
+    sock.once('data', (d) => {
+      if (d[0] === 'P'.charCodeAt(0)) migrated = true;
+      // The full copy is the destination's last request: once it is sent, the source is done.
+      if (d[0] === 'F'.charCodeAt(0)) sock.once('close', () => server.close());
+    });
+    sock.once('close', () => {
+      if (--open === 0 && server.listening) idle();
+    });
+  });
 }
 
 // ---- destination ----------------------------------------------------------------------------
@@ -221,7 +250,8 @@ async function runDestination(opts) {
   sock.setNoDelay(true);
   await new Promise((resolve, reject) => {
     sock.once('connect', resolve);
-    sock.once('error', reject);
+    sock.once('error', (e) => reject(e.code === 'ECONNREFUSED' ? usageError(`nothing is listening on ${opts.host}:${opts.port}: ` +
+      `start the source first (node examples/postcopy/index.js source --port ${opts.port}) and give its port`) : e));
   });
   sock.write('P');
 
@@ -433,6 +463,7 @@ function firstLine(stream) {
 
 async function runBoth(opts) {
   const source = spawnRole(['source', '--size', String(opts.sizeMiB)], 120000);
+  source.stdin.end();
   try {
     const [, port, sum] = (await firstLine(source.stdout)).split(' ');
     const dest = spawnRole(['destination', '--port', port], 120000);
@@ -445,7 +476,7 @@ async function runBoth(opts) {
     r.match = r.match && sum === r.destinationChecksum;
     return r;
   } finally {
-    source.stdin.end();
+    if (source.exitCode === null) source.kill();
   }
 }
 
@@ -462,9 +493,15 @@ function report(r) {
 }
 
 const USAGE = `usage: node examples/postcopy/index.js [--size MiB] [--json]
-       node examples/postcopy/index.js source [--size MiB] [--port N]
+       node examples/postcopy/index.js source [--size MiB] [--port N] [--wait S]
        node examples/postcopy/index.js destination --port N [--host H]
-Without a role, spawns a source and a destination and prints what the migration cost.`;
+Without a role, spawns a source and a destination and prints what the migration cost.
+The source serves one destination: it waits --wait seconds (default 60) for it to connect.`;
+
+/** An error the user can fix: printed as one line, without a stack. */
+function usageError(message) {
+  return Object.assign(new Error(message), { usage: true });
+}
 
 /** The command line, or null after printing usage (--help, or a mistake: one line, no stack). */
 function args() {
@@ -475,6 +512,7 @@ function args() {
         size: { type: 'string', default: '64' },
         port: { type: 'string', default: '0' },
         host: { type: 'string', default: '127.0.0.1' },
+        wait: { type: 'string', default: '60' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -495,16 +533,18 @@ async function main() {
     return undefined;
   }
   const sizeMiB = Number(values.size);
-  if (!Number.isInteger(sizeMiB) || sizeMiB < 1) throw new Error('--size: a whole number of MiB');
+  if (!Number.isInteger(sizeMiB) || sizeMiB < 1) throw usageError('--size: a whole number of MiB');
   const role = positionals[0];
-  if (role === 'source') return runSource({ size: sizeMiB << 20, port: Number(values.port) });
+  const waitS = Number(values.wait);
+  if (!(waitS > 0)) throw usageError('--wait: a number of seconds > 0');
+  if (role === 'source') return runSource({ size: sizeMiB << 20, port: Number(values.port), waitS });
   if (role === 'destination') {
     const r = await runDestination({ port: Number(values.port), host: values.host });
     process.stdout.write(JSON.stringify(r) + '\n');
     process.exitCode = r.match ? 0 : 1;
     return undefined;
   }
-  if (role !== undefined) throw new Error(`unknown role ${role}: source, destination, or nothing`);
+  if (role !== undefined) throw usageError(`unknown role ${role}: source, destination, or nothing`);
   const r = await runBoth({ sizeMiB });
   process.stdout.write((values.json ? JSON.stringify(r) : report(r)) + '\n');
   process.exitCode = r.match ? 0 : 1;
@@ -513,7 +553,7 @@ async function main() {
 
 if (isMainThread) {
   main().catch((e) => {
-    process.stderr.write(`postcopy: ${e.stack || e}\n`);
+    process.stderr.write(`postcopy: ${e.usage ? e.message : e.stack || e}\n`);
     process.exitCode = 1;
   });
 } else if (workerData && workerData.role === 'workload') {

@@ -1,5 +1,5 @@
 /** Opening a throwaway userfaultfd one way, as the library would, and what the kernel said. */
-import { binding } from '../native';
+import { binding } from '../base/native';
 
 export type OpenMethod = 'syscall' | 'dev-userfaultfd';
 

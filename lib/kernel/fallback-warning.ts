@@ -4,9 +4,9 @@
  * install would otherwise pass every test on the simulator), or the kernel refused every
  * userfaultfd (seccomp, no device, no CONFIG_USERFAULTFD).
  */
-import type { FallbackWarning } from '../backend';
-import { binding } from '../native';
-import type { ProbeResult } from '../types';
+import type { FallbackWarning } from '../core/backend';
+import { binding } from '../base/native';
+import type { ProbeResult } from '../base/types';
 
 let said = false;
 

@@ -1,11 +1,13 @@
 /** The native backend: the real kernel, where it can serve. */
-import { registerBackend } from '../backend';
-import { binding } from '../native';
+import { registerBackend } from '../core/backend';
+import type { Region } from '../core/region';
+import type { Userfaultfd } from '../core/userfaultfd';
+import { binding } from '../base/native';
 import { fallbackWarning } from './fallback-warning';
 import { probeKernel } from './probe';
 import { KernelRegion } from './region';
 import { adoptKernelFd, openKernel } from './userfaultfd';
-import { codedError, UffdError } from '../errors';
+import { codedError, UffdError } from '../base/errors';
 
 if (binding) binding.setErrorClass(UffdError);
 
@@ -16,7 +18,7 @@ function requireKernel(): void {
   }
 }
 
-registerBackend({
+registerBackend<Userfaultfd, Region>({
   name: 'native',
   probe: probeKernel,
   open(options) {

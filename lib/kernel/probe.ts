@@ -1,9 +1,9 @@
 /** What the kernel offers here, learned without touching any uffd the user holds. */
 import * as fs from 'fs';
-import { featureNames, ioctlNames } from '../constants';
-import { binding, loadError } from '../native';
-import type { ProbeResult } from '../types';
-import { UffdError } from '../errors';
+import { featureNames, ioctlNames } from '../base/constants';
+import { binding, loadError } from '../base/native';
+import type { ProbeResult } from '../base/types';
+import { UffdError } from '../base/errors';
 import { OPEN_ORDER, OpenAttempt, tryOpen } from './attempts';
 import { kernelAtLeast } from './environment';
 import { explainRefusal, explainUserModeOnly, Refusal, refusalText } from './refusal';

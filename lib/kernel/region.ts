@@ -1,8 +1,8 @@
-/** Region over real mapped memory (native/region.cc). */
+/** Region over real mapped memory (native/memory/region.cc). */
 import { constants as bufferConstants } from 'buffer';
-import { binding, NativeRegion } from '../native';
-import { Region } from '../region';
-import type { MapOptions, Protection } from '../types';
+import { binding, NativeRegion } from '../base/native';
+import { Region } from '../core/region';
+import type { MapOptions, Protection } from '../base/types';
 
 const PROT = { none: 0, read: 1, readwrite: 3 } as const;
 

@@ -1,15 +1,16 @@
-/** Userfaultfd over the real kernel (native/userfaultfd.cc and native/fault_reader.cc). */
+/** Userfaultfd over the real kernel (native/uffd/userfaultfd.cc and native/reader/fault_reader.cc). */
 import * as fs from 'fs';
-import { CheckedRange, toFeatureNames } from '../args';
-import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { DirtyRun, foreignMemoryError } from '../dirty';
-import { errnoName, invalidArgType, UffdError, uffdError } from '../errors';
-import type { RawSnapshotResult } from '../snapshot';
-import { binding, NativeUserfaultfd } from '../native';
-import { PageSource } from '../page-source';
-import type { UffdEvent } from '../typed-events';
-import type { OpenOptions, PageFault, Stats } from '../types';
-import { ServeSets, Userfaultfd } from '../userfaultfd';
+import { CheckedRange, toFeatureNames } from '../base/args';
+import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
+import { DirtyRun, foreignMemoryError } from '../sources/dirty';
+import { errnoName, invalidArgType, UffdError, uffdError } from '../base/errors';
+import type { RawSnapshotResult } from '../sources/snapshot';
+import { binding, NativeUserfaultfd } from '../base/native';
+import { PageSource } from '../sources/page-source';
+import type { OpenOptions, Stats } from '../base/types';
+import { selfFaultError } from '../core/delivery';
+import type { ServeSets } from '../core/serving';
+import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { kernelOffer, openKernelFd, userModeOnlyFor } from './probe';
 
 const RECORD = constants.delivery.size;
@@ -233,7 +234,7 @@ export class KernelUserfaultfd extends Userfaultfd {
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   onBatch(count: number): void {
-    for (let i = 0; i < count && !this.closed; i++) this.isolated(() => this.deliver(i * RECORD));
+    for (let i = 0; i < count && !this.closed; i++) this.delivery.isolated(() => this.deliver(i * RECORD));
   }
 
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
@@ -248,19 +249,19 @@ export class KernelUserfaultfd extends Userfaultfd {
       return;
     }
     if (note === NOTE.readerFailed) {
-      this.reportError(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
+      this.delivery.report(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
     const e = this.decode(v, o + MSG);
     if (e === null) return;
     if ((note === NOTE.selfFault || note === NOTE.selfFaultFallback) && e.type === 'pagefault') {
-      this.reportError(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
+      this.delivery.report(selfFaultError(e, this.selfFaultPolicy, err, note === NOTE.selfFaultFallback));
       return;
     }
     if (note === NOTE.sourceFailedAnswered && e.type === 'pagefault') {
       // The JS thread's own fault in a served range whose source failed: the reader answered
       // it by onSelfFault (it could not wait for JavaScript); only report it.
-      this.reportError(uffdError(errnoName(err), 'UFFDIO_COPY', 0,
+      this.delivery.report(uffdError(errnoName(err), 'UFFDIO_COPY', 0,
         `a page source could not answer a fault of the JavaScript thread; answered by onSelfFault '${this.selfFaultPolicy}'`), e);
       return;
     }
@@ -270,7 +271,7 @@ export class KernelUserfaultfd extends Userfaultfd {
       this.held.add(e.address - (e.address % BigInt(this.pageSize)));
       return;
     }
-    if (e.type === 'pagefault') this.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
+    if (e.type === 'pagefault') this.delivery.deliverFault(e, note === NOTE.sourceFailed ? errnoName(err) : undefined);
     else this.dispatch(e);
   }
 
@@ -339,16 +340,6 @@ function scanWritten(start: bigint, end: bigint, reset: boolean): DirtyRun[] {
     at = walkEnd;
   }
   return runs;
-}
-
-function selfFaultError(e: PageFault, policy: string, err: number, fellBack: boolean): Error {
-  const how = fellBack
-    ? `onSelfFault '${policy}' could not poison the page (UFFDIO_POISON: ${errnoName(err)}), so a zero page answered it`
-    : err === 0 ? `answered by onSelfFault '${policy}'` : `onSelfFault '${policy}' failed with ${errnoName(err)}`;
-  const error = new Error(`The JavaScript thread that handles this userfaultfd faulted on ${e.address.toString(16)}: ` +
-    `its own handler could never answer it; ${how}. Touch served memory with region.read/write, a Worker, or serve().`);
-  Object.assign(error, { code: 'ERR_UFFD_SELF_FAULT', fault: e });
-  return error;
 }
 
 /** Userfaultfd.open on the kernel. */

@@ -6,8 +6,18 @@
  * behind it: private to one mapping, or shared (a simulated memfd) by a region and its aliases,
  * whose per-page `cached` flags are the page cache that MINOR faults and CONTINUE work on.
  */
-import type { UffdContext } from './context';
-import { uffdError } from '../errors';
+import { constants } from '../base/constants';
+import { uffdError } from '../base/errors';
+import type { UffdEvent } from '../core/userfaultfd';
+
+/**
+ * The userfaultfd context that registered a page, as the page tables see it: the kernel's
+ * vma->vm_userfaultfd_ctx. Only UffdContext (context.ts) registers pages, so every owner is one.
+ */
+export interface PageOwner {
+  has(feature: keyof typeof constants.features): boolean;
+  postEvent(event: UffdEvent): void;
+}
 
 /** Page protections, as mprotect would set them. */
 export const PROT_NONE = 0;
@@ -78,7 +88,7 @@ export class Mapping {
   readonly poisoned: Uint8Array;
   readonly prot: Uint8Array;
   /** The userfaultfd context that registered each page, and its UFFDIO_REGISTER mode. */
-  readonly owner: Array<UffdContext | null>;
+  readonly owner: Array<PageOwner | null>;
   readonly mode: Uint8Array;
   /** Served ranges staging their bytes into missing pages. */
   readonly stagers: Stager[] = [];
@@ -94,7 +104,7 @@ export class Mapping {
     this.wp = new Uint8Array(this.pages);
     this.poisoned = new Uint8Array(this.pages);
     this.prot = new Uint8Array(this.pages).fill(PROT_READWRITE);
-    this.owner = new Array<UffdContext | null>(this.pages).fill(null);
+    this.owner = new Array<PageOwner | null>(this.pages).fill(null);
     this.mode = new Uint8Array(this.pages);
     backing.attach();
   }

@@ -4,9 +4,9 @@
  * waiting on faults, the queue of unread messages. The range ioctls live here, with the
  * kernel's checks in the kernel's order (the kernel's mm/userfaultfd.c). JS thread only.
  */
-import { constants, ioctlMask } from '../constants';
-import type { UffdEvent } from '../typed-events';
-import { addressSpace, Mapping, PROT_NONE, PROT_READWRITE } from './address-space';
+import { constants, ioctlMask } from '../base/constants';
+import type { UffdEvent } from '../core/userfaultfd';
+import { addressSpace, Mapping, PageOwner, PROT_NONE, PROT_READWRITE } from './address-space';
 
 const M = constants.modes;
 const PF = constants.pagefaultFlags;
@@ -44,7 +44,7 @@ export interface Reader {
 const BASIC_IOCTLS = ioctlMask(['wake', 'copy', 'zeropage', 'move', 'poison']);
 const HUGETLB_IOCTLS = ioctlMask(['wake', 'copy', 'poison']);
 
-export class UffdContext {
+export class UffdContext implements PageOwner {
   /** Open fds on this context; it is released with the last. */
   private fds = 0;
   private readonly readers: Reader[] = [];
@@ -373,7 +373,7 @@ export function touch(m: Mapping, p: number, write: boolean): Touch {
 function userfault(m: Mapping, p: number, write: boolean): Touch {
   if (m.poisoned[p]) return { kind: 'signal', signal: 'SIGBUS' };
   if (m.prot[p] === PROT_NONE || (write && m.prot[p] !== PROT_READWRITE)) return { kind: 'signal', signal: 'SIGSEGV' };
-  const ctx = m.owner[p];
+  const ctx = m.owner[p] as UffdContext | null; // only UffdContext.register sets an owner
   const mode = ctx ? m.mode[p] : 0;
   const writeFlag = write ? PF.WRITE : 0;
   if (!m.present(p)) {

@@ -1,11 +1,13 @@
 /** The simulator backend: the same API over JavaScript memory, available on every platform. */
-import { registerBackend } from '../backend';
-import { constants, ioctlNames } from '../constants';
+import { registerBackend } from '../core/backend';
+import type { Region } from '../core/region';
+import type { Userfaultfd } from '../core/userfaultfd';
+import { constants, ioctlNames } from '../base/constants';
 import { SimRegion } from './region';
 import { SIMULATED_FEATURES } from './refusals';
 import { adoptSimulatedFd, openSimulated, SimUserfaultfd } from './userfaultfd';
 
-registerBackend({
+registerBackend<Userfaultfd, Region>({
   name: 'simulator',
   probe: () => ({
     backend: 'simulator',

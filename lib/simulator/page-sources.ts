@@ -1,14 +1,14 @@
 /**
  * Served ranges for the simulator: the same page sources and read-ahead as
- * native/page_source.cc, answering faults without a 'pagefault' event. JS thread only.
+ * native/sources/page_source.cc, answering faults without a 'pagefault' event. JS thread only.
  */
 import * as fs from 'fs';
-import { uffdError } from '../errors';
-import { regionSpanOf } from '../region';
-import type { PageSource } from '../page-source';
+import { uffdError } from '../base/errors';
+import { regionSpanOf } from '../core/region';
+import type { PageSource } from '../sources/page-source';
 import type { Mapping, Stager } from './address-space';
 import type { Outcome } from './context';
-import type { FaultStats } from '../fault-stats';
+import type { FaultStats } from '../base/fault-stats';
 
 /** Adaptive read-ahead cap, as native ServedRanges::kMaxWindow. */
 export const MAX_WINDOW = 4 * 1024 * 1024;

@@ -3,9 +3,9 @@
  * ERR_UFFD_UNSUPPORTED, never accepted and then silently never honoured (docs/simulator.md).
  * Every feature and option not listed here is modelled. JS thread only.
  */
-import { FEATURE_NAMES, FeatureName } from '../constants';
-import { codedError } from '../errors';
-import type { OpenOptions, SelfFaultPolicy } from '../types';
+import { FEATURE_NAMES, FeatureName } from '../base/constants';
+import { codedError } from '../base/errors';
+import type { OpenOptions, SelfFaultPolicy } from '../base/types';
 
 /** The features the simulator refuses, each with what a user would wait for in vain. */
 export const REFUSED_FEATURES: Readonly<Partial<Record<FeatureName, string>>> = {

@@ -2,11 +2,11 @@
  * Region over simulated memory: an ArrayBuffer at a fake address, whose read/write touch the
  * pages in order and wait on userfaults as a thread-pool thread would. JS thread only.
  */
-import { HUGE_PAGE_SIZE, PAGE_SIZE } from '../constants';
-import { uffdError, UffdError } from '../errors';
-import { Region } from '../region';
-import type { MapOptions, Protection } from '../types';
-import { addressSpace, Backing, detachBuffer, Mapping, PROT_NONE, PROT_READ, PROT_READWRITE } from './address-space';
+import { HUGE_PAGE_SIZE, PAGE_SIZE } from '../base/constants';
+import { uffdError, UffdError } from '../base/errors';
+import { Region } from '../core/region';
+import type { MapOptions, Protection } from '../base/types';
+import { addressSpace, Backing, detachBuffer, Mapping, PageOwner, PROT_NONE, PROT_READ, PROT_READWRITE } from './address-space';
 import { touch, UffdContext } from './context';
 import { allocateFd, releaseFd } from './fds';
 
@@ -190,7 +190,7 @@ export class SimRegion extends Region {
   private release(): void {
     const m = this.mapping;
     if (m.removed) return;
-    const told = new Set<UffdContext>();
+    const told = new Set<PageOwner>();
     for (const ctx of m.owner) {
       if (ctx === null || told.has(ctx)) continue;
       told.add(ctx);

@@ -8,13 +8,13 @@
  * snapshot. The kernel sees every write, from any thread.
  */
 import * as fs from 'fs';
-import { constants } from '../constants';
-import { uffdError } from '../errors';
-import type { DirtyRun } from '../dirty';
-import type { RawSnapshotResult } from '../snapshot';
+import { constants } from '../base/constants';
+import { uffdError } from '../base/errors';
+import type { DirtyRun } from '../sources/dirty';
+import type { RawSnapshotResult } from '../sources/snapshot';
 import { addressSpace, Mapping } from './address-space';
 import type { UffdContext, Waiter } from './context';
-import { FaultStats } from '../fault-stats';
+import { FaultStats } from '../base/fault-stats';
 
 const M = constants.modes;
 

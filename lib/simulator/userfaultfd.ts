@@ -2,23 +2,23 @@
  * Userfaultfd over the simulated address space: the same operations, events and errors as
  * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
  */
-import { CheckedRange, toFeatureNames } from '../args';
-import { constants, featureMask, featureNames, ioctlNames } from '../constants';
-import { invalidArgType, uffdError } from '../errors';
-import type { PageSource } from '../page-source';
-import type { UffdEvent } from '../typed-events';
-import type { OpenOptions, PageFault, Stats } from '../types';
-import { ServeSets, Userfaultfd } from '../userfaultfd';
+import { CheckedRange, toFeatureNames } from '../base/args';
+import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
+import { invalidArgType, uffdError } from '../base/errors';
+import type { PageSource } from '../sources/page-source';
+import type { OpenOptions, PageFault, Stats } from '../base/types';
+import type { ServeSets } from '../core/serving';
+import { UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
 import { openSource, ServedRanges, stage, unstage } from './page-sources';
-import { FaultStats } from '../fault-stats';
+import { FaultStats } from '../base/fault-stats';
 import { SimWorkingSet } from './working-sets';
 import { refuseUnsimulated } from './refusals';
 import { scanWritten, SimSnapshot } from './snapshot';
-import type { DirtyRun } from '../dirty';
-import type { RawSnapshotResult } from '../snapshot';
+import type { DirtyRun } from '../sources/dirty';
+import type { RawSnapshotResult } from '../sources/snapshot';
 
 const PF = constants.pagefaultFlags;
 /** UFFDIO_API's answer: REGISTER, UNREGISTER and API. */
@@ -182,7 +182,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
 
   /** The context's reader delivers one message: what native OnMessage and KernelUserfaultfd's deliver() do. */
   onMessage(m: Message): void {
-    if (!this.closed) this.isolated(() => this.deliver(m));
+    if (!this.closed) this.delivery.isolated(() => this.deliver(m));
   }
 
   private faultEvent(w: Waiter): PageFault {
@@ -241,7 +241,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
       if (out.result === 'answered') return;
       if (out.result === 'failed') sourceFailed = out.err!;
     }
-    this.deliverFault(e, sourceFailed ?? undefined);
+    this.delivery.deliverFault(e, sourceFailed ?? undefined);
   }
 }
 

@@ -1,14 +1,14 @@
 /**
- * Working sets on the simulator, as native/working_set.cc and native/prefetcher.cc: first
+ * Working sets on the simulator, as native/sources/working_set.cc and native/sources/prefetcher.cc: first
  * touches recorded as faults are read, and a prefetcher that fills a loaded set in order, one
  * batch per turn of the event loop, so that faults (read in their own turns) go between
  * batches. JS thread only.
  */
-import { constants } from '../constants';
-import { Recorder } from '../working-set';
+import { constants } from '../base/constants';
+import { Recorder } from '../sources/working-set';
 import type { Outcome } from './context';
 import type { Source } from './page-sources';
-import type { FaultStats } from '../fault-stats';
+import type { FaultStats } from '../base/fault-stats';
 
 const M = constants.modes;
 /** Bytes per COPY, as native Prefetcher::kBatchBytes. */

@@ -2,7 +2,7 @@
 // says how a user observes it, and a case per row on both backends: a behaviour check written
 // once (both must agree), or, where the simulator cannot model it, its coded refusal
 // (ERR_UFFD_UNSUPPORTED, lib/simulator/refusals.ts). The names come from constants.features
-// and from lib/types.ts, so a feature or option added later without a row fails here. `see`
+// and from lib/base/types.ts, so a feature or option added later without a row fails here. `see`
 // names the test file that covers a row in depth; the case here is its one small check.
 const assert = require('assert');
 const fs = require('fs');
@@ -11,7 +11,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Userfaultfd, Region, PageSource, constants, probe, readWorkingSet } = require('../../dist');
 const {
-  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE,
+  describeBackends, requireFeature, requireBackend, requirePrivileged, skipWithReason, runChild, perTestUffd, pattern, pages, at, delay, PAGE, reserveHugePages,
 } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
@@ -35,24 +35,9 @@ function recordFaults(uffd, answer) {
   return seen;
 }
 
-/**
- * Makes sure `n` huge pages are free on the kernel backend (the simulator needs none), raising
- * vm.nr_hugepages as root; skips, saying why, where neither is possible. Local to this file:
- * test/helpers.js is reworked elsewhere (test/native/dirty-snapshot.test.js has its own copy).
- */
+/** Makes sure `n` huge pages are free on the kernel backend (the simulator needs none): test/helpers.js. */
 function hugePages(t, n) {
-  if (t.backend !== 'native') return;
-  const sysctl = '/proc/sys/vm/nr_hugepages';
-  const free = () => Number(/HugePages_Free:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))[1]);
-  if (free() >= n) return;
-  const before = fs.readFileSync(sysctl, 'utf8').trim();
-  try {
-    fs.writeFileSync(sysctl, String(Number(before) + n));
-  } catch (e) {
-    skipWithReason(t.ctx, `no ${n} free huge pages, and vm.nr_hugepages cannot be raised here (${e.code})`);
-  }
-  t.later(() => fs.writeFileSync(sysctl, before));
-  if (free() < n) skipWithReason(t.ctx, `vm.nr_hugepages was raised but the kernel found no ${n} free huge pages`);
+  if (t.backend === 'native') t.later(reserveHugePages(t.ctx, n, { size: HUGE }));
 }
 
 // ---- the rows ---------------------------------------------------------------------------------
@@ -506,7 +491,7 @@ async function recorded(t, name, order) {
 
 // ---- the tables are complete ------------------------------------------------------------------
 
-/** The member names of `name`, an interface of lib/types.ts (null where the source is not here). */
+/** The member names of `name`, an interface of lib/base/types.ts (null where the source is not here). */
 function interfaceFields(name) {
   let ts;
   try {
@@ -514,11 +499,11 @@ function interfaceFields(name) {
   } catch {
     return null;
   }
-  const file = path.join(__dirname, '../../lib/types.ts');
+  const file = path.join(__dirname, '../../lib/base/types.ts');
   if (!fs.existsSync(file)) return null;
   const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest);
   const decl = source.statements.find((s) => ts.isInterfaceDeclaration(s) && s.name.text === name);
-  assert.ok(decl, `interface ${name} in lib/types.ts`);
+  assert.ok(decl, `interface ${name} in lib/base/types.ts`);
   return decl.members.map((m) => m.name.getText(source));
 }
 
@@ -528,9 +513,9 @@ describe('serve options and features: every name has a row', () => {
   });
 
   for (const [name, table] of [['OpenOptions', OPEN_OPTIONS], ['ServeOptions', SERVE_OPTIONS]]) {
-    it(`every field of ${name} (lib/types.ts) has a row, and nothing else`, function () {
+    it(`every field of ${name} (lib/base/types.ts) has a row, and nothing else`, function () {
       const fields = interfaceFields(name);
-      if (fields === null) skipWithReason(this, 'lib/types.ts and the typescript package are not here (an installed package)');
+      if (fields === null) skipWithReason(this, 'lib/base/types.ts and the typescript package are not here (an installed package)');
       assert.deepStrictEqual(Object.keys(table).sort(), fields.sort());
     });
   }

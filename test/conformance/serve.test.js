@@ -5,7 +5,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, describeBackends } = require('../helpers');
+const { PAGE, pattern, delay, describeBackends } = require('../helpers');
 
 describeBackends('serve: page sources', (backend) => {
   let dir;
@@ -90,6 +90,26 @@ describeBackends('serve: page sources', (backend) => {
     region.dontneed(0, PAGE);
     assert.deepStrictEqual(await region.read(0, PAGE), pattern(PAGE, 99));
     assert.deepStrictEqual(seen, [4, 0]);
+  }));
+
+  it("ranges served one by one while faults wait: a fault read before its range's serve() gets the source's bytes, not zeros", () => withServed(8 * PAGE, async (uffd, region) => {
+    // As a VM's vCPUs fault from the handshake on while the handler serves its mappings in turn.
+    const errors = [];
+    uffd.on('error', (e) => errors.push(e));
+    uffd.register(region);
+    // Faults in the second range before any serve(): two threads on one page, two messages with
+    // one address (as vCPUs on one huge page), and one on another page.
+    const waiting = [region.read(5 * PAGE, PAGE), region.read(5 * PAGE + 64, 64), region.read(7 * PAGE, 8)];
+    await delay(50);
+    uffd.serve({ start: region.address, length: 4 * PAGE }, PageSource.buffer(pattern(4 * PAGE, 2))); // starts the reader
+    // The reader reads the waiting fault while this thread has not served its range yet.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    uffd.serve({ start: region.address + BigInt(4 * PAGE), length: 4 * PAGE }, PageSource.buffer(pattern(4 * PAGE, 3)));
+    const second = pattern(4 * PAGE, 3);
+    assert.deepStrictEqual(await Promise.all(waiting), [second.subarray(PAGE, 2 * PAGE), second.subarray(PAGE + 64, PAGE + 128),
+      second.subarray(3 * PAGE, 3 * PAGE + 8)]);
+    assert.deepStrictEqual(await region.read(0, 4 * PAGE), pattern(4 * PAGE, 2));
+    assert.deepStrictEqual(errors, []);
   }));
 
   it('stats() counts the served faults', () => withServed(8 * PAGE, async (uffd, region) => {

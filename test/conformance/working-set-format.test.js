@@ -1,7 +1,7 @@
-// The working-set file format and the refinement across runs (lib/working-set.ts): pure
+// The working-set file format and the refinement across runs (lib/sources/working-set.ts): pure
 // functions: the one format and policy both backends use, so not run per backend.
 const assert = require('assert');
-const { encodeWorkingSet, decodeWorkingSet, refine } = require('../../dist/working-set');
+const { encodeWorkingSet, decodeWorkingSet, refine } = require('../../dist/sources/working-set');
 
 const PAGE = 4096;
 const shape = { pageSize: PAGE, sourceSize: 100 * PAGE, rangeLength: 100 * PAGE };

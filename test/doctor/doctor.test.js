@@ -6,7 +6,7 @@ const { spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { skipWithReason } = require('../helpers');
+const { skipWithReason, requireHostSettings } = require('../helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
@@ -39,10 +39,11 @@ describe('doctor: npx userfaultfd doctor', function () {
   it('prints usage for --help and exits 2 for an unknown command', function () {
     const help = run(['--help']);
     assert.strictEqual(help.code, 0);
-    assert.match(help.stdout, /Usage: userfaultfd doctor/);
+    assert.match(help.stdout, /^Usage: userfaultfd \[doctor\]/);
     const bad = run(['frobnicate']);
     assert.strictEqual(bad.code, 2);
     assert.match(bad.stderr, /unknown command 'frobnicate'/);
+    // Every usage error: test/doctor/cli-errors.test.js.
     const badFlag = run(['doctor', '--nope']);
     assert.strictEqual(badFlag.code, 2);
   });
@@ -210,12 +211,19 @@ describe('doctor: npx userfaultfd doctor', function () {
     });
 
     after(function () {
-      if (original !== null) fs.writeFileSync(SYSCTL, original);
+      if (original !== null && fs.readFileSync(SYSCTL, 'utf8').trim() !== original) fs.writeFileSync(SYSCTL, original);
       if (copy) fs.rmSync(copy, { recursive: true, force: true });
     });
 
+    /** Sets the sysctl to `value` for the test; a change needs UFFD_TEST_HOST_SETTINGS=1. */
+    function setSysctl(ctx, value) {
+      if (fs.readFileSync(SYSCTL, 'utf8').trim() === value) return;
+      requireHostSettings(ctx, `vm.unprivileged_userfaultfd (the test needs ${value}; it is ${original})`);
+      fs.writeFileSync(SYSCTL, value);
+    }
+
     it('vm.unprivileged_userfaultfd=0: syscall EPERM, device EACCES, user-mode-only works and open() falls back to it; fixes and limits named; exit 0 (--full: 1)', function () {
-      fs.writeFileSync(SYSCTL, '0');
+      setSysctl(this, '0');
       const r = run(['doctor', '--json'], { asNobody: true, cwd: copy });
       assert.strictEqual(r.code, 0, r.stdout + r.stderr);
       const j = r.json;
@@ -258,6 +266,7 @@ describe('doctor: npx userfaultfd doctor', function () {
     });
 
     it('the advised setfacl on /dev/userfaultfd lets nobody open a full uffd through the device', function () {
+      requireHostSettings(this, 'the ACL of /dev/userfaultfd');
       if (spawnSync('setfacl', ['--version']).status !== 0) {
         skipWithReason(this, 'setfacl (package acl) is not installed');
       }
@@ -265,7 +274,7 @@ describe('doctor: npx userfaultfd doctor', function () {
         skipWithReason(this, 'no /dev/userfaultfd (Linux < 6.1)');
       }
       const hadAcl = spawnSync('getfacl', ['--skip-base', '/dev/userfaultfd'], { encoding: 'utf8' }).stdout.trim() !== '';
-      fs.writeFileSync(SYSCTL, '0');
+      setSysctl(this, '0');
       const set = spawnSync('setfacl', ['-m', 'u:nobody:rw', '/dev/userfaultfd'], { encoding: 'utf8' });
       if (set.status !== 0) {
         skipWithReason(this, `setfacl failed here (${set.stderr.trim()})`);
@@ -288,7 +297,7 @@ describe('doctor: npx userfaultfd doctor', function () {
     });
 
     it('vm.unprivileged_userfaultfd=1: the syscall works for nobody; exit 0', function () {
-      fs.writeFileSync(SYSCTL, '1');
+      setSysctl(this, '1');
       const r = run(['doctor', '--json'], { asNobody: true, cwd: copy });
       assert.strictEqual(r.code, 0, r.stdout + r.stderr);
       const j = r.json;

@@ -7,7 +7,7 @@ const os = require('os');
 const path = require('path');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region } = require('../../dist');
-const { describeNative, requireFeature, skipWithReason, runChild, PAGE } = require('../helpers');
+const { describeNative, requireFeature, runChild, PAGE, reserveHugePages } = require('../helpers');
 const { verifyImage, check, strideFor } = require('./pattern-check');
 
 const DIST = path.join(__dirname, '../../dist');
@@ -88,7 +88,7 @@ describeNative('dirtyPages on the kernel', function () {
   it('huge pages: a one-byte write dirties its whole 2 MiB page', async function () {
     requireFeature(this, 'native', 'WP_ASYNC');
     requireFeature(this, 'native', 'WP_HUGETLBFS_SHMEM');
-    const restore = ensureHugePages(this, 4);
+    const restore = reserveHugePages(this, 4, { size: 2 * 1024 * 1024 });
     const uffd = Userfaultfd.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED', 'WP_HUGETLBFS_SHMEM'] });
     let region;
     try {
@@ -124,25 +124,6 @@ describeNative('dirtyPages on the kernel', function () {
     }
   });
 });
-
-/** Makes sure `n` huge pages are free, raising vm.nr_hugepages if need be; returns the undo. */
-function ensureHugePages(ctx, n) {
-  const file = '/proc/sys/vm/nr_hugepages';
-  const free = () => Number(/HugePages_Free:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))[1]);
-  if (free() >= n) return () => undefined;
-  const before = Number(fs.readFileSync(file, 'utf8'));
-  try {
-    fs.writeFileSync(file, String(before + n));
-  } catch (e) {
-    skipWithReason(ctx, `no free huge pages, and vm.nr_hugepages cannot be raised here (${e.code})`);
-  }
-  const undo = () => fs.writeFileSync(file, String(before));
-  if (free() < n) {
-    undo();
-    skipWithReason(ctx, `vm.nr_hugepages was raised but the kernel found no ${n} free huge pages`);
-  }
-  return undo;
-}
 
 describeNative('snapshot under writers', function () {
   this.timeout(120000);

@@ -3,13 +3,13 @@
 // the body, a balloon's REMOVE storm while faulting, 2 MiB pages, a new pid namespace (the
 // jailer), a VM dying mid-restore, and VMs that cannot be served.
 const assert = require('assert');
-const { execFileSync } = require('child_process');
+const { execFileSync, spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
-const { buildPeer, assertPeerOk, raiseHugepages, readHugepages, startProcess, PEER_STATUS } = require('../fixtures/firecracker-peer');
+const { pattern, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages, hugePagePool } = require('../helpers');
+const { buildPeer, assertPeerOk, startProcess, PEER_STATUS, parseJson, assertExited } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
 const MEM_SIZE = 4 << 20;
@@ -20,12 +20,10 @@ function startHandler(args) {
   return startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: 45000 });
 }
 
-/** The --json output: one line per VM, then the summary. */
-function parseJson(stdout) {
-  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
-  const summary = lines.pop();
-  assert.strictEqual(summary.type, 'summary', stdout);
-  return { vms: lines, summary };
+/** Resolves once `file` exists (a handler listening on its socket), or after 20 s. */
+async function untilExists(file) {
+  const deadline = Date.now() + 20000;
+  while (!fs.existsSync(file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
 function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
@@ -39,11 +37,6 @@ function assertServed(vm, { pages = 1024, unit = 4096, removed } = {}) {
   assert.ok(vm.bytes + (vm.prefetchedPages ?? 0) * unit >= pages * unit, JSON.stringify(vm));
   assert.ok(vm.latencyNs.p50 <= vm.latencyNs.p99, JSON.stringify(vm.latencyNs));
   if (removed !== undefined) assert.strictEqual(vm.removedPages, removed);
-}
-
-function assertExited(h, code) {
-  assert.strictEqual(h.timedOut, false, `the handler did not exit: ${h.stderr}`);
-  assert.deepStrictEqual([h.code, h.signal], [code, null], h.stderr);
 }
 
 describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE'] }, function () {
@@ -125,8 +118,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
     });
 
     it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
-      const restore = raiseHugepages(8);
-      if (typeof restore === 'string') skipWithReason(this, restore);
+      const restore = reserveHugePages(this, 8, { size: HUGE });
       try {
         const huge = path.join(dir, 'huge.img');
         fs.writeFileSync(huge, pattern(6 * HUGE, 11));
@@ -161,9 +153,10 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
 
   describe('never a guest left hanging', function () {
     /** A VM that cannot be served next to one that can: the first is killed, the second served. */
-    async function failsNextToAGoodOne(badArgs, { mem = memFile, handlerArgs = [] } = {}) {
+    async function failsNextToAGoodOne(badArgs, { mem = memFile, handlerArgs = [], started = () => undefined } = {}) {
       const sock = sockPath();
       const h = startHandler([sock, mem, '--json', '--peers', '2', ...handlerArgs]);
+      await started(sock);
       const bad = await peer(sock, ['--watchdog', '20', ...badArgs], memFile);
       const good = mem === memFile ? await peer(sock) : null;
       const r = await h.done;
@@ -200,13 +193,16 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
       assertKilled(res, 'ERR_FC_MISSING_FILE', /the memory file .*no-such\.img is missing/);
     });
 
-    it('kills a VM when the memory file cannot be read as a source (a directory)', async function () {
-      const res = await failsNextToAGoodOne([], { mem: dir, handlerArgs: ['--peers', '1'] });
+    it('kills a VM when the memory file cannot be read as a source (a directory made after the handler started)', async function () {
+      // A directory given at the start is a usage error (test/doctor/cli-errors.test.js); one
+      // that appears at the path later is met when the VM connects.
+      const later = path.join(dir, 'becomes-a-directory');
+      const res = await failsNextToAGoodOne([], { mem: later, handlerArgs: ['--peers', '1'], started: async (sock) => { await untilExists(sock); fs.mkdirSync(later); } });
       assertKilled(res, 'ERR_FC_SOURCE', /is not a regular file/);
     });
 
     it('kills a VM whose 2 MiB copy fails at fault time (no free huge page: the kernel answers EEXIST, not ENOMEM)', async function () {
-      const { free, size } = readHugepages();
+      const { free, size } = hugePagePool();
       const overcommit = Number(fs.readFileSync('/proc/sys/vm/nr_overcommit_hugepages', 'utf8'));
       if (size !== HUGE || free >= 6 || overcommit > 0) skipWithReason(this, `huge pages can be found (${free} free, overcommit ${overcommit}): the copy would not fail`);
       const huge = path.join(dir, 'huge-nomem.img');
@@ -380,11 +376,49 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
   });
 
   describe('the command line', function () {
-    it('refuses bad options with status 2 and the usage', async function () {
+    it('refuses bad options with status 2: one line, then the pointer to --help', async function () {
       for (const args of [['s'], ['s', 'm', '--on-error', 'ignore'], ['s', 'm', '--peers', '0'], ['s', 'm', '--nope']]) {
         const r = await runProcess(process.execPath, [CLI, 'firecracker-handler', ...args]);
         assert.strictEqual(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-        assert.match(r.stderr, /usage: userfaultfd firecracker-handler <socket> <memory-file>/);
+        assert.match(r.stderr, /^userfaultfd firecracker-handler: [^\n]+\nRun 'userfaultfd firecracker-handler --help' for usage\.\n$/);
+      }
+    });
+
+    /** The handler's run with `args`, for a failure before any VM: exit 2, one line and the pointer, no stack. */
+    async function refusedAtStart(args, problem) {
+      const r = await runProcess(process.execPath, [CLI, 'firecracker-handler', ...args]);
+      assert.strictEqual(r.code, 2, r.stdout + r.stderr);
+      const lines = r.stderr.split('\n');
+      assert.deepStrictEqual(lines.slice(1), ["Run 'userfaultfd firecracker-handler --help' for usage.", ''], r.stderr);
+      assert.match(lines[0], problem);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      return r;
+    }
+
+    it('a socket that cannot be bound: ENOENT, EACCES, EADDRINUSE are one line with the fix, no stack', async function () {
+      await refusedAtStart([path.join(dir, 'no-such-dir', 'fc.sock'), memFile],
+        /^userfaultfd firecracker-handler: ENOENT: cannot listen on .*no-such-dir\/fc\.sock: the directory .*no-such-dir does not exist; create it \(mkdir -p /);
+      // Another handler listening on the path: refused, and that handler's socket is left alone.
+      const sock = sockPath();
+      const first = startHandler([sock, memFile]);
+      await untilExists(sock);
+      try {
+        await refusedAtStart([sock, memFile], /^userfaultfd firecracker-handler: EADDRINUSE: another process is listening on .*; stop it, or choose another socket path$/);
+        assert.ok(fs.statSync(sock).isSocket(), 'the first handler lost its socket');
+      } finally {
+        process.kill(first.pid, 'SIGTERM');
+        await first.done;
+      }
+      if (process.getuid() === 0 && spawnSync('setpriv', ['--version']).status === 0) {
+        const locked = fs.mkdtempSync(path.join(dir, 'locked-'));
+        fs.chmodSync(locked, 0o755);
+        const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'firecracker-handler',
+          path.join(locked, 'fc.sock'), '/etc/hostname'], { encoding: 'utf8', timeout: 30000 });
+        if (!/ERR_UFFD_UNAVAILABLE/.test(r.stderr)) {
+          assert.strictEqual(r.status, 2, r.stderr);
+          assert.match(r.stderr, /^userfaultfd firecracker-handler: EACCES: cannot listen on .*fc\.sock: no permission to create it in .*; choose a directory this user may write/);
+          assert.doesNotMatch(r.stderr, /\n\s+at /);
+        }
       }
     });
 

@@ -7,8 +7,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { pattern, runChild, runProcess, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
-const { buildPeer, assertPeerOk, raiseHugepages } = require('../fixtures/firecracker-peer');
+const { pattern, runChild, runProcess, skipWithReason, requirePrivileged, describeNative, reserveHugePages } = require('../helpers');
+const { buildPeer, assertPeerOk } = require('../fixtures/firecracker-peer');
 
 const ROOT = path.join(__dirname, '..', '..');
 const HANDLER = path.join(ROOT, 'examples', 'firecracker-handler', 'index.js');
@@ -73,8 +73,7 @@ describeNative('examples/firecracker-handler with the C Firecracker peer', { fea
   });
 
   it('serves 2 MiB hugetlbfs guest memory with 2 MiB copies', async function () {
-    const restore = raiseHugepages(8);
-    if (typeof restore === 'string') skipWithReason(this, restore);
+    const restore = reserveHugePages(this, 8, { size: HUGE });
     try {
       const huge = path.join(dir, 'huge.img');
       fs.writeFileSync(huge, pattern(6 * HUGE, 9));
@@ -92,11 +91,10 @@ describeNative('examples/firecracker-handler with the C Firecracker peer', { fea
 describeNative('serve() of 2 MiB hugetlb pages', { features: ['MISSING_HUGETLBFS'] }, function () {
   let restore;
   before(function () {
-    restore = raiseHugepages(4);
-    if (typeof restore === 'string') skipWithReason(this, restore);
+    restore = reserveHugePages(this, 4, { size: HUGE });
   });
   after(() => {
-    if (typeof restore === 'function') restore();
+    if (restore) restore();
   });
 
   it('answers faults in a hugetlb Region from a file, one huge page per copy, and zeros past its end', async function () {

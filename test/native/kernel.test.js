@@ -2,12 +2,13 @@
 // the exact ioctl masks, SIGBUS killing a process, hugetlb, and junk given straight to the binding.
 const assert = require('assert');
 const fs = require('fs');
-const { execFileSync } = require('child_process');
 const { Userfaultfd, Region, UffdError, probe, constants } = require('../../dist');
-const { binding } = require('../../dist/native');
-const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd } = require('../helpers');
+const { binding } = require('../../dist/base/native');
+const { nativeProbe, requireFeature, runChild, pattern, PAGE, describeNative, skipWithReason, requirePrivileged, perTestUffd,
+  requireHostSettings, reserveHugePages, hugePagePool } = require('../helpers');
 
 const HUGE = 2 * 1024 * 1024;
+const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages';
 const M = constants.modes;
 
 
@@ -187,33 +188,32 @@ describeNative('POISON kills the process that touches it', () => {
 });
 
 describeNative('hugetlb regions', function () {
-  const sysctl = '/proc/sys/vm/nr_hugepages';
-  const original = fs.readFileSync(sysctl, 'utf8').trim();
-  const isRoot = process.getuid && process.getuid() === 0;
-
-  after(() => {
-    if (isRoot && fs.readFileSync(sysctl, 'utf8').trim() !== original) {
-      execFileSync('sysctl', ['-w', `vm.nr_hugepages=${original}`]);
+  it('with no huge pages reserved, map() fails with a clear error', function () {
+    const { total } = hugePagePool();
+    let undo = () => undefined;
+    if (total !== 0) {
+      requireHostSettings(this, `vm.nr_hugepages (${total} huge pages are reserved; the test needs none)`);
+      requirePrivileged(this, 'releasing the reserved huge pages (sysctl vm.nr_hugepages=0)', 'root');
+      const before = fs.readFileSync(NR_HUGEPAGES, 'utf8').trim();
+      fs.writeFileSync(NR_HUGEPAGES, '0');
+      undo = () => fs.writeFileSync(NR_HUGEPAGES, before);
+    }
+    try {
+      assert.throws(() => Region.map(HUGE, { backend: 'native', hugetlb: true }), (e) => {
+        assert.ok(e instanceof UffdError, String(e));
+        assert.strictEqual(e.code, 'ENOMEM');
+        assert.strictEqual(e.syscall, 'mmap');
+        assert.match(e.message, /huge pages.*nr_hugepages/);
+        return true;
+      });
+    } finally {
+      undo();
     }
   });
 
-  it('with no huge pages reserved, map() fails with a clear error', function () {
-    if (!isRoot && original !== '0') skipWithReason(this, `huge pages are reserved (vm.nr_hugepages=${original}) and only root can release them`);
-    if (isRoot) execFileSync('sysctl', ['-w', 'vm.nr_hugepages=0']);
-    assert.throws(() => Region.map(HUGE, { backend: 'native', hugetlb: true }), (e) => {
-      assert.ok(e instanceof UffdError, String(e));
-      assert.strictEqual(e.code, 'ENOMEM');
-      assert.strictEqual(e.syscall, 'mmap');
-      assert.match(e.message, /huge pages.*nr_hugepages/);
-      return true;
-    });
-  });
-
-  it('with huge pages reserved (sysctl, root): register MISSING, copy a huge page, read it back', async function () {
+  it('with huge pages reserved: register MISSING, copy a huge page, read it back', async function () {
     requireFeature(this, 'native', 'MISSING_HUGETLBFS');
-    requirePrivileged(this, 'reserving huge pages (sysctl vm.nr_hugepages)', 'root');
-    execFileSync('sysctl', ['-w', 'vm.nr_hugepages=4']);
-    if (fs.readFileSync(sysctl, 'utf8').trim() === '0') skipWithReason(this, 'the kernel reserved no huge pages');
+    const restore = reserveHugePages(this, 2, { size: HUGE });
     const uffd = Userfaultfd.open({ backend: 'native' });
     const region = Region.map(2 * HUGE, { backend: 'native', hugetlb: true });
     try {
@@ -231,13 +231,12 @@ describeNative('hugetlb regions', function () {
       assert.deepStrictEqual(await region.read(HUGE + 10, 10), pattern(HUGE, 6).subarray(10, 20));
       assert.strictEqual(faults.length, 1);
       assert.strictEqual(faults[0].address, region.address + BigInt(HUGE));
-    } finally { uffd.close(); region.unmap(); }
+    } finally { uffd.close(); region.unmap(); restore(); }
   });
 
   it('a shared hugetlb region (memfd) takes MINOR faults answered by continue', async function () {
     requireFeature(this, 'native', 'MINOR_HUGETLBFS');
-    requirePrivileged(this, 'reserving huge pages (sysctl vm.nr_hugepages)', 'root');
-    execFileSync('sysctl', ['-w', 'vm.nr_hugepages=4']);
+    const restore = reserveHugePages(this, 1, { size: HUGE });
     const uffd = Userfaultfd.open({ backend: 'native', features: ['MINOR_HUGETLBFS'] });
     const region = Region.map(HUGE, { backend: 'native', hugetlb: true, shared: true });
     const alias = region.alias();
@@ -246,6 +245,6 @@ describeNative('hugetlb regions', function () {
       uffd.register(region, { minor: true });
       assert.strictEqual(uffd.continue(region), HUGE);
       assert.deepStrictEqual(await region.read(HUGE - 100, 100), pattern(HUGE, 8).subarray(HUGE - 100));
-    } finally { uffd.close(); alias.unmap(); region.unmap(); }
+    } finally { uffd.close(); alias.unmap(); region.unmap(); restore(); }
   });
 });

@@ -16,7 +16,7 @@ async function migrate(args) {
 describeNative('examples/migrate', function () {
   this.timeout(150000);
 
-  for (const mode of ['hybrid', 'postcopy', 'stopcopy']) {
+  for (const mode of ['precopy', 'postcopy-after-precopy', 'stopcopy']) {
     it(`--mode ${mode}: the destination's memory has the source's checksum`, async () => {
       const r = await migrate(['--size', '8', '--write-set', '10', '--mode', mode]);
       assert.strictEqual(r.checksum, 'match');
@@ -27,8 +27,16 @@ describeNative('examples/migrate', function () {
     });
   }
 
+  it('the older mode names are aliases: hybrid is precopy, postcopy is postcopy-after-precopy', async () => {
+    const hybrid = await migrate(['--size', '4', '--write-set', '10', '--mode', 'hybrid']);
+    assert.deepStrictEqual([hybrid.mode, hybrid.checksum], ['precopy', 'match']);
+    assert.strictEqual(hybrid.demandFaults, 0, 'precopy fetched pages on demand');
+    const post = await migrate(['--size', '4', '--write-set', '10', '--mode', 'postcopy']);
+    assert.deepStrictEqual([post.mode, post.checksum], ['postcopy-after-precopy', 'match']);
+  });
+
   it('post-copy with a delayed push: the destination fetches dirty pages on demand, and still matches', async () => {
-    const r = await migrate(['--size', '8', '--write-set', '25', '--mode', 'postcopy', '--push-delay', '2000']);
+    const r = await migrate(['--size', '8', '--write-set', '25', '--mode', 'postcopy-after-precopy', '--push-delay', '2000']);
     assert.strictEqual(r.checksum, 'match');
     assert.ok(r.lastDirtyBytes > 0);
     assert.ok(r.demandFaults > 0, 'no page came on demand');

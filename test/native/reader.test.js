@@ -7,7 +7,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { binding } = require('../../dist/native');
+const { binding } = require('../../dist/base/native');
 const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged, nextEvent } = require('../helpers');
 
 

@@ -7,7 +7,7 @@ const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { PAGE, pattern, delay, describeNative } = require('../helpers');
 
 const MiB = 1 << 20;
-const MAX_WINDOW = 4 * MiB; // native/page_source.h kMaxWindow
+const MAX_WINDOW = 4 * MiB; // native/sources/page_source.h kMaxWindow
 
 /** Resolves once `check()` is true (the reader thread records latency after it answers). */
 async function eventually(check, what) {

@@ -6,7 +6,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource, listenForUffd, readWorkingSet } = require('../../dist');
-const { encodeWorkingSet } = require('../../dist/working-set');
+const { encodeWorkingSet } = require('../../dist/sources/working-set');
 const { PAGE, describeNative, runChild, delay, pattern } = require('../helpers');
 
 const DIST = path.join(__dirname, '..', '..', 'dist');

@@ -108,7 +108,6 @@ async function cycle(rnd, c, counts) {
   for (let p = 0; p < pages; p++) sourcePage(ps, p, c, source.subarray(p * ps, (p + 1) * ps));
   // What each page must read as now (null: its source page); shmem keeps a page across DONTNEED.
   const expected = new Array(pages).fill(null);
-  const pageAt = (a) => Number((a - region.address) / BigInt(ps));
   let answering = true;
   uffd.register(region, { missing: true, wp });
   // 'yield': the opened object reads events only (no consumer); a fromFd duplicate serves and

@@ -10,7 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync, spawnSync } = require('child_process');
-const { runProcess, skipWithReason, requirePrivileged, privileges, describeNative } = require('../helpers');
+const { runProcess, skipWithReason, requirePrivileged, privileges, describeNative, requireHostSettings } = require('../helpers');
 
 const SYSCTL = '/proc/sys/vm/unprivileged_userfaultfd';
 const ROOT = path.resolve(__dirname, '../..');
@@ -43,7 +43,10 @@ describeNative('reliability: privileges (nobody, vm.unprivileged_userfaultfd=0)'
       if (spawnSync('setpriv', ['--version']).status !== 0) skipWithReason(this, 'setpriv (util-linux) is not installed');
       if (!fs.existsSync(SYSCTL)) skipWithReason(this, `no ${SYSCTL}`);
       saved = fs.readFileSync(SYSCTL, 'utf8').trim();
-      if (saved !== '0') fs.writeFileSync(SYSCTL, '0');
+      if (saved !== '0') {
+        requireHostSettings(this, `vm.unprivileged_userfaultfd (these tests need 0; it is ${saved})`);
+        fs.writeFileSync(SYSCTL, '0');
+      }
       // nobody must be able to read the package: else copy what it needs to a temporary directory.
       const probeRead = spawnSync('setpriv', [...NOBODY, process.execPath, '-e', `require(${JSON.stringify(path.join(ROOT, 'dist'))})`]);
       if (probeRead.status !== 0) {

@@ -2,7 +2,7 @@
 // listener used to build its events and call JS through node-addon-api, which aborts the
 // process when JS cannot run (Napi::Error during teardown), and the fds its JS held when the
 // Worker stopped were never closed. Now the listener and the fault reader share one queue
-// (native/js_batch_queue.h): raw napi calls, and fds JS never closed are closed by the listener.
+// (native/reader/js_batch_queue.h): raw napi calls, and fds JS never closed are closed by the listener.
 const assert = require('assert');
 const fs = require('fs');
 const os = require('os');

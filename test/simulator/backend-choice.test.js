@@ -2,8 +2,8 @@
 // when the addon fails to load on Linux, and the simulator's own probe and constants.
 const assert = require('assert');
 const { probe, constants, FEATURE_NAMES } = require('../../dist');
-const { FALLBACK_CONSTANTS } = require('../../dist/constants');
-const { binding } = require('../../dist/native');
+const { FALLBACK_CONSTANTS } = require('../../dist/base/constants');
+const { binding } = require('../../dist/base/native');
 const { runChild, skipWithReason, requirePrivileged, describeNative } = require('../helpers');
 
 /** Runs `body` in a child after `setup`, printing JSON on stdout; returns { out, stderr, code }. */
@@ -114,8 +114,8 @@ describe('simulator: backend choice', function () {
   it('syscall and /dev/userfaultfd both refused: the simulator, and the errno in the reason', async function () {
     if (!binding) skipWithReason(this, 'the native addon is not loaded here');
     const setup = `
-      const { binding } = require('./dist/native');
-      const { UffdError } = require('./dist/errors');
+      const { binding } = require('./dist/base/native');
+      const { UffdError } = require('./dist/base/errors');
       binding.openSyscall = () => { throw new UffdError('EPERM: userfaultfd failed: Operation not permitted', 'EPERM', 1, 'userfaultfd'); };
       binding.openDevice = () => { throw new UffdError('EACCES: open failed: Permission denied (/dev/userfaultfd)', 'EACCES', 13, 'open'); };`;
     const { out, stderr } = await child(report, { setup });

@@ -96,7 +96,7 @@ describe('simulator: the buffer of a region', () => {
 });
 
 describe('simulator: protections and hugetlb', () => {
-  it("protect('read') makes a write fail with EFAULT, as on the kernel backend (lib/region.ts refuses it)", async () => {
+  it("protect('read') makes a write fail with EFAULT, as on the kernel backend (lib/core/region.ts refuses it)", async () => {
     const r = Region.map(2 * PAGE, { backend });
     try {
       r.protect(PAGE, PAGE, 'read');

@@ -1,0 +1,329 @@
+/**
+ * Serving: answering a range's faults from a PageSource without JavaScript per fault (the
+ * backend's native or simulated source), or from a custom or http source in JavaScript
+ * (sources/custom-source.ts); recording and prefetching working sets (sources/working-set.ts),
+ * saved when a served range stops, is unregistered or its uffd closes. Userfaultfd's
+ * collaborator (core/userfaultfd.ts); JS thread only.
+ */
+import { checkAligned, CheckedRange, toLength, toOptions } from '../base/args';
+import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
+import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
+import type { PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
+import { CustomServer } from '../sources/custom-server';
+import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
+import { PageSource } from '../sources/page-source';
+import {
+  CheckedRefine, readWorkingSet, refine, sourceSize, toPrefetchRuns, toRefineOptions, toSetPath, WorkingSetFile,
+  WorkingSetShape, writeWorkingSet,
+} from '../sources/working-set';
+import type { Delivery } from './delivery';
+import { Region } from './region';
+import type { Registrations } from './registrations';
+import { checkSourceOverlap } from './source-overlap';
+
+/** A served range; stop() returns its faults to the JS handlers. */
+export interface Served {
+  readonly start: bigint;
+  readonly length: number;
+  stop(): void;
+}
+
+/** What a backend's serve takes besides the source: record first touches; prefetch these runs. */
+export interface ServeSets {
+  record: boolean;
+  /** [firstPage, pageCount] pairs of the range, in order; null: no prefetch. */
+  prefetch: Uint32Array | null;
+}
+
+/** A served range's working set: where it is saved and what it refines. */
+interface ServedSet {
+  handle: unknown;
+  range: CheckedRange;
+  record: string | undefined;
+  loaded: WorkingSetFile | null;
+  shape: WorkingSetShape;
+  refine: CheckedRefine;
+}
+
+/**
+ * What serving needs of its uffd. A custom source answers through the uffd's own checked
+ * ioctls (a FaultAnswerer); the rest are the backend's raw serve operations.
+ */
+export interface ServingHost {
+  /** The uffd itself. */
+  readonly uffd: FaultAnswerer & { readonly features: ReadonlyArray<FeatureName | number> };
+  readonly registrations: Registrations;
+  readonly delivery: Delivery;
+  register(r: CheckedRange, options: RegisterOptions): void;
+  unregister(r: CheckedRange): void;
+  startReader(): void;
+  /** Serving alone does not keep the process alive: only event consumers do. */
+  updateRef(): void;
+  /**
+   * Serves `range` from `source` natively. zeroRemoved: pages dropped later (REMOVE events) read
+   * as zeros (ServeOptions.removed); unit: the mapping's page size when it is not the base page
+   * (a hugetlb mapping). Returns the backend's handle of the served range.
+   */
+  serve(range: CheckedRange, source: PageSource, readahead: number, zeroRemoved: boolean, sets: ServeSets, unit?: number): unknown;
+  unserve(handle: unknown): void;
+  /** The first touches recorded on a served range: [firstPage, pageCount, write] triples in order. */
+  recorded(handle: unknown): Uint32Array;
+  /** Pages of the loaded set the prefetcher went past, in set order; -1 without prefetch. */
+  prefetchCursor(handle: unknown): number;
+}
+
+/** How often one page's fault may be woken into its source before it goes to the handlers. */
+const MAX_REFAULTS = 64;
+
+export class Serving {
+  private readonly served = new Set<Served>();
+  /** Pages of faults read before their range's serve(), woken to fault again: how often (refaultIntoSource). */
+  private readonly refaulted = new Map<bigint, number>();
+  private readonly sets = new Map<Served, ServedSet>();
+  /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
+  private readonly customServers = new Set<CustomServer>();
+  private sourceCounters: SourceCounters | null = null;
+
+  constructor(private readonly host: ServingHost) {}
+
+  private get pageSize(): number {
+    return this.host.uffd.pageSize;
+  }
+
+  /** Userfaultfd.serve() past its range check; `range` is the argument (a Region says its page size). */
+  serve(range: unknown, r: CheckedRange, source: PageSource, options: ServeOptions): Served {
+    const { host, pageSize } = this;
+    if (!(source instanceof PageSource)) throw invalidArgType('source', 'a PageSource', source);
+    if (host.uffd.features.includes('SIGBUS')) {
+      throw codedError('ERR_UFFD_SERVE_SIGBUS', 'serve() cannot answer faults on a userfaultfd opened with the SIGBUS ' +
+        'feature: the kernel raises SIGBUS in the faulting thread instead of reporting the fault');
+    }
+    const o = toOptions<ServeOptions>(options, 'options');
+    const unit = this.servedPageSize(range, r, o.pageSize);
+    const record = toSetPath(o.record, 'options.record');
+    const prefetch = toSetPath(o.prefetch, 'options.prefetch');
+    if (unit !== pageSize && source.custom !== null) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', `custom and http sources answer ${pageSize}-byte pages, not ${unit}-byte ones`);
+    }
+    if (unit !== pageSize && (record !== undefined || prefetch !== undefined)) {
+      throw codedError('ERR_UFFD_UNSUPPORTED', `working sets (record, prefetch) are kept in ${pageSize}-byte pages, not ${unit}-byte ones`);
+    }
+    const refineOptions = toRefineOptions(o.workingSet, pageSize);
+    // A recording is exact only one page per fault: pages read-ahead fills are never recorded.
+    let readahead = this.readahead(o.readahead === undefined && record !== undefined ? false : o.readahead);
+    if (readahead !== 0 && readahead % unit !== 0) readahead = Math.ceil(readahead / unit) * unit;
+    const removed = o.removed ?? 'source';
+    if (removed !== 'source' && removed !== 'zero') throw invalidArgType('options.removed', "'source' or 'zero'", removed);
+    if (source.custom !== null && removed !== 'source') {
+      throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
+    }
+    if (source.custom !== null && prefetch !== undefined) {
+      throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
+        '({ record }) but cannot prefetch one yet ({ prefetch })');
+    }
+    const end = r.start + BigInt(r.length);
+    for (const x of this.served) {
+      if (r.start < x.start + BigInt(x.length) && end > x.start) {
+        throw outOfRange('range', `outside the ranges already served (0x${x.start.toString(16)}, ${x.length} bytes)`, r);
+      }
+    }
+    checkSourceOverlap(source, [r, ...host.registrations]);
+    let set: ServedSet | null = null;
+    if (record !== undefined || prefetch !== undefined) {
+      const shape = { pageSize, sourceSize: sizeOf(source), rangeLength: r.length };
+      const loaded = prefetch === undefined ? null : readWorkingSet(prefetch, shape);
+      if (prefetch !== undefined && loaded === null && prefetch !== record) {
+        throw uffdError('ENOENT', 'open', undefined, `working set ${prefetch}`);
+      }
+      set = { handle: null, range: r, record, loaded, shape, refine: refineOptions };
+    }
+    const sets: ServeSets = {
+      record: record !== undefined,
+      prefetch: set?.loaded && set.loaded.runs.length > 0 ? toPrefetchRuns(set.loaded.runs) : null,
+    };
+    const registeredHere = !host.registrations.covers(r);
+    if (registeredHere) host.register(r, { missing: true });
+    let handle: unknown;
+    try {
+      handle = source.custom !== null ? this.serveCustom(r, source, readahead, sets.record)
+        : unit === pageSize ? host.serve(r, source, readahead, removed === 'zero', sets)
+          : host.serve(r, source, readahead, removed === 'zero', sets, unit);
+    } catch (err) {
+      // A source that cannot be opened fails here, not at the first fault: leave no trace.
+      if (registeredHere) host.unregister(r);
+      throw err;
+    }
+    host.startReader();
+    host.updateRef();
+    const served: Served = {
+      start: r.start,
+      length: r.length,
+      stop: () => {
+        if (!this.served.delete(served) || host.uffd.closed) return;
+        this.refaulted.clear();
+        const ws = this.sets.get(served);
+        if (ws) this.autoSave(ws);
+        this.sets.delete(served);
+        if (handle instanceof CustomServer) this.unserveCustom(handle);
+        else host.unserve(handle);
+      },
+    };
+    this.served.add(served);
+    if (set) {
+      set.handle = handle;
+      this.sets.set(served, set);
+    }
+    return served;
+  }
+
+  /** Userfaultfd.saveWorkingSet() past its range check. */
+  saveWorkingSet(r: CheckedRange, path: string): void {
+    const file = toSetPath(path, 'path')!;
+    for (const ws of this.sets.values()) {
+      if (ws.record !== undefined && ws.range.start === r.start && ws.range.length === r.length) {
+        this.writeSet(ws, file);
+        return;
+      }
+    }
+    throw codedError('ERR_UFFD_NOT_RECORDING', `No range served with { record } at 0x${r.start.toString(16)} (${r.length} bytes)`);
+  }
+
+  /** `r` was unregistered: the working sets of the served ranges it touches are saved. */
+  unregistered(r: CheckedRange): void {
+    const rEnd = r.start + BigInt(r.length);
+    for (const ws of this.sets.values()) {
+      if (ws.range.start < rEnd && ws.range.start + BigInt(ws.range.length) > r.start) this.autoSave(ws);
+    }
+  }
+
+  /** The custom sources' counters for stats(); null when none was served. */
+  sourceStats(): SourceStats | null {
+    return this.sourceCounters === null ? null : this.sourceCounters.snapshot();
+  }
+
+  /**
+   * A fault no native source answered: true when a custom source's range holds it (that source
+   * answers it, asynchronously), or when a native source's range does (refaultIntoSource).
+   */
+  claim(e: PageFault): boolean {
+    if (e.wp || e.minor) return false;
+    for (const server of this.customServers) {
+      if (!server.covers(e.address)) continue;
+      this.host.delivery.watch(e);
+      server.fault(e);
+      return true;
+    }
+    return this.refaultIntoSource(e);
+  }
+
+  /**
+   * A missing-page fault in a natively served range reaches JavaScript only when the reader read
+   * it before that range's serve(): a peer already faulting while its ranges are served one by
+   * one (a VM's vCPUs run from the handshake on). Woken, it faults again and the source answers
+   * it; answered by the handlers or the fallback instead, it would read zeros. Several threads
+   * may have faulted the page (vCPUs on one huge page all report its first address), so a page
+   * may come back a few times; one that keeps coming back (a source that cannot answer it) goes
+   * on to the handlers after MAX_REFAULTS.
+   */
+  private refaultIntoSource(e: PageFault): boolean {
+    if (this.served.size === this.customServers.size) return false;
+    const page = e.address - (e.address % BigInt(this.pageSize));
+    const n = this.refaulted.get(page) ?? 0;
+    if (n >= MAX_REFAULTS) {
+      this.refaulted.delete(page);
+      return false;
+    }
+    for (const x of this.served) {
+      if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
+      this.refaulted.set(page, n + 1);
+      this.host.uffd.wake({ start: page, length: this.pageSize });
+      return true;
+    }
+    return false;
+  }
+
+  /** close(): the working sets are saved; the custom sources stop (closing wakes their faults). */
+  close(): void {
+    for (const ws of this.sets.values()) this.autoSave(ws);
+    this.sets.clear();
+    for (const server of this.customServers) server.stop();
+    this.customServers.clear();
+  }
+
+  private writeSet(ws: ServedSet, path: string): void {
+    const custom = ws.handle instanceof CustomServer;
+    const recorded = custom ? (ws.handle as CustomServer).recorded() : this.host.recorded(ws.handle);
+    const cursor = custom ? 0 : Math.max(0, this.host.prefetchCursor(ws.handle));
+    const runs = refine(ws.loaded?.runs ?? null, cursor, recorded, ws.range.length / this.pageSize, ws.refine);
+    writeWorkingSet(path, { ...ws.shape, generation: (ws.loaded?.generation ?? 0) + 1, runs });
+  }
+
+  /** The automatic saves (unregister, stop, close) report a failure as an 'error' event. */
+  private autoSave(ws: ServedSet): void {
+    if (ws.record === undefined) return;
+    try {
+      this.writeSet(ws, ws.record);
+    } catch (err) {
+      process.nextTick(() => this.host.delivery.report(err as Error));
+    }
+  }
+
+  /** A custom source's range: its faults reach claim() instead of the listeners. */
+  private serveCustom(r: CheckedRange, source: PageSource, readahead: number, record: boolean): CustomServer {
+    this.sourceCounters ??= new SourceCounters();
+    // readahead 'adaptive' (0): a fetched window is copied whole, the fewest faults per read;
+    // a smaller readahead copies that much per fault and keeps the rest of the window cached.
+    const server = new CustomServer(this.host.uffd, r.start, r.length, source.custom!, readahead, this.sourceCounters,
+      (err, fault) => this.host.delivery.report(err, fault));
+    if (record) server.record();
+    this.customServers.add(server);
+    return server;
+  }
+
+  /** Faults still waiting on a stopped custom source go to the handlers, or the fallback. */
+  private unserveCustom(server: CustomServer): void {
+    this.customServers.delete(server);
+    for (const e of server.stop()) this.host.delivery.giveBack(e);
+  }
+
+  /** Bytes per fault for the native side: 0 adaptive, else a fixed page multiple. */
+  private readahead(v: unknown): number {
+    if (v === undefined || v === 'adaptive') return 0;
+    if (v === false || v === 0) return this.pageSize;
+    const n = toLength(v, 'options.readahead');
+    checkAligned(n, this.pageSize, 'options.readahead');
+    return n;
+  }
+
+  /** serve()'s page size: a hugetlb Region's, or options.pageSize (base or 2 MiB). */
+  private servedPageSize(range: unknown, r: CheckedRange, pageSize: unknown): number {
+    const huge = range instanceof Region && range.hugetlb;
+    if (pageSize !== undefined && pageSize !== this.pageSize && pageSize !== HUGE_PAGE_SIZE) {
+      throw outOfRange('options.pageSize', `${this.pageSize} or ${HUGE_PAGE_SIZE}`, pageSize);
+    }
+    if (huge && pageSize === this.pageSize) {
+      throw outOfRange('options.pageSize', `${HUGE_PAGE_SIZE} for a hugetlb Region`, pageSize);
+    }
+    const unit = huge ? HUGE_PAGE_SIZE : (pageSize as number | undefined) ?? this.pageSize;
+    if (unit !== this.pageSize) {
+      checkAligned(r.start, unit, 'range.start');
+      checkAligned(r.length, unit, 'range.length');
+    }
+    return unit;
+  }
+}
+
+/** The source's size, which a working set must match; a file that cannot be stat'ed fails as serve() would. */
+function sizeOf(source: PageSource): number {
+  if (source.custom !== null) {
+    if (source.custom.size !== undefined) return source.custom.size;
+    throw codedError('ERR_UFFD_SOURCE_SIZE_UNKNOWN', 'serve(): a working set must match its source\'s size: ' +
+      'give PageSource.http the object\'s { size } to record one');
+  }
+  try {
+    return sourceSize(source);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw uffdError(err.code ?? 'EIO', 'open', undefined, typeof source.file === 'string' ? source.file : undefined);
+  }
+}
