@@ -142,13 +142,13 @@ void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
 // returns, so a poisoned page would fault again forever. The replaced handler becomes the
 // one chained to for every SIGBUS outside a guarded copy (the JS listener still hears kill -BUS).
 void InstallSigbusGuard() {
-  struct sigaction current {};
+  struct sigaction current{};
   sigaction(SIGBUS, nullptr, &current);
   if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnSigbus) return;
   std::lock_guard<std::mutex> lock(gSigbusMutex);
   sigaction(SIGBUS, nullptr, &current);
   if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnSigbus) return;
-  struct sigaction sa {};
+  struct sigaction sa{};
   sa.sa_sigaction = OnSigbus;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
   sigemptyset(&sa.sa_mask);

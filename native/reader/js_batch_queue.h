@@ -76,8 +76,7 @@ class JsBatchQueue {
     napi_value resourceName;
     napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resourceName);
     napi_async_init(env, nullptr, resourceName, &context_);
-    napi_add_async_cleanup_hook(
-        env, [](napi_async_cleanup_hook_handle, void*) {}, this, &cleanup_);
+    napi_add_async_cleanup_hook(env, [](napi_async_cleanup_hook_handle, void*) {}, this, &cleanup_);
     opened_ = true;
     return true;
   }

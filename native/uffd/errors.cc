@@ -11,8 +11,7 @@ namespace uffd {
 
 // The errnos this package names: one table, read by ErrnoCode and exported to JavaScript
 // (constants.errno), where the simulator and lib/base/errors.ts use the same names and numbers.
-#define UFFD_ERRNO(e) \
-  { e, #e }
+#define UFFD_ERRNO(e) {e, #e}
 const ErrnoName kErrnoNames[] = {
     UFFD_ERRNO(EPERM),      UFFD_ERRNO(ENOENT),       UFFD_ERRNO(ESRCH),
     UFFD_ERRNO(EINTR),      UFFD_ERRNO(EIO),          UFFD_ERRNO(EBADF),
