@@ -24,13 +24,14 @@ mkdir -p "$out/src"
 rm -rf "$out/src/native"; cp -a "$root/native" "$out/src/"  # -a: unchanged files are not rebuilt
 cp -a "$root/binding.gyp" "$root/package.json" "$out/src/"
 ln -sfn "$root/node_modules" "$out/src/node_modules"
-( cd "$out/src" && { [ -f build/Makefile ] || npx node-gyp configure -- -Duffd_sanitize="$kind" >/dev/null; } &&
+( cd "$out/src" && { [ build/Makefile -nt binding.gyp ] || npx node-gyp configure -- -Duffd_sanitize="$kind" >/dev/null; } &&
   npx node-gyp build -j "${JOBS:-2}" >/dev/null 2>&1 ) || { echo "sanitize.sh: the $kind build failed" >&2; exit 1; }
 addon="$out/src/build/Release/userfaultfd.node"
 [[ "$(nm -D "$addon")" == *"__${kind:0:1}san_init"* ]] || { echo "sanitize.sh: $addon is not a $kind build" >&2; exit 1; }
 (cd "$root" && npm run build:ts --silent)
 
 rm -rf "$logs"; mkdir -p "$logs"
+chmod 1777 "$logs"  # children that drop privileges (the handler as nobody) log here too
 supp="$root/scripts/sanitize-suppressions"
 if [ "$kind" = address ]; then
   # detect_leaks=0: node's own allocations at exit are not this addon's (LeakSanitizer would
@@ -48,6 +49,9 @@ else
 fi
 export LD_PRELOAD="$runtime${LD_PRELOAD:+:$LD_PRELOAD}"
 export USERFAULTFD_ADDON="$addon"
+# The tests read it (test/helpers.js): children get more time; what counts the process's own
+# threads or fds, or needs exact tids, skips, saying why.
+export USERFAULTFD_SANITIZER="$kind"
 [ $# -gt 0 ] || set -- test/native test/conformance
 if [ "$1" = -- ]; then shift; else set -- node "$root/node_modules/mocha/bin/mocha.js" "$@"; fi  # not npx: npm crashes under TSan
 cd "$root"

@@ -107,7 +107,21 @@ function pattern(length, seed = 1) {
  * also kills what the child spawned. `pid` and `output()` (what it printed so far) are there at
  * once; `done` resolves with { code, signal, stdout, stderr, timedOut }.
  */
+/**
+ * Set by scripts/sanitize.sh (address|thread): the addon runs with a sanitizer runtime
+ * preloaded into every process, which starts slower and adds a thread and fds of its own.
+ */
+const sanitizer = process.env.USERFAULTFD_SANITIZER || null;
+/** How much longer a child may take under a sanitizer than without. */
+const CHILD_TIME_FACTOR = sanitizer ? 4 : 1;
+
+/** Skips what a sanitizer runtime makes meaningless (counted threads or fds, exact tids). */
+function requireNoSanitizer(ctx, why) {
+  if (sanitizer) skipWithReason(ctx, `${why}; under the ${sanitizer} sanitizer its runtime adds its own`);
+}
+
 function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true } = {}) {
+  timeoutMs *= CHILD_TIME_FACTOR;
   const childEnv = inheritEnv ? { ...process.env, ...env } : env;
   const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
@@ -278,4 +292,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

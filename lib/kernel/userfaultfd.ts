@@ -30,7 +30,7 @@ const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_
  * What the reader thread's callback reaches the uffd through: strongly while it keeps the
  * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
  * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
- * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ * The reader's queue holds its callback strongly, and the callback must not hold `this`.
  */
 interface ReaderLink {
   strong: KernelUserfaultfd | null;

@@ -13,8 +13,9 @@ pthread_rwlock_t gGuard = PTHREAD_RWLOCK_INITIALIZER;
 
 void Prepare() { pthread_rwlock_rdlock(&gGuard); }
 void Parent() { pthread_rwlock_unlock(&gGuard); }
-// The child has one thread, the one that forked, which held the lock shared: it lets go.
-void Child() { pthread_rwlock_unlock(&gGuard); }
+// The child has one thread, the one that forked: the holds of the parent's other threads (other
+// forks in flight) were copied but have nobody to release them. A fresh lock.
+void Child() { pthread_rwlock_init(&gGuard, nullptr); }
 
 }  // namespace
 

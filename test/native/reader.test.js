@@ -8,7 +8,7 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/base/native');
-const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged, nextEvent } = require('../helpers');
+const { requireLacking, requireFeature, requireNoSanitizer, runChild, pattern, PAGE, describeNative, requirePrivileged, nextEvent } = require('../helpers');
 
 
 
@@ -331,7 +331,8 @@ describeNative('process lifetime: Workers (child processes, with a timeout)', ()
 });
 
 describeNative('cleanup leaves no thread or fd behind (child processes)', () => {
-  it('a uffd and a region dropped without close()/unmap() are closed by their finalizers', async () => {
+  it('a uffd and a region dropped without close()/unmap() are closed by their finalizers', async function () {
+    requireNoSanitizer(this, 'the test counts the process\'s fds');
     const r = await runChild(`
       const fs = require('fs');
       const { Userfaultfd, Region } = require('./dist');
