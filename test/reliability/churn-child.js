@@ -171,7 +171,13 @@ async function cycle(rnd, c, counts) {
     const want = expected[p] ?? source.subarray(p * ps, (p + 1) * ps);
     if (!Buffer.from(bytes.buffer, bytes.byteOffset, ps).equals(Buffer.from(want.buffer, want.byteOffset, ps))) {
       const at = bytes.findIndex((b, i) => b !== want[i]);
-      fail(`cycle ${c} (${shared ? 'shmem' : 'anon'}, ${teardown}): ${what} page ${p} byte ${at} is ${bytes[at]}, want ${want[at]}`);
+      // What the page holds instead: zeros, or which page of which cycle (sourcePage's header).
+      const head = new DataView(bytes.buffer, bytes.byteOffset, 8);
+      const got = bytes.subarray(0, ps).every((b) => b === 0) ? 'all zeros'
+        : `page ${head.getUint32(0, true)} of cycle ${head.getUint32(4, true)}`;
+      fail(`cycle ${c} (${shared ? 'shmem' : 'anon'}, ${teardown}): ${what} page ${p} byte ${at} is ${bytes[at]}, ` +
+        `want ${want[at]} (it holds ${got}; expected ${expected[p] ? 'a write of cycle ' + new DataView(want.buffer, want.byteOffset, 8).getUint32(4, true) : 'its source page'}; ` +
+        `features ${features.join(' ')}${fork ? ', forking' : ''})`);
     }
   };
   // One operation at a time per page; a few pages at a time.
