@@ -165,6 +165,45 @@ function findNpmCli() {
 }
 
 /**
+ * runChild for a child that prints one JSON line last: that object, once the child has exited
+ * by itself with status 0 (a timeout, a signal or another status throws, with what it printed).
+ * `ulimit` (bash's arguments, '-v 2000000' say) runs it under that resource limit.
+ */
+async function runChildJson(source, { ulimit, ...options } = {}) {
+  const r = ulimit === undefined ? await runChild(source, options)
+    : await runProcess('bash', ['-c', `ulimit ${ulimit} && exec "$0" -e "$1"`, process.execPath, source], options);
+  const info = `code ${r.code} signal ${r.signal} timedOut ${r.timedOut}\n${r.stdout}\n${r.stderr}`;
+  if (r.timedOut) throw new Error(`the child did not exit within its deadline: ${info}`);
+  if (r.code !== 0 || r.signal !== null) throw new Error(`the child failed: ${info}`);
+  const lines = r.stdout.trim().split('\n');
+  try {
+    return JSON.parse(lines[lines.length - 1]);
+  } catch {
+    throw new Error(`the child printed no JSON last: ${info}`);
+  }
+}
+
+/**
+ * Runs `body` (the source of an async function body) in a child with a deadline, where `u` is a
+ * uffd of `backend` (opened with the `open` options), `PAGE` its page size, `r` a region of
+ * `pages` pages, `out` an object printed as JSON once the body has settled (its error, if any,
+ * in `out.failed`), and Userfaultfd, Region and PageSource are in scope. Resolves with `out`.
+ */
+function runUffdChild(backend, body, { open = {}, pages = 4, timeoutMs = 15000 } = {}) {
+  return runChildJson(`
+    const { Userfaultfd, Region, PageSource } = require('./dist');
+    const u = Userfaultfd.open({ backend: '${backend}', ...${JSON.stringify(open)} });
+    const PAGE = u.pageSize;
+    const r = Region.map(${pages} * PAGE, { backend: '${backend}' });
+    const out = {};
+    (async () => { ${body} })().catch((e) => { out.failed = String(e && e.stack); }).finally(() => {
+      u.close();
+      r.unmap();
+      console.log(JSON.stringify(out));
+    });`, { timeoutMs });
+}
+
+/**
  * describe() for what only the kernel shows; "(native-only)" in the title, skipped elsewhere.
  * `describeNative(title, { features: ['POISON'] }, body)` also skips it, saying so, where the
  * kernel lacks one of `features`.
@@ -292,4 +331,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };
+module.exports = { requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults };

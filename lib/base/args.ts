@@ -45,6 +45,11 @@ export function checkAligned(value: bigint | number, pageSize: number, name: str
 
 export interface CheckedRange { start: bigint; length: number }
 
+/** Whether two ranges share a byte. */
+export function rangesOverlap(a: CheckedRange, b: CheckedRange): boolean {
+  return a.start < b.start + BigInt(b.length) && b.start < a.start + BigInt(a.length);
+}
+
 /** A Range or Region, page aligned, non-empty. */
 export function toRange(value: unknown, pageSize: number, name = 'range'): CheckedRange {
   if (value === null || typeof value !== 'object') throw invalidArgType(name, 'a Range or a Region', value);

@@ -47,7 +47,7 @@ const MESSAGES: Record<string, string> = {
   EFAULT: 'Bad address', EBUSY: 'Device or resource busy', EEXIST: 'File exists',
   EINVAL: 'Invalid argument', ENOSYS: 'Function not implemented', EBADF: 'Bad file descriptor',
   SIGBUS: 'Bus error (the page is poisoned)', SIGSEGV: 'Segmentation fault (the page is protected)',
-  EISDIR: 'Is a directory',
+  EISDIR: 'Is a directory', ESPIPE: 'Illegal seek', ENOSPC: 'No space left on device', EFBIG: 'File too large',
 };
 
 /** A UffdError made in JavaScript, worded as the native ones are. */
@@ -75,11 +75,15 @@ export function codedError(code: string, message: string): Error & { code: strin
   return Object.assign(new Error(message), { code });
 }
 
-/** The error for any use of a closed userfaultfd or an unmapped region. */
-export function closedError(what: 'userfaultfd' | 'region'): RangeError {
-  const e = new RangeError(what === 'userfaultfd' ? 'The userfaultfd is closed' : 'The region is unmapped');
-  (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
-  return e;
+/**
+ * The error for any use of a closed userfaultfd (ERR_UFFD_CLOSED) or an unmapped region
+ * (ERR_UFFD_UNMAPPED): an Error of its own, not a RangeError, since nothing about the arguments
+ * is wrong. The same on both backends (the facade decides it before any backend is called).
+ */
+export function closedError(what: 'userfaultfd' | 'region'): Error & { code: string } {
+  return what === 'userfaultfd'
+    ? codedError('ERR_UFFD_CLOSED', 'The userfaultfd is closed')
+    : codedError('ERR_UFFD_UNMAPPED', 'The region is unmapped');
 }
 
 function describe(v: unknown): string {

@@ -106,6 +106,8 @@ export interface NativeFdListener {
 
 export interface FdPassBinding {
   sendFd(socketPath: string, fd: number, payload: Uint8Array, timeoutMs: number): void;
+  /** Whether a process listens at the socket path (a non-blocking connect(2) that is not refused). */
+  socketListening(socketPath: string): boolean;
   FdListener: new (socketPath: string, backlog: number, readSize: number,
     onEvents: (events: NativeListenEvent[]) => void, mode?: number) => NativeFdListener;
 }

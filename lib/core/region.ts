@@ -22,6 +22,21 @@ export function regionSpanOf(bytes: Uint8Array): { start: bigint; length: number
   return { start: region.address + BigInt(bytes.byteOffset), length: bytes.byteLength };
 }
 
+/** What hears of every unmap() (a Userfaultfd: what it served and registered there is stale). */
+export interface UnmapWatcher {
+  regionUnmapped(start: bigint, length: number): void;
+}
+
+/** The watchers, held weakly: a uffd dropped without close() is still collected. */
+const unmapWatchers = new Set<WeakRef<UnmapWatcher>>();
+
+/** Tells `w` of every region unmapped from now on; returns how to stop. */
+export function watchUnmaps(w: UnmapWatcher): () => void {
+  const ref = new WeakRef(w);
+  unmapWatchers.add(ref);
+  return () => unmapWatchers.delete(ref);
+}
+
 /**
  * A uffd method's range argument: a Region of the uffd's backend (still mapped), or a Range
  * checked against the uffd's page size.
@@ -76,9 +91,12 @@ export abstract class Region {
   /** A view of the memory. After unmap() it is detached (length 0). */
   abstract get buffer(): ArrayBuffer;
 
-  /** Copies bytes out on another thread (the thread pool): faults there do not stop JS. */
+  /**
+   * Copies bytes out on another thread (the thread pool): faults there do not stop JS. After
+   * unmap() the promise rejects with ERR_UFFD_UNMAPPED.
+   */
   read(offset: number, length: number): Promise<Buffer> {
-    this.checkLive();
+    if (this.unmapped) return Promise.reject(closedError('region'));
     toLength(offset, 'offset', true);
     toLength(length, 'length');
     checkSpan(offset, length, this.length, 'offset + length');
@@ -86,9 +104,9 @@ export abstract class Region {
     return this._read(offset, length);
   }
 
-  /** Copies `data` in on another thread (the thread pool). */
+  /** Copies `data` in on another thread (the thread pool); rejects with ERR_UFFD_UNMAPPED after unmap(). */
   write(offset: number, data: Uint8Array): Promise<void> {
-    this.checkLive();
+    if (this.unmapped) return Promise.reject(closedError('region'));
     toLength(offset, 'offset', true);
     const bytes = toBytes(data, 'data');
     if (bytes.byteLength === 0) return Promise.resolve();
@@ -131,10 +149,19 @@ export abstract class Region {
     return this._residentPages();
   }
 
-  /** Unmaps now, or once the reads and writes in flight end; the buffer is detached. */
+  /**
+   * Unmaps now, or once the reads and writes in flight end; the buffer is detached. What a uffd
+   * served or registered in this region is forgotten before it registers or serves anything
+   * there again (a new region mmap places at this address is never answered by the old source).
+   */
   unmap(): void {
     if (this.unmapped) return;
     this._unmap();
+    for (const ref of unmapWatchers) {
+      const w = ref.deref();
+      if (w === undefined) unmapWatchers.delete(ref);
+      else w.regionUnmapped(this.address, this.length);
+    }
   }
 
   protected abstract _read(offset: number, length: number): Promise<Buffer>;

@@ -5,7 +5,7 @@
  * saved when a served range stops, is unregistered or its uffd closes. Userfaultfd's
  * collaborator (core/userfaultfd.ts); JS thread only.
  */
-import { checkAligned, CheckedRange, toLength, toOptions } from '../base/args';
+import { checkAligned, CheckedRange, rangesOverlap, toLength, toOptions } from '../base/args';
 import { FeatureName, HUGE_PAGE_SIZE } from '../base/constants';
 import { codedError, invalidArgType, outOfRange, uffdError } from '../base/errors';
 import type { PageFault, RegisterOptions, ServeOptions, SourceStats } from '../base/types';
@@ -17,7 +17,7 @@ import {
   WorkingSetShape, writeWorkingSet,
 } from '../sources/working-set';
 import type { Delivery } from './delivery';
-import { Region } from './region';
+import { Region, UnmapWatcher, watchUnmaps } from './region';
 import type { Registrations } from './registrations';
 import { checkSourceOverlap } from './source-overlap';
 
@@ -56,6 +56,8 @@ export interface ServingHost {
   readonly delivery: Delivery;
   register(r: CheckedRange, options: RegisterOptions): void;
   unregister(r: CheckedRange): void;
+  /** Throws ERR_UFFD_CLOSED once the uffd is closed. */
+  checkOpen(): void;
   startReader(): void;
   /** Serving alone does not keep the process alive: only event consumers do. */
   updateRef(): void;
@@ -83,6 +85,9 @@ export class Serving {
   /** Ranges served by PageSource.custom/http, answered in JavaScript (sources/custom-source.ts). */
   private readonly customServers = new Set<CustomServer>();
   private sourceCounters: SourceCounters | null = null;
+  /** Held here: region.ts holds it weakly (a dropped uffd is still collected). */
+  private readonly unmapWatcher: UnmapWatcher = { regionUnmapped: (start, length) => this.regionUnmapped({ start, length }) };
+  private readonly unwatchUnmaps = watchUnmaps(this.unmapWatcher);
 
   constructor(private readonly host: ServingHost) {}
 
@@ -117,6 +122,7 @@ export class Serving {
     if (source.custom !== null && removed !== 'source') {
       throw invalidArgType('options.removed', "'source' for a custom or http source (dropped pages are read again)", removed);
     }
+    host.checkOpen(); // the options read: a getter of theirs may have closed it
     if (source.custom !== null && prefetch !== undefined) {
       throw codedError('ERR_UFFD_PREFETCH_UNSUPPORTED', 'serve(): a custom or http source records a working set ' +
         '({ record }) but cannot prefetch one yet ({ prefetch })');
@@ -196,6 +202,28 @@ export class Serving {
     }
   }
 
+  /**
+   * Before `r` is registered or served: what was unmapped under it is forgotten, registrations
+   * and served ranges both (their sets saved, faults given back). A new mapping there (mmap
+   * reuses addresses, once the old mapping is gone) must not be answered by the old source, nor
+   * taken for registered.
+   */
+  forgetUnmapped(r: CheckedRange): void {
+    for (const s of this.host.registrations.takeUnmapped(r)) {
+      for (const x of [...this.served]) if (rangesOverlap(x, s)) x.stop();
+    }
+  }
+
+  /**
+   * A region was unmapped (region.ts) under what this uffd registered or served: the kernel
+   * drops the registrations with the mapping. Noted, not acted on yet: the kernel backend
+   * unmaps once the reads in flight there end, and those are still answered by the source.
+   */
+  private regionUnmapped(span: CheckedRange): void {
+    if (this.host.uffd.closed) return;
+    this.host.registrations.noteUnmapped(span, [...this.served].some((x) => rangesOverlap(x, span)));
+  }
+
   /** The custom sources' counters for stats(); null when none was served. */
   sourceStats(): SourceStats | null {
     return this.sourceCounters === null ? null : this.sourceCounters.snapshot();
@@ -244,6 +272,7 @@ export class Serving {
 
   /** close(): the working sets are saved; the custom sources stop (closing wakes their faults). */
   close(): void {
+    this.unwatchUnmaps();
     for (const ws of this.sets.values()) this.autoSave(ws);
     this.sets.clear();
     for (const server of this.customServers) server.stop();

@@ -40,6 +40,7 @@ export class Tracking {
   /** Userfaultfd.dirtyPages() past its range check. */
   dirtyPages(r: CheckedRange, options: unknown): DirtyRun[] {
     const { reset } = toDirtyOptions(options);
+    this.host.checkOpen(); // after the options: a getter of theirs may have closed it
     checkDirtyTracking(this.host.uffd.features, r, this.host.registrations.modeOf(r));
     return this.host.dirtyPages(r.start, r.length, reset);
   }

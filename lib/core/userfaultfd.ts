@@ -118,6 +118,7 @@ export abstract class Userfaultfd extends EventEmitter {
       register: (r: CheckedRange, options: RegisterOptions) => this.register(r, options),
       unregister: (r: CheckedRange) => this.unregister(r),
       startReader: () => this.startReader(),
+      checkOpen: () => this.checkOpen(),
     };
     this.serving = new Serving({
       ...registering,
@@ -130,7 +131,6 @@ export abstract class Userfaultfd extends EventEmitter {
     });
     this.tracking = new Tracking({
       ...registering,
-      checkOpen: () => this.checkOpen(),
       dirtyPages: (start, length, reset) => this._dirtyPages(start, length, reset),
       snapshot: (start, length, pageSize, fd, populate) => this._snapshot(start, length, pageSize, fd, populate),
     });
@@ -151,13 +151,14 @@ export abstract class Userfaultfd extends EventEmitter {
   /** UFFDIO_REGISTER. `missing` defaults to true unless `wp` or `minor` is asked. */
   register(range: Range | Region, options: RegisterOptions = {}): RegisterResult {
     checkOptionKeys(options, OPTION_KEYS.register, 'register()');
-    this.checkOpen();
     const r = this.range(range);
     const o = toOptions<RegisterOptions>(options, 'options');
     const wp = toFlag(o.wp, 'options.wp');
     const minor = toFlag(o.minor, 'options.minor');
     const missing = o.missing === undefined ? !(wp || minor) : toFlag(o.missing, 'options.missing');
     const mode = (missing ? M.REGISTER_MISSING : 0) | (wp ? M.REGISTER_WP : 0) | (minor ? M.REGISTER_MINOR : 0);
+    this.checkOpen();
+    this.serving.forgetUnmapped(r);
     const mask = this._register(r.start, r.length, mode);
     this.registrations.add(r, mode);
     return { ioctls: ioctlNames(mask) };
@@ -165,8 +166,8 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** UFFDIO_UNREGISTER: threads waiting on faults in the range retry as ordinary faults. */
   unregister(range: Range | Region): void {
-    this.checkOpen();
     const r = this.range(range);
+    this.checkOpen();
     this._unregister(r.start, r.length);
     this.delivery.answered(r.start, r.length); // unregistering wakes the waiting threads
     this.serving.unregistered(r);
@@ -176,13 +177,15 @@ export abstract class Userfaultfd extends EventEmitter {
   /** UFFDIO_COPY of `src` (a page multiple) to `dst`; returns the bytes copied. */
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options: CopyOptions = {}): number {
     checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
-    this.checkOpen();
     const d = this.address(dst, 'dst');
+    toBytes(src, 'src');
+    const o = toOptions<CopyOptions>(options, 'options');
+    const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
+    // After the options: a getter of theirs may have detached `src` (or closed this uffd).
     const bytes = toBytes(src, 'src');
     if (bytes.byteLength === 0) throw outOfRange('src.byteLength', 'a positive multiple of the page size', 0);
     checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
-    const o = toOptions<CopyOptions>(options, 'options');
-    const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
+    this.checkOpen();
     // The per-fault path: no closure here, or V8 allocates its context on every call (96 bytes).
     if (!this.delivery.watching) return this._copy(d, bytes, mode);
     return this.copyWatched(d, bytes, mode);
@@ -195,17 +198,17 @@ export abstract class Userfaultfd extends EventEmitter {
   /** UFFDIO_ZEROPAGE; returns the bytes zeroed. */
   zeropage(range: Range | Region, options: WakeOptions = {}): number {
     checkOptionKeys(options, OPTION_KEYS.wake, 'zeropage()');
-    this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    this.checkOpen();
     return this.delivery.answering(r.start, r.length, !dontWake, () => this._zeropage(r.start, r.length, dontWake ? M.ZEROPAGE_DONTWAKE : 0));
   }
 
   /** UFFDIO_WAKE: wakes the threads waiting on faults in the range. */
   wake(range: Range | Region): void {
-    this.checkOpen();
     const r = this.range(range);
+    this.checkOpen();
     this._wake(r.start, r.length);
     this.delivery.answered(r.start, r.length);
   }
@@ -213,39 +216,40 @@ export abstract class Userfaultfd extends EventEmitter {
   /** UFFDIO_WRITEPROTECT: protect or un-protect (which wakes, unless dontWake). */
   writeProtect(range: Range | Region, options: WriteProtectOptions): void {
     checkOptionKeys(options, OPTION_KEYS.writeProtect, 'writeProtect()');
-    this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WriteProtectOptions>(options, 'options');
-    if (typeof o.protect !== 'boolean') throw invalidArgType('options.protect', 'of type boolean', o.protect);
-    const mode = (o.protect ? M.WRITEPROTECT_WP : 0) | (toFlag(o.dontWake, 'options.dontWake') ? M.WRITEPROTECT_DONTWAKE : 0);
+    const protect = o.protect;
+    if (typeof protect !== 'boolean') throw invalidArgType('options.protect', 'of type boolean', protect);
+    const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    const mode = (protect ? M.WRITEPROTECT_WP : 0) | (dontWake ? M.WRITEPROTECT_DONTWAKE : 0);
+    this.checkOpen();
     this._writeProtect(r.start, r.length, mode);
-    if (!o.protect && !o.dontWake) this.delivery.answered(r.start, r.length);
+    if (!protect && !dontWake) this.delivery.answered(r.start, r.length);
   }
 
   /** UFFDIO_CONTINUE: maps the page-cache pages of a MINOR range; returns the bytes mapped. */
   continue(range: Range | Region, options: ContinueOptions = {}): number {
     checkOptionKeys(options, OPTION_KEYS.continue, 'continue()');
-    this.checkOpen();
     const r = this.range(range);
     const o = toOptions<ContinueOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.CONTINUE_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.CONTINUE_WP : 0);
+    this.checkOpen();
     return this.delivery.answering(r.start, r.length, (mode & M.CONTINUE_DONTWAKE) === 0, () => this._continue(r.start, r.length, mode));
   }
 
   /** UFFDIO_POISON: the pages raise SIGBUS when touched; returns the bytes poisoned. */
   poison(range: Range | Region, options: WakeOptions = {}): number {
     checkOptionKeys(options, OPTION_KEYS.wake, 'poison()');
-    this.checkOpen();
     const r = this.range(range);
     const o = toOptions<WakeOptions>(options, 'options');
     const dontWake = toFlag(o.dontWake, 'options.dontWake');
+    this.checkOpen();
     return this.delivery.answering(r.start, r.length, !dontWake, () => this._poison(r.start, r.length, dontWake ? M.POISON_DONTWAKE : 0));
   }
 
   /** UFFDIO_MOVE of `length` bytes from `src` to `dst`; returns the bytes moved. */
   move(dst: bigint | number | Range | Region, src: bigint | number | Range | Region, length: number, options: MoveOptions = {}): number {
     checkOptionKeys(options, OPTION_KEYS.move, 'move()');
-    this.checkOpen();
     const d = this.address(dst, 'dst');
     const s = this.address(src, 'src');
     toLength(length, 'length');
@@ -253,6 +257,7 @@ export abstract class Userfaultfd extends EventEmitter {
     const o = toOptions<MoveOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.MOVE_DONTWAKE : 0) |
       (toFlag(o.allowSrcHoles, 'options.allowSrcHoles') ? M.MOVE_ALLOW_SRC_HOLES : 0);
+    this.checkOpen();
     return this.delivery.answering(d, length, (mode & M.MOVE_DONTWAKE) === 0, () => this._move(d, s, length, mode));
   }
 
@@ -265,7 +270,9 @@ export abstract class Userfaultfd extends EventEmitter {
   serve(range: Range | Region, source: PageSource, options: ServeOptions = {}): Served {
     checkOptionKeys(options, OPTION_KEYS.serve, 'serve()');
     this.checkOpen();
-    return this.serving.serve(range, this.range(range), source, options);
+    const r = this.range(range);
+    this.serving.forgetUnmapped(r);
+    return this.serving.serve(range, r, source, options); // which checks again past the options
   }
 
   /**
@@ -273,8 +280,9 @@ export abstract class Userfaultfd extends EventEmitter {
    * set it prefetched, if any) to `path`. docs/working-sets.md.
    */
   saveWorkingSet(range: Range | Region, path: string): void {
+    const r = this.range(range);
     this.checkOpen();
-    this.serving.saveWorkingSet(this.range(range), path);
+    this.serving.saveWorkingSet(r, path);
   }
 
   stats(): Stats {
@@ -296,8 +304,8 @@ export abstract class Userfaultfd extends EventEmitter {
    */
   readSync(options: ReadSyncOptions = {}): UffdEvent[] {
     checkOptionKeys(options, OPTION_KEYS.readSync, 'readSync()');
-    this.checkOpen();
     const { max, timeoutMs } = toReadSyncOptions(options);
+    this.checkOpen();
     if (this.readerRunning()) throw readerActiveError();
     return this._readSync(max, timeoutMs);
   }
@@ -309,8 +317,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * address order, adjacent runs merged. Needs WP_ASYNC and a { wp: true } registration.
    */
   dirtyPages(range: Range | Region, options: { reset?: boolean } = {}): DirtyRun[] {
-    this.checkOpen();
-    return this.tracking.dirtyPages(this.range(range), options);
+    return this.tracking.dirtyPages(this.range(range), options); // which checks that this uffd is open
   }
 
   /**
@@ -319,8 +326,8 @@ export abstract class Userfaultfd extends EventEmitter {
    * not, and leaves registration and protection as they were when the promise settles.
    */
   async snapshot(range: Range | Region, dest: string | number): Promise<SnapshotResult> {
-    this.checkOpen();
     const r = this.range(range);
+    this.checkOpen();
     return this.tracking.snapshot(r, range instanceof Region ? range.pageSize : this.pageSize, dest);
   }
 

@@ -97,9 +97,7 @@ export class SimSnapshot {
         this.release(base, end);
         await new Promise((resolve) => setImmediate(resolve));
       }
-      await new Promise<void>((resolve, reject) => {
-        fs.write(fd, this.image, 0, this.length, null, (err) => (err ? reject(err) : resolve()));
-      });
+      await writeAll(fd, this.image);
     } finally {
       this.release(0, this.count);
     }
@@ -130,5 +128,20 @@ export class SimSnapshot {
     const size = this.m.pageSize;
     this.m.wp.fill(0, this.first + from, this.first + to);
     this.ctx.wakeRange(this.start + BigInt(from * size), (to - from) * size);
+  }
+}
+
+/**
+ * Writes all of `image` at the fd's offset, as native WriteAll does: write(2) may write less
+ * than asked (a file size limit, a full disk), and only the next write reports why (EFBIG,
+ * ENOSPC). A write of nothing is EIO, never a loop.
+ */
+async function writeAll(fd: number, image: Buffer): Promise<void> {
+  for (let done = 0; done < image.length;) {
+    const n = await new Promise<number>((resolve, reject) => {
+      fs.write(fd, image, done, image.length - done, null, (err, written) => (err ? reject(err) : resolve(written)));
+    });
+    if (n === 0) throw uffdError('EIO', 'write', done, 'the snapshot destination took no more bytes');
+    done += n;
   }
 }

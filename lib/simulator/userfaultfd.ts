@@ -208,7 +208,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (m.kind === 'event') {
       const e = m.event;
       if (e.type === 'remove' || e.type === 'unmap') this.served.forget(e.start, e.end, e.type === 'remove');
-      // No remap here: EVENT_REMAP is refused (refusals.ts).
+      // No remap or fork here: those features are accepted, their events never occur (refusals.ts).
       for (const ws of this.workingSets.values()) {
         if (e.type === 'remove' || e.type === 'unmap') ws.layoutChanged(e.start, e.end);
       }

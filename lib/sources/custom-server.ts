@@ -14,12 +14,15 @@
  *   cannot hold a fault: a fault waits at most (retries + 1) x timeoutMs plus the backoff;
  * - failure: the faulting pages are answered by `onError` ('sigbus': UFFDIO_POISON, the page
  *   raises SIGBUS when touched, region.read rejects with code 'SIGBUS'; 'zeropage') and an
- *   'error' event names the bytes and the cause.
+ *   'error' event names the bytes and the cause;
+ * - the bytes: copied when read() settles, so a buffer the caller reuses, detaches or shrinks
+ *   afterwards changes nothing served; and nothing is thrown out of the fault path: a copy that
+ *   fails for a reason of its own is answered by onError too, never left waiting.
  *
  * Over 450 lines as one cohesive thing: one class whose windows, read queue, cache, retries and
  * answers share the same per-window state; split, each part would reach into the others'.
  */
-/* eslint max-lines: ["error", 520] -- one cohesive thing: the header says why */
+/* eslint max-lines: ["error", 560] -- one cohesive thing: the header says why */
 import { setMaxListeners } from 'events';
 import type { UffdError } from '../base/errors';
 import type { PageFault } from '../base/types';
@@ -131,7 +134,16 @@ export class CustomServer {
       this.opening ??= this.open();
       return;
     }
-    this.route(w);
+    this.routeSafely(w);
+  }
+
+  /** route(), whose unexpected failure (an ioctl refused for a reason of its own) fails the fault. */
+  private routeSafely(w: Waiter): void {
+    try {
+      this.route(w);
+    } catch (err) {
+      this.fail([w], err as Error, Number(w.page - this.start), this.page);
+    }
   }
 
   /**
@@ -242,8 +254,12 @@ export class CustomServer {
     this.windows.delete(win.index);
     win.bytes = bytes;
     const waiters = win.waiters.splice(0);
-    if (waiters.length === 0 && this.span === 0) this.copySpan(win, 0, win.copyLength, -1); // read ahead
-    this.answerFrom(win, waiters);
+    try {
+      if (waiters.length === 0 && this.span === 0) this.copySpan(win, 0, win.copyLength, -1); // read ahead
+      this.answerFrom(win, waiters);
+    } catch (err) {
+      this.fail(waiters, err as Error, win.offset, win.readLength);
+    }
     if (win.missing === 0) this.done[win.index] = 1;
     if (win.missing > 0) this.keep(win);
   }
@@ -251,7 +267,13 @@ export class CustomServer {
   /** One read of a window, checked and padded to whole pages. */
   private async readWindow(win: Window, signal: AbortSignal): Promise<Uint8Array> {
     const got = await this.spec.read(win.offset, win.readLength, { signal });
-    const bytes = got instanceof Uint8Array ? got : got instanceof ArrayBuffer ? new Uint8Array(got) : null;
+    // Copied now, before anything else runs: the bytes served are those of the settled promise.
+    let bytes: Uint8Array | null = null;
+    try {
+      bytes = got instanceof Uint8Array ? got : got instanceof ArrayBuffer ? new Uint8Array(got) : null;
+    } catch {
+      bytes = new Uint8Array(0); // a detached ArrayBuffer: V8 refuses a view of it
+    }
     if (bytes === null) {
       throw sourceError('ERR_UFFD_SOURCE_READ', `${this.spec.label}: read() must resolve to a Uint8Array or ArrayBuffer`, false);
     }
@@ -259,10 +281,9 @@ export class CustomServer {
       throw sourceError('ERR_UFFD_SOURCE_SHORT_READ',
         `${this.spec.label}: read(${win.offset}, ${win.readLength}) returned ${bytes.byteLength} bytes`, true);
     }
-    this.counters.bytesRead += win.readLength;
-    if (bytes.byteLength === win.copyLength) return bytes;
-    const out = new Uint8Array(win.copyLength); // the source ends inside the last page: zeros after it
+    const out = new Uint8Array(win.copyLength); // past the source's end, inside the last page: zeros
     out.set(bytes.subarray(0, win.readLength));
+    this.counters.bytesRead += win.readLength;
     return out;
   }
 
@@ -278,7 +299,7 @@ export class CustomServer {
       return;
     }
     if (this.stopped) return;
-    for (const w of this.beforeOpen.splice(0)) this.route(w);
+    for (const w of this.beforeOpen.splice(0)) this.routeSafely(w);
   }
 
   /** `op` with a per-attempt timeout, up to `retries` more attempts after exponential backoff. */
@@ -337,12 +358,20 @@ export class CustomServer {
       const out = this.copySpan(win, from, to, at);
       if (out === 'busy') {
         // A non-cooperative event is queued and unread (EAGAIN): try again once it is read.
-        setTimeout(() => this.answerFrom(win, [w]), 1).unref();
+        setTimeout(() => this.answerSafely(win, w), 1).unref();
         continue;
       }
       if (out === 'done') this.answered(w);
     }
     if (win.missing === 0) this.uncache(win);
+  }
+
+  private answerSafely(win: Window, w: Waiter): void {
+    try {
+      this.answerFrom(win, [w]);
+    } catch (err) {
+      this.fail([w], err as Error, win.offset, win.readLength);
+    }
   }
 
   /**
@@ -477,9 +506,15 @@ export class CustomServer {
       }
       this.uffd.zeropage(range);
     } catch (err) {
-      const code = (err as UffdError).code;
-      if (code === 'EEXIST') this.uffd.wake(range);
-      else if (code !== 'ENOENT' && code !== 'ESRCH' && !this.uffd.closed) throw err;
+      // Present already (EEXIST): woken. Anything else: woken too, the last way out, so that
+      // the faulting thread retries instead of waiting; the 'error' event says why.
+      if ((err as UffdError).code !== 'ENOENT' && (err as UffdError).code !== 'ESRCH' && !this.uffd.closed) {
+        try {
+          this.uffd.wake(range);
+        } catch {
+          // unregistered or closed meanwhile: nobody waits there any more
+        }
+      }
     }
     return used;
   }

@@ -97,6 +97,27 @@ export function customSpec(read: unknown, options: unknown, pageSize: number, ex
   };
 }
 
+/**
+ * One open() of a source (its size, for http its ETag), bounded by the source's timeoutMs even
+ * if open() ignores its signal: PageSource.ready(). Faults go through the server's retries.
+ */
+export async function openWithin(spec: CustomSpec): Promise<SourceInfo> {
+  const ac = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = sourceError('ERR_UFFD_SOURCE_TIMEOUT', `${spec.label}: no answer within ${spec.timeoutMs} ms`, true);
+      ac.abort(err);
+      reject(err);
+    }, spec.timeoutMs);
+  });
+  try {
+    return await Promise.race([spec.open!(ac.signal), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** An error of a source, coded; `retryable: false` stops the retries (a changed object). */
 export function sourceError(code: string, message: string, retryable?: boolean, extra: object = {}): Error {
   const e = Object.assign(codedError(code, message), extra);

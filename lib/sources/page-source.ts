@@ -3,7 +3,7 @@ import { toBytes, toLength } from '../base/args';
 import { invalidArgType, outOfRange } from '../base/errors';
 import { constants } from '../base/constants';
 import { checkOptionKeys, keysOf } from '../base/option-keys';
-import { CUSTOM_OPTION_KEYS, CustomRead, CustomSourceOptions, CustomSpec, customSpec, SourceInfo } from './custom-source';
+import { CUSTOM_OPTION_KEYS, CustomRead, CustomSourceOptions, CustomSpec, customSpec, openWithin, SourceInfo } from './custom-source';
 import { HTTP_OPTION_KEYS, httpSpec, HttpSourceOptions } from './http-source';
 
 export type PageSourceKind = 'zero' | 'buffer' | 'file' | 'custom';
@@ -81,13 +81,14 @@ export class PageSource {
 
   /**
    * The source's size (and, for http, the ETag it pinned), learned now rather than at the first
-   * fault: a bad URL or credential fails here. Optional; serve() does not need it.
+   * fault: a bad URL or credential fails here. Optional; serve() does not need it. One attempt,
+   * bounded by the source's `timeoutMs` (ERR_UFFD_SOURCE_TIMEOUT).
    */
   async ready(): Promise<SourceInfo> {
     const c = this.custom;
     if (c !== null) {
       if (c.size !== undefined && c.open === null) return { size: c.size };
-      return c.open!(new AbortController().signal);
+      return openWithin(c);
     }
     if (this.kind === 'buffer') return { size: Math.max(0, this.bytes!.byteLength - this.offset) };
     if (this.kind === 'zero') return { size: 0 };

@@ -24,10 +24,38 @@ export interface RawSnapshotResult {
   p99: number;
 }
 
-/** The destination as an fd, and how to let go of it. */
+const { O_WRONLY, O_CREAT, O_TRUNC } = fs.constants;
+const O_NONBLOCK = fs.constants.O_NONBLOCK ?? 0;
+
+function isPipeOrSocket(st: fs.Stats | null): boolean {
+  return st !== null && (st.isFIFO() || st.isSocket());
+}
+
+function notSeekable(what: string): Error {
+  return uffdError('ESPIPE', 'lseek', undefined, `the snapshot destination ${what} must be a seekable file, not a pipe or a socket`);
+}
+
+/**
+ * The destination as an fd, and how to let go of it. A path is opened with O_NONBLOCK: a FIFO
+ * with no reader would hold a thread-pool thread in open(2) forever (and the process with it);
+ * non-blocking, it fails at once (ENXIO), and one with a reader opens and is refused by type.
+ */
 export async function openDestination(dest: unknown): Promise<{ fd: number; close: () => Promise<void> }> {
   if (typeof dest === 'string') {
-    const h = await fs.promises.open(dest, 'w');
+    let h: fs.promises.FileHandle;
+    try {
+      h = await fs.promises.open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK, 0o666);
+    } catch (e) {
+      // ENXIO: a FIFO with no reader, or a socket (or a device with no driver: its own error).
+      if ((e as NodeJS.ErrnoException).code === 'ENXIO' && isPipeOrSocket(await fs.promises.stat(dest).catch(() => null))) {
+        throw notSeekable(dest);
+      }
+      throw e;
+    }
+    if (isPipeOrSocket(await h.stat())) {
+      await h.close();
+      throw notSeekable(dest);
+    }
     return { fd: h.fd, close: () => h.close() };
   }
   if (typeof dest === 'number') {
@@ -39,9 +67,7 @@ export async function openDestination(dest: unknown): Promise<{ fd: number; clos
       throw uffdError('EBADF', 'fstat', undefined, `the snapshot destination fd ${dest} is not open`);
     }
     // Pages are written at their offsets, out of order: a pipe or a socket cannot take that.
-    if (st.isFIFO() || st.isSocket()) {
-      throw uffdError('ESPIPE', 'lseek', undefined, 'the snapshot destination must be a seekable file');
-    }
+    if (isPipeOrSocket(st)) throw notSeekable(`fd ${dest}`);
     return { fd: dest, close: async () => undefined };
   }
   throw invalidArgType('dest', 'a file path (string) or an fd (number)', dest);

@@ -6,6 +6,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { invalidArgType, outOfRange } from '../base/errors';
+import { readRegularFile, writeFileAtomic } from '../base/files';
 import type { PageSource } from './page-source';
 import type { RefineOptions } from '../base/types';
 import { checkOptionKeys, OPTION_KEYS } from '../base/option-keys';
@@ -17,6 +18,11 @@ const RUN = 12;
 const TRAILER = 4; // checksum() of everything before it
 const WRITE = 1; // run flag: the first touch was a write fault
 const MAX_AGE = 255;
+/**
+ * The largest file readWorkingSet() reads without a shape to bound it (with one: the most runs a
+ * set of that range can hold, one per page). 1 GiB is about 89 million runs.
+ */
+export const MAX_WORKING_SET_BYTES = 1 << 30;
 
 /** One run of a working set: pages [first, first + count) of the range, touched in this order. */
 export interface WorkingSetRun {
@@ -144,6 +150,7 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
   const pageSize = buf.readUInt32LE(8);
   const sourceSize = Number(buf.readBigUInt64LE(16));
   const rangeLength = Number(buf.readBigUInt64LE(24));
+  if (!Number.isSafeInteger(sourceSize) || !Number.isSafeInteger(rangeLength)) throw corrupt('a size past 2^53 bytes');
   if (pageSize === 0 || (pageSize & (pageSize - 1)) !== 0 || rangeLength % pageSize !== 0) throw corrupt('bad page size or range length');
   if (shape) {
     const diffs: string[] = [];
@@ -156,7 +163,6 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
     }
   }
   const pages = rangeLength / pageSize;
-  const seen = new Uint8Array(pages);
   const runs: WorkingSetRun[] = new Array(count);
   const v = new DataView(buf.buffer, buf.byteOffset, end);
   for (let i = 0, o = HEADER; o < end; i++, o += RUN) {
@@ -166,19 +172,39 @@ export function decodeWorkingSet(b: Uint8Array, shape?: WorkingSetShape, path?: 
     if (n === 0 || first + n > pages || (flags & ~WRITE) !== 0 || v.getUint16(o + 10, true) !== 0) {
       throw corrupt(`bad run ${i}`);
     }
-    const span = seen.subarray(first, first + n);
-    if (span.includes(1)) throw corrupt(`a page of run ${i} is in an earlier run too`);
-    span.fill(1);
     runs[i] = { first, count: n, write: (flags & WRITE) !== 0, age: v.getUint8(o + 9) };
   }
+  const overlap = firstOverlap(runs);
+  if (overlap >= 0) throw corrupt(`a page of run ${overlap} is in an earlier run too`);
   return { version, pageSize, sourceSize, rangeLength, generation: buf.readUInt32LE(32), runs };
 }
 
-/** Reads and checks a working-set file; null when there is none at `path`. */
+/**
+ * The later (in file order) of two runs sharing a page, or -1. Sorted by first page, so that
+ * nothing is allocated by the range's size: a checksummed 56-byte file may claim a range of
+ * 2^63 bytes, and a bitmap of its pages would be gigabytes (or a RangeError).
+ */
+function firstOverlap(runs: WorkingSetRun[]): number {
+  const order = Array.from(runs.keys()).sort((a, b) => runs[a].first - runs[b].first);
+  let later = -1;
+  for (let k = 1; k < order.length; k++) {
+    const prev = runs[order[k - 1]];
+    if (runs[order[k]].first < prev.first + prev.count) later = Math.max(later, order[k], order[k - 1]);
+  }
+  return later;
+}
+
+/**
+ * Reads and checks a working-set file; null when there is none at `path`. Only a regular file is
+ * read (a FIFO or /dev/zero is a UffdError EINVAL at once), and no larger than a set can be: for
+ * `shape`, one run per page of its range; without one, MAX_WORKING_SET_BYTES.
+ */
 export function readWorkingSet(path: string, shape?: WorkingSetShape): WorkingSetFile | null {
+  const max = shape ? HEADER + TRAILER + RUN * Math.min(shape.rangeLength / shape.pageSize, 0xffffffff) : MAX_WORKING_SET_BYTES;
   let b: Buffer;
   try {
-    b = fs.readFileSync(path);
+    b = readRegularFile(path, max, (size) => workingSetError('ERR_UFFD_WORKING_SET_CORRUPT',
+      `Corrupt working-set file (${size} bytes, more than ${max}, the most a set ${shape ? 'of this range ' : ''}can hold)`, path));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
@@ -186,16 +212,12 @@ export function readWorkingSet(path: string, shape?: WorkingSetShape): WorkingSe
   return decodeWorkingSet(b, shape, path);
 }
 
-/** Writes the file whole or not at all: a crash mid-write leaves the old file, never half a new one. */
+/**
+ * Writes the file whole or not at all: a crash mid-write leaves the old file, never half a new
+ * one, and a symlink planted beside it is never written through (base/files.ts).
+ */
 export function writeWorkingSet(path: string, f: Omit<WorkingSetFile, 'version'>): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    fs.writeFileSync(tmp, encodeWorkingSet(f));
-    fs.renameSync(tmp, path);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(path, encodeWorkingSet(f));
 }
 
 /** The runs as the backends take them: [firstPage, pageCount] pairs, in order. */

@@ -98,7 +98,12 @@ export interface ListenOptions {
   onSelfFault?: SelfFaultPolicy;
   /** Called with each connection's error; the listener keeps serving. */
   onError?: (err: FdPassError) => void;
-  /** Remove a stale socket file at the path first (default true). Nothing else is removed. */
+  /**
+   * Remove a stale socket file at the path first (default true): a socket that nobody listens
+   * on any more. A socket with a live listener is left alone (the listen then fails with
+   * EADDRINUSE); checking sends that listener one connection that closes at once. Nothing else
+   * is removed.
+   */
   unlinkStale?: boolean;
   /**
    * A connection that has not delivered its whole message this long after connecting fails
@@ -253,7 +258,7 @@ export class UffdListener extends EventEmitter implements AsyncIterableIterator<
     const mode = o.mode ?? 0o600;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw outOfRange('options.mode', 'an integer from 0 to 0o777', mode);
     this.allowUids = checkUids(o.allowUids);
-    if (o.unlinkStale !== false) unlinkStaleSocket(socketPath);
+    if (o.unlinkStale !== false) unlinkStaleSocket(b, socketPath);
     // One recvmsg reads up to a whole maximal message and one byte more: a raw payload that
     // fills it is too large.
     const readSize = Math.min(this.maxPayload + HEADER + 1, 1 << 20);
@@ -503,12 +508,13 @@ function checkUids(uids: unknown): ReadonlySet<number> {
   return new Set(uids as number[]);
 }
 
-function unlinkStaleSocket(socketPath: string): void {
+function unlinkStaleSocket(b: { socketListening(path: string): boolean }, socketPath: string): void {
   let st: fs.Stats;
   try {
     st = fs.lstatSync(socketPath);
   } catch {
     return;
   }
-  if (st.isSocket()) fs.unlinkSync(socketPath);
+  // Unlinking a live listener's socket would silently cut it off from new peers.
+  if (st.isSocket() && !b.socketListening(socketPath)) fs.unlinkSync(socketPath);
 }

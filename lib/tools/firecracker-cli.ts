@@ -26,14 +26,17 @@ function summaryLine(vms: VmSummary[], rejected: number): string {
   const sum = (f: (v: VmSummary) => number): number => vms.reduce((n, v) => n + f(v), 0);
   const mib = (sum((v) => v.bytes) / (1 << 20)).toFixed(1);
   const failed = vms.filter((v) => v.status !== 'served').length;
+  const unsaved = vms.filter((v) => v.recordError !== undefined).length;
   return `firecracker-handler: ${vms.length} peer(s), ${sum((v) => v.faults)} faults, ${mib} MiB served, ` +
-    `${sum((v) => v.removedPages)} pages removed (zero on refault), ${failed} failed, ${rejected} connection(s) rejected\n`;
+    `${sum((v) => v.removedPages)} pages removed (zero on refault), ${failed} failed, ${rejected} connection(s) rejected` +
+    `${unsaved > 0 ? `, ${unsaved} working set(s) not saved` : ''}\n`;
 }
 
 function vmLine(v: VmSummary): string {
   const what = v.status === 'served' ? 'served' : `${v.status} (${v.error?.code})`;
   return `  vm pid ${v.pid}: ${what}, ${v.faults} faults, ${v.bytes} bytes, p50 ${(v.latencyNs.p50 / 1000).toFixed(0)} us, ` +
-    `p99 ${(v.latencyNs.p99 / 1000).toFixed(0)} us, ${v.removedPages} pages removed\n`;
+    `p99 ${(v.latencyNs.p99 / 1000).toFixed(0)} us, ${v.removedPages} pages removed` +
+    `${v.recordError ? `, working set not saved (${v.recordError.code})` : ''}\n`;
 }
 
 /** Whether this build's serve() takes record/prefetch (the working-set feature). */
@@ -41,7 +44,10 @@ function hasWorkingSets(): boolean {
   return typeof (Userfaultfd.prototype as unknown as { saveWorkingSet?: unknown }).saveWorkingSet === 'function';
 }
 
-/** The command. Returns the exit status: 0 when every VM was served, 1 when one was not, 2 on usage. */
+/**
+ * The command. Returns the exit status: 0 when every VM was served (and, with --record, its set
+ * saved), 1 when one was not, 2 on usage.
+ */
 export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout,
                            err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let o: CommandLine;
@@ -99,17 +105,18 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     process.removeListener('SIGTERM', stop);
   }
   const failed = vms.filter((v) => v.status !== 'served').length;
+  const unsaved = vms.filter((v) => v.recordError !== undefined).length;
   if (values.json) {
     const total = (f: (v: VmSummary) => number): number => vms.reduce((n, v) => n + f(v), 0);
     out.write(JSON.stringify({
       type: 'summary', vms: vms.length, failed, rejected: handler.rejected, faults: total((v) => v.faults),
-      bytes: total((v) => v.bytes), removedPages: total((v) => v.removedPages),
+      bytes: total((v) => v.bytes), removedPages: total((v) => v.removedPages), ...(unsaved > 0 ? { unsaved } : {}),
     }) + '\n');
   } else {
     out.write(summaryLine(vms, handler.rejected));
     for (const v of vms) out.write(vmLine(v));
   }
-  return failed === 0 ? 0 : 1;
+  return failed === 0 && unsaved === 0 ? 0 : 1;
 }
 
 

@@ -61,6 +61,8 @@ export interface VmSummary {
   prefetchedPages?: number;
   /** With --record or --prefetch: faults on served pages that had to be answered on demand. */
   demandFaults?: number;
+  /** With --record: the first working set that could not be saved, and why. */
+  recordError?: { path: string; code: string; message: string };
 }
 
 /** false once the process is gone (or a zombie). */
@@ -78,6 +80,8 @@ function isAlive(pid: number): boolean {
 class Vm {
   readonly summary: VmSummary;
   private mappings: Mapping[] = [];
+  /** With --record: each recorded mapping's range and set file, saved when the VM goes. */
+  private readonly recordings: Array<{ range: { start: bigint; length: number }; path: string }> = [];
   private connectionOpen = true;
   private done = false;
   private timer: NodeJS.Timeout | undefined;
@@ -154,7 +158,10 @@ class Vm {
       this.uffd.serve(range, source(), opts);
       return;
     }
-    if (h.record !== undefined) opts.record = i === 0 ? h.record : `${h.record}.${i}`;
+    if (h.record !== undefined) {
+      opts.record = i === 0 ? h.record : `${h.record}.${i}`;
+      this.recordings.push({ range, path: opts.record });
+    }
     if (h.prefetch === undefined) {
       this.uffd.serve(range, source(), opts);
       return;
@@ -262,6 +269,24 @@ class Vm {
     peerClosed.then(check);
   }
 
+  /**
+   * Saves each recorded set here, not by close(): close() would report a failure as an 'error'
+   * event after this VM is done, and a set that was not saved must be logged, with its code,
+   * and fail the exit status (a folder that does not exist, a full disk).
+   */
+  private saveRecordings(): void {
+    for (const { range, path } of this.recordings) {
+      try {
+        this.uffd.saveWorkingSet(range, path);
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        const code = typeof err.code === 'string' ? err.code : 'ERR_FC_RECORD';
+        this.summary.recordError ??= { path, code, message: err.message };
+        this.handler.log(`vm pid ${this.peer.pid}: working set ${path} not saved: ${code}: ${err.message}`);
+      }
+    }
+  }
+
   /** The VM has gone or failed: its summary is taken and its uffd closed. Idempotent. */
   finish(): void {
     if (this.done) return;
@@ -274,6 +299,7 @@ class Vm {
         if (s.prefetched !== undefined) this.summary.prefetchedPages = s.prefetched;
         if (s.demandFaults !== undefined) this.summary.demandFaults = s.demandFaults;
       }
+      this.saveRecordings();
       this.uffd.close();
     }
     this.ended();

@@ -68,6 +68,26 @@ std::string ArgPath(const Napi::CallbackInfo& info, size_t i) {
 
 }  // namespace
 
+// ---- probing ----------------------------------------------------------------------------------
+
+// (socketPath) -> boolean: whether something listens at the path. A non-blocking connect(2) to
+// a Unix socket answers at once: ECONNREFUSED means no listener (the file is a leftover of a
+// dead one), EAGAIN means a listener with a full backlog. Any other refusal (EACCES, ...) is
+// reported as listening, so that a caller never unlinks a socket it could not check.
+Napi::Value SocketListening(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgPath(info, 0);
+  sockaddr_un addr;
+  socklen_t addrLen;
+  if (!UnixAddress(path, &addr, &addrLen))
+    ThrowErrno(env, ENAMETOOLONG, "connect", kNoBytes, path.c_str());
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (sock < 0) ThrowErrno(env, errno, "socket");
+  int err = connect(sock, reinterpret_cast<sockaddr*>(&addr), addrLen) == 0 ? 0 : errno;
+  close(sock);
+  return Napi::Boolean::New(env, err != ECONNREFUSED && err != ENOENT);
+}
+
 // ---- sending ----------------------------------------------------------------------------------
 
 Napi::Value SendFd(const Napi::CallbackInfo& info) {
@@ -574,6 +594,7 @@ Napi::Value FdListener::CloseReceived(const Napi::CallbackInfo& info) {
 
 void InitFdPass(Napi::Env env, Napi::Object exports) {
   exports.Set("sendFd", Napi::Function::New(env, SendFd, "sendFd"));
+  exports.Set("socketListening", Napi::Function::New(env, SocketListening, "socketListening"));
   exports.Set("FdListener", FdListener::Init(env));
 }
 

@@ -122,7 +122,7 @@ describeBackends('dirtyPages', (backend) => {
     assert.throws(() => u.dirtyPages({ start: r.address + 1n, length: PAGE }), { code: 'ERR_OUT_OF_RANGE' });
     assert.throws(() => u.dirtyPages(null), { code: 'ERR_INVALID_ARG_TYPE' });
     u.close();
-    assert.throws(() => u.dirtyPages(r), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => u.dirtyPages(r), { code: 'ERR_UFFD_CLOSED' });
   });
 });
 

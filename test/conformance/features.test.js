@@ -1,9 +1,14 @@
 // Features whose effect both backends must show the same way: SIGBUS (every userfault becomes
 // a SIGBUS, as in the kernel's sigbus and sigbus-wp selftests), WP_UNPOPULATED, and pages
-// written through region.buffer before registration.
+// written through region.buffer before registration. Then the kernel selftests' sigbus and
+// events cases (tools/testing/selftests/mm/uffd-unit-tests.c), opened with the features they
+// ask for, EVENT_FORK and EVENT_REMAP included: the simulator accepts those (their events never
+// occur there), so code written for the kernel runs on it unchanged.
 const assert = require('assert');
 const { PageSource } = require('../../dist');
-const { describeBackends, requireFeature, pattern, pages, PAGE, perTestUffd } = require('../helpers');
+const {
+  describeBackends, requireFeature, requirePrivileged, pattern, pages, PAGE, perTestUffd, runUffdChild,
+} = require('../helpers');
 
 describeBackends('features', (backend) => {
   const map = perTestUffd(backend);
@@ -86,6 +91,70 @@ describeBackends('features', (backend) => {
       u.on('pagefault', (e) => faults.push(e));
       await r.write(2 * PAGE, Buffer.from([9]));
       assert.deepStrictEqual(faults, []);
+    });
+  });
+
+  // Each in a child with a deadline: a fault left unanswered fails the case, not the run.
+  describe("the kernel's uffd-unit-tests, with the features they open", function () {
+    this.timeout(30000);
+    const NR = 8;
+    /** runUffdChild with `u` opened with `features`, `r` (NR pages) registered, `data` and helpers. */
+    const selftest = (features, body) => runUffdChild(backend, `
+      const NR = ${NR};
+      u.register(r);
+      const data = Buffer.alloc(NR * PAGE);
+      for (let i = 0; i < data.length; i++) data[i] = (Math.floor(i / PAGE) * 31 + i) & 0xff;
+      const page = (p) => data.subarray(p * PAGE, (p + 1) * PAGE);
+      const at = (p) => r.address + BigInt(p * PAGE);
+      const sigbus = (promise) => promise.then(() => 'resolved', (e) => e.code);
+      ${body}`, { open: { features }, pages: NR, timeoutMs: 20000 });
+
+    it('sigbus (SIGBUS | EVENT_FORK): each missing page raises SIGBUS until copied, again once released; no event', async function () {
+      requireFeature(this, backend, 'SIGBUS');
+      if (backend === 'native') requirePrivileged(this, 'EVENT_FORK', 'ptrace');
+      const out = await selftest(['SIGBUS', 'EVENT_FORK'], `
+        const events = [];
+        for (const type of ['pagefault', 'fork']) u.on(type, (e) => events.push(e.type));
+        out.first = [];
+        out.copied = [];
+        for (let p = 0; p < NR; p++) {
+          out.first.push(await sigbus(r.read(p * PAGE, 8)));
+          u.copy(at(p), page(p));
+          out.copied.push((await r.read(p * PAGE, PAGE)).equals(page(p)));
+        }
+        r.dontneed(0, NR * PAGE); // release_pages
+        out.released = [];
+        for (let p = 0; p < NR; p++) out.released.push(await sigbus(r.read(p * PAGE, 1)));
+        out.events = events;`);
+      assert.deepStrictEqual(out.first, Array(NR).fill('SIGBUS'), JSON.stringify(out));
+      assert.deepStrictEqual(out.copied, Array(NR).fill(true));
+      assert.deepStrictEqual(out.released, Array(NR).fill('SIGBUS'));
+      assert.deepStrictEqual(out.events, []);
+    });
+
+    it('events (EVENT_FORK | EVENT_REMAP | EVENT_REMOVE): every page faults once and is served; a release is a remove event', async function () {
+      if (backend === 'native') requirePrivileged(this, 'EVENT_FORK', 'ptrace');
+      const out = await selftest(['EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'], `
+        let missingFaults = 0;
+        u.on('pagefault', (e) => {
+          missingFaults++;
+          const p = Number((e.address - r.address) / BigInt(PAGE));
+          u.copy(at(p), page(p));
+        });
+        const removes = [];
+        // As the selftest's monitor does: a removed range is unregistered, so it reads zeros.
+        u.on('remove', (e) => {
+          removes.push([e.start === r.address, Number(e.end - e.start)]);
+          u.unregister({ start: e.start, length: Number(e.end - e.start) });
+        });
+        out.served = (await r.read(0, NR * PAGE)).equals(data);
+        out.faults = missingFaults;
+        r.dontneed(0, NR * PAGE);
+        for (let i = 0; i < 200 && removes.length === 0; i++) await new Promise((res) => setTimeout(res, 5));
+        out.removes = removes;
+        out.zeros = (await r.read(0, NR * PAGE)).every((b) => b === 0);
+        out.faultsAfter = missingFaults;`);
+      assert.deepStrictEqual(out, { served: true, faults: NR, removes: [[true, NR * PAGE]], zeros: true, faultsAfter: NR });
     });
   });
 

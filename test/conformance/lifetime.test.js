@@ -51,7 +51,7 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
   it('process.exit() with a read waiting on a fault exits cleanly', async () => {
     const r = await runChild(`${prelude(backend)}
       const uffd = Userfaultfd.open({ backend });
-      const region = Region.map(4096, { backend });
+      const region = Region.map(uffd.pageSize, { backend });
       uffd.register(region);
       uffd.on('pagefault', () => { console.log('fault'); process.exit(3); });
       region.read(0, 1);`);
@@ -61,12 +61,15 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
   it('a read waiting on a fault holds the process until the uffd is closed', async () => {
     const r = await runChild(`${prelude(backend)}
       const uffd = Userfaultfd.open({ backend });
-      const region = Region.map(4096, { backend });
+      const region = Region.map(uffd.pageSize, { backend });
       uffd.register(region);
-      uffd.on('pagefault', () => console.log('fault'));
+      // The timer is unref'd: only the waiting read can hold the process until it fires.
+      uffd.on('pagefault', () => {
+        console.log('fault');
+        setTimeout(() => { console.log('closing'); uffd.close(); }, 50).unref();
+      });
       uffd.unref();
-      region.read(0, 1).then((b) => console.log('read', b[0]));
-      setTimeout(() => { console.log('closing'); uffd.close(); }, 50);`);
+      region.read(0, 1).then((b) => console.log('read', b[0]));`);
     assert.deepStrictEqual([r.code, r.signal, r.timedOut], [0, null, false]);
     assert.deepStrictEqual(r.stdout.trim().split('\n'), ['fault', 'closing', 'read 0']);
   });
@@ -75,7 +78,7 @@ describeBackends('lifetime: ref, unref, close', (backend) => {
 /** The prelude with a uffd and a registered region, and a heartbeat that holds nothing. */
 const registered = (backend) => `${prelude(backend)}
   const uffd = Userfaultfd.open({ backend });
-  const region = Region.map(4 * 4096, { backend });
+  const region = Region.map(4 * uffd.pageSize, { backend });
   uffd.register(region);
   setInterval(() => console.log('alive'), 50).unref();
 `;
@@ -88,14 +91,14 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   });
   it('exits by itself after close()', async () => {
     const r = await runChild(`${registered(backend)}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 1)));
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(uffd.pageSize, 1)));
       region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.close(); });`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     assert.match(r.stdout, /read 1/);
   });
   it('exits by itself after unref(), with the listener still on', async () => {
     const r = await runChild(`${registered(backend)}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 2)));
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(uffd.pageSize, 2)));
       region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.unref(); });`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     assert.match(r.stdout, /read 2/);
@@ -117,21 +120,21 @@ describeBackends('lifetime: a registered region, faults answered or waiting', (b
   });
   it('exits after removing its last listener', async () => {
     const r = await runChild(`${registered(backend)}
-      const h = (e) => { uffd.copy(e.address, Buffer.alloc(4096, 3)); };
+      const h = (e) => { uffd.copy(e.address, Buffer.alloc(uffd.pageSize, 3)); };
       uffd.on('pagefault', h);
       region.read(0, 1).then((b) => { console.log('read', b[0]); uffd.off('pagefault', h); });`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
   });
   it('exits after an events() iteration ends with break', async () => {
     const r = await runChild(`${registered(backend)}
-      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(4096, 4)); break; } console.log('loop done'); })();
+      (async () => { for await (const e of uffd.events()) { uffd.copy(e.address, Buffer.alloc(uffd.pageSize, 4)); break; } console.log('loop done'); })();
       region.read(0, 1).then((b) => console.log('read', b[0]));`);
     assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr);
     assert.match(r.stdout, /read 4/);
   });
   it('stays alive while a ref\'d uffd has a listener (killed by the timeout, heartbeats printed)', async () => {
     const r = await runChild(`${registered(backend)}
-      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(4096, 5)));
+      uffd.on('pagefault', (e) => uffd.copy(e.address, Buffer.alloc(uffd.pageSize, 5)));
       region.read(0, 1).then((b) => console.log('read', b[0]));`, { timeoutMs: 1500 });
     assert.strictEqual(r.timedOut, true, `exited by itself: ${JSON.stringify(r)}`);
     assert.strictEqual(r.signal, 'SIGKILL');

@@ -78,7 +78,7 @@ describeBackends('readSync', (backend) => {
   it('throws the closed error after close()', () => {
     const u = Userfaultfd.open({ backend });
     u.close();
-    assert.throws(() => u.readSync({ timeoutMs: 0 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: /closed/ });
+    assert.throws(() => u.readSync({ timeoutMs: 0 }), { name: 'Error', code: 'ERR_UFFD_CLOSED', message: /closed/ });
   });
 
   it('refuses bad options before reading', () => {

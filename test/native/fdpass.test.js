@@ -201,7 +201,7 @@ describeNative('fdpass: sendUffd / listenForUffd', function () {
     assert.throws(() => sendUffd('/tmp/' + 'x'.repeat(200), 3, 'x'), { code: 'ERR_OUT_OF_RANGE' });
     const u = Userfaultfd.open();
     u.close();
-    assert.throws(() => sendUffd(sock, u, 'x'), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => sendUffd(sock, u, 'x'), { code: 'ERR_UFFD_CLOSED' });
     assert.throws(() => listenForUffd(sock, { maxPayload: 0 }), { code: 'ERR_OUT_OF_RANGE' });
     assert.throws(() => sendUffd(path.join(dir, 'nobody.sock'), 0, 'x'), { code: 'ENOENT', syscall: 'connect' });
   });
@@ -224,6 +224,43 @@ describeNative('fdpass: sendUffd / listenForUffd', function () {
     }
     assert.strictEqual(l2.closed, true);
     u.close();
+  });
+
+  it('a second listener at a live listener\'s path fails with EADDRINUSE; the first keeps serving', async function () {
+    const first = listenForUffd(sock, { onError: () => {} });
+    try {
+      assert.throws(() => listenForUffd(sock), { code: 'EADDRINUSE', syscall: 'bind' });
+      assert.ok(fs.existsSync(sock), 'the live socket file was removed');
+      const u = Userfaultfd.open();
+      sendUffd(sock, u, 'still here');
+      const { value } = await first.next();
+      assert.strictEqual(value.payload.toString(), 'still here');
+      value.uffd.close();
+      u.close();
+    } finally {
+      first.close();
+    }
+  });
+
+  it('a socket left behind by a listener that died is removed, and the path is listened on again', async function () {
+    const r = await runChild(`
+      const { listenForUffd } = require(${JSON.stringify(DIST)});
+      listenForUffd(${JSON.stringify(sock)});
+      console.log('listening');
+      process.kill(process.pid, 'SIGKILL');`);
+    assert.strictEqual(r.signal, 'SIGKILL', r.stderr);
+    assert.ok(fs.statSync(sock).isSocket(), 'the dead listener left no socket file');
+    const listener = listenForUffd(sock);
+    try {
+      const u = Userfaultfd.open();
+      sendUffd(sock, u, 'again');
+      const { value } = await listener.next();
+      assert.strictEqual(value.payload.toString(), 'again');
+      value.uffd.close();
+      u.close();
+    } finally {
+      listener.close();
+    }
   });
 
   it('lifecycle: a ref\'d listener holds the process, an unref\'d one does not; exit with one open is clean', async function () {

@@ -151,7 +151,7 @@ describeNative('serve: read-ahead, residency, dontneed, stats', function () {
       assert.strictEqual(s.bytes, 16 * PAGE);
       uffd.wake(region);
       assert.strictEqual(uffd.stats().wakeups, s.wakeups + 1);
-      assert.throws(() => { uffd.close(); uffd.stats(); }, { code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => { uffd.close(); uffd.stats(); }, { code: 'ERR_UFFD_CLOSED' });
     } finally {
       uffd.close();
       region.unmap();

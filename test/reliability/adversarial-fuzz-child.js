@@ -6,7 +6,9 @@
 // listener, views of registered memory as sources, faults nobody reads, a JS SIGBUS listener,
 // regions over 4 GiB, a detached served buffer, a FIFO as file source, dropped uffds, fork
 // events nobody takes, and hostile fd-passing peers (floods, slowloris, garbage, another uid,
-// EMFILE, peers dying mid-message).
+// EMFILE, peers dying mid-message). adversarial-fuzz-sources.js adds what comes from outside,
+// on either backend: hostile working-set files, hostile HTTP servers, custom sources that
+// change their buffers, snapshot destinations of every file type.
 //
 // What is a finding: a hang (the parent's deadline), a crash (a signal), an error without a
 // code, a byte in a region that is neither the source's nor zero, an fd or thread left behind,
@@ -22,6 +24,7 @@ const path = require('path');
 const { parseArgs } = require('util');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource, sendUffd, listenForUffd } = require('../../dist');
+const { sourceScenarios } = require('./adversarial-fuzz-sources');
 
 const { values: opts } = parseArgs({ options: { seed: { type: 'string' }, hostile: { type: 'string' } } });
 const SEED = Number(opts.seed) >>> 0;
@@ -409,6 +412,11 @@ const scenarios = {
     }
   },
 };
+
+Object.assign(scenarios, sourceScenarios({
+  int, pick, chance, notes, attempt, attemptAsync, within, checkBytes, pattern, Finding, later, PAGE,
+  uffd: (options) => uffd(options), region: (pages, options) => region(pages, options),
+}));
 
 const idleSockets = [];
 function netPeer(sock, onConnect) {
