@@ -120,7 +120,7 @@ int SnapshotWriter::SaveRun(uint64_t first, uint64_t count, uint8_t* bounce) {
   // Under ThreadSanitizer: these reads of the range race, as TSan sees it, with the program's
   // writes to it; what orders them is the kernel's write protection (a writer to a claimed page
   // waits in the kernel until the page is saved and un-protected), which TSan cannot see.
-  TsanIgnore ignore;
+  [[maybe_unused]] TsanIgnore ignore;
   const uint8_t* src = reinterpret_cast<const uint8_t*>(start_ + first * pageSize_);
   uint64_t offset = destOffset_ + first * pageSize_;
   int err = WriteAll(src, count * pageSize_, offset);
