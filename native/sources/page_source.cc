@@ -320,7 +320,7 @@ uint32_t ServedRanges::Push(Range r) {
     r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
   // An image clone is filled by its image, never tracked nor filled here.
   if (r.image == nullptr && (r.follow || filling_)) TrackPending(r);
-  // Here, on the JS thread: the reader thread never allocates.
+  // Mapped memory (mapped_allocator.h): neither this nor the push below calls malloc.
   if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
   ranges_.push_back(std::move(r));
   return id;
@@ -329,18 +329,28 @@ uint32_t ServedRanges::Push(Range r) {
 // JS thread. Once it returns, the reader no longer uses the range's source: Answer holds
 // the same lock for the whole fill.
 bool ServedRanges::Remove(uint32_t id) {
+  RangeList gone;  // destroyed (their sources released) after the unlock: see mutex_
+  Retired retired;
   std::lock_guard<std::mutex> lock(mutex_);
+  TakeRetired(retired);
   // Every piece: a following range may have been cut in several.
-  auto it =
-      std::remove_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
-  if (it == ranges_.end()) return false;
-  ranges_.erase(it, ranges_.end());
+  for (Range& r : ranges_) {
+    if (r.id == id) gone.push_back(std::move(r));
+  }
+  if (gone.empty()) return false;
+  // What is left of them was moved from: erasing frees nothing.
+  ranges_.erase(
+      std::remove_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; }),
+      ranges_.end());
   return true;
 }
 
 void ServedRanges::Clear() {
+  RangeList gone;  // released after the unlock
+  Retired retired;
   std::lock_guard<std::mutex> lock(mutex_);
-  ranges_.clear();
+  ranges_.swap(gone);
+  TakeRetired(retired);
 }
 
 // Reader thread.
@@ -351,25 +361,23 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
     if (start < r.start + r.length && end > r.start) {
       for (Stream& s : r.streams) s = Stream{};
       if (!removed || !r.zeroRemoved) continue;
-      // Merge [a, b) into the sorted, disjoint spans. Here, on the reader thread, before any
-      // later fault is read: a fault in the span can never be filled from the source first.
+      // Merge [a, b) into the sorted, disjoint spans, in place (mapped memory: no malloc). Here, on the reader thread, before any later fault is read: a fault in the
+      // span can never be filled from the source first.
       uint64_t a = std::max(start, r.start), b = std::min(end, r.start + r.length);
-      std::vector<std::pair<uint64_t, uint64_t>> merged;
-      merged.reserve(r.removed.size() + 1);
-      bool placed = false;
-      for (const auto& x : r.removed) {
-        if (x.second < a) {
-          merged.push_back(x);
-        } else if (x.first > b) {
-          if (!placed) merged.emplace_back(a, b), placed = true;
-          merged.push_back(x);
-        } else {
-          a = std::min(a, x.first);
-          b = std::max(b, x.second);
-        }
+      size_t i = 0, n = r.removed.size();
+      while (i < n && r.removed[i].end < a) i++;  // spans wholly before (not touching) [a, b)
+      size_t j = i;
+      for (; j < n && r.removed[j].start <= b; j++) {  // spans touching or overlapping it
+        a = std::min(a, r.removed[j].start);
+        b = std::max(b, r.removed[j].end);
       }
-      if (!placed) merged.emplace_back(a, b);
-      r.removed.swap(merged);
+      auto at = r.removed.begin() + static_cast<std::ptrdiff_t>(i);
+      if (j == i) {
+        r.removed.insert(at, Span{a, b});
+      } else {
+        r.removed[i] = Span{a, b};
+        r.removed.erase(at + 1, r.removed.begin() + static_cast<std::ptrdiff_t>(j));
+      }
       // A dropped page is never filled again: zeros answer it from now on.
       ClearPending(r, std::max(start, r.start),
                    std::min(end, r.start + r.length) - std::max(start, r.start));
@@ -460,10 +468,10 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, bool minor,
     uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
     // A JavaScript source fills one page at a time here: the rest is its own read-ahead's.
     if (r.image && !r.image->nativeSource()) end = page + r.unit;
-    for (const auto& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
-      if (page >= x.first && page < x.second) return ZeroRemoved(fd, r, page, stats, err);
-      if (x.first > page) {
-        end = std::min(end, x.first);
+    for (const Span& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
+      if (page >= x.start && page < x.end) return ZeroRemoved(fd, r, page, stats, err);
+      if (x.start > page) {
+        end = std::min(end, x.start);
         break;
       }
     }

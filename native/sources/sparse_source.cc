@@ -52,8 +52,7 @@ class SparseSource : public PageSource {
   std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
     std::shared_ptr<PageSource> backing = backing_->ForAnotherThread(backing_);
     if (!backing) return nullptr;
-    if (backing == backing_) return self;
-    return std::make_shared<SparseSource>(std::move(backing), runs_);
+    return backing == backing_ ? self : nullptr;  // a new one would allocate
   }
 
  private:
