@@ -458,7 +458,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
       const set = path.join(dir, 'ws-pages.bin');
       for (const args of [['--record', set, '--pages'], ['--prefetch', set, '--pages', '--prefetch-mode', 'eager']]) {
         const sock = sockPath();
-        const h = startHandler([sock, memFile, '--json', ...args]);
+        const h = await startHandler([sock, memFile, '--json', ...args]);
         const { removed } = assertPeerOk(await peer(sock));
         const r = await h.done;
         assertExited(r, 0);
@@ -471,7 +471,7 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
       // The memory file changes: the page file is stale, said so, and the VM is served from the file.
       fs.utimesSync(memFile, new Date(), new Date());
       const sock = sockPath();
-      const h = startHandler([sock, memFile, '--json', '--prefetch', set, '--pages']);
+      const h = await startHandler([sock, memFile, '--json', '--prefetch', set, '--pages']);
       const { removed } = assertPeerOk(await peer(sock));
       const r = await h.done;
       assertExited(r, 0);
