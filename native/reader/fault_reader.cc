@@ -311,9 +311,9 @@ void FaultReader::OnReadable(napi_env env, int status) {
       jsBatch_.clear();
       return;
     }
-    size_t handed = onBatch_.IsEmpty()
-                        ? 0
-                        : DeliverBatch(env, onBatch_.Value(), jsBatch_.data(), jsBatch_.size(), true);
+    size_t handed = onBatch_.IsEmpty() ? 0
+                                       : DeliverBatch(env, onBatch_.Value(), jsBatch_.data(),
+                                                      jsBatch_.size(), true);
     for (size_t i = handed; i < jsBatch_.size(); i++) Discard(jsBatch_[i]);
     jsBatch_.clear();
     // The handler may have closed the uffd, or handed it to the thread: read no more here.
@@ -361,8 +361,9 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, Delivery* batch, s
     }
     // From the loop there is no callback scope around this call: napi_make_callback opens one,
     // so that process.nextTick callbacks and promise jobs run after it, as after any I/O.
-    napi_status st = fromLoop ? napi_make_callback(env, queue_.context(), recv, fn, 1, &arg, &result)
-                              : napi_call_function(env, recv, fn, 1, &arg, &result);
+    napi_status st = fromLoop
+                         ? napi_make_callback(env, queue_.context(), recv, fn, 1, &arg, &result)
+                         : napi_call_function(env, recv, fn, 1, &arg, &result);
     if (st != napi_ok) {
       callFailed_ = true;
       // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any

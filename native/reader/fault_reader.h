@@ -95,8 +95,8 @@ class FaultReader : private LoopReader::Target {
   // JS thread only. Stop wakes the thread through the eventfd and joins it; idempotent. The
   // object then deletes itself, on the JS thread, once its queue's uv handle has closed.
   // Stop() is Halt() then Release(): Halt closes the loop watch (SetDirect), waits until the
-  // thread has left its loop, and frees nothing, so that a caller can close the uffd in between (Userfaultfd::Shutdown says why);
-  // Release joins the thread and lets go of the object.
+  // thread has left its loop, and frees nothing, so that a caller can close the uffd in between
+  // (Userfaultfd::Shutdown says why); Release joins the thread and lets go of the object.
   void Stop();
   void Halt();
   void Release();

@@ -21,9 +21,9 @@
 namespace uffd {
 
 bool PageSource::CopyOut(uint64_t offset, uint64_t len, uint8_t* out) {
-  const uint8_t* bytes = Read(offset, len);
+  const uint8_t* bytes = Read(offset, len, out);  // `out` is as large: it may bounce there
   if (bytes == nullptr) return false;
-  memcpy(out, bytes, len);
+  if (bytes != out) memcpy(out, bytes, len);
   return true;
 }
 
@@ -75,7 +75,7 @@ int SendFile(int in, uint64_t from, int out, uint64_t at, uint64_t len) {
 class ZeroSource : public PageSource {
  public:
   uint64_t size() const override { return 0; }
-  const uint8_t* Read(uint64_t, uint64_t) override { return nullptr; }
+  const uint8_t* Read(uint64_t, uint64_t, uint8_t*) override { return nullptr; }
   std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
     return self;
   }
@@ -85,7 +85,7 @@ class MemorySource : public PageSource {
  public:
   MemorySource(const uint8_t* data, uint64_t length) : data_(data), length_(length) {}
   uint64_t size() const override { return length_; }
-  const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+  const uint8_t* Read(uint64_t offset, uint64_t, uint8_t*) override { return data_ + offset; }
 
  private:
   const uint8_t* data_;
@@ -101,7 +101,7 @@ class OwnedMemorySource : public PageSource {
     if (data_ != nullptr) munmap(data_, length_);
   }
   uint64_t size() const override { return length_; }
-  const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+  const uint8_t* Read(uint64_t offset, uint64_t, uint8_t*) override { return data_ + offset; }
   std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
     return self;
   }
@@ -123,7 +123,7 @@ class MappedFileSource : public PageSource {
     close(fd_);
   }
   uint64_t size() const override { return size_; }
-  const uint8_t* Read(uint64_t offset, uint64_t) override {
+  const uint8_t* Read(uint64_t offset, uint64_t, uint8_t*) override {
     return static_cast<const uint8_t*>(map_) + skew_ + offset;
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
@@ -143,33 +143,7 @@ class MappedFileSource : public PageSource {
   uint64_t mapLength_, skew_, size_;
 };
 
-// The calling thread's bounce buffer for pread sources (at least `size` bytes, base-page
-// aligned), made at its first read, grown when a source needs more (huge pages larger than
-// kMaxWindow: ServedRanges::CopyWindow) and kept until the thread ends: one source can then be
-// read by several reader threads at once (a fork child's and its parent's). nullptr with errno
-// ENOMEM.
-uint8_t* ThreadBounce(uint64_t size) {
-  struct Buffer {
-    void* p = nullptr;
-    uint64_t size = 0;
-    ~Buffer() { free(p); }
-  };
-  thread_local Buffer buffer;
-  if (buffer.size < size) {
-    free(buffer.p);
-    buffer.p = nullptr;
-    buffer.size = 0;
-    if (posix_memalign(&buffer.p, static_cast<size_t>(sysconf(_SC_PAGESIZE)), size) != 0) {
-      buffer.p = nullptr;
-      errno = ENOMEM;
-      return nullptr;
-    }
-    buffer.size = size;
-  }
-  return static_cast<uint8_t*>(buffer.p);
-}
-
-// pread(2) into the thread's bounce buffer, then UFFDIO_COPY: two copies, but no mapping of
+// pread(2) into the caller's bounce buffer, then UFFDIO_COPY: two copies, but no mapping of
 // the file.
 class PreadFileSource : public PageSource {
  public:
@@ -177,9 +151,7 @@ class PreadFileSource : public PageSource {
       : fd_(fd), offset_(offset), size_(size), window_(window) {}
   ~PreadFileSource() override { close(fd_); }
   uint64_t size() const override { return size_; }
-  const uint8_t* Read(uint64_t offset, uint64_t len) override {
-    uint8_t* bounce = ThreadBounce(window_);
-    if (bounce == nullptr) return nullptr;
+  const uint8_t* Read(uint64_t offset, uint64_t len, uint8_t* bounce) override {
     len = std::min(len, window_);
     return PreadFully(fd_, offset_ + offset, len, bounce) ? bounce : nullptr;
   }
@@ -322,6 +294,7 @@ uint32_t ServedRanges::Push(Range r) {
   if (r.image == nullptr && (r.follow || filling_)) TrackPending(r);
   // Mapped memory (mapped_allocator.h): neither this nor the push below calls malloc.
   if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
+  if (bounce_.size() < CopyWindow(r.unit)) bounce_.resize(CopyWindow(r.unit));
   ranges_.push_back(std::move(r));
   return id;
 }
@@ -361,8 +334,9 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
     if (start < r.start + r.length && end > r.start) {
       for (Stream& s : r.streams) s = Stream{};
       if (!removed || !r.zeroRemoved) continue;
-      // Merge [a, b) into the sorted, disjoint spans, in place (mapped memory: no malloc). Here, on the reader thread, before any later fault is read: a fault in the
-      // span can never be filled from the source first.
+      // Merge [a, b) into the sorted, disjoint spans, in place (mapped memory: no malloc). Here, on
+      // the reader thread, before any later fault is read: a fault in the span can never be filled
+      // from the source first.
       uint64_t a = std::max(start, r.start), b = std::min(end, r.start + r.length);
       size_t i = 0, n = r.removed.size();
       while (i < n && r.removed[i].end < a) i++;  // spans wholly before (not touching) [a, b)
@@ -617,7 +591,7 @@ IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t leng
     n = std::min(n, std::max(unit, run & ~(unit - 1)));
   } else if (run >= unit) {
     n = std::min(n, run & ~(unit - 1));
-    bytes = src.Read(so, n);
+    bytes = src.Read(so, n, bounce_.data());
     if (bytes == nullptr) return {0, errno};
   } else {
     // The source's bytes end inside this page: they, then zeros.

@@ -19,8 +19,12 @@ class PageSource {
   virtual ~PageSource() = default;
   virtual uint64_t size() const = 0;
   // Reader thread. The bytes at [offset, offset + len), len <= size() - offset; nullptr on an
-  // I/O error (errno set). The pointer stays valid until the next call.
-  virtual const uint8_t* Read(uint64_t offset, uint64_t len) = 0;
+  // I/O error (errno set). The pointer stays valid until the next call with the same `bounce`:
+  // the caller's page-aligned buffer of at least `len` bytes, which a source that must copy
+  // (pread) reads into. The caller's, so that a source read by several threads at once (a
+  // fork child's reader and its parent's) needs no buffer per thread, which the reader thread
+  // could only make with malloc or thread_local (both allocate: mapped_vector.h).
+  virtual const uint8_t* Read(uint64_t offset, uint64_t len, uint8_t* bounce) = 0;
   // Reader thread. Copies [offset, offset + len) into `out` (the partial last page of the
   // source). False on an I/O error (errno set). A mapped file overrides it with pread(2): a
   // user-space load past the end of a file truncated since serve() would raise SIGBUS.
@@ -98,7 +102,7 @@ class ServedRanges {
     bool zeroRemoved = false;
     // Sorted, disjoint; grown and split on the reader thread (mapped_allocator.h: no malloc).
     MappedStdVector<Span> removed;
-    uint64_t unit = 0;           // the mapping's page size (pageSize_, or a huge page)
+    uint64_t unit = 0;  // the mapping's page size (pageSize_, or a huge page)
     // Huge pages: the kernel answers EEXIST, not ENOMEM, to a UFFDIO_COPY that finds no free
     // huge page (the page table entry exists, empty). The faulting page woken on EEXIST then
     // faults again at once, forever. The last page so woken, and how many times in a row.
@@ -222,8 +226,9 @@ class ServedRanges {
   // the last reference's release frees the source.
   Retired retired_;
   uint32_t nextId_ = 1;
-  uint64_t clock_ = 0;                    // orders stream use (LRU)
+  uint64_t clock_ = 0;                        // orders stream use (LRU)
   MappedStdVector<uint8_t> tailPage_;         // the zero-padded last page of a source
+  MappedStdVector<uint8_t> bounce_;           // a pread source's window (Read's `bounce`)
   MappedStdVector<unsigned char> residency_;  // mincore() vector for one window
   // The fill (served_layout.cc): running, and its chunk bounds and current chunk in bytes.
   bool filling_ = false;

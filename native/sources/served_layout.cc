@@ -23,9 +23,7 @@ namespace {
 using Bits = MappedStdVector<uint64_t>;
 using Spans = MappedStdVector<ServedRanges::Span>;
 
-bool TestBit(const Bits& bits, uint64_t i) {
-  return (bits[i >> 6] >> (i & 63)) & 1;
-}
+bool TestBit(const Bits& bits, uint64_t i) { return (bits[i >> 6] >> (i & 63)) & 1; }
 
 // Bits [from, from + count) of `bits` as a new vector; *set is how many of them are set.
 Bits SliceBits(const Bits& bits, uint64_t from, uint64_t count, uint64_t* set) {
@@ -184,6 +182,7 @@ void ServedRanges::Adopt(RangeList ranges) {
     if (it == ids.end()) it = ids.insert(ids.end(), {r.id, nextId_++});
     r.id = it->second;
     if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
+    if (bounce_.size() < CopyWindow(r.unit)) bounce_.resize(CopyWindow(r.unit));
     ranges_.push_back(std::move(r));
   }
 }

@@ -219,7 +219,7 @@ void Userfaultfd::Shutdown() {
     snapshots.swap(snapshots_);
   }
   for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
-  if (fast_) *fast_ = FastTarget{};      // its functions throw from now on
+  if (fast_) *fast_ = FastTarget{};       // its functions throw from now on
   if (fd_ >= 0) DetachForTeardown(this);  // nobody unregisters through fd_ from here on
   {
     // No fork in flight from here to the close (fork_guard.h): the reader reads the FORK events

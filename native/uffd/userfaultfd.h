@@ -84,7 +84,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   bool OrderedAndBehind(const Napi::CallbackInfo& info, size_t seenArg);
   Napi::Value AdoptFork(const Napi::CallbackInfo& info);
   Napi::Value DropFork(const Napi::CallbackInfo& info);
-  ServedRanges::RangeList TakeFork(int childFd);       // JS thread
+  ServedRanges::RangeList TakeFork(int childFd);                // JS thread
   std::shared_ptr<PageSource> SharedSource(uint32_t sourceId);  // JS thread
   static std::vector<SparseRun> SparseRuns(Napi::Value value);  // JS thread
   Napi::Value Stats(const Napi::CallbackInfo& info);
