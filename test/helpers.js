@@ -157,10 +157,36 @@ function requireNoSanitizer(ctx, why) {
  * matches `after`, it is killed `ms` (scaled) later (timedOut: true), however long it took to
  * get there (a slow start under emulation does not eat the time it is watched).
  */
+/**
+ * The process groups startProcess started that have not closed yet. Each runs in its own group
+ * (detached), so neither a Ctrl-C nor its parent's death reaches it, and its deadline is a
+ * timer in this process: if the run ends first (mocha exits, or is stopped by SIGINT, SIGTERM
+ * or SIGHUP), they are killed here. A run killed outright (SIGKILL) cannot do that: a child that
+ * would wait forever must watch its parent itself (firecracker-handler --exit-with-parent).
+ */
+const runningGroups = new Set();
+
+function killRunningGroups() {
+  for (const pid of runningGroups) {
+    try { process.kill(-pid, 'SIGKILL'); } catch { /* gone already */ }
+  }
+  runningGroups.clear();
+}
+
+process.on('exit', killRunningGroups);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, function stop() {
+    killRunningGroups();
+    // Then as if nobody had listened: this process ends by the signal.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  });
+}
+
 function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true, aliveFor = null } = {}) {
   timeoutMs = scaled(timeoutMs) * CHILD_TIME_FACTOR;
   const childEnv = inheritEnv ? { ...process.env, ...env } : env;
   const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  if (child.pid !== undefined) runningGroups.add(child.pid);
   let stdout = '';
   let stderr = '';
   let timedOut = false;
@@ -181,9 +207,19 @@ function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path
   child.stderr.on('data', (d) => { stderr += d; });
   const done = new Promise((resolve) => child.on('close', (code, signal) => {
     clearTimeout(timer);
+    runningGroups.delete(child.pid);
     resolve({ code, signal, stdout, stderr, timedOut });
   }));
   return { pid: child.pid, done, output: () => ({ stdout, stderr }) };
+}
+
+/** Whether process `pid` has exited (Linux: a zombie nobody has reaped yet has exited). */
+function processExited(pid) {
+  try {
+    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
 }
 
 /** startProcess, for its result only. */
@@ -390,4 +426,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };
+module.exports = { processExited, requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };

@@ -48,6 +48,7 @@ const fs = require('fs');
 const net = require('net');
 const { parseArgs } = require('util');
 const { Worker, isMainThread, parentPort, workerData } = require('worker_threads');
+const { Reader } = require('./reader');
 
 const PAGE = uffdModule().constants.pageSize; // the kernel's base page: both ends run on this machine
 const T = { PAGES: 1, ROUND: 2, FINISH: 3, SWITCH: 4, CHECKSUM: 5 };
@@ -126,51 +127,6 @@ function header(type, count, offset) {
   h.writeUInt32LE(count, 4);
   h.writeBigUInt64LE(BigInt(offset), 8);
   return h;
-}
-
-/** Reads exact byte counts from a socket, in order. */
-class Reader {
-  constructor(sock) {
-    this.chunks = [];
-    this.have = 0;
-    this.waiting = null;
-    this.ended = false;
-    sock.on('data', (d) => { this.chunks.push(d); this.have += d.length; this.pump(); });
-    sock.on('end', () => { this.ended = true; this.pump(); });
-  }
-  read(n) {
-    return new Promise((resolve, reject) => { this.waiting = { n, resolve, reject }; this.pump(); });
-  }
-  pump() {
-    const w = this.waiting;
-    if (!w) return;
-    if (this.have < w.n) {
-      if (this.ended) { this.waiting = null; w.reject(new Error('connection closed')); }
-      return;
-    }
-    // Only the chunks that hold the n bytes are joined: joining the whole backlog on every
-    // read made a fast sender's stream quadratic.
-    let out;
-    if (this.chunks[0].length >= w.n) {
-      out = this.chunks[0].subarray(0, w.n);
-      if (this.chunks[0].length === w.n) this.chunks.shift();
-      else this.chunks[0] = this.chunks[0].subarray(w.n);
-    } else {
-      out = Buffer.allocUnsafe(w.n);
-      let filled = 0;
-      while (filled < w.n) {
-        const c = this.chunks[0];
-        const take = Math.min(c.length, w.n - filled);
-        c.copy(out, filled, 0, take);
-        filled += take;
-        if (take === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(take);
-      }
-    }
-    this.have -= w.n;
-    this.waiting = null;
-    w.resolve(out);
-  }
 }
 
 // ---- the writer (a Worker of the source) --------------------------------------------------------

@@ -44,6 +44,7 @@ const crypto = require('crypto');
 const net = require('net');
 const { parseArgs } = require('util');
 const { Worker, isMainThread, parentPort, workerData } = require('worker_threads');
+const { Placement } = require('./placement');
 
 const PAGE = require('userfaultfd').constants.pageSize; // the kernel's base page: both ends run on this machine
 const READAHEAD_PAGES = 16; // per demand fault: the faulting page and up to 15 after it
@@ -217,32 +218,6 @@ function frameReader(onHello, onFrame) {
   };
 }
 
-/** UFFDIO_COPY of a run; pages already present (EEXIST) count as done. Returns pages placed. */
-function placeRun(uffd, start, firstPage, data) {
-  let placed = 0;
-  let off = 0;
-  let retries = 0;
-  while (off < data.length) {
-    try {
-      const n = uffd.copy(start + BigInt(firstPage * PAGE + off), data.subarray(off));
-      placed += n;
-      off += n;
-    } catch (e) {
-      if (e.code === 'EAGAIN' && e.bytes > 0) {
-        placed += e.bytes; // partial: what stopped it shows on the next copy
-        off += e.bytes;
-      } else if (e.code === 'EEXIST') {
-        off += PAGE; // already there: done
-      } else if (e.code === 'EAGAIN' && ++retries < 1000) {
-        // a non-cooperative event is queued (none is enabled here): try again
-      } else {
-        throw e;
-      }
-    }
-  }
-  return placed / PAGE;
-}
-
 async function runDestination(opts) {
   const { Userfaultfd } = require('userfaultfd');
   const t0 = performance.now();
@@ -259,14 +234,12 @@ async function runDestination(opts) {
   let sourceChecksum = null;
   let start = 0n;
   let pages = 0;
-  let present = null; // pages placed here, or answered already
+  let placement = null; // which pages are in; places the frames
+  let present = null; // placement.present
   let requested = null;
-  let inCount = 0;
-  const counts = { demandFaults: 0, demandPages: 0, backgroundPages: 0, requests: 0, requestWrites: 0, alreadyThere: 0 };
+  const counts = { demandFaults: 0, requests: 0, requestWrites: 0 };
   let uffd = null;
   let worker = null;
-  let resolveAllIn;
-  const allIn = new Promise((r) => { resolveAllIn = r; });
   const queued = [];
   let flushScheduled = false;
 
@@ -298,19 +271,7 @@ async function runDestination(opts) {
     }
   };
 
-  const onFrame = (kind, first, count, data) => {
-    const placed = placeRun(uffd, start, first, data);
-    if (kind === KIND.demand) counts.demandPages += placed;
-    else counts.backgroundPages += placed;
-    counts.alreadyThere += count - placed;
-    for (let p = first; p < first + count; p++) {
-      if (!present[p]) {
-        present[p] = 1;
-        inCount++;
-      }
-    }
-    if (inCount === pages) resolveAllIn();
-  };
+  const onFrame = (kind, first, count, data) => placement.frame(kind === KIND.demand, first, count, data);
 
   let workerReady;
   const helloSeen = new Promise((resolve) => {
@@ -322,15 +283,14 @@ async function runDestination(opts) {
   });
   let bg = null;
   sock.on('close', () => {
-    if (inCount < pages && uffd && !uffd.closed) {
-      process.stderr.write(`postcopy: the source hung up with ${pages - inCount} pages missing\n`);
+    if (placement && !placement.done && uffd && !uffd.closed) {
+      process.stderr.write(`postcopy: the source hung up with ${pages - placement.inCount} pages missing\n`);
+      placement.finish();
       uffd.close(); // wakes the workload: it reads zeros and the checksum tells
-      resolveAllIn();
     }
   });
   await helloSeen;
   pages = size / PAGE;
-  present = new Uint8Array(pages);
   requested = new Uint8Array(pages);
 
   // The Worker maps the region; this thread registers it and answers its faults.
@@ -349,6 +309,8 @@ async function runDestination(opts) {
   start = workerReady.address;
   uffd = Userfaultfd.open();
   uffd.register({ start, length: size });
+  placement = new Placement(uffd, start, pages);
+  present = placement.present;
   uffd.on('pagefault', onFault);
   // Registered: the background pass may start, on a connection of its own so that demand
   // pages never queue behind pushed ones (QEMU's postcopy-preempt channel does the same).
@@ -360,7 +322,7 @@ async function runDestination(opts) {
   const workloadDone = fromWorker('workload');
   worker.postMessage({ type: 'go', tStart: performance.timeOrigin + tStart });
   const w = await workloadDone;
-  await allIn;
+  await placement.allIn; // from here no frame is placed: the Worker may unmap the region
   const tAllIn = performance.now();
   const sumMsg = fromWorker('checksum');
   worker.postMessage({ type: 'checksum' });
@@ -390,9 +352,9 @@ async function runDestination(opts) {
     destinationChecksum: checksum,
     match: checksum === sourceChecksum,
     demandFaults: counts.demandFaults,
-    pagesOnDemand: counts.demandPages,
-    pagesInBackground: counts.backgroundPages,
-    pagesAlreadyThere: counts.alreadyThere,
+    pagesOnDemand: placement.counts.demandPages,
+    pagesInBackground: placement.counts.backgroundPages,
+    pagesAlreadyThere: placement.counts.alreadyThere,
     requests: counts.requests,
     requestWrites: counts.requestWrites,
     workloadStartMs: w.startMs,
@@ -425,7 +387,7 @@ function runWorkload() {
       let seed = 12345;
       const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) % pages;
       let touches = 1;
-      for (let i = 0; i < 2000; i++, touches++) acc ^= view[rnd() * PAGE + (i & 4095)];
+      for (let i = 0; i < 2000; i++, touches++) acc ^= view[rnd() * PAGE + (i % PAGE)];
       for (let p = 0; p < pages / 4; p++, touches++) acc ^= view[p * PAGE];
       parentPort.postMessage({ type: 'workload', startMs: goMs, firstAccessMs, workloadMs: now(), touches, acc });
     } else if (m.type === 'checksum') {

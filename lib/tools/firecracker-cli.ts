@@ -25,7 +25,11 @@ export const USAGE = `usage: userfaultfd firecracker-handler <socket> <memory-fi
   --allow-uid UID       also accept VMs run as this uid (repeatable; the jailer's uid):
                         the socket is then created 0666, and other uids are refused
   --json                print one JSON line per VM and a JSON summary on stdout
+  --exit-with-parent    stop (as on SIGTERM) once the process that started it has exited
 `;
+
+/** How often --exit-with-parent looks at the parent pid. */
+const PARENT_POLL_MS = 250;
 
 function summaryLine(vms: VmSummary[], rejected: number): string {
   const sum = (f: (v: VmSummary) => number): number => vms.reduce((n, v) => n + f(v), 0);
@@ -66,6 +70,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       pages: { type: 'boolean', default: false },
       'allow-uid': { type: 'string', multiple: true, default: [] },
       json: { type: 'boolean', default: false },
+      'exit-with-parent': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     });
     if (parsed.values.help === true) {
@@ -99,6 +104,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   const stop = (): void => handler.close();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
+  const watching = values['exit-with-parent'] === true ? watchParent(() => {
+    handler.log('the process that started it has exited (--exit-with-parent): stopping');
+    stop();
+  }) : null;
   let vms: VmSummary[];
   try {
     vms = await handler.run((v) => {
@@ -111,6 +121,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   } finally {
     process.removeListener('SIGINT', stop);
     process.removeListener('SIGTERM', stop);
+    process.removeListener('SIGHUP', stop);
+    if (watching) clearInterval(watching);
   }
   const failed = vms.filter((v) => v.status !== 'served').length;
   const unsaved = vms.filter((v) => v.recordError !== undefined).length;
@@ -173,6 +185,23 @@ function checkCommandLine(values: Record<string, unknown>, positionals: string[]
       "give the guest memory snapshot file (Firecracker's mem_file_path)");
   }
   return { socket, memoryFile, peers, onError, allowUids: uids.map(Number), prefetchMode, values };
+}
+
+/**
+ * --exit-with-parent: calls `gone` once the parent has exited, which shows as a new parent pid
+ * (init or a subreaper adopts the orphan). Node has no PR_SET_PDEATHSIG; a look at getppid()
+ * on an unref'd timer is the watch. A handler started by a program (a test runner, an
+ * orchestrator) that is killed outright then does not outlive it, waiting for VMs that never come.
+ */
+function watchParent(gone: () => void): NodeJS.Timeout {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    gone();
+  }, PARENT_POLL_MS);
+  timer.unref();
+  return timer;
 }
 
 /**

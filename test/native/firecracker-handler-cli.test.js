@@ -8,16 +8,20 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd } = require('../../dist');
-const { pattern, runProcess, skipWithReason, requireNoSanitizer, requirePrivileged, describeNative, reserveHugePages, hugePagePool, scaled, PAGE } = require('../helpers');
+const { processExited, pattern, runProcess, skipWithReason, requireNoSanitizer, requirePrivileged, describeNative, reserveHugePages, hugePagePool, scaled, PAGE } = require('../helpers');
 const { buildPeer, assertPeerOk, startProcess, PEER_STATUS, parseJson, assertExited, MEM_SIZE, watchdog, listening } = require('../fixtures/firecracker-peer');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'userfaultfd.js');
 // Firecracker's huge pages are 2 MiB ("huge_pages": "2M"), whatever the kernel's default.
 const FIRECRACKER_HUGE = 2 << 20;
 
-/** Runs the command; resolves once it listens (or has exited). `done` resolves with its result. */
+/**
+ * Runs the command; resolves once it listens (or has exited). `done` resolves with its result.
+ * --exit-with-parent: a mocha run killed outright (its deadline timers gone with it) leaves no
+ * handler behind waiting for a peer that never comes (--peers 2).
+ */
 async function startHandler(args) {
-  const h = startProcess(process.execPath, [CLI, 'firecracker-handler', ...args], { timeoutMs: 45000 });
+  const h = startProcess(process.execPath, [CLI, 'firecracker-handler', ...args, '--exit-with-parent'], { timeoutMs: 45000 });
   await listening(args[0], h.done);
   return h;
 }
@@ -380,6 +384,36 @@ describeNative('npx userfaultfd firecracker-handler', { features: ['EVENT_REMOVE
   });
 
   describe('the command line', function () {
+    it('--exit-with-parent: the process that started it killed outright (SIGKILL), the handler stops and prints its summary', async function () {
+      const sock = sockPath();
+      const out = path.join(dir, `orphan-${n}.out`);
+      // A parent that starts the handler waiting for 2 VMs (none comes), says its pid, and is
+      // then SIGKILLed, as a test runner killed at its deadline is.
+      const parent = startProcess(process.execPath, ['-e', `
+        const { spawn } = require('child_process');
+        const fs = require('fs');
+        const out = fs.openSync(${JSON.stringify(out)}, 'w');
+        const h = spawn(process.execPath, [${JSON.stringify(CLI)}, 'firecracker-handler', ${JSON.stringify(sock)}, ${JSON.stringify(memFile)},
+          '--peers', '2', '--json', '--exit-with-parent'], { stdio: ['ignore', out, out] });
+        console.log(h.pid);
+        setInterval(() => {}, 1000);
+      `]);
+      const started = Date.now() + scaled(20000);
+      while (!fs.existsSync(sock) && Date.now() < started) await new Promise((r) => setTimeout(r, 20));
+      const pid = Number(parent.output().stdout.trim());
+      assert.ok(pid > 0 && fs.existsSync(sock), `the handler did not start: ${parent.output().stderr}`);
+      process.kill(parent.pid, 'SIGKILL');
+      await parent.done;
+      const deadline = Date.now() + scaled(15000);
+      while (!processExited(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const alive = !processExited(pid);
+      if (alive) process.kill(pid, 'SIGKILL');
+      const printed = fs.readFileSync(out, 'utf8');
+      assert.ok(!alive, `the handler outlived the process that started it: ${printed}`);
+      assert.match(printed, /the process that started it has exited \(--exit-with-parent\): stopping/);
+      assert.match(printed, /^\{"type":"summary","vms":0,"failed":0,/m);
+    });
+
     it('refuses bad options with status 2: one line, then the pointer to --help', async function () {
       for (const args of [['s'], ['s', 'm', '--on-error', 'ignore'], ['s', 'm', '--peers', '0'], ['s', 'm', '--nope'],
         ['s', 'm', '--prefetch-mode', 'lazy']]) {

@@ -35,6 +35,13 @@ describeNative('examples/migrate', function () {
     assert.deepStrictEqual([post.mode, post.checksum], ['postcopy-after-precopy', 'match']);
   });
 
+  it('post-copy with nothing dirty at the switch (an idle writer): the 0-byte run list is read, and it matches', async () => {
+    // What a writer Worker starved under load does: no write after the last round, so the
+    // SWITCH frame carries no run. The destination's reader threw a TypeError on that read.
+    const r = await migrate(['--size', '4', '--write-set', '0', '--mode', 'postcopy-after-precopy']);
+    assert.deepStrictEqual([r.checksum, r.lastDirtyBytes, r.demandFaults], ['match', 0, 0]);
+  });
+
   it('post-copy with a delayed push: the destination fetches dirty pages on demand, and still matches', async () => {
     const r = await migrate(['--size', '8', '--write-set', '25', '--mode', 'postcopy-after-precopy', '--push-delay', '2000']);
     assert.strictEqual(r.checksum, 'match');
