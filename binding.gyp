@@ -1,4 +1,7 @@
 {
+  # uffd_sanitize: "address" or "thread" builds the addon with that sanitizer and symbols
+  # (scripts/sanitize.sh, docs/development.md); "" (the default) is the release build.
+  "variables": { "uffd_sanitize%": "" },
   "targets": [
     {
       "target_name": "userfaultfd",
@@ -33,11 +36,20 @@
             "native/sources/image_prefetcher.cc",
             "native/memory/image_object.cc",
             "native/fdpass/fd_message.cc",
-            "native/fdpass/image_client.cc"
+            "native/fdpass/image_client.cc",
+            "native/reader/fork_guard.cc"
           ]
         }, {
           # Elsewhere the package installs with an empty addon and runs on the simulator.
           "sources": ["native/unsupported.cc"]
+        }],
+        ["uffd_sanitize=='address'", {
+          "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=address"]
+        }],
+        ["uffd_sanitize=='thread'", {
+          "cflags_cc": ["-fsanitize=thread", "-g", "-O1"],
+          "ldflags": ["-fsanitize=thread"]
         }]
       ],
       # Includes name their folder from native/ ("reader/fault_reader.h"), so a reader sees the part.

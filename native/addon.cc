@@ -1,16 +1,19 @@
 // Module init: the native classes, the constants table and the probe helpers.
 #include "addon.h"
 
+#include <dlfcn.h>
 #include <napi.h>
 #include <unistd.h>
 
 #include <cstddef>
+#include <mutex>
 
 #include "fdpass/fdpass.h"
 #include "fdpass/image_client.h"
 #include "memory/image_object.h"
 #include "memory/region.h"
 #include "reader/fault_reader.h"
+#include "reader/fork_guard.h"
 #include "reader/teardown_registry.h"
 #include "tracking/dirty_tracker.h"
 #include "uffd/errors.h"
@@ -236,7 +239,22 @@ Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Keeps this shared object mapped until the process ends. Node unloads an addon when the last
+// environment that loaded it goes (a Worker that was the only user); but the SIGBUS handler the
+// guard installed (region.cc) stays installed process-wide, and a SIGBUS after that jumped into
+// unmapped memory: a SIGSEGV (test/reliability/worker-teardown.test.js).
+void PinAddon() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinAddon), &info) != 0 && info.dli_fname != nullptr)
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  PinAddon();
+  InstallForkGuard();
   auto* data = new AddonData();
   env.SetInstanceData(data);
   Napi::Function uffdClass = Userfaultfd::Init(env);

@@ -137,6 +137,19 @@ function scatteredPages(pages, count, seed = 7) {
 }
 
 /**
+ * Set by scripts/sanitize.sh (address|thread): the addon runs with a sanitizer runtime
+ * preloaded into every process, which starts slower and adds a thread and fds of its own.
+ */
+const sanitizer = process.env.USERFAULTFD_SANITIZER || null;
+/** How much longer a child may take under a sanitizer than without. */
+const CHILD_TIME_FACTOR = sanitizer ? 4 : 1;
+
+/** Skips what a sanitizer runtime makes meaningless (counted threads or fds, exact tids). */
+function requireNoSanitizer(ctx, why) {
+  if (sanitizer) skipWithReason(ctx, `${why}; under the ${sanitizer} sanitizer its runtime adds its own`);
+}
+
+/**
  * Spawns `file args` in its own process group, so that a timeout (SIGKILL after `timeoutMs`, scaled)
  * also kills what the child spawned. `pid` and `output()` (what it printed so far) are there at
  * once; `done` resolves with { code, signal, stdout, stderr, timedOut }.
@@ -170,7 +183,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 function startProcess(file, args = [], { timeoutMs = 15000, env = {}, cwd = path.join(__dirname, '..'), inheritEnv = true, aliveFor = null } = {}) {
-  timeoutMs = scaled(timeoutMs);
+  timeoutMs = scaled(timeoutMs) * CHILD_TIME_FACTOR;
   const childEnv = inheritEnv ? { ...process.env, ...env } : env;
   const child = spawn(file, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   if (child.pid !== undefined) runningGroups.add(child.pid);
@@ -413,4 +426,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { processExited, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };
+module.exports = { processExited, requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };

@@ -205,8 +205,11 @@ export interface Binding extends FdPassBinding {
 
 function load(): { binding: Binding | null; loadError: string | null } {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader resolves the addon at run time
-    const mod = require('node-gyp-build')(path.join(__dirname, '..', '..'));
+    // USERFAULTFD_ADDON: an addon built elsewhere (the sanitizer builds of scripts/sanitize.sh).
+    const override = process.env.USERFAULTFD_ADDON;
+    /* eslint-disable @typescript-eslint/no-require-imports -- the loader resolves the addon at run time */
+    const mod = override ? require(path.resolve(override)) : require('node-gyp-build')(path.join(__dirname, '..', '..'));
+    /* eslint-enable @typescript-eslint/no-require-imports */
     if (mod && mod.supported === true) return { binding: mod as Binding, loadError: null };
     return { binding: null, loadError: 'the addon was built without userfaultfd support (not Linux)' };
   } catch (e) {

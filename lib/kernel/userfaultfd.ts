@@ -35,7 +35,7 @@ const WAITING_EVENTS = constants.features.EVENT_FORK | constants.features.EVENT_
  * What the reader thread's callback reaches the uffd through: strongly while it keeps the
  * process alive (ref'd, with consumers: a listening handle), weakly otherwise, so that a uffd
  * dropped without close() (after serve(), or unref()) is collected and its finalizer closes it.
- * A thread-safe function holds its callback strongly, and the callback must not hold `this`.
+ * The reader's queue holds its callback strongly, and the callback must not hold `this`.
  */
 interface ReaderLink {
   strong: KernelUserfaultfd | null;
@@ -234,8 +234,12 @@ export class KernelUserfaultfd extends Userfaultfd {
   }
   protected _startReader(): void {
     this.consumerReader = true;
-    this.handle.claimReads();
+    // The reader first, then the claim: an idle reader of the same uffd elsewhere steps aside as
+    // soon as the claim is made, and until this one runs nobody would read the uffd's events (a
+    // FORK event then keeps a forking thread waiting, and this thread may be waiting on it:
+    // docs/design.md, "Threads").
     this.runReader();
+    this.handle.claimReads();
     // Faults held while nobody consumed them run again, to be served or delivered now.
     this.wakeHeld();
   }

@@ -214,7 +214,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     this.ctx.startReading(this);
   }
   protected _setRef(refed: boolean): void {
-    // The native reader's thread-safe function keeps the loop alive while ref'd; a timer does here.
+    // The native reader's uv handle keeps the loop alive while ref'd; a timer does here.
     if (refed && this.keepAlive === null) {
       this.keepAlive = setInterval(() => undefined, 0x7fffffff);
     } else if (!refed && this.keepAlive !== null) {

@@ -130,13 +130,17 @@ ListenCore::ListenCore(Napi::Env env, int listenFd, size_t readSize, Napi::Funct
     if (spareFd_ >= 0) close(spareFd_);
     ThrowErrno(env, thread_.initError(), "eventfd");
   }
-  queue_.Open(env, onEvents, "userfaultfd-listener");
+  if (!queue_.Open(env, onEvents, "userfaultfd-listener")) {
+    close(listenFd_);
+    if (spareFd_ >= 0) close(spareFd_);
+    ThrowErrno(env, ENOMEM, "uv_async_init");
+  }
 }
 
 void ListenCore::Start(Napi::Env env) {
   int err = thread_.Start([this] { Run(); });
   if (err == 0) return;
-  Stop();  // no thread to join; the queue's finalizer deletes this
+  Stop();  // no thread to join; the queue deletes this
   ThrowErrno(env, err, "pthread_create");
 }
 
@@ -149,7 +153,7 @@ ListenCore::~ListenCore() {
 
 void ListenCore::Stop() {
   if (!thread_.Stop()) return;
-  // The thread is gone: its fds can go now (the destructor runs later, at Finalize).
+  // The thread is gone: its fds can go now (the destructor runs later, from the queue).
   for (const Conn& c : conns_) close(c.fd);
   conns_.clear();
   close(listenFd_);
@@ -167,9 +171,9 @@ void ListenCore::Stop() {
   queue_.Release();
 }
 
-void ListenCore::Ref(Napi::Env env) { queue_.Ref(env); }
+void ListenCore::Ref() { queue_.Ref(); }
 
-void ListenCore::Unref(Napi::Env env) { queue_.Unref(env); }
+void ListenCore::Unref() { queue_.Unref(); }
 
 void ListenCore::Release(uint32_t conn) {
   if (thread_.stopped()) return;
@@ -430,21 +434,22 @@ napi_value EventToJs(napi_env env, const ListenEvent& e) {
 // JS thread. Once the array is built the call is made, and the fds in it are in handed_ until
 // JS closes them through CloseReceived or Stop does, whether the call succeeds or not (it may
 // have taken some before it failed).
-size_t ListenCore::DeliverBatch(napi_env env, napi_value fn, std::vector<ListenEvent>& batch) {
+size_t ListenCore::DeliverBatch(napi_env env, napi_value fn, ListenEvent* batch, size_t count) {
   napi_value arr;
-  if (napi_create_array_with_length(env, batch.size(), &arr) != napi_ok) return 0;
-  for (size_t i = 0; i < batch.size(); i++) {
+  if (napi_create_array_with_length(env, count, &arr) != napi_ok) return 0;
+  for (size_t i = 0; i < count; i++) {
     napi_value o = EventToJs(env, batch[i]);
     if (o == nullptr || napi_set_element(env, arr, static_cast<uint32_t>(i), o) != napi_ok)
       return 0;
   }
-  for (const ListenEvent& e : batch) handed_.insert(handed_.end(), e.fds.begin(), e.fds.end());
+  for (size_t i = 0; i < count; i++)
+    handed_.insert(handed_.end(), batch[i].fds.begin(), batch[i].fds.end());
   napi_value undefined;
   napi_value result;
   napi_get_undefined(env, &undefined);
   // A failure (JS cannot run, or lib/ threw, which it never does) is left to Node to report.
   napi_call_function(env, undefined, fn, 1, &arr, &result);
-  return batch.size();
+  return count;
 }
 
 void ListenCore::Discard(ListenEvent& e) {
@@ -504,7 +509,7 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
                          static_cast<uint32_t>(maxFds));
   ListenCore* core = core_;
   core_ = nullptr;
-  core->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
+  core->Start(env);  // on failure it has stopped itself (and is deleted by its queue)
   core_ = core;
   env_ = env;
   hookInstalled_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
@@ -534,12 +539,12 @@ Napi::Value FdListener::Close(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value FdListener::Ref(const Napi::CallbackInfo& info) {
-  if (core_ != nullptr) core_->Ref(info.Env());
+  if (core_ != nullptr) core_->Ref();
   return info.Env().Undefined();
 }
 
 Napi::Value FdListener::Unref(const Napi::CallbackInfo& info) {
-  if (core_ != nullptr) core_->Unref(info.Env());
+  if (core_ != nullptr) core_->Unref();
   return info.Env().Undefined();
 }
 

@@ -39,7 +39,7 @@ struct ListenEvent {
   std::vector<int> fds;       // kData: fds received with these bytes (close-on-exec)
 };
 
-// The thread and its state. Deletes itself in the thread-safe function's finalizer, after
+// The thread and its state. Deletes itself when its queue's uv handle has closed, after
 // Stop(), so that no delivery can outlive it.
 class ListenCore {
  public:
@@ -52,9 +52,9 @@ class ListenCore {
 
   // JS thread. Starts the thread; throws UffdError on failure, having stopped itself.
   void Start(Napi::Env env);
-  void Stop();                // JS thread: wake, join, close every fd; idempotent
-  void Ref(Napi::Env env);    // JS thread
-  void Unref(Napi::Env env);  // JS thread
+  void Stop();   // JS thread: wake, join, close every fd; idempotent
+  void Ref();    // JS thread
+  void Unref();  // JS thread
   // JS thread. Stop reading a connection: only its hang-up is reported from now on.
   void Release(uint32_t conn);
   // JS thread. Close a connection now (after an error on it).
@@ -92,7 +92,7 @@ class ListenCore {
   void PauseAccepting(int err);  // listener thread
   // JS thread: the batch as an array of event objects, passed to onEvents(events). Hands all
   // or none: none when JS cannot run (a Worker being torn down).
-  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<ListenEvent>& batch);
+  size_t DeliverBatch(napi_env env, napi_value fn, ListenEvent* batch, size_t count);
   static void Discard(ListenEvent& e);  // any thread: closes the fds nobody will receive
 
   int listenFd_;

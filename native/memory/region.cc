@@ -41,15 +41,33 @@ void Mapping::EndAccess() {
   Release();
 }
 
-void Mapping::RequestUnmap() {
-  unmapRequested_.store(true);
-  if (accesses_.load() == 0) Unmap();
+namespace {
+// Every mapped Mapping of the process (Workers included). The mutex also orders an unmap request
+// against AcquireContaining on another thread (see there).
+std::mutex gMappingsMutex;
+std::set<Mapping*> gMappings;
+}  // namespace
+
+bool Mapping::TryAddRef() {
+  int n = refs_.load();
+  while (n > 0) {
+    if (refs_.compare_exchange_weak(n, n + 1)) return true;
+  }
+  return false;  // the last holder is deleting it
 }
 
-namespace {
-std::mutex gMappingsMutex;
-std::set<Mapping*> gMappings;  // every mapped Mapping of the process (Workers included)
-}  // namespace
+// The request and the idle check under gMappingsMutex: AcquireContaining (another thread) checks
+// live() and begins its access under it too, so either it sees the request and skips this
+// mapping, or this sees its access and leaves the unmap to EndAccess.
+void Mapping::RequestUnmap() {
+  bool idle;
+  {
+    std::lock_guard<std::mutex> lock(gMappingsMutex);
+    unmapRequested_.store(true);
+    idle = accesses_.load() == 0;
+  }
+  if (idle) Unmap();
+}
 
 void Mapping::Track(Mapping* m) {
   std::lock_guard<std::mutex> lock(gMappingsMutex);
@@ -61,10 +79,12 @@ Mapping* Mapping::AcquireContaining(const void* p, size_t length) {
   if (b == nullptr || length == 0) return nullptr;
   std::lock_guard<std::mutex> lock(gMappingsMutex);
   for (Mapping* m : gMappings) {
-    if (b >= m->addr_ && b < m->addr_ + m->length_ && m->live()) {
-      m->BeginAccess();
-      return m;
-    }
+    if (b < m->addr_ || b >= m->addr_ + m->length_ || !m->live()) continue;
+    // A mapping whose last holder let go (refs 0) is being unmapped and deleted by it: taking
+    // a reference now would revive it for a moment and leave this access on freed memory.
+    if (!m->TryAddRef()) return nullptr;
+    m->accesses_.fetch_add(1);
+    return m;
   }
   return nullptr;
 }
@@ -91,20 +111,24 @@ namespace {
 // store before it as dead.
 thread_local sigjmp_buf* volatile tlGuard = nullptr;
 thread_local volatile uintptr_t tlFaultAddress = 0;
-struct sigaction previousSigbus;  // written under gSigbusMutex; read by OnSigbus
-std::mutex gSigbusMutex;
+std::mutex gSigbusMutex;  // installs of the guard
+// The handler the guard chains to, read by OnSigbus on any thread while another may install the
+// guard again: an immutable copy published by pointer (release/acquire), never freed. A new copy
+// is made only when the handler to chain to changes (one per distinct handler: bounded).
+std::atomic<const struct sigaction*> gPreviousSigbus{nullptr};
 
 void OnSigbus(int sig, siginfo_t* info, void* ucontext) {
   if (tlGuard != nullptr) {
     tlFaultAddress = reinterpret_cast<uintptr_t>(info->si_addr);
     siglongjmp(*tlGuard, 1);
   }
-  if (previousSigbus.sa_flags & SA_SIGINFO) {
-    previousSigbus.sa_sigaction(sig, info, ucontext);
+  const struct sigaction* previous = gPreviousSigbus.load(std::memory_order_acquire);
+  if (previous != nullptr && (previous->sa_flags & SA_SIGINFO)) {
+    previous->sa_sigaction(sig, info, ucontext);
     return;
   }
-  if (previousSigbus.sa_handler != SIG_DFL && previousSigbus.sa_handler != SIG_IGN) {
-    previousSigbus.sa_handler(sig);
+  if (previous != nullptr && previous->sa_handler != SIG_DFL && previous->sa_handler != SIG_IGN) {
+    previous->sa_handler(sig);
     return;
   }
   // Default action: uninstall and return; the faulting instruction runs again and the kernel
@@ -128,7 +152,11 @@ void InstallSigbusGuard() {
   sa.sa_sigaction = OnSigbus;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
   sigemptyset(&sa.sa_mask);
-  previousSigbus = current;
+  const struct sigaction* previous = gPreviousSigbus.load(std::memory_order_relaxed);
+  bool same = previous != nullptr && previous->sa_flags == current.sa_flags &&
+              (current.sa_flags & SA_SIGINFO ? previous->sa_sigaction == current.sa_sigaction
+                                             : previous->sa_handler == current.sa_handler);
+  if (!same) gPreviousSigbus.store(new struct sigaction(current), std::memory_order_release);
   sigaction(SIGBUS, &sa, nullptr);
 }
 

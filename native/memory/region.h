@@ -20,13 +20,14 @@ class Mapping {
   bool live() const { return !unmapRequested_.load(); }
   // munmap has happened (live() turns false at unmap(), this once no access is in flight).
   bool released() const { return unmapped_.load(); }
-  // JS thread: reads or writes are running (or waiting on a fault) on the thread pool.
+  // JS thread: reads or writes are running (or waiting on a fault) on the thread pool, or a
+  // source serves from the mapping (AcquireContaining), possibly on another thread's uffd.
   bool accessing() const { return accesses_.load() > 0; }
 
-  void AddRef() { refs_.fetch_add(1); }
-  void Release();       // any thread
-  void BeginAccess();   // JS thread
-  void EndAccess();     // JS thread
+  void AddRef() { refs_.fetch_add(1); }  // a holder's thread, which holds a reference already
+  void Release();                        // any thread
+  void BeginAccess();                    // the JS thread of its Region
+  void EndAccess();     // any thread (a source viewing another thread's Region ends there)
   void RequestUnmap();  // JS thread: now if idle, else when the last access ends
 
   // The live mapping that holds [p, p + length), with an access begun on it (end it with
@@ -38,6 +39,7 @@ class Mapping {
  private:
   ~Mapping() = default;
   void Unmap();
+  bool TryAddRef();  // any thread, under gMappingsMutex: false once the last reference is gone
 
   uint8_t* addr_;
   size_t length_;

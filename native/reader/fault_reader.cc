@@ -21,30 +21,25 @@ const uint64_t kPageSize = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 
 FaultReader::FaultReader(Napi::Env env, int fd, FaultHandler* handler, Napi::Function onBatch,
                          Napi::Uint8Array scratch)
-    : fd_(fd), handler_(handler), queue_(this, kReserve), env_(env) {
+    : fd_(fd), handler_(handler), queue_(this, kReserve) {
   if (thread_.initError() != 0) ThrowErrno(env, thread_.initError(), "eventfd");
   scratch_ = Napi::Persistent(scratch.As<Napi::Object>());
   scratchData_ = scratch.Data();
   scratchCapacity_ = scratch.ByteLength() / sizeof(Delivery);
   if (scratchCapacity_ == 0) ThrowRangeError(env, "scratch buffer too small");
-  toPost_.reserve(kBatch);
+  // Reserved here, on the JS thread: the reader thread never allocates (mapped_vector.h). A
+  // batch is one read plus the faults waiting for a retry; those are at most one per thread
+  // faulting on this uffd (each waits for its answer), far fewer than kReserve.
+  toPost_.reserve(kBatch + kReserve);
   retry_.reserve(kReserve);
   retryNext_.reserve(kReserve);
-  jsBatch_.reserve(kReserve);
+  jsBatch_.reserve(kBatch + kReserve);
   onBatch_ = Napi::Persistent(onBatch);
-  napi_value name = Napi::String::New(env, "userfaultfd-reader");
-  if (napi_async_init(env, nullptr, name, &asyncContext_) != napi_ok) asyncContext_ = nullptr;
-  queue_.Open(env, onBatch, "userfaultfd-reader");
+  if (!queue_.Open(env, onBatch, "userfaultfd-reader")) ThrowErrno(env, ENOMEM, "uv_async_init");
 }
 
-// The queue's finalizer runs at environment teardown even when Stop() did not: the loop watch
-// must not outlive its target.
-FaultReader::~FaultReader() {
-  if (loop_ != nullptr) loop_->Close();
-}
-
-// Not in the constructor: once the thread-safe function exists (JsBatchQueue::Open), its
-// finalizer owns this object, and a constructor that threw would free it a second time.
+// Not in the constructor: once the queue is open (JsBatchQueue::Open), its close callback
+// owns this object, and a constructor that threw would free it a second time.
 void FaultReader::Start(Napi::Env env) {
   int err = thread_.Start([this] { Run(); });
   if (err == 0) return;
@@ -53,26 +48,37 @@ void FaultReader::Start(Napi::Env env) {
 }
 
 void FaultReader::Stop() {
-  // The loop watch first: from here on only the thread reads, until it is joined.
+  Halt();
+  Release();
+}
+
+void FaultReader::Halt() {
+  // The loop watch first: from here on only the thread reads, until it has left its loop.
   if (loop_ != nullptr) loop_->Close();
   direct_.store(false, std::memory_order_release);
-  if (!thread_.Stop()) return;
-  if (asyncContext_ != nullptr) napi_async_destroy(env_, asyncContext_);
-  asyncContext_ = nullptr;
-  onBatch_.Reset();
-  queue_.Release();  // its finalizer deletes this once the queue has drained
+  thread_.Halt();
 }
 
-void FaultReader::Ref(Napi::Env env) {
+void FaultReader::Release() {
+  if (released_) return;
+  released_ = true;
+  Halt();            // (Stop, or a failed Start, has not halted it yet)
+  thread_.Stop();    // joins
+  scratch_.Reset();  // while the environment is alive: the deletion below comes later
+  onBatch_.Reset();
+  queue_.Release();  // its close callback deletes this
+}
+
+void FaultReader::Ref() {
   refed_ = true;
   if (loop_ != nullptr) loop_->Ref();
-  queue_.Ref(env);
+  queue_.Ref();
 }
 
-void FaultReader::Unref(Napi::Env env) {
+void FaultReader::Unref() {
   refed_ = false;
   if (loop_ != nullptr) loop_->Unref();
-  queue_.Unref(env);
+  queue_.Unref();
 }
 
 bool FaultReader::SetDirect(Napi::Env env, bool direct) {
@@ -260,8 +266,8 @@ void FaultReader::PostBatch() {
   toPost_.clear();
 }
 
-void FaultReader::Dispatch(const uffd_msg* msgs, size_t count, std::vector<Delivery>& out,
-                           std::vector<uffd_msg>* retry) {
+void FaultReader::Dispatch(const uffd_msg* msgs, size_t count, MappedVector<Delivery>& out,
+                           MappedVector<uffd_msg>* retry) {
   for (size_t i = 0; i < count; i++) {
     Delivery d;
     d.msg = msgs[i];
@@ -305,7 +311,9 @@ void FaultReader::OnReadable(napi_env env, int status) {
       jsBatch_.clear();
       return;
     }
-    size_t handed = onBatch_.IsEmpty() ? 0 : DeliverBatch(env, onBatch_.Value(), jsBatch_, true);
+    size_t handed = onBatch_.IsEmpty() ? 0
+                                       : DeliverBatch(env, onBatch_.Value(), jsBatch_.data(),
+                                                      jsBatch_.size(), true);
     for (size_t i = handed; i < jsBatch_.size(); i++) Discard(jsBatch_[i]);
     jsBatch_.clear();
     // The handler may have closed the uffd, or handed it to the thread: read no more here.
@@ -330,12 +338,12 @@ bool FaultReader::ReadOnLoop() {
 }
 
 // JS thread.
-size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch,
+size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, Delivery* batch, size_t count,
                                  bool fromLoop) {
   jsTurns_.fetch_add(1, std::memory_order_release);  // free to run JavaScript: not stuck
   size_t done = 0;
-  while (done < batch.size()) {
-    size_t n = std::min(scratchCapacity_, batch.size() - done);
+  while (done < count) {
+    size_t n = std::min(scratchCapacity_, count - done);
     memcpy(scratchData_, &batch[done], n * sizeof(Delivery));
     for (size_t i = done; i < done + n; i++) {
       if (IsForkFd(batch[i])) HandOverFd(Napi::Env(env), batch[i].msg.arg.fork.ufd);
@@ -353,8 +361,9 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, std::vector<Delive
     }
     // From the loop there is no callback scope around this call: napi_make_callback opens one,
     // so that process.nextTick callbacks and promise jobs run after it, as after any I/O.
-    napi_status st = fromLoop ? napi_make_callback(env, asyncContext_, recv, fn, 1, &arg, &result)
-                              : napi_call_function(env, recv, fn, 1, &arg, &result);
+    napi_status st = fromLoop
+                         ? napi_make_callback(env, queue_.context(), recv, fn, 1, &arg, &result)
+                         : napi_call_function(env, recv, fn, 1, &arg, &result);
     if (st != napi_ok) {
       callFailed_ = true;
       // Either the callback threw (lib/ never lets it: it rethrows on a later tick; any

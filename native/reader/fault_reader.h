@@ -1,6 +1,6 @@
 // One thread per userfaultfd: poll {uffd, eventfd}, read uffd_msgs in batches, let the
 // native handler answer what it can, and hand the rest to JavaScript in batches through
-// one thread-safe function.
+// one queue (js_batch_queue.h).
 //
 // Or, where only JavaScript answers (SetDirect), the JS thread reads the uffd itself from its
 // own event loop (loop_reader.h), with no hop, and the thread becomes a watchdog: it reads
@@ -18,6 +18,7 @@
 
 #include "reader/js_batch_queue.h"
 #include "reader/loop_reader.h"
+#include "reader/mapped_vector.h"
 #include "reader/wakeable_thread.h"
 #include "uffd/kernel_abi.h"
 
@@ -89,13 +90,18 @@ class FaultReader : private LoopReader::Target {
   FaultReader& operator=(const FaultReader&) = delete;
 
   // JS thread only. Starts the reader thread; on failure the reader has stopped itself (and is
-  // deleted by its finalizer) and a UffdError is thrown.
+  // deleted by its queue) and a UffdError is thrown.
   void Start(Napi::Env env);
   // JS thread only. Stop wakes the thread through the eventfd and joins it; idempotent. The
-  // object then deletes itself once the thread-safe function has finished.
+  // object then deletes itself, on the JS thread, once its queue's uv handle has closed.
+  // Stop() is Halt() then Release(): Halt closes the loop watch (SetDirect), waits until the
+  // thread has left its loop, and frees nothing, so that a caller can close the uffd in between
+  // (Userfaultfd::Shutdown says why); Release joins the thread and lets go of the object.
   void Stop();
-  void Ref(Napi::Env env);
-  void Unref(Napi::Env env);
+  void Halt();
+  void Release();
+  void Ref();
+  void Unref();
   // JS thread. Whether the JS thread reads the uffd itself (the thread only watches), as
   // decided by the owner; false by default. Returns whether it does: it cannot where libuv
   // refuses the fd.
@@ -106,7 +112,7 @@ class FaultReader : private LoopReader::Target {
 
  private:
   friend class JsBatchQueue<FaultReader, Delivery>;
-  ~FaultReader();  // JS thread (the queue's finalizer)
+  ~FaultReader() = default;  // JS thread (the queue's close callback)
 
   void Run();                                   // reader thread
   bool WaitForJs(pollfd* fds, uint64_t* seen);  // reader thread: true when JS is not reading
@@ -116,8 +122,8 @@ class FaultReader : private LoopReader::Target {
   ssize_t ReadMessages(uffd_msg* buf, size_t size);  // either thread, readMutex_ held
   // Under readMutex_: answers or queues the messages; kRetry ones go to `retry`, or, with
   // none (the JS thread), are woken to fault again.
-  void Dispatch(const uffd_msg* msgs, size_t count, std::vector<Delivery>& out,
-                std::vector<uffd_msg>* retry);
+  void Dispatch(const uffd_msg* msgs, size_t count, MappedVector<Delivery>& out,
+                MappedVector<uffd_msg>* retry);
   void Retry();          // reader thread
   void RetryLocked();    // reader thread, readMutex_ held
   void PostBatch();      // reader thread
@@ -128,7 +134,7 @@ class FaultReader : private LoopReader::Target {
   bool ReadOnLoop();  // JS thread: one read into jsBatch_; true when it holds any
   // JS thread: copies the deliveries into scratch and calls onBatch(count) per scratchful
   // (from the loop, `fromLoop`: in a callback scope of its own).
-  size_t DeliverBatch(napi_env env, napi_value fn, std::vector<Delivery>& batch,
+  size_t DeliverBatch(napi_env env, napi_value fn, Delivery* batch, size_t count,
                       bool fromLoop = false);
   // Any thread: a fork event carries an fd installed in this process; close it if nobody
   // will receive it.
@@ -146,17 +152,22 @@ class FaultReader : private LoopReader::Target {
 
   // Held by whichever thread reads, from its read(2) until what it read is answered or queued
   // for JavaScript: deliveries then reach JavaScript in the order the kernel gave them. Never
-  // held while JavaScript runs, nor while waiting for anything the JS thread does.
+  // held while JavaScript runs, nor while waiting for anything the JS thread does, and nothing
+  // under it calls malloc, on either thread: a JS thread waiting under it for a forking
+  // thread's malloc locks would keep the reader from the FORK event the fork waits for.
   std::mutex readMutex_;
-  std::vector<Delivery> toPost_;  // reader thread's batch, posted once per read
-  std::vector<uffd_msg> retry_;   // reader thread: messages to answer after the next read
-  std::vector<uffd_msg> retryNext_;
-  uffd_msg buffer_[kBatch];  // reader thread's read(2) buffer
+  // The reader thread's own buffers, reserved by the constructor: it never allocates
+  // (mapped_vector.h).
+  MappedVector<Delivery> toPost_;  // this read's batch, posted once per read
+  MappedVector<uffd_msg> retry_;   // messages to answer after the next read
+  MappedVector<uffd_msg> retryNext_;
+  uffd_msg buffer_[kBatch];  // the read(2) buffer
   bool yielding_ = false;    // reader thread
   // Reader thread: background work may remain (FaultHandler::Background), and whether it
   // waits for a message to be read first.
   bool background_ = true;
   bool backgroundLater_ = false;
+  bool released_ = false;  // JS thread
 
   // The JS thread's reading (SetDirect).
   std::atomic<bool> direct_{false};  // written by the JS thread (release), read by the reader
@@ -165,14 +176,10 @@ class FaultReader : private LoopReader::Target {
   std::atomic<uint64_t> jsTurns_{0};
   LoopReader* loop_ = nullptr;       // JS thread; cleared by LoopReader::Close
   bool refed_ = true;                // JS thread: the loop watch follows the queue's ref
-  Napi::FunctionReference onBatch_;  // JS thread
-  // JS thread: the async context the loop's calls run in, as the queue's calls run in the
-  // thread-safe function's (AsyncLocalStorage, async_hooks); destroyed at Stop().
-  napi_async_context asyncContext_ = nullptr;
-  napi_env env_;                   // the JS thread's environment
-  std::vector<Delivery> jsBatch_;  // JS thread's deliveries of one loop read
-  uffd_msg jsBuffer_[kBatch];      // JS thread's read(2) buffer
-  bool callFailed_ = false;        // JS thread: a call of onBatch failed in this loop turn
+  Napi::FunctionReference onBatch_;  // JS thread; reset at Release()
+  MappedVector<Delivery> jsBatch_;   // JS thread's deliveries of one loop read (under readMutex_)
+  uffd_msg jsBuffer_[kBatch];        // JS thread's read(2) buffer
+  bool callFailed_ = false;          // JS thread: a call of onBatch failed in this loop turn
 };
 
 }  // namespace uffd

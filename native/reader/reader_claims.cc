@@ -12,7 +12,7 @@ namespace uffd {
 namespace {
 
 struct Entry {
-  uint32_t claims = 0;
+  std::atomic<uint32_t> claims{0};  // written under the mutex; read by watchers without it
   std::vector<std::pair<const void*, std::function<void()>>> watchers;
 };
 
@@ -32,9 +32,9 @@ void Change(uint64_t inode, int delta) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   auto it = delta > 0 ? r.entries.try_emplace(inode).first : r.entries.find(inode);
-  if (it == r.entries.end() || (delta < 0 && it->second.claims == 0)) return;
+  if (it == r.entries.end() || (delta < 0 && it->second.claims.load() == 0)) return;
   Entry& e = it->second;
-  e.claims += delta;
+  e.claims.store(e.claims.load() + delta, std::memory_order_release);
   // Nudging only writes an eventfd: safe under the lock, and no watcher can go away meanwhile.
   for (auto& w : e.watchers) w.second();
   if (e.claims == 0 && e.watchers.empty()) r.entries.erase(it);
@@ -51,19 +51,15 @@ void ClaimReads(uint64_t inode) { Change(inode, 1); }
 
 void ReleaseReads(uint64_t inode) { Change(inode, -1); }
 
-uint32_t ReadClaims(uint64_t inode) {
-  if (inode == 0) return 0;
+// The entry stays (std::map nodes do not move) while it has a watcher.
+const std::atomic<uint32_t>* WatchReadClaims(uint64_t inode, const void* token,
+                                             std::function<void()> nudge) {
+  if (inode == 0) return nullptr;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  auto it = r.entries.find(inode);
-  return it == r.entries.end() ? 0 : it->second.claims;
-}
-
-void WatchReadClaims(uint64_t inode, const void* token, std::function<void()> nudge) {
-  if (inode == 0) return;
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  r.entries[inode].watchers.emplace_back(token, std::move(nudge));
+  Entry& e = r.entries[inode];
+  e.watchers.emplace_back(token, std::move(nudge));
+  return &e.claims;
 }
 
 void UnwatchReadClaims(uint64_t inode, const void* token) {
@@ -79,7 +75,7 @@ void UnwatchReadClaims(uint64_t inode, const void* token) {
       break;
     }
   }
-  if (it->second.claims == 0 && ws.empty()) r.entries.erase(it);
+  if (it->second.claims.load() == 0 && ws.empty()) r.entries.erase(it);
 }
 
 }  // namespace uffd

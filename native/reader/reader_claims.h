@@ -8,6 +8,7 @@
 // the uffd, and resumes when the last claim is released. Keyed by the uffd's inode, so that any
 // fd number, in any thread, reaches the same entry.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -20,12 +21,14 @@ uint64_t UffdInode(int fd);
 void ClaimReads(uint64_t inode);
 void ReleaseReads(uint64_t inode);
 
-// Any thread: how many consumers claim `inode` now.
-uint32_t ReadClaims(uint64_t inode);
-
 // JS thread. `nudge` (callable from any thread) runs whenever the claims on `inode` change, until
-// Unwatch with the same `token`.
-void WatchReadClaims(uint64_t inode, const void* token, std::function<void()> nudge);
+// Unwatch with the same `token`. Returns the number of claims on `inode`, to be read with
+// acquire (from any thread, the reader's included) until then; null if inode is 0. The reader
+// reads it without taking the registry's mutex: a JS thread holds that mutex while it allocates
+// (a new entry, a watcher), and the reader must not wait on a thread that can wait on malloc
+// (mapped_vector.h).
+const std::atomic<uint32_t>* WatchReadClaims(uint64_t inode, const void* token,
+                                             std::function<void()> nudge);
 void UnwatchReadClaims(uint64_t inode, const void* token);
 
 }  // namespace uffd

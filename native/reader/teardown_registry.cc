@@ -57,6 +57,12 @@ void TrackForTeardown(napi_env env, const void* owner, int fd) {
   Entries()[owner] = Entry{env, fd, {}};
 }
 
+void DetachForTeardown(const void* owner) {
+  std::lock_guard<std::mutex> lock(gMutex);
+  auto it = Entries().find(owner);
+  if (it != Entries().end()) it->second.fd = -1;
+}
+
 void ForgetForTeardown(const void* owner) {
   std::lock_guard<std::mutex> lock(gMutex);
   Entries().erase(owner);
@@ -83,7 +89,7 @@ int ReleaseThreads(int32_t threadId, int32_t exceptThreadId) {
   for (auto& [owner, e] : Entries()) {
     auto id = ThreadIds().find(e.env);
     int32_t tid = id == ThreadIds().end() ? 0 : id->second;
-    if (threadId >= 0 ? tid != threadId : tid == exceptThreadId) continue;
+    if (e.fd < 0 || (threadId >= 0 ? tid != threadId : tid == exceptThreadId)) continue;
     for (const auto& r : e.ranges) {
       uffdio_range range{r.first, r.second - r.first};
       if (ioctl(e.fd, UFFDIO_UNREGISTER, &range) == 0) released++;

@@ -13,8 +13,10 @@ namespace uffd {
 // JS thread of `env`. The id lib/ gives its thread (worker_threads.threadId; 0 on the main).
 void SetEnvThreadId(napi_env env, int32_t threadId);
 
-// JS thread of `env`: a uffd opened or adopted there, until Forget (before its fd is closed).
+// JS thread of `env`: a uffd opened or adopted there, until Detach (before its fd is closed:
+// no unregistering through it afterwards; frees nothing) and Forget (after).
 void TrackForTeardown(napi_env env, const void* owner, int fd);
+void DetachForTeardown(const void* owner);
 void ForgetForTeardown(const void* owner);
 // JS thread of the owner: the ranges it registered and unregistered.
 void NoteRegistered(const void* owner, uint64_t start, uint64_t length);

@@ -21,9 +21,9 @@
 namespace uffd {
 
 bool PageSource::CopyOut(uint64_t offset, uint64_t len, uint8_t* out) {
-  const uint8_t* bytes = Read(offset, len);
+  const uint8_t* bytes = Read(offset, len, out);  // `out` is as large: it may bounce there
   if (bytes == nullptr) return false;
-  memcpy(out, bytes, len);
+  if (bytes != out) memcpy(out, bytes, len);
   return true;
 }
 
@@ -75,7 +75,7 @@ int SendFile(int in, uint64_t from, int out, uint64_t at, uint64_t len) {
 class ZeroSource : public PageSource {
  public:
   uint64_t size() const override { return 0; }
-  const uint8_t* Read(uint64_t, uint64_t) override { return nullptr; }
+  const uint8_t* Read(uint64_t, uint64_t, uint8_t*) override { return nullptr; }
   std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
     return self;
   }
@@ -85,7 +85,7 @@ class MemorySource : public PageSource {
  public:
   MemorySource(const uint8_t* data, uint64_t length) : data_(data), length_(length) {}
   uint64_t size() const override { return length_; }
-  const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+  const uint8_t* Read(uint64_t offset, uint64_t, uint8_t*) override { return data_ + offset; }
 
  private:
   const uint8_t* data_;
@@ -101,7 +101,7 @@ class OwnedMemorySource : public PageSource {
     if (data_ != nullptr) munmap(data_, length_);
   }
   uint64_t size() const override { return length_; }
-  const uint8_t* Read(uint64_t offset, uint64_t) override { return data_ + offset; }
+  const uint8_t* Read(uint64_t offset, uint64_t, uint8_t*) override { return data_ + offset; }
   std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
     return self;
   }
@@ -123,7 +123,7 @@ class MappedFileSource : public PageSource {
     close(fd_);
   }
   uint64_t size() const override { return size_; }
-  const uint8_t* Read(uint64_t offset, uint64_t) override {
+  const uint8_t* Read(uint64_t offset, uint64_t, uint8_t*) override {
     return static_cast<const uint8_t*>(map_) + skew_ + offset;
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
@@ -143,33 +143,7 @@ class MappedFileSource : public PageSource {
   uint64_t mapLength_, skew_, size_;
 };
 
-// The calling thread's bounce buffer for pread sources (at least `size` bytes, base-page
-// aligned), made at its first read, grown when a source needs more (huge pages larger than
-// kMaxWindow: ServedRanges::CopyWindow) and kept until the thread ends: one source can then be
-// read by several reader threads at once (a fork child's and its parent's). nullptr with errno
-// ENOMEM.
-uint8_t* ThreadBounce(uint64_t size) {
-  struct Buffer {
-    void* p = nullptr;
-    uint64_t size = 0;
-    ~Buffer() { free(p); }
-  };
-  thread_local Buffer buffer;
-  if (buffer.size < size) {
-    free(buffer.p);
-    buffer.p = nullptr;
-    buffer.size = 0;
-    if (posix_memalign(&buffer.p, static_cast<size_t>(sysconf(_SC_PAGESIZE)), size) != 0) {
-      buffer.p = nullptr;
-      errno = ENOMEM;
-      return nullptr;
-    }
-    buffer.size = size;
-  }
-  return static_cast<uint8_t*>(buffer.p);
-}
-
-// pread(2) into the thread's bounce buffer, then UFFDIO_COPY: two copies, but no mapping of
+// pread(2) into the caller's bounce buffer, then UFFDIO_COPY: two copies, but no mapping of
 // the file.
 class PreadFileSource : public PageSource {
  public:
@@ -177,9 +151,7 @@ class PreadFileSource : public PageSource {
       : fd_(fd), offset_(offset), size_(size), window_(window) {}
   ~PreadFileSource() override { close(fd_); }
   uint64_t size() const override { return size_; }
-  const uint8_t* Read(uint64_t offset, uint64_t len) override {
-    uint8_t* bounce = ThreadBounce(window_);
-    if (bounce == nullptr) return nullptr;
+  const uint8_t* Read(uint64_t offset, uint64_t len, uint8_t* bounce) override {
     len = std::min(len, window_);
     return PreadFully(fd_, offset_ + offset, len, bounce) ? bounce : nullptr;
   }
@@ -320,8 +292,9 @@ uint32_t ServedRanges::Push(Range r) {
     r.fixedWindow = (std::max(r.fixedWindow, r.unit) + r.unit - 1) & ~(r.unit - 1);
   // An image clone is filled by its image, never tracked nor filled here.
   if (r.image == nullptr && (r.follow || filling_)) TrackPending(r);
-  // Here, on the JS thread: the reader thread never allocates.
+  // Mapped memory (mapped_allocator.h): neither this nor the push below calls malloc.
   if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
+  if (bounce_.size() < CopyWindow(r.unit)) bounce_.resize(CopyWindow(r.unit));
   ranges_.push_back(std::move(r));
   return id;
 }
@@ -329,18 +302,28 @@ uint32_t ServedRanges::Push(Range r) {
 // JS thread. Once it returns, the reader no longer uses the range's source: Answer holds
 // the same lock for the whole fill.
 bool ServedRanges::Remove(uint32_t id) {
+  RangeList gone;  // destroyed (their sources released) after the unlock: see mutex_
+  Retired retired;
   std::lock_guard<std::mutex> lock(mutex_);
+  TakeRetired(retired);
   // Every piece: a following range may have been cut in several.
-  auto it =
-      std::remove_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; });
-  if (it == ranges_.end()) return false;
-  ranges_.erase(it, ranges_.end());
+  for (Range& r : ranges_) {
+    if (r.id == id) gone.push_back(std::move(r));
+  }
+  if (gone.empty()) return false;
+  // What is left of them was moved from: erasing frees nothing.
+  ranges_.erase(
+      std::remove_if(ranges_.begin(), ranges_.end(), [id](const Range& r) { return r.id == id; }),
+      ranges_.end());
   return true;
 }
 
 void ServedRanges::Clear() {
+  RangeList gone;  // released after the unlock
+  Retired retired;
   std::lock_guard<std::mutex> lock(mutex_);
-  ranges_.clear();
+  ranges_.swap(gone);
+  TakeRetired(retired);
 }
 
 // Reader thread.
@@ -351,25 +334,24 @@ void ServedRanges::Forget(uint64_t start, uint64_t end, bool removed) {
     if (start < r.start + r.length && end > r.start) {
       for (Stream& s : r.streams) s = Stream{};
       if (!removed || !r.zeroRemoved) continue;
-      // Merge [a, b) into the sorted, disjoint spans. Here, on the reader thread, before any
-      // later fault is read: a fault in the span can never be filled from the source first.
+      // Merge [a, b) into the sorted, disjoint spans, in place (mapped memory: no malloc). Here, on
+      // the reader thread, before any later fault is read: a fault in the span can never be filled
+      // from the source first.
       uint64_t a = std::max(start, r.start), b = std::min(end, r.start + r.length);
-      std::vector<std::pair<uint64_t, uint64_t>> merged;
-      merged.reserve(r.removed.size() + 1);
-      bool placed = false;
-      for (const auto& x : r.removed) {
-        if (x.second < a) {
-          merged.push_back(x);
-        } else if (x.first > b) {
-          if (!placed) merged.emplace_back(a, b), placed = true;
-          merged.push_back(x);
-        } else {
-          a = std::min(a, x.first);
-          b = std::max(b, x.second);
-        }
+      size_t i = 0, n = r.removed.size();
+      while (i < n && r.removed[i].end < a) i++;  // spans wholly before (not touching) [a, b)
+      size_t j = i;
+      for (; j < n && r.removed[j].start <= b; j++) {  // spans touching or overlapping it
+        a = std::min(a, r.removed[j].start);
+        b = std::max(b, r.removed[j].end);
       }
-      if (!placed) merged.emplace_back(a, b);
-      r.removed.swap(merged);
+      auto at = r.removed.begin() + static_cast<std::ptrdiff_t>(i);
+      if (j == i) {
+        r.removed.insert(at, Span{a, b});
+      } else {
+        r.removed[i] = Span{a, b};
+        r.removed.erase(at + 1, r.removed.begin() + static_cast<std::ptrdiff_t>(j));
+      }
       // A dropped page is never filled again: zeros answer it from now on.
       ClearPending(r, std::max(start, r.start),
                    std::min(end, r.start + r.length) - std::max(start, r.start));
@@ -460,10 +442,10 @@ ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, bool minor,
     uint64_t end = page + std::min(WindowFor(r, page), r.start + r.length - page);
     // A JavaScript source fills one page at a time here: the rest is its own read-ahead's.
     if (r.image && !r.image->nativeSource()) end = page + r.unit;
-    for (const auto& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
-      if (page >= x.first && page < x.second) return ZeroRemoved(fd, r, page, stats, err);
-      if (x.first > page) {
-        end = std::min(end, x.first);
+    for (const Span& x : r.removed) {  // removed spans read as zeros; read-ahead stops at them
+      if (page >= x.start && page < x.end) return ZeroRemoved(fd, r, page, stats, err);
+      if (x.start > page) {
+        end = std::min(end, x.start);
         break;
       }
     }
@@ -609,7 +591,7 @@ IoctlResult ServedRanges::FillOnce(int fd, Range& r, uint64_t dst, uint64_t leng
     n = std::min(n, std::max(unit, run & ~(unit - 1)));
   } else if (run >= unit) {
     n = std::min(n, run & ~(unit - 1));
-    bytes = src.Read(so, n);
+    bytes = src.Read(so, n, bounce_.data());
     if (bytes == nullptr) return {0, errno};
   } else {
     // The source's bytes end inside this page: they, then zeros.

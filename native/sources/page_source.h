@@ -5,6 +5,7 @@
 #include <mutex>
 #include <vector>
 
+#include "reader/mapped_allocator.h"
 #include "uffd/fault_stats.h"
 #include "uffd/uffd_ioctl.h"
 
@@ -18,8 +19,12 @@ class PageSource {
   virtual ~PageSource() = default;
   virtual uint64_t size() const = 0;
   // Reader thread. The bytes at [offset, offset + len), len <= size() - offset; nullptr on an
-  // I/O error (errno set). The pointer stays valid until the next call.
-  virtual const uint8_t* Read(uint64_t offset, uint64_t len) = 0;
+  // I/O error (errno set). The pointer stays valid until the next call with the same `bounce`:
+  // the caller's page-aligned buffer of at least `len` bytes, which a source that must copy
+  // (pread) reads into. The caller's, so that a source read by several threads at once (a
+  // fork child's reader and its parent's) needs no buffer per thread, which the reader thread
+  // could only make with malloc or thread_local (both allocate: mapped_vector.h).
+  virtual const uint8_t* Read(uint64_t offset, uint64_t len, uint8_t* bounce) = 0;
   // Reader thread. Copies [offset, offset + len) into `out` (the partial last page of the
   // source). False on an I/O error (errno set). A mapped file overrides it with pread(2): a
   // user-space load past the end of a file truncated since serve() would raise SIGBUS.
@@ -33,9 +38,10 @@ class PageSource {
   // hole, false), and in *run how many bytes from `offset` are alike. By default the source's
   // bytes up to size(), zeros after it; a sparse source (sparse_source.h) has holes inside.
   virtual bool Extent(uint64_t offset, uint64_t* run);
-  // Any thread. A source that another thread can read at the same time as this one (a fork
-  // child's reader): `self` when reads keep no per-call state, a new source when they do (a
-  // bounce buffer), nullptr when it cannot be shared (bytes JavaScript owns) or memory ran out.
+  // Reader thread (a FORK event), which must not allocate (mapped_vector.h). A source that
+  // another thread can read at the same time as this one (a fork child's reader): `self` when
+  // reads keep no per-call state, nullptr when it cannot be shared (bytes JavaScript owns, or
+  // reads that would need a source of their own): the child's faults then go to JavaScript.
   virtual std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self);
 };
 
@@ -84,6 +90,9 @@ class ServedRanges {
     uint64_t lastUse = 0;
   };
   static constexpr int kStreams = 4;  // interleaved sequential readers tracked per range
+  struct Span {
+    uint64_t start, end;  // [start, end)
+  };
   struct Range {
     uint32_t id;  // shared by the pieces a following range is cut into
     uint64_t start, length;
@@ -91,7 +100,8 @@ class ServedRanges {
     uint64_t fixedWindow;      // 0 = adaptive
     Stream streams[kStreams];  // adaptive only
     bool zeroRemoved = false;
-    std::vector<std::pair<uint64_t, uint64_t>> removed;  // [start, end) spans, sorted, disjoint
+    // Sorted, disjoint; grown and split on the reader thread (mapped_allocator.h: no malloc).
+    MappedStdVector<Span> removed;
     uint64_t unit = 0;  // the mapping's page size (pageSize_, or a huge page)
     // Huge pages: the kernel answers EEXIST, not ENOMEM, to a UFFDIO_COPY that finds no free
     // huge page (the page table entry exists, empty). The faulting page woken on EEXIST then
@@ -118,10 +128,14 @@ class ServedRanges {
     bool follow = false;  // moved by REMAP, cut by UNMAP, inherited by fork children
     // Units of the range whose source bytes are still to be filled (one bit each), tracked for
     // following ranges from Add and for the others from StartFill; empty: not tracked.
-    std::vector<uint64_t> pending;
+    MappedStdVector<uint64_t> pending;
     uint64_t pendingUnits = 0;
     uint64_t pendingFrom = 0;  // no bit below this one is set
   };
+  // Every container of the served ranges takes its memory from mmap (mapped_allocator.h): the
+  // reader splits, moves and copies ranges on layout events, and must not call malloc.
+  using RangeList = MappedStdVector<Range>;
+  using Retired = MappedStdVector<std::shared_ptr<PageSource>>;
 
   explicit ServedRanges(uint64_t pageSize);
 
@@ -161,9 +175,9 @@ class ServedRanges {
   void Remap(uint64_t from, uint64_t to, uint64_t len);
   // Reader thread, at a fork: copies of the following ranges as they are now, for the child's
   // uffd (a range whose source cannot be shared with another thread is left out).
-  std::vector<Range> CloneFollowing();
+  RangeList CloneFollowing();
   // JS thread, before the reader starts: takes the ranges a parent's CloneFollowing made.
-  void Adopt(std::vector<Range> ranges);
+  void Adopt(RangeList ranges);
   // JS thread: fill every served range's source pages that are not in yet, in chunks from
   // minChunk growing by minChunk a chunk up to maxChunk, back to minChunk after each demand fault
   // (FillSome), as criu lazy-pages grows its transfers.
@@ -197,15 +211,25 @@ class ServedRanges {
   void ClearPending(Range& r, uint64_t start, uint64_t length);  // reader thread
   void SplitAt(uint64_t address);                                // reader thread
   void Cut(uint64_t start, uint64_t end);                        // reader thread
+  // JS thread, under mutex_: moves the retired sources to `out`, released after the unlock.
+  void TakeRetired(Retired& out) { out.swap(retired_); }
 
   uint64_t pageSize_;
   bool localMemory_ = false;
+  // The reader thread takes mutex_ for every fault it answers. Whoever holds it calls neither
+  // malloc nor free meanwhile: a thread that waits on malloc (while another forks) would hold
+  // the reader with it (mapped_vector.h). The containers below map their memory; a source's
+  // last reference is released after the unlock (Remove, Clear, retired_).
   std::mutex mutex_;
-  std::vector<Range> ranges_;
+  RangeList ranges_;
+  // Sources of pieces the reader cut away (UNMAP): released on the JS thread (TakeRetired), as
+  // the last reference's release frees the source.
+  Retired retired_;
   uint32_t nextId_ = 1;
-  uint64_t clock_ = 0;                    // orders stream use (LRU)
-  std::vector<uint8_t> tailPage_;         // the zero-padded last page of a source
-  std::vector<unsigned char> residency_;  // mincore() vector for one window
+  uint64_t clock_ = 0;                        // orders stream use (LRU)
+  MappedStdVector<uint8_t> tailPage_;         // the zero-padded last page of a source
+  MappedStdVector<uint8_t> bounce_;           // a pread source's window (Read's `bounce`)
+  MappedStdVector<unsigned char> residency_;  // mincore() vector for one window
   // The fill (served_layout.cc): running, and its chunk bounds and current chunk in bytes.
   bool filling_ = false;
   uint64_t minChunk_ = 0, maxChunk_ = 0, chunk_ = 0;

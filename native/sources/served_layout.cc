@@ -8,7 +8,9 @@
 // only the others, and a page the program dropped (REMOVE, with zeroRemoved) is never filled
 // again. Layout changes are applied on the reader thread in message order, before any later
 // fault is answered; the fill runs on the same thread between reads, so it can never copy into
-// memory whose layout changed under it.
+// memory whose layout changed under it. The reader thread never calls malloc or free
+// (mapped_vector.h): every container here maps its memory (mapped_allocator.h), and the source
+// of a piece cut away is released later, on the JS thread (retired_).
 #include <algorithm>
 #include <cerrno>
 
@@ -18,14 +20,14 @@ namespace uffd {
 
 namespace {
 
-bool TestBit(const std::vector<uint64_t>& bits, uint64_t i) {
-  return (bits[i >> 6] >> (i & 63)) & 1;
-}
+using Bits = MappedStdVector<uint64_t>;
+using Spans = MappedStdVector<ServedRanges::Span>;
+
+bool TestBit(const Bits& bits, uint64_t i) { return (bits[i >> 6] >> (i & 63)) & 1; }
 
 // Bits [from, from + count) of `bits` as a new vector; *set is how many of them are set.
-std::vector<uint64_t> SliceBits(const std::vector<uint64_t>& bits, uint64_t from, uint64_t count,
-                                uint64_t* set) {
-  std::vector<uint64_t> out((count + 63) / 64, 0);
+Bits SliceBits(const Bits& bits, uint64_t from, uint64_t count, uint64_t* set) {
+  Bits out((count + 63) / 64, 0);
   *set = 0;
   for (uint64_t i = 0; i < count; i++) {
     if (TestBit(bits, from + i)) {
@@ -37,12 +39,11 @@ std::vector<uint64_t> SliceBits(const std::vector<uint64_t>& bits, uint64_t from
 }
 
 // The spans of `spans` inside [start, end), clipped.
-std::vector<std::pair<uint64_t, uint64_t>> Clip(
-    const std::vector<std::pair<uint64_t, uint64_t>>& spans, uint64_t start, uint64_t end) {
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (const auto& s : spans) {
-    uint64_t a = std::max(s.first, start), b = std::min(s.second, end);
-    if (a < b) out.emplace_back(a, b);
+Spans Clip(const Spans& spans, uint64_t start, uint64_t end) {
+  Spans out;
+  for (const ServedRanges::Span& s : spans) {
+    uint64_t a = std::max(s.start, start), b = std::min(s.end, end);
+    if (a < b) out.push_back(ServedRanges::Span{a, b});
   }
   return out;
 }
@@ -127,11 +128,14 @@ void ServedRanges::Cut(uint64_t start, uint64_t end) {
   if (start >= end) return;
   SplitAt(start);
   SplitAt(end);
-  ranges_.erase(std::remove_if(ranges_.begin(), ranges_.end(),
-                               [start, end](const Range& r) {
-                                 return r.follow && r.start >= start && r.start + r.length <= end;
-                               }),
-                ranges_.end());
+  auto gone = [start, end](const Range& r) {
+    return r.follow && r.start >= start && r.start + r.length <= end;
+  };
+  // Their sources' last references may be these: released on the JS thread (TakeRetired).
+  for (Range& r : ranges_) {
+    if (gone(r) && r.source != nullptr) retired_.push_back(std::move(r.source));
+  }
+  ranges_.erase(std::remove_if(ranges_.begin(), ranges_.end(), gone), ranges_.end());
 }
 
 // Reader thread.
@@ -146,15 +150,15 @@ void ServedRanges::Remap(uint64_t from, uint64_t to, uint64_t len) {
   for (Range& r : ranges_) {
     if (!r.follow || r.start < from || r.start + r.length > from + len) continue;
     r.start = r.start - from + to;
-    for (auto& s : r.removed) s = {s.first - from + to, s.second - from + to};
+    for (Span& s : r.removed) s = Span{s.start - from + to, s.end - from + to};
     ResetState(r);
   }
 }
 
-// Reader thread.
-std::vector<ServedRanges::Range> ServedRanges::CloneFollowing() {
+// Reader thread: copies in mapped memory, sources shared (ForAnotherThread allocates nothing).
+ServedRanges::RangeList ServedRanges::CloneFollowing() {
   std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<Range> out;
+  RangeList out;
   for (const Range& r : ranges_) {
     if (!r.follow) continue;
     std::shared_ptr<PageSource> source = r.source->ForAnotherThread(r.source);
@@ -167,22 +171,27 @@ std::vector<ServedRanges::Range> ServedRanges::CloneFollowing() {
   return out;
 }
 
-// JS thread.
-void ServedRanges::Adopt(std::vector<Range> ranges) {
+// JS thread. Under mutex_ nothing calls malloc (see mutex_): the containers map their memory.
+void ServedRanges::Adopt(RangeList ranges) {
+  Retired retired;  // released after the unlock
   std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<std::pair<uint32_t, uint32_t>> ids;  // the parent's id -> ours (pieces share one)
+  TakeRetired(retired);
+  MappedStdVector<std::pair<uint32_t, uint32_t>> ids;  // the parent's id -> ours (pieces share one)
   for (Range& r : ranges) {
     auto it = std::find_if(ids.begin(), ids.end(), [&r](const auto& p) { return p.first == r.id; });
     if (it == ids.end()) it = ids.insert(ids.end(), {r.id, nextId_++});
     r.id = it->second;
     if (tailPage_.size() < r.unit) tailPage_.resize(r.unit);
+    if (bounce_.size() < CopyWindow(r.unit)) bounce_.resize(CopyWindow(r.unit));
     ranges_.push_back(std::move(r));
   }
 }
 
 // JS thread.
 void ServedRanges::StartFill(uint64_t minChunk, uint64_t maxChunk) {
+  Retired retired;  // released after the unlock
   std::lock_guard<std::mutex> lock(mutex_);
+  TakeRetired(retired);
   filling_ = true;
   minChunk_ = chunk_ = minChunk;
   maxChunk_ = maxChunk;

@@ -13,15 +13,17 @@ SetFill::SetFill(int fd, uint64_t start, uint64_t pageSize, std::shared_ptr<Page
       pageSize_(pageSize),
       source_(std::move(source)),
       pages_(std::move(pages)),
-      tailPage_(pageSize) {}
+      tailPage_(pageSize),
+      bounce_(ServedRanges::CopyWindow(pageSize)) {}
 
 // Called on the prefetch thread or the reader thread (each its own SetFill).
 IoctlResult SetFill::Copy(uint64_t page, uint64_t pos, uint64_t count, uint64_t mode) {
   uint64_t dst = start_ + page * pageSize_;
-  uint64_t len = count * pageSize_;
+  // At most one bounce buffer a call: the caller goes on from what was copied.
+  uint64_t len = std::min<uint64_t>(count * pageSize_, bounce_.size());
   if (pages_ != nullptr) {
     // The page file holds every page of the set as it is installed: padded, zeros and all.
-    const uint8_t* bytes = pages_->Read(pos * pageSize_, len);
+    const uint8_t* bytes = pages_->Read(pos * pageSize_, len, bounce_.data());
     if (bytes == nullptr) return {0, errno != 0 ? errno : EIO};
     return uffd::Copy(fd_, dst, bytes, len, mode);
   }
@@ -36,7 +38,7 @@ IoctlResult SetFill::Copy(uint64_t page, uint64_t pos, uint64_t count, uint64_t 
   }
   if (run >= pageSize_) {
     uint64_t n = std::min(len, run & ~(pageSize_ - 1));
-    const uint8_t* bytes = src.Read(so, n);
+    const uint8_t* bytes = src.Read(so, n, bounce_.data());
     if (bytes == nullptr) return {0, errno != 0 ? errno : EIO};
     return uffd::Copy(fd_, dst, bytes, n, mode);
   }

@@ -19,6 +19,7 @@ SharedImage::SharedImage(int memfd, uint64_t size, uint64_t pageSize,
       source_(std::move(source)),
       present_(new std::atomic<uint64_t>[(pages_ + 63) / 64]()),
       tail_(pageSize),
+      bounce_(ServedRanges::kMaxWindow),
       record_(record) {
   if (maxBytes_ != 0) {
     prev_.assign(pages_, kNil);
@@ -112,7 +113,7 @@ int SharedImage::ReadIn(uint64_t p, uint64_t q) {
     int err = directWrites_ ? source_->WriteTo(fd_, pos, pos, n) : ENOTSUP;
     if (err == ENOTSUP) {
       directWrites_ = false;
-      const uint8_t* bytes = source_->Read(pos, n);
+      const uint8_t* bytes = source_->Read(pos, n, bounce_.data());
       if (bytes == nullptr) return errno != 0 ? errno : EIO;
       err = WriteAll(bytes, n, pos);
     } else if (err == ENODATA) {

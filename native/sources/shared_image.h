@@ -15,6 +15,7 @@
 #include <mutex>
 #include <vector>
 
+#include "reader/mapped_allocator.h"
 #include "sources/page_source.h"
 #include "sources/working_set.h"
 
@@ -89,7 +90,10 @@ class SharedImage {
   std::unique_ptr<std::atomic<uint64_t>[]> present_;  // one bit a page
   std::mutex mutex_;
   std::vector<uint8_t> tail_;  // the zero-padded last page of the source
-  bool directWrites_ = true;   // the source writes into the memfd itself (WriteTo) until it cannot
+  // A pread source's window (PageSource::Read), under mutex_: mapped, as a reader thread reads
+  // the source through it (mapped_allocator.h).
+  MappedStdVector<uint8_t> bounce_;
+  bool directWrites_ = true;  // the source writes into the memfd itself (WriteTo) until it cannot
   // The cap's order: a list through the present pages, most recently touched first.
   std::vector<uint32_t> prev_, next_;
   uint32_t head_ = kNil, tail_page_ = kNil;

@@ -16,9 +16,9 @@ class SparseSource : public PageSource {
   }
 
   // Reader thread. [offset, offset + len) lies in one run's bytes (Extent said so).
-  const uint8_t* Read(uint64_t offset, uint64_t len) override {
+  const uint8_t* Read(uint64_t offset, uint64_t len, uint8_t* bounce) override {
     const SparseRun& r = *Find(offset);
-    return backing_->Read(r.offset + offset - r.at, len);
+    return backing_->Read(r.offset + offset - r.at, len, bounce);
   }
   bool CopyOut(uint64_t offset, uint64_t len, uint8_t* out) override {
     const SparseRun& r = *Find(offset);
@@ -52,8 +52,7 @@ class SparseSource : public PageSource {
   std::shared_ptr<PageSource> ForAnotherThread(const std::shared_ptr<PageSource>& self) override {
     std::shared_ptr<PageSource> backing = backing_->ForAnotherThread(backing_);
     if (!backing) return nullptr;
-    if (backing == backing_) return self;
-    return std::make_shared<SparseSource>(std::move(backing), runs_);
+    return backing == backing_ ? self : nullptr;  // a new one would allocate
   }
 
  private:

@@ -168,9 +168,22 @@ void WorkingSet::StopFollowing() {
   if (prefetcher_) prefetcher_->Cancel();
 }
 
+// The copy is allocated before the lock: the reader takes mutex_ for every fault, and must never
+// wait on a thread that waits on malloc (mapped_vector.h).
 std::vector<PageRun> WorkingSet::Recorded() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return runs_;
+  std::vector<PageRun> out;
+  for (;;) {
+    size_t n;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      n = runs_.size();
+      if (n <= out.capacity()) {
+        out.assign(runs_.begin(), runs_.end());  // fits: no allocation
+        return out;
+      }
+    }
+    out.reserve(n + 64);  // the reader may add runs meanwhile: some room for them
+  }
 }
 
 int WorkingSets::Add(uint32_t id, uint64_t start, uint64_t length, uint64_t pageSize, int fd,
@@ -179,7 +192,14 @@ int WorkingSets::Add(uint32_t id, uint64_t start, uint64_t length, uint64_t page
                                           stats_);
   Prefetcher* prefetcher = set->prefetcher();
   {
+    // Grown before the lock (see mutex_); only the JS thread adds or removes.
+    std::vector<std::unique_ptr<WorkingSet>> grown;
+    if (sets_.size() == sets_.capacity()) grown.reserve(2 * sets_.capacity() + 1);
     std::lock_guard<std::mutex> lock(mutex_);
+    if (grown.capacity() > 0) {
+      for (auto& s : sets_) grown.push_back(std::move(s));
+      sets_.swap(grown);
+    }
     sets_.push_back(std::move(set));
     count_.store(static_cast<int>(sets_.size()), std::memory_order_relaxed);
   }
@@ -227,12 +247,17 @@ void WorkingSets::Clear() {
   }
 }
 
+// JS thread: the only thread that removes sets, so the one found stays while it is copied,
+// outside mutex_ (the copy allocates).
 std::vector<PageRun> WorkingSets::Recorded(uint32_t id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& s : sets_) {
-    if (s->id() == id) return s->Recorded();
+  WorkingSet* found = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& s : sets_) {
+      if (s->id() == id) found = s.get();
+    }
   }
-  return {};
+  return found != nullptr ? found->Recorded() : std::vector<PageRun>{};
 }
 
 std::vector<uint8_t> WorkingSets::Installed(uint32_t id) {

@@ -90,7 +90,7 @@ class WorkingSet {
   uint64_t start_, length_, pageSize_;
   bool record_;
   WorkingSetStats& stats_;
-  std::mutex mutex_;               // the recording, between the reader and JS
+  std::mutex mutex_;  // the recording, between the reader and JS; no allocation under it
   std::vector<uint64_t> touched_;  // first touches seen
   std::vector<PageRun> runs_;      // capacity: one run per page
   std::vector<uint64_t> loaded_;   // pages of the loaded set (read-only once loadedReady_)
@@ -145,6 +145,8 @@ class WorkingSets {
  private:
   std::unique_ptr<WorkingSet> Take(uint32_t id);
 
+  // The reader takes it for every fault on a served range with a set; its holders allocate and
+  // free nothing under it (a thread waiting on malloc would hold the reader: mapped_vector.h).
   std::mutex mutex_;
   std::vector<std::unique_ptr<WorkingSet>> sets_;
   std::atomic<int> count_{0};  // sets_.size(): the reader skips the lock when there are none

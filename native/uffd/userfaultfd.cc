@@ -12,6 +12,7 @@
 #include "addon.h"
 #include "memory/image_object.h"
 #include "memory/region.h"
+#include "reader/fork_guard.h"
 #include "reader/local_uffds.h"
 #include "reader/reader_claims.h"
 #include "reader/sync_reader.h"
@@ -193,16 +194,23 @@ void Userfaultfd::OnEnvCleanup(void* arg) {
   self->Shutdown();
 }
 
+// The order is what keeps a fork in another thread from hanging: while this uffd is open and
+// registered, a thread that forks waits in the kernel for its FORK event to be read, holding
+// malloc's locks meanwhile. So everything that may wait on malloc (directly, or on a lock whose
+// holder may) happens while the reader still reads; between the reader's join and the close of
+// the fd, nothing does (the reader's own exit is malloc-free: wakeable_thread.h).
 void Userfaultfd::Shutdown() {
+  // A reader elsewhere that stepped aside for this one resumes before this one stops. The claim
+  // goes before consumer_ does: this object's own reader, which reads both, must never see
+  // "no consumer here, a claim" and step aside itself (ReleaseReads may wait on a thread that
+  // waits on a fork, and the fork on this reader).
+  if (consumer_.load(std::memory_order_relaxed)) {
+    ReleaseReads(inode_);
+    consumer_.store(false, std::memory_order_release);
+  }
   if (tracked_) {
     tracked_ = false;
     UntrackUffd(Napi::Env(env_), this);
-  }
-  // Stopping the reader before closing: a poll never wakes on close(2) of its fd.
-  if (reader_ != nullptr) {
-    UnwatchReadClaims(inode_, this);
-    reader_->Stop();
-    reader_ = nullptr;
   }
   workingSets_.Clear();  // joins the prefetch threads: they use the fd and the sources
   std::vector<std::shared_ptr<SnapshotWriter>> snapshots;
@@ -211,24 +219,42 @@ void Userfaultfd::Shutdown() {
     snapshots.swap(snapshots_);
   }
   for (auto& s : snapshots) s->Cancel();  // no ioctl on fd_ from them once it is closed below
-  served_.Clear();
+  if (fast_) *fast_ = FastTarget{};       // its functions throw from now on
+  if (fd_ >= 0) DetachForTeardown(this);  // nobody unregisters through fd_ from here on
+  {
+    // No fork in flight from here to the close (fork_guard.h): the reader reads the FORK events
+    // of those that were, until they are done.
+    ForkExclusion noFork;
+    // Stopping the reader before closing: a poll never wakes on close(2) of its fd. Halt, not
+    // join: joining frees the thread's TLS (free()).
+    if (reader_ != nullptr) reader_->Halt();
+    if (fd_ >= 0) {
+      close(fd_);  // wakes every faulting thread: they retry as ordinary faults
+      fd_ = -1;
+    }
+  }
+  if (reader_ != nullptr) {
+    UnwatchReadClaims(inode_, this);
+    reader_->Release();  // deleted later, by its queue
+    reader_ = nullptr;
+    claims_ = nullptr;  // the thread that read it is joined
+  }
+  served_.Clear();  // the reader and the prefetch threads that used the sources are joined
   servedCount_ = 0;
   {
+    ForkList forks;  // released after the unlock
     std::lock_guard<std::mutex> lock(forksMutex_);
-    forks_.clear();
+    forks_.swap(forks);
   }
   sharedSources_.clear();
+  ForgetForTeardown(this);
+  // After the close: a source's Region whose unmap() waited for it is unmapped here, and were
+  // it registered on this uffd with EVENT_UNMAP, munmap(2) would wait for a reader to read the
+  // UNMAP event, and the reader is gone.
   for (KeepAlive& k : keepAlive_) ReleaseKeepAlive(k);
   keepAlive_.clear();
-  if (fast_) *fast_ = FastTarget{};  // its functions throw from now on
-  if (fd_ >= 0) {
-    ForgetForTeardown(this);  // first: another thread may be unregistering through fd_
-    close(fd_);               // wakes every faulting thread: they retry as ordinary faults
-    fd_ = -1;
-  }
   ReleaseLocalUffd(localClaim_);
   localClaim_ = 0;
-  if (consumer_.exchange(false)) ReleaseReads(inode_);  // a reader stepping aside resumes
   for (auto& s : snapshots) s->Join();  // a read it waited on was released by the close
 }
 
@@ -401,9 +427,16 @@ Napi::Value Userfaultfd::StartReader(const Napi::CallbackInfo& info) {
   jsTid_ = gettid();
   auto* reader =
       new FaultReader(env, fd, this, info[0].As<Napi::Function>(), info[1].As<Napi::Uint8Array>());
-  reader->Start(env);  // on failure it has stopped itself (and is deleted by its finalizer)
+  // Before the thread starts: it reads claims_ (and jsTid_) from its first wait on.
+  claims_ = WatchReadClaims(inode_, this, [reader] { reader->Nudge(); });
+  try {
+    reader->Start(env);  // on failure it has stopped itself (and is deleted by its queue)
+  } catch (...) {
+    UnwatchReadClaims(inode_, this);
+    claims_ = nullptr;
+    throw;
+  }
   reader_ = reader;
-  WatchReadClaims(inode_, this, [reader] { reader->Nudge(); });
   UpdateDirect(env);
   return env.Undefined();
 }
@@ -451,16 +484,17 @@ void Userfaultfd::ClaimReadsOnce() {
 
 // Reader thread: a reader with no consumer of its own leaves the messages to one elsewhere.
 bool Userfaultfd::ShouldYield() {
-  return !consumer_.load(std::memory_order_acquire) && ReadClaims(inode_) > 0;
+  return !consumer_.load(std::memory_order_acquire) && claims_ != nullptr &&
+         claims_->load(std::memory_order_acquire) > 0;
 }
 
 Napi::Value Userfaultfd::RefReader(const Napi::CallbackInfo& info) {
-  if (reader_ != nullptr) reader_->Ref(info.Env());
+  if (reader_ != nullptr) reader_->Ref();
   return info.Env().Undefined();
 }
 
 Napi::Value Userfaultfd::UnrefReader(const Napi::CallbackInfo& info) {
-  if (reader_ != nullptr) reader_->Unref(info.Env());
+  if (reader_ != nullptr) reader_->Unref();
   return info.Env().Undefined();
 }
 
@@ -984,7 +1018,7 @@ void Userfaultfd::OnRead(const uffd_msg* msgs, size_t count) {
       case UFFD_EVENT_FORK: {
         // The child's copy of the following ranges: JavaScript hands it to the child's uffd
         // (AdoptFork) before that one's reader starts.
-        std::vector<ServedRanges::Range> inherited = served_.CloneFollowing();
+        ServedRanges::RangeList inherited = served_.CloneFollowing();
         if (!inherited.empty()) {
           std::lock_guard<std::mutex> lock(forksMutex_);
           forks_.emplace_back(static_cast<int>(m.arg.fork.ufd), std::move(inherited));
@@ -1018,7 +1052,7 @@ Napi::Value Userfaultfd::AdoptFork(const Napi::CallbackInfo& info) {
   int childFd = ArgInt(info, 0);
   if (!info[1].IsObject()) ThrowTypeError(env, "child must be a native Userfaultfd");
   Userfaultfd* child = Unwrap(info[1].As<Napi::Object>());
-  std::vector<ServedRanges::Range> ranges = TakeFork(childFd);
+  ServedRanges::RangeList ranges = TakeFork(childFd);
   size_t n = ranges.size();
   if (child != nullptr && n > 0) {
     // Served natively from now on: the child's reader thread answers them, not its JS thread.
@@ -1037,29 +1071,31 @@ Napi::Value Userfaultfd::DropFork(const Napi::CallbackInfo& info) {
 
 // JS thread: the ranges parked for the fork child whose uffd is `childFd` (the first: fds
 // are not reused before JavaScript has taken or closed the earlier one).
-std::vector<ServedRanges::Range> Userfaultfd::TakeFork(int childFd) {
+ServedRanges::RangeList Userfaultfd::TakeFork(int childFd) {
   std::lock_guard<std::mutex> lock(forksMutex_);
   for (auto it = forks_.begin(); it != forks_.end(); ++it) {
     if (it->first != childFd) continue;
-    std::vector<ServedRanges::Range> ranges = std::move(it->second);
-    forks_.erase(it);
+    ServedRanges::RangeList ranges = std::move(it->second);
+    forks_.erase(it);  // moved from: frees nothing under the lock the reader takes
     return ranges;
   }
   return {};
 }
 
-// Reader thread: a write to a page of a live snapshot; false when no snapshot holds it.
+// Reader thread: a write to a page of a live snapshot; false when no snapshot holds it. The
+// page is saved under snapshotsMutex_, so that the writer stays referenced by snapshots_ all
+// along: a reference of the reader's own could be the last one (SnapshotEnd meanwhile), and
+// freeing the writer here would call free(), which the reader must not (mapped_vector.h). The JS
+// thread waits at most for one page to be saved; the reader never waits for JS.
 bool Userfaultfd::SaveBeforeWrite(uint64_t address) {
-  std::shared_ptr<SnapshotWriter> writer;
-  {
-    std::lock_guard<std::mutex> lock(snapshotsMutex_);
-    for (auto& s : snapshots_) {
-      if (s->Contains(address)) writer = s;
+  std::lock_guard<std::mutex> lock(snapshotsMutex_);
+  for (auto& s : snapshots_) {
+    if (s->Contains(address)) {
+      s->OnWriteFault(address);
+      return true;
     }
   }
-  if (!writer) return false;
-  writer->OnWriteFault(address);
-  return true;
+  return false;
 }
 
 // (start, length, pageSize, destFd, populate, onDone(err, result)). JS thread. The range is
@@ -1086,7 +1122,14 @@ Napi::Value Userfaultfd::Snapshot(const Napi::CallbackInfo& info) {
       fd, start, length, pageSize, dest, static_cast<uint64_t>(at), ArgBool(info, 4)};
   auto writer = std::make_shared<SnapshotWriter>(o);
   {
+    // Grown before the lock: the reader takes it for every WP fault (mapped_vector.h).
+    std::vector<std::shared_ptr<SnapshotWriter>> grown;
+    if (snapshots_.size() == snapshots_.capacity()) grown.reserve(2 * snapshots_.capacity() + 1);
     std::lock_guard<std::mutex> lock(snapshotsMutex_);
+    if (grown.capacity() > 0) {
+      for (auto& s : snapshots_) grown.push_back(std::move(s));
+      snapshots_.swap(grown);
+    }
     snapshots_.push_back(writer);
   }
   UpdateDirect(env);  // before any page is protected: its write faults are the reader's

@@ -84,7 +84,7 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   bool OrderedAndBehind(const Napi::CallbackInfo& info, size_t seenArg);
   Napi::Value AdoptFork(const Napi::CallbackInfo& info);
   Napi::Value DropFork(const Napi::CallbackInfo& info);
-  std::vector<ServedRanges::Range> TakeFork(int childFd);       // JS thread
+  ServedRanges::RangeList TakeFork(int childFd);                // JS thread
   std::shared_ptr<PageSource> SharedSource(uint32_t sourceId);  // JS thread
   static std::vector<SparseRun> SparseRuns(Napi::Value value);  // JS thread
   Napi::Value Stats(const Napi::CallbackInfo& info);
@@ -118,6 +118,8 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   bool localMemory_ = false;  // this process's memory: the only faults the guard may answer
   uint64_t localClaim_ = 0;   // ClaimLocalUffd's, released at Shutdown
   uint64_t inode_ = 0;        // reader_claims.h: this uffd's entry
+  // Its claim count (WatchReadClaims), set before the reader starts, cleared after it is joined.
+  const std::atomic<uint32_t>* claims_ = nullptr;
   std::atomic<bool> consumer_{
       false};  // this object claims the uffd's messages; released at Shutdown
   std::atomic<int32_t> selfFaultPolicy_{static_cast<int32_t>(SelfFaultPolicy::kZeropage)};
@@ -148,8 +150,11 @@ class Userfaultfd : public Napi::ObjectWrap<Userfaultfd>, public FaultHandler {
   std::mutex orderMutex_;
   uint64_t layoutRead_ = 0;  // reader thread; under orderMutex_ when ordered
   // Following ranges copied at FORK messages, by the child's fd, until JS adopts or drops them.
+  // The reader adds to it on a FORK event, so its memory is mapped (mapped_allocator.h), and the
+  // JS thread frees nothing under forksMutex_.
+  using ForkList = MappedStdVector<std::pair<int, ServedRanges::RangeList>>;
   std::mutex forksMutex_;
-  std::vector<std::pair<int, std::vector<ServedRanges::Range>>> forks_;
+  ForkList forks_;
   // File sources served, by their JS PageSource's id (Serve's sourceId). JS thread.
   std::vector<std::pair<uint32_t, std::weak_ptr<PageSource>>> sharedSources_;
   bool SaveBeforeWrite(uint64_t address);  // reader thread

@@ -8,7 +8,7 @@ const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
 const { binding } = require('../../dist/base/native');
-const { requireLacking, requireFeature, runChild, pattern, PAGE, describeNative, requirePrivileged, nextEvent } = require('../helpers');
+const { requireLacking, requireFeature, requireNoSanitizer, runChild, pattern, PAGE, describeNative, requirePrivileged, nextEvent } = require('../helpers');
 
 
 
@@ -54,6 +54,65 @@ describeNative('FORK events', () => {
       assert.strictEqual(spawnSync('true').status, 0);
       assert.strictEqual(spawnSync('true').status, 0);
     } finally { uffd.close(); region.unmap(); }
+  });
+});
+
+describeNative('FORK events while other threads\' readers deliver', () => {
+  // A thread that forks holds glibc's malloc locks inside clone(2), and the kernel keeps it
+  // there until every uffd with EVENT_FORK has read the FORK event. Readers that allocated
+  // while delivering (their queue to JavaScript grew, Node's thread-safe function queued a call)
+  // waited on those locks, never read their FORK event, and the process hung for good.
+  it('Workers flood their readers with REMOVE events while the main thread forks 150 times: no hang', async function () {
+    requireFeature(this, 'native', 'EVENT_FORK');
+    requirePrivileged(this, 'EVENT_FORK', 'ptrace');
+    this.timeout(90000);
+    const r = await runChild(`
+      const { Worker } = require('worker_threads');
+      const { spawnSync } = require('child_process');
+      const dist = require('path').resolve('dist');
+      const { Userfaultfd, Region } = require(dist);
+      const workers = [];
+      for (let i = 0; i < 4; i++) {
+        workers.push(new Worker(\`
+          const { parentPort, workerData } = require('worker_threads');
+          const { Userfaultfd, Region } = require(workerData);
+          const uffd = Userfaultfd.open({ features: ['EVENT_FORK', 'EVENT_REMOVE'] });
+          const ps = uffd.pageSize;
+          const region = Region.map(16 * ps);
+          uffd.register(region);
+          let removes = 0;
+          uffd.on('remove', () => removes++);
+          uffd.on('fork', (e) => e.uffd.close());
+          let stop = false;
+          parentPort.on('message', () => { stop = true; parentPort.postMessage(removes); uffd.close(); region.unmap(); });
+          (function loop() {
+            for (let i = 0; i < 200 && !stop; i++) region.dontneed((i % 16) * ps, ps);
+            if (!stop) setImmediate(loop);
+          })();
+          parentPort.postMessage('ready');
+        \`, { eval: true, workerData: dist }));
+      }
+      Promise.all(workers.map((w) => new Promise((r) => w.once('message', r)))).then(async () => {
+        const uffd = Userfaultfd.open({ features: ['EVENT_FORK'] });
+        const region = Region.map(uffd.pageSize);
+        uffd.register(region);
+        let forks = 0;
+        uffd.on('fork', (e) => { forks++; e.uffd.close(); });
+        for (let i = 0; i < 150; i++) {
+          if (spawnSync('true').status !== 0) throw new Error('spawnSync failed');
+          await new Promise((r) => setImmediate(r));
+        }
+        const removes = await Promise.all(workers.map((w) => { w.postMessage('stop'); return new Promise((r) => w.once('message', r)); }));
+        uffd.close();
+        region.unmap();
+        console.log(JSON.stringify({ forks, removes: removes.reduce((a, b) => a + b, 0) }));
+        await Promise.all(workers.map((w) => w.terminate()));
+      });
+    `, { timeoutMs: 60000 });
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr + r.stdout);
+    const { forks, removes } = JSON.parse(r.stdout.trim().split('\n').pop());
+    assert.strictEqual(forks, 150, 'every fork delivered its FORK event');
+    assert.ok(removes > 0, 'the readers of the Workers delivered events meanwhile');
   });
 });
 
@@ -272,7 +331,8 @@ describeNative('process lifetime: Workers (child processes, with a timeout)', ()
 });
 
 describeNative('cleanup leaves no thread or fd behind (child processes)', () => {
-  it('a uffd and a region dropped without close()/unmap() are closed by their finalizers', async () => {
+  it('a uffd and a region dropped without close()/unmap() are closed by their finalizers', async function () {
+    requireNoSanitizer(this, 'the test counts the process\'s fds');
     const r = await runChild(`
       const fs = require('fs');
       const { Userfaultfd, Region } = require('./dist');

@@ -385,3 +385,26 @@ describeNative('serve: page sources, byte for byte', function () {
     });
   });
 });
+
+describeNative('serve: a source viewing a Region registered on the same uffd', () => {
+  // The source's Region, unmapped while served, is unmapped for real when the source goes. At
+  // close() that came after the reader had stopped but before the fd was closed: registered with
+  // EVENT_UNMAP on the same uffd, its munmap(2) waited for a reader that was gone, forever.
+  it('close() with that Region unmap()ed while served returns, and the process exits', async () => {
+    const r = await runChild(`
+      const { Userfaultfd, Region, PageSource } = require('./dist');
+      const uffd = Userfaultfd.open({ features: ['EVENT_UNMAP'] });
+      const ps = uffd.pageSize;
+      const a = Region.map(4 * ps), b = Region.map(4 * ps);
+      new Uint8Array(b.buffer).fill(7);
+      uffd.serve(a, PageSource.buffer(new Uint8Array(b.buffer)));
+      uffd.register(b); // after serve(): its overlap check looks at the ranges registered then
+      b.unmap();        // waits for the source
+      uffd.close();
+      a.unmap();
+      console.log('closed');
+    `, { timeoutMs: 15000 });
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, 0, null], r.stderr + r.stdout);
+    assert.match(r.stdout, /closed/);
+  });
+});

@@ -54,3 +54,21 @@ describeBackends('reliability: a Worker whose region.read waits on its own uffd'
     expectExit(await run(backend, touch, EXIT), 4);
   });
 });
+
+describeNative('reliability: the addon outlives the Workers that loaded it', () => {
+  // Node unloads an addon with the last environment that loaded it. Here that is a Worker (the
+  // main thread never loads the package); the SIGBUS guard the Worker's Region installed stays
+  // installed, and a SIGBUS raised afterwards jumped into unmapped code: the process died of
+  // SIGSEGV instead of SIGBUS.
+  it('a SIGBUS after the only Worker that used the addon has exited still kills with SIGBUS', async () => {
+    const r = await runChild(`
+      const { Worker } = require('worker_threads');
+      const w = new Worker(\`
+        const { Region } = require(require('worker_threads').workerData.dist);
+        Region.map(4096).unmap();
+      \`, { eval: true, workerData: { dist: require('path').resolve('dist') } });
+      w.on('exit', () => setTimeout(() => process.kill(process.pid, 'SIGBUS'), 100));
+    `, { timeoutMs: 15000 });
+    assert.deepStrictEqual([r.timedOut, r.code, r.signal], [false, null, 'SIGBUS'], r.stderr + r.stdout);
+  });
+});
