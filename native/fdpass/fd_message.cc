@@ -10,13 +10,14 @@
 
 namespace uffd {
 
-bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
+int UnixSocket(const std::string& path, int flags, sockaddr_un* addr, socklen_t* len) {
   memset(addr, 0, sizeof *addr);
   addr->sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr->sun_path) return false;
+  if (path.empty() || path.size() >= sizeof addr->sun_path) return -ENAMETOOLONG;
   memcpy(addr->sun_path, path.data(), path.size());
   *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-  return true;
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+  return sock >= 0 ? sock : -errno;
 }
 
 int SendWithFd(int sock, int fd, const uint8_t* data, size_t length, size_t* sent) {
@@ -53,11 +54,10 @@ int ConnectUnix(const std::string& path, int sendTimeoutMs, const char** failed)
   *failed = "connect";
   sockaddr_un addr;
   socklen_t len;
-  if (!UnixAddress(path, &addr, &len)) return -ENAMETOOLONG;
-  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int sock = UnixSocket(path, 0, &addr, &len);
   if (sock < 0) {
-    *failed = "socket";
-    return -errno;
+    if (sock != -ENAMETOOLONG) *failed = "socket";
+    return sock;
   }
   timeval tv{sendTimeoutMs / 1000, (sendTimeoutMs % 1000) * 1000};
   setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

@@ -12,8 +12,9 @@
 
 namespace uffd {
 
-// Fills a sockaddr_un; false when the path does not fit.
-bool UnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len);
+// A Unix stream socket (close-on-exec, plus `flags`) and the address of `path` in *addr, or
+// -ENAMETOOLONG when the path does not fit, or socket(2)'s -errno.
+int UnixSocket(const std::string& path, int flags, sockaddr_un* addr, socklen_t* len);
 
 // sendmsg(2) of `data` with `fd` (unless -1) on its first byte (SCM_RIGHTS); a stream socket may
 // take less than all, and the rest follows without the fd. 0, or an errno (*sent: bytes sent before

@@ -43,15 +43,13 @@ int64_t NowMs() {
 // the userfaultfd it brings (at the RLIMIT_NOFILE, the kernel would drop it silently).
 int OpenSpare() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
-// A Unix stream socket (close-on-exec, plus `flags`) and the address of `path`, for the
-// connect(2) or bind(2) named by `syscall`; throws that syscall's ENAMETOOLONG when the path
-// does not fit, or socket(2)'s errno.
-int UnixSocket(Napi::Env env, const std::string& path, const char* syscall, int flags,
-               sockaddr_un* addr, socklen_t* addrLen) {
-  if (!UnixAddress(path, addr, addrLen))
-    ThrowErrno(env, ENAMETOOLONG, syscall, kNoBytes, path.c_str());
-  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
-  if (sock < 0) ThrowErrno(env, errno, "socket");
+// UnixSocket() for the connect(2) or bind(2) named by `syscall`: throws that syscall's
+// ENAMETOOLONG when the path does not fit, or socket(2)'s errno.
+int UnixSocketOrThrow(Napi::Env env, const std::string& path, const char* syscall, int flags,
+                      sockaddr_un* addr, socklen_t* addrLen) {
+  int sock = UnixSocket(path, flags, addr, addrLen);
+  if (sock == -ENAMETOOLONG) ThrowErrno(env, ENAMETOOLONG, syscall, kNoBytes, path.c_str());
+  if (sock < 0) ThrowErrno(env, -sock, "socket");
   return sock;
 }
 
@@ -82,7 +80,7 @@ Napi::Value SocketListening(const Napi::CallbackInfo& info) {
   std::string path = ArgPath(info, 0);
   sockaddr_un addr;
   socklen_t addrLen;
-  int sock = UnixSocket(env, path, "connect", SOCK_NONBLOCK, &addr, &addrLen);
+  int sock = UnixSocketOrThrow(env, path, "connect", SOCK_NONBLOCK, &addr, &addrLen);
   int err = connect(sock, reinterpret_cast<sockaddr*>(&addr), addrLen) == 0 ? 0 : errno;
   close(sock);
   return Napi::Boolean::New(env, err != ECONNREFUSED && err != ENOENT);
@@ -483,7 +481,7 @@ FdListener::FdListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdList
   if (maxFds < 1) ThrowRangeError(env, "maxFds must be >= 1");
   sockaddr_un addr;
   socklen_t addrLen;
-  int fd = UnixSocket(env, path, "bind", SOCK_NONBLOCK, &addr, &addrLen);
+  int fd = UnixSocketOrThrow(env, path, "bind", SOCK_NONBLOCK, &addr, &addrLen);
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) != 0) {
     int err = errno;
     close(fd);
