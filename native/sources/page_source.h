@@ -95,7 +95,7 @@ class ServedRanges {
   // and mapped at once. A clone's fault costs about ten fills of a page (the clone stops, the
   // reader thread runs, two context switches): in bench/shared-image.js a first window of 4
   // took the first clone's faults from 4201 to 2585 and its time, pinned, from 1.24x to
-  // 1.08x serve()'s, for 11% more image memory. The kernel's own fault-around maps 16 pages
+  // 1.06x serve()'s, for 11% more image memory. The kernel's own fault-around maps 16 pages
   // of a file. `readahead: false` (or a number) keeps the window fixed instead.
   static constexpr uint64_t kImageFirstWindow = 4;
   struct Span {
