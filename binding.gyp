@@ -26,6 +26,7 @@
             "native/sources/set_fill.cc",
             "native/sources/set_order.cc",
             "native/sources/set_file.cc",
+            "native/sources/set_pages.cc",
             "native/reader/local_uffds.cc",
             "native/reader/reader_claims.cc",
             "native/tracking/dirty_tracker.cc",

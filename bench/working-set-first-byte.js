@@ -2,7 +2,8 @@
 // bench/working-set.js (issue 23, deliver 4): serve()'s own time, and the time from serve()'s
 // call to the JS thread's first read of the set's first page, lazy and background prefetch
 // alternating, --runs runs; min and median of each. The scattered workload's shape: a 512 MiB
-// image (in the page cache), a set of 32768 single pages in a random order.
+// image (in the page cache), a set of 32768 single pages in a random order; background
+// prefetch with the set's compact page file too (workingSet: { pages: true }).
 //
 // Usage: node bench/working-set-first-byte.js [--runs 61] [--dist dir]
 //   --dist: another build's dist/ (e.g. an older commit's), to compare in the same conditions.
@@ -15,6 +16,7 @@ const { values } = parseArgs({ options: { runs: { type: 'string', default: '61' 
 const dist = path.resolve(values.dist ?? path.join(__dirname, '..', 'dist'));
 const { Userfaultfd, Region, PageSource, constants } = require(dist);
 const { encodeWorkingSet } = require(path.join(dist, 'sources', 'working-set'));
+const { writeSetPages } = require(path.join(dist, 'sources', 'set-pages'));
 
 const PAGE = constants.pageSize;
 const SIZE = 512 << 20;
@@ -29,15 +31,18 @@ function main() {
     const set = path.join(dir, 'set.uffdws');
     writeImage(image);
     const order = scattered(SET_PAGES);
-    fs.writeFileSync(set, encodeWorkingSet({
+    const bytes = encodeWorkingSet({
       pageSize: PAGE, sourceSize: SIZE, rangeLength: SIZE, generation: 1,
       runs: order.map((p) => ({ first: p, count: 1, write: false, age: 0 })),
-    }));
-    const variants = { lazy: {}, prefetch: { prefetch: set } };
-    const times = { lazy: { serve: [], first: [] }, prefetch: { serve: [], first: [] } };
+    });
+    fs.writeFileSync(set, bytes);
+    const words = Uint32Array.from(order.flatMap((p) => [p, 1, 0]));
+    writeSetPages(`${set}.pages`, words, bytes.readUInt32LE(bytes.length - 4), PageSource.file(image), PAGE);
+    const variants = { lazy: {}, prefetch: { prefetch: set }, 'prefetch+pages': { prefetch: set, workingSet: { pages: true } } };
+    const times = Object.fromEntries(Object.keys(variants).map((v) => [v, { serve: [], first: [] }]));
     const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
     for (let i = 0; i < Number(values.runs); i++) {
-      for (const v of i % 2 ? ['lazy', 'prefetch'] : ['prefetch', 'lazy']) {
+      for (const v of i % 2 ? ['lazy', 'prefetch', 'prefetch+pages'] : ['prefetch+pages', 'prefetch', 'lazy']) {
         const t = once(image, variants[v], order[0]);
         times[v].serve.push(t.serve);
         times[v].first.push(t.first);

@@ -16,7 +16,7 @@ import { CustomServer } from '../sources/custom-server';
 import { FaultAnswerer, SourceCounters } from '../sources/custom-source';
 import { PageSource } from '../sources/page-source';
 import { openOrReadSet, readSetQuietly, SetFile } from '../sources/set-loading';
-import { openSetPages, OpenSetPages, setPagesPath, writeSetPages } from '../sources/set-pages';
+import { OpenSetPages, servedSetPages, setPagesPath, writeSetPages } from '../sources/set-pages';
 import {
   CheckedRefine, corruptSet, encodeWorkingSet, knownSourceSize, LoadedSet, refine, runsOf, toRefineOptions,
   toRunWords, toSetPath, WorkingSetShape, writeWorkingSet,
@@ -54,6 +54,8 @@ export interface ServeSets {
   follow: boolean;
   /** Background mode: the set's file, loaded by the backend after serve() returns (sources/set-loading.ts). */
   file: SetFile | null;
+  /** Background mode: the set's page file, open, for the backend to check once `file` is loaded (set-pages.ts); null: none. */
+  pagesLater: number | null;
 }
 
 /** A served range's working set: where it is saved and what it refines. */
@@ -219,16 +221,15 @@ export class Serving {
         pageSize, sourceSize: knownSourceSize(source, 'serve(): a working set must match its source\'s size (to record one)'),
         rangeLength: r.length,
       };
-      // Background mode loads the set after serve() returns; the page file's check needs the
-      // set's runs, so with one the set is loaded here, as in eager mode.
+      // Background mode loads the set after serve() returns, and then checks its page file.
       let loaded: LoadedSet | null;
-      ({ loaded, file } = openOrReadSet(prefetch, record, shape, !eager && !refineOptions.pages, (err) => {
+      ({ loaded, file } = openOrReadSet(prefetch, record, shape, !eager, (err) => {
         if (!host.uffd.closed) host.delivery.report(err);
       }));
       set = { handle: null, range: r, source, record, loaded, loading: file ? prefetch : undefined, shape, refine: refineOptions };
     }
     const runs = set?.loaded && set.loaded.words.length > 0 ? set.loaded.words : null;
-    const pages = runs && refineOptions.pages ? this.openPages(prefetch!, runs, set!.loaded!.checksum, source) : null;
+    const pages = refineOptions.pages ? servedSetPages(prefetch, runs, set?.loaded?.checksum ?? 0, file !== null, source, pageSize) : null;
     const sets: ServeSets = {
       record: record !== undefined,
       prefetch: runs,
@@ -237,9 +238,10 @@ export class Serving {
       // Along the set, read-ahead is adaptive unless `readahead` says otherwise, also when recording:
       // pages so installed are known (refine keeps their age), not mistaken for untouched ones.
       window: o.readahead === undefined || o.readahead === 'adaptive' ? 0 : readahead / pageSize,
-      pages: pages && !(pages instanceof Error) ? pages : null,
+      pages: pages?.checked ?? null,
       follow,
       file,
+      pagesLater: pages?.later ?? null,
     };
     const register = o.register === undefined || toFlag(o.register, 'options.register');
     const registeredHere = register && !host.registrations.covers(r);
@@ -248,6 +250,7 @@ export class Serving {
         host.register(r, { missing: true });
       } catch (err) {
         if (file) fs.closeSync(file.fd);
+        if (sets.pagesLater !== null) fs.closeSync(sets.pagesLater);
         throw err;
       }
     }
@@ -263,8 +266,9 @@ export class Serving {
     } finally {
       if (sets.pages) fs.closeSync(sets.pages.fd); // the backend holds its own
       if (file) fs.closeSync(file.fd);
+      if (sets.pagesLater !== null) fs.closeSync(sets.pagesLater);
     }
-    if (pages instanceof Error) process.nextTick(() => host.delivery.report(pages));
+    if (pages?.error) process.nextTick(() => host.delivery.report(pages.error!));
     const served = this.started(r, () => {
       if (host.uffd.closed) return;
       this.refaulted.clear();
@@ -449,18 +453,6 @@ export class Serving {
     this.sets.clear();
     for (const server of this.customServers) server.stop();
     this.customServers.clear();
-  }
-
-  /**
-   * The page file beside a loaded set, checked; null when there is none; the error when it is
-   * stale or corrupt: serve() reports it as an 'error' event and the pages come from the source.
-   */
-  private openPages(prefetch: string, runs: Uint32Array, setChecksum: number, source: PageSource): OpenSetPages | Error | null {
-    try {
-      return openSetPages(setPagesPath(prefetch), runs, setChecksum, source, this.pageSize);
-    } catch (err) {
-      return err as Error;
-    }
   }
 
   /** The page file first, naming the set by its checksum: a crash between the two leaves it stale, never wrong. */

@@ -175,7 +175,7 @@ export class KernelUserfaultfd extends Userfaultfd {
     try {
       id = this.handle.serve(r.start, r.length, kind, src, source.offset, readahead, source.mode === 'pread',
         zeroRemoved, sets.record, sets.prefetch, unit,
-        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0, ...nativeSetOptions(sets.file) },
+        { eager: sets.eager, window: sets.window, pagesFd: sets.pages?.fd ?? -1, pagesOffset: sets.pages?.offset ?? 0, ...nativeSetOptions(sets.file, sets.pagesLater) },
         runs, sets.follow, source.id);
     } catch (e) {
       // The runs are checked in C++ (SetOrder::FromWords): a loop here would delay the first byte.

@@ -228,7 +228,7 @@ function blockDeviceSize(st: fs.Stats): number {
 }
 
 /** A second fd on the file `fd` has open (Node cannot dup): null where the OS offers no way. */
-function reopen(fd: number): number | null {
+export function reopen(fd: number): number | null {
   for (const dir of ['/proc/self/fd/', '/dev/fd/']) {
     try {
       return fs.openSync(dir + fd, 'r');

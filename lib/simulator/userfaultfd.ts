@@ -2,6 +2,7 @@
  * Userfaultfd over the simulated address space: the same operations, events and errors as
  * the kernel backend (lib/kernel/userfaultfd.ts), for every platform. JS thread only.
  */
+import * as fs from 'fs';
 import { CheckedRange, toFeatureNames } from '../base/args';
 import { constants, featureMask, featureNames, ioctlNames } from '../base/constants';
 import { closedError, invalidArgType, uffdError } from '../base/errors';
@@ -12,12 +13,13 @@ import { EXISTED, UffdEvent, Userfaultfd } from '../core/userfaultfd';
 import { addressSpace, Mapping, Stager } from './address-space';
 import { Message, Outcome, Reader, UffdContext, Waiter } from './context';
 import { allocateFd, releaseFd } from './fds';
-import { openFile, openSource, ServedRanges, Source, stage, unstage } from './page-sources';
+import { openFile, openSource, reopen, ServedRanges, Source, stage, unstage } from './page-sources';
 import type { ImageStore } from '../core/shared-image';
 import type { SimImageStore } from './image-store';
 import { FaultStats } from '../base/fault-stats';
 import { SimWorkingSet } from './working-sets';
-import { checkRuns } from '../sources/working-set';
+import { checkRuns, LoadedSet } from '../sources/working-set';
+import { checkSetPages, setPagesPath } from '../sources/set-pages';
 import { readOpenSet, SetFile } from '../sources/set-loading';
 import { refuseUnsimulated } from './refusals';
 import { scanWritten, SimSnapshot } from './snapshot';
@@ -118,7 +120,7 @@ export class SimUserfaultfd extends Userfaultfd implements Reader {
     if (sets.record || sets.prefetch !== null || sets.file !== null) {
       // The page file's fd is the caller's until serve() returns: read through a copy of it.
       const pages = sets.pages && sets.prefetch ? openFile(sets.pages.fd, sets.pages.offset) : null;
-      const o = { record: sets.record, runs: sets.prefetch, eager: sets.eager, window: sets.window, pages, load: loadLater(sets.file) };
+      const o = { record: sets.record, runs: sets.prefetch, eager: sets.eager, window: sets.window, pages, load: loadLater(sets.file, sets.pagesLater, source, this.pageSize) };
       this.workingSets.set(id, new SimWorkingSet(id, r.start, r.length, this.pageSize, o, src, {
         copy: (dst, bytes, mode) => this.ctx.copy(dst, bytes, mode),
         zeropage: (dst, length, mode) => this.ctx.zeropage(dst, length, mode),
@@ -342,18 +344,37 @@ export function adoptSimulatedFd(fd: number, options: OpenOptions): SimUserfault
 
 /**
  * Background mode's set, read now (its fd is the caller's until serve() returns) and checked on
- * a later turn, as the native prefetch thread does after serve() returns: its runs, or null
- * with the error reported.
+ * a later turn, as the native prefetch thread does after serve() returns, then its page file
+ * (`pagesFd`, through a copy of it): the runs and the checked page file, or null with the error
+ * reported. A refused page file is reported too; the pages then come from the source.
  */
-function loadLater(file: SetFile | null): (() => Uint32Array | null) | null {
+function loadLater(file: SetFile | null, pagesFd: number | null, source: PageSource, pageSize: number):
+  ((skip: boolean) => { runs: Uint32Array; pages: Source | null } | null) | null {
   if (file === null) return null;
   const load = readOpenSet(file);
-  return () => {
+  const pages = pagesFd === null ? null : reopen(pagesFd);
+  return (skip) => {
     try {
-      return load().words;
-    } catch (err) {
-      file.failed(err as Error);
-      return null;
+      if (skip) return null;
+      let loaded: LoadedSet;
+      try {
+        loaded = load();
+      } catch (err) {
+        file.failed(err as Error);
+        return null;
+      }
+      let compact: Source | null = null;
+      if (pages !== null && loaded.words.length > 0) {
+        try {
+          checkSetPages(pages, fs.fstatSync(pages).size, setPagesPath(file.path), loaded.words, loaded.checksum, source, pageSize);
+          compact = openFile(pages, pageSize);
+        } catch (err) {
+          file.failed(err as Error);
+        }
+      }
+      return { runs: loaded.words, pages: compact };
+    } finally {
+      if (pages !== null) fs.closeSync(pages);
     }
   };
 }

@@ -41,9 +41,10 @@ export interface SimSetOptions {
   pages: Source | null;
   /**
    * Background mode: the set, loaded after serve() returns (sources/set-loading.ts), as the
-   * native prefetch thread does: its runs, or null when it is not a set (reported by `load`).
+   * native prefetch thread does: its runs and its checked page file (null: none, or refused),
+   * or null when it is not a set (reported by `load`). `skip`: the range went first; only close.
    */
-  load: (() => Uint32Array | null) | null;
+  load: ((skip: boolean) => { runs: Uint32Array; pages: Source | null } | null) | null;
 }
 
 export class SimWorkingSet {
@@ -67,6 +68,8 @@ export class SimWorkingSet {
   private window = 1;
   private lastEnd = 0;
   private readonly tail: Uint8Array;
+  /** The compact page file (the set's pages in order), or null. */
+  private compact: Source | null;
 
   constructor(readonly id: number, readonly start: bigint, readonly length: number, private readonly pageSize: number,
               private readonly o: SimSetOptions, private readonly source: Source, private readonly f: PrefetchFiller,
@@ -77,12 +80,15 @@ export class SimWorkingSet {
     this.installedBits = new Uint8Array(Math.ceil(this.pages / 8));
     this.tail = new Uint8Array(pageSize);
     const runs = o.runs;
+    this.compact = o.pages;
     this.holding = o.eager && runs !== null && runs.length > 0;
     if (o.load !== null) {
       const load = o.load;
       setImmediate(() => {
-        const loaded = this.stopped ? null : load();
-        if (loaded !== null && !this.stopped) this.useRuns(loaded);
+        const loaded = load(this.stopped);
+        if (loaded === null) return;
+        this.compact = loaded.pages;
+        this.useRuns(loaded.runs);
       });
     } else {
       this.useRuns(runs);
@@ -192,7 +198,7 @@ export class SimWorkingSet {
   }
 
   stop(): void {
-    if (!this.stopped) this.o.pages?.close();
+    if (!this.stopped) this.compact?.close();
     this.stopped = true;
     this.release();
   }
@@ -287,7 +293,7 @@ export class SimWorkingSet {
   private copy(page: number, pos: number, count: number, mode: number): Outcome {
     const ps = this.pageSize;
     const dst = this.start + BigInt(page * ps);
-    if (this.o.pages !== null) return this.f.copy(dst, this.o.pages.read(pos * ps, count * ps), mode);
+    if (this.compact !== null) return this.f.copy(dst, this.compact.read(pos * ps, count * ps), mode);
     const so = page * ps;
     const size = this.source.size;
     if (so >= size) return this.f.zeropage(dst, count * ps, mode === 0 ? 0 : M.ZEROPAGE_DONTWAKE);

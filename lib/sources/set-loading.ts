@@ -14,6 +14,7 @@ import {
   CORRUPT_WHY, corruptSet, decodeSet, LoadedSet, maxSetBytes, mismatchError, readSet, tooLargeSet, versionError,
   WorkingSetShape,
 } from './working-set';
+import { setPagesError, setPagesPath } from './set-pages';
 
 /** A set file open for the backend, which reads it later. */
 export interface SetFile {
@@ -48,11 +49,13 @@ export function readSetQuietly(path: string, shape: WorkingSetShape): LoadedSet 
 }
 
 /** The kernel backend's serve() options for a set it loads (native/uffd/userfaultfd.cc LoadLater). */
-export function nativeSetOptions(file: SetFile | null): object {
+export function nativeSetOptions(file: SetFile | null, pagesFd: number | null): object {
   if (file === null) return {};
   const { pageSize, sourceSize, rangeLength } = file.shape;
   return {
     setFd: file.fd, shape: [pageSize, sourceSize, rangeLength],
+    // The page file, checked on the prefetch thread once the set is in (native/sources/set_pages.cc).
+    ...(pagesFd === null ? {} : { pagesLaterFd: pagesFd }),
     // On the next tick: an 'error' nobody listens to is thrown there, not into a native callback.
     onSetError: (...f: number[]) => process.nextTick(() => file.failed(setLoadError(f, file))),
   };
@@ -90,7 +93,8 @@ export function readOpenSet(file: SetFile): () => LoadedSet {
 
 /**
  * The native load's failure, [kind, reason, detail, a, b, c] (SetLoadFailure in
- * native/sources/set_file.h), as the error decodeSet throws for the same file.
+ * native/sources/set_file.h), as the error decodeSet throws for the same file; kind 5: the
+ * set's page file was refused ([5, reason, a, b]: set-pages.ts setPagesError).
  */
 export function setLoadError(f: number[], file: SetFile): Error {
   const [kind, reason, detail, a, b, c] = f;
@@ -99,6 +103,8 @@ export function setLoadError(f: number[], file: SetFile): Error {
       return uffdError(errnoName(detail), 'read', undefined, `working set ${file.path}`);
     case 3:
       return versionError(detail, file.path);
+    case 5: // the page file, checked once the set was loaded: reason is set-pages.ts PagesReason
+      return setPagesError(reason, a, b, setPagesPath(file.path), file.shape.pageSize);
     case 4:
       return mismatchError({ pageSize: a, sourceSize: b, rangeLength: c }, file.shape, file.path) ??
         corruptSet('a shape that matches, reported as not', file.path);

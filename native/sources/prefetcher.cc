@@ -48,6 +48,15 @@ void Prefetcher::Stop() {
   holding_.store(false, std::memory_order_release);
 }
 
+// Called on the prefetch thread (LoadWith's function), before the pass over the order.
+void Prefetcher::UseCompact(std::shared_ptr<PageSource> pages, int fd, uint64_t offset) {
+  fill_->UsePages(std::move(pages));
+  if (adviseFd_ >= 0) close(adviseFd_);
+  adviseFd_ = fd;
+  adviseOffset_ = offset;
+  advising_ = true;
+}
+
 // Called on the reader thread. Only forward: a fault before the thread's position says nothing
 // new about where the program is going.
 void Prefetcher::Follow(uint64_t pos) {

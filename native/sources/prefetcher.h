@@ -79,6 +79,9 @@ class Prefetcher {
   // thread, once the range's first fault is answered (or kFirstFaultUs has passed); a false
   // return ends the thread (the range is then served as without a set).
   void LoadWith(std::function<bool()> load) { load_ = std::move(load); }
+  // Prefetch thread, from the `load` function: the set's checked page file is read from now on
+  // (`pages`), and hinted through `fd` (owned) from `offset`.
+  void UseCompact(std::shared_ptr<PageSource> pages, int fd, uint64_t offset);
   // JS thread. 0, or the errno of creating the thread.
   int Start();
   // JS thread. Idempotent; joins the thread.

@@ -58,22 +58,30 @@ bool ReadAll(int fd, uint64_t max, std::vector<uint8_t>* out, SetLoadFailure* f)
   return true;
 }
 
-// The first 4 bytes of SHA-256, big-endian: lib/sources/working-set.ts checksum(). OpenSSL is
-// Node's own (its symbols are exported to addons).
+// The first 4 bytes of SHA-256, big-endian: lib/sources/working-set.ts checksum().
 uint32_t Checksum(const uint8_t* data, size_t length) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdLength = 0;
-  if (EVP_Digest(data, length, md, &mdLength, EVP_sha256(), nullptr) != 1 || mdLength < 4) return 0;
+  uint8_t md[32];
+  if (!Sha256(data, length, md)) return 0;
   return static_cast<uint32_t>(md[0]) << 24 | static_cast<uint32_t>(md[1]) << 16 |
          static_cast<uint32_t>(md[2]) << 8 | md[3];
 }
 
 }  // namespace
 
+// Any thread. OpenSSL is Node's own (its symbols are exported to addons).
+bool Sha256(const uint8_t* data, size_t length, uint8_t md[32]) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int outLength = 0;
+  if (EVP_Digest(data, length, out, &outLength, EVP_sha256(), nullptr) != 1 || outLength != 32)
+    return false;
+  memcpy(md, out, 32);
+  return true;
+}
+
 // Called on the prefetch thread. The checks in decodeSet's order, so that a file gets the same
 // error from both.
 bool LoadSetFile(int fd, const SetShape& shape, std::vector<PageRun>* runs,
-                 std::vector<uint64_t>* pagesOf, SetLoadFailure* f) {
+                 std::vector<uint64_t>* pagesOf, uint32_t* checksum, SetLoadFailure* f) {
   uint64_t pages = shape.rangeLength / shape.pageSize;
   uint64_t max = kHeader + kTrailer + kRun * std::min<uint64_t>(pages, 0xffffffffu);
   std::vector<uint8_t> b;
@@ -90,6 +98,7 @@ bool LoadSetFile(int fd, const SetShape& shape, std::vector<PageRun>* runs,
   uint64_t end = kHeader + count * kRun;
   if (size != end + kTrailer) return Corrupt(f, SetLoadFailure::kRunCount, count, size);
   if (Checksum(p, end) != U32(p + end)) return Corrupt(f, SetLoadFailure::kChecksum);
+  *checksum = U32(p + end);
   uint64_t pageSize = U32(p + 8), sourceSize = U64(p + 16), rangeLength = U64(p + 24);
   if (sourceSize > kMaxSafe || rangeLength > kMaxSafe)
     return Corrupt(f, SetLoadFailure::kPast2To53);

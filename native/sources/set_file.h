@@ -4,6 +4,7 @@
 // first 4 bytes of SHA-256 over everything before it. A failure is described, not thrown: lib/
 // turns it into the same coded error (ERR_UFFD_WORKING_SET_*) that decodeSet throws.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -17,7 +18,14 @@ struct SetShape {
 };
 
 struct SetLoadFailure {
-  enum Kind : int32_t { kNone = 0, kErrno = 1, kCorrupt = 2, kVersion = 3, kMismatch = 4 };
+  enum Kind : int32_t {
+    kNone = 0,
+    kErrno = 1,
+    kCorrupt = 2,
+    kVersion = 3,
+    kMismatch = 4,
+    kPages = 5 /* the page file: set_pages.h */
+  };
   // Why a file is corrupt (lib/sources/working-set.ts setLoadError words each).
   enum Reason : int32_t {
     kTruncated = 0,  // detail: the file's size
@@ -37,8 +45,12 @@ struct SetLoadFailure {
 };
 
 // Prefetch thread. Reads the set open at `fd` (a regular file, checked by lib/) and its runs
-// into `runs` and `pagesOf` (SetOrder::FromWords). Returns false with *failure filled in.
+// into `runs` and `pagesOf` (SetOrder::FromWords), and the checksum it ends with (a page file
+// names its set by it). Returns false with *failure filled in.
 bool LoadSetFile(int fd, const SetShape& shape, std::vector<PageRun>* runs,
-                 std::vector<uint64_t>* pagesOf, SetLoadFailure* failure);
+                 std::vector<uint64_t>* pagesOf, uint32_t* checksum, SetLoadFailure* failure);
+
+// SHA-256 of `length` bytes into md; false if OpenSSL fails.
+bool Sha256(const uint8_t* data, size_t length, uint8_t md[32]);
 
 }  // namespace uffd

@@ -26,6 +26,9 @@ class SetFill {
   // What the kernel took may be less (res.bytes): the caller goes on from there.
   IoctlResult Copy(uint64_t page, uint64_t pos, uint64_t count, uint64_t mode);
   bool compact() const { return pages_ != nullptr; }
+  // Background mode, on the prefetch thread once the page file was checked, before the set's
+  // order is ready (the reader copies through its SetFill only after that): the page file.
+  void UsePages(std::shared_ptr<PageSource> pages) { pages_ = std::move(pages); }
 
  private:
   int fd_;

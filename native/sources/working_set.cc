@@ -1,5 +1,6 @@
 #include "sources/working_set.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,8 @@ WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pa
       setFd_(setup.setFd),
       shape_(setup.shape),
       onLoadFailed_(std::move(setup.onLoadFailed)),
+      pagesFd_(setup.pagesFd),
+      pagesSource_(setup.pagesSource),
       installed_(setup.order ? length / pageSize : 0),
       order_(setup.order),
       readerFill_(std::move(setup.readerFill)),
@@ -45,6 +48,8 @@ WorkingSet::WorkingSet(uint32_t id, uint64_t start, uint64_t length, uint64_t pa
 WorkingSet::~WorkingSet() {
   prefetcher_.reset();  // joins the thread that may be reading setFd_
   if (setFd_ >= 0) close(setFd_);
+  if (pagesFd_ >= 0) close(pagesFd_);
+  if (pagesSource_.fd >= 0) close(pagesSource_.fd);
 }
 
 // Prefetch thread, before the index is built: the reader looks at the set only once
@@ -53,17 +58,49 @@ bool WorkingSet::LoadSet() {
   std::vector<PageRun> runs;
   std::vector<uint64_t> pagesOf;
   SetLoadFailure failure;
-  bool ok = LoadSetFile(setFd_, shape_, &runs, &pagesOf, &failure);
+  uint32_t checksum = 0;
+  bool ok = LoadSetFile(setFd_, shape_, &runs, &pagesOf, &checksum, &failure);
   close(setFd_);
   setFd_ = -1;
   if (!ok) {
     if (onLoadFailed_) onLoadFailed_(failure);
     return false;
   }
+  if (pagesFd_ >= 0) UsePagesFile(runs, checksum);
   loaded_ = std::move(pagesOf);
   order_->Load(std::move(runs));
   loadedReady_.store(true, std::memory_order_release);
   return true;
+}
+
+// Prefetch thread. A refused page file is reported and left: the pages come from the source.
+void WorkingSet::UsePagesFile(const std::vector<PageRun>& runs, uint32_t setChecksum) {
+  SetLoadFailure failure;
+  if (!runs.empty() &&
+      CheckSetPages(pagesFd_, pagesSource_, pageSize_, runs, setChecksum, &failure)) {
+    // Mapped, as a page file checked by lib/ (Userfaultfd::AddWorkingSet): its pages lie in order.
+    std::shared_ptr<PageSource> reader, prefetch;
+    const char* failed = "dup";
+    for (auto* p : {&reader, &prefetch}) {
+      int fd = fcntl(pagesFd_, F_DUPFD_CLOEXEC, 0);
+      if (fd >= 0) *p = MakeFileSource(fd, pageSize_, FileMode::kMapped, &failed);
+    }
+    int err = errno;
+    if (reader && prefetch) {
+      readerFill_->UsePages(std::move(reader));
+      prefetcher_->UseCompact(std::move(prefetch), pagesFd_, pageSize_);
+      pagesFd_ = -1;
+    } else {
+      failure.kind = SetLoadFailure::kPages;
+      failure.reason = SetLoadFailure::kTruncated;  // PagesReason errno
+      failure.a = static_cast<uint64_t>(err);
+    }
+  }
+  if (failure.kind != SetLoadFailure::kNone && onLoadFailed_) onLoadFailed_(failure);
+  if (pagesFd_ >= 0) close(pagesFd_);
+  pagesFd_ = -1;
+  close(pagesSource_.fd);
+  pagesSource_.fd = -1;
 }
 
 // Reader thread. No allocation: runs_ has room for every page.

@@ -18,6 +18,7 @@
 #include "sources/set_file.h"
 #include "sources/set_fill.h"
 #include "sources/set_order.h"
+#include "sources/set_pages.h"
 #include "uffd/fault_stats.h"
 
 namespace uffd {
@@ -38,8 +39,13 @@ struct SetSetup {
   // is answered, into `order` (empty until then); -1: the set came in `order` and `loaded`.
   int setFd = -1;
   SetShape shape;
-  // Called on the prefetch thread when the file cannot be read or is not a set for the range.
+  // Called on the prefetch thread when the file cannot be read or is not a set for the range,
+  // or when its page file is refused.
   std::function<void(const SetLoadFailure&)> onLoadFailed;
+  // Background mode: the set's page file (owned), checked (set_pages.h) against the source
+  // (`pagesSource.fd`, owned) once the set is loaded, then read instead of the source; -1: none.
+  int pagesFd = -1;
+  PagesSource pagesSource;
 };
 
 // The working-set state of one served range.
@@ -85,6 +91,8 @@ class WorkingSet {
   static void Set(std::vector<uint64_t>& bits, uint64_t i) { bits[i >> 6] |= 1ull << (i & 63); }
   uint64_t WindowAt(uint64_t pos);  // reader thread
   bool LoadSet();                   // prefetch thread: SetSetup::setFd
+  // Prefetch thread, before the order is ready: SetSetup::pagesFd, if the check passes.
+  void UsePagesFile(const std::vector<PageRun>& runs, uint32_t setChecksum);
 
   uint32_t id_;
   uint64_t start_, length_, pageSize_;
@@ -98,6 +106,8 @@ class WorkingSet {
   int setFd_;
   SetShape shape_;
   std::function<void(const SetLoadFailure&)> onLoadFailed_;
+  int pagesFd_;
+  PagesSource pagesSource_;
   PageBitmap installed_;  // pages of the loaded set installed ahead of the program
   std::shared_ptr<SetOrder> order_;
   std::unique_ptr<SetFill> readerFill_;

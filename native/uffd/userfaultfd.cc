@@ -663,7 +663,9 @@ int Userfaultfd::PagesFd(const Napi::CallbackInfo& info) {
 
 // (…, record: boolean, prefetch: Uint32Array of [firstPage, pageCount, flags] words | null, unit,
 //  prefetchOptions: { eager: boolean, window: pages (0: adaptive), pagesFd: fd | -1 (the compact
-//  page file, checked by lib/; duplicated here), pagesOffset: its first page's offset }).
+//  page file, checked by lib/; duplicated here), pagesOffset: its first page's offset,
+//  pagesLaterFd: fd (background mode, with setFd: the page file, checked once the set is in)
+//  }, and LoadLater's keys).
 // JS thread. Throws (with the range left unserved) when the prefetch thread cannot start.
 void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uint64_t start,
                                 uint64_t length, std::shared_ptr<PageSource> readerSource,
@@ -722,6 +724,25 @@ void Userfaultfd::AddWorkingSet(const Napi::CallbackInfo& info, uint32_t id, uin
       }
       guard.fd = fcntl(pagesFd, F_DUPFD_CLOEXEC, 0);  // -1: no hints, prefetch still works
       fileOffset = pagesOffset;
+    }
+    Napi::Value later = o.Get("pagesLaterFd");
+    if (deferred && later.IsNumber()) {
+      // Checked on the prefetch thread once the set is in (WorkingSet::UsePagesFile), against
+      // the source as the prefetch thread reads it.
+      setup.pagesFd = fcntl(later.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+      int err = setup.pagesFd < 0 ? errno : 0;
+      setup.pagesSource.offset = fileOffset;
+      if (err == 0) {
+        // guard.fd: the source's fd for hints; -1 only when duplicating it failed.
+        setup.pagesSource.fd = guard.fd >= 0 ? fcntl(guard.fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (setup.pagesSource.fd < 0) err = guard.fd >= 0 ? errno : EMFILE;
+      }
+      if (err != 0) {
+        if (setup.pagesFd >= 0) close(setup.pagesFd);
+        if (setup.pagesSource.fd >= 0) close(setup.pagesSource.fd);
+        RemoveServed(id);
+        ThrowErrno(env, err, "dup", kNoBytes, "the working set's page file");
+      }
     }
     setup.order =
         deferred ? std::make_shared<SetOrder>() : std::make_shared<SetOrder>(std::move(loaded));
