@@ -25,6 +25,7 @@ class MappedVector {
 
  public:
   MappedVector() = default;
+  explicit MappedVector(size_t n) { resize(n); }
   ~MappedVector() { Free(); }
   MappedVector(const MappedVector&) = delete;
   MappedVector& operator=(const MappedVector&) = delete;
@@ -68,6 +69,21 @@ class MappedVector {
     if (p == MAP_FAILED) std::abort();
     data_ = static_cast<T*>(p);
     capacity_ = bytes / sizeof(T);
+  }
+
+  // `n` items; those past the old size read as zeros. Only what was in use before is written:
+  // the pages mmap or mremap add are the kernel's zero pages until touched, so a window of
+  // megabytes (a bounce buffer) costs nothing until it is used. Value-initialising it, as
+  // std::vector::resize does, faulted in and cleared every page on the JS thread while a
+  // restored task waited for its first page (issue 31: 2-3 ms per userfaultfd served).
+  void resize(size_t n) {
+    if (n > size_) {
+      size_t written = n < capacity_ ? n : capacity_;
+      if (written > size_)
+        memset(static_cast<void*>(data_ + size_), 0, (written - size_) * sizeof(T));
+      reserve(n);
+    }
+    size_ = n;
   }
 
   void push_back(const T& v) { append(&v, 1); }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "reader/mapped_allocator.h"
+#include "reader/mapped_vector.h"
 #include "uffd/fault_stats.h"
 #include "uffd/uffd_ioctl.h"
 
@@ -228,7 +229,7 @@ class ServedRanges {
   uint32_t nextId_ = 1;
   uint64_t clock_ = 0;                        // orders stream use (LRU)
   MappedStdVector<uint8_t> tailPage_;         // the zero-padded last page of a source
-  MappedStdVector<uint8_t> bounce_;           // a pread source's window (Read's `bounce`)
+  MappedVector<uint8_t> bounce_;              // a pread source's window (Read's `bounce`)
   MappedStdVector<unsigned char> residency_;  // mincore() vector for one window
   // The fill (served_layout.cc): running, and its chunk bounds and current chunk in bytes.
   bool filling_ = false;

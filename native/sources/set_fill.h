@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "reader/mapped_allocator.h"
+#include "reader/mapped_vector.h"
 #include "sources/page_source.h"
 #include "uffd/uffd_ioctl.h"
 
@@ -32,7 +33,7 @@ class SetFill {
   uint64_t start_, pageSize_;
   std::shared_ptr<PageSource> source_, pages_;
   MappedStdVector<uint8_t> tailPage_;
-  MappedStdVector<uint8_t> bounce_;  // Read's, one window (ServedRanges::CopyWindow)
+  MappedVector<uint8_t> bounce_;  // Read's, one window (ServedRanges::CopyWindow)
 };
 
 }  // namespace uffd
