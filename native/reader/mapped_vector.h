@@ -25,7 +25,6 @@ class MappedVector {
 
  public:
   MappedVector() = default;
-  explicit MappedVector(size_t n) { resize(n); }
   ~MappedVector() { Free(); }
   MappedVector(const MappedVector&) = delete;
   MappedVector& operator=(const MappedVector&) = delete;
@@ -71,17 +70,15 @@ class MappedVector {
     capacity_ = bytes / sizeof(T);
   }
 
-  // `n` items; those past the old size read as zeros. Only what was in use before is written:
-  // the pages mmap or mremap add are the kernel's zero pages until touched, so a window of
-  // megabytes (a bounce buffer) costs nothing until it is used. Value-initialising it, as
-  // std::vector::resize does, faulted in and cleared every page on the JS thread while a
-  // restored task waited for its first page (issue 31: 2-3 ms per userfaultfd served).
+  // As std::vector's: new items are zero. Only those within the old capacity are written:
+  // memory freshly mapped (or mremap'd) is zero already, and a large buffer is then not
+  // touched page by page before its first use.
   void resize(size_t n) {
     if (n > size_) {
-      size_t written = n < capacity_ ? n : capacity_;
-      if (written > size_)
-        memset(static_cast<void*>(data_ + size_), 0, (written - size_) * sizeof(T));
+      size_t old = capacity_;
       reserve(n);
+      if (size_ < old)
+        memset(static_cast<void*>(data_ + size_), 0, ((n < old ? n : old) - size_) * sizeof(T));
     }
     size_ = n;
   }
