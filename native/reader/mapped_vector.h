@@ -70,6 +70,19 @@ class MappedVector {
     capacity_ = bytes / sizeof(T);
   }
 
+  // As std::vector's: new items are zero. Only those within the old capacity are written:
+  // memory freshly mapped (or mremap'd) is zero already, and a large buffer is then not
+  // touched page by page before its first use.
+  void resize(size_t n) {
+    if (n > size_) {
+      size_t old = capacity_;
+      reserve(n);
+      if (size_ < old)
+        memset(static_cast<void*>(data_ + size_), 0, ((n < old ? n : old) - size_) * sizeof(T));
+    }
+    size_ = n;
+  }
+
   void push_back(const T& v) { append(&v, 1); }
   void append(const T* items, size_t n) {
     Grow(size_ + n);

@@ -24,6 +24,10 @@ class PageBitmap {
       count -= n;
     }
   }
+  // Any thread: whether page `page` was set.
+  bool Test(uint64_t page) const {
+    return (bits_[page >> 6].load(std::memory_order_relaxed) >> (page & 63)) & 1;
+  }
   // Any thread: the bits as bytes, page i at bit (i & 7) of byte i >> 3.
   void CopyTo(uint8_t* out, uint64_t bytes) const {
     for (uint64_t b = 0; b < bytes; b++) {

@@ -281,6 +281,7 @@ uint32_t ServedRanges::AddImage(uint64_t start, uint64_t length, std::shared_ptr
   r.unit = pageSize_;
   r.image = std::move(image);
   r.imageMinor = minor;
+  r.firstWindow = std::min(kImageFirstWindow * r.unit, CopyWindow(r.unit));
   return Push(std::move(r));
 }
 
@@ -403,8 +404,9 @@ IoctlResult ServedRanges::Zeros(int fd, const Range& r, uint64_t dst, uint64_t l
 
 // Reader thread, under mutex_. A fault where a tracked sequential reader was expected next
 // doubles that reader's window (up to kMaxWindow); any other fault starts a new reader, in
-// place of the least recently used one, with a one-page window: random access stays at one
-// page, and up to kStreams interleaved sequential readers (threads) each keep their window.
+// place of the least recently used one, with a one-page window (an image clone's:
+// kImageFirstWindow pages): random access stays at one page, and up to kStreams interleaved
+// sequential readers (threads) each keep their window.
 uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
   if (r.fixedWindow != 0) return r.fixedWindow;
   clock_++;
@@ -419,7 +421,7 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
   }
   if (hit == nullptr) {
     hit = lru;
-    hit->window = r.unit;
+    hit->window = std::max(r.unit, r.firstWindow);
   } else {
     hit->window = std::min(hit->window * 2, CopyWindow(r.unit));
   }

@@ -1,6 +1,7 @@
 #include "sources/prefetcher.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,6 +118,19 @@ void Prefetcher::Advise(uint64_t pos) {
   }
 }
 
+// Prefetch thread. RWF_NOWAIT: EAGAIN when the read would wait for the disk; nothing is read
+// ahead. Past the end of the file it reads 0 bytes (a hole of zeros: nothing to hint).
+bool Prefetcher::Cached(uint64_t page) {
+  char byte;
+  iovec v{&byte, 1};
+  if (preadv2(adviseFd_, &v, 1, static_cast<off_t>(adviseOffset_ + page * pageSize_), RWF_NOWAIT) >=
+      0)
+    return true;
+  if (errno == EAGAIN) return false;
+  if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) probing_ = false;
+  return true;
+}
+
 // Prefetch thread. Background copies wake at once a thread that faulted on one of their pages
 // (the kernel's wake is cheap when nobody waits); eager ones do not: the held faults are
 // answered (EEXIST and a wake) once the whole set is in.
@@ -149,10 +163,18 @@ bool Prefetcher::Fill(uint64_t from, uint64_t to, bool follow) {
     const PageRun& r = order_->run(ri);
     uint64_t off = pos - order_->runStart(ri);
     uint64_t count = std::min({static_cast<uint64_t>(r.count) - off, batch, to - pos});
+    if (installed_.Test(r.first + off)) {
+      // The reader put it in ahead of a demand fault (or an earlier pass did): no read for an
+      // EEXIST. Scattered single pages would otherwise cost a read and an ioctl each, twice.
+      position_.store(++pos, std::memory_order_relaxed);
+      continue;
+    }
+    if (!advising_ && adviseFd_ >= 0 && probing_ && copies_++ % kProbeEvery == 0)
+      advising_ = !Cached(r.first + off);
     Advise(pos);
-    uint64_t t0 = advising_ ? 0 : MonotonicNs();
+    uint64_t t0 = advising_ || probing_ ? 0 : MonotonicNs();
     IoctlResult res = fill_->Copy(r.first + off, pos, count, mode);
-    if (!advising_ && adviseFd_ >= 0 && MonotonicNs() - t0 > kColdReadNs) advising_ = true;
+    if (t0 != 0 && adviseFd_ >= 0 && MonotonicNs() - t0 > kColdReadNs) advising_ = true;
     if (res.bytes > 0) {
       uint64_t pages = static_cast<uint64_t>(res.bytes) / pageSize_;
       installed_.SetRange(r.first + off, pages);

@@ -50,7 +50,12 @@ class Prefetcher {
   // kAdviseStartBytes so that the first demand faults do not queue behind a flood of reads.
   static constexpr uint64_t kAdviseBytes = 16 << 20;
   static constexpr uint64_t kAdviseStartBytes = 256 << 10;
-  // A read slower than this waited for the disk: hints start (a cached file needs none).
+  // Hints start once a page about to be copied is not in the page cache: probed (a one-byte
+  // RWF_NOWAIT read) at the first copy and every kProbeEvery copies after. A cached file needs
+  // no hints, and a hint per scattered page costs a syscall each (a third of a warm install).
+  // Where RWF_NOWAIT is not supported, a read slower than kColdReadNs (it waited for the disk)
+  // starts them instead; that one is fooled by preemption on a busy CPU.
+  static constexpr uint64_t kProbeEvery = 64;
   static constexpr uint64_t kColdReadNs = 100'000;
   // Positions skipped by Follow, filled after the rest: a program that touched one late page
   // early must not lose the pages before it. Only jumps of at least kMinGap positions count.
@@ -96,6 +101,9 @@ class Prefetcher {
   bool Fill(uint64_t from, uint64_t to, bool follow);
   void Yield();               // prefetch thread, background mode
   void Advise(uint64_t pos);  // prefetch thread
+  // Prefetch thread: whether page `page` of the range is in the file's page cache (true when
+  // unknown); only while hints are off.
+  bool Cached(uint64_t page);
   void Sleep(int ms);
 
   std::shared_ptr<SetOrder> order_;
@@ -108,7 +116,9 @@ class Prefetcher {
   PageBitmap& installed_;
   int adviseFd_ = -1;
   uint64_t adviseOffset_ = 0;
-  bool advising_ = false;       // a read waited for the disk (always, for a compact file)
+  bool advising_ = false;       // a page was not cached (always, for a compact file)
+  bool probing_ = true;         // RWF_NOWAIT works on adviseFd_ (else: timed reads)
+  uint64_t copies_ = 0;         // copies while not advising: when to probe
   uint64_t advisedPos_ = 0;     // positions before it have been advised
   uint64_t doneBytes_ = 0;      // installed so far: how far ahead hints go
   uint64_t lookAt_ = 0;         // Yield(): when to look at the gate again (steady ns)

@@ -12,9 +12,10 @@ SetFill::SetFill(int fd, uint64_t start, uint64_t pageSize, std::shared_ptr<Page
       start_(start),
       pageSize_(pageSize),
       source_(std::move(source)),
-      pages_(std::move(pages)),
-      tailPage_(pageSize),
-      bounce_(ServedRanges::CopyWindow(pageSize)) {}
+      pages_(std::move(pages)) {
+  tailPage_.resize(pageSize);
+  bounce_.resize(ServedRanges::CopyWindow(pageSize));
+}
 
 // Called on the prefetch thread or the reader thread (each its own SetFill).
 IoctlResult SetFill::Copy(uint64_t page, uint64_t pos, uint64_t count, uint64_t mode) {

@@ -2,14 +2,14 @@
 // reader's read-ahead along the set: from the range's source (a zero-padded last page, zeros
 // past its end), or from the set's compact page file, which holds the set's pages in recorded
 // order (a cold image is then read sequentially, not at scattered offsets). One per thread:
-// a file source reads into this object's bounce buffer, mapped (mapped_allocator.h), since the
+// a file source reads into this object's bounce buffer, mapped (mapped_vector.h), since the
 // reader thread's copies go through one and it must not call malloc.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
-#include "reader/mapped_allocator.h"
+#include "reader/mapped_vector.h"
 #include "sources/page_source.h"
 #include "uffd/uffd_ioctl.h"
 
@@ -31,8 +31,9 @@ class SetFill {
   int fd_;
   uint64_t start_, pageSize_;
   std::shared_ptr<PageSource> source_, pages_;
-  MappedStdVector<uint8_t> tailPage_;
-  MappedStdVector<uint8_t> bounce_;  // Read's, one window (ServedRanges::CopyWindow)
+  MappedVector<uint8_t> tailPage_;
+  MappedVector<uint8_t> bounce_;  // Read's, one window (ServedRanges::CopyWindow): 4 MiB,
+                                  // so left unwritten until used (its pages fault in one by one)
 };
 
 }  // namespace uffd

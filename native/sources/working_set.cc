@@ -141,6 +141,10 @@ ServedRanges::Outcome WorkingSet::AnswerAlong(int fd, uint64_t address, FaultSta
     const PageRun& r = order_->run(ri);
     uint64_t off = pos - order_->runStart(ri);
     uint64_t count = std::min<uint64_t>(r.count - off, end - pos);
+    if (installed_.Test(r.first + off)) {  // prefetched already: no read for an EEXIST
+      pos++;
+      continue;
+    }
     res = readerFill_->Copy(r.first + off, pos, count, UFFDIO_COPY_MODE_DONTWAKE);
     if (res.bytes > 0) {
       uint64_t pages = static_cast<uint64_t>(res.bytes) / pageSize_;

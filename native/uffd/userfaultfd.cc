@@ -642,6 +642,8 @@ Napi::Value Userfaultfd::ServeImage(const Napi::CallbackInfo& info) {
   std::shared_ptr<SharedImage> image = ImageObject::From(info[2]);
   if (!image) ThrowTypeError(env, "image must be an open SharedImage");
   if (length != image->size()) ThrowRangeError(env, "a clone maps the whole image");
+  servedCount_++;
+  UpdateDirect(env);  // before the range is served: its faults are the reader thread's
   return Napi::Number::New(
       env, served_.AddImage(start, length, std::move(image), readahead, ArgBool(info, 4)));
 }

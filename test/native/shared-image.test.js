@@ -144,6 +144,31 @@ describeNative('SharedImage: clones in other processes', function () {
     assert.strictEqual(o.after.sourceBytes, 6 * PAGE);
   });
 
+  it('a clone\'s first fault fills 4 pages ahead into the image (adaptive), one with readahead: false; never past the image\'s end', async function () {
+    const r = await runChild(`
+      const { SharedImage, PageSource } = require(${JSON.stringify(DIST)});
+      const out = {};
+      for (const readahead of [undefined, false]) {
+        const image = SharedImage.create(PageSource.file(${JSON.stringify(file)}), readahead === undefined ? {} : { readahead });
+        const clone = image.map();
+        const view = new Uint8Array(clone.buffer);
+        const first = view[10 * ${PAGE}];
+        const afterOne = image.stats().filledPages;
+        const last = view[${(PAGES - 1) * PAGE}];
+        out[String(readahead)] = { afterOne, afterLast: image.stats().filledPages, bytes: [first, last] };
+        clone.unmap();
+        image.close();
+      }
+      console.log(JSON.stringify(out));
+    `, { timeoutMs: 15000 });
+    assert.strictEqual(r.timedOut, false);
+    assert.strictEqual(r.code, 0, r.stderr);
+    const o = JSON.parse(r.stdout.trim());
+    const bytes = [data[10 * PAGE], data[(PAGES - 1) * PAGE]];
+    assert.deepStrictEqual(o.undefined, { afterOne: 4, afterLast: 5, bytes });
+    assert.deepStrictEqual(o.false, { afterOne: 1, afterLast: 2, bytes });
+  });
+
   it('clones alone do not keep a process alive, and the JS thread may read a clone itself (a native source answers)', async function () {
     const r = await runChild(`
       const { SharedImage, PageSource } = require(${JSON.stringify(DIST)});
