@@ -504,6 +504,8 @@ function memGroup() {
   const worker = median(heap.map((x) => x.workerHeapBytesPerFault));
   const copy = median(heap.map((x) => x.copyHeapBytesPerCall));
   const copyBare = median(heap.map((x) => x.copyBareHeapBytesPerCall));
+  const copySpan = median(heap.map((x) => x.copySpanBytesPerCall));
+  const copyBareSpan = median(heap.map((x) => x.copyBareSpanBytesPerCall));
   results.groups.mem = { samples, heap, handlerMallocs, perFault: per, workerHeapBytesPerFault: worker, copyHeapBytesPerCall: copy,
     copyBareHeapBytesPerCall: copyBare };
   emit('7. Memory per fault', table(['measure', 'value (median)', 'how'], [
@@ -511,8 +513,9 @@ function memGroup() {
     ...handlerPaths.map(([mode, name]) => [`malloc-family calls per fault, ${name}`, f2(median(handlerMallocs[mode])),
       `LD_PRELOAD counter around group 1's ${SIZES.faults} loads (the whole process)`]),
     ['V8 heap bytes per fault, Worker readSync() + copy()', f1(worker), `${heap[0].heapFaults} of ${heap[0].faults} faults (spans with a scavenge left out)`],
-    ['V8 heap bytes per copy(addr, src, { dontWake: true }) call (precomputed bigint addresses)', f1(copy), 'used heap around spans of 1000 calls (spans with a scavenge left out)'],
-    ['V8 heap bytes per copy(addr, src) call, no options object (the README\'s form)', f1(copyBare), 'the same'],
+    ['V8 heap bytes per copy(addr, src, { dontWake: true }) call (precomputed bigint addresses)', f1(copy), 'used heap around spans of 1000 calls (spans with a scavenge left out); ' +
+      `median span ${f1(copySpan)} (the mean includes the compiler's work while copy() warms up)`],
+    ['V8 heap bytes per copy(addr, src) call, no options object (the README\'s form)', f1(copyBare), `the same; median span ${f1(copyBareSpan)}`],
   ]), 'readSync() returns an array of event objects with bigint addresses (the contract), which is what a fault costs on ' +
     'the V8 heap there; copy() itself allocates nothing. The loop read\'s one malloc per read is Node-API\'s: ' +
     'napi_open_handle_scope allocates its scope object (docs/performance.md).');

@@ -5,7 +5,7 @@
 // ERR_UFFD_UNMAPPED), not a bad number; region.read/write reject with it.
 const assert = require('assert');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { describeBackends, pattern, PAGE, skipWithReason, perTestUffd } = require('../helpers');
+const { describeBackends, pattern, PAGE, HUGE, skipWithReason, perTestUffd } = require('../helpers');
 
 const TYPE = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
 const RANGE = { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' };
@@ -128,6 +128,25 @@ describeBackends('bad arguments: Userfaultfd', (backend) => {
     }
     uffd.close();
     assert.throws(() => uffd.move(region.address, other.address, PAGE), CLOSED);
+  });
+
+  it('a dst off by any one bit below the page size is a RangeError, with bigint addresses over 2 ** 32', () => {
+    uffd.register(region);
+    // region.address + 2 ** 32 keeps every low bit: the check reads only those (lib/base/args.ts).
+    for (const base of [region.address, region.address + (1n << 32n)]) {
+      for (let bit = 1; bit < PAGE; bit *= 2) {
+        assert.throws(() => uffd.copy(base + BigInt(bit), pattern(PAGE)), RANGE, `dst + ${bit}`);
+        assert.throws(() => uffd.wake({ start: base + BigInt(bit), length: PAGE }), RANGE, `wake start + ${bit}`);
+      }
+    }
+    // The huge page size (2 MiB on x86-64): bits in the low word's upper half too (bit 16 and up).
+    const hugeBase = (region.address + BigInt(HUGE)) & ~BigInt(HUGE - 1);
+    for (let bit = PAGE; bit < HUGE; bit *= 2) {
+      const range = { start: hugeBase + BigInt(bit), length: HUGE };
+      assert.throws(() => uffd.serve(range, PageSource.zero(), { pageSize: HUGE }), RANGE, `serve start + ${bit}`);
+    }
+    // None of the failures copied anything.
+    assert.strictEqual(uffd.copy(region.address, pattern(PAGE)), PAGE);
   });
 
   it('serve(): bad source and options', () => {
