@@ -77,6 +77,8 @@ std::vector<uint64_t> SampledPages(const std::vector<PageRun>& runs, uint64_t co
 
 }  // namespace
 
+void RefusePages(SetLoadFailure* f, int err) { Refuse(f, R::kErrno, static_cast<uint64_t>(err)); }
+
 // Called on the prefetch thread. The checks in checkSetPages's order, so that a file gets the
 // same error from both.
 bool CheckSetPages(int pagesFd, const PagesSource& source, uint64_t pageSize,

@@ -23,4 +23,8 @@ struct PagesSource {
 bool CheckSetPages(int pagesFd, const PagesSource& source, uint64_t pageSize,
                    const std::vector<PageRun>& runs, uint32_t setChecksum, SetLoadFailure* failure);
 
+// Prefetch thread. Fills *failure for a page file that passed the check but could not be
+// opened for reading (errno `err`): the same refusal as a failed read in CheckSetPages.
+void RefusePages(SetLoadFailure* failure, int err);
+
 }  // namespace uffd

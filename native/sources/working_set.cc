@@ -81,19 +81,18 @@ void WorkingSet::UsePagesFile(const std::vector<PageRun>& runs, uint32_t setChec
     // Mapped, as a page file checked by lib/ (Userfaultfd::AddWorkingSet): its pages lie in order.
     std::shared_ptr<PageSource> reader, prefetch;
     const char* failed = "dup";
+    int err = 0;
     for (auto* p : {&reader, &prefetch}) {
       int fd = fcntl(pagesFd_, F_DUPFD_CLOEXEC, 0);
       if (fd >= 0) *p = MakeFileSource(fd, pageSize_, FileMode::kMapped, &failed);
+      if (!*p && err == 0) err = errno;  // the first failure's: later calls may change errno
     }
-    int err = errno;
     if (reader && prefetch) {
       readerFill_->UsePages(std::move(reader));
       prefetcher_->UseCompact(std::move(prefetch), pagesFd_, pageSize_);
       pagesFd_ = -1;
     } else {
-      failure.kind = SetLoadFailure::kPages;
-      failure.reason = SetLoadFailure::kTruncated;  // PagesReason errno
-      failure.a = static_cast<uint64_t>(err);
+      RefusePages(&failure, err);
     }
   }
   if (failure.kind != SetLoadFailure::kNone && onLoadFailed_) onLoadFailed_(failure);
