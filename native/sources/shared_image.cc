@@ -19,8 +19,9 @@ SharedImage::SharedImage(int memfd, uint64_t size, uint64_t pageSize,
       source_(std::move(source)),
       present_(new std::atomic<uint64_t>[(pages_ + 63) / 64]()),
       tail_(pageSize),
-      bounce_(ServedRanges::kMaxWindow),
       record_(record) {
+  // Mapped, not zeroed page by page at creation: only a pread source ever reads into it.
+  bounce_.resize(ServedRanges::kMaxWindow);
   if (maxBytes_ != 0) {
     prev_.assign(pages_, kNil);
     next_.assign(pages_, kNil);

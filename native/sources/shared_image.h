@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "reader/mapped_allocator.h"
+#include "reader/mapped_vector.h"
 #include "sources/page_source.h"
 #include "sources/working_set.h"
 
@@ -92,7 +93,7 @@ class SharedImage {
   std::vector<uint8_t> tail_;  // the zero-padded last page of the source
   // A pread source's window (PageSource::Read), under mutex_: mapped, as a reader thread reads
   // the source through it (mapped_allocator.h).
-  MappedStdVector<uint8_t> bounce_;
+  MappedVector<uint8_t> bounce_;  // a pread source's (a file is sent, not read): sized, unwritten
   bool directWrites_ = true;  // the source writes into the memfd itself (WriteTo) until it cannot
   // The cap's order: a list through the present pages, most recently touched first.
   std::vector<uint32_t> prev_, next_;
