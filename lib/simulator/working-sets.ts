@@ -18,7 +18,7 @@ const BATCH_BYTES = 512 * 1024;
 /** Eager mode: batches per turn of the event loop (close() still comes between turns). */
 const EAGER_BATCHES = 64;
 /** Read-ahead along the set, as native WorkingSet::kMaxAlongBytes. */
-const MAX_ALONG_BYTES = 128 * 1024;
+const MAX_ALONG_BYTES = 1024 * 1024;
 /** Jumps of Follow filled after the rest, as native Prefetcher::kMaxGaps and kMinGap. */
 const MAX_GAPS = 64;
 const MIN_GAP = 64;

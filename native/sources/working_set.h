@@ -51,7 +51,13 @@ struct SetSetup {
 // The working-set state of one served range.
 class WorkingSet {
  public:
-  static constexpr uint64_t kMaxAlongBytes = 128 << 10;
+  // 1 MiB: a program that follows the set faults each time it catches up with what was
+  // installed ahead of it, and on one CPU (the program, this thread and the prefetch thread
+  // taking turns) each catch-up costs a fault and several thread switches. With 128 KiB a
+  // scattered set of 32768 single pages took ~700 demand faults and ~6,600 switches, 20-40 ms
+  // over an eager install; with 1 MiB ~140 and ~2,500 (docs/working-sets.md, issue 23). The
+  // window still starts at one page (first byte) and only grows while the program follows.
+  static constexpr uint64_t kMaxAlongBytes = 1 << 20;
 
   // JS thread. Preallocates for every page of the range (bitmaps, and one run per page at
   // worst: reserved address space, committed only as runs are added), so the reader thread
