@@ -9,6 +9,7 @@
 // userfaultfd here, as a VM does), or, for the scattered workload, also this process's own JS
 // thread right after serve() returns. Cold: the image, the set and its page file leave the page
 // cache before each run (ws-touch drop: posix_fadvise DONTNEED on those files only).
+// Needs --expose-gc: each variant's timed part starts after settle() (two full GCs).
 const { execFileSync, spawn } = require('child_process');
 const fs = require('fs');
 const path = require('path');
@@ -41,6 +42,18 @@ const SERVE = {
 };
 
 const waitTick = () => new Promise((r) => setImmediate(r));
+
+if (typeof global.gc !== 'function') throw new Error('run with --expose-gc (bench/working-set.js does)');
+/**
+ * Every variant's timed part starts from the same collected heap: without this, a GC started
+ * by an earlier variant's garbage (the memory variant's 512 MiB Buffer: ~40 ms to free) or by
+ * this variant's setup ran inside the timing of whichever variant came next. The second gc()
+ * finishes the first one's concurrent ArrayBuffer sweeping, where big backing stores are freed.
+ */
+function settle() {
+  global.gc();
+  global.gc();
+}
 const ms = (ns) => Number(ns) / 1e6;
 
 function dropCaches(set) {
@@ -54,16 +67,23 @@ function jsRun(variant, set) {
     const fd = fs.openSync(env.image, 'r');
     for (let off = 0; off < SIZE;) off += fs.readSync(fd, mem, off, Math.min(8 << 20, SIZE - off), off);
     fs.closeSync(fd);
+    const words = new Uint32Array(mem.buffer, mem.byteOffset, SIZE / 4);
+    settle();
     const t0 = process.hrtime.bigint();
-    const r = touch(new Uint32Array(mem.buffer, mem.byteOffset, SIZE / 4));
+    const r = touch(words);
     return { ttfb: ms(r.first - t0), finish: ms(r.end - t0), demandFaults: 0, prefetched: 0, sum: r.sum };
   }
   const uffd = Userfaultfd.open();
   const region = Region.map(SIZE);
   try {
+    // The program's view of its memory exists before the restore starts, as the other
+    // process's mapping does: region.buffer is a SIZE-byte external ArrayBuffer, which makes V8
+    // start a GC (external memory pressure, 1-5 ms) that settle() finishes before the timing.
+    const words = new Uint32Array(region.buffer);
+    settle();
     const t0 = process.hrtime.bigint();
     uffd.serve(region, PageSource.file(env.image), SERVE[variant](set));
-    const r = touch(new Uint32Array(region.buffer));
+    const r = touch(words);
     const s = uffd.stats();
     return { ttfb: ms(r.first - t0), finish: ms(r.end - t0), demandFaults: s.demandFaults, prefetched: s.prefetched, sum: r.sum };
   } finally {
@@ -72,26 +92,44 @@ function jsRun(variant, set) {
   }
 }
 
-/** Reads the first --bytes of each page of the order, as ws-touch does. */
+const WORDS_READ = Number(values.bytes) / 4;
+const now = process.hrtime.bigint; // reads no property of `this`
+const PAGE_WORDS = PAGE / 4;
+
+/** Adds the first --bytes of `page` to `sum`. */
+function readPage(words, page, sum) {
+  const base = page * PAGE_WORDS;
+  for (let k = 0; k < WORDS_READ; k++) sum = (sum + words[base + k]) >>> 0;
+  return sum;
+}
+
+/**
+ * Reads the first --bytes of each page of the order, as ws-touch does. The first page is read
+ * before touchRest() is entered: V8 deoptimizes touchRest() in each run and compiles it again
+ * when it is next called, on a worker thread that (pinned) took the CPU for ~2 ms before the
+ * first page was read; readPage() stays compiled.
+ */
 function touch(words) {
-  const n = Number(values.bytes) / 4;
-  const perPage = PAGE / 4;
-  let sum = 0;
-  let first = 0n;
-  for (let i = 0; i < order.length; i++) {
-    const base = order[i] * perPage;
-    for (let k = 0; k < n; k++) sum = (sum + words[base + k]) >>> 0;
-    if (i === 0) first = process.hrtime.bigint();
-  }
-  return { first, end: process.hrtime.bigint(), sum };
+  const sum = readPage(words, order[0], 0);
+  const first = now();
+  return { first, ...touchRest(words, sum) };
+}
+
+function touchRest(words, sum) {
+  for (let i = 1; i < order.length; i++) sum = readPage(words, order[i], sum);
+  return { end: now(), sum };
 }
 
 /** The program in another process: ws-touch sends its uffd, the image is served, then it runs. */
 async function processRun(variant, set, listener, sock) {
   if (variant === 'memory') {
+    settle();
     const r = JSON.parse(execFileSync(env.bin, ['memory', env.image, String(SIZE), env.order, values.bytes]).toString());
     return { ttfb: (r.first - r.start) / 1e6, finish: (r.end - r.start) / 1e6, demandFaults: 0, prefetched: 0, sum: r.sum };
   }
+  // Before the child starts: right before serve(), the collection slowed serve() and the first
+  // fault by 0.2-1 ms (pinned); the JS thread's program has no such gap (see jsRun).
+  settle();
   const child = spawn(env.bin, ['uffd', sock, String(SIZE), env.order, values.bytes], { stdio: ['pipe', 'pipe', 'inherit'] });
   let stdout = '';
   child.stdout.on('data', (d) => { stdout += d; });

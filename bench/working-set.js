@@ -19,7 +19,10 @@
 // the reader and the prefetch thread share one CPU). Cold: the image, the set and its page file
 // leave the page cache before each run, those files only (posix_fadvise DONTNEED; no host-wide
 // drop_caches). Times count from the moment serve() is called; first byte is the first touched
-// page read; demand faults and prefetched pages are stats(). Median of --runs runs, variants in
+// page read; demand faults and prefetched pages are stats(). Before each variant's timed part,
+// the same for all (baseline included): the program's view of its memory is made (JS thread:
+// region.buffer, whose 512 MiB external ArrayBuffer starts a V8 GC) and two full GCs run, so no
+// variant pays for a collection of an earlier one's garbage. Median of --runs runs, variants in
 // random order; the load average is printed with each cell. Writes bench/results-working-set.md.
 //
 // Usage: node bench/working-set.js [--workload both|scattered|runs] [--runs 3] [--bytes 64]
@@ -75,7 +78,7 @@ const load = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
 
 /** One pass in a child (pinned: under taskset -c 0), its medians and the load around it. */
 function pass(dir, workload, cache, pinned) {
-  const args = [path.join(__dirname, 'working-set-pass.js'), '--dir', dir, '--workload', workload, '--cache', cache,
+  const args = ['--expose-gc', path.join(__dirname, 'working-set-pass.js'), '--dir', dir, '--workload', workload, '--cache', cache,
     '--runs', values.runs, '--bytes', values.bytes];
   const before = load();
   const t = Date.now();
