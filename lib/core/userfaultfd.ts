@@ -68,6 +68,9 @@ export abstract class Userfaultfd extends EventEmitter {
   private isClosed = false;
   private refed = true;
   private readerStarted = false;
+  /** withReaderHeld() runs: startReader() waits for its end. */
+  private readerHeld = false;
+  private readerWanted = false;
   private readonly queues = new Set<EventQueue<UffdEvent>>();
   private readonly registrations = new Registrations();
   private readonly atExit: ReturnType<typeof closeAtExit>;
@@ -429,7 +432,29 @@ export abstract class Userfaultfd extends EventEmitter {
     this.emit(e.type, e);
   }
 
+  /**
+   * @internal Runs `setUp` (serve() calls, listeners) with the reader held back, then starts it
+   * if they asked for it. For a uffd adopted from a process that already faults
+   * (tools/criu-lazy-pages.ts): the faults waiting are then read once every range is served,
+   * and answered natively, instead of being read after the first serve() and sent to
+   * JavaScript, to be claimed once the set-up has returned.
+   */
+  withReaderHeld<T>(setUp: () => T): T {
+    if (this.readerStarted || this.readerHeld) return setUp();
+    this.readerHeld = true;
+    try {
+      return setUp();
+    } finally {
+      this.readerHeld = false;
+      if (this.readerWanted) this.startReader();
+    }
+  }
+
   protected startReader(): void {
+    if (this.readerHeld) {
+      this.readerWanted = true;
+      return;
+    }
     if (this.readerStarted || this.isClosed) return;
     this.readerStarted = true;
     this._startReader();
