@@ -6,8 +6,8 @@
  * in its work directory (criu-socket.ts). Each task that arrives is served from its images
  * natively (criu-task.ts), or, with the pages over HTTP, from JavaScript (criu-remote-task.ts).
  * When criu restore says "FTSR" (every task runs), the rest of the pages are pushed in the
- * background, demand faults first; once every task's pages are in (or the task exited), the
- * userfaultfds are closed and it exits 0.
+ * background, demand faults first; once every task's pages are in (or the task exited), it
+ * exits 0 at once, the summary printed (exitNow: the kernel closes the userfaultfds).
  *
  * Bad input ends it with a coded error (criu-errors.ts) and exit status 1, at once: images that
  * are missing or corrupt before it listens (criu restore then fails to connect, and nothing is

@@ -102,9 +102,7 @@ Napi::Value GetTid(const Napi::CallbackInfo& info) {
 
 // No atexit handlers, no static destructors, no join of any thread: the kernel closes the fds
 // and ends the threads (criu-lazy-pages' exit once every page is in: docs/criu.md).
-Napi::Value ExitNow(const Napi::CallbackInfo& info) {
-  _exit(ArgInt(info, 0));
-}
+Napi::Value ExitNow(const Napi::CallbackInfo& info) { _exit(ArgInt(info, 0)); }
 
 Napi::Function Userfaultfd::Init(Napi::Env env) {
   return DefineClass(env, "Userfaultfd",
