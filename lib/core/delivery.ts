@@ -87,8 +87,13 @@ export class Delivery {
     try {
       deliver();
     } catch (error) {
-      process.nextTick(() => { throw error; });
+      this.rethrowLater(error);
     }
+  }
+
+  /** What isolated() does with a delivery's error: thrown again on the next tick. */
+  rethrowLater(error: unknown): void {
+    process.nextTick(() => { throw error; });
   }
 
   /** faultTimeoutMs: answer the fault by the fallback if nothing answers its page in time. */

@@ -397,7 +397,8 @@ export class Serving {
    * answers it, asynchronously), or when a native source's range does (refaultIntoSource).
    */
   claim(e: PageFault): boolean {
-    if (e.wp) return false;
+    // Nothing served (the README's handler): no iterator made per fault, no loop compiled.
+    if (e.wp || this.served.size === 0) return false;
     for (const [x, image] of this.images) {
       if (e.address < x.start || e.address >= x.start + BigInt(x.length)) continue;
       const report = (err: Error, f?: PageFault): void => this.host.delivery.report(err, f);

@@ -194,12 +194,12 @@ export abstract class Userfaultfd extends EventEmitter {
   copy(dst: bigint | number | Range | Region, src: Uint8Array | ArrayBuffer, options?: CopyOptions): number {
     checkOptionKeys(options, OPTION_KEYS.copy, 'copy()');
     const d = this.address(dst, 'dst');
-    toBytes(src, 'src');
+    const given = toBytes(src, 'src');
     const o = toOptions<CopyOptions>(options, 'options');
     const mode = (toFlag(o.dontWake, 'options.dontWake') ? M.COPY_DONTWAKE : 0) | (toFlag(o.wp, 'options.wp') ? M.COPY_WP : 0);
     const existOk = toExistOk(o);
     // After the options: a getter of theirs may have detached `src` (or closed this uffd).
-    const bytes = toBytes(src, 'src');
+    const bytes = options === undefined ? given : toBytes(src, 'src');
     if (bytes.byteLength === 0) throw outOfRange('src.byteLength', 'a positive multiple of the page size', 0);
     checkAligned(bytes.byteLength, this.pageSize, 'src.byteLength');
     this.checkOpen();
@@ -427,7 +427,7 @@ export abstract class Userfaultfd extends EventEmitter {
 
   /** An event's one way out: to the iterators, then the listeners. */
   private publish(e: UffdEvent): void {
-    for (const q of this.queues) q.push(e);
+    if (this.queues.size > 0) for (const q of this.queues) q.push(e);
     this.emit(e.type, e);
   }
 

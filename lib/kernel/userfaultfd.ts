@@ -290,7 +290,10 @@ export class KernelUserfaultfd extends Userfaultfd {
 
   /** JS thread: `count` deliveries are in the scratch buffer. */
   onBatch(count: number): void {
-    for (let i = 0; i < count && !this.closed; i++) this.delivery.isolated(() => this.deliver(i * RECORD));
+    // Delivery.isolated()'s rule without its closure, one per fault until TurboFan inlines it.
+    for (let i = 0; i < count && !this.closed; i++) {
+      try { this.deliver(i * RECORD); } catch (error) { this.delivery.rethrowLater(error); }
+    }
   }
 
   /** JS thread: one delivery record at offset `o` of the scratch buffer. */
@@ -319,7 +322,8 @@ export class KernelUserfaultfd extends Userfaultfd {
       this.delivery.report(uffdError(errnoName(err), 'read', undefined, 'the fault reader stopped'));
       return;
     }
-    if (note === NOTE.kernel && LAYOUT_EVENTS.has(v.getUint8(o + MSG))) this.layoutSeen++;
+    const type = v.getUint8(o + MSG);
+    if (note === NOTE.kernel && type !== EV.PAGEFAULT && LAYOUT_EVENTS.has(type)) this.layoutSeen++;
     const e = this.decode(v, o + MSG);
     if (e === null) return;
     if (e.type === 'pagefault' && note === NOTE.kernel && this.nativeRanges > 0 && !e.wp && !e.minor) {

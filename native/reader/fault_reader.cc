@@ -350,17 +350,14 @@ size_t FaultReader::DeliverBatch(napi_env env, napi_value fn, Delivery* batch, s
     }
     done += n;
     napi_value arg;
-    napi_value recv;
     napi_value result;
     napi_create_uint32(env, static_cast<uint32_t>(n), &arg);
-    // napi_make_callback wants an object for `this` (the callback ignores it).
-    if (fromLoop) {
-      napi_get_global(env, &recv);
-    } else {
-      napi_get_undefined(env, &recv);
-    }
     // From the loop there is no callback scope around this call: napi_make_callback opens one,
-    // so that process.nextTick callbacks and promise jobs run after it, as after any I/O.
+    // so that process.nextTick callbacks and promise jobs run after it, as after any I/O. Its
+    // `this` must be an object: the callback itself (an arrow function, which ignores it), not
+    // the global looked up per batch.
+    napi_value recv = fn;
+    if (!fromLoop) napi_get_undefined(env, &recv);
     napi_status st = fromLoop
                          ? napi_make_callback(env, queue_.context(), recv, fn, 1, &arg, &result)
                          : napi_call_function(env, recv, fn, 1, &arg, &result);
