@@ -6,7 +6,7 @@
 'use strict';
 require('../dist/tools/cli.js').main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
-  // criu-lazy-pages' exit is how scripts see that every page is in: at once (it writes its
-  // output synchronously, and has closed what it opened).
-  if (process.argv[2] === 'criu-lazy-pages') process.exit(code);
+  // criu-lazy-pages' exit is how scripts see that every page is in: at once, without Node's
+  // teardown (its output is written synchronously; the kernel closes its uffds and socket).
+  if (process.argv[2] === 'criu-lazy-pages') require('../dist/tools/criu-daemon-mode.js').exitNow(code);
 });

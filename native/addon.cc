@@ -273,6 +273,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("apiHandshake", Napi::Function::New(env, ApiHandshake, "apiHandshake"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  exports.Set("exitNow", Napi::Function::New(env, ExitNow, "exitNow"));
   exports.Set("benchIoctlLoop", Napi::Function::New(env, BenchIoctlLoop, "benchIoctlLoop"));
   InitFdPass(env, exports);
   InitImageClient(env, exports);

@@ -192,6 +192,8 @@ export interface Binding extends FdPassBinding {
   apiHandshake(fd: number, features: number): { api: number; features: number; ioctls: bigint };
   closeFd(fd: number): void;
   gettid(): number;
+  /** _exit(2): no 'exit' handlers, no teardown; the kernel closes what is open. */
+  exitNow(status: number): never;
   /** bench/: `count` UFFDIO_COPY (op 0) or UFFDIO_WAKE (op 1) in a C loop in this process; ns. */
   benchIoctlLoop(fd: number, op: number, start: bigint, count: number, src?: Uint8Array): number;
   /** One PAGEMAP_SCAN of the written pages (native/tracking/dirty_tracker.h); out holds 3 words per run. */

@@ -1,4 +1,4 @@
-/* eslint max-lines: ["error", 530] -- one cohesive thing: the header says why */
+/* eslint max-lines: ["error", 545] -- one cohesive thing: the header says why */
 /**
  * Userfaultfd: the public class, a facade. It checks arguments, carries out the ioctls through
  * its backend (the kernel, or the simulator, which supply the `_` operations), and keeps the
@@ -68,6 +68,8 @@ export abstract class Userfaultfd extends EventEmitter {
   private isClosed = false;
   private refed = true;
   private readerStarted = false;
+  /** withReaderHeld(): 1 while it runs, 2 once something asked for the reader meanwhile. */
+  private readerHold = 0;
   private readonly queues = new Set<EventQueue<UffdEvent>>();
   private readonly registrations = new Registrations();
   private readonly atExit: ReturnType<typeof closeAtExit>;
@@ -429,8 +431,26 @@ export abstract class Userfaultfd extends EventEmitter {
     this.emit(e.type, e);
   }
 
+  /**
+   * @internal Runs `setUp` (serve() calls, listeners) with the reader held back, then starts it
+   * if asked: faults already waiting (an adopted uffd's task faults) are then read once every
+   * range is served and answered natively, not claimed from JavaScript (tools/criu-task.ts).
+   */
+  withReaderHeld<T>(setUp: () => T): T {
+    if (this.readerStarted || this.readerHold !== 0) return setUp();
+    this.readerHold = 1;
+    try {
+      return setUp();
+    } finally {
+      const wanted = this.readerHold === 2;
+      this.readerHold = 0;
+      if (wanted) this.startReader();
+    }
+  }
+
   protected startReader(): void {
-    if (this.readerStarted || this.isClosed) return;
+    if (this.readerHold !== 0) this.readerHold = 2;
+    if (this.readerStarted || this.isClosed || this.readerHold !== 0) return;
     this.readerStarted = true;
     this._startReader();
     // The reader starts ref'd: a serve() alone (no event consumer) must not hold the process.

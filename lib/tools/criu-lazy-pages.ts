@@ -6,8 +6,8 @@
  * in its work directory (criu-socket.ts). Each task that arrives is served from its images
  * natively (criu-task.ts), or, with the pages over HTTP, from JavaScript (criu-remote-task.ts).
  * When criu restore says "FTSR" (every task runs), the rest of the pages are pushed in the
- * background, demand faults first; once every task's pages are in (or the task exited), the
- * userfaultfds are closed and it exits 0.
+ * background, demand faults first; once every task's pages are in (or the task exited), it
+ * exits 0 at once, the summary printed (exitNow: the kernel closes the userfaultfds).
  *
  * Bad input ends it with a coded error (criu-errors.ts) and exit status 1, at once: images that
  * are missing or corrupt before it listens (criu restore then fails to connect, and nothing is
@@ -70,6 +70,10 @@ export class CriuLazyPages {
   private ended = false;
   private settled = false;
   private resolve!: (r: DaemonResult) => void;
+  /**
+   * Settles once every task's pages are in (its uffds and the socket are closed just after, in a
+   * setImmediate), or once it failed (closed first, the restored processes killed).
+   */
   readonly result = new Promise<DaemonResult>((resolve) => { this.resolve = resolve; });
 
   constructor(private readonly options: DaemonOptions) {
@@ -122,10 +126,8 @@ export class CriuLazyPages {
       this.socket?.release(fd);
       return;
     }
-    // Pinned first: whatever goes wrong next, this is the process to kill.
-    const pinned = pinRestored(pid, peer.pid);
-    if (pinned) this.processes.push(pinned);
-    else this.unpinned.push(pid);
+    // The task may be faulting already (criu restore sends the uffd before it says "FTSR"): its
+    // areas are served first, and what can wait (pinning it, the log) comes after.
     const images = this.images!.tasks.get(pid);
     // Pages answered from JavaScript (read over HTTP) must not run ahead of the layout events.
     const remote = images !== undefined && this.images!.pages.get(images.pagesId)!.source.custom !== null;
@@ -133,6 +135,7 @@ export class CriuLazyPages {
     try {
       uffd = Userfaultfd.fromFd(fd, { backend: 'native', orderedAnswers: remote });
     } catch (e) {
+      this.pin(pid, peer);
       this.fail(new CriuError('ERR_CRIU_NOT_UFFD', `pid ${pid}: what came with its message is not a userfaultfd (${describeError(e as Error)})`));
       this.socket?.release(fd);
       return;
@@ -151,12 +154,21 @@ export class CriuLazyPages {
       this.tasks.push(this.serveTask(pid, uffd, images));
     } catch (e) {
       // Killed first: once its uffd is closed, its missing pages would read as zeros.
+      this.pin(pid, peer);
       this.fail(asCriuError(e));
       uffd.close();
       return;
     }
+    this.pin(pid, peer);
     this.log(`pid ${pid}: serving ${images.lazyPages} lazy pages in ${images.areas.length} area(s)`);
     if (this.finished) this.tasks[this.tasks.length - 1].fill();
+  }
+
+  /** Pinned before anything fails: the processes to kill then. */
+  private pin(pid: number, peer: PeerCredentials): void {
+    const pinned = pinRestored(pid, peer.pid);
+    if (pinned) this.processes.push(pinned);
+    else this.unpinned.push(pid);
   }
 
   private serveTask(pid: number, uffd: Userfaultfd, images: NonNullable<ReturnType<CriuImages['tasks']['get']>>): ServedTask {
@@ -206,9 +218,24 @@ export class CriuLazyPages {
 
   private settle(r: DaemonResult): void {
     this.settled = true;
+    // Failed: the tasks are killed, so their uffds close now. With --record, each served
+    // area writes its working set as it closes.
+    if (r.status !== 0 || this.options.record !== undefined) {
+      this.close();
+      this.resolve(r);
+      return;
+    }
+    // Every page is in: the result comes first, since the command exits on it (the kernel then
+    // closes the uffds and the socket, without joining their threads: docs/criu.md,
+    // "Performance"); the closes follow for a caller that stays.
+    this.socket?.unlink();
+    this.resolve(r);
+    setImmediate(() => this.close());
+  }
+
+  private close(): void {
     for (const t of this.tasks) t.close();
     this.socket?.close();
-    this.resolve(r);
   }
 
   /** Stops now (SIGINT, SIGTERM): as a failure, since no one would answer the next fault. */

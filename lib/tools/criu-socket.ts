@@ -51,6 +51,7 @@ export class LazyPagesSocket extends EventEmitter<LazyPagesSocketEvents> {
   private pid = 0;
   private finishedSeen = false;
   private closed = false;
+  private unlinked = false;
 
   constructor(readonly path: string) {
     super();
@@ -73,6 +74,13 @@ export class LazyPagesSocket extends EventEmitter<LazyPagesSocketEvents> {
     if (this.closed) return;
     this.closed = true;
     this.handle.close(); // closes the fds JavaScript has not taken
+    this.unlink();
+  }
+
+  /** Removes the socket's path (close() does too): nothing connects any more. */
+  unlink(): void {
+    if (this.unlinked) return;
+    this.unlinked = true;
     try {
       fs.unlinkSync(this.path);
     } catch {

@@ -26,6 +26,7 @@ Napi::Value ApiHandshake(
     const Napi::CallbackInfo& info);                  // (fd, features) -> {api, features, ioctls}
 Napi::Value CloseFd(const Napi::CallbackInfo& info);  // (fd)
 Napi::Value GetTid(const Napi::CallbackInfo& info);   // gettid() of the calling JS thread
+Napi::Value ExitNow(const Napi::CallbackInfo& info);  // (status): _exit(2), for a command's end
 
 enum class SelfFaultPolicy : int32_t { kNone = 0, kZeropage = 1, kSigbus = 2, kSource = 3 };
 

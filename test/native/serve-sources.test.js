@@ -408,3 +408,32 @@ describeNative('serve: a source viewing a Region registered on the same uffd', (
     assert.match(r.stdout, /closed/);
   });
 });
+
+describeNative('serve: faults already waiting when a uffd is set up (withReaderHeld)', () => {
+  it('are read once every range is served, and answered by the source, with the listener added first', async () => {
+    const uffd = Userfaultfd.open();
+    const region = Region.map(4 * PAGE);
+    try {
+      uffd.register(region, { missing: true });
+      const expected = pattern(4 * PAGE, 5);
+      // The thread pool faults while nothing reads the uffd (an adopted uffd's task does so).
+      const read = region.read(2 * PAGE + 10, 100);
+      await new Promise((r) => setTimeout(r, 50));
+      const seen = [];
+      uffd.withReaderHeld(() => {
+        uffd.on('pagefault', (f) => seen.push(f));
+        // A reader started by the listener would read the fault now, before the serve() below.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        uffd.serve(region, PageSource.buffer(expected), { register: false });
+      });
+      assert.deepStrictEqual(await read, expected.subarray(2 * PAGE + 10, 2 * PAGE + 110));
+      assert.deepStrictEqual(seen, []);
+      // Answered on demand by the served range's native path, not by JavaScript claiming it
+      // for that range (which a fault read before the serve() gets: demandFaults 0).
+      assert.deepStrictEqual([uffd.stats().faults, uffd.stats().demandFaults], [1, 1]);
+    } finally {
+      uffd.close();
+      region.unmap();
+    }
+  });
+});
