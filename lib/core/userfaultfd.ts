@@ -68,7 +68,7 @@ export abstract class Userfaultfd extends EventEmitter {
   private isClosed = false;
   private refed = true;
   private readerStarted = false;
-  /** withReaderHeld(): 1 while it runs, 2 once something asked for the reader meanwhile. */
+  /** _withReaderHeld(): 1 while it runs, 2 once something asked for the reader meanwhile. */
   private readerHold = 0;
   private readonly queues = new Set<EventQueue<UffdEvent>>();
   private readonly registrations = new Registrations();
@@ -436,7 +436,7 @@ export abstract class Userfaultfd extends EventEmitter {
    * if asked: faults already waiting (an adopted uffd's task faults) are then read once every
    * range is served and answered natively, not claimed from JavaScript (tools/criu-task.ts).
    */
-  withReaderHeld<T>(setUp: () => T): T {
+  _withReaderHeld<T>(setUp: () => T): T {
     if (this.readerStarted || this.readerHold !== 0) return setUp();
     this.readerHold = 1;
     try {

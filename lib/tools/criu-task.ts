@@ -102,7 +102,7 @@ export class NativeTask implements ServedTask {
   constructor(readonly pid: number, uffd: Userfaultfd, images: TaskImages, private readonly pages: PageSource,
               private readonly hooks: TaskHooks, private readonly options: NativeTaskOptions = {}) {
     // The task may be faulting already: its waiting faults are read once every area is served.
-    uffd.withReaderHeld(() => {
+    uffd._withReaderHeld(() => {
       for (const area of images.areas) this.serveArea(uffd, area);
       this.add(uffd, 0, images.lazyPages);
     });

@@ -409,7 +409,7 @@ describeNative('serve: a source viewing a Region registered on the same uffd', (
   });
 });
 
-describeNative('serve: faults already waiting when a uffd is set up (withReaderHeld)', () => {
+describeNative('serve: faults already waiting when a uffd is set up (_withReaderHeld)', () => {
   it('are read once every range is served, and answered by the source, with the listener added first', async () => {
     const uffd = Userfaultfd.open();
     const region = Region.map(4 * PAGE);
@@ -420,7 +420,7 @@ describeNative('serve: faults already waiting when a uffd is set up (withReaderH
       const read = region.read(2 * PAGE + 10, 100);
       await new Promise((r) => setTimeout(r, 50));
       const seen = [];
-      uffd.withReaderHeld(() => {
+      uffd._withReaderHeld(() => {
         uffd.on('pagefault', (f) => seen.push(f));
         // A reader started by the listener would read the fault now, before the serve() below.
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
