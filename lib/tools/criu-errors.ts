@@ -1,4 +1,5 @@
 /** The coded errors of `userfaultfd criu-lazy-pages` (docs/criu.md lists what each means). */
+import { describeError } from '../base/errors';
 
 export type CriuErrorCode =
   /** An image the restore needs is not in the image directory (or at the pages URL). */
@@ -27,3 +28,9 @@ export class CriuError extends Error {
   }
 }
 
+
+/** `e` as the daemon reports it: a CriuError as it is, anything else as ERR_CRIU_SOURCE. */
+export function asCriuError(e: unknown): CriuError {
+  if (e instanceof CriuError) return e;
+  return new CriuError('ERR_CRIU_SOURCE', describeError(e as Error));
+}

@@ -19,24 +19,22 @@
  */
 import * as path from 'path';
 import { probe } from '../core/backend';
-import { constants, FeatureName } from '../base/constants';
+import { constants } from '../base/constants';
 import { Userfaultfd } from '../core/userfaultfd';
 import '../kernel';
 import { describeError } from '../base/errors';
 import { parseCommandLine, reportUsageError, UsageError } from './cli-errors';
-import { CriuError } from './criu-errors';
-import { CriuImages, imageStore, ImageStore, loadImages } from './criu-images';
+import { asCriuError, CriuError } from './criu-errors';
+import { CriuImages, imageStore, ImageStore, loadImages, TaskImages } from './criu-images';
 import { LazyPagesSocket } from './criu-socket';
-import { NativeTask, rehearse, ServedTask, TaskSummary } from './criu-task';
+import { NativeTask, ServedTask, TaskSummary } from './criu-task';
+import { adoptTask, NEEDED, rehearse } from './criu-arrival';
 import { RemoteTask } from './criu-remote-task';
 import type { PeerCredentials } from './fdpass';
 import { killRestored, pinRestored, RestoredProcess } from './restored-processes';
 import { USAGE } from './criu-usage';
 import { announceReady, fileLog, runInBackground, toStatusFd, withoutVerbosity } from './criu-daemon-mode';
 
-
-/** The events a restored task's userfaultfd must report: criu restore asks for exactly these. */
-const NEEDED: FeatureName[] = ['EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE', 'EVENT_UNMAP'];
 
 export interface DaemonOptions {
   imagesDir: string;
@@ -127,41 +125,24 @@ export class CriuLazyPages {
       return;
     }
     // The task may be faulting already (criu restore sends the uffd before it says "FTSR"): its
-    // areas are served first, and what can wait (pinning it, the log) comes after.
+    // areas are served first, and what can wait (pinning it, the log) comes after; a task that
+    // cannot be served is pinned before it fails, to be killed.
     const images = this.images!.tasks.get(pid);
-    // Pages answered from JavaScript (read over HTTP) must not run ahead of the layout events.
-    const remote = images !== undefined && this.images!.pages.get(images.pagesId)!.source.custom !== null;
-    let uffd: Userfaultfd;
-    try {
-      uffd = Userfaultfd.fromFd(fd, { backend: 'native', orderedAnswers: remote });
-    } catch (e) {
-      this.pin(pid, peer);
-      this.fail(new CriuError('ERR_CRIU_NOT_UFFD', `pid ${pid}: what came with its message is not a userfaultfd (${describeError(e as Error)})`));
-      this.socket?.release(fd);
-      return;
-    }
-    this.socket!.release(fd);
-    const missing = NEEDED.filter((f) => !uffd.features.includes(f));
-    try {
-      if (missing.length > 0) {
-        throw new CriuError('ERR_CRIU_UFFD_FEATURES', `pid ${pid}: its userfaultfd lacks ${missing.join(', ')}, ` +
-          'without which its mremap, munmap, madvise and fork could not be followed');
-      }
-      if (images === undefined) {
-        throw new CriuError('ERR_CRIU_NO_IMAGES', `pid ${pid} has no images in ${this.options.imagesDir} ` +
-          `(pstree.img lists ${[...this.images!.tasks.keys()].join(', ')})`);
-      }
-      this.tasks.push(this.serveTask(pid, uffd, images));
-    } catch (e) {
-      // Killed first: once its uffd is closed, its missing pages would read as zeros.
-      this.pin(pid, peer);
-      this.fail(asCriuError(e));
-      uffd.close();
-      return;
-    }
+    const task = adoptTask(pid, fd, this.socket!, {
+      // Pages answered from JavaScript (read over HTTP) must not run ahead of the layout events.
+      orderedAnswers: images !== undefined && this.images!.pages.get(images.pagesId)!.source.custom !== null,
+      needed: NEEDED,
+      serve: (uffd) => this.serveTask(pid, uffd, images),
+      fatal: (e) => {
+        this.pin(pid, peer);
+        this.fail(e);
+      },
+    });
+    if (task === null) return;
+    this.tasks.push(task);
     this.pin(pid, peer);
-    this.log(`pid ${pid}: serving ${images.lazyPages} lazy pages in ${images.areas.length} area(s)`);
-    if (this.finished) this.tasks[this.tasks.length - 1].fill();
+    this.log(`pid ${pid}: serving ${images!.lazyPages} lazy pages in ${images!.areas.length} area(s)`);
+    if (this.finished) task.fill();
   }
 
   /** Pinned before anything fails: the processes to kill then. */
@@ -171,7 +152,11 @@ export class CriuLazyPages {
     else this.unpinned.push(pid);
   }
 
-  private serveTask(pid: number, uffd: Userfaultfd, images: NonNullable<ReturnType<CriuImages['tasks']['get']>>): ServedTask {
+  private serveTask(pid: number, uffd: Userfaultfd, images: TaskImages | undefined): ServedTask {
+    if (images === undefined) {
+      throw new CriuError('ERR_CRIU_NO_IMAGES', `pid ${pid} has no images in ${this.options.imagesDir} ` +
+        `(pstree.img lists ${[...this.images!.tasks.keys()].join(', ')})`);
+    }
     const hooks = { fatal: (e: CriuError) => this.fail(e), log: this.log };
     const pages = this.images!.pages.get(images.pagesId)!.source;
     if (pages.custom !== null) return new RemoteTask(pid, uffd, images, pages, hooks);
@@ -242,11 +227,6 @@ export class CriuLazyPages {
   stop(signal: string): void {
     this.fail(new CriuError('ERR_CRIU_SOURCE', `stopped by ${signal} before every page was in`));
   }
-}
-
-function asCriuError(e: unknown): CriuError {
-  if (e instanceof CriuError) return e;
-  return new CriuError('ERR_CRIU_SOURCE', describeError(e as Error));
 }
 
 function taskLine(t: TaskSummary): string {

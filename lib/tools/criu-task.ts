@@ -7,7 +7,6 @@
  */
 import type { FillResult, PageFault, ServeOptions } from '../base/types';
 import { Userfaultfd } from '../core/userfaultfd';
-import { Region } from '../core/region';
 import { PageSource } from '../sources/page-source';
 import { readWorkingSet } from '../sources/working-set';
 import { describeError } from '../base/errors';
@@ -64,31 +63,6 @@ export interface NativeTaskOptions {
   /** Working sets: FILE.<pid>.<area start, hex> per area. */
   record?: string;
   prefetch?: string;
-}
-
-/**
- * Serves, fills and closes a throwaway range of this process from `pages`, the way a task's
- * areas will be: the daemon does it once before it listens, so that the first task is served
- * without the first run's compilation of this code (several ms, while its faults wait).
- */
-export async function rehearse(pages: PageSource, pageSize: number): Promise<void> {
-  const own = Userfaultfd.open({ backend: 'native' });
-  const uffd = Userfaultfd.fromFd(own.fd, { backend: 'native' });
-  const region = Region.map(2 * pageSize, { backend: 'native' });
-  try {
-    own.register(region, { missing: true });
-    const task = new NativeTask(0, uffd, {
-      pid: 0, pagesId: 0, lazyPages: 1,
-      areas: [{ start: region.address, length: 2 * pageSize, runs: [{ offset: 0, length: pageSize, sourceOffset: 0 }], pages: 1 }],
-    }, pages, { fatal: () => undefined, log: () => undefined });
-    task.fill();
-    await task.done;
-    task.summaries();
-    task.close();
-  } finally {
-    region.unmap();
-    own.close();
-  }
 }
 
 export class NativeTask implements ServedTask {
