@@ -63,6 +63,8 @@ export class CriuLazyPages {
   private readonly tasks: ServedTask[] = [];
   private readonly processes: RestoredProcess[] = [];
   private readonly unpinned: number[] = [];
+  /** "pid N: serving ..." lines, logged at "FTSR" or at a failure: see onTask. */
+  private served: string[] = [];
   private zombies = 0;
   private finished = false;
   private ended = false;
@@ -125,8 +127,10 @@ export class CriuLazyPages {
       return;
     }
     // The task may be faulting already (criu restore sends the uffd before it says "FTSR"): its
-    // areas are served first, and what can wait (pinning it, the log) comes after; a task that
-    // cannot be served is pinned before it fails, to be killed.
+    // areas are served first, and what can wait comes after: pinning it (criu restore, its
+    // ancestor, is alive now), then its log line, deferred to "FTSR" (a write to stderr, while
+    // in a one-CPU restore the reader just started cannot run). A task that cannot be served
+    // is pinned before it fails, to be killed.
     const images = this.images!.tasks.get(pid);
     const task = adoptTask(pid, fd, this.socket!, {
       // Pages answered from JavaScript (read over HTTP) must not run ahead of the layout events.
@@ -141,7 +145,7 @@ export class CriuLazyPages {
     if (task === null) return;
     this.tasks.push(task);
     this.pin(pid, peer);
-    this.log(`pid ${pid}: serving ${images!.lazyPages} lazy pages in ${images!.areas.length} area(s)`);
+    this.served.push(`pid ${pid}: serving ${images!.lazyPages} lazy pages in ${images!.areas.length} area(s)`);
     if (this.finished) task.fill();
   }
 
@@ -163,7 +167,13 @@ export class CriuLazyPages {
     return new NativeTask(pid, uffd, images, pages, hooks, { record: this.options.record, prefetch: this.options.prefetch });
   }
 
+  private logServed(): void {
+    for (const line of this.served) this.log(line);
+    this.served = [];
+  }
+
   private onFinished(): void {
+    this.logServed();
     this.finished = true;
     this.log(`restore finished: pushing the remaining pages of ${this.tasks.length} task(s)`);
     for (const t of this.tasks) t.fill();
@@ -188,6 +198,7 @@ export class CriuLazyPages {
    */
   fail(err: CriuError): void {
     if (this.settled) return;
+    this.logServed();
     this.log(`${err.code}: ${err.message}`);
     const killed: Record<number, string> = {};
     for (const p of this.processes) {
