@@ -73,6 +73,7 @@ const AREAS = 4;
  * some 20-30 serve() calls (docs/criu.md, "Performance"). Each costs about 1 ms.
  */
 const ROUNDS = 8;
+const REHEARSAL_TIMEOUT_MS = 10000;
 
 /**
  * The arrival path, end to end, ROUNDS times, each on a throwaway socket in a temporary
@@ -82,9 +83,18 @@ const ROUNDS = 8;
  */
 export async function rehearse(pages: PageSource, pageSize: number): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'criu-lazy-pages-'));
-  try {
+  const rounds = async (): Promise<void> => {
     for (let i = 0; i < ROUNDS; i++) await rehearseOnce(pages, pageSize, path.join(dir, `lazy-pages.${i}.socket`));
+  };
+  // A warm-up that never ends must not keep the daemon from listening.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the warm-up took over ${REHEARSAL_TIMEOUT_MS} ms`)), REHEARSAL_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([rounds(), late]);
   } finally {
+    clearTimeout(timer);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
