@@ -50,16 +50,27 @@ function exited(child) {
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, at: nowNs(), stdout })));
 }
 
+/** The daemon's log, for an error message. */
+function daemonLog(c, daemon) {
+  try {
+    return fs.readFileSync(path.join(c.hostImg, daemon === 'ours' ? 'lazy-ours.log' : 'lazy.log'), 'utf8').slice(-600);
+  } catch {
+    return '';
+  }
+}
+
 /** One restore of checkpoint `c` served by `daemon` ('ours' | 'criu'). */
 async function trial(chroot, c, daemon, pinned) {
   const pin = (argv) => (pinned ? ['taskset', '-c', '0', ...argv] : argv);
   const sock = path.join(c.hostImg, 'lazy-pages.socket');
-  for (const f of ['lazy-pages.socket', 'lazy.log']) fs.rmSync(path.join(c.hostImg, f), { force: true });
+  for (const f of ['lazy-pages.socket', 'lazy.log', 'lazy-ours.log']) fs.rmSync(path.join(c.hostImg, f), { force: true });
   const log = fs.readFileSync(c.hostLog, 'utf8');
   let d;
   let errors = '';
   if (daemon === 'ours') {
-    const [cmd, ...args] = pin([process.execPath, BIN, 'criu-lazy-pages', '-D', c.hostImg, '--json']);
+    // Its log to a file, as CRIU's daemon below: a line on a pipe would wake this process
+    // during the restore, for one daemon only.
+    const [cmd, ...args] = pin([process.execPath, BIN, 'criu-lazy-pages', '-D', c.hostImg, '--json', '-o', 'lazy-ours.log']);
     d = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     d.stderr.on('data', (x) => { errors += x; });
   } else {
@@ -76,7 +87,7 @@ async function trial(chroot, c, daemon, pinned) {
   if (r.code !== 0) {
     kill(d.pid);
     throw new Error(`${daemon}: criu restore failed (${r.code}): ${fs.readFileSync(path.join(c.hostImg, 'restore.log'), 'utf8').slice(-600)}` +
-      `\n${daemon}: ${errors}`);
+      `\n${daemon}: ${errors}${daemonLog(c, daemon)}`);
   }
   const dd = await daemonDone;
   const out = (await waitForFile(c.hostLog, (t) => /^time \d+$/m.test(t.slice(log.length)), 120000, `the program's work (after ${log.length} bytes)`)).slice(log.length);
@@ -84,7 +95,7 @@ async function trial(chroot, c, daemon, pinned) {
   // Restored again next with the same pid: wait until it is reaped, not only dead.
   for (let i = 0; i < 1000 && fs.existsSync(`/proc/${c.pid}`); i++) await new Promise((res) => setTimeout(res, 10));
   fs.rmSync(c.hostGo, { force: true });
-  if (r.code !== 0 || dd.code !== 0) throw new Error(`${daemon}: restore ${r.code}, daemon ${dd.code}`);
+  if (r.code !== 0 || dd.code !== 0) throw new Error(`${daemon}: restore ${r.code}, daemon ${dd.code}: ${errors}${daemonLog(c, daemon)}`);
   const post = /^post ([0-9a-f]{16})$/m.exec(out);
   if (!post || post[1] !== c.pre) throw new Error(`${daemon}: the restored program printed ${post && post[1]}, not ${c.pre}`);
   const ms = (t) => Number(BigInt(t) - t0) / 1e6;
