@@ -1,6 +1,7 @@
 #include "reader/fault_reader.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -257,6 +258,11 @@ void FaultReader::RunBackground() {
   background_ = w != FaultHandler::Work::kIdle;
   backgroundLater_ = w == FaultHandler::Work::kLater;
   if (post) queue_.Post(&d, 1);
+  // The fill never sleeps between its slices, so the scheduler would let it run a whole time
+  // slice (milliseconds) before a thread woken on this CPU: on one CPU, the restored program
+  // and criu restore's last steps waited behind it. Yielding after each slice hands the CPU
+  // to them at once; with nothing else runnable here it returns at once.
+  if (background_) sched_yield();
 }
 
 // Reader thread: hands this batch's deliveries to JS.
