@@ -3,7 +3,6 @@ import { constants, FeatureName } from './constants';
 import { invalidArgType, outOfRange } from './errors';
 import type { FillOptions, OpenOptions, Range, ReadSyncOptions } from './types';
 
-
 export function toAddress(value: unknown, name: string): bigint {
   if (typeof value === 'bigint') {
     // One truncation and a compare: the two bigint comparisons (< 0n, > 2 ** 64 - 1) cost twice

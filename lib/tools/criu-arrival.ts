@@ -4,8 +4,8 @@
  * on restoring, and the restorer faults on a lazy page (rseq on its TLS) before "FTSR": until
  * every area is served, that fault waits, and in a one-CPU restore (taskset) every microsecond
  * the daemon spends here is one the restore does not run. So the warm-up, rehearse(), runs this
- * very path once before the daemon listens (socket, parse, adoption, several serve() calls, the
- * pin), and the first task finds none of it to compile (docs/criu.md, "Performance").
+ * very path ROUNDS times before the daemon listens (socket, parse, adoption, several serve()
+ * calls, the pin), and the first task finds none of it cold (docs/criu.md, "Performance").
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -138,7 +138,7 @@ async function rehearseOnce(pages: PageSource, pageSize: number, socketPath: str
     pid.writeInt32LE(1, 0);
     sendUffd(socketPath, own, pid, { framing: 'raw' });
     task = await arrived;
-    pinRestored(process.pid, process.pid);
+    pinRestored(process.pid, process.pid); // its code warmed as onTask runs it (the result unused)
     // One demand fault, answered natively, as the restorer's first.
     await region.read(0, 1);
     task.fill();

@@ -28,7 +28,6 @@ export class CriuError extends Error {
   }
 }
 
-
 /** `e` as the daemon reports it: a CriuError as it is, anything else as ERR_CRIU_SOURCE. */
 export function asCriuError(e: unknown): CriuError {
   if (e instanceof CriuError) return e;

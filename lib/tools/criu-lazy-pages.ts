@@ -72,7 +72,8 @@ export class CriuLazyPages {
   private resolve!: (r: DaemonResult) => void;
   /**
    * Settles once every task's pages are in (its uffds and the socket are closed just after, in a
-   * setImmediate), or once it failed (closed first, the restored processes killed).
+   * setImmediate; with --record, first), or once it failed (closed first, the restored
+   * processes killed).
    */
   readonly result = new Promise<DaemonResult>((resolve) => { this.resolve = resolve; });
 
