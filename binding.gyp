@@ -12,6 +12,7 @@
             "native/uffd/errors.cc",
             "native/uffd/userfaultfd.cc",
             "native/reader/fault_reader.cc",
+            "native/reader/cpu_sharing.cc",
             "native/reader/loop_reader.cc",
             "native/sources/page_source.cc",
             "native/sources/served_layout.cc",

@@ -108,6 +108,7 @@ void FaultReader::Run() {
   bool standIn = false;
   uint64_t standInFrom = 0;
   while (!thread_.stopping()) {
+    if (background_) cpuSharing_.LeaveIfShared();
     UpdateYield();
     bool direct = direct_.load(std::memory_order_acquire);
     if (standIn && (!direct || jsTurns_.load(std::memory_order_acquire) != standInFrom)) {
@@ -257,6 +258,7 @@ void FaultReader::RunBackground() {
   FaultHandler::Work w = handler_->Background(&d, &post);
   background_ = w != FaultHandler::Work::kIdle;
   backgroundLater_ = w == FaultHandler::Work::kLater;
+  if (!background_) cpuSharing_.Reset();  // what preempts it from now on is no fill's business
   if (post) queue_.Post(&d, 1);
   // The fill never sleeps between its slices, so the scheduler would let it run a whole time
   // slice (milliseconds) before a thread woken on this CPU: on one CPU, the restored program

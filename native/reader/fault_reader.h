@@ -16,6 +16,7 @@
 #include <mutex>
 #include <vector>
 
+#include "reader/cpu_sharing.h"
 #include "reader/js_batch_queue.h"
 #include "reader/loop_reader.h"
 #include "reader/mapped_vector.h"
@@ -167,6 +168,7 @@ class FaultReader : private LoopReader::Target {
   // waits for a message to be read first.
   bool background_ = true;
   bool backgroundLater_ = false;
+  CpuSharing cpuSharing_;  // reader thread, while background work remains
   bool released_ = false;  // JS thread
 
   // The JS thread's reading (SetDirect).
