@@ -7,7 +7,7 @@
 const assert = require('assert');
 const path = require('path');
 const os = require('os');
-const { describeNative, runProcess, skipWithReason } = require('../helpers');
+const { describeNative, runProcess, scaled, skipWithReason } = require('../helpers');
 
 const ROOT = path.join(__dirname, '../..');
 const CHILD = `
@@ -22,7 +22,7 @@ const CHILD = `
     const before = [...new Set(masks())];
     const u = Userfaultfd.open();
     const PAGE = u.pageSize;
-    const pages = 4096;
+    const pages = (16 << 20) / PAGE; // 16 MiB, whatever the page size
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-fill-cpu-'));
     const file = path.join(dir, 'pages.img');
     const data = Buffer.alloc(pages * PAGE);
@@ -51,7 +51,7 @@ async function run(cpus) {
 }
 
 describeNative('fill: leaving a shared CPU', function () {
-  this.timeout(60000);
+  this.timeout(scaled(60000));
 
   it('every byte read, every thread left with the mask it had (two CPUs allowed)', async function () {
     if (os.availableParallelism() < 2) return skipWithReason(this, 'one CPU here: nothing to move to');
