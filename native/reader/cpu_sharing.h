@@ -5,9 +5,9 @@
 // the reader's CPU (the program faulted while the reader ran there), it stays so: each copy wakes
 // it there, it preempts the reader, runs until its next missing page, and the reader goes on.
 // The two take turns on one CPU while another idles, and the load balancer leaves them (each ran
-// within the last half millisecond: "cache hot"). With a restore that reads its memory in order
-// that was a third of the time to the last page (docs/criu.md, "Performance"). Leaving the CPU
-// once, after being preempted, ends it: the program's next wake-ups find its own CPU idle.
+// within the last half millisecond: "cache hot"). In a CRIU restore that reads its memory in
+// order, that lasted 18-26 ms of 50-60 (docs/criu.md, "Performance"). Leaving the CPU once, after
+// being preempted, ends it: the program's next wake-ups find its own CPU idle.
 #pragma once
 #include <cstdint>
 
