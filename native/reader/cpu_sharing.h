@@ -17,7 +17,9 @@ class CpuSharing {
  public:
   // Reader thread. Moves the calling thread to another CPU of its affinity mask when it was
   // preempted since the last call (at most once per kMinGapNs); the mask is left as it was. A
-  // thread allowed only one CPU stays. No allocation: the reader's rule (mapped_vector.h).
+  // thread allowed only one CPU stays. No allocation: the reader's rule (mapped_vector.h). An
+  // affinity change made from outside (taskset -p) in the microseconds between its two
+  // sched_setaffinity calls is undone for this thread.
   void LeaveIfShared();
   // Reader thread: the background work is done; the next LeaveIfShared() only takes note.
   void Reset() { preemptions_ = -1; }
