@@ -6,8 +6,10 @@
 // it there, it preempts the reader, runs until its next missing page, and the reader goes on.
 // The two take turns on one CPU while another idles, and the load balancer leaves them (each ran
 // within the last half millisecond: "cache hot"). In a CRIU restore that reads its memory in
-// order, that lasted 18-26 ms of 50-60 (docs/criu.md, "Performance"). Leaving the CPU once, after
-// being preempted, ends it: the program's next wake-ups find its own CPU idle.
+// order, that lasted 18-26 ms of 50-60 (docs/criu.md, "Performance"). Leaving the CPU after being
+// preempted usually ends it: the program's next wake-ups find its own CPU idle. Not always: in
+// one of three traced restores the reader did not leave (not explained), and a program woken onto
+// the reader's new CPU (its own busy) sends it off again, kMinGapNs later at the earliest.
 #pragma once
 #include <cstdint>
 
