@@ -327,6 +327,29 @@ function kernelAtLeast(major, minor) {
 /** Resolves after `ms`; never used to assert a duration, only to let events arrive. */
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Resolves once `count` threads of this process wait in the kernel on a userfault
+ * (/proc/self/task/N/wchan is handle_userfault), for a test that needs a fault raised and
+ * pending before its next step: a fixed delay is too short under a sanitizer or qemu. Rejects
+ * after `timeoutMs`. Where wchan names no function (a kernel without it shows 0 for every
+ * thread), it waits `fallbackMs` instead and says so.
+ */
+async function faultsWaiting(count = 1, { timeoutMs = scaled(10000), fallbackMs = scaled(200) } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const chans = fs.readdirSync('/proc/self/task').map((t) => {
+      try { return fs.readFileSync(`/proc/self/task/${t}/wchan`, 'utf8'); } catch { return '0'; }
+    });
+    if (chans.filter((c) => c === 'handle_userfault').length >= count) return;
+    if (chans.every((c) => c === '0')) {
+      console.log(`      (no wchan on this kernel: waiting ${fallbackMs} ms for the fault instead)`);
+      return delay(fallbackMs);
+    }
+    if (Date.now() > deadline) throw new Error(`no ${count} thread(s) waiting on a userfault after ${timeoutMs} ms: ${chans.join(', ')}`);
+    await delay(1);
+  }
+}
+
 /** Resolves with the next event of `type` on `emitter`. */
 const nextEvent = (emitter, type) => new Promise((resolve) => emitter.once(type, resolve));
 
@@ -426,4 +449,4 @@ function requirePrivileged(ctx, what, need = 'uffd') {
   if (!privileges[need]) skipWithReason(ctx, `${what} needs ${NEEDS[need]} (this process: ${privileges.summary})`);
 }
 
-module.exports = { processExited, requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };
+module.exports = { processExited, requireNoSanitizer, sanitizer, HOST_SETTINGS_VAR, requireHostSettings, hugePagePool, reserveHugePages, findNpmCli, at, pages, PAGE, HUGE, NO_MAPPING, TIME_SCALE, scaled, kernelAtLeast, faultsWaiting, requirePrivileged, privileges, skipWithReason, perTestUffd, startProcess, runProcess, describeNative, backends, describeBackends, requireFeature, pattern, runChild, runChildJson, runUffdChild, delay, nativeProbe, simulatorProbe, requireLacking, requireBackend, nextEvent, collectFaults, scatteredPages, nextEvents };

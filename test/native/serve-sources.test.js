@@ -6,7 +6,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { Userfaultfd, Region, PageSource } = require('../../dist');
-const { PAGE, pattern, runChild, describeNative } = require('../helpers');
+const { PAGE, pattern, runChild, describeNative, faultsWaiting } = require('../helpers');
 
 const SIZE = 4 * 1024 * 1024;
 
@@ -418,7 +418,7 @@ describeNative('serve: faults already waiting when a uffd is set up (_withReader
       const expected = pattern(4 * PAGE, 5);
       // The thread pool faults while nothing reads the uffd (an adopted uffd's task does so).
       const read = region.read(2 * PAGE + 10, 100);
-      await new Promise((r) => setTimeout(r, 50));
+      await faultsWaiting(1);
       const seen = [];
       uffd._withReaderHeld(() => {
         uffd.on('pagefault', (f) => seen.push(f));
