@@ -430,6 +430,14 @@ uint64_t ServedRanges::WindowFor(Range& r, uint64_t page) {
 }
 
 // Reader thread.
+bool ServedRanges::Serves(uint64_t address) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const Range& r : ranges_) {
+    if (address >= r.start && address - r.start < r.length) return true;
+  }
+  return false;
+}
+
 ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, bool minor, bool write,
                                            FaultStats& stats, int* err) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -175,6 +175,9 @@ class ServedRanges {
   // Reader thread: answers a fault at `address` when a served range holds it. A minor fault
   // (`minor`) is answered by an image range only.
   Outcome Answer(int fd, uint64_t address, bool minor, bool write, FaultStats& stats, int* err);
+  // Reader thread: whether a served range holds `address`, so that its fault can be counted
+  // before Answer wakes the faulting thread (which may read stats() at once).
+  bool Serves(uint64_t address);
   // Reader thread: pages in [start, end) were dropped (REMOVE/UNMAP); restart read-ahead.
   // `removed` (REMOVE): ranges served with zeroRemoved remember the span as zeros. UNMAP cuts
   // following ranges.

@@ -919,6 +919,11 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
           return Disposition::kRetry;
         }
         bool counted = missing && workingSets_.OnFault(address, write);
+        // A served range's demand fault is counted before its answer wakes the faulting thread,
+        // which may read stats() at once (as OnFault counts a working set's): taken back below if
+        // nothing answered it, or if it waits for a retry (counted again then).
+        bool early = missing && !counted && served_.Serves(address);
+        if (early) workingSets_.CountDemand();
         workingSets_.gate().Begin();
         // Along a working set first (missing faults only: a set's ranges are never clones'), then
         // the served ranges, which answer a shared image's clones' minor faults too.
@@ -928,10 +933,13 @@ Disposition Userfaultfd::OnMessage(const uffd_msg& msg, Delivery* out) {
         if (outcome == ServedRanges::Outcome::kNotServed)
           outcome = served_.Answer(fd_, address, minor, write, stats_, &err);
         workingSets_.gate().End();
+        bool answered = outcome != ServedRanges::Outcome::kNotServed;
         if (outcome == ServedRanges::Outcome::kRetry) {
-          if (counted) workingSets_.UncountDemand();
-        } else if (missing && !counted && outcome != ServedRanges::Outcome::kNotServed) {
-          workingSets_.CountDemand();
+          if (counted || early) workingSets_.UncountDemand();
+        } else if (early && !answered) {
+          workingSets_.UncountDemand();
+        } else if (missing && !counted && !early && answered) {
+          workingSets_.CountDemand();  // a range served since Serves() looked
         }
         switch (outcome) {
           case ServedRanges::Outcome::kAnswered:
