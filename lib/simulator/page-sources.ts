@@ -60,9 +60,14 @@ export function stage(m: Mapping, start: bigint, length: number, source: Source,
   return stager;
 }
 
+/** Withdraws what `stager` wrote: missing pages read as the kernel's fresh (zero) pages again. */
 export function unstage(m: Mapping, stager: Stager): void {
   const i = m.stagers.indexOf(stager);
-  if (i >= 0) m.stagers.splice(i, 1);
+  if (i < 0) return;
+  m.stagers.splice(i, 1);
+  for (let p = stager.first; p < stager.last && !m.removed; p++) {
+    if (!m.mapped[p] && !m.poisoned[p] && !(m.shared && m.backing.cached[p])) m.backing.zero(p);
+  }
 }
 
 /** One sequential reader that adaptive read-ahead follows. */
