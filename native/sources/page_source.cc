@@ -438,6 +438,7 @@ bool ServedRanges::Serves(uint64_t address) {
   return false;
 }
 
+// Reader thread.
 ServedRanges::Outcome ServedRanges::Answer(int fd, uint64_t address, bool minor, bool write,
                                            FaultStats& stats, int* err) {
   std::lock_guard<std::mutex> lock(mutex_);
