@@ -75,23 +75,16 @@ describeBackends('serve: page sources', (backend) => {
     assert.deepStrictEqual(await region.read(0, 8 * PAGE), b);
   }));
 
-  it('after close(), the pages the source filled keep its bytes and the others read as zeros', async () => {
-    const uffd = Userfaultfd.open({ backend });
-    const region = Region.map(8 * PAGE, { backend });
-    try {
-      const b = pattern(8 * PAGE, 12);
-      uffd.serve(region, PageSource.buffer(b), { readahead: false });
-      assert.deepStrictEqual(await region.read(2 * PAGE, PAGE), b.subarray(2 * PAGE, 3 * PAGE));
-      uffd.close();
-      // Unregistered: a missing page is the kernel's fresh page, not the source's.
-      const expected = Buffer.alloc(8 * PAGE);
-      b.copy(expected, 2 * PAGE, 2 * PAGE, 3 * PAGE);
-      assert.deepStrictEqual(await region.read(0, 8 * PAGE), expected);
-    } finally {
-      uffd.close();
-      region.unmap();
-    }
-  });
+  it('after close(), the pages the source filled keep its bytes and the others read as zeros', () => withServed(8 * PAGE, async (uffd, region) => {
+    const b = pattern(8 * PAGE, 12);
+    uffd.serve(region, PageSource.buffer(b), { readahead: false });
+    assert.deepStrictEqual(await region.read(2 * PAGE, PAGE), b.subarray(2 * PAGE, 3 * PAGE));
+    uffd.close();
+    // Unregistered: a missing page is the kernel's fresh page, not the source's.
+    const expected = Buffer.alloc(8 * PAGE);
+    b.copy(expected, 2 * PAGE, 2 * PAGE, 3 * PAGE);
+    assert.deepStrictEqual(await region.read(0, 8 * PAGE), expected);
+  }));
 
   it('faults outside the served ranges reach the pagefault listener; stop() hands a range back', () => withServed(8 * PAGE, async (uffd, region) => {
     const seen = [];

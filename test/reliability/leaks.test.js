@@ -27,19 +27,18 @@ async function leakRun(kind, cycles) {
  * pad and a little more: those are counted apart, and named.
  */
 function mmapGrowth({ before, after }) {
-  const key = (l) => {
+  const fields = (l) => {
     const [range, perms, , , , file = ''] = l.split(/\s+/);
-    return `${range.split('-')[perms === '---p' ? 1 : 0]} ${perms} ${file}`;
+    const [start, end] = range.split('-');
+    return { start, end, perms, file, size: parseInt(end, 16) - parseInt(start, 16) };
   };
-  const size = (l) => { const [a, b] = l.slice(0, l.indexOf(' ')).split('-').map((h) => parseInt(h, 16)); return b - a; };
+  const key = (l) => { const f = fields(l); return `${f.perms === '---p' ? f.end : f.start} ${f.perms} ${f.file}`; };
   const was = new Set(before.mmapLines.map(key));
   const is = new Set(after.mmapLines.map(key));
   const added = after.mmapLines.filter((l) => !was.has(key(l)));
   const gone = before.mmapLines.filter((l) => !is.has(key(l)));
-  const mainArena = after.breakBlockedBy === null ? [] : added.filter((l) => {
-    const [, perms, , , , file = ''] = l.split(/\s+/);
-    return perms === 'rw-p' && file === '' && size(l) >= 0x20000 + PAGE && size(l) < 1 << 20;
-  });
+  const mainArena = after.breakBlockedBy === null ? [] : added.map(fields).filter((f) =>
+    f.perms === 'rw-p' && f.file === '' && f.size >= 0x20000 + PAGE && f.size < 1 << 20);
   if (mainArena.length > 0) {
     console.log(`      (brk(2) blocked by "${after.breakBlockedBy.trim()}": glibc's main arena grew by ` +
       `${mainArena.length} mmap(2) pieces, counted apart)`);
